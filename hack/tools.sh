@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# tools.sh TOOL... : make each tool available in bin/ (the Makefile calls this).
+#
+# Tools are built once per machine into a per-user cache keyed by tool and
+# version (~/.cache/vcon-operator/<tool>-<version>/) and symlinked into bin/,
+# so a fresh clone (CI) or a second `make test` reuses them instead of paying
+# the build again. This machine has no internet beyond the Go module proxy,
+# so everything is built from source through it; setup-envtest is tried
+# first for the envtest binaries in case downloads work where this runs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/bin"
+CACHE="${VCON_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vcon-operator}"
+mkdir -p "$BIN" "$CACHE"
+
+KUBE_VERSION=${KUBE_VERSION:-v1.37.2}      # kube-apiserver
+KUBE_STAGING=${KUBE_STAGING:-v0.37.2}      # the k8s.io/<staging> modules of that release
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+CONTROLLER_TOOLS_VERSION=${CONTROLLER_TOOLS_VERSION:-v0.23.0}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
+PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}   # module version of github.com/prometheus/prometheus
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-$PROMTOOL_VERSION}
+
+log() { printf 'tools: %s\n' "$*" >&2; }
+
+# link NAME DIR: bin/NAME -> DIR/NAME
+link() { ln -sfn "$2/$1" "$BIN/$1"; }
+
+# build_in_module DIR MODULE@VERSION PKG OUT [extra go.mod lines]
+# Builds PKG from a throwaway module so the tool's dependencies never touch
+# our go.mod. The module directory is kept in the cache for inspection.
+build_in_module() {
+  local dir=$1 req=$2 pkg=$3 out=$4 extra=${5:-}
+  mkdir -p "$dir/src"
+  (
+    cd "$dir/src"
+    [ -f go.mod ] || { go mod init tmp.local/toolbuild >/dev/null 2>&1; }
+    [ -z "$extra" ] || printf '%s\n' "$extra" >>go.mod
+    GOFLAGS=-mod=mod go get "$req" >&2
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$out" "$pkg" >&2
+  )
+  rm -rf "$dir/src"
+}
+
+ensure() {
+  local name=$1 version=$2 dir="$CACHE/$1-$2"
+  if [ -x "$dir/$name" ]; then link "$name" "$dir"; return 0; fi
+  log "building $name $version into $dir (once per machine)"
+  rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
+  "build_$3" "$dir.tmp" "$version"
+  rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  link "$name" "$dir"
+}
+
+build_controller_gen() {
+  GOBIN="$1" go install "sigs.k8s.io/controller-tools/cmd/controller-gen@$2"
+}
+
+build_etcd() {
+  # go.etcd.io/etcd/server/v3 has the etcd main package at its root.
+  build_in_module "$1" "go.etcd.io/etcd/server/v3@$2" go.etcd.io/etcd/server/v3 "$1/etcd"
+}
+
+build_kube_apiserver() {
+  # k8s.io/kubernetes is not meant to be required: its go.mod replaces every
+  # k8s.io/<staging> module with a local directory. A throwaway module that
+  # requires it must replace each of them with the published version.
+  local dir=$1 version=$2 gomod replaces
+  GOFLAGS=-mod=mod go mod download "k8s.io/kubernetes@$version" >&2
+  gomod=$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$version.mod
+  replaces=$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#replace \1 => \1 '"$KUBE_STAGING"'#p' "$gomod")
+  [ -n "$replaces" ] || { log "no staging replaces found in $gomod"; return 1; }
+  build_in_module "$dir" "k8s.io/kubernetes@$version" k8s.io/kubernetes/cmd/kube-apiserver "$dir/kube-apiserver" "$replaces"
+}
+
+build_helm() {
+  build_in_module "$1" "helm.sh/helm/v3@$2" helm.sh/helm/v3/cmd/helm "$1/helm"
+}
+
+build_promtool() {
+  build_in_module "$1" "github.com/prometheus/prometheus@$2" github.com/prometheus/prometheus/cmd/promtool "$1/promtool"
+}
+
+build_prometheus() {
+  build_in_module "$1" "github.com/prometheus/prometheus@$2" github.com/prometheus/prometheus/cmd/prometheus "$1/prometheus"
+}
+
+# envtest binaries: setup-envtest first (works where downloads do), else build.
+ensure_envtest() {
+  local dir="$CACHE/envtest-${KUBE_VERSION#v}"
+  if [ -x "$dir/kube-apiserver" ] && [ -x "$dir/etcd" ]; then
+    link kube-apiserver "$dir"; link etcd "$dir"; return 0
+  fi
+  mkdir -p "$dir"
+  local assets
+  if assets=$(timeout 60 go run sigs.k8s.io/controller-runtime/tools/setup-envtest@latest use "${KUBE_VERSION#v}" \
+      --bin-dir "$CACHE/setup-envtest" -p path 2>/dev/null) && [ -x "$assets/kube-apiserver" ]; then
+    log "envtest binaries from setup-envtest: $assets"
+    cp "$assets/kube-apiserver" "$assets/etcd" "$dir/"
+  else
+    log "setup-envtest could not download; building kube-apiserver $KUBE_VERSION and etcd $ETCD_VERSION from the Go module proxy"
+    ensure kube-apiserver "$KUBE_VERSION" kube_apiserver
+    ensure etcd "$ETCD_VERSION" etcd
+    ln -sfn "$CACHE/kube-apiserver-$KUBE_VERSION/kube-apiserver" "$dir/kube-apiserver"
+    ln -sfn "$CACHE/etcd-$ETCD_VERSION/etcd" "$dir/etcd"
+  fi
+  link kube-apiserver "$dir"; link etcd "$dir"
+}
+
+for tool in "$@"; do
+  case "$tool" in
+    envtest) ensure_envtest ;;
+    controller-gen) ensure controller-gen "$CONTROLLER_TOOLS_VERSION" controller_gen ;;
+    helm) ensure helm "$HELM_VERSION" helm ;;
+    promtool) ensure promtool "$PROMTOOL_VERSION" promtool ;;
+    prometheus) ensure prometheus "$PROMETHEUS_VERSION" prometheus ;;
+    *) log "unknown tool $tool"; exit 2 ;;
+  esac
+done

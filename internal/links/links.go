@@ -1,0 +1,97 @@
+// Package links holds the pipeline steps ("links") a chain runs on each vCon,
+// under the conserver module names users already configure (links.tag,
+// links.jq_link, ...), and the registry that builds them from a config entry.
+package links
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+// Result is what a link decided about a vCon.
+type Result struct {
+	// Halt stops the chain for this vCon: no further link, no storage, no
+	// egress and no dead letter. conserver calls such a vCon "filtered".
+	Halt bool
+	// NextUUID, when set and different from the current uuid, makes the rest
+	// of the chain run on that vCon instead (conserver's "return another
+	// uuid"). The pipeline loads it from Redis.
+	NextUUID string
+}
+
+// Continue is the result of a link that lets the vCon go on unchanged in identity.
+var Continue = Result{}
+
+// Halted is the result of a link that filtered the vCon out.
+var Halted = Result{Halt: true}
+
+// Link is one configured step. Run may change v in place; the pipeline writes
+// the document back once the chain is done. An error dead-letters the vCon
+// with the error's text as the reason, so errors must say what failed
+// without quoting vCon content or secrets.
+type Link interface {
+	Run(ctx context.Context, v *vcon.VCon) (Result, error)
+}
+
+// Deps are the shared clients a link may use. Links must not keep global
+// state: everything they need comes from here or from their options.
+type Deps struct {
+	// Redis is the chain's Redis (conserver's links talk to the same one).
+	Redis redis.UniversalClient
+	// HTTP is the client for outbound calls; tests point it at local servers.
+	HTTP *http.Client
+	// Logger never receives vCon content or secrets.
+	Logger *slog.Logger
+}
+
+// Factory builds a link from its options (the YAML value as written, nil when
+// absent). It validates the options and returns an error naming the bad key,
+// so that a broken config is refused at load time, never at the first vCon.
+type Factory func(name string, options map[string]any, deps Deps) (Link, error)
+
+var registry = map[string]Factory{}
+
+// Register adds a module. It is called from init functions of this package.
+func Register(module string, f Factory) {
+	if _, dup := registry[module]; dup {
+		panic("links: module registered twice: " + module)
+	}
+	registry[module] = f
+}
+
+// Known returns the registered module names, sorted.
+func Known() []string {
+	out := make([]string, 0, len(registry))
+	for m := range registry {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New builds the link named name from its module and options.
+func New(name, module string, options map[string]any, deps Deps) (Link, error) {
+	f, ok := registry[module]
+	if !ok {
+		return nil, fmt.Errorf("link %q: unknown module %q (known: %s)", name, module, strings.Join(Known(), ", "))
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.HTTP == nil {
+		deps.HTTP = http.DefaultClient
+	}
+	l, err := f(name, options, deps)
+	if err != nil {
+		return nil, fmt.Errorf("link %q (%s): %w", name, module, err)
+	}
+	return l, nil
+}

@@ -1,0 +1,104 @@
+// Package storage holds the places a chain writes finished vCons to
+// (storage.postgres, storage.file, ...) under conserver's module names, and
+// the registry that builds them from a config entry.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+// ErrNotFound is returned by Get when the storage has no such vCon.
+var ErrNotFound = errors.New("storage: vcon not found")
+
+// Storage saves finished vCons. Save must be idempotent: at-least-once
+// delivery means the same vCon can be saved twice, and a second save must
+// not create a second record.
+type Storage interface {
+	Save(ctx context.Context, v *vcon.VCon) error
+}
+
+// Getter is implemented by storages that can read a vCon back, for
+// read-through when Redis has expired the body.
+type Getter interface {
+	Get(ctx context.Context, uuid string) ([]byte, error)
+}
+
+// Deleter is implemented by storages that can delete a vCon (API DELETE).
+type Deleter interface {
+	Delete(ctx context.Context, uuid string) error
+}
+
+// Closer is implemented by storages that hold connections.
+type Closer interface {
+	Close() error
+}
+
+// Deps are the shared clients a storage may use.
+type Deps struct {
+	Redis  redis.UniversalClient
+	HTTP   *http.Client
+	Logger *slog.Logger
+}
+
+// Factory builds a storage from its options (nil when absent). It validates
+// the options, naming the bad key, and may connect; it must not block for
+// long when the backend is down (Save reports that, and is retried).
+type Factory func(ctx context.Context, name string, options map[string]any, deps Deps) (Storage, error)
+
+var registry = map[string]Factory{}
+
+// Register adds a module. It is called from init functions of this package.
+func Register(module string, f Factory) {
+	if _, dup := registry[module]; dup {
+		panic("storage: module registered twice: " + module)
+	}
+	registry[module] = f
+}
+
+// Known returns the registered module names, sorted.
+func Known() []string {
+	out := make([]string, 0, len(registry))
+	for m := range registry {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New builds the storage named name from its module and options.
+func New(ctx context.Context, name, module string, options map[string]any, deps Deps) (Storage, error) {
+	f, ok := registry[module]
+	if !ok {
+		return nil, fmt.Errorf("storage %q: unknown module %q (known: %s)", name, module, strings.Join(Known(), ", "))
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.HTTP == nil {
+		deps.HTTP = http.DefaultClient
+	}
+	s, err := f(ctx, name, options, deps)
+	if err != nil {
+		return nil, fmt.Errorf("storage %q (%s): %w", name, module, err)
+	}
+	return s, nil
+}
+
+// Pipelined is implemented by storages whose write is itself a Redis command
+// on the chain's Redis (storage.redis_storage). The pipeline queues that
+// command into the round trip that finishes the vCon instead of calling
+// Save, so such a storage costs no extra round trip. AppendSave must only
+// queue commands; errors surface from the pipeline's Exec.
+type Pipelined interface {
+	AppendSave(pipe redis.Pipeliner, v *vcon.VCon, body []byte)
+}

@@ -1,0 +1,124 @@
+// Package vcon holds the vCon document: the IETF "virtual conversation" JSON
+// container. A document is kept as its decoded JSON object so that fields this
+// code does not know survive every rewrite; typed helpers read and change the
+// parts the pipeline cares about.
+package vcon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// The arrays of a vCon, by their JSON names.
+const (
+	Parties     = "parties"
+	Dialog      = "dialog"
+	Analysis    = "analysis"
+	Attachments = "attachments"
+)
+
+// VCon is one decoded vCon document. Doc is the whole JSON object, decoded
+// with json.Number for numbers so that integers and decimals round-trip as
+// written. Code that changes a document goes through the helpers where one
+// exists, so that the conserver conventions (tags, normalisation) stay in one
+// place.
+type VCon struct {
+	Doc map[string]any
+}
+
+// ErrNotObject is returned by Parse for JSON that is not an object.
+var ErrNotObject = errors.New("vcon: document is not a JSON object")
+
+// Parse decodes a vCon document. It checks only that the input is one JSON
+// object; Validate says whether it is a usable vCon.
+func Parse(data []byte) (*VCon, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("vcon: invalid JSON: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("vcon: invalid JSON: more than one value")
+	}
+	doc, ok := raw.(map[string]any)
+	if !ok {
+		return nil, ErrNotObject
+	}
+	return &VCon{Doc: doc}, nil
+}
+
+// New returns an empty document with the given uuid.
+func New(uuid string) *VCon {
+	return &VCon{Doc: map[string]any{"uuid": uuid}}
+}
+
+// Marshal encodes the document. HTML characters are not escaped: a vCon is
+// data, not markup, and escaping would change bytes other systems hash.
+func (v *VCon) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v.Doc); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// UUID returns the document's uuid, or "" when it has none.
+func (v *VCon) UUID() string {
+	s, _ := v.Doc["uuid"].(string)
+	return s
+}
+
+// String returns the string field key, or "" when absent or not a string.
+func (v *VCon) String(key string) string {
+	s, _ := v.Doc[key].(string)
+	return s
+}
+
+// List returns the objects of one of the document's arrays (Parties, Dialog,
+// Analysis, Attachments). Entries that are not objects are skipped; the
+// returned maps are the document's own, so changing them changes the vCon.
+func (v *VCon) List(key string) []map[string]any {
+	items, _ := v.Doc[key].([]any)
+	out := make([]map[string]any, 0, len(items))
+	for _, it := range items {
+		if m, ok := it.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Append adds an object to one of the document's arrays, creating it.
+func (v *VCon) Append(key string, item map[string]any) {
+	items, _ := v.Doc[key].([]any)
+	v.Doc[key] = append(items, item)
+}
+
+// Clone returns a deep copy, for links that must not share state.
+func (v *VCon) Clone() *VCon {
+	return &VCon{Doc: cloneValue(v.Doc).(map[string]any)}
+}
+
+func cloneValue(x any) any {
+	switch t := x.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = cloneValue(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, e := range t {
+			s[i] = cloneValue(e)
+		}
+		return s
+	default:
+		return x
+	}
+}
