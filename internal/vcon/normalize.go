@@ -1,0 +1,112 @@
+package vcon
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// Versions written by Normalize and ToVersion001.
+const (
+	CurrentVersion = "0.4.0"
+	Version001     = "0.0.1"
+)
+
+// Normalize rewrites the document the way every conserver worker write does,
+// so that consumers reading what we store see what conserver would have
+// stored: the version stamped CurrentVersion, legacy names renamed
+// (appended→amended, attachment type→purpose, mimetype→mediatype), object
+// and array bodies turned into JSON strings with encoding "json", and empty
+// group/redacted dropped. A rename never overwrites: when both the legacy
+// and the current name are present, both are kept, because dropping either
+// would lose data. Unknown fields are kept. Normalize is idempotent.
+func Normalize(v *VCon) {
+	v.Doc["vcon"] = CurrentVersion
+	rename(v.Doc, "appended", "amended")
+	for _, key := range []string{"group", "redacted"} {
+		if x, ok := v.Doc[key]; ok && isEmpty(x) {
+			delete(v.Doc, key)
+		}
+	}
+	for _, key := range []string{Dialog, Attachments, Analysis} {
+		for _, e := range v.List(key) {
+			if key == Attachments {
+				rename(e, "type", "purpose")
+			}
+			rename(e, "mimetype", "mediatype")
+			encodeBody(e)
+		}
+	}
+}
+
+// ToVersion001 returns a copy of the document in the 0.0.1 shape that
+// conserver's EGRESS_FORMAT_VERSION=0.0.1 produces for consumers that predate
+// the renames. The receiver is not changed.
+func ToVersion001(v *VCon) *VCon {
+	out := v.Clone()
+	out.Doc["vcon"] = Version001
+	rename(out.Doc, "amended", "appended")
+	for _, key := range []string{Dialog, Attachments, Analysis} {
+		for _, e := range out.List(key) {
+			if key == Attachments {
+				rename(e, "purpose", "type")
+			}
+			rename(e, "mediatype", "mimetype")
+		}
+	}
+	return out
+}
+
+func rename(m map[string]any, from, to string) {
+	x, ok := m[from]
+	if !ok {
+		return
+	}
+	if _, taken := m[to]; taken {
+		return
+	}
+	m[to] = x
+	delete(m, from)
+}
+
+func isEmpty(x any) bool {
+	switch t := x.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(t) == 0
+	case []any:
+		return len(t) == 0
+	case string:
+		return t == ""
+	}
+	return false
+}
+
+// encodeBody turns an object or array body into its JSON text, which is how
+// conserver stores structured bodies (links such as jq filters and the tag
+// reader expect a string there).
+func encodeBody(e map[string]any) {
+	switch e["body"].(type) {
+	case map[string]any, []any:
+	default:
+		return
+	}
+	text, err := compactJSON(e["body"])
+	if err != nil {
+		// Values decoded by Parse always encode; a caller that put something
+		// unencodable in the document keeps it as it is.
+		return
+	}
+	e["body"] = text
+	e["encoding"] = "json"
+}
+
+func compactJSON(x any) (string, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(x); err != nil {
+		return "", err
+	}
+	return string(bytes.TrimRight(buf.Bytes(), "\n")), nil
+}
