@@ -1,0 +1,365 @@
+// Package config reads and writes the conserver configuration file (links,
+// storages, chains). The worker runs a conserver file unchanged; the operator
+// renders each Chain resource into the same format for a ConfigMap, so one
+// type serves both directions.
+//
+// Values inside options come out of Parse as map[string]any, []any, string,
+// bool, int64 (integers), float64 (other numbers and integers beyond int64)
+// or nil. Plain yes/no/on/off are booleans, as PyYAML reads them for
+// conserver.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one conserver configuration file.
+type Config struct {
+	Links    map[string]Module
+	Storages map[string]Module
+	Chains   map[string]Chain
+	// IngressAuth maps an ingress list to the API keys accepted for it by the
+	// external ingress endpoint (conserver allows one string or a list).
+	IngressAuth map[string][]string
+	// Extra keeps the other top-level keys (imports, tracers, followers and
+	// any unknown one) so that a round trip loses nothing. The worker does
+	// not interpret them.
+	Extra map[string]any
+}
+
+// Module is one entry under links: or storages:.
+type Module struct {
+	Module string
+	// Options is the YAML value as written, nil when absent or null: that is
+	// what conserver hands to its modules, and some tell the two apart.
+	Options map[string]any
+}
+
+// Chain is one entry under chains:.
+type Chain struct {
+	Links        []string
+	Storages     []string
+	IngressLists []string
+	EgressLists  []string
+	// Enabled defaults to true when the key is absent. A Chain built in Go
+	// must set it: the zero value is a disabled chain.
+	Enabled bool
+	// Timeout bounds one vCon's run through the chain; 0 means none.
+	Timeout time.Duration
+	// HasLinksKey records whether the chain had a links: key. conserver
+	// dead-letters every vCon of a chain without one, so Validate refuses
+	// it; `links: []` (a storage-only chain) sets it.
+	HasLinksKey bool
+}
+
+var (
+	chainKeys  = []string{"links", "storages", "ingress_lists", "egress_lists", "enabled", "timeout"}
+	moduleKeys = []string{"module", "options"}
+)
+
+// Load reads a configuration file, resolving ${VAR} from the process
+// environment.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse reads a configuration document. String values anywhere may hold
+// ${VAR} or ${VAR:-default}, resolved through lookupEnv after the YAML is
+// parsed; $${ stands for a literal ${. A nil lookupEnv checks the references
+// but leaves them in place, for a Config that is only rendered again (the
+// operator must never copy secrets into a ConfigMap). Every problem found is
+// reported, each prefixed by its key path. Parse checks shapes and types;
+// Validate checks meaning.
+func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	d := &decoder{lookupEnv: lookupEnv}
+	doc := d.value(&root, "")
+	c := &Config{}
+	switch top := doc.(type) {
+	case nil:
+	case map[string]any:
+		d.config(c, top)
+	default:
+		d.fail("", "the document must be a map with links, storages and chains")
+	}
+	if err := errors.Join(d.errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (d *decoder) config(c *Config, top map[string]any) {
+	for _, key := range sortedKeys(top) {
+		v := top[key]
+		switch key {
+		case "links":
+			c.Links = d.modules(v, key)
+		case "storages":
+			c.Storages = d.modules(v, key)
+		case "chains":
+			m, ok := d.asMap(v, key)
+			if !ok || m == nil {
+				continue
+			}
+			c.Chains = make(map[string]Chain, len(m))
+			for _, name := range sortedKeys(m) {
+				c.Chains[name] = d.chain(m[name], childPath(key, name))
+			}
+		case "ingress_auth":
+			c.IngressAuth = d.ingressAuth(v, key)
+		default:
+			if c.Extra == nil {
+				c.Extra = map[string]any{}
+			}
+			c.Extra[key] = v
+		}
+	}
+}
+
+// asMap accepts a map or null (an empty section, as `links:` alone reads).
+func (d *decoder) asMap(v any, path string) (map[string]any, bool) {
+	switch m := v.(type) {
+	case nil:
+		return nil, true
+	case map[string]any:
+		return m, true
+	}
+	d.fail(path, "must be a map, got %s", describe(v))
+	return nil, false
+}
+
+func (d *decoder) modules(v any, path string) map[string]Module {
+	m, ok := d.asMap(v, path)
+	if !ok || m == nil {
+		return nil
+	}
+	out := make(map[string]Module, len(m))
+	for _, name := range sortedKeys(m) {
+		ev := m[name]
+		p := childPath(path, name)
+		entry, ok := d.asMap(ev, p)
+		if !ok {
+			continue
+		}
+		var mod Module
+		for _, k := range sortedKeys(entry) {
+			kv := entry[k]
+			switch k {
+			case "module":
+				s, ok := kv.(string)
+				if !ok && kv != nil {
+					d.fail(childPath(p, k), "must be a module name such as links.tag, got %s", describe(kv))
+				}
+				mod.Module = s
+			case "options":
+				opts, _ := d.asMap(kv, childPath(p, k))
+				mod.Options = opts
+			case "pip_name":
+				// conserver pip-installs unknown modules at runtime; ours are
+				// compiled in, so the key is accepted and has no effect.
+			default:
+				d.fail(childPath(p, k), "unknown key; an entry takes %s", strings.Join(moduleKeys, " and "))
+			}
+		}
+		out[name] = mod
+	}
+	return out
+}
+
+func (d *decoder) chain(v any, path string) Chain {
+	ch := Chain{Enabled: true}
+	m, ok := d.asMap(v, path)
+	if !ok {
+		return ch
+	}
+	for _, k := range sortedKeys(m) {
+		kv := m[k]
+		p := childPath(path, k)
+		switch k {
+		case "links":
+			if kv == nil {
+				d.fail(p, "is empty; list link names, or write links: [] for a chain that only stores")
+				continue
+			}
+			ch.HasLinksKey = true
+			ch.Links = d.stringList(kv, p)
+		case "storages":
+			ch.Storages = d.stringList(kv, p)
+		case "ingress_lists":
+			ch.IngressLists = d.stringList(kv, p)
+		case "egress_lists":
+			ch.EgressLists = d.stringList(kv, p)
+		case "enabled":
+			b, err := parseEnabled(kv)
+			if err != nil {
+				d.fail(p, "%v", err)
+			}
+			ch.Enabled = b
+		case "timeout":
+			t, err := parseTimeout(kv)
+			if err != nil {
+				d.fail(p, "%v", err)
+			}
+			ch.Timeout = t
+		default:
+			d.fail(p, "unknown key; a chain takes %s", strings.Join(chainKeys, ", "))
+		}
+	}
+	return ch
+}
+
+func (d *decoder) stringList(v any, path string) []string {
+	if v == nil {
+		return nil
+	}
+	items, ok := v.([]any)
+	if !ok {
+		d.fail(path, "must be a list of names, got %s", describe(v))
+		return nil
+	}
+	// Empty lists come out nil, so that a parsed Config and one built in Go
+	// compare equal.
+	var out []string
+	for i, it := range items {
+		s, ok := it.(string)
+		if !ok {
+			d.fail(indexPath(path, i), "must be a name, got %s (quote it)", describe(it))
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (d *decoder) ingressAuth(v any, path string) map[string][]string {
+	m, ok := d.asMap(v, path)
+	if !ok || m == nil {
+		return nil
+	}
+	out := make(map[string][]string, len(m))
+	for _, list := range sortedKeys(m) {
+		kv := m[list]
+		p := childPath(path, list)
+		switch k := kv.(type) {
+		case string:
+			out[list] = []string{k}
+		case []any:
+			out[list] = d.stringList(k, p)
+		default:
+			d.fail(p, "must be an API key or a list of API keys, got %s", describe(kv))
+		}
+	}
+	return out
+}
+
+// parseEnabled takes the forms conserver users write; conserver itself
+// never reads the key, so anything unclear is refused rather than guessed.
+func parseEnabled(v any) (bool, error) {
+	switch x := v.(type) {
+	case nil:
+		return true, nil
+	case bool:
+		return x, nil
+	case int64:
+		switch x {
+		case 1:
+			return true, nil
+		case 0:
+			return false, nil
+		}
+	case string:
+		switch strings.ToLower(strings.TrimSpace(x)) {
+		case "true", "1", "yes", "on":
+			return true, nil
+		case "false", "0", "no", "off":
+			return false, nil
+		}
+	}
+	return false, errors.New("must be true or false (or 1/0, yes/no)")
+}
+
+// parseTimeout takes seconds as a number (conserver's form) or a duration
+// string such as "90s" or "2m".
+func parseTimeout(v any) (time.Duration, error) {
+	const hint = "must be seconds (e.g. 30 or 1.5) or a duration such as \"90s\""
+	var secs float64
+	switch x := v.(type) {
+	case nil:
+		return 0, nil
+	case int64:
+		if x > math.MaxInt64/int64(time.Second) || x < math.MinInt64/int64(time.Second) {
+			return 0, errors.New("is too large")
+		}
+		return time.Duration(x) * time.Second, nil
+	case float64:
+		secs = x
+	case string:
+		s := strings.TrimSpace(x)
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			secs = f
+			break
+		}
+		dur, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, errors.New(hint)
+		}
+		return dur, nil
+	default:
+		return 0, errors.New(hint)
+	}
+	if math.IsNaN(secs) || math.IsInf(secs, 0) {
+		return 0, errors.New(hint)
+	}
+	ns := math.Round(secs * float64(time.Second))
+	if ns >= math.MaxInt64 || ns <= math.MinInt64 {
+		return 0, errors.New("is too large")
+	}
+	return time.Duration(ns), nil
+}
+
+func describe(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nothing"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case int64, float64:
+		return "a number"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a map"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,202 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Marshal renders the configuration as a conserver file: sections in
+// conserver's order, map keys sorted, so equal Configs give equal bytes (the
+// operator compares ConfigMaps by content). Strings are written as they are:
+// a Config parsed with a nil lookupEnv keeps its ${VAR} references, which the
+// worker then resolves from its own environment. Parse(Marshal(c)) equals c
+// whenever c's strings hold no ${ that Parse would read as a reference.
+func (c *Config) Marshal() ([]byte, error) {
+	root := mappingNode()
+	for _, sec := range []struct {
+		key  string
+		mods map[string]Module
+	}{{"links", c.Links}, {"storages", c.Storages}} {
+		if len(sec.mods) == 0 {
+			continue
+		}
+		n, err := modulesNode(sec.key, sec.mods)
+		if err != nil {
+			return nil, fmt.Errorf("marshal config: %w", err)
+		}
+		addPair(root, sec.key, n)
+	}
+	if len(c.Chains) > 0 {
+		chains := mappingNode()
+		for _, name := range sortedKeys(c.Chains) {
+			addPair(chains, name, chainNode(c.Chains[name]))
+		}
+		addPair(root, "chains", chains)
+	}
+	if len(c.IngressAuth) > 0 {
+		auth := mappingNode()
+		for _, list := range sortedKeys(c.IngressAuth) {
+			addPair(auth, list, stringsNode(c.IngressAuth[list]))
+		}
+		addPair(root, "ingress_auth", auth)
+	}
+	for _, k := range sortedKeys(c.Extra) {
+		switch k {
+		case "links", "storages", "chains", "ingress_auth":
+			return nil, fmt.Errorf("marshal config: Extra holds %q, which is a section of its own", k)
+		}
+		n, err := valueNode(c.Extra[k])
+		if err != nil {
+			return nil, fmt.Errorf("marshal config: %s: %w", k, err)
+		}
+		addPair(root, k, n)
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if len(root.Content) == 0 {
+		return []byte("{}\n"), nil
+	}
+	if err := enc.Encode(root); err != nil {
+		return nil, fmt.Errorf("marshal config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("marshal config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func modulesNode(section string, mods map[string]Module) (*yaml.Node, error) {
+	out := mappingNode()
+	for _, name := range sortedKeys(mods) {
+		m := mods[name]
+		entry := mappingNode()
+		addPair(entry, "module", strNode(m.Module))
+		if m.Options != nil {
+			n, err := valueNode(m.Options)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s.options.%w", section, name, err)
+			}
+			addPair(entry, "options", n)
+		}
+		addPair(out, name, entry)
+	}
+	return out, nil
+}
+
+func chainNode(ch Chain) *yaml.Node {
+	n := mappingNode()
+	if ch.HasLinksKey || len(ch.Links) > 0 {
+		addPair(n, "links", stringsNode(ch.Links))
+	}
+	if len(ch.Storages) > 0 {
+		addPair(n, "storages", stringsNode(ch.Storages))
+	}
+	if len(ch.IngressLists) > 0 {
+		addPair(n, "ingress_lists", stringsNode(ch.IngressLists))
+	}
+	if len(ch.EgressLists) > 0 {
+		addPair(n, "egress_lists", stringsNode(ch.EgressLists))
+	}
+	addPair(n, "enabled", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(ch.Enabled)})
+	if ch.Timeout != 0 {
+		// Whole seconds stay a number, as conserver files write them; a
+		// fraction is written as a Go duration, which parses back exactly.
+		v := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(int64(ch.Timeout/time.Second), 10)}
+		if ch.Timeout%time.Second != 0 {
+			v = strNode(ch.Timeout.String())
+		}
+		addPair(n, "timeout", v)
+	}
+	return n
+}
+
+func mappingNode() *yaml.Node { return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"} }
+
+func addPair(m *yaml.Node, key string, v *yaml.Node) {
+	m.Content = append(m.Content, strNode(key), v)
+}
+
+func stringsNode(items []string) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	if len(items) == 0 {
+		n.Style = yaml.FlowStyle
+	}
+	for _, s := range items {
+		n.Content = append(n.Content, strNode(s))
+	}
+	return n
+}
+
+// strNode lets the encoder choose the quoting, so that strings such as
+// "yes", "1" or "null" stay strings when read back.
+func strNode(s string) *yaml.Node {
+	n := &yaml.Node{}
+	_ = n.Encode(s) // encoding a string cannot fail
+	return n
+}
+
+// valueNode writes option values with sorted keys. Floats always carry a
+// decimal point or exponent so that 1.0 does not come back as the integer 1.
+func valueNode(v any) (*yaml.Node, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		n := mappingNode()
+		for _, k := range sortedKeys(x) {
+			c, err := valueNode(x[k])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			addPair(n, k, c)
+		}
+		return n, nil
+	case []any:
+		n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		if len(x) == 0 {
+			n.Style = yaml.FlowStyle
+		}
+		for i, e := range x {
+			c, err := valueNode(e)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			n.Content = append(n.Content, c)
+		}
+		return n, nil
+	case string:
+		return strNode(x), nil
+	case float64:
+		return floatNode(x), nil
+	case float32:
+		return floatNode(float64(x)), nil
+	}
+	n := &yaml.Node{}
+	if err := n.Encode(v); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func floatNode(f float64) *yaml.Node {
+	var s string
+	switch {
+	case math.IsNaN(f):
+		s = ".nan"
+	case math.IsInf(f, 1):
+		s = ".inf"
+	case math.IsInf(f, -1):
+		s = "-.inf"
+	default:
+		s = strconv.FormatFloat(f, 'g', -1, 64)
+		if !strings.ContainsAny(s, ".e") {
+			s += ".0"
+		}
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: s}
+}

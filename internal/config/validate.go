@@ -1,0 +1,121 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+)
+
+// Validator holds the module names the running binary implements. The
+// worker passes links.Known() and storage.Known(); taking plain lists keeps
+// this package free of the module packages. A nil list skips that check.
+type Validator struct {
+	Links    []string
+	Storages []string
+}
+
+// Validate reports every problem of the configuration, each naming its key
+// path and what to do. Disabled chains are checked too: enabling one later
+// must not be the moment a typo surfaces.
+func (c *Config) Validate(v Validator) error {
+	var errs []error
+	fail := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	checkModules := func(section, kind string, mods map[string]Module, known []string) {
+		for _, name := range sortedKeys(mods) {
+			m := mods[name]
+			p := childPath(childPath(section, name), "module")
+			switch {
+			case m.Module == "":
+				fail(p, "is missing; set the %s module, one of: %s", kind, knownList(known))
+			case known != nil && !slices.Contains(known, m.Module):
+				fail(p, "unknown %s module %q; known: %s", kind, m.Module, knownList(known))
+			}
+		}
+	}
+	checkModules("links", "link", c.Links, v.Links)
+	checkModules("storages", "storage", c.Storages, v.Storages)
+
+	if len(c.Chains) == 0 {
+		fail("chains", "no chain is defined; add one under chains: with its links and ingress_lists")
+	}
+	consumer := map[string]string{} // ingress list -> first enabled chain reading it
+	for _, name := range sortedKeys(c.Chains) {
+		ch := c.Chains[name]
+		p := childPath("chains", name)
+		if !ch.HasLinksKey && len(ch.Links) == 0 {
+			fail(p, "has no links key, so conserver would dead-letter every vCon; list the links, or write links: [] for a chain that only stores")
+		}
+		for i, l := range ch.Links {
+			if _, ok := c.Links[l]; !ok {
+				fail(indexPath(p+".links", i), "link %q is not defined under links:; define it or remove it from the chain", l)
+			}
+		}
+		for i, s := range ch.Storages {
+			if _, ok := c.Storages[s]; !ok {
+				fail(indexPath(p+".storages", i), "storage %q is not defined under storages:; define it or remove it from the chain", s)
+			}
+		}
+		if len(ch.IngressLists) == 0 {
+			fail(p+".ingress_lists", "is empty; name at least one Redis list the chain reads from")
+		}
+		errs = append(errs, checkListNames(p+".ingress_lists", ch.IngressLists)...)
+		errs = append(errs, checkListNames(p+".egress_lists", ch.EgressLists)...)
+		for i, e := range ch.EgressLists {
+			if slices.Contains(ch.IngressLists, e) {
+				fail(indexPath(p+".egress_lists", i), "%q is also an ingress list of this chain, so every vCon would loop through it forever; use another list", e)
+			}
+		}
+		if ch.Timeout < 0 {
+			fail(p+".timeout", "is negative; use 0 for no timeout or a positive number of seconds")
+		}
+		if !ch.Enabled {
+			continue
+		}
+		for _, in := range slices.Compact(slices.Sorted(slices.Values(ch.IngressLists))) {
+			if first, taken := consumer[in]; taken {
+				fail(p+".ingress_lists", "ingress list %q is also read by enabled chain %q, so each vCon would reach only one of chains %q and %q; give them different lists or disable one", in, first, first, name)
+				continue
+			}
+			consumer[in] = name
+		}
+	}
+	for _, list := range sortedKeys(c.IngressAuth) {
+		for i, key := range c.IngressAuth[list] {
+			if strings.TrimSpace(key) == "" {
+				fail(indexPath(childPath("ingress_auth", list), i), "is empty, which would accept requests without a key; remove it")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkListNames checks Redis list names: a blank or spaced name is almost
+// always a YAML slip, and a repeated one would be read twice per pass.
+func checkListNames(path string, names []string) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, n := range names {
+		p := indexPath(path, i)
+		switch {
+		case n == "":
+			errs = append(errs, fmt.Errorf("%s: is empty; name a Redis list", p))
+		case strings.IndexFunc(n, unicode.IsSpace) >= 0:
+			errs = append(errs, fmt.Errorf("%s: list name %q contains whitespace; remove it", p, n))
+		case seen[n]:
+			errs = append(errs, fmt.Errorf("%s: list %q is listed twice; remove one", p, n))
+		}
+		seen[n] = true
+	}
+	return errs
+}
+
+func knownList(known []string) string {
+	if len(known) == 0 {
+		return "(none registered)"
+	}
+	return strings.Join(known, ", ")
+}

@@ -1,0 +1,309 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// base is a valid configuration the invalid cases extend.
+const base = `
+links:
+  tag: {module: links.tag, options: {tags: [a]}}
+storages:
+  file: {module: storage.file}
+`
+
+func TestInvalidConfigs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{"not a map", "- a\n- b\n", []string{"the document must be a map"}},
+		{"bad YAML", "links: [\n", []string{"not valid YAML"}},
+		{"no chains", base, []string{"chains: no chain is defined"}},
+		{"module missing", base + "  bad: {options: {}}\nchains: {c: {links: [], storages: [file], ingress_lists: [in]}}\n",
+			[]string{"storages.bad.module: is missing", "storage.file, storage.postgres"}},
+		{"module not a string", "links:\n  t: {module: [links.tag]}\nchains: {c: {links: [t], ingress_lists: [in]}}\n",
+			[]string{"links.t.module: must be a module name"}},
+		{"unknown link module", "links:\n  t: {module: links.tagg}\nchains: {c: {links: [t], ingress_lists: [in]}}\n",
+			[]string{`links.t.module: unknown link module "links.tagg"; known: links.analyze, links.jq_link, links.tag, links.webhook`}},
+		{"unknown storage module", "storages:\n  s: {module: storage.mongo}\nchains: {c: {links: [], storages: [s], ingress_lists: [in]}}\n",
+			[]string{`storages.s.module: unknown storage module "storage.mongo"`}},
+		{"options not a map", "links:\n  t: {module: links.tag, options: [a]}\nchains: {c: {links: [t], ingress_lists: [in]}}\n",
+			[]string{"links.t.options: must be a map, got a list"}},
+		{"typo in an entry", "links:\n  t: {module: links.tag, option: {tags: [a]}}\nchains: {c: {links: [t], ingress_lists: [in]}}\n",
+			[]string{"links.t.option: unknown key; an entry takes module and options"}},
+		{"undefined link", base + "chains: {c: {links: [tag, summarize], ingress_lists: [in]}}\n",
+			[]string{`chains.c.links[1]: link "summarize" is not defined under links:`}},
+		{"undefined storage", base + "chains: {c: {links: [tag], storages: [s3], ingress_lists: [in]}}\n",
+			[]string{`chains.c.storages[0]: storage "s3" is not defined under storages:`}},
+		{"no links key", base + "chains: {c: {storages: [file], ingress_lists: [in]}}\n",
+			[]string{"chains.c: has no links key", "links: []"}},
+		{"null links", base + "chains: {c: {links: , ingress_lists: [in]}}\n",
+			[]string{"chains.c.links: is empty", "links: []"}},
+		{"no ingress lists", base + "chains: {c: {links: [tag]}}\n",
+			[]string{"chains.c.ingress_lists: is empty"}},
+		{"ingress not a list", base + "chains: {c: {links: [tag], ingress_lists: default}}\n",
+			[]string{"chains.c.ingress_lists: must be a list of names, got a string"}},
+		{"ingress item not a string", base + "chains: {c: {links: [tag], ingress_lists: [42]}}\n",
+			[]string{"chains.c.ingress_lists[0]: must be a name, got a number (quote it)"}},
+		{"empty ingress name", base + "chains: {c: {links: [tag], ingress_lists: [in, '']}}\n",
+			[]string{"chains.c.ingress_lists[1]: is empty"}},
+		{"whitespace in a list name", base + "chains: {c: {links: [tag], ingress_lists: ['my list']}}\n",
+			[]string{`chains.c.ingress_lists[0]: list name "my list" contains whitespace`}},
+		{"duplicate ingress", base + "chains: {c: {links: [tag], ingress_lists: [in, in]}}\n",
+			[]string{`chains.c.ingress_lists[1]: list "in" is listed twice`}},
+		{"duplicate egress", base + "chains: {c: {links: [tag], ingress_lists: [in], egress_lists: [out, out]}}\n",
+			[]string{`chains.c.egress_lists[1]: list "out" is listed twice`}},
+		{"egress loops into ingress", base + "chains: {c: {links: [tag], ingress_lists: [in, b], egress_lists: [b]}}\n",
+			[]string{`chains.c.egress_lists[0]: "b" is also an ingress list of this chain`}},
+		{"two enabled chains on one list", base + "chains:\n  one: {links: [tag], ingress_lists: [in]}\n  two: {links: [], storages: [file], ingress_lists: [x, in], enabled: yes}\n",
+			[]string{`chains.two.ingress_lists: ingress list "in" is also read by enabled chain "one"`, `chains "one" and "two"`}},
+		{"negative timeout", base + "chains: {c: {links: [tag], ingress_lists: [in], timeout: -5}}\n",
+			[]string{"chains.c.timeout: is negative"}},
+		{"unparseable timeout", base + "chains: {c: {links: [tag], ingress_lists: [in], timeout: soon}}\n",
+			[]string{`chains.c.timeout: must be seconds (e.g. 30 or 1.5) or a duration such as "90s"`}},
+		{"bad enabled", base + "chains: {c: {links: [tag], ingress_lists: [in], enabled: maybe}}\n",
+			[]string{"chains.c.enabled: must be true or false"}},
+		{"typo in a chain", base + "chains: {c: {links: [tag], ingress_lists: [in], egress_list: [out]}}\n",
+			[]string{"chains.c.egress_list: unknown key; a chain takes links, storages, ingress_lists, egress_lists, enabled, timeout"}},
+		{"chain not a map", base + "chains: {c: [tag]}\n", []string{"chains.c: must be a map, got a list"}},
+		{"duplicate key", base + "chains:\n  c: {links: [tag], ingress_lists: [in]}\n  c: {links: [], ingress_lists: [x]}\n",
+			[]string{"chains.c: the key appears twice"}},
+		{"empty ingress_auth key", base + "chains: {c: {links: [tag], ingress_lists: [in]}}\ningress_auth: {in: ['k', '']}\n",
+			[]string{"ingress_auth.in[1]: is empty"}},
+		{"ingress_auth not a key", base + "chains: {c: {links: [tag], ingress_lists: [in]}}\ningress_auth: {in: {k: v}}\n",
+			[]string{"ingress_auth.in: must be an API key or a list of API keys, got a map"}},
+		{"several problems at once", base + "chains:\n  a: {links: [nope], ingress_lists: []}\n  b: {links: [tag], ingress_lists: [in], timeout: -1}\n",
+			[]string{`chains.a.links[0]: link "nope"`, "chains.a.ingress_lists: is empty", "chains.b.timeout: is negative"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.doc), envOf(nil))
+			if err == nil {
+				err = c.Validate(testValidator)
+			}
+			if err == nil {
+				t.Fatalf("want an error containing %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nlacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidConfigs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		doc  string
+	}{
+		{"storage only chain", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in]}}\n"},
+		{"disabled chain may share a list", base + "chains:\n  a: {links: [tag], ingress_lists: [in]}\n  b: {links: [tag], ingress_lists: [in], enabled: false}\n"},
+		{"chains feeding each other", base + "chains:\n  a: {links: [tag], ingress_lists: [in], egress_lists: [mid]}\n  b: {links: [tag], ingress_lists: [mid]}\n"},
+		{"empty sections", "links:\nstorages:\nchains: {c: {links: [], ingress_lists: [in]}}\n"},
+		{"pip_name accepted", "links:\n  t: {module: links.tag, pip_name: 'x==1'}\nchains: {c: {links: [t], ingress_lists: [in]}}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.doc), envOf(nil))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if err := c.Validate(testValidator); err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidatorWithoutModuleListsSkipsNames(t *testing.T) {
+	c, err := Parse([]byte("links:\n  t: {module: links.custom}\nchains: {c: {links: [t], ingress_lists: [in]}}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(Validator{}); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	if err := c.Validate(testValidator); err == nil {
+		t.Error("with module lists, links.custom must be refused")
+	}
+}
+
+func chainWith(t *testing.T, key, value string) (Chain, error) {
+	t.Helper()
+	doc := "chains:\n  c:\n    links: []\n    ingress_lists: [in]\n"
+	if key != "" {
+		doc += "    " + key + ": " + value + "\n"
+	}
+	c, err := Parse([]byte(doc), envOf(nil))
+	if err != nil {
+		return Chain{}, err
+	}
+	return c.Chains["c"], nil
+}
+
+func TestEnabledForms(t *testing.T) {
+	for _, tc := range []struct {
+		value   string // "" leaves the key out
+		want    bool
+		wantErr bool
+	}{
+		{"", true, false},
+		{"~", true, false},
+		{"true", true, false},
+		{"false", false, false},
+		{"True", true, false},
+		{"1", true, false},
+		{"0", false, false},
+		{`"1"`, true, false},
+		{`"0"`, false, false},
+		{`"true"`, true, false},
+		{`"false"`, false, false},
+		{"yes", true, false},
+		{"no", false, false},
+		{`"yes"`, true, false},
+		{`"No"`, false, false},
+		{"off", false, false},
+		{"2", false, true},
+		{"enabled", false, true},
+		{"[true]", false, true},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			key := "enabled"
+			if tc.value == "" {
+				key = ""
+			}
+			ch, err := chainWith(t, key, tc.value)
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "chains.c.enabled") {
+					t.Errorf("err = %v, want one naming chains.c.enabled", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ch.Enabled != tc.want {
+				t.Errorf("Enabled = %v, want %v", ch.Enabled, tc.want)
+			}
+		})
+	}
+}
+
+func TestTimeoutForms(t *testing.T) {
+	for _, tc := range []struct {
+		value   string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", 0, false},
+		{"~", 0, false},
+		{"0", 0, false},
+		{"30", 30 * time.Second, false},
+		{"1.5", 1500 * time.Millisecond, false},
+		{`"45"`, 45 * time.Second, false},
+		{`"90s"`, 90 * time.Second, false},
+		{"2m30s", 150 * time.Second, false},
+		{"250ms", 250 * time.Millisecond, false},
+		{"0.000000001", time.Nanosecond, false},
+		{"-5", -5 * time.Second, false}, // Parse keeps it; Validate refuses it
+		{"soon", 0, true},
+		{"true", 0, true},
+		{".nan", 0, true},
+		{".inf", 0, true},
+		{"1e300", 0, true},
+		{"99999999999999", 0, true},
+		{"[30]", 0, true},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			key := "timeout"
+			if tc.value == "" {
+				key = ""
+			}
+			ch, err := chainWith(t, key, tc.value)
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "chains.c.timeout") {
+					t.Errorf("err = %v, want one naming chains.c.timeout", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ch.Timeout != tc.want {
+				t.Errorf("Timeout = %v, want %v", ch.Timeout, tc.want)
+			}
+			if tc.value == "" {
+				return
+			}
+			// The written form must read back to the same duration.
+			out, err := (&Config{Chains: map[string]Chain{"c": ch}}).Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Parse(out, nil)
+			if err != nil {
+				t.Fatalf("Parse(%s): %v", out, err)
+			}
+			if got := back.Chains["c"].Timeout; got != tc.want {
+				t.Errorf("after Marshal: Timeout = %v, want %v (%s)", got, tc.want, out)
+			}
+		})
+	}
+}
+
+func TestForChain(t *testing.T) {
+	full, err := Parse([]byte(realistic), envOf(map[string]string{"OPENAI_API_KEY": "sk-test"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := realisticWant()
+	for _, tc := range []struct {
+		chain string
+		want  *Config
+	}{
+		{"main", &Config{
+			Links:       want.Links,
+			Storages:    map[string]Module{"postgres": want.Storages["postgres"], "file": want.Storages["file"]},
+			Chains:      map[string]Chain{"main": want.Chains["main"]},
+			IngressAuth: map[string][]string{"default": {"key-one"}},
+		}},
+		{"archive_only", &Config{
+			Storages:    map[string]Module{"archive": want.Storages["archive"]},
+			Chains:      map[string]Chain{"archive_only": want.Chains["archive_only"]},
+			IngressAuth: map[string][]string{"archive": {"key-two", "key-three"}},
+		}},
+	} {
+		t.Run(tc.chain, func(t *testing.T) {
+			got, err := full.ForChain(tc.chain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("ForChain(%s)\n got: %#v\nwant: %#v", tc.chain, got, tc.want)
+			}
+			if err := got.Validate(testValidator); err != nil {
+				t.Errorf("restricted config does not validate: %v", err)
+			}
+		})
+	}
+
+	part, _ := full.ForChain("main")
+	part.Links["tag"].Options["tags"].([]any)[0] = "changed"
+	part.Chains["main"].IngressLists[0] = "changed"
+	if full.Links["tag"].Options["tags"].([]any)[0] != "inbound" || full.Chains["main"].IngressLists[0] != "default" {
+		t.Error("ForChain result shares memory with the full config")
+	}
+
+	_, err = full.ForChain("mian")
+	if err == nil || !strings.Contains(err.Error(), `chain "mian" is not defined; the chains are: archive_only, main`) {
+		t.Errorf("unknown chain: err = %v", err)
+	}
+	if _, err := (&Config{}).ForChain("x"); err == nil || !strings.Contains(err.Error(), "no chains") {
+		t.Errorf("empty config: err = %v", err)
+	}
+}
