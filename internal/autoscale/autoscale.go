@@ -1,0 +1,410 @@
+// Package autoscale decides how many workers a Chain's Deployment runs.
+//
+// The operator polls the Chain's Redis lists every couple of seconds, calls
+// Decide and writes the result straight to the Deployment: there is no HPA in
+// between, so 0↔N and 1↔N are decided here, in one place, from the whole
+// picture (ingress, in-flight and dead letters) rather than from one list
+// length. Decide is pure: the caller passes the time and keeps the State.
+package autoscale
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Reasons are CamelCase so that they can be used as-is in a
+// metav1.Condition and in Events.
+const (
+	ReasonDisabled         = "Disabled"
+	ReasonInvalidPolicy    = "InvalidPolicy"
+	ReasonStale            = "Stale"
+	ReasonScaledUp         = "ScaledUp"
+	ReasonScaledDown       = "ScaledDown"
+	ReasonScaleDownDelayed = "ScaleDownDelayed"
+	ReasonAtMaxReplicas    = "AtMaxReplicas"
+	ReasonDLQStorm         = "DLQStorm"
+	ReasonIdle             = "Idle"
+	ReasonSteady           = "Steady"
+)
+
+const (
+	// StormWindow is how far back dead-letter growth is compared with
+	// throughput. A minute spans enough polls to smooth out a single batch of
+	// failures, and is short enough that scale-up resumes soon after the
+	// downstream recovers.
+	StormWindow = time.Minute
+
+	// StormMinDeadLetters is the dead-letter growth within StormWindow below
+	// which there is no storm whatever the ratio. Queue lengths only bound
+	// throughput from below (see detectStorm), so without this floor a few
+	// malformed vCons during a growing backlog would freeze scale-up.
+	StormMinDeadLetters = 10
+
+	// maxSamples bounds the storm history when the caller polls faster than
+	// expected; the window then covers fewer seconds, which only makes the
+	// detector slower to trigger.
+	maxSamples = 64
+
+	// maxPeaks bounds the scale-down window. It only fills when demand falls
+	// in many small steps within one ScaleDownDelay; merging then errs on
+	// the side of keeping replicas longer.
+	maxPeaks = 32
+)
+
+// Policy is a Chain's scaling configuration.
+type Policy struct {
+	// Enabled false means the chain runs no workers at all.
+	Enabled bool
+	// MinReplicas may be 0: an idle chain then costs nothing.
+	MinReplicas int32
+	MaxReplicas int32
+	// TargetQueueDepth is how many work items (queued plus in-flight) one
+	// replica is expected to absorb.
+	TargetQueueDepth int64
+	// Concurrency is how many vCons one worker processes at once. It sets
+	// the in-flight floor: ceil(inFlight/Concurrency) workers are busy and
+	// are not removed.
+	Concurrency int32
+	// ScaleDownDelay is how long demand must stay lower before replicas are
+	// removed. Scale-up is never delayed.
+	ScaleDownDelay time.Duration
+}
+
+// Validate reports the first inconsistency in an enabled policy. The CRD
+// validates the same rules; this is the defence for objects that predate a
+// rule or bypassed admission.
+func (p Policy) Validate() error {
+	switch {
+	case p.MinReplicas < 0:
+		return fmt.Errorf("minReplicas is %d; set it to 0 or more", p.MinReplicas)
+	case p.MaxReplicas < 1:
+		return fmt.Errorf("maxReplicas is %d; an enabled chain needs at least 1 (disable the chain to run none)", p.MaxReplicas)
+	case p.MaxReplicas < p.MinReplicas:
+		return fmt.Errorf("maxReplicas %d is below minReplicas %d; raise maxReplicas or lower minReplicas", p.MaxReplicas, p.MinReplicas)
+	case p.TargetQueueDepth < 1:
+		return fmt.Errorf("targetQueueDepth is %d; set it to 1 or more", p.TargetQueueDepth)
+	case p.Concurrency < 1:
+		return fmt.Errorf("concurrency is %d; set it to 1 or more", p.Concurrency)
+	case p.ScaleDownDelay < 0:
+		return errors.New("scaleDownDelay is negative; set it to 0 or a positive duration")
+	}
+	return nil
+}
+
+// Observation is one poll of a Chain's Redis lists.
+type Observation struct {
+	At       time.Time
+	Ingress  int64
+	InFlight int64
+	DLQ      int64
+	// Stale means Redis could not be read and the figures are the last known
+	// ones; Decide then changes nothing.
+	Stale bool
+}
+
+// State is what Decide remembers between calls for one Chain. The zero value
+// is the state of a Chain never seen before. Keep one per Chain in memory and
+// pass back the State that Decide returned; Decide never modifies the State
+// it is given, so a caller may keep an old one (for example after a failed
+// Deployment update) and retry with it. Its size is bounded.
+type State struct {
+	// samples are the fresh observations within StormWindow, oldest first.
+	samples []sample
+	// peaks is a sliding-window maximum of the replicas needed over the last
+	// ScaleDownDelay: wants strictly decrease from front to back, the back
+	// is the latest observation.
+	peaks []peak
+	// since is when the current unbroken run of fresh observations began.
+	// Before since+ScaleDownDelay we have not watched demand long enough to
+	// say it stayed lower, so nothing is removed (after an operator restart
+	// or a Redis outage as much as at creation).
+	since time.Time
+}
+
+type sample struct {
+	at      time.Time
+	backlog int64 // ingress + in-flight
+	dlq     int64
+}
+
+type peak struct {
+	want int64
+	// until is when the next observation replaced this one, zero for the
+	// latest. The scale-down delay is counted from there: a want stops
+	// holding replicas ScaleDownDelay after demand was first seen lower.
+	until time.Time
+}
+
+// Decision is what to do with the Deployment.
+type Decision struct {
+	// Replicas is the count to set on the Deployment.
+	Replicas int32
+	// Desired is what the figures call for before MinReplicas, MaxReplicas
+	// and the DLQ storm hold: max(ceil(work/TargetQueueDepth),
+	// ceil(inFlight/Concurrency)). It equals Replicas for Stale and
+	// InvalidPolicy decisions, which do not read the figures.
+	Desired int32
+	Reason  string
+	// Message is a sentence for a condition or an Event.
+	Message string
+	// Limited is Desired > MaxReplicas, for a ScalingLimited condition.
+	Limited bool
+	// DLQStorm is set while dead letters grow as fast as vCons finish. It is
+	// reported even when Reason is about a scale-down, so that a condition
+	// can track it separately.
+	DLQStorm bool
+}
+
+// Decide returns the replica count for a Chain's workers given its policy,
+// the latest observation, the replicas currently set on the Deployment, and
+// the State returned by the previous call.
+//
+// Scale-up is immediate, to ceil((ingress+inFlight)/TargetQueueDepth) capped
+// at MaxReplicas; any work at all starts a worker. Scale-down waits until
+// demand has stayed lower for ScaleDownDelay and then goes to the highest
+// demand seen during that delay, never below the workers busy with in-flight
+// vCons. While the DLQ is growing as fast as vCons finish the fault is
+// downstream, and more workers would only fail faster: no replicas are added
+// then, except one from zero so that work is still attempted.
+func Decide(p Policy, obs Observation, current int32, st State) (Decision, State) {
+	current = max(current, 0)
+	if !p.Enabled {
+		return Decision{
+			Reason:  ReasonDisabled,
+			Message: "the chain is disabled, so it runs no workers",
+		}, State{}
+	}
+	if err := p.Validate(); err != nil {
+		return Decision{
+			Replicas: current,
+			Desired:  current,
+			Reason:   ReasonInvalidPolicy,
+			Message:  fmt.Sprintf("keeping %s because the scaling policy is invalid: %v", replicas(current), err),
+		}, st
+	}
+	if obs.Stale {
+		// Demand during the outage is unknown, so it cannot count towards
+		// "stayed lower": the scale-down clock starts again afterwards.
+		st.since = time.Time{}
+		st.peaks = nil
+		return Decision{
+			Replicas: current,
+			Desired:  current,
+			Reason:   ReasonStale,
+			Message:  fmt.Sprintf("keeping %s until the queue figures can be read again", replicas(current)),
+		}, st
+	}
+
+	ingress, inFlight, dlq := max(obs.Ingress, 0), max(obs.InFlight, 0), max(obs.DLQ, 0)
+	work := addSaturating(ingress, inFlight)
+	busy := ceilDiv(inFlight, int64(p.Concurrency))
+	need := max(ceilDiv(work, p.TargetQueueDepth), busy)
+
+	st = st.record(obs.At, sample{at: obs.At, backlog: work, dlq: dlq}, need, p.ScaleDownDelay)
+	storm, stormy := detectStorm(st.samples)
+
+	d := Decision{
+		Desired:  toInt32(need),
+		Limited:  need > int64(p.MaxReplicas),
+		DLQStorm: stormy,
+	}
+	want := clamp(need, p)
+	target := current
+	switch {
+	case want > current:
+		target = want
+		if stormy {
+			// Min, the busy floor and a first worker are not "more
+			// capacity for failing work", so the hold does not apply to
+			// them.
+			var first int32
+			if work > 0 {
+				first = 1
+			}
+			target = min(want, max(current, p.MinReplicas, clamp(busy, p), first))
+		}
+	case want < current:
+		target = min(current, p.MaxReplicas)
+		if peak := clamp(st.windowPeak(), p); peak < target && obs.At.Sub(st.since) >= p.ScaleDownDelay {
+			target = peak
+		}
+	}
+	d.Replicas = target
+
+	switch {
+	case target < current && work == 0 && target == p.MinReplicas:
+		d.Reason = ReasonIdle
+		d.Message = fmt.Sprintf("scaled from %d to %s, the minimum: nothing is queued or in flight and demand stayed at or below it for %s", current, replicas(target), p.ScaleDownDelay)
+	case target < current && current > p.MaxReplicas && target == p.MaxReplicas:
+		d.Reason = ReasonScaledDown
+		d.Message = fmt.Sprintf("scaled from %d to %s, the new maximum", current, replicas(target))
+	case target < current:
+		d.Reason = ReasonScaledDown
+		d.Message = fmt.Sprintf("scaled from %d to %s: demand stayed at or below that for %s (%d queued, %d in flight)", current, replicas(target), p.ScaleDownDelay, ingress, inFlight)
+	case stormy:
+		d.Reason = ReasonDLQStorm
+		d.Message = fmt.Sprintf("the DLQ grew by %d in %s (%.1f/min) out of at least %d vCons finished, so a downstream store or API is likely failing; ",
+			storm.deadLettered, storm.span.Round(time.Second), storm.perMinute(), storm.finished)
+		if want > target {
+			d.Message += fmt.Sprintf("running %s instead of the %d demand calls for, as more workers would only fail faster", replicas(target), want)
+		} else {
+			d.Message += fmt.Sprintf("running %s and adding none while it lasts", replicas(target))
+		}
+	case d.Limited && target == p.MaxReplicas:
+		d.Reason = ReasonAtMaxReplicas
+		d.Message = fmt.Sprintf("running %s, the maximum, while %d queued and %d in-flight vCons call for %d", replicas(target), ingress, inFlight, d.Desired)
+	case target > current:
+		d.Reason = ReasonScaledUp
+		d.Message = fmt.Sprintf("scaled from %d to %s for %d queued and %d in-flight vCons", current, replicas(target), ingress, inFlight)
+	case want < current:
+		wait := st.scaleDownAt(current, p).Sub(obs.At).Round(time.Second)
+		d.Reason = ReasonScaleDownDelayed
+		d.Message = fmt.Sprintf("demand calls for %s; keeping %d for up to %s more so that a returning burst does not flap the Deployment", replicas(want), current, wait)
+	case work == 0 && target == p.MinReplicas:
+		d.Reason = ReasonIdle
+		d.Message = fmt.Sprintf("nothing is queued or in flight; running %s, the minimum", replicas(target))
+	default:
+		d.Reason = ReasonSteady
+		d.Message = fmt.Sprintf("running %s for %d queued and %d in-flight vCons", replicas(target), ingress, inFlight)
+	}
+	return d, st
+}
+
+// record returns st with a fresh observation added. It copies the slices so
+// that the State the caller passed in stays valid.
+func (st State) record(at time.Time, s sample, need int64, delay time.Duration) State {
+	if n := len(st.samples); (n > 0 && at.Before(st.samples[n-1].at)) || at.Before(st.since) {
+		// The clock went backwards: no duration in the history can be
+		// trusted, so start over rather than scale down early.
+		st = State{}
+	}
+	if st.since.IsZero() {
+		st.since = at
+	}
+
+	keep := st.samples
+	for len(keep) > 0 && at.Sub(keep[0].at) > StormWindow {
+		keep = keep[1:]
+	}
+	if len(keep) >= maxSamples {
+		keep = keep[len(keep)-maxSamples+1:]
+	}
+	samples := make([]sample, 0, len(keep)+1)
+	st.samples = append(append(samples, keep...), s)
+
+	peaks := append(make([]peak, 0, len(st.peaks)+1), st.peaks...)
+	if n := len(peaks); n > 0 {
+		peaks[n-1].until = at
+	}
+	for len(peaks) > 0 && at.Sub(peaks[0].until) >= delay {
+		peaks = peaks[1:]
+	}
+	for len(peaks) > 0 && peaks[len(peaks)-1].want <= need {
+		peaks = peaks[:len(peaks)-1]
+	}
+	peaks = append(peaks, peak{want: need})
+	for len(peaks) > maxPeaks {
+		// The front expires first, so stretching it over its successor
+		// overstates demand for the shortest time.
+		peaks[1].want = peaks[0].want
+		peaks = peaks[1:]
+	}
+	st.peaks = peaks
+	return st
+}
+
+// windowPeak is the highest need seen within the last ScaleDownDelay.
+func (st State) windowPeak() int64 {
+	if len(st.peaks) == 0 {
+		return 0
+	}
+	return st.peaks[0].want
+}
+
+// scaleDownAt is the earliest time at which some replicas could go if demand
+// stays as low as it is now.
+func (st State) scaleDownAt(current int32, p Policy) time.Time {
+	at := st.since.Add(p.ScaleDownDelay)
+	for _, pk := range st.peaks {
+		if !pk.until.IsZero() && clamp(pk.want, p) >= current {
+			at = later(at, pk.until.Add(p.ScaleDownDelay))
+		}
+	}
+	return at
+}
+
+type dlqStorm struct {
+	deadLettered int64
+	finished     int64
+	span         time.Duration
+}
+
+func (s dlqStorm) perMinute() float64 {
+	if s.span <= 0 {
+		return 0
+	}
+	return float64(s.deadLettered) / s.span.Minutes()
+}
+
+// detectStorm compares dead-letter growth with vCons finished over the
+// samples. Only list lengths are known, so the vCons finished between two
+// polls are estimated from below: at least the backlog drop (arrivals can
+// only hide completions), and at least the DLQ growth (every dead letter is
+// a finished vCon). Summing per interval rather than end to end keeps a
+// drain followed by a new burst from cancelling out, and a DLQ replayed back
+// into ingress from counting as negative failures. A storm is at least half
+// of the finished vCons dead-lettered, and at least StormMinDeadLetters.
+func detectStorm(samples []sample) (dlqStorm, bool) {
+	if len(samples) < 2 {
+		return dlqStorm{}, false
+	}
+	var s dlqStorm
+	for i := 1; i < len(samples); i++ {
+		prev, cur := samples[i-1], samples[i]
+		grew := max(cur.dlq-prev.dlq, 0)
+		drained := max(prev.backlog-cur.backlog, 0)
+		s.deadLettered += grew
+		s.finished += max(grew, drained)
+	}
+	s.span = samples[len(samples)-1].at.Sub(samples[0].at)
+	return s, s.deadLettered >= StormMinDeadLetters && 2*s.deadLettered >= s.finished
+}
+
+func clamp(n int64, p Policy) int32 {
+	return int32(min(max(n, int64(p.MinReplicas)), int64(p.MaxReplicas)))
+}
+
+func ceilDiv(n, d int64) int64 {
+	q := n / d
+	if n%d != 0 {
+		q++
+	}
+	return q
+}
+
+func addSaturating(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+func toInt32(n int64) int32 {
+	return int32(min(n, math.MaxInt32))
+}
+
+func replicas(n int32) string {
+	if n == 1 {
+		return "1 replica"
+	}
+	return fmt.Sprintf("%d replicas", n)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
