@@ -1,0 +1,193 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ChainSpec defines a pipeline: the Redis lists it drains, the Links each
+// vCon goes through in order, the Storages it is written to and the lists
+// it is pushed to when done. It is the conserver `chains:` entry as an object.
+// +kubebuilder:validation:XValidation:rule="!has(self.egressLists) || self.egressLists.all(e, !(e in self.ingressLists))",message="an egress list cannot also be an ingress list of the same chain: every vCon would loop forever"
+type ChainSpec struct {
+	// IngressLists are the Redis lists producers RPUSH vCon uuids onto.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=512
+	// +kubebuilder:validation:items:Pattern=`^[^\s]+$`
+	// +listType=set
+	IngressLists []string `json:"ingressLists"`
+	// Links are the names of Link objects in this namespace, run in order.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +optional
+	Links []string `json:"links,omitempty"`
+	// Storages are the names of Storage objects in this namespace; every one
+	// is written before the vCon is pushed to the egress lists.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +listType=set
+	// +optional
+	Storages []string `json:"storages,omitempty"`
+	// EgressLists receive the uuid of every vCon that finished the chain.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=512
+	// +kubebuilder:validation:items:Pattern=`^[^\s]+$`
+	// +listType=set
+	// +optional
+	EgressLists []string `json:"egressLists,omitempty"`
+	// Enabled false stops the chain: its workers scale to zero and nothing
+	// is consumed (conserver ignores this setting; we honour it).
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+	// Timeout bounds the whole chain for one vCon; a vCon that takes longer
+	// is dead-lettered with reason "timeout". Empty means no limit.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="timeout must be a duration such as 30s, 5m or 1h30m"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// Redis the chain's lists live in. Empty means the operator's default.
+	// +optional
+	Redis RedisConnection `json:"redis,omitempty"`
+	// Workers sizes and scales the worker Deployment.
+	// +kubebuilder:default={}
+	// +optional
+	Workers WorkerSpec `json:"workers,omitempty"`
+}
+
+// RedisConnection says which Redis to use: a URL, or a Secret holding one.
+// redis://, rediss:// (TLS), redis+sentinel:// style URLs and cluster
+// address lists are accepted by the worker.
+// +kubebuilder:validation:XValidation:rule="!(has(self.url) && has(self.urlSecretRef))",message="set redis.url or redis.urlSecretRef, not both"
+type RedisConnection struct {
+	// URL of the Redis server, e.g. redis://redis:6379/0. Put credentials in
+	// urlSecretRef instead.
+	// +kubebuilder:validation:Pattern=`^(redis|rediss|unix)://.+`
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	URL string `json:"url,omitempty"`
+	// URLSecretRef selects a Secret key holding the Redis URL.
+	// +optional
+	URLSecretRef *corev1.SecretKeySelector `json:"urlSecretRef,omitempty"`
+}
+
+// WorkerSpec sizes the worker Deployment and drives the autoscaler.
+// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="workers.minReplicas must not be greater than workers.maxReplicas"
+type WorkerSpec struct {
+	// MinReplicas kept while idle; 0 lets an idle chain use no pods.
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MinReplicas int32 `json:"minReplicas"`
+	// MaxReplicas is the most workers the autoscaler will run.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MaxReplicas int32 `json:"maxReplicas"`
+	// TargetQueueDepth is the queued plus in-flight vCons one replica is
+	// expected to handle; replicas = ceil(work / targetQueueDepth).
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	TargetQueueDepth int64 `json:"targetQueueDepth"`
+	// Concurrency is how many vCons one pod processes at once.
+	// +kubebuilder:default=4
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1024
+	// +optional
+	Concurrency int32 `json:"concurrency"`
+	// ScaleDownDelay is how long demand must stay lower before workers are removed.
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="scaleDownDelay must be a duration such as 30s, 5m or 1h30m"
+	// +optional
+	ScaleDownDelay *metav1.Duration `json:"scaleDownDelay,omitempty"`
+	// Resources of the worker container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	// Image overrides the operator's worker image for this chain.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Image string `json:"image,omitempty"`
+}
+
+// QueueStatus is where the chain's vCons are, as last measured in Redis.
+type QueueStatus struct {
+	// Ingress is the total length of the ingress lists.
+	Ingress int64 `json:"ingress"`
+	// InFlight is the number of vCons workers have taken and not finished.
+	InFlight int64 `json:"inFlight"`
+	// DLQ is the total length of the DLQ:{ingress} lists.
+	DLQ int64 `json:"dlq"`
+	// Egress is the total length of the egress lists.
+	Egress int64 `json:"egress"`
+	// ObservedAt is when these figures were measured.
+	// +optional
+	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
+	// Stale is true when Redis could not be reached and the figures are the last known ones.
+	// +optional
+	Stale bool `json:"stale,omitempty"`
+}
+
+// ChainStatus is the observed state of a Chain.
+type ChainStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, RedisReachable, DLQEmpty, ScalingLimited.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Replicas is the number of workers the operator asked for.
+	// +optional
+	Replicas int32 `json:"replicas"`
+	// ReadyReplicas is the number of workers ready to process.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// Workers is "ready/desired", for kubectl get.
+	// +optional
+	Workers string `json:"workers,omitempty"`
+	// Queue is where the chain's vCons are.
+	// +optional
+	Queue QueueStatus `json:"queue,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=vchain,categories=vcon
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Workers",type=string,JSONPath=`.status.workers`
+// +kubebuilder:printcolumn:name="Ingress",type=integer,JSONPath=`.status.queue.ingress`
+// +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.queue.inFlight`
+// +kubebuilder:printcolumn:name="DLQ",type=integer,JSONPath=`.status.queue.dlq`
+// +kubebuilder:printcolumn:name="Egress",type=integer,JSONPath=`.status.queue.egress`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Chain is a vCon processing pipeline run by an autoscaled worker Deployment.
+type Chain struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ChainSpec   `json:"spec"`
+	Status ChainStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// ChainList is a list of Chains.
+type ChainList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Chain `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Chain{}, &ChainList{})
+}

@@ -1,0 +1,118 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+)
+
+// LinkSpec defines one processing step. Exactly one of module, http and
+// container says how the step runs.
+// +kubebuilder:validation:XValidation:rule="[has(self.module), has(self.http), has(self.container)].filter(x, x).size() == 1",message="a Link runs in exactly one way: set one of module, http or container"
+// +kubebuilder:validation:XValidation:rule="!has(self.options) || has(self.module)",message="options are only for module links; http and container steps take their settings from their own fields"
+type LinkSpec struct {
+	// Module is a conserver link module built into the worker, e.g. links.tag.
+	// +kubebuilder:validation:Pattern=`^links\.[a-z0-9_]+$`
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	Module string `json:"module,omitempty"`
+	// Options are the module's options, as in a conserver config file.
+	// Values may reference environment variables as ${NAME}.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	// +optional
+	Options *apiextensionsv1.JSON `json:"options,omitempty"`
+	// HTTP calls a step service over HTTP (see docs/steps.md for the contract).
+	// +optional
+	HTTP *HTTPStep `json:"http,omitempty"`
+	// Container runs the step service as a sidecar of every worker pod; the
+	// worker calls it on localhost with the HTTP step contract.
+	// +optional
+	Container *ContainerStep `json:"container,omitempty"`
+	// Env exposes Secret keys to the worker as environment variables.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Env []SecretEnv `json:"env,omitempty"`
+	// EnvFrom exposes every key of the named Secrets as environment variables.
+	// +optional
+	EnvFrom []corev1.SecretEnvSource `json:"envFrom,omitempty"`
+}
+
+// HTTPStep is a step service reachable over HTTP.
+type HTTPStep struct {
+	// URL the vCon is POSTed to.
+	// +kubebuilder:validation:Pattern=`^https?://.+`
+	// +kubebuilder:validation:MaxLength=2048
+	URL string `json:"url"`
+	// Timeout of one call.
+	// +kubebuilder:default="30s"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// Headers added to every call, their values from Secrets.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Headers []SecretHeader `json:"headers,omitempty"`
+}
+
+// SecretHeader is an HTTP header whose value comes from a Secret key.
+type SecretHeader struct {
+	// Name of the header.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9-]+$`
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name"`
+	// ValueFrom selects the Secret key holding the value.
+	ValueFrom corev1.SecretKeySelector `json:"valueFrom"`
+}
+
+// ContainerStep runs a step service image beside the worker.
+type ContainerStep struct {
+	// Image of the step service.
+	// +kubebuilder:validation:MinLength=1
+	Image string `json:"image"`
+	// Port the step service listens on, on localhost.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+	// Path the vCon is POSTed to.
+	// +kubebuilder:default="/"
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Timeout of one call.
+	// +kubebuilder:default="30s"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// Resources of the sidecar.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=vlink,categories=vcon
+// +kubebuilder:printcolumn:name="Module",type=string,JSONPath=`.spec.module`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Link is one processing step a Chain can use.
+type Link struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   LinkSpec   `json:"spec"`
+	Status StepStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// LinkList is a list of Links.
+type LinkList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Link `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Link{}, &LinkList{})
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# deps.sh: install the Debian packages the tests need when they are missing.
+# Tests start their own private redis-server and PostgreSQL instances; they
+# only need the binaries. Missing binaries that cannot be installed are a
+# loud failure, never a silent skip.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null || need+=(postgresql)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${need[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then
+  sudo=sudo
+  command -v sudo >/dev/null || { echo "deps: need root to apt-get install ${need[*]}" >&2; exit 1; }
+else
+  sudo=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts the packaged services; the tests run their own instances.
+for svc in redis-server postgresql; do
+  $sudo service "$svc" stop >/dev/null 2>&1 || true
+done

@@ -1,0 +1,81 @@
+// Package queue is the at-least-once Redis queue layout shared by the worker
+// (which takes and finishes work) and the operator (which measures it and
+// returns work orphaned by dead workers).
+//
+// Producers and consumers outside this project see conserver's layout
+// unchanged: an ingress list of bare uuids (RPUSH in, taken from the left),
+// egress lists, and DLQ:{ingress}. What conserver lacks is a record of work
+// in progress: its BLPOP removes a uuid, and a crash loses it. Here a taken
+// uuid is moved atomically (BLMOVE) into an in-flight list owned by one
+// worker process, and leaves it only when the vCon is finished. Each worker
+// registers itself, per ingress list, in a sorted set scored by the time its
+// heartbeat expires; any live worker and the operator move the in-flight
+// items of expired workers back to the head of the ingress list, exactly
+// once, in a Lua script.
+//
+// Key layout (every key but the ingress, egress and DLQ lists is ours):
+//
+//	{ingress}                                   list, conserver's, bare uuids
+//	DLQ:{ingress}                               list, conserver's, bare uuids
+//	vcon-operator:workers:{T}:{ingress}         zset worker id -> heartbeat expiry (ms, Redis clock)
+//	vcon-operator:inflight:{T}:{ingress}:{id}   list, uuids worker {id} took from {ingress}
+//	vcon-operator:dlq-reasons:{T}:{ingress}     hash uuid -> JSON DLQReason
+//
+// {T} is the ingress list's Redis Cluster hash tag: the list name itself, or
+// the tag the name already carries. Every key an atomic move touches thus
+// lives in the ingress list's slot, so at-least-once holds on a cluster too.
+package queue
+
+import "strings"
+
+const keyPrefix = "vcon-operator:"
+
+// DLQKey is conserver's dead-letter list for an ingress list.
+func DLQKey(ingress string) string { return "DLQ:" + ingress }
+
+// DLQIngress returns the ingress list of a DLQ key, and whether it is one.
+func DLQIngress(dlq string) (string, bool) {
+	return strings.CutPrefix(dlq, "DLQ:")
+}
+
+// slotTag is the part of key Redis Cluster hashes: the content of the first
+// {...} when it is non-empty, else the whole key.
+func slotTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
+
+// tagged builds one of our keys for an ingress list, in that list's slot.
+func tagged(kind, ingress string) string {
+	return keyPrefix + kind + ":{" + slotTag(ingress) + "}:" + ingress
+}
+
+// WorkersKey is the sorted set of worker processes registered on an ingress
+// list, scored by the Redis time (ms) at which their heartbeat expires.
+func WorkersKey(ingress string) string { return tagged("workers", ingress) }
+
+// InFlightPrefix is the in-flight list key of a worker on an ingress list,
+// without the worker id. Scripts append the ids they read from WorkersKey.
+func InFlightPrefix(ingress string) string { return tagged("inflight", ingress) + ":" }
+
+// InFlightKey is the list of uuids a worker took from an ingress list and
+// has not finished. The operator counts IN-FLIGHT from these lists.
+func InFlightKey(ingress, workerID string) string { return InFlightPrefix(ingress) + workerID }
+
+// DLQReasonsKey is the hash uuid -> JSON DLQReason for an ingress list's DLQ.
+// The DLQ list itself stays bare uuids for conserver's tools.
+func DLQReasonsKey(ingress string) string { return tagged("dlq-reasons", ingress) }
+
+// ContextKey is conserver's trace-context list for a uuid queued on a list.
+func ContextKey(list, uuid string) string { return "context:" + list + ":" + uuid }
+
+// ValidSlotLayout reports whether our keys for ingress share its cluster
+// slot. It fails only for names with a '}' before any '{...}' tag, e.g.
+// "a}b", which a cluster deployment must not use.
+func ValidSlotLayout(ingress string) bool {
+	return slotTag(WorkersKey(ingress)) == slotTag(ingress)
+}

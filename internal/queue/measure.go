@@ -1,0 +1,93 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// List kinds, as the operator labels them in redis_list_length{kind}.
+const (
+	KindIngress = "ingress"
+	KindDLQ     = "dlq"
+	KindEgress  = "egress"
+)
+
+// Target is what to measure for one chain.
+type Target struct {
+	Ingress []string
+	Egress  []string
+}
+
+// ListDepth is the length of one Redis list, named by its exact key.
+type ListDepth struct {
+	List   string
+	Kind   string
+	Length int64
+}
+
+// Depths is where one chain's vCons are.
+type Depths struct {
+	Ingress, InFlight, DLQ, Egress int64
+	// Reaped is how many orphaned in-flight items this measurement returned
+	// to the ingress lists.
+	Reaped int64
+	Lists  []ListDepth
+}
+
+// Measure observes every target on one Redis in ONE pipelined round trip
+// (one per node on a cluster), however many chains: per ingress list a
+// script that reaps orphaned work and counts ingress and in-flight, plus
+// LLEN of each DLQ and egress list. Orphan reaping rides along so that work
+// of dead workers returns even while no worker of the chain is running.
+func Measure(ctx context.Context, rdb redis.UniversalClient, targets []Target) ([]Depths, error) {
+	pipe := rdb.Pipeline()
+	type ingressCmds struct {
+		measure *redis.Cmd
+		dlq     *redis.IntCmd
+	}
+	ingress := make([][]ingressCmds, len(targets))
+	egress := make([][]*redis.IntCmd, len(targets))
+	for i, t := range targets {
+		for _, l := range t.Ingress {
+			ingress[i] = append(ingress[i], ingressCmds{
+				measure: measureScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l)),
+				dlq:     pipe.LLen(ctx, DLQKey(l)),
+			})
+		}
+		for _, l := range t.Egress {
+			egress[i] = append(egress[i], pipe.LLen(ctx, l))
+		}
+	}
+	if pipe.Len() == 0 {
+		return make([]Depths, len(targets)), nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("measure queues: %w", err)
+	}
+	out := make([]Depths, len(targets))
+	for i, t := range targets {
+		d := &out[i]
+		for j, l := range t.Ingress {
+			vals, err := ingress[i][j].measure.Int64Slice()
+			if err != nil || len(vals) != 3 {
+				return nil, fmt.Errorf("measure %s: unexpected reply %v: %w", l, vals, err)
+			}
+			dlq := ingress[i][j].dlq.Val()
+			d.Ingress += vals[0]
+			d.InFlight += vals[1]
+			d.Reaped += vals[2]
+			d.DLQ += dlq
+			d.Lists = append(d.Lists,
+				ListDepth{List: l, Kind: KindIngress, Length: vals[0]},
+				ListDepth{List: DLQKey(l), Kind: KindDLQ, Length: dlq})
+		}
+		for j, l := range t.Egress {
+			n := egress[i][j].Val()
+			d.Egress += n
+			d.Lists = append(d.Lists, ListDepth{List: l, Kind: KindEgress, Length: n})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,72 @@
+package queue
+
+import "github.com/redis/go-redis/v9"
+
+// The scripts take the time from Redis (TIME), so heartbeats of pods with
+// skewed clocks compare correctly. Each script touches only keys in the
+// ingress list's slot: KEYS[1] is the workers set, KEYS[2] the ingress list,
+// and in-flight lists are built from ARGV[1] (InFlightPrefix) plus worker
+// ids, all carrying the same hash tag.
+
+// heartbeatScript registers or refreshes a worker: ARGV[2] = worker id,
+// ARGV[3] = heartbeat ttl in ms.
+var heartbeatScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+return now
+`)
+
+// moveBackLua moves every item of in-flight list key back to the head of
+// the ingress list, keeping their order (the oldest ends up first), and
+// returns how many moved.
+const moveBackLua = `
+local function move_back(key, ingress)
+  local n = 0
+  while redis.call('LMOVE', key, ingress, 'RIGHT', 'LEFT') do
+    n = n + 1
+  end
+  return n
+end
+`
+
+// reapLua returns the work of every worker whose heartbeat expired to the
+// ingress list and forgets those workers. Running in one script makes it
+// exactly once, however many workers and operators reap at the same time.
+const reapLua = moveBackLua + `
+local function reap(workers, ingress, prefix)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local moved = 0
+  local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now)
+  for _, id in ipairs(dead) do
+    moved = moved + move_back(prefix .. id, ingress)
+    redis.call('ZREM', workers, id)
+  end
+  return moved
+end
+`
+
+// reapScript: returns the number of items moved back.
+var reapScript = redis.NewScript(reapLua + `
+return reap(KEYS[1], KEYS[2], ARGV[1])
+`)
+
+// releaseScript returns one worker's in-flight items (ARGV[2] = worker id)
+// to the ingress list and unregisters it: a clean shutdown.
+var releaseScript = redis.NewScript(moveBackLua + `
+local n = move_back(ARGV[1] .. ARGV[2], KEYS[2])
+redis.call('ZREM', KEYS[1], ARGV[2])
+return n
+`)
+
+// measureScript reaps, then returns {ingress length, in-flight total,
+// items reaped} for one ingress list: the operator's per-list observation.
+var measureScript = redis.NewScript(reapLua + `
+local reaped = reap(KEYS[1], KEYS[2], ARGV[1])
+local inflight = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  inflight = inflight + redis.call('LLEN', ARGV[1] .. id)
+end
+return {redis.call('LLEN', KEYS[2]), inflight, reaped}
+`)

@@ -1,0 +1,213 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultHeartbeatTTL is how long a worker's registration lasts without a
+// refresh. Workers refresh it every third of that; after it lapses, the
+// worker's in-flight items go back to the ingress list.
+const DefaultHeartbeatTTL = 15 * time.Second
+
+// Item is one uuid a worker took from an ingress list.
+type Item struct {
+	List string // the ingress list it came from
+	UUID string
+	// inFlight is the worker's in-flight list holding the uuid.
+	inFlight string
+}
+
+// Worker takes work from ingress lists on behalf of one worker process.
+type Worker struct {
+	rdb          redis.UniversalClient
+	id           string
+	heartbeatTTL time.Duration
+}
+
+// NewWorker returns a Worker with a process-unique id (pod name plus a random
+// suffix: a restarted process must not adopt a dead one's in-flight list,
+// which the reapers return to the queue instead).
+func NewWorker(rdb redis.UniversalClient, id string, heartbeatTTL time.Duration) *Worker {
+	if heartbeatTTL <= 0 {
+		heartbeatTTL = DefaultHeartbeatTTL
+	}
+	return &Worker{rdb: rdb, id: id, heartbeatTTL: heartbeatTTL}
+}
+
+// ID is the worker's id in the workers sets.
+func (w *Worker) ID() string { return w.id }
+
+// HeartbeatTTL is the registration lifetime.
+func (w *Worker) HeartbeatTTL() time.Duration { return w.heartbeatTTL }
+
+// Heartbeat registers the worker on every list (or refreshes it). It must
+// succeed before the first Take on a list, and run every HeartbeatTTL/3.
+// One pipelined round trip (one per node on a cluster).
+func (w *Worker) Heartbeat(ctx context.Context, lists []string) error {
+	pipe := w.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(lists))
+	for i, l := range lists {
+		cmds[i] = heartbeatScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), w.id, w.heartbeatTTL.Milliseconds())
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}
+
+// Take moves the next uuid of list into this worker's in-flight list,
+// blocking up to wait. ok is false when the list stayed empty.
+func (w *Worker) Take(ctx context.Context, list string, wait time.Duration) (item Item, ok bool, err error) {
+	inFlight := InFlightKey(list, w.id)
+	uuid, err := w.rdb.BLMove(ctx, list, inFlight, "LEFT", "RIGHT", wait).Result()
+	if errors.Is(err, redis.Nil) {
+		return Item{}, false, nil
+	}
+	if err != nil {
+		return Item{}, false, fmt.Errorf("take from %s: %w", list, err)
+	}
+	return Item{List: list, UUID: uuid, inFlight: inFlight}, true, nil
+}
+
+// QueueDone queues the command that ends an item's life in flight. Put it
+// last in the pipeline that writes the item's results, so that a crash
+// before it leaves the item to be redelivered, never lost.
+func (w *Worker) QueueDone(pipe redis.Pipeliner, it Item) {
+	pipe.LRem(context.Background(), it.inFlight, 1, it.UUID)
+}
+
+// Done removes an item from flight on its own.
+func (w *Worker) Done(ctx context.Context, it Item) error {
+	return w.rdb.LRem(ctx, it.inFlight, 1, it.UUID).Err()
+}
+
+// Release returns this worker's unfinished items to the head of their
+// ingress lists and unregisters it: the last step of a clean shutdown.
+func (w *Worker) Release(ctx context.Context, lists []string) (int, error) {
+	pipe := w.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(lists))
+	for i, l := range lists {
+		cmds[i] = releaseScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), w.id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("release in-flight work: %w", err)
+	}
+	total := 0
+	for _, c := range cmds {
+		n, _ := c.Int()
+		total += n
+	}
+	return total, nil
+}
+
+// Reap returns the in-flight items of workers whose heartbeat expired to
+// the head of their ingress lists, exactly once, and returns how many.
+func Reap(ctx context.Context, rdb redis.UniversalClient, lists []string) (int, error) {
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(lists))
+	for i, l := range lists {
+		cmds[i] = reapScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("reap orphaned work: %w", err)
+	}
+	total := 0
+	for _, c := range cmds {
+		n, _ := c.Int()
+		total += n
+	}
+	return total, nil
+}
+
+// DLQReason is what is recorded beside a dead-lettered uuid.
+type DLQReason struct {
+	Reason string    `json:"reason"`
+	Chain  string    `json:"chain,omitempty"`
+	Step   string    `json:"step,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// QueueDeadLetter queues the commands that put an item on DLQ:{ingress} and
+// record its reason. On a cluster these keys live in other slots than the
+// in-flight list: send them in a round trip before QueueDone's.
+func QueueDeadLetter(pipe redis.Pipeliner, it Item, reason DLQReason) {
+	ctx := context.Background()
+	b, _ := json.Marshal(reason)
+	pipe.RPush(ctx, DLQKey(it.List), it.UUID)
+	pipe.HSet(ctx, DLQReasonsKey(it.List), it.UUID, b)
+}
+
+// Reasons returns the recorded reasons of dead-lettered uuids (missing ones
+// are absent from the map).
+func Reasons(ctx context.Context, rdb redis.UniversalClient, ingress string, uuids []string) (map[string]DLQReason, error) {
+	out := make(map[string]DLQReason, len(uuids))
+	if len(uuids) == 0 {
+		return out, nil
+	}
+	vals, err := rdb.HMGet(ctx, DLQReasonsKey(ingress), uuids...).Result()
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		var r DLQReason
+		if json.Unmarshal([]byte(s), &r) == nil {
+			out[uuids[i]] = r
+		}
+	}
+	return out, nil
+}
+
+// Replay moves up to count uuids from DLQ:{ingress} back to the tail of the
+// ingress list (conserver's reprocess: LPOP DLQ, RPUSH ingress) and drops
+// their recorded reasons. It returns how many moved.
+func Replay(ctx context.Context, rdb redis.UniversalClient, ingress string, count int) (int, error) {
+	moved := 0
+	for moved < count {
+		// LMOVE keeps each uuid in one list or the other at every moment;
+		// on a cluster the two lists may live on different nodes, so fall
+		// back to pop-then-push there.
+		uuid, err := moveOne(ctx, rdb, DLQKey(ingress), ingress)
+		if errors.Is(err, redis.Nil) {
+			break
+		}
+		if err != nil {
+			return moved, fmt.Errorf("replay DLQ:%s: %w", ingress, err)
+		}
+		rdb.HDel(ctx, DLQReasonsKey(ingress), uuid)
+		moved++
+	}
+	return moved, nil
+}
+
+func moveOne(ctx context.Context, rdb redis.UniversalClient, from, to string) (string, error) {
+	if _, cluster := rdb.(*redis.ClusterClient); !cluster || slotTag(from) == slotTag(to) {
+		return rdb.LMove(ctx, from, to, "LEFT", "RIGHT").Result()
+	}
+	uuid, err := rdb.LPop(ctx, from).Result()
+	if err != nil {
+		return "", err
+	}
+	if err := rdb.RPush(ctx, to, uuid).Err(); err != nil {
+		// Put it back rather than lose it.
+		rdb.LPush(ctx, from, uuid)
+		return "", err
+	}
+	return uuid, nil
+}
+
+// IsCluster reports whether commands on different keys may go to different
+// nodes, where a pipeline's order across slots is not kept.
+func IsCluster(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
+}
