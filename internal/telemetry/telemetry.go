@@ -1,0 +1,83 @@
+// Package telemetry sets up OpenTelemetry for our binaries from the standard
+// OTEL_* environment (through the contrib autoexport package: OTLP over gRPC
+// or http/protobuf, OTEL_EXPORTER_OTLP_HEADERS, OTEL_SDK_DISABLED, ...), and
+// carries conserver's trace context beside queued uuids, so a trace started
+// by a producer or the API continues in the worker.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+)
+
+// Setup installs the global tracer and meter providers. serviceName is used
+// unless OTEL_SERVICE_NAME is set. With no exporter configured (neither
+// OTEL_*_EXPORTER nor an OTLP endpoint) nothing is exported, rather than
+// autoexport's default of retrying an OTLP collector on localhost forever.
+// The returned shutdown flushes what is buffered.
+func Setup(ctx context.Context, serviceName string) (shutdown func(context.Context) error, err error) {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
+		return func(context.Context) error { return nil }, nil
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(serviceName)))
+	if err != nil {
+		return nil, err
+	}
+	// resource.Default reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES;
+	// our name only fills in when the user gave none.
+	if name := os.Getenv("OTEL_SERVICE_NAME"); name != "" {
+		res, _ = resource.Merge(res, resource.NewSchemaless(semconv.ServiceName(name)))
+	}
+
+	endpointSet := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	spanOpts := []autoexport.SpanOption{}
+	if !endpointSet {
+		spanOpts = append(spanOpts, autoexport.WithFallbackSpanExporter(func(context.Context) (sdktrace.SpanExporter, error) {
+			return nil, nil
+		}))
+	}
+	spanExporter, err := autoexport.NewSpanExporter(ctx, spanOpts...)
+	if err != nil {
+		return nil, err
+	}
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if spanExporter != nil && !autoexport.IsNoneSpanExporter(spanExporter) {
+		tpOpts = append(tpOpts, sdktrace.WithBatcher(spanExporter))
+	}
+	tp := sdktrace.NewTracerProvider(tpOpts...)
+	otel.SetTracerProvider(tp)
+
+	metricsEndpointSet := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") != ""
+	metricOpts := []autoexport.MetricOption{}
+	if !metricsEndpointSet {
+		metricOpts = append(metricOpts, autoexport.WithFallbackMetricReader(func(context.Context) (sdkmetric.Reader, error) {
+			return nil, nil
+		}))
+	}
+	reader, err := autoexport.NewMetricReader(ctx, metricOpts...)
+	if err != nil {
+		_ = tp.Shutdown(ctx)
+		return nil, err
+	}
+	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
+	if reader != nil && !autoexport.IsNoneMetricReader(reader) {
+		mpOpts = append(mpOpts, sdkmetric.WithReader(reader))
+	}
+	mp := sdkmetric.NewMeterProvider(mpOpts...)
+	otel.SetMeterProvider(mp)
+
+	return func(ctx context.Context) error {
+		return errors.Join(tp.Shutdown(ctx), mp.Shutdown(ctx))
+	}, nil
+}
