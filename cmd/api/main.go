@@ -1,0 +1,112 @@
+// Command api serves conserver's HTTP API (port 8000, root path /api) on
+// the Redis at REDIS_URL. See internal/api/README.md for its settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/vcon-operator/vcon-operator/internal/api"
+	"github.com/vcon-operator/vcon-operator/internal/telemetry"
+	"github.com/vcon-operator/vcon-operator/internal/version"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		addr             = flag.String("addr", ":8000", "address to listen on")
+		maxBody          = flag.Int64("max-body-bytes", api.DefaultMaxBodyBytes, "largest request body accepted; larger ones get 413")
+		insecureNoAuth   = flag.Bool("insecure-no-auth", false, "serve without API token when none is configured (conserver's default; never do this on a reachable network)")
+		allowConfigWrite = flag.Bool("allow-config-write", false, "let POST /api/config overwrite CONSERVER_CONFIG_FILE")
+		shutdownWait     = flag.Duration("shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on SIGTERM")
+		showVersion      = flag.Bool("version", false, "print the version and exit")
+	)
+	flag.Parse()
+	if *showVersion {
+		fmt.Printf("%s %s %s\n", version.Version, version.GitCommit, version.BuildTime)
+		return nil
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	shutdownTelemetry, err := telemetry.Setup(ctx, "api")
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTelemetry(c)
+	}()
+
+	opts, err := api.OptionsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	opts.MaxBodyBytes = *maxBody
+	opts.InsecureNoAuth = *insecureNoAuth
+	opts.AllowConfigWrite = *allowConfigWrite
+	opts.Logger = log
+
+	redisURL := os.Getenv("REDIS_URL")
+	if redisURL == "" {
+		redisURL = "redis://localhost:6379"
+	}
+	rdb, err := api.NewRedisClient(redisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	srv, err := api.New(rdb, opts)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if len(opts.Tokens) == 0 {
+		log.Warn("serving WITHOUT authentication (--insecure-no-auth)")
+	}
+
+	hs := &http.Server{
+		Addr:              *addr,
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ListenAndServe() }()
+	log.Info("api listening", "addr", *addr, "version", version.Version, "commit", version.GitCommit,
+		"tokens", len(opts.Tokens), "config", opts.ConfigFile != "")
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	c, cancel := context.WithTimeout(context.Background(), *shutdownWait)
+	defer cancel()
+	if err := hs.Shutdown(c); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

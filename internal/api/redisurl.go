@@ -1,0 +1,84 @@
+package api
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// NewRedisClient connects to REDIS_URL. Accepted forms:
+//
+//	redis://[user:pass@]host:port[/db]      one server (also unix://path)
+//	rediss://...                            the same over TLS
+//	redis+cluster://host:port?addr=host2:port   Redis Cluster (seed nodes; rediss+cluster for TLS)
+//	redis+sentinel://[user:pass@]s1:26379,s2:26379[/db]?master=mymaster[&sentinel_password=..]
+//
+// The password never appears in an error.
+func NewRedisClient(raw string) (redis.UniversalClient, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return nil, fmt.Errorf("REDIS_URL: want redis://host:port (or rediss://, unix://, redis+cluster://, redis+sentinel://)")
+	}
+	switch strings.ToLower(scheme) {
+	case "redis", "rediss", "unix":
+		o, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %s", redactURLError(err, raw))
+		}
+		return redis.NewClient(o), nil
+	case "redis+cluster", "rediss+cluster":
+		o, err := redis.ParseClusterURL(strings.TrimSuffix(strings.ToLower(scheme), "+cluster") + "://" + rest)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %s", redactURLError(err, raw))
+		}
+		return redis.NewClusterClient(o), nil
+	case "redis+sentinel", "rediss+sentinel":
+		return newSentinelClient(strings.HasPrefix(strings.ToLower(scheme), "rediss"), rest)
+	}
+	return nil, fmt.Errorf("REDIS_URL: unknown scheme %q (want redis, rediss, unix, redis+cluster or redis+sentinel)", scheme)
+}
+
+func newSentinelClient(useTLS bool, rest string) (redis.UniversalClient, error) {
+	u, err := url.Parse("redis://" + rest)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: not a valid sentinel URL")
+	}
+	o := &redis.FailoverOptions{
+		MasterName:       u.Query().Get("master"),
+		SentinelAddrs:    strings.Split(u.Host, ","),
+		SentinelPassword: u.Query().Get("sentinel_password"),
+	}
+	if o.MasterName == "" {
+		return nil, fmt.Errorf("REDIS_URL: a sentinel URL needs ?master=<name>")
+	}
+	if u.User != nil {
+		o.Username = u.User.Username()
+		o.Password, _ = u.User.Password()
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		n, err := strconv.Atoi(db)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: database %q is not a number", db)
+		}
+		o.DB = n
+	}
+	if useTLS {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return redis.NewFailoverClient(o), nil
+}
+
+// redactURLError keeps a password in the URL out of the message.
+func redactURLError(err error, raw string) string {
+	msg := err.Error()
+	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	return msg
+}

@@ -1,0 +1,199 @@
+// Package api is the HTTP API producers and consumers of conserver talk to
+// (conserver's FastAPI server under /api), kept wire-compatible with it:
+// same paths, query parameters, status codes, JSON shapes and Redis data
+// model, so both can share one Redis during a migration. Where conserver is
+// weak it is stricter: authentication is on unless turned off on purpose,
+// health checks Redis, bad input is refused before anything is written, and
+// a POST writes the body, indexes and queue pushes in one transaction.
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
+)
+
+// Options configure a Server. OptionsFromEnv fills them from conserver's
+// environment variables.
+type Options struct {
+	// HeaderName carries the API token (CONSERVER_HEADER_NAME).
+	HeaderName string
+	// Tokens are the accepted API tokens. Empty refuses to build a Server
+	// unless InsecureNoAuth is set.
+	Tokens         []string
+	InsecureNoAuth bool
+	// MaxBodyBytes bounds request bodies; larger ones get 413.
+	MaxBodyBytes int64
+	// SortedSet is the listing index (VCON_SORTED_SET_NAME).
+	SortedSet string
+	// VconTTL is the TTL of bodies created or re-cached through the API
+	// (VCON_REDIS_EXPIRY); IndexTTL of party index sets
+	// (VCON_INDEX_EXPIRY); ContextTTL of trace-context lists
+	// (VCON_CONTEXT_EXPIRY). Zero means no TTL.
+	VconTTL, IndexTTL, ContextTTL time.Duration
+	// EgressFormat "0.0.1" answers vCon reads in the 0.0.1 shape
+	// (EGRESS_FORMAT_VERSION); anything else answers them as stored.
+	EgressFormat string
+	// ConfigFile is the conserver configuration (CONSERVER_CONFIG_FILE):
+	// its storages serve read-through and DELETE, its ingress_auth the
+	// external ingress. It is re-read when it changes. Empty: none.
+	ConfigFile string
+	// AllowConfigWrite lets POST /api/config overwrite ConfigFile.
+	AllowConfigWrite bool
+	// HealthTimeout bounds the Redis PING of /api/health.
+	HealthTimeout time.Duration
+	// Body configures the body codec (VCON_BODY_FORMAT).
+	Body vconstore.Options
+	// Registry receives the HTTP metrics; nil makes a private one. Either
+	// way /metrics serves it.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// Defaults, from conserver's settings.
+const (
+	DefaultMaxBodyBytes = 10 << 20
+	DefaultSortedSet    = "vcons"
+	DefaultVconTTL      = 3600 * time.Second
+	DefaultIndexTTL     = 86400 * time.Second
+	DefaultContextTTL   = 86400 * time.Second
+	DefaultHealthWait   = 2 * time.Second
+)
+
+// OptionsFromEnv reads conserver's environment: CONSERVER_HEADER_NAME,
+// CONSERVER_API_TOKEN, CONSERVER_API_TOKEN_FILE, VCON_SORTED_SET_NAME,
+// VCON_REDIS_EXPIRY, VCON_INDEX_EXPIRY, VCON_CONTEXT_EXPIRY,
+// EGRESS_FORMAT_VERSION, CONSERVER_CONFIG_FILE and VCON_BODY_FORMAT.
+func OptionsFromEnv(getenv func(string) string) (Options, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	o := Options{
+		HeaderName:   getenv("CONSERVER_HEADER_NAME"),
+		SortedSet:    getenv("VCON_SORTED_SET_NAME"),
+		EgressFormat: strings.TrimSpace(getenv("EGRESS_FORMAT_VERSION")),
+		ConfigFile:   getenv("CONSERVER_CONFIG_FILE"),
+	}
+	var errs []error
+	tokens, err := LoadTokens(getenv("CONSERVER_API_TOKEN"), getenv("CONSERVER_API_TOKEN_FILE"))
+	errs = append(errs, err)
+	o.Tokens = tokens
+	seconds := func(name string, def time.Duration) time.Duration {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return def
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			errs = append(errs, errors.New(name+"="+strconv.Quote(v)+": want a whole number of seconds, 0 or more"))
+			return def
+		}
+		return time.Duration(n) * time.Second
+	}
+	o.VconTTL = seconds("VCON_REDIS_EXPIRY", DefaultVconTTL)
+	o.IndexTTL = seconds("VCON_INDEX_EXPIRY", DefaultIndexTTL)
+	o.ContextTTL = seconds("VCON_CONTEXT_EXPIRY", DefaultContextTTL)
+	o.Body, err = vconstore.OptionsFromEnv()
+	errs = append(errs, err)
+	return o, errors.Join(errs...)
+}
+
+// Server serves the API.
+type Server struct {
+	opts    Options
+	rdb     redis.UniversalClient
+	store   *vconstore.Store
+	tokens  tokenSet // nil: authentication off
+	config  *configSource
+	metrics *httpMetrics
+	tracer  trace.Tracer
+	mux     *http.ServeMux
+	log     *slog.Logger
+}
+
+// New builds a Server on rdb. It fails when no token is configured and
+// InsecureNoAuth is not set, and when the config file cannot be read.
+func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
+	if opts.HeaderName == "" {
+		opts.HeaderName = DefaultHeaderName
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.SortedSet == "" {
+		opts.SortedSet = DefaultSortedSet
+	}
+	if opts.HealthTimeout <= 0 {
+		opts.HealthTimeout = DefaultHealthWait
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{
+		opts:   opts,
+		rdb:    rdb,
+		store:  vconstore.New(rdb, opts.Body),
+		tracer: otel.Tracer("github.com/vcon-operator/vcon-operator/internal/api"),
+		log:    opts.Logger,
+	}
+	switch tokens := newTokenSet(opts.Tokens); {
+	case len(tokens) > 0:
+		s.tokens = tokens
+	case !opts.InsecureNoAuth:
+		return nil, ErrNoToken
+	}
+	var err error
+	if s.config, err = newConfigSource(opts.ConfigFile, rdb, opts.Logger); err != nil {
+		return nil, err
+	}
+	if s.metrics, err = newHTTPMetrics(opts.Registry); err != nil {
+		return nil, err
+	}
+	s.mux = s.routes()
+	return s, nil
+}
+
+// Close releases the storages' connections.
+func (s *Server) Close() error { return s.config.close() }
+
+func (s *Server) routes() *http.ServeMux {
+	m := http.NewServeMux()
+	auth := s.requireToken
+	// Open: health checks, monitoring and back-pressure.
+	m.HandleFunc("GET /api/health", s.health)
+	m.HandleFunc("GET /api/version", s.version)
+	m.HandleFunc("GET /api/stats/queue", s.queueDepth)
+	m.Handle("GET /metrics", s.metrics.handler(s.opts.Registry))
+	// External ingress has its own per-list keys.
+	m.HandleFunc("POST /api/vcon/external-ingress", s.externalIngress)
+
+	m.HandleFunc("POST /api/vcon", auth(s.postVcon))
+	m.HandleFunc("GET /api/vcon", auth(s.listVcons))
+	m.HandleFunc("GET /api/vcon/{uuid}", auth(s.getVcon))
+	m.HandleFunc("DELETE /api/vcon/{uuid}", auth(s.deleteVcon))
+	m.HandleFunc("GET /api/vcons", auth(s.getVcons))
+	m.HandleFunc("GET /api/vcons/search", auth(s.searchVcons))
+	m.HandleFunc("POST /api/vcon/ingress", auth(s.ingress))
+	m.HandleFunc("GET /api/vcon/egress", auth(s.egress))
+	m.HandleFunc("GET /api/vcon/count", auth(s.count))
+	m.HandleFunc("GET /api/dlq", auth(s.dlq))
+	m.HandleFunc("POST /api/dlq/reprocess", auth(s.reprocess))
+	m.HandleFunc("GET /api/config", auth(s.getConfig))
+	m.HandleFunc("POST /api/config", auth(s.postConfig))
+	m.HandleFunc("GET /api/index_vcons", auth(s.indexVcons))
+	return m
+}

@@ -1,0 +1,212 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+	"github.com/vcon-operator/vcon-operator/internal/version"
+)
+
+type healthAnswer struct {
+	Status  string       `json:"status"`
+	Reason  string       `json:"reason,omitempty"`
+	Version version.Info `json:"version"`
+}
+
+// GET /api/health → 200 healthy only when Redis answers PING in time;
+// otherwise 503 unhealthy with the reason.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.HealthTimeout)
+	defer cancel()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, healthAnswer{
+			Status: "unhealthy", Reason: "redis: " + err.Error(), Version: version.Get(),
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, healthAnswer{Status: "healthy", Version: version.Get()})
+}
+
+// GET /api/version → {"version","git_commit","build_time"}.
+func (s *Server) version(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, version.Get())
+}
+
+// GET /api/config → the configuration file as JSON. ${VAR} references are
+// shown as written, never resolved, so secrets from the environment stay
+// out of the answer.
+func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
+	if s.opts.ConfigFile == "" {
+		writeJSON(w, http.StatusOK, map[string]any{})
+		return
+	}
+	data, err := os.ReadFile(s.opts.ConfigFile)
+	if err != nil {
+		s.internalError(w, r, "Failed to read configuration", err)
+		return
+	}
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		s.internalError(w, r, "Failed to read configuration", err)
+		return
+	}
+	if doc == nil {
+		doc = map[string]any{}
+	}
+	writeJSON(w, http.StatusOK, jsonable(doc))
+}
+
+// jsonable turns YAML's map[any]any into map[string]any.
+func jsonable(x any) any {
+	switch t := x.(type) {
+	case map[string]any:
+		for k, v := range t {
+			t[k] = jsonable(v)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, v := range t {
+			m[fmt.Sprint(k)] = jsonable(v)
+		}
+		return m
+	case []any:
+		for i, v := range t {
+			t[i] = jsonable(v)
+		}
+		return t
+	}
+	return x
+}
+
+// POST /api/config → 204 after overwriting the configuration file. Off
+// unless AllowConfigWrite: under the operator the configuration comes from
+// Chain resources, and an HTTP write would be lost at the next rollout.
+func (s *Server) postConfig(w http.ResponseWriter, r *http.Request) {
+	if !s.opts.AllowConfigWrite || s.opts.ConfigFile == "" {
+		writeDetail(w, http.StatusForbidden, "Writing the configuration over HTTP is disabled: change the Chain resources (or the config file), or start the API with --allow-config-write")
+		return
+	}
+	data, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		writeInvalid(w, bodyError("dict_type", "Input should be a JSON object with links, storages and chains"))
+		return
+	}
+	// JSON is YAML: the configuration reader checks the shapes, without
+	// resolving ${VAR}, so a bad configuration is refused before writing.
+	if _, err := config.Parse(data, nil); err != nil {
+		writeInvalid(w, bodyError("value_error", err.Error()))
+		return
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		s.internalError(w, r, "Failed to update configuration", err)
+		return
+	}
+	dir := filepath.Dir(s.opts.ConfigFile)
+	tmp, err := os.CreateTemp(dir, ".config-*.yml")
+	if err != nil {
+		s.internalError(w, r, "Failed to update configuration", err)
+		return
+	}
+	_, werr := tmp.Write(out)
+	cerr := tmp.Close()
+	if werr != nil || cerr != nil {
+		_ = os.Remove(tmp.Name())
+		s.internalError(w, r, "Failed to update configuration", fmt.Errorf("write: %v %v", werr, cerr))
+		return
+	}
+	if err := os.Rename(tmp.Name(), s.opts.ConfigFile); err != nil {
+		_ = os.Remove(tmp.Name())
+		s.internalError(w, r, "Failed to update configuration", err)
+		return
+	}
+	s.config.forceReload()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// GET /api/index_vcons → the number of bodies (re)indexed: each vcon:{uuid}
+// key is added to the listing index and its party index sets. Keys are
+// scanned (never KEYS) and read in batches.
+func (s *Server) indexVcons(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	indexed := 0
+	var cursor uint64
+	for {
+		keys, next, err := s.rdb.Scan(ctx, cursor, "vcon:*", 500).Result()
+		if err != nil {
+			s.internalError(w, r, "Failed to rebuild the index", err)
+			return
+		}
+		var uuids []string
+		for _, k := range keys {
+			if u := strings.TrimPrefix(k, "vcon:"); vcon.ValidUUID(u) {
+				uuids = append(uuids, u)
+			}
+		}
+		n, err := s.reindex(ctx, uuids)
+		if err != nil {
+			s.internalError(w, r, "Failed to rebuild the index", err)
+			return
+		}
+		indexed += n
+		cursor = next
+		if cursor == 0 {
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, indexed)
+}
+
+func (s *Server) reindex(ctx context.Context, uuids []string) (int, error) {
+	if len(uuids) == 0 {
+		return 0, nil
+	}
+	bodies, err := s.store.MGet(ctx, uuids)
+	if err != nil {
+		return 0, err
+	}
+	pipe := s.rdb.Pipeline()
+	n := 0
+	for i, b := range bodies {
+		if b == nil {
+			continue
+		}
+		v, err := vcon.Parse(b)
+		if err != nil {
+			continue
+		}
+		t, ok := vcon.CreatedAt(v)
+		if !ok {
+			continue
+		}
+		n++
+		pipe.ZAdd(ctx, s.opts.SortedSet, redis.Z{Score: float64(t.Unix()), Member: indexMember(uuids[i])})
+		for _, k := range partyIndexKeys(v) {
+			pipe.SAdd(ctx, k, uuids[i])
+			if s.opts.IndexTTL > 0 {
+				pipe.Expire(ctx, k, s.opts.IndexTTL)
+			}
+		}
+	}
+	if n > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
