@@ -1,0 +1,77 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/storage"
+)
+
+// Build makes the runnable chains of a validated config: every enabled
+// chain, or only the one named. Every link and storage is constructed (and
+// so its options checked) before anything runs: a broken config never
+// starts half-configured. Close the returned storages when done.
+func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.Deps, storageDeps storage.Deps) ([]Chain, func(), error) {
+	names := make([]string, 0, len(cfg.Chains))
+	for name := range cfg.Chains {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	if only != "" {
+		if _, ok := cfg.Chains[only]; !ok {
+			return nil, nil, fmt.Errorf("chain %q is not in the config (chains: %v)", only, names)
+		}
+		names = []string{only}
+	}
+
+	builtStorages := map[string]storage.Storage{}
+	closeAll := func() {
+		for _, s := range builtStorages {
+			if c, ok := s.(storage.Closer); ok {
+				_ = c.Close()
+			}
+		}
+	}
+	var chains []Chain
+	var errs []error
+	for _, name := range names {
+		cc := cfg.Chains[name]
+		if !cc.Enabled {
+			continue // conserver ignores enabled; a disabled chain consumes nothing here
+		}
+		ch := Chain{Name: name, Ingress: cc.IngressLists, Egress: cc.EgressLists, Timeout: cc.Timeout}
+		for _, ln := range cc.Links {
+			m := cfg.Links[ln]
+			l, err := links.New(ln, m.Module, m.Options, linkDeps)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("chains.%s: %w", name, err))
+				continue
+			}
+			ch.Links = append(ch.Links, Step{Name: ln, Link: l})
+		}
+		for _, sn := range cc.Storages {
+			s, ok := builtStorages[sn]
+			if !ok {
+				m := cfg.Storages[sn]
+				var err error
+				s, err = storage.New(ctx, sn, m.Module, m.Options, storageDeps)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("chains.%s: %w", name, err))
+					continue
+				}
+				builtStorages[sn] = s
+			}
+			ch.Storages = append(ch.Storages, Sink{Name: sn, Storage: s})
+		}
+		chains = append(chains, ch)
+	}
+	if len(errs) > 0 {
+		closeAll()
+		return nil, nil, errors.Join(errs...)
+	}
+	return chains, closeAll, nil
+}

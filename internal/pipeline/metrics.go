@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Dead-letter reasons, a bounded set for the reason label. The full reason
+// text is recorded beside the uuid (queue.DLQReason), never in a label.
+const (
+	ReasonTimeout      = "timeout"
+	ReasonNotFound     = "not_found"
+	ReasonMalformed    = "malformed"
+	ReasonLinkError    = "link_error"
+	ReasonStorageError = "storage_error"
+)
+
+// Outcomes of a link or a storage write, for the outcome label.
+const (
+	OutcomeContinue = "continue"
+	OutcomeForward  = "forward" // continued with another uuid
+	OutcomeHalt     = "halt"
+	OutcomeError    = "error"
+	OutcomeSuccess  = "success"
+	OutcomeRetry    = "retry"
+	OutcomeFailure  = "failure"
+)
+
+// Metrics are the worker's Prometheus series. The two counters the
+// monitoring guide divides (errors / processed) carry exactly the same
+// label names, so the division matches series one to one. Labels are
+// bounded: chain, link and storage names come from the config, never a uuid.
+type Metrics struct {
+	Processed       *prometheus.CounterVec
+	Errors          *prometheus.CounterVec
+	Duration        *prometheus.HistogramVec
+	LinkDuration    *prometheus.HistogramVec
+	LinkOutcomes    *prometheus.CounterVec
+	StorageWrites   *prometheus.CounterVec
+	StorageDuration *prometheus.HistogramVec
+	DeadLetters     *prometheus.CounterVec
+	InFlight        *prometheus.GaugeVec
+	Reaped          *prometheus.CounterVec
+}
+
+// NewMetrics creates the series and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+	m := &Metrics{
+		Processed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_processed_total",
+			Help: "vCons that finished their chain, whatever the outcome (stored, filtered or dead-lettered).",
+		}, []string{"chain"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_processing_errors_total",
+			Help: "vCons that were dead-lettered.",
+		}, []string{"chain"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vcon_processing_duration_seconds",
+			Help:    "Time from taking a vCon to finishing it.",
+			Buckets: buckets,
+		}, []string{"chain"}),
+		LinkDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vcon_link_duration_seconds",
+			Help:    "Time one link took on one vCon.",
+			Buckets: buckets,
+		}, []string{"chain", "link"}),
+		LinkOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_link_outcomes_total",
+			Help: "Link results by outcome (continue, forward, halt, error).",
+		}, []string{"chain", "link", "outcome"}),
+		StorageWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_storage_writes_total",
+			Help: "Storage write attempts by outcome (success, retry, failure).",
+		}, []string{"chain", "storage", "outcome"}),
+		StorageDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vcon_storage_write_duration_seconds",
+			Help:    "Time one storage write attempt took.",
+			Buckets: buckets,
+		}, []string{"chain", "storage"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_dead_letters_total",
+			Help: "vCons dead-lettered, by reason (timeout, not_found, malformed, link_error, storage_error).",
+		}, []string{"chain", "reason"}),
+		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vcon_worker_inflight",
+			Help: "vCons this worker process is working on.",
+		}, []string{"chain"}),
+		Reaped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_worker_reaped_total",
+			Help: "In-flight vCons of dead workers this worker returned to their ingress list.",
+		}, []string{"chain"}),
+	}
+	reg.MustRegister(m.Processed, m.Errors, m.Duration, m.LinkDuration, m.LinkOutcomes,
+		m.StorageWrites, m.StorageDuration, m.DeadLetters, m.InFlight, m.Reaped)
+	return m
+}
+
+// init makes the series of a chain exist at zero from the start, so rate()
+// and the error ratio are defined before the first vCon or error.
+func (m *Metrics) init(chain string, linkNames, storageNames []string) {
+	m.Processed.WithLabelValues(chain)
+	m.Errors.WithLabelValues(chain)
+	m.InFlight.WithLabelValues(chain)
+	for _, r := range []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError} {
+		m.DeadLetters.WithLabelValues(chain, r)
+	}
+	for _, l := range linkNames {
+		for _, o := range []string{OutcomeContinue, OutcomeHalt, OutcomeError} {
+			m.LinkOutcomes.WithLabelValues(chain, l, o)
+		}
+	}
+	for _, s := range storageNames {
+		for _, o := range []string{OutcomeSuccess, OutcomeRetry, OutcomeFailure} {
+			m.StorageWrites.WithLabelValues(chain, s, o)
+		}
+	}
+}

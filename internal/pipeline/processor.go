@@ -1,0 +1,561 @@
+// Package pipeline runs a chain on each vCon a worker takes: links in order,
+// then storages, then egress, and dead-letters what fails. It is strict
+// where conserver is weak: storages are written (and retried) before
+// egress, a failed write dead-letters instead of vanishing, a chain timeout
+// is enforced, and nothing leaves the worker's in-flight list until its
+// outcome is written.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/telemetry"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
+)
+
+// Step is a configured link with its config name.
+type Step struct {
+	Name string
+	Link links.Link
+}
+
+// Sink is a configured storage with its config name.
+type Sink struct {
+	Name    string
+	Storage storage.Storage
+}
+
+// Chain is what the processor runs for each vCon.
+type Chain struct {
+	Name     string
+	Ingress  []string
+	Egress   []string
+	Links    []Step
+	Storages []Sink
+	// Timeout bounds links and storages for one vCon; 0 means none.
+	Timeout time.Duration
+}
+
+// Options tune the processor; zero values take conserver's defaults.
+type Options struct {
+	// DLQExpiry becomes the body's TTL when it is dead-lettered (VCON_DLQ_EXPIRY).
+	DLQExpiry time.Duration
+	// ContextExpiry is the TTL of trace-context records written for egress
+	// lists (VCON_CONTEXT_EXPIRY).
+	ContextExpiry time.Duration
+	// ReadThroughTTL is the TTL of a body re-cached from a storage.
+	ReadThroughTTL time.Duration
+	// ReadThrough reads missing bodies from storages that can Get
+	// (VCON_STORAGE_FALLBACK_ENABLED).
+	ReadThrough bool
+	// StorageAttempts is how often a failing storage write is tried before
+	// the vCon is dead-lettered; StorageBackoff the first wait, doubled
+	// each time up to StorageBackoffMax.
+	StorageAttempts   int
+	StorageBackoff    time.Duration
+	StorageBackoffMax time.Duration
+	// CommitBackoffMax caps the wait between attempts to write a vCon's
+	// outcome to Redis, which are repeated until they succeed or the
+	// worker stops (the vCon stays in flight meanwhile).
+	CommitBackoffMax time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.DLQExpiry == 0 {
+		o.DLQExpiry = 604800 * time.Second
+	}
+	if o.ContextExpiry == 0 {
+		o.ContextExpiry = 86400 * time.Second
+	}
+	if o.ReadThroughTTL == 0 {
+		o.ReadThroughTTL = 3600 * time.Second
+	}
+	if o.StorageAttempts == 0 {
+		o.StorageAttempts = 5
+	}
+	if o.StorageBackoff == 0 {
+		o.StorageBackoff = 200 * time.Millisecond
+	}
+	if o.StorageBackoffMax == 0 {
+		o.StorageBackoffMax = 10 * time.Second
+	}
+	if o.CommitBackoffMax == 0 {
+		o.CommitBackoffMax = 5 * time.Second
+	}
+}
+
+// Processor runs one chain.
+type Processor struct {
+	rdb     redis.UniversalClient
+	bodies  *vconstore.Store
+	worker  *queue.Worker
+	chain   Chain
+	opts    Options
+	metrics *Metrics
+	log     *slog.Logger
+	tracer  trace.Tracer
+	cluster bool
+	getters []Sink
+}
+
+// NewProcessor returns a processor for chain, taking work as worker.
+func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *queue.Worker, chain Chain, opts Options, m *Metrics, log *slog.Logger) *Processor {
+	opts.defaults()
+	p := &Processor{
+		rdb: rdb, bodies: bodies, worker: worker, chain: chain, opts: opts, metrics: m,
+		log:     log.With("chain", chain.Name),
+		tracer:  otel.Tracer("github.com/vcon-operator/vcon-operator/internal/pipeline"),
+		cluster: queue.IsCluster(rdb),
+	}
+	for _, s := range chain.Storages {
+		if _, ok := s.Storage.(storage.Getter); ok {
+			p.getters = append(p.getters, s)
+		}
+	}
+	linkNames := make([]string, len(chain.Links))
+	for i, l := range chain.Links {
+		linkNames[i] = l.Name
+	}
+	storageNames := make([]string, len(chain.Storages))
+	for i, s := range chain.Storages {
+		storageNames[i] = s.Name
+	}
+	m.init(chain.Name, linkNames, storageNames)
+	return p
+}
+
+// failure is why a vCon is dead-lettered.
+type failure struct {
+	reason string // one of the Reason* constants
+	step   string
+	err    error
+}
+
+func (f *failure) text() string {
+	if f.step != "" {
+		return fmt.Sprintf("%s: %s: %v", f.reason, f.step, f.err)
+	}
+	return fmt.Sprintf("%s: %v", f.reason, f.err)
+}
+
+// ErrStopped is returned when the worker stopped before the vCon's outcome
+// was written; the vCon is still in flight and is returned to its ingress
+// list by the worker's release (or by a reaper).
+var ErrStopped = errors.New("worker stopped before the vCon was finished")
+
+// Process runs the chain on one taken item and writes its outcome. ctx is
+// the worker's hard-stop context: when it ends, Process returns ErrStopped
+// without writing an outcome.
+func (p *Processor) Process(ctx context.Context, it queue.Item) error {
+	start := time.Now()
+	chain := p.chain.Name
+	p.metrics.InFlight.WithLabelValues(chain).Inc()
+	defer p.metrics.InFlight.WithLabelValues(chain).Dec()
+
+	// One round trip: the body (whatever its type) and the producer's
+	// trace context.
+	var (
+		body    vconstore.Body
+		readErr error
+		tcRaw   string
+	)
+	err := p.retryRedis(ctx, func() error {
+		pipe := p.rdb.Pipeline()
+		pending := p.bodies.QueueGet(ctx, pipe, it.UUID)
+		tcCmd := pipe.LPop(ctx, queue.ContextKey(it.List, it.UUID))
+		cmds, _ := pipe.Exec(ctx)
+		for _, c := range cmds {
+			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && c != tcCmd && !isProbeErr(e) {
+				return e
+			}
+		}
+		if e := tcCmd.Err(); e != nil && !errors.Is(e, redis.Nil) {
+			return e
+		}
+		tcRaw = tcCmd.Val()
+		body, readErr = pending.Result()
+		if readErr != nil && !errors.Is(readErr, vconstore.ErrNotFound) && !errors.Is(readErr, vconstore.ErrWrongType) {
+			return readErr
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	if tcRaw != "" {
+		if tc, err := telemetry.ParseTraceContext(tcRaw); err == nil {
+			ctx = tc.ContextWithRemote(ctx)
+		}
+	}
+	ctx, span := p.tracer.Start(ctx, "vcon.process "+chain, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("vcon.chain", chain), attribute.String("vcon.ingress_list", it.List), attribute.String("vcon.uuid", it.UUID)))
+	defer span.End()
+
+	outcome, fail := p.run(ctx, it, body, readErr)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return ErrStopped
+	}
+	if fail != nil {
+		span.SetStatus(codes.Error, fail.reason)
+		span.SetAttributes(attribute.String("vcon.dlq_reason", fail.reason))
+		err = p.retryRedis(ctx, func() error { return p.deadLetter(ctx, it, fail) })
+		if err != nil {
+			return err
+		}
+		p.metrics.Errors.WithLabelValues(chain).Inc()
+		p.metrics.DeadLetters.WithLabelValues(chain, fail.reason).Inc()
+		p.log.Warn("vcon dead-lettered", "uuid", it.UUID, "list", it.List, "reason", fail.reason, "step", fail.step)
+	} else {
+		err = p.retryRedis(ctx, func() error { return p.commit(ctx, it, outcome) })
+		if err != nil {
+			return err
+		}
+		span.SetAttributes(attribute.Bool("vcon.filtered", outcome.halted))
+	}
+	p.metrics.Processed.WithLabelValues(chain).Inc()
+	p.metrics.Duration.WithLabelValues(chain).Observe(time.Since(start).Seconds())
+	return nil
+}
+
+func isProbeErr(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "WRONGTYPE") || strings.Contains(strings.ToLower(s), "unknown command")
+}
+
+// outcome is what a successful run leaves to write.
+type outcome struct {
+	uuid      string // the vCon the chain ended on (links may switch)
+	body      []byte // the document to write back (normalised)
+	prev      vconstore.Body
+	halted    bool
+	pipelined []pipelinedSave
+	recache   bool // body came from a storage: create the key
+}
+
+type pipelinedSave struct {
+	sink Sink
+	v    *vcon.VCon
+}
+
+// run executes links and storages. It returns either what to commit or why
+// the vCon fails.
+func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body, readErr error) (*outcome, *failure) {
+	if p.chain.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.chain.Timeout)
+		defer cancel()
+	}
+	out := &outcome{uuid: it.UUID, prev: body}
+	if readErr != nil {
+		if errors.Is(readErr, vconstore.ErrWrongType) {
+			return nil, &failure{reason: ReasonMalformed, err: errors.New("the body key holds neither a string nor a JSON document")}
+		}
+		data, ok := p.readThrough(ctx, it.UUID)
+		if !ok {
+			return nil, &failure{reason: ReasonNotFound, err: errors.New("no body in Redis or in any storage")}
+		}
+		body = vconstore.Body{Data: data}
+		out.recache = true
+	}
+	v, fail := parseBody(body.Data, it.UUID)
+	if fail != nil {
+		return nil, fail
+	}
+
+	for _, step := range p.chain.Links {
+		res, err := p.runLink(ctx, step, v)
+		if err != nil {
+			return nil, p.classify(ctx, ReasonLinkError, "link "+step.Name, err)
+		}
+		if res.Halt {
+			out.halted = true
+			break
+		}
+		if res.NextUUID != "" && res.NextUUID != v.UUID() {
+			// Finish the current document, then go on with the other one.
+			if err := p.writeBody(ctx, out, v); err != nil {
+				return nil, p.classify(ctx, ReasonLinkError, "link "+step.Name, err)
+			}
+			next, err := p.bodies.Get(ctx, res.NextUUID)
+			if err != nil {
+				return nil, p.classify(ctx, ReasonNotFound, "link "+step.Name, fmt.Errorf("forwarded vCon: %w", err))
+			}
+			if v, fail = parseBody(next.Data, res.NextUUID); fail != nil {
+				return nil, fail
+			}
+			out.uuid, out.prev, out.recache = res.NextUUID, next, false
+		}
+	}
+	vcon.Normalize(v)
+	data, err := v.Marshal()
+	if err != nil {
+		return nil, &failure{reason: ReasonMalformed, err: err}
+	}
+	out.body = data
+	if out.halted {
+		return out, nil
+	}
+	if fail := p.store(ctx, out, v, data); fail != nil {
+		return nil, fail
+	}
+	return out, nil
+}
+
+// parseBody decodes and checks a body. The reason names the field paths at
+// fault, never their values.
+func parseBody(data []byte, uuid string) (*vcon.VCon, *failure) {
+	v, err := vcon.Parse(data)
+	if err != nil {
+		return nil, &failure{reason: ReasonMalformed, err: errors.New(strings.TrimPrefix(err.Error(), "vcon: "))}
+	}
+	if errs := vcon.Validate(v); len(errs) > 0 {
+		paths := make([]string, 0, 3)
+		for i, e := range errs {
+			if i == 3 {
+				paths = append(paths, fmt.Sprintf("and %d more", len(errs)-3))
+				break
+			}
+			paths = append(paths, e.Error())
+		}
+		return nil, &failure{reason: ReasonMalformed, err: errors.New(strings.Join(paths, "; "))}
+	}
+	if !strings.EqualFold(v.UUID(), uuid) {
+		return nil, &failure{reason: ReasonMalformed, err: errors.New("the document's uuid differs from its key")}
+	}
+	return v, nil
+}
+
+func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links.Result, error) {
+	ctx, span := p.tracer.Start(ctx, "link "+step.Name, trace.WithAttributes(attribute.String("vcon.link", step.Name)))
+	defer span.End()
+	start := time.Now()
+	res, err := step.Link.Run(ctx, v)
+	p.metrics.LinkDuration.WithLabelValues(p.chain.Name, step.Name).Observe(time.Since(start).Seconds())
+	outcome := OutcomeContinue
+	switch {
+	case err == nil && ctx.Err() != nil:
+		err = ctx.Err()
+		fallthrough
+	case err != nil:
+		outcome = OutcomeError
+		span.SetStatus(codes.Error, "link failed")
+	case res.Halt:
+		outcome = OutcomeHalt
+	case res.NextUUID != "" && res.NextUUID != v.UUID():
+		outcome = OutcomeForward
+	}
+	span.SetAttributes(attribute.String("vcon.outcome", outcome))
+	p.metrics.LinkOutcomes.WithLabelValues(p.chain.Name, step.Name, outcome).Inc()
+	return res, err
+}
+
+// classify turns a step error into a failure, recognising the chain timeout.
+func (p *Processor) classify(ctx context.Context, reason, step string, err error) *failure {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &failure{reason: ReasonTimeout, step: step, err: fmt.Errorf("chain timeout of %s exceeded", p.chain.Timeout)}
+	}
+	return &failure{reason: reason, step: step, err: err}
+}
+
+// store writes every storage, in parallel, each with retries. Storages whose
+// write is a Redis command are queued for the commit instead.
+func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data []byte) *failure {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first *failure
+	)
+	for _, sink := range p.chain.Storages {
+		if _, ok := sink.Storage.(storage.Pipelined); ok {
+			out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v})
+			continue
+		}
+		wg.Add(1)
+		go func(sink Sink) {
+			defer wg.Done()
+			if err := p.save(ctx, sink, v); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = p.classify(ctx, ReasonStorageError, "storage "+sink.Name, err)
+				}
+				mu.Unlock()
+			}
+		}(sink)
+	}
+	wg.Wait()
+	return first
+}
+
+func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
+	ctx, span := p.tracer.Start(ctx, "storage "+sink.Name, trace.WithAttributes(attribute.String("vcon.storage", sink.Name)))
+	defer span.End()
+	wait := p.opts.StorageBackoff
+	var err error
+	for attempt := 1; attempt <= p.opts.StorageAttempts; attempt++ {
+		start := time.Now()
+		err = sink.Storage.Save(ctx, v)
+		p.metrics.StorageDuration.WithLabelValues(p.chain.Name, sink.Name).Observe(time.Since(start).Seconds())
+		if err == nil {
+			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeSuccess).Inc()
+			return nil
+		}
+		if ctx.Err() != nil || attempt == p.opts.StorageAttempts {
+			break
+		}
+		p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeRetry).Inc()
+		p.log.Info("storage write failed, retrying", "storage", sink.Name, "attempt", attempt, "error", err)
+		if !sleep(ctx, wait) {
+			break
+		}
+		wait = min(2*wait, p.opts.StorageBackoffMax)
+	}
+	p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeFailure).Inc()
+	span.SetStatus(codes.Error, "storage write failed")
+	if ctx.Err() != nil && err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// readThrough looks for a missing body in the storages that can read back.
+func (p *Processor) readThrough(ctx context.Context, uuid string) ([]byte, bool) {
+	if !p.opts.ReadThrough {
+		return nil, false
+	}
+	for _, s := range p.getters {
+		data, err := s.Storage.(storage.Getter).Get(ctx, uuid)
+		if err == nil && len(data) > 0 {
+			return data, true
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			p.log.Info("read-through failed", "storage", s.Name, "uuid", uuid, "error", err)
+		}
+	}
+	return nil, false
+}
+
+// writeBody writes the current document back before a link switches to
+// another vCon.
+func (p *Processor) writeBody(ctx context.Context, out *outcome, v *vcon.VCon) error {
+	vcon.Normalize(v)
+	data, err := v.Marshal()
+	if err != nil {
+		return err
+	}
+	if out.recache {
+		return p.bodies.Create(ctx, out.uuid, data, p.opts.ReadThroughTTL)
+	}
+	return p.bodies.Put(ctx, out.uuid, data, out.prev)
+}
+
+// commit writes a finished vCon's results and takes it out of flight in one
+// round trip: body, storages that are Redis commands, egress pushes with
+// their trace context, then the in-flight removal. On a cluster the removal
+// goes in a second round trip, after the others are known to be written.
+func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome) error {
+	pipe := p.rdb.Pipeline()
+	var err error
+	if out.recache {
+		err = p.bodies.QueueCreate(ctx, pipe, out.uuid, out.body, p.opts.ReadThroughTTL)
+	} else {
+		err = p.bodies.QueuePut(ctx, pipe, out.uuid, out.body, out.prev)
+	}
+	if err != nil {
+		return err
+	}
+	if !out.halted {
+		for _, s := range out.pipelined {
+			s.sink.Storage.(storage.Pipelined).AppendSave(pipe, s.v, out.body)
+		}
+		tc, traced := telemetry.FromContext(ctx)
+		for _, l := range p.chain.Egress {
+			if traced {
+				key := queue.ContextKey(l, out.uuid)
+				pipe.RPush(ctx, key, tc.JSON())
+				pipe.Expire(ctx, key, p.opts.ContextExpiry)
+			}
+			pipe.RPush(ctx, l, out.uuid)
+		}
+	}
+	if p.cluster {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		pipe = p.rdb.Pipeline()
+	}
+	p.worker.QueueDone(pipe, it)
+	_, err = pipe.Exec(ctx)
+	if err == nil && len(out.pipelined) > 0 {
+		for _, s := range out.pipelined {
+			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, s.sink.Name, OutcomeSuccess).Inc()
+		}
+	}
+	return err
+}
+
+// deadLetter puts the item on DLQ:{ingress} with its reason, gives the body
+// the DLQ expiry, and takes it out of flight (last, in its own round trip on
+// a cluster, so the DLQ entry exists before the in-flight one goes).
+func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure) error {
+	pipe := p.rdb.Pipeline()
+	queue.QueueDeadLetter(pipe, it, queue.DLQReason{Reason: f.text(), Chain: p.chain.Name, Step: f.step, At: time.Now().UTC()})
+	pipe.Expire(ctx, vconstore.Key(it.UUID), p.opts.DLQExpiry)
+	if p.cluster {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		pipe = p.rdb.Pipeline()
+	}
+	p.worker.QueueDone(pipe, it)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// retryRedis repeats a Redis step until it succeeds or ctx ends: a vCon's
+// outcome must be written, and while Redis is away the vCon simply stays in
+// flight.
+func (p *Processor) retryRedis(ctx context.Context, f func() error) error {
+	wait := 50 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ErrStopped
+		}
+		p.log.Warn("redis unavailable, retrying", "error", err)
+		if !sleep(ctx, wait) {
+			return ErrStopped
+		}
+		wait = min(2*wait, p.opts.CommitBackoffMax)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

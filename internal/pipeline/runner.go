@@ -1,0 +1,174 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+)
+
+// RunnerOptions tune how a worker takes work.
+type RunnerOptions struct {
+	// Concurrency is how many vCons are processed at once.
+	Concurrency int
+	// GracePeriod is how long a stopping worker lets in-flight vCons finish
+	// before it cancels them and returns them to their ingress lists.
+	GracePeriod time.Duration
+	// BlockFor is how long one BLMOVE waits on an empty list. Work that
+	// arrives meanwhile is taken at once; the wait only bounds how quickly
+	// a stop is noticed and how long a slot stays reserved for one list.
+	BlockFor time.Duration
+}
+
+// Runner takes vCons from a chain's ingress lists and processes them.
+type Runner struct {
+	proc   *Processor
+	worker *queue.Worker
+	opts   RunnerOptions
+	log    *slog.Logger
+}
+
+// NewRunner returns a runner for proc's chain.
+func NewRunner(proc *Processor, opts RunnerOptions, log *slog.Logger) *Runner {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
+	}
+	if opts.GracePeriod <= 0 {
+		opts.GracePeriod = 25 * time.Second
+	}
+	if opts.BlockFor <= 0 {
+		opts.BlockFor = time.Second
+	}
+	return &Runner{proc: proc, worker: proc.worker, opts: opts, log: log.With("chain", proc.chain.Name)}
+}
+
+// Run processes work until ctx ends, then stops taking work, lets what is in
+// flight finish within the grace period, returns the rest to the head of
+// its ingress lists and unregisters. It returns nil after a clean stop.
+func (r *Runner) Run(ctx context.Context) error {
+	lists := r.proc.chain.Ingress
+	// Registering before the first take makes every in-flight list visible
+	// to reapers from the start.
+	for {
+		err := r.worker.Heartbeat(ctx, lists)
+		if err == nil {
+			break
+		}
+		r.log.Warn("cannot register with redis, retrying", "error", err)
+		if !sleep(ctx, time.Second) {
+			return nil
+		}
+	}
+
+	// hardStop ends processing after the grace period; it outlives ctx.
+	hardStop, stopProcessing := context.WithCancel(context.Background())
+	defer stopProcessing()
+
+	// The heartbeat outlives ctx until in-flight work is finished: a worker
+	// in its grace period still owns its in-flight list.
+	hbCtx, stopHeartbeat := context.WithCancel(context.Background())
+	defer stopHeartbeat()
+	var background sync.WaitGroup
+	background.Add(1)
+	go func() { defer background.Done(); r.heartbeat(hbCtx, lists) }()
+
+	// A FIFO semaphore shared by one fetcher per ingress list: each fetcher
+	// holds at most one free slot while it waits, and slots are granted in
+	// turn, so a busy list cannot starve another.
+	slots := semaphore.NewWeighted(int64(r.opts.Concurrency))
+	var processing sync.WaitGroup
+	var fetchers sync.WaitGroup
+	for _, list := range lists {
+		fetchers.Add(1)
+		go func(list string) {
+			defer fetchers.Done()
+			r.fetch(ctx, hardStop, list, slots, &processing)
+		}(list)
+	}
+	fetchers.Wait()
+
+	// Stopping: no new work is taken. Let what is in flight finish.
+	done := make(chan struct{})
+	go func() { processing.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.opts.GracePeriod):
+		r.log.Warn("grace period over, returning unfinished vCons to their ingress lists")
+		stopProcessing()
+		<-done
+	}
+	stopHeartbeat()
+	background.Wait()
+	releaseCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := r.worker.Release(releaseCtx, lists)
+	if err != nil {
+		r.log.Error("could not return in-flight vCons; reapers will once the heartbeat expires", "error", err)
+		return nil
+	}
+	r.log.Info("worker stopped", "returned", n)
+	return nil
+}
+
+func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaphore.Weighted, processing *sync.WaitGroup) {
+	for {
+		if err := slots.Acquire(ctx, 1); err != nil {
+			return
+		}
+		it, ok, err := r.worker.Take(ctx, list, r.opts.BlockFor)
+		if err != nil {
+			slots.Release(1)
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("cannot take work", "list", list, "error", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		if !ok {
+			slots.Release(1)
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		processing.Add(1)
+		go func() {
+			defer processing.Done()
+			defer slots.Release(1)
+			if err := r.proc.Process(hardStop, it); err != nil && !errors.Is(err, ErrStopped) {
+				r.log.Error("vcon left in flight", "uuid", it.UUID, "error", err)
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// heartbeat keeps the registration alive and reaps the work of dead
+// workers, every third of the heartbeat TTL, until ctx ends.
+func (r *Runner) heartbeat(ctx context.Context, lists []string) {
+	t := time.NewTicker(r.worker.HeartbeatTTL() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.worker.Heartbeat(ctx, lists); err != nil && ctx.Err() == nil {
+			r.log.Warn("heartbeat failed", "error", err)
+		}
+		n, err := queue.Reap(ctx, r.proc.rdb, lists)
+		if err == nil && n > 0 {
+			r.proc.metrics.Reaped.WithLabelValues(r.proc.chain.Name).Add(float64(n))
+			r.log.Info("returned work of dead workers to the ingress lists", "count", n)
+		}
+	}
+}
