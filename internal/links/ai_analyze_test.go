@@ -1,0 +1,423 @@
+package links
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+// aiTestDoc has two recordings: dialog 0 with a JSON transcript (encoding
+// json), dialog 1 with a plain-text transcript, a dialog body the model
+// must not see, and one tag.
+const aiTestDoc = `{
+  "vcon": "0.0.1", "uuid": "018f0000-0000-8000-8000-00000000abcd", "created_at": "2025-01-01T00:00:00Z",
+  "parties": [{"tel": "+15550001"}],
+  "dialog": [
+    {"type": "recording", "body": "QVVESU9CWVRFUw", "encoding": "base64url", "duration": 90},
+    {"type": "recording", "url": "https://media.example/b.wav", "duration": 45}
+  ],
+  "analysis": [
+    {"type": "transcript", "dialog": 0, "vendor": "deepgram", "encoding": "json",
+     "body": "{\"paragraphs\":{\"transcript\":\"I want a refund\"},\"transcript\":\"I want a refund\"}"},
+    {"type": "transcript", "dialog": 1, "vendor": "deepgram", "encoding": "none", "body": "plain words"}
+  ],
+  "attachments": [{"purpose": "tags", "encoding": "json", "body": "[\"existing:1\"]"}]
+}`
+
+// aiChatBody decodes a chat request a fake received.
+type aiChatBody struct {
+	Model          string          `json:"model"`
+	Messages       []openaiMessage `json:"messages"`
+	Temperature    *float64        `json:"temperature"`
+	ResponseFormat map[string]any  `json:"response_format"`
+}
+
+func aiChatBodies(t *testing.T, reqs []aiSeen) []aiChatBody {
+	t.Helper()
+	out := make([]aiChatBody, len(reqs))
+	for i, r := range reqs {
+		if err := json.Unmarshal(r.body, &out[i]); err != nil {
+			t.Fatalf("chat request %d: %v", i, err)
+		}
+	}
+	return out
+}
+
+func TestAILinks(t *testing.T) {
+	const key = "sk-analyze-key-0000001"
+	tests := []struct {
+		name         string
+		module       string
+		opts         map[string]any
+		random       float64
+		replies      []aiReply
+		wantRequests int
+		wantErr      string
+		check        func(t *testing.T, v *vcon.VCon, reqs []aiChatBody, link string)
+	}{
+		{
+			name:   "analyze summarises the dialog with a JSON transcript",
+			module: "links.analyze",
+			opts:   map[string]any{"prompt": "Summarize this"},
+			replies: []aiReply{
+				aiChatAnswer("The customer wants a refund.", 20, 6),
+			},
+			wantRequests: 1,
+			check: func(t *testing.T, v *vcon.VCon, reqs []aiChatBody, link string) {
+				r := reqs[0]
+				if r.Model != "gpt-3.5-turbo-16k" || r.Temperature == nil || *r.Temperature != 0 || r.ResponseFormat != nil {
+					t.Errorf("request = %+v", r)
+				}
+				want := []openaiMessage{{"system", "You are a helpful assistant."}, {"user", "Summarize this\n\nI want a refund"}}
+				if len(r.Messages) != 2 || r.Messages[0] != want[0] || r.Messages[1] != want[1] {
+					t.Errorf("messages = %q", r.Messages)
+				}
+				got := aiAnalyses(v, "summary")
+				if len(got) != 1 {
+					t.Fatalf("summaries = %v", got)
+				}
+				b, _ := json.Marshal(got[0])
+				wantJSON := `{"body":"The customer wants a refund.","dialog":0,"encoding":"none","type":"summary","vendor":"openai","vendor_schema":{"model":"gpt-3.5-turbo-16k","prompt":"Summarize this"}}`
+				if string(b) != wantJSON {
+					t.Errorf("analysis = %s\nwant       %s", b, wantJSON)
+				}
+				if testutil.ToFloat64(llmTokens.WithLabelValues(link, "gpt-3.5-turbo-16k", "prompt")) != 20 {
+					t.Error("prompt tokens not recorded under the link's name")
+				}
+			},
+		},
+		{
+			name:   "analyze reads a plain string body with text_location body",
+			module: "links.analyze",
+			opts: map[string]any{"analysis_type": "sentiment", "model": "gpt-4o", "temperature": 0.3,
+				"system_prompt": "Be terse.", "source": map[string]any{"text_location": "body"}},
+			replies:      []aiReply{aiChatAnswer("negative", 1, 1), aiChatAnswer("neutral", 1, 1)},
+			wantRequests: 2,
+			check: func(t *testing.T, v *vcon.VCon, reqs []aiChatBody, link string) {
+				if !strings.Contains(reqs[1].Messages[1].Content, "plain words") || reqs[1].Messages[0].Content != "Be terse." {
+					t.Errorf("second request = %+v", reqs[1])
+				}
+				if *reqs[0].Temperature != 0.3 || reqs[0].Model != "gpt-4o" {
+					t.Errorf("first request = %+v", reqs[0])
+				}
+				got := aiAnalyses(v, "sentiment")
+				if len(got) != 2 || got[0]["body"] != "negative" || got[1]["body"] != "neutral" || got[1]["dialog"] != json.Number("1") {
+					t.Errorf("sentiments = %v", got)
+				}
+			},
+		},
+		{
+			name:         "analyze skips dialogs already analysed",
+			module:       "links.analyze",
+			opts:         map[string]any{"analysis_type": "transcript", "source": map[string]any{"analysis_type": "transcript", "text_location": "body"}},
+			wantRequests: 0,
+		},
+		{
+			name:         "analyze without a source analysis does nothing",
+			module:       "links.analyze",
+			opts:         map[string]any{"source": map[string]any{"analysis_type": "wtf_transcript"}},
+			wantRequests: 0,
+			check: func(t *testing.T, v *vcon.VCon, _ []aiChatBody, link string) {
+				if len(v.List(vcon.Analysis)) != 2 {
+					t.Error("analysis changed")
+				}
+			},
+		},
+		{
+			name:         "only_if that does not match skips the vCon",
+			module:       "links.analyze",
+			opts:         map[string]any{"only_if": map[string]any{"section": "attachments", "type": "tags", "includes": "vip:yes"}},
+			wantRequests: 0,
+		},
+		{
+			name:         "only_if on tags that matches runs",
+			module:       "links.analyze",
+			opts:         map[string]any{"only_if": map[string]any{"section": "attachments", "purpose": "tags", "includes": "existing:1"}},
+			replies:      []aiReply{aiChatAnswer("s", 1, 1)},
+			wantRequests: 1,
+		},
+		{
+			name:         "only_if on an analysis body substring runs",
+			module:       "links.analyze",
+			opts:         map[string]any{"only_if": map[string]any{"section": "analysis", "type": "transcript", "includes": "refund"}},
+			replies:      []aiReply{aiChatAnswer("s", 1, 1)},
+			wantRequests: 1,
+		},
+		{
+			name:         "sampling_rate leaves out an unlucky vCon",
+			module:       "links.analyze",
+			opts:         map[string]any{"sampling_rate": 0.5},
+			random:       0.7,
+			wantRequests: 0,
+		},
+		{
+			name:         "sampling_rate keeps a lucky vCon",
+			module:       "links.analyze",
+			opts:         map[string]any{"sampling_rate": 0.5},
+			random:       0.2,
+			replies:      []aiReply{aiChatAnswer("s", 1, 1)},
+			wantRequests: 1,
+		},
+		{
+			name:         "analyze dead-letters on 401 without quoting the key",
+			module:       "links.analyze",
+			replies:      []aiReply{{status: 401, body: `{"error":{"message":"Incorrect API key provided: ` + key + `","code":"invalid_api_key"}}`}},
+			wantRequests: 1,
+			wantErr:      "analyze summary: dialog 0: openai chat/completions: HTTP 401",
+		},
+		{
+			name:         "analyze_vcon sends the vCon without dialog bodies and stores JSON",
+			module:       "links.analyze_vcon",
+			replies:      []aiReply{aiChatAnswer(`{"topic": "refund",  "score": 3}`, 1, 1)},
+			wantRequests: 1,
+			check: func(t *testing.T, v *vcon.VCon, reqs []aiChatBody, link string) {
+				r := reqs[0]
+				if r.ResponseFormat["type"] != "json_object" || r.Model != "gpt-3.5-turbo-16k" {
+					t.Errorf("request = %+v", r)
+				}
+				user := r.Messages[1].Content
+				if !strings.HasPrefix(user, "Analyze this vCon and return a JSON object with your analysis.\n\n{") ||
+					strings.Contains(user, "QVVESU9CWVRFUw") || !strings.Contains(user, "018f0000-0000-8000-8000-00000000abcd") {
+					t.Errorf("user message = %q", user)
+				}
+				got := aiAnalyses(v, "json_analysis")
+				if len(got) != 1 || got[0]["encoding"] != "json" || got[0]["dialog"] != json.Number("0") || got[0]["vendor"] != "openai" {
+					t.Fatalf("analysis = %v", got)
+				}
+				if got[0]["body"] != `{"score":3,"topic":"refund"}` {
+					t.Errorf("body = %v", got[0]["body"])
+				}
+				schema := got[0]["vendor_schema"].(map[string]any)
+				if schema["system_prompt"] == nil || schema["model"] != "gpt-3.5-turbo-16k" {
+					t.Errorf("vendor_schema = %v", schema)
+				}
+				if v.List(vcon.Dialog)[0]["body"] != "QVVESU9CWVRFUw" {
+					t.Error("the vCon's own dialog body was removed")
+				}
+			},
+		},
+		{
+			name:         "analyze_vcon keeps bodies when asked",
+			module:       "links.analyze_vcon",
+			opts:         map[string]any{"remove_body_properties": false},
+			replies:      []aiReply{aiChatAnswer(`{}`, 1, 1)},
+			wantRequests: 1,
+			check: func(t *testing.T, _ *vcon.VCon, reqs []aiChatBody, link string) {
+				if !strings.Contains(reqs[0].Messages[1].Content, "QVVESU9CWVRFUw") {
+					t.Error("dialog body missing")
+				}
+			},
+		},
+		{
+			name:         "analyze_vcon refuses an answer that is not JSON",
+			module:       "links.analyze_vcon",
+			replies:      []aiReply{aiChatAnswer(`Sure! Here is {`, 1, 1)},
+			wantRequests: 1,
+			wantErr:      "model answer is not JSON",
+		},
+		{
+			name:         "analyze_vcon runs once per vCon",
+			module:       "links.analyze_vcon",
+			opts:         map[string]any{"analysis_type": "transcript"},
+			wantRequests: 0,
+		},
+		{
+			name:         "analyze_and_label turns labels into tags",
+			module:       "links.analyze_and_label",
+			replies:      []aiReply{aiChatAnswer(`{"labels": ["refund", "angry customer", "existing"]}`, 1, 1)},
+			wantRequests: 1,
+			check: func(t *testing.T, v *vcon.VCon, reqs []aiChatBody, link string) {
+				r := reqs[0]
+				if r.Model != "gpt-4-turbo" || *r.Temperature != 0.2 || r.ResponseFormat["type"] != "json_object" ||
+					r.Messages[0].Content != aiLabelSystemPrompt || !strings.HasPrefix(r.Messages[1].Content, aiLabelPrompt+"\n\n") {
+					t.Errorf("request = %+v", r)
+				}
+				want := []string{"existing:1", "refund:refund", "angry customer:angry customer", "existing:existing"}
+				if got := aiTagsOf(t, v); strings.Join(got, "|") != strings.Join(want, "|") {
+					t.Errorf("tags = %q, want %q", got, want)
+				}
+				got := aiAnalyses(v, "labeled_analysis")
+				if len(got) != 1 || got[0]["encoding"] != "json" || !strings.Contains(got[0]["body"].(string), "angry customer") {
+					t.Errorf("analysis = %v", got)
+				}
+			},
+		},
+		{
+			name:         "analyze_and_label keeps an unparsable answer as text",
+			module:       "links.analyze_and_label",
+			replies:      []aiReply{aiChatAnswer(`labels: refund`, 1, 1)},
+			wantRequests: 1,
+			check: func(t *testing.T, v *vcon.VCon, _ []aiChatBody, link string) {
+				got := aiAnalyses(v, "labeled_analysis")
+				if len(got) != 1 || got[0]["encoding"] != "none" || got[0]["body"] != "labels: refund" {
+					t.Fatalf("analysis = %v", got)
+				}
+				if got[0]["vendor_schema"].(map[string]any)["parse_error"] == nil {
+					t.Error("parse_error not recorded")
+				}
+				if tags := aiTagsOf(t, v); len(tags) != 1 {
+					t.Errorf("tags = %q", tags)
+				}
+			},
+		},
+		{
+			name:   "check_and_tag tags when the model says it applies",
+			module: "links.check_and_tag",
+			opts: map[string]any{"tag_name": "escalation", "tag_value": "yes",
+				"evaluation_question": "Did the customer ask for a manager?"},
+			replies:      []aiReply{aiChatAnswer(`{"applies": true}`, 1, 1), aiChatAnswer(`{"applies": false}`, 1, 1)},
+			wantRequests: 2,
+			check: func(t *testing.T, v *vcon.VCon, reqs []aiChatBody, link string) {
+				r := reqs[0]
+				if r.Model != "gpt-5" || r.Temperature != nil || r.ResponseFormat["type"] != "json_object" {
+					t.Errorf("request = %+v", r)
+				}
+				if !strings.HasPrefix(r.Messages[1].Content, "Question: Did the customer ask for a manager?\n\nText to evaluate:\n{") {
+					t.Errorf("user message = %q", r.Messages[1].Content)
+				}
+				if !strings.HasPrefix(reqs[1].Messages[1].Content, "Question: Did the customer ask for a manager?\n\nText to evaluate:\nplain words\n\n") {
+					t.Errorf("second user message = %q", reqs[1].Messages[1].Content)
+				}
+				if got := aiTagsOf(t, v); strings.Join(got, "|") != "existing:1|escalation:yes" {
+					t.Errorf("tags = %q", got)
+				}
+				got := aiAnalyses(v, "tag_evaluation")
+				if len(got) != 2 || got[0]["body"] != `{"applies":true,"link_name":"`+link+`","tag":"escalation:yes"}` ||
+					got[1]["body"] != `{"applies":false,"link_name":"`+link+`","tag":"escalation:yes"}` || got[0]["encoding"] != "json" {
+					t.Errorf("analyses = %v", got)
+				}
+			},
+		},
+		{
+			name:   "check_and_tag does not take the string false for a yes",
+			module: "links.check_and_tag",
+			opts: map[string]any{"tag_name": "t", "tag_value": "v", "evaluation_question": "q?",
+				"source": map[string]any{"text_location": "body.transcript"}},
+			replies:      []aiReply{aiChatAnswer(`{"applies": "false"}`, 1, 1)},
+			wantRequests: 1,
+			check: func(t *testing.T, v *vcon.VCon, _ []aiChatBody, link string) {
+				if got := aiTagsOf(t, v); len(got) != 1 {
+					t.Errorf("tags = %q", got)
+				}
+			},
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			aiTestWaits(t)
+			oldRandom := aiRandom
+			aiRandom = func() float64 { return tt.random }
+			t.Cleanup(func() { aiRandom = oldRandom })
+
+			fake := newAIFake(t, tt.replies...)
+			opts := map[string]any{"OPENAI_API_KEY": key, "base_url": fake.srv.URL + "/v1", "max_retries": 0}
+			for k, v := range tt.opts {
+				opts[k] = v
+			}
+			name := "ai-links-" + strconv.Itoa(i)
+			l := aiNew(t, name, tt.module, opts)
+			v := aiParseVCon(t, aiTestDoc)
+			res, err := l.Run(context.Background(), v)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				aiAssertNoSecret(t, err.Error(), key)
+			} else if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res != Continue {
+				t.Errorf("result = %+v, want Continue", res)
+			}
+			reqs := fake.requests()
+			if len(reqs) != tt.wantRequests {
+				t.Fatalf("requests = %d, want %d", len(reqs), tt.wantRequests)
+			}
+			for _, r := range reqs {
+				if r.path != "/v1/chat/completions" || r.header.Get("Authorization") != "Bearer "+key {
+					t.Errorf("request to %s with auth %q", r.path, r.header.Get("Authorization"))
+				}
+			}
+			if tt.check != nil {
+				tt.check(t, v, aiChatBodies(t, reqs), name)
+			}
+			if _, err := v.Marshal(); err != nil {
+				t.Errorf("vCon no longer encodes: %v", err)
+			}
+		})
+	}
+}
+
+func TestAILinksRefuseBadOptions(t *testing.T) {
+	base := map[string]any{"OPENAI_API_KEY": "sk-x"}
+	with := func(kv ...any) map[string]any {
+		m := map[string]any{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		module  string
+		opts    map[string]any
+		wantErr string
+	}{
+		{"links.analyze", map[string]any{}, "no credentials"},
+		{"links.analyze", with("temperature", "hot"), `"temperature" must be a number`},
+		{"links.analyze", with("sampling_rate", 2), `"sampling_rate" must be a number between 0 and 1`},
+		{"links.analyze", with("only_if", map[string]any{"section": "dialog", "includes": "x"}), `"section" must be`},
+		{"links.analyze", with("only_if", map[string]any{"section": "analysis", "type": "x"}), `"includes" is required`},
+		{"links.analyze", with("source", "transcript"), `"source" must be a mapping`},
+		{"links.analyze", with("model", ""), `"model" must not be empty`},
+		{"links.analyze", with("timeout", -1), `"timeout" must be a positive number`},
+		{"links.analyze", with("max_retries", 1.5), `"max_retries" must be a whole number`},
+		{"links.analyze_vcon", with("remove_body_properties", "maybe"), `"remove_body_properties" must be true or false`},
+		{"links.analyze_and_label", with("response_format", "json"), `"response_format" must be a mapping`},
+		{"links.check_and_tag", with("tag_value", "v", "evaluation_question", "q"), `"tag_name" is required`},
+		{"links.check_and_tag", with("tag_name", "n", "evaluation_question", "q"), `"tag_value" is required`},
+		{"links.check_and_tag", with("tag_name", "n", "tag_value", "v"), `"evaluation_question" is required`},
+	}
+	for _, tt := range tests {
+		_, err := New("bad", tt.module, tt.opts, Deps{HTTP: &http.Client{}})
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%s %v: err = %v, want it to contain %q", tt.module, tt.opts, err, tt.wantErr)
+		}
+	}
+}
+
+func TestAITextAt(t *testing.T) {
+	tests := []struct {
+		entry string
+		path  string
+		want  string
+	}{
+		{`{"body":"{\"paragraphs\":{\"transcript\":\"hi\"}}","encoding":"json"}`, "body.paragraphs.transcript", "hi"},
+		{`{"body":{"paragraphs":{"transcript":"legacy"}},"encoding":"none"}`, "body.paragraphs.transcript", "legacy"},
+		{`{"body":"{\"paragraphs\":{\"transcript\":\"mislabelled\"}}","encoding":"none"}`, "body.paragraphs.transcript", "mislabelled"},
+		{`{"body":"just text","encoding":"none"}`, "body", "just text"},
+		{`{"body":"just text","encoding":"none"}`, "body.paragraphs.transcript", ""},
+		{`{"body":"{\"utterances\":[{\"text\":\"first\"}]}","encoding":"json"}`, "body.utterances.0.text", "first"},
+		{`{"body":"{\"utterances\":[]}","encoding":"json"}`, "body.utterances.3.text", ""},
+		{`{"body":"{\"a\":{\"b\":1}}","encoding":"json"}`, "body.a", `{"b":1}`},
+		{`{"vendor":"x"}`, "body", ""},
+	}
+	for _, tt := range tests {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(tt.entry), &entry); err != nil {
+			t.Fatal(err)
+		}
+		if got := aiTextAt(entry, tt.path); got != tt.want {
+			t.Errorf("aiTextAt(%s, %q) = %q, want %q", tt.entry, tt.path, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,178 @@
+package links
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+// aiTestWaits makes retries instant and records the waits asked for. Tests
+// that use it must not run in parallel (it swaps package variables).
+func aiTestWaits(t *testing.T) *[]time.Duration {
+	t.Helper()
+	var (
+		mu    sync.Mutex
+		waits []time.Duration
+	)
+	oldSleep, oldBase := aiSleep, aiBackoffBase
+	aiBackoffBase = 10 * time.Millisecond
+	aiSleep = func(ctx context.Context, d time.Duration) error {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return ctx.Err()
+	}
+	t.Cleanup(func() { aiSleep, aiBackoffBase = oldSleep, oldBase })
+	return &waits
+}
+
+// aiReply is one scripted vendor answer.
+type aiReply struct {
+	status int
+	header map[string]string
+	body   string
+	// hang blocks until the client gives up (a timeout).
+	hang bool
+}
+
+// aiSeen is one request a fake vendor received.
+type aiSeen struct {
+	method, path, rawQuery string
+	header                 http.Header
+	body                   []byte
+}
+
+// aiFake is a vendor double: it records every request and answers from a
+// script (the last reply repeats).
+type aiFake struct {
+	mu      sync.Mutex
+	seen    []aiSeen
+	replies []aiReply
+	srv     *httptest.Server
+}
+
+func newAIFake(t *testing.T, replies ...aiReply) *aiFake {
+	t.Helper()
+	f := &aiFake{replies: replies}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		n := len(f.seen)
+		f.seen = append(f.seen, aiSeen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
+		reply := aiReply{status: 500, body: `{"error":{"message":"no scripted reply"}}`}
+		if len(f.replies) > 0 {
+			reply = f.replies[min(n, len(f.replies)-1)]
+		}
+		f.mu.Unlock()
+		if reply.hang {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		for k, v := range reply.header {
+			w.Header().Set(k, v)
+		}
+		if w.Header().Get("Content-Type") == "" {
+			w.Header().Set("Content-Type", "application/json")
+		}
+		w.WriteHeader(reply.status)
+		_, _ = io.WriteString(w, reply.body)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *aiFake) requests() []aiSeen {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]aiSeen(nil), f.seen...)
+}
+
+// aiChatAnswer is an OpenAI chat completion answer with usage.
+func aiChatAnswer(content string, prompt, completion int) aiReply {
+	b, _ := json.Marshal(map[string]any{
+		"id":      "chatcmpl-1",
+		"object":  "chat.completion",
+		"model":   "gpt-test-2025",
+		"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": content}, "finish_reason": "stop"}},
+		"usage":   map[string]any{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+	})
+	return aiReply{status: 200, body: string(b)}
+}
+
+func aiParseVCon(t *testing.T, doc string) *vcon.VCon {
+	t.Helper()
+	v, err := vcon.Parse([]byte(doc))
+	if err != nil {
+		t.Fatalf("parse test vCon: %v", err)
+	}
+	return v
+}
+
+func aiJSONMap(t *testing.T, data []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("decode %q: %v", data, err)
+	}
+	return m
+}
+
+// aiAssertNoSecret fails when any secret shows up in s.
+func aiAssertNoSecret(t *testing.T, s string, secrets ...string) {
+	t.Helper()
+	for _, sec := range secrets {
+		if sec != "" && strings.Contains(s, sec) {
+			t.Errorf("secret %q leaked into %q", sec, s)
+		}
+	}
+}
+
+// aiNew builds a link through the registry, failing the test on error.
+func aiNew(t *testing.T, name, module string, opts map[string]any) Link {
+	t.Helper()
+	l, err := New(name, module, opts, Deps{HTTP: &http.Client{}})
+	if err != nil {
+		t.Fatalf("New(%s): %v", module, err)
+	}
+	return l
+}
+
+// aiAnalyses returns the analysis entries of one type.
+func aiAnalyses(v *vcon.VCon, typ string) []map[string]any {
+	var out []map[string]any
+	for _, a := range v.List(vcon.Analysis) {
+		if a["type"] == typ {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// aiTagsOf reads the tag list from the tags attachment.
+func aiTagsOf(t *testing.T, v *vcon.VCon) []string {
+	t.Helper()
+	for _, a := range v.List(vcon.Attachments) {
+		if a["purpose"] == "tags" {
+			if a["encoding"] != "json" {
+				t.Errorf("tags attachment encoding = %v, want json", a["encoding"])
+			}
+			var tags []string
+			if err := json.Unmarshal([]byte(a["body"].(string)), &tags); err != nil {
+				t.Fatalf("tags body: %v", err)
+			}
+			return tags
+		}
+	}
+	return nil
+}

@@ -1,0 +1,329 @@
+package links
+
+// The wire formats of the transcription vendors. OpenAI and Groq take a
+// multipart upload at {base}/audio/transcriptions (Groq is OpenAI's API at
+// another base); Deepgram takes the raw audio at {base}/listen with its
+// options in the query string.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+const (
+	transcribeOpenAIModel = "gpt-4o-transcribe"
+	transcribeGroqModel   = "whisper-large-v3-turbo"
+	transcribeGroqBaseURL = "https://api.groq.com/openai/v1"
+	transcribeDGBaseURL   = "https://api.deepgram.com/v1"
+	transcribeDGModel     = "nova-3"
+)
+
+// transcribeCallOpts are the per-call limits every vendor reads.
+func transcribeCallOpts(o aiOpts) (time.Duration, int, error) {
+	timeout, err := o.duration("timeout", aiDefaultTimeout)
+	if err != nil {
+		return 0, 0, err
+	}
+	retries, err := o.nonNegInt("max_retries", aiDefaultRetries)
+	return timeout, retries, err
+}
+
+// transcribeMultipart is the OpenAI-style upload (OpenAI, Azure, LiteLLM,
+// Groq).
+type transcribeMultipart struct {
+	link, name  string
+	endpoint    openaiEndpoint
+	http        *http.Client
+	model       string
+	fields      map[string]string // extra form fields (language, response_format, ...)
+	timeout     time.Duration
+	retries     int
+	vendorLabel string
+}
+
+func (t *transcribeMultipart) vendor() string { return t.vendorLabel }
+
+func newTranscribeOpenAI(link string, o aiOpts, deps Deps) (transcribeVendor, error) {
+	ep, err := openaiResolveEndpoint(o, openaiDefaultBaseURL)
+	if err != nil {
+		return nil, err
+	}
+	return newTranscribeMultipart(link, "openai", ep, o, deps, transcribeOpenAIModel, nil)
+}
+
+func newTranscribeGroq(link string, o aiOpts, deps Deps) (transcribeVendor, error) {
+	key, err := o.secret("API_KEY", "api_key", "GROQ_API_KEY")
+	if err != nil {
+		return nil, err
+	}
+	if key == "" {
+		// conserver's groq_whisper reads GROQ_API_KEY from its environment.
+		key = strings.TrimSpace(os.Getenv("GROQ_API_KEY"))
+	}
+	if key == "" {
+		return nil, fmt.Errorf(`no credentials: set "API_KEY" (or "api_key") or the GROQ_API_KEY environment variable`)
+	}
+	base, err := o.firstStr("base_url", "api_url")
+	if err != nil {
+		return nil, err
+	}
+	if base == "" {
+		base = transcribeGroqBaseURL
+	}
+	base = strings.TrimRight(base, "/")
+	if err := openaiCheckURL("base_url", base); err != nil {
+		return nil, err
+	}
+	ep := openaiEndpoint{vendor: "groq", base: base, key: key}
+	return newTranscribeMultipart(link, "groq_whisper", ep, o, deps, transcribeGroqModel, map[string]string{"response_format": "json"})
+}
+
+func newTranscribeMultipart(link, vendorLabel string, ep openaiEndpoint, o aiOpts, deps Deps, defModel string, fields map[string]string) (*transcribeMultipart, error) {
+	t := &transcribeMultipart{link: link, endpoint: ep, http: deps.HTTP, vendorLabel: vendorLabel, fields: map[string]string{}}
+	if t.http == nil {
+		t.http = http.DefaultClient
+	}
+	var err error
+	if t.model, err = o.str("model", defModel); err != nil {
+		return nil, err
+	}
+	if t.model == "" {
+		return nil, fmt.Errorf(`option "model" must not be empty`)
+	}
+	for k, v := range fields {
+		t.fields[k] = v
+	}
+	for _, k := range []string{"language", "prompt", "response_format", "temperature"} {
+		if !o.set(k) {
+			continue
+		}
+		vals := transcribeQueryValues(o[k])
+		if len(vals) != 1 {
+			return nil, aiOptError(k, "a single value", o[k])
+		}
+		t.fields[k] = vals[0]
+	}
+	if t.timeout, t.retries, err = transcribeCallOpts(o); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// transcribeUsage is the token usage gpt-4o-transcribe reports.
+type transcribeUsage struct {
+	Usage *struct {
+		InputTokens  float64 `json:"input_tokens"`
+		OutputTokens float64 `json:"output_tokens"`
+	} `json:"usage"`
+}
+
+func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeAudio) (any, *float64, error) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, audio.filename))
+	ct := audio.mediaType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+	fw, err := mw.CreatePart(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := fw.Write(audio.data); err != nil {
+		return nil, nil, err
+	}
+	if err := mw.WriteField("model", t.model); err != nil {
+		return nil, nil, err
+	}
+	for _, k := range transcribeSortedKeys(t.fields) {
+		if err := mw.WriteField(k, t.fields[k]); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return nil, nil, err
+	}
+	payload, contentType := buf.Bytes(), mw.FormDataContentType()
+	call := &aiCall{
+		vendor: t.endpoint.vendor, operation: "audio/transcriptions",
+		link: t.link, model: t.model, retries: t.retries, timeout: t.timeout,
+		secrets: []string{t.endpoint.key},
+		newRequest: func(ctx context.Context) (*http.Request, error) {
+			r, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.url(t.model, "audio/transcriptions"), bytes.NewReader(payload))
+			if err != nil {
+				return nil, err
+			}
+			r.Header.Set("Content-Type", contentType)
+			r.Header.Set("Accept", "application/json")
+			t.endpoint.authorize(r.Header)
+			return r, nil
+		},
+	}
+	body, err := call.do(ctx, t.http)
+	if err != nil {
+		return nil, nil, err
+	}
+	parsed, err := aiDecodeJSON(body)
+	obj, isObj := parsed.(map[string]any)
+	if err != nil || !isObj {
+		call.record("invalid_response")
+		if err == nil {
+			return nil, nil, fmt.Errorf("%s: malformed answer: not a JSON object", call.name())
+		}
+		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.name(), aiJSONErr(err))
+	}
+	if _, ok := obj["text"].(string); !ok {
+		call.record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: no text", call.name())
+	}
+	call.record("ok")
+	var u transcribeUsage
+	if json.Unmarshal(body, &u) == nil && u.Usage != nil {
+		llmTokens.WithLabelValues(t.link, t.model, "prompt").Add(max(u.Usage.InputTokens, 0))
+		llmTokens.WithLabelValues(t.link, t.model, "completion").Add(max(u.Usage.OutputTokens, 0))
+	}
+	return obj, nil, nil
+}
+
+// transcribeDeepgram posts audio to Deepgram's pre-recorded API.
+type transcribeDeepgram struct {
+	link    string
+	http    *http.Client
+	base    string
+	key     string
+	query   url.Values
+	model   string
+	timeout time.Duration
+	retries int
+}
+
+func (t *transcribeDeepgram) vendor() string { return "deepgram" }
+
+func newTranscribeDeepgram(link string, o aiOpts, deps Deps) (transcribeVendor, error) {
+	t := &transcribeDeepgram{link: link, http: deps.HTTP, query: url.Values{}}
+	if t.http == nil {
+		t.http = http.DefaultClient
+	}
+	var err error
+	if t.key, err = o.secret("DEEPGRAM_KEY", "api_key"); err != nil {
+		return nil, err
+	}
+	if t.key == "" {
+		return nil, fmt.Errorf(`no credentials: set "DEEPGRAM_KEY"`)
+	}
+	if t.base, err = o.firstStr("api_url", "base_url"); err != nil {
+		return nil, err
+	}
+	if t.base == "" {
+		t.base = transcribeDGBaseURL
+	}
+	t.base = strings.TrimRight(t.base, "/")
+	if err := openaiCheckURL("api_url", t.base); err != nil {
+		return nil, err
+	}
+	api, err := o.mapping("api")
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range transcribeSortedKeys(api) {
+		for _, v := range transcribeQueryValues(api[k]) {
+			t.query.Add(k, v)
+		}
+	}
+	if !t.query.Has("model") {
+		t.query.Set("model", transcribeDGModel)
+	}
+	if !t.query.Has("smart_format") {
+		t.query.Set("smart_format", "true")
+	}
+	t.model = t.query.Get("model")
+	if t.timeout, t.retries, err = transcribeCallOpts(o); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+type transcribeDGResponse struct {
+	Results *struct {
+		Channels []struct {
+			DetectedLanguage *string          `json:"detected_language"`
+			Alternatives     []map[string]any `json:"alternatives"`
+		} `json:"channels"`
+	} `json:"results"`
+}
+
+func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAudio) (any, *float64, error) {
+	ct := audio.mediaType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	endpoint := t.base + "/listen?" + t.query.Encode()
+	call := &aiCall{
+		vendor: "deepgram", operation: "listen",
+		link: t.link, model: t.model, retries: t.retries, timeout: t.timeout,
+		secrets: []string{t.key},
+		newRequest: func(ctx context.Context) (*http.Request, error) {
+			r, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(audio.data))
+			if err != nil {
+				return nil, err
+			}
+			r.Header.Set("Content-Type", ct)
+			r.Header.Set("Accept", "application/json")
+			r.Header.Set("Authorization", "Token "+t.key)
+			return r, nil
+		},
+	}
+	body, err := call.do(ctx, t.http)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Decode twice: typed to find the alternative, generic (json.Number) to
+	// keep every field of it as Deepgram sent it.
+	var typed transcribeDGResponse
+	if err := json.Unmarshal(body, &typed); err != nil {
+		call.record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.name(), aiJSONErr(err))
+	}
+	if typed.Results == nil || len(typed.Results.Channels) == 0 || len(typed.Results.Channels[0].Alternatives) == 0 {
+		call.record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: no results.channels[0].alternatives[0]", call.name())
+	}
+	generic, err := aiDecodeJSON(body)
+	if err != nil {
+		call.record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.name(), aiJSONErr(err))
+	}
+	ch0 := generic.(map[string]any)["results"].(map[string]any)["channels"].([]any)[0].(map[string]any)
+	alt, ok := ch0["alternatives"].([]any)[0].(map[string]any)
+	if !ok {
+		call.record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: alternative is not an object", call.name())
+	}
+	if _, ok := alt["transcript"].(string); !ok {
+		call.record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: no transcript", call.name())
+	}
+	call.record("ok")
+	// conserver adds the channel's detected language ("en" when absent).
+	lang := "en"
+	if l := typed.Results.Channels[0].DetectedLanguage; l != nil {
+		lang = *l
+	}
+	alt["detected_language"] = lang
+	var confidence *float64
+	if c, ok := aiNumber(alt["confidence"]); ok {
+		confidence = &c
+	}
+	return alt, confidence, nil
+}
