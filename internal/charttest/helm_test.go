@@ -1,0 +1,343 @@
+package charttest
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// fullValues enables every switch of the chart.
+const fullValues = "ci/full-values.yaml"
+
+func paths(t *testing.T) Paths {
+	t.Helper()
+	p, err := FindPaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func render(t *testing.T, p Paths, valuesFiles ...string) []*unstructured.Unstructured {
+	t.Helper()
+	for i, f := range valuesFiles {
+		if !filepath.IsAbs(f) {
+			valuesFiles[i] = filepath.Join(p.Chart, f)
+		}
+	}
+	out, err := p.Template(valuesFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := ParseManifests(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func TestHelmLint(t *testing.T) {
+	p := paths(t)
+	helm, err := p.Tool("helm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		values []string
+	}{
+		{"default values", nil},
+		{"full values", []string{filepath.Join(p.Chart, fullValues)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"lint", "--strict", p.Chart, "--namespace", ReleaseNamespace}
+			for _, v := range tc.values {
+				args = append(args, "--values", v)
+			}
+			if _, err := Run(p.Root, helm, args...); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestTemplate pins what each values file renders: the objects, and the
+// settings other parts of the system rely on (flags, labels, job names).
+func TestTemplate(t *testing.T) {
+	p := paths(t)
+	for _, tc := range []struct {
+		name   string
+		values []string
+		kinds  map[string]int
+		check  func(t *testing.T, objs []*unstructured.Unstructured)
+	}{
+		{
+			name:   "default values: operator and API, no monitoring objects",
+			values: nil,
+			kinds: map[string]int{
+				"Deployment": 2, "Service": 2, "Secret": 1, "ServiceAccount": 1,
+				"ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+				"ServiceMonitor": 0, "PodMonitor": 0, "PrometheusRule": 0, "ConfigMap": 0,
+			},
+			check: func(t *testing.T, objs []*unstructured.Unstructured) {
+				manager := container(t, objs, "vcon-operator", "manager")
+				wantArgs(t, manager, "--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
+					"--worker-image=ghcr.io/vcon-operator/vcon-operator:0.1.0", "--redis-url=redis://redis:6379/0", "--queue-poll-interval=2s")
+				api := container(t, objs, "vcon-operator-api", "api")
+				if got := envFrom(api, "CONSERVER_API_TOKEN"); got != "Secret vcon-operator-api-token/token" {
+					t.Errorf("CONSERVER_API_TOKEN = %s, want it from the generated Secret vcon-operator-api-token/token", got)
+				}
+				if got := envFrom(api, "REDIS_URL"); got != "value redis://redis:6379/0" {
+					t.Errorf("API REDIS_URL = %s", got)
+				}
+				secret := one(t, objs, "Secret", "vcon-operator-api-token")
+				token, _, _ := unstructured.NestedString(secret.Object, "data", "token")
+				if len(token) < 48 {
+					t.Errorf("generated token %q is too short", token)
+				}
+			},
+		},
+		{
+			name:   "full values: every monitoring object, Redis URL from a Secret",
+			values: []string{fullValues},
+			kinds: map[string]int{
+				"Deployment": 2, "Service": 2, "Secret": 1, "ServiceMonitor": 2, "PodMonitor": 1,
+				"PrometheusRule": 1, "ConfigMap": 1,
+			},
+			check: func(t *testing.T, objs []*unstructured.Unstructured) {
+				manager := container(t, objs, "vcon-operator", "manager")
+				for _, a := range stringsAt(manager, "args") {
+					if strings.HasPrefix(a, "--redis-url") {
+						t.Errorf("with redis.existingSecret the URL must not be a flag, got %s", a)
+					}
+				}
+				if got := envFrom(manager, "REDIS_URL"); got != "Secret vcon-redis/url" {
+					t.Errorf("manager REDIS_URL = %s, want from Secret vcon-redis/url", got)
+				}
+				wantArgs(t, manager, "--worker-image=ghcr.io/vcon-operator/vcon-operator:v0.1.0", "--zap-devel=false")
+
+				apiSM := one(t, objs, "ServiceMonitor", "vcon-operator-api")
+				if job := relabelJob(apiSM, "endpoints"); job != "vcon-server" {
+					t.Errorf("API ServiceMonitor sets job %q, want vcon-server (the guide's ServiceDown is up{job=\"vcon-server\"})", job)
+				}
+				opSM := one(t, objs, "ServiceMonitor", "vcon-operator")
+				if job := relabelJob(opSM, "endpoints"); job != "vcon-operator" {
+					t.Errorf("operator ServiceMonitor sets job %q, want vcon-operator", job)
+				}
+				if !honorLabels(opSM, "endpoints") {
+					t.Error("operator ServiceMonitor must honor labels: its series carry the Chain's namespace")
+				}
+				pm := one(t, objs, "PodMonitor", "vcon-operator-workers")
+				if !honorLabels(pm, "podMetricsEndpoints") {
+					t.Error("PodMonitor must honor labels: workers export chain themselves")
+				}
+				sel, _, _ := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels")
+				if sel["app.kubernetes.io/name"] != "vcon-worker" || sel["app.kubernetes.io/managed-by"] != "vcon-operator" {
+					t.Errorf("PodMonitor selector %v does not select worker pods", sel)
+				}
+				if anyNS, _, _ := unstructured.NestedBool(pm.Object, "spec", "namespaceSelector", "any"); !anyNS {
+					t.Error("PodMonitor must look in every namespace by default")
+				}
+				for _, o := range append(append(Find(objs, "ServiceMonitor"), Find(objs, "PodMonitor")...), Find(objs, "PrometheusRule")...) {
+					if o.GetLabels()["release"] != "kube-prometheus-stack" {
+						t.Errorf("%s %s lacks monitoring.additionalLabels", o.GetKind(), o.GetName())
+					}
+				}
+				cm := one(t, objs, "ConfigMap", "vcon-operator-dashboard")
+				if cm.GetLabels()["grafana_dashboard"] != "1" {
+					t.Errorf("dashboard ConfigMap labels %v lack grafana_dashboard: \"1\"", cm.GetLabels())
+				}
+				api := container(t, objs, "vcon-operator-api", "api")
+				if got := envFrom(api, "CONSERVER_CONFIG_FILE"); got != "value /etc/vcon/config.yml" {
+					t.Errorf("CONSERVER_CONFIG_FILE = %s", got)
+				}
+				if got := envFrom(api, "CONSERVER_HEADER_NAME"); got != "value x-conserver-api-token" {
+					t.Errorf("CONSERVER_HEADER_NAME = %s", got)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := render(t, p, tc.values...)
+			for kind, want := range tc.kinds {
+				if got := len(Find(objs, kind)); got != want {
+					t.Errorf("%d %s rendered, want %d", got, kind, want)
+				}
+			}
+			for _, d := range Find(objs, "Deployment") {
+				hardened(t, d)
+			}
+			tc.check(t, objs)
+		})
+	}
+}
+
+// TestValuesSchemaRefusesMistakes: a typo or a wrong type in values fails
+// `helm template` (and so `helm install`) and names the offending key.
+func TestValuesSchemaRefusesMistakes(t *testing.T) {
+	p := paths(t)
+	for _, tc := range []struct {
+		file string
+		want string // in helm's error
+	}{
+		{"typo-top-level.yaml", "monitorng"},
+		{"typo-nested.yaml", "enable"},
+		{"wrong-type.yaml", "replicas"},
+		{"bad-enum.yaml", "pullPolicy"},
+		{"unknown-alert.yaml", "disabledAlerts"},
+		{"bad-duration.yaml", "interval"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			out, err := p.Template([]string{filepath.Join(p.Root, "internal", "charttest", "testdata", "bad-values", tc.file)})
+			if err == nil {
+				t.Fatalf("helm template accepted %s", tc.file)
+			}
+			if !strings.Contains(out, "values don't meet the specifications of the schema") || !strings.Contains(out, tc.want) {
+				t.Errorf("error does not come from the schema or does not name %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}
+
+// TestCRDsInSyncWithGenerated: the chart ships the generated CRDs unchanged
+// (`make manifests` copies them).
+func TestCRDsInSyncWithGenerated(t *testing.T) {
+	p := paths(t)
+	generated, err := filepath.Glob(filepath.Join(p.Root, "config", "crd", "bases", "*.yaml"))
+	if err != nil || len(generated) == 0 {
+		t.Fatalf("no generated CRDs in config/crd/bases (%v)", err)
+	}
+	shipped, _ := filepath.Glob(filepath.Join(p.Chart, "crds", "*.yaml"))
+	if len(shipped) != len(generated) {
+		t.Errorf("charts/vcon-operator/crds has %d files, config/crd/bases %d: run make manifests", len(shipped), len(generated))
+	}
+	for _, g := range generated {
+		want, _ := os.ReadFile(g)
+		got, err := os.ReadFile(filepath.Join(p.Chart, "crds", filepath.Base(g)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("charts/vcon-operator/crds/%s differs from config/crd/bases: run make manifests", filepath.Base(g))
+		}
+	}
+}
+
+func one(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, o := range Find(objs, kind) {
+		if o.GetName() == name {
+			return o
+		}
+	}
+	t.Fatalf("no %s %s rendered", kind, name)
+	return nil
+}
+
+func container(t *testing.T, objs []*unstructured.Unstructured, deployment, name string) map[string]any {
+	t.Helper()
+	d := one(t, objs, "Deployment", deployment)
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	for _, c := range cs {
+		if m, ok := c.(map[string]any); ok && m["name"] == name {
+			return m
+		}
+	}
+	t.Fatalf("Deployment %s has no container %s", deployment, name)
+	return nil
+}
+
+func stringsAt(obj map[string]any, field string) []string {
+	s, _, _ := unstructured.NestedStringSlice(obj, field)
+	return s
+}
+
+func wantArgs(t *testing.T, c map[string]any, want ...string) {
+	t.Helper()
+	args := stringsAt(c, "args")
+	for _, w := range want {
+		if !slices.Contains(args, w) {
+			t.Errorf("container %s args %v lack %s", c["name"], args, w)
+		}
+	}
+}
+
+// envFrom describes where an env var comes from: "value X", "Secret name/key" or "".
+func envFrom(c map[string]any, name string) string {
+	env, _, _ := unstructured.NestedSlice(c, "env")
+	for _, e := range env {
+		m, _ := e.(map[string]any)
+		if m["name"] != name {
+			continue
+		}
+		if v, ok := m["value"].(string); ok {
+			return "value " + v
+		}
+		n, _, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "name")
+		k, _, _ := unstructured.NestedString(m, "valueFrom", "secretKeyRef", "key")
+		return "Secret " + n + "/" + k
+	}
+	return ""
+}
+
+func endpoints(o *unstructured.Unstructured, field string) []map[string]any {
+	s, _, _ := unstructured.NestedSlice(o.Object, "spec", field)
+	var out []map[string]any
+	for _, e := range s {
+		if m, ok := e.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func relabelJob(o *unstructured.Unstructured, field string) string {
+	for _, e := range endpoints(o, field) {
+		rs, _, _ := unstructured.NestedSlice(e, "relabelings")
+		for _, r := range rs {
+			m, _ := r.(map[string]any)
+			if m["targetLabel"] == "job" {
+				s, _ := m["replacement"].(string)
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+func honorLabels(o *unstructured.Unstructured, field string) bool {
+	eps := endpoints(o, field)
+	for _, e := range eps {
+		if h, _ := e["honorLabels"].(bool); !h {
+			return false
+		}
+	}
+	return len(eps) > 0
+}
+
+// hardened: every container runs as non-root, read-only, without
+// capabilities or privilege escalation, under the RuntimeDefault seccomp.
+func hardened(t *testing.T, d *unstructured.Unstructured) {
+	t.Helper()
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	for _, c := range cs {
+		m := c.(map[string]any)
+		sc, _, _ := unstructured.NestedMap(m, "securityContext")
+		drop, _, _ := unstructured.NestedStringSlice(sc, "capabilities", "drop")
+		seccomp, _, _ := unstructured.NestedString(sc, "seccompProfile", "type")
+		if sc["runAsNonRoot"] != true || sc["readOnlyRootFilesystem"] != true || sc["allowPrivilegeEscalation"] != false ||
+			!slices.Equal(drop, []string{"ALL"}) || seccomp != "RuntimeDefault" {
+			t.Errorf("Deployment %s container %s is not hardened: %v", d.GetName(), m["name"], sc)
+		}
+		for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+			if _, ok := m[probe]; !ok {
+				t.Errorf("Deployment %s container %s has no %s", d.GetName(), m["name"], probe)
+			}
+		}
+		if _, ok := m["resources"]; !ok {
+			t.Errorf("Deployment %s container %s has no resources", d.GetName(), m["name"])
+		}
+	}
+}
