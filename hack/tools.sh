@@ -21,6 +21,7 @@ CONTROLLER_TOOLS_VERSION=${CONTROLLER_TOOLS_VERSION:-v0.23.0}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}   # module version of github.com/prometheus/prometheus
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-$PROMTOOL_VERSION}
+VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}  # S3-compatible server for the storage.s3 tests
 
 log() { printf 'tools: %s\n' "$*" >&2; }
 
@@ -86,6 +87,12 @@ build_prometheus() {
   build_in_module "$1" "github.com/prometheus/prometheus@$2" github.com/prometheus/prometheus/cmd/prometheus "$1/prometheus"
 }
 
+build_versitygw() {
+  # versitygw is a real S3 server; its posix backend stores buckets as
+  # directories, which is all the storage.s3 tests need.
+  build_in_module "$1" "github.com/versity/versitygw@$2" github.com/versity/versitygw/cmd/versitygw "$1/versitygw"
+}
+
 # envtest binaries: setup-envtest first (works where downloads do), else build.
 ensure_envtest() {
   local dir="$CACHE/envtest-${KUBE_VERSION#v}"
@@ -115,6 +122,7 @@ for tool in "$@"; do
     helm) ensure helm "$HELM_VERSION" helm ;;
     promtool) ensure promtool "$PROMTOOL_VERSION" promtool ;;
     prometheus) ensure prometheus "$PROMETHEUS_VERSION" prometheus ;;
+    s3server) ensure versitygw "$VERSITYGW_VERSION" versitygw ;;
     *) log "unknown tool $tool"; exit 2 ;;
   esac
 done

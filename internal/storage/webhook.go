@@ -1,0 +1,261 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+// storage.webhook POSTs each finished vCon to every URL in `webhook-urls`.
+// Unlike conserver, which only logs a non-2xx answer and loses the write, a
+// transport error or a non-2xx answer fails the save, so the pipeline
+// retries it and finally dead-letters the vCon. A retry posts to every URL
+// again: receivers deduplicate on the uuid (also sent as X-Vcon-Uuid).
+func init() { Register("storage.webhook", newWebhook) }
+
+const webhookDefaultTimeout = 30 * time.Second
+
+type webhookTarget struct {
+	url  string
+	host string // what errors name: the URL may carry a token
+}
+
+type webhookStorage struct {
+	targets []webhookTarget
+	headers map[string]string
+	timeout time.Duration
+	client  *http.Client
+}
+
+func newWebhook(_ context.Context, _ string, options map[string]any, deps Deps) (Storage, error) {
+	urls, err := webhookOptURLs(options, "webhook-urls")
+	if err != nil {
+		return nil, err
+	}
+	if len(urls) == 0 {
+		return nil, errors.New(`option "webhook-urls" is required: a list of http(s) URLs to POST each vCon to`)
+	}
+	targets := make([]webhookTarget, len(urls))
+	for i, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			// The URL may carry a token, so it is not quoted.
+			return nil, fmt.Errorf(`option "webhook-urls": item %d: want an absolute http:// or https:// URL`, i)
+		}
+		targets[i] = webhookTarget{url: raw, host: u.Host}
+	}
+	headers, err := webhookOptHeaders(options, "headers")
+	if err != nil {
+		return nil, err
+	}
+	timeout, err := webhookOptTimeout(options, "timeout", webhookDefaultTimeout)
+	if err != nil {
+		return nil, err
+	}
+	client := deps.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return &webhookStorage{targets: targets, headers: headers, timeout: timeout, client: client}, nil
+}
+
+// Save posts to every URL, even after one failed, and reports every
+// failure: the operator sees at once which receivers are down.
+func (w *webhookStorage) Save(ctx context.Context, v *vcon.VCon) error {
+	body, err := v.Marshal()
+	if err != nil {
+		return fmt.Errorf("webhook: encode vcon: %w", err)
+	}
+	var errs []error
+	for _, t := range w.targets {
+		if err := w.post(ctx, t, v.UUID(), body); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *webhookStorage) post(ctx context.Context, t webhookTarget, uuid string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("webhook %s: build request: %v", t.host, webhookURLErr(err))
+	}
+	for k, val := range w.headers {
+		req.Header.Set(k, val)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if uuid != "" {
+		req.Header.Set("X-Vcon-Uuid", uuid)
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("webhook %s: no answer within %s", t.host, w.timeout)
+		}
+		return fmt.Errorf("webhook %s: %v", t.host, webhookURLErr(err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) // lets the connection be reused
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// The body is not quoted: receivers echo the request back.
+		return fmt.Errorf("webhook %s answered %s", t.host, resp.Status)
+	}
+	return nil
+}
+
+// webhookURLErr drops the URL *url.Error puts in its message: it may carry
+// a token in its query or userinfo.
+func webhookURLErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// webhookOptURLs reads a list of URLs; a single string is taken as a list
+// of one, a forgiving reading of a common YAML slip.
+func webhookOptURLs(o map[string]any, key string) ([]string, error) {
+	v, ok := o[key]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	switch t := v.(type) {
+	case string:
+		if strings.TrimSpace(t) == "" {
+			return nil, nil
+		}
+		return []string{strings.TrimSpace(t)}, nil
+	case []string:
+		return t, nil
+	case []any:
+		out := make([]string, len(t))
+		for i, e := range t {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("option %q: item %d: want a URL string, got %T", key, i, e)
+			}
+			out[i] = strings.TrimSpace(s)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("option %q: want a list of URLs, got %T", key, v)
+}
+
+// webhookOptHeaders reads a map of header names to values; numbers and
+// booleans become text (YAML reads `X-Retry: 3` as a number). Values are
+// never quoted in errors: they are usually secrets.
+func webhookOptHeaders(o map[string]any, key string) (map[string]string, error) {
+	v, ok := o[key]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	m := map[string]any{}
+	switch t := v.(type) {
+	case map[string]any:
+		m = t
+	case map[string]string:
+		for k, e := range t {
+			m[k] = e
+		}
+	case map[any]any:
+		for k, e := range t {
+			ks, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("option %q: header names must be strings", key)
+			}
+			m[ks] = e
+		}
+	default:
+		return nil, fmt.Errorf("option %q: want a map of header names to values, got %T", key, v)
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make(map[string]string, len(m))
+	for _, k := range names {
+		var s string
+		switch e := m[k].(type) {
+		case string:
+			s = e
+		case bool:
+			s = strconv.FormatBool(e)
+		default:
+			f, ok := webhookOptFloat(e)
+			if !ok {
+				return nil, fmt.Errorf("option %q: value of %q: want a string", key, k)
+			}
+			s = strconv.FormatFloat(f, 'f', -1, 64)
+		}
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
+			return nil, fmt.Errorf("option %q: %q is not a valid header name", key, k)
+		}
+		if strings.ContainsAny(s, "\r\n\x00") {
+			return nil, fmt.Errorf("option %q: value of %q contains a line break", key, k)
+		}
+		out[http.CanonicalHeaderKey(k)] = s
+	}
+	return out, nil
+}
+
+// webhookOptTimeout takes a Go duration ("10s") or a number of seconds.
+func webhookOptTimeout(o map[string]any, key string, def time.Duration) (time.Duration, error) {
+	v, ok := o[key]
+	if !ok || v == nil {
+		return def, nil
+	}
+	var d time.Duration
+	if s, ok := v.(string); ok {
+		s = strings.TrimSpace(s)
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			d = time.Duration(f * float64(time.Second))
+		} else if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %q", key, s)
+		}
+	} else {
+		f, ok := webhookOptFloat(v)
+		if !ok {
+			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %T", key, v)
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("option %q: must be greater than zero", key)
+	}
+	return d, nil
+}
+
+func webhookOptFloat(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case int32:
+		return float64(n), true
+	case uint64:
+		return float64(n), true
+	case float64:
+		return n, true
+	case float32:
+		return float64(n), true
+	case interface{ Float64() (float64, error) }: // json.Number
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}

@@ -1,0 +1,259 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// S3 is a private S3-compatible server (versitygw with its posix backend)
+// on a free loopback port, storing buckets as directories in a temporary
+// directory. It is a real S3 implementation, built once per machine by
+// hack/tools.sh, so signing, error codes and keys behave as on a real
+// service. It is stopped when the test ends.
+type S3 struct {
+	// Endpoint is the server's http:// URL; clients must use path-style
+	// addressing.
+	Endpoint  string
+	AccessKey string
+	SecretKey string
+	Region    string
+
+	t      testing.TB
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	mu     sync.Mutex
+	client *s3.Client
+}
+
+const s3ServerName = "versitygw"
+
+const s3Fix = "run `hack/tools.sh s3server` (make test does)"
+
+// S3ServerPath finds the S3 server in bin/ of the repository (found by
+// walking up from the working directory to go.mod).
+func S3ServerPath() (string, error) {
+	root, err := s3RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, "bin", s3ServerName)
+	if !s3IsExecutable(p) {
+		return "", fmt.Errorf("S3 test server not found at %s: %s", p, s3Fix)
+	}
+	return p, nil
+}
+
+// s3RepoRoot is the nearest directory at or above the working directory
+// that holds go.mod (go test runs in the package's directory).
+func s3RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod at or above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// StartS3 starts the server with fresh random credentials and waits until
+// it answers its health check. Stop runs at t.Cleanup.
+func StartS3(t testing.TB) *S3 {
+	t.Helper()
+	bin, err := S3ServerPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"data", "meta"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatalf("create S3 server directory: %v", err)
+		}
+	}
+	port := FreePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s := &S3{
+		Endpoint:  "http://" + addr,
+		AccessKey: "testenv" + s3RandomHex(t, 6),
+		SecretKey: s3RandomHex(t, 20),
+		Region:    "us-east-1",
+		t:         t,
+		dir:       dir,
+	}
+	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		t.Fatalf("create S3 server log: %v", err)
+	}
+	defer logFile.Close() // the child keeps its own descriptor
+	// Credentials go through the environment, not argv, so that they do
+	// not show in ps.
+	cmd := exec.Command(bin,
+		"--port", addr,
+		"--region", s.Region,
+		"--health", "/health",
+		"posix",
+		// A sidecar directory keeps metadata off xattrs, which tmpfs
+		// and some CI filesystems do not offer.
+		"--sidecar", filepath.Join(dir, "meta"),
+		filepath.Join(dir, "data"),
+	)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	s.cmd = cmd
+	s.exited = make(chan struct{})
+	go func() { _ = cmd.Wait(); close(s.exited) }()
+	t.Cleanup(s.Stop)
+	s.waitReady()
+	return s
+}
+
+func (s *S3) waitReady() {
+	s.t.Helper()
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := hc.Get(s.Endpoint + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("health check answered %s", resp.Status)
+		}
+		select {
+		case <-s.exited:
+			s.t.Fatalf("S3 server exited at start:\n%s", s.logTail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("S3 server on %s not ready: %v\n%s", s.Endpoint, err, s.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the server and waits for it; stopping twice does nothing.
+func (s *S3) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.cmd = nil
+}
+
+// Client is an S3 client with the server's root credentials.
+func (s *S3) Client() *s3.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		s.client = s3.New(s3.Options{
+			Region:                     s.Region,
+			BaseEndpoint:               aws.String(s.Endpoint),
+			UsePathStyle:               true,
+			Credentials:                credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+			RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+			ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+		})
+	}
+	return s.client
+}
+
+// CreateBucket creates a bucket with a fresh name and returns the name.
+func (s *S3) CreateBucket() string {
+	s.t.Helper()
+	name := "test-" + s3RandomHex(s.t, 6)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		s.t.Fatalf("create bucket %s: %v", name, err)
+	}
+	return name
+}
+
+// Keys lists every key in bucket, for tests that check the layout.
+func (s *S3) Keys(bucket string) []string {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(s.Client(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			s.t.Fatalf("list bucket %s: %v", bucket, err)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys
+}
+
+func s3RandomHex(t testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("generate S3 credentials: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func s3IsExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+func (s *S3) logTail() string {
+	f, err := os.Open(filepath.Join(s.dir, "server.log"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > 20 {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
