@@ -1,0 +1,221 @@
+// Package apibench measures POST /api/vcon against a bare net/http handler
+// that sends the same Redis commands, in the same run on the same
+// redis-server, so the ratio shows what the API's own work costs.
+//
+//	go test -run '^$' -bench PostVcon -benchtime 1x ./hack/bench/api/
+//
+// BENCH_SECONDS (default 5) sets the length of each of the four rounds
+// (api, bare, api, bare); BENCH_CLIENTS (default 32) the concurrency.
+package apibench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/api"
+	"github.com/vcon-operator/vcon-operator/internal/testenv"
+)
+
+const token = "bench-token"
+
+// vconTemplate is a 5 KB vCon; %s is the uuid.
+var vconTemplate = func() string {
+	text := strings.Repeat("Customer asked about the invoice and the agent explained the charges. ", 58)
+	return `{"vcon":"0.0.1","uuid":"%s","created_at":"2024-01-15T10:30:00.000Z","subject":"billing call",` +
+		`"parties":[{"tel":"+15551234567","name":"Alice Example"},{"mailto":"agent@example.com","name":"Agent Bob"}],` +
+		`"dialog":[{"type":"text","start":"2024-01-15T10:30:00Z","parties":[0,1],"mediatype":"text/plain","duration":185.5,"body":"` + text + `"}],` +
+		`"analysis":[{"type":"summary","dialog":0,"vendor":"bench","body":"invoice question","encoding":"none"}],"attachments":[]}`
+}()
+
+func uuidFor(n uint64) string {
+	s := fmt.Sprintf("%032x", n)
+	return s[0:8] + "-" + s[8:12] + "-4" + s[13:16] + "-8" + s[17:20] + "-" + s[20:32]
+}
+
+// bareHandler does the minimum any handler must (read the body, find the
+// fields the Redis commands need) and the same commands in one MULTI.
+func bareHandler(rdb *redis.Client) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(400)
+			return
+		}
+		var doc struct {
+			UUID      string    `json:"uuid"`
+			CreatedAt time.Time `json:"created_at"`
+			Parties   []struct {
+				Tel, Mailto, Name string
+			} `json:"parties"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil {
+			w.WriteHeader(422)
+			return
+		}
+		ctx := r.Context()
+		pipe := rdb.TxPipeline()
+		pipe.Set(ctx, "vcon:"+doc.UUID, body, time.Hour)
+		pipe.ZAdd(ctx, "vcons", redis.Z{Score: float64(doc.CreatedAt.Unix()), Member: "vcon:" + doc.UUID})
+		for _, p := range doc.Parties {
+			for _, k := range []string{"tel:" + p.Tel, "mailto:" + p.Mailto, "name:" + p.Name} {
+				if !strings.HasSuffix(k, ":") {
+					pipe.SAdd(ctx, k, doc.UUID)
+					pipe.Expire(ctx, k, 24*time.Hour)
+				}
+			}
+		}
+		for _, l := range r.URL.Query()["ingress_lists"] {
+			pipe.RPush(ctx, l, doc.UUID)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			w.WriteHeader(500)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(201)
+		_, _ = w.Write(body)
+	})
+}
+
+type result struct {
+	requests int
+	errors   int
+	elapsed  time.Duration
+	lat      []time.Duration
+}
+
+func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+func (r result) quantile(q float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	slices.Sort(r.lat)
+	return r.lat[min(len(r.lat)-1, int(q*float64(len(r.lat))))]
+}
+
+var counter atomic.Uint64
+
+func load(url string, clients int, d time.Duration) result {
+	tr := &http.Transport{MaxIdleConns: clients, MaxIdleConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var mu sync.Mutex
+	var res result
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			errs := 0
+			for time.Now().Before(deadline) {
+				body := fmt.Sprintf(vconTemplate, uuidFor(counter.Add(1)))
+				req, _ := http.NewRequest("POST", url+"/api/vcon?ingress_lists=default", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(api.DefaultHeaderName, token)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				lat = append(lat, time.Since(t0))
+				if err != nil || resp.StatusCode != 201 {
+					errs++
+				}
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			res.errors += errs
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.requests = len(res.lat)
+	return res
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func BenchmarkPostVcon(b *testing.B) {
+	if n := len(fmt.Sprintf(vconTemplate, uuidFor(1))); n < 5000 || n > 5300 {
+		b.Fatalf("vCon is %d bytes, want about 5 KB", n)
+	}
+	seconds := time.Duration(envInt("BENCH_SECONDS", 5)) * time.Second
+	clients := envInt("BENCH_CLIENTS", 32)
+	r := testenv.StartRedis(b)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr, PoolSize: 64})
+	defer rdb.Close()
+
+	srv, err := api.New(rdb, api.Options{Tokens: []string{token}, VconTTL: time.Hour, IndexTTL: 24 * time.Hour, ContextTTL: 24 * time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	apiSrv := httptest.NewServer(srv.Handler())
+	defer apiSrv.Close()
+	bareSrv := httptest.NewServer(bareHandler(rdb))
+	defer bareSrv.Close()
+
+	// Warm both up, then alternate rounds so drift hits both alike.
+	load(apiSrv.URL, clients, time.Second)
+	load(bareSrv.URL, clients, time.Second)
+	var apiRes, bareRes result
+	for range 2 {
+		for _, side := range []struct {
+			url string
+			acc *result
+		}{{apiSrv.URL, &apiRes}, {bareSrv.URL, &bareRes}} {
+			rdb.FlushAll(context.Background())
+			res := load(side.url, clients, seconds)
+			side.acc.requests += res.requests
+			side.acc.errors += res.errors
+			side.acc.elapsed += res.elapsed
+			side.acc.lat = append(side.acc.lat, res.lat...)
+		}
+	}
+	if apiRes.errors > 0 || bareRes.errors > 0 {
+		b.Fatalf("errors: api %d, bare %d", apiRes.errors, bareRes.errors)
+	}
+	ratio := apiRes.rps() / bareRes.rps()
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "POST /api/vcon, 5 KB vCon, %d clients, 2 x %s per side\n", clients, seconds)
+	fmt.Fprintf(&out, "%-6s %10s %10s %10s %10s\n", "", "req/s", "p50", "p99", "requests")
+	for _, row := range []struct {
+		name string
+		r    result
+	}{{"api", apiRes}, {"bare", bareRes}} {
+		fmt.Fprintf(&out, "%-6s %10.0f %10s %10s %10d\n", row.name, row.r.rps(),
+			row.r.quantile(0.5).Round(10*time.Microsecond), row.r.quantile(0.99).Round(10*time.Microsecond), row.r.requests)
+	}
+	fmt.Fprintf(&out, "ratio api/bare: %.1f%% (target >= 70%%)\n", 100*ratio)
+	b.Log("\n" + out.String())
+	fmt.Print(out.String())
+	b.ReportMetric(apiRes.rps(), "api-req/s")
+	b.ReportMetric(bareRes.rps(), "bare-req/s")
+	b.ReportMetric(100*ratio, "ratio-%")
+	b.ReportMetric(float64(apiRes.quantile(0.99).Microseconds()), "api-p99-µs")
+	b.ReportMetric(float64(bareRes.quantile(0.99).Microseconds()), "bare-p99-µs")
+}
