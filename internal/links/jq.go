@@ -1,0 +1,150 @@
+package links
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+
+	"github.com/itchyny/gojq"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+func init() { Register("links.jq_link", newJQ) }
+
+// jqLink forwards or halts a vCon by a jq predicate.
+type jqLink struct {
+	filter         string
+	code           *gojq.Code
+	forwardMatches bool
+}
+
+func newJQ(_ string, raw map[string]any, _ Deps) (Link, error) {
+	o := options(raw)
+	filter, err := o.str("filter", ".")
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(filter) == "" {
+		return nil, errors.New(`option "filter": empty jq program`)
+	}
+	// conserver compiles on every vCon and silently filters everything when
+	// the program is broken; refusing it at load time surfaces the typo.
+	q, err := gojq.Parse(filter)
+	if err != nil {
+		return nil, fmt.Errorf("option %q: invalid jq program: %w", "filter", err)
+	}
+	// No environment loader: $ENV and env stay empty, so a filter cannot
+	// read the operator's secrets.
+	code, err := gojq.Compile(q)
+	if err != nil {
+		return nil, fmt.Errorf("option %q: invalid jq program: %w", "filter", err)
+	}
+	l := &jqLink{filter: filter, code: code}
+	if l.forwardMatches, err = o.boolean("forward_matches", true); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *jqLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
+	matched, err := l.match(ctx, v)
+	if err != nil {
+		return Result{}, err
+	}
+	if matched == l.forwardMatches {
+		return Continue, nil
+	}
+	return Halted, nil
+}
+
+func (l *jqLink) match(ctx context.Context, v *vcon.VCon) (bool, error) {
+	doc := v.Clone()
+	vcon.Normalize(doc)
+	iter := l.code.RunWithContext(ctx, jqValue(doc.Doc))
+	out, ok := iter.Next()
+	if !ok {
+		return false, nil
+	}
+	if err, isErr := out.(error); isErr {
+		var halt *gojq.HaltError
+		if errors.As(err, &halt) && halt.Value() == nil {
+			return false, nil // a bare `halt` ends the program with no output
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return false, fmt.Errorf("jq_link: filter did not finish: %w", ctxErr)
+		}
+		return false, fmt.Errorf("jq_link: filter failed: %s", jqErrorText(err))
+	}
+	return pythonTruthy(out), nil
+}
+
+// jqErrorText describes a runtime error without the values gojq quotes in
+// its messages: they come from the vCon, and the text becomes the
+// dead-letter reason.
+func jqErrorText(err error) string {
+	var ve gojq.ValueError
+	if errors.As(err, &ve) {
+		return "the program raised error()"
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, " ("); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}
+
+// pythonTruthy is how conserver's bool() reads the program's first output.
+func pythonTruthy(x any) bool {
+	switch t := x.(type) {
+	case nil:
+		return false
+	case bool:
+		return t
+	case int:
+		return t != 0
+	case float64:
+		return t != 0
+	case *big.Int:
+		return t.Sign() != 0
+	case string:
+		return t != ""
+	case []any:
+		return len(t) > 0
+	case map[string]any:
+		return len(t) > 0
+	}
+	return true
+}
+
+// jqValue copies a decoded document into the plain values gojq accepts:
+// json.Number becomes int when integral and in range, float64 otherwise.
+func jqValue(x any) any {
+	switch t := x.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = jqValue(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, e := range t {
+			s[i] = jqValue(e)
+		}
+		return s
+	case json.Number:
+		if n, err := strconv.ParseInt(string(t), 10, 64); err == nil {
+			return int(n)
+		}
+		if f, err := t.Float64(); err == nil {
+			return f
+		}
+		return string(t)
+	}
+	return x
+}

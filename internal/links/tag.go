@@ -1,0 +1,59 @@
+package links
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+func init() { Register("links.tag", newTag) }
+
+// tagLink adds fixed tags to the vCon's tags attachment.
+type tagLink struct {
+	tags []tagPair
+}
+
+type tagPair struct{ name, value string }
+
+func newTag(_ string, raw map[string]any, _ Deps) (Link, error) {
+	items, err := options(raw).strings("tags")
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return nil, errors.New(`option "tags": required, a list like ["reviewed", "team:sales"]`)
+	}
+	l := &tagLink{}
+	for i, item := range items {
+		p, err := parseTag(item)
+		if err != nil {
+			return nil, fmt.Errorf("option %q: item %d: %w", "tags", i, err)
+		}
+		l.tags = append(l.tags, p)
+	}
+	return l, nil
+}
+
+// parseTag reads "name:value"; a plain "t" stands for "t:t", as conserver
+// writes it.
+func parseTag(s string) (tagPair, error) {
+	s = strings.TrimSpace(s)
+	name, value, found := strings.Cut(s, ":")
+	if name == "" {
+		return tagPair{}, fmt.Errorf("tag %q has no name", s)
+	}
+	if !found {
+		value = name
+	}
+	return tagPair{name: name, value: value}, nil
+}
+
+func (l *tagLink) Run(_ context.Context, v *vcon.VCon) (Result, error) {
+	for _, t := range l.tags {
+		vcon.AddTag(v, t.name, t.value)
+	}
+	return Continue, nil
+}

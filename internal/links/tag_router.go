@@ -1,0 +1,113 @@
+package links
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+func init() { Register("links.tag_router", newTagRouter) }
+
+// tagRouter copies a vCon's uuid onto extra Redis lists chosen by its tags,
+// so other chains pick it up.
+type tagRouter struct {
+	deps            Deps
+	routes          map[string][]string
+	forwardOriginal bool
+}
+
+func newTagRouter(_ string, raw map[string]any, deps Deps) (Link, error) {
+	o := options(raw)
+	routes, err := o.mapping("tag_routes")
+	if err != nil {
+		return nil, err
+	}
+	if len(routes) == 0 {
+		return nil, errors.New(`option "tag_routes": required, a map from tag to Redis list, e.g. {urgent: urgent_vcons}`)
+	}
+	l := &tagRouter{deps: deps, routes: map[string][]string{}}
+	for _, tag := range sortedKeys(routes) {
+		lists, err := options{tag: routes[tag]}.routeTargets(tag)
+		if err != nil {
+			return nil, fmt.Errorf("option %q: %w", "tag_routes", err)
+		}
+		l.routes[tag] = lists
+	}
+	if l.forwardOriginal, err = o.boolean("forward_original", true); err != nil {
+		return nil, err
+	}
+	if deps.Redis == nil {
+		return nil, errors.New("needs a Redis client to push routed uuids")
+	}
+	return l, nil
+}
+
+// routeTargets reads one route: a list name or a list of list names.
+func (o options) routeTargets(tag string) ([]string, error) {
+	var lists []string
+	if s, ok := o[tag].(string); ok {
+		lists = []string{s}
+	} else {
+		var err error
+		if lists, err = o.strings(tag); err != nil {
+			return nil, err
+		}
+	}
+	if len(lists) == 0 {
+		return nil, fmt.Errorf("route %q: no target list", tag)
+	}
+	for _, l := range lists {
+		if strings.TrimSpace(l) == "" {
+			return nil, fmt.Errorf("route %q: empty list name", tag)
+		}
+	}
+	return lists, nil
+}
+
+func (l *tagRouter) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
+	uuid := v.UUID()
+	if uuid == "" {
+		return Result{}, errors.New("tag_router: vCon has no uuid")
+	}
+	targets := l.targets(vcon.Tags(v))
+	if len(targets) > 0 {
+		// One round trip; each list still gets the uuid once even when
+		// several tags route to it, so no chain processes it twice.
+		_, err := l.deps.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, t := range targets {
+				p.RPush(ctx, t, uuid)
+			}
+			return nil
+		})
+		if err != nil {
+			return Result{}, fmt.Errorf("tag_router: push to %s: %w", strings.Join(targets, ", "), err)
+		}
+	}
+	if !l.forwardOriginal {
+		return Halted, nil
+	}
+	return Continue, nil
+}
+
+// targets matches each "name:value" tag against the route keys by its full
+// text and by its name (conserver matches the name only), in tag order.
+func (l *tagRouter) targets(tags []string) []string {
+	var out []string
+	for _, tag := range tags {
+		name, _, _ := strings.Cut(tag, ":")
+		for _, key := range []string{tag, name} {
+			for _, list := range l.routes[key] {
+				if !slices.Contains(out, list) {
+					out = append(out, list)
+				}
+			}
+		}
+	}
+	return out
+}
