@@ -16,14 +16,28 @@ import (
 )
 
 // roundTrips counts what the client sends: one per command or pipeline.
+// Connection set-up (HELLO, CLIENT ...) goes through the hooks too and is
+// not counted: it is paid once per pooled connection, not per operation.
 type roundTrips struct{ n atomic.Int64 }
+
+func isSetup(cmd redis.Cmder) bool { return cmd.Name() == "hello" || cmd.Name() == "client" }
 
 func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { r.n.Add(1); return next(ctx, cmd) }
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !isSetup(cmd) {
+			r.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
 }
 func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { r.n.Add(1); return next(ctx, cmds) }
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && !isSetup(cmds[0]) {
+			r.n.Add(1)
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // count returns how many round trips fn made.
