@@ -137,8 +137,10 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-// notFound answers what the mux would (404, 405 with Allow, or a redirect
-// to the cleaned path) in FastAPI's JSON shape.
+// notFound answers what the mux would, in FastAPI's JSON shape: 405 with
+// Allow for a known path, else 404. A path with "..", "//" and the like is
+// not redirected to its cleaned form (which the mux would do): the API has
+// no such paths, and a client sending one has made a mistake.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	h, _ := s.mux.Handler(r)
 	rec := &headerRecorder{header: http.Header{}}
@@ -149,13 +151,6 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 		}
 		writeDetail(w, http.StatusMethodNotAllowed, "Method Not Allowed")
-	case http.StatusMovedPermanently, http.StatusPermanentRedirect, http.StatusTemporaryRedirect, http.StatusFound:
-		// A path with "..", "//" or a trailing slash: say where the
-		// cleaned path is rather than serving it under another name.
-		if loc := rec.header.Get("Location"); loc != "" {
-			w.Header().Set("Location", loc)
-		}
-		writeDetail(w, rec.code, "Moved")
 	default:
 		writeDetail(w, http.StatusNotFound, "Not Found")
 	}

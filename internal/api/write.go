@@ -164,4 +164,3 @@ func (s *Server) egressShape(body []byte) json.RawMessage {
 	}
 	return out
 }
-
