@@ -74,8 +74,9 @@ func DLQReasonsKey(ingress string) string { return tagged("dlq-reasons", ingress
 func ContextKey(list, uuid string) string { return "context:" + list + ":" + uuid }
 
 // ValidSlotLayout reports whether our keys for ingress share its cluster
-// slot. It fails only for names with a '}' before any '{...}' tag, e.g.
-// "a}b", which a cluster deployment must not use.
+// slot. It fails for names whose hashed part holds a '}', which no hash
+// tag can carry: a '}' before any '{...}' tag ("a}b") or an empty first tag
+// ("x{}y", hashed whole). A cluster deployment must not use such names.
 func ValidSlotLayout(ingress string) bool {
 	return slotTag(WorkersKey(ingress)) == slotTag(ingress)
 }

@@ -1,0 +1,443 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/testenv"
+)
+
+// clusterSlot is Redis Cluster's key slot: CRC16 (XMODEM) of the hash tag
+// (the content of the first non-empty {...}) or of the whole key, mod 16384.
+// It is written out here, independently of slotTag, so that the test checks
+// the layout against Redis's rule rather than against itself.
+func clusterSlot(key string) int {
+	if i := indexByte(key, '{'); i >= 0 {
+		if j := indexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for k := 0; k < len(key); k++ {
+		crc ^= uint16(key[k]) << 8
+		for b := 0; b < 8; b++ {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestClusterSlotMatchesRedis(t *testing.T) {
+	// Reference values from the Redis Cluster specification and the
+	// CLUSTER KEYSLOT documentation.
+	for key, want := range map[string]int{"123456789": 12739, "somekey": 11058, "foo{hash_tag}": 2515, "hash_tag": 2515} {
+		if got := clusterSlot(key); got != want {
+			t.Errorf("clusterSlot(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+func TestKeysShareIngressSlot(t *testing.T) {
+	tests := []struct {
+		ingress   string
+		wantValid bool
+	}{
+		{"default", true},
+		{"ingress:calls", true},
+		{"{tenant-a}:calls", true},
+		{"calls{tenant-b}", true},
+		{"DLQ-like:x", true},
+		{"a{b", true},      // no closing brace: Redis hashes the whole name
+		{"x{}y{z}", false}, // empty first tag: Redis hashes the whole name, '}' included
+		{"a}b", false},     // a '}' before any tag cannot be carried in a tag
+		{"x{}y", false},    // same: the whole name is hashed and holds a '}'
+		{"uuids-ünï", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.ingress, func(t *testing.T) {
+			if got := ValidSlotLayout(tc.ingress); got != tc.wantValid {
+				t.Fatalf("ValidSlotLayout(%q) = %v, want %v", tc.ingress, got, tc.wantValid)
+			}
+			want := clusterSlot(tc.ingress)
+			keys := map[string]string{
+				"workers":     WorkersKey(tc.ingress),
+				"in-flight":   InFlightKey(tc.ingress, "worker-1"),
+				"in-flight 2": InFlightKey(tc.ingress, "pod-7f9c-{x}"),
+				"prefix":      InFlightPrefix(tc.ingress) + "anything",
+				"dlq reasons": DLQReasonsKey(tc.ingress),
+			}
+			for kind, key := range keys {
+				same := clusterSlot(key) == want
+				if same != tc.wantValid {
+					t.Errorf("%s key %q: slot %d, ingress slot %d; shared = %v, want %v", kind, key, clusterSlot(key), want, same, tc.wantValid)
+				}
+			}
+		})
+	}
+}
+
+func TestKeyNames(t *testing.T) {
+	// The layout is shared with the operator and documented in keys.go; a
+	// change here is a migration.
+	if got, want := InFlightKey("default", "w1"), "vcon-operator:inflight:{default}:default:w1"; got != want {
+		t.Errorf("InFlightKey = %q, want %q", got, want)
+	}
+	if got, want := WorkersKey("{t}:in"), "vcon-operator:workers:{t}:{t}:in"; got != want {
+		t.Errorf("WorkersKey = %q, want %q", got, want)
+	}
+	if got, want := DLQKey("default"), "DLQ:default"; got != want {
+		t.Errorf("DLQKey = %q, want %q", got, want)
+	}
+	if in, ok := DLQIngress("DLQ:default"); !ok || in != "default" {
+		t.Errorf("DLQIngress = %q, %v", in, ok)
+	}
+	if got, want := ContextKey("egress", "u1"), "context:egress:u1"; got != want {
+		t.Errorf("ContextKey = %q, want %q", got, want)
+	}
+}
+
+func newClient(t *testing.T) *redis.Client {
+	t.Helper()
+	return testenv.StartRedis(t).Client()
+}
+
+func lrange(t *testing.T, rdb redis.UniversalClient, key string) []string {
+	t.Helper()
+	v, err := rdb.LRange(context.Background(), key, 0, -1).Result()
+	if err != nil {
+		t.Fatalf("LRANGE %s: %v", key, err)
+	}
+	return v
+}
+
+func TestTakeDone(t *testing.T) {
+	rdb := newClient(t)
+	ctx := context.Background()
+	w := NewWorker(rdb, "w1", time.Minute)
+	if err := w.Heartbeat(ctx, []string{"in"}); err != nil {
+		t.Fatal(err)
+	}
+	rdb.RPush(ctx, "in", "u1", "u2")
+
+	it, ok, err := w.Take(ctx, "in", time.Second)
+	if err != nil || !ok || it.UUID != "u1" || it.List != "in" {
+		t.Fatalf("Take = %+v, %v, %v; want u1 from in", it, ok, err)
+	}
+	if got := lrange(t, rdb, InFlightKey("in", "w1")); !slices.Equal(got, []string{"u1"}) {
+		t.Fatalf("in-flight = %v, want [u1]", got)
+	}
+	if got := lrange(t, rdb, "in"); !slices.Equal(got, []string{"u2"}) {
+		t.Fatalf("ingress = %v, want [u2]", got)
+	}
+
+	// Done queued last in a pipeline, as the processor does.
+	pipe := rdb.Pipeline()
+	pipe.RPush(ctx, "out", it.UUID)
+	w.QueueDone(pipe, it)
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.LLen(ctx, InFlightKey("in", "w1")).Val(); n != 0 {
+		t.Fatalf("in-flight length after done = %d, want 0", n)
+	}
+
+	it2, ok, err := w.Take(ctx, "in", time.Second)
+	if err != nil || !ok || it2.UUID != "u2" {
+		t.Fatalf("second Take = %+v, %v, %v", it2, ok, err)
+	}
+	if err := w.Done(ctx, it2); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.LLen(ctx, InFlightKey("in", "w1")).Val(); n != 0 {
+		t.Fatalf("in-flight length after Done = %d, want 0", n)
+	}
+
+	start := time.Now()
+	_, ok, err = w.Take(ctx, "in", time.Second)
+	if err != nil || ok {
+		t.Fatalf("Take on empty list = %v, %v; want nothing", ok, err)
+	}
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Fatalf("Take on an empty list returned after %s, want it to block ~1s", el)
+	}
+}
+
+// TestReapExactlyOnce races reapers over the in-flight lists of dead
+// workers: every item returns to the head of the ingress list exactly once,
+// oldest first, and live workers' items stay where they are.
+func TestReapExactlyOnce(t *testing.T) {
+	rdb := newClient(t)
+	ctx := context.Background()
+	const list = "{t}:in"
+	dead := NewWorker(rdb, "dead", time.Second)
+	alive := NewWorker(rdb, "alive", time.Minute)
+	for _, w := range []*Worker{dead, alive} {
+		if err := w.Heartbeat(ctx, []string{list}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var taken []string
+	for i := range 20 {
+		rdb.RPush(ctx, list, fmt.Sprintf("d%02d", i))
+	}
+	for range 20 {
+		it, ok, err := dead.Take(ctx, list, time.Second)
+		if err != nil || !ok {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		taken = append(taken, it.UUID)
+	}
+	rdb.RPush(ctx, list, "live", "q1", "q2")
+	if _, ok, err := alive.Take(ctx, list, time.Second); err != nil || !ok {
+		t.Fatalf("alive take: %v %v", ok, err)
+	}
+
+	// Wait for the dead worker's heartbeat to lapse on the Redis clock.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		now, err := rdb.Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		score := rdb.ZScore(ctx, WorkersKey(list), "dead").Val()
+		if float64(now.UnixMilli()) > score {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("heartbeat of the dead worker did not lapse")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	const reapers = 8
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range reapers {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			var n int
+			var err error
+			if i%2 == 0 {
+				n, err = Reap(ctx, rdb, []string{list})
+			} else {
+				var d []Depths
+				d, err = Measure(ctx, rdb, []Target{{Ingress: []string{list}}})
+				if err == nil {
+					n = int(d[0].Reaped)
+				}
+			}
+			if err != nil {
+				t.Errorf("reaper %d: %v", i, err)
+			}
+			total.Add(int64(n))
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+
+	if got := total.Load(); got != 20 {
+		t.Fatalf("reapers moved %d items in total, want exactly 20", got)
+	}
+	want := append(append([]string{}, taken...), "q1", "q2")
+	if got := lrange(t, rdb, list); !slices.Equal(got, want) {
+		t.Fatalf("ingress after reap = %v\nwant %v (dead worker's items at the head, oldest first)", got, want)
+	}
+	if n := rdb.Exists(ctx, InFlightKey(list, "dead")).Val(); n != 0 {
+		t.Fatalf("dead worker's in-flight list still exists")
+	}
+	if got := lrange(t, rdb, InFlightKey(list, "alive")); !slices.Equal(got, []string{"live"}) {
+		t.Fatalf("live worker's in-flight = %v, want [live]", got)
+	}
+	members := rdb.ZRange(ctx, WorkersKey(list), 0, -1).Val()
+	if !slices.Equal(members, []string{"alive"}) {
+		t.Fatalf("workers = %v, want [alive]", members)
+	}
+	if n, err := Reap(ctx, rdb, []string{list}); err != nil || n != 0 {
+		t.Fatalf("second reap = %d, %v; want 0", n, err)
+	}
+}
+
+func TestRelease(t *testing.T) {
+	rdb := newClient(t)
+	ctx := context.Background()
+	lists := []string{"a", "b"}
+	w := NewWorker(rdb, "w", time.Minute)
+	if err := w.Heartbeat(ctx, lists); err != nil {
+		t.Fatal(err)
+	}
+	rdb.RPush(ctx, "a", "a1", "a2", "a3")
+	rdb.RPush(ctx, "b", "b1")
+	for _, l := range []string{"a", "a", "b"} {
+		if _, ok, err := w.Take(ctx, l, time.Second); !ok || err != nil {
+			t.Fatalf("take %s: %v %v", l, ok, err)
+		}
+	}
+	n, err := w.Release(ctx, lists)
+	if err != nil || n != 3 {
+		t.Fatalf("Release = %d, %v; want 3", n, err)
+	}
+	if got := lrange(t, rdb, "a"); !slices.Equal(got, []string{"a1", "a2", "a3"}) {
+		t.Fatalf("a = %v, want [a1 a2 a3]", got)
+	}
+	if got := lrange(t, rdb, "b"); !slices.Equal(got, []string{"b1"}) {
+		t.Fatalf("b = %v, want [b1]", got)
+	}
+	for _, l := range lists {
+		if rdb.ZScore(ctx, WorkersKey(l), "w").Err() != redis.Nil {
+			t.Fatalf("worker still registered on %s after Release", l)
+		}
+	}
+}
+
+// roundTrips counts what a client sends: each single command and each
+// pipeline is one round trip on a standalone server.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+func TestMeasure(t *testing.T) {
+	rdb := newClient(t)
+	ctx := context.Background()
+	dead := NewWorker(rdb, "dead", 30*time.Millisecond)
+	alive := NewWorker(rdb, "alive", time.Minute)
+	for _, w := range []*Worker{dead, alive} {
+		if err := w.Heartbeat(ctx, []string{"in1", "in2"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rdb.RPush(ctx, "in1", "a", "b", "c", "d", "e")
+	rdb.RPush(ctx, "in2", "x", "y")
+	take := func(w *Worker, list string) {
+		if _, ok, err := w.Take(ctx, list, time.Second); !ok || err != nil {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+	}
+	take(dead, "in1")  // orphaned: reaped by Measure
+	take(alive, "in1") // live in-flight
+	take(alive, "in2")
+	rdb.RPush(ctx, DLQKey("in1"), "z1", "z2")
+	rdb.RPush(ctx, DLQKey("in2"), "z3")
+	rdb.RPush(ctx, "out", "o1", "o2", "o3", "o4")
+	rdb.RPush(ctx, "other-out", "p1")
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		score := rdb.ZScore(ctx, WorkersKey("in1"), "dead").Val()
+		now := rdb.Time(ctx).Val()
+		if float64(now.UnixMilli()) > score {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("heartbeat did not lapse")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	var hook roundTrips
+	rdb.AddHook(&hook)
+	targets := []Target{
+		{Ingress: []string{"in1", "in2"}, Egress: []string{"out"}},
+		{Ingress: []string{"empty"}, Egress: []string{"other-out"}},
+	}
+	got, err := Measure(ctx, rdb, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := hook.n.Load(); n != 1 {
+		t.Fatalf("Measure used %d round trips, want 1", n)
+	}
+	want0 := Depths{Ingress: 3 + 1 + 1, InFlight: 2, DLQ: 3, Egress: 4, Reaped: 1}
+	d := got[0]
+	if d.Ingress != want0.Ingress || d.InFlight != want0.InFlight || d.DLQ != want0.DLQ || d.Egress != want0.Egress || d.Reaped != want0.Reaped {
+		t.Fatalf("chain 0 = %+v, want %+v", d, want0)
+	}
+	wantLists := []ListDepth{
+		{"in1", KindIngress, 4}, {"DLQ:in1", KindDLQ, 2},
+		{"in2", KindIngress, 1}, {"DLQ:in2", KindDLQ, 1},
+		{"out", KindEgress, 4},
+	}
+	if !slices.Equal(d.Lists, wantLists) {
+		t.Fatalf("lists = %+v\nwant %+v", d.Lists, wantLists)
+	}
+	if d1 := got[1]; d1.Ingress != 0 || d1.InFlight != 0 || d1.DLQ != 0 || d1.Egress != 1 {
+		t.Fatalf("chain 1 = %+v", d1)
+	}
+	if got, err := Measure(ctx, rdb, nil); err != nil || len(got) != 0 {
+		t.Fatalf("Measure(nil) = %v, %v", got, err)
+	}
+}
+
+func TestReplayAndReasons(t *testing.T) {
+	rdb := newClient(t)
+	ctx := context.Background()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	pipe := rdb.Pipeline()
+	for i, u := range []string{"u1", "u2", "u3"} {
+		QueueDeadLetter(pipe, Item{List: "in", UUID: u}, DLQReason{Reason: fmt.Sprintf("link_error: step %d", i), Chain: "main", Step: "link x", At: at})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := lrange(t, rdb, "DLQ:in"); !slices.Equal(got, []string{"u1", "u2", "u3"}) {
+		t.Fatalf("DLQ = %v: the list must stay bare uuids", got)
+	}
+	reasons, err := Reasons(ctx, rdb, "in", []string{"u1", "u3", "missing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reasons) != 2 || reasons["u3"].Reason != "link_error: step 2" || reasons["u1"].Chain != "main" || !reasons["u1"].At.Equal(at) {
+		t.Fatalf("Reasons = %+v", reasons)
+	}
+	if r, err := Reasons(ctx, rdb, "in", nil); err != nil || len(r) != 0 {
+		t.Fatalf("Reasons(nil) = %v, %v", r, err)
+	}
+
+	rdb.RPush(ctx, "in", "fresh")
+	n, err := Replay(ctx, rdb, "in", 2)
+	if err != nil || n != 2 {
+		t.Fatalf("Replay = %d, %v; want 2", n, err)
+	}
+	if got := lrange(t, rdb, "in"); !slices.Equal(got, []string{"fresh", "u1", "u2"}) {
+		t.Fatalf("ingress = %v, want replayed uuids at the tail", got)
+	}
+	reasons, _ = Reasons(ctx, rdb, "in", []string{"u1", "u2", "u3"})
+	if _, ok := reasons["u1"]; ok || len(reasons) != 1 {
+		t.Fatalf("reasons after replay = %+v, want only u3's", reasons)
+	}
+	n, err = Replay(ctx, rdb, "in", 10)
+	if err != nil || n != 1 {
+		t.Fatalf("second Replay = %d, %v; want 1 (what was left)", n, err)
+	}
+	if rdb.Exists(ctx, "DLQ:in").Val() != 0 {
+		t.Fatal("DLQ not empty after replaying everything")
+	}
+}
