@@ -35,7 +35,7 @@ const token = "bench-token"
 
 // vconTemplate is a 5 KB vCon; %s is the uuid.
 var vconTemplate = func() string {
-	text := strings.Repeat("Customer asked about the invoice and the agent explained the charges. ", 58)
+	text := strings.Repeat("Customer asked about the invoice and the agent explained the charges. ", 65)
 	return `{"vcon":"0.0.1","uuid":"%s","created_at":"2024-01-15T10:30:00.000Z","subject":"billing call",` +
 		`"parties":[{"tel":"+15551234567","name":"Alice Example"},{"mailto":"agent@example.com","name":"Agent Bob"}],` +
 		`"dialog":[{"type":"text","start":"2024-01-15T10:30:00Z","parties":[0,1],"mediatype":"text/plain","duration":185.5,"body":"` + text + `"}],` +
