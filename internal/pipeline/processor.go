@@ -185,7 +185,9 @@ func (p *Processor) Process(ctx context.Context, it queue.Item) error {
 				return e
 			}
 		}
-		if e := tcCmd.Err(); e != nil && !errors.Is(e, redis.Nil) {
+		// A context key of another type is a producer's mistake: process
+		// the vCon without the trace rather than retry forever.
+		if e := tcCmd.Err(); e != nil && !errors.Is(e, redis.Nil) && !isProbeErr(e) {
 			return e
 		}
 		tcRaw = tcCmd.Val()
