@@ -1,0 +1,363 @@
+// Package controllers holds the reconcilers. Each reads as a checklist:
+// fetch, resolve references, build the desired objects with the pure
+// builders of internal/workload, apply them, observe, set status. Decisions
+// live elsewhere: the autoscaling policy in internal/autoscale, the queue
+// measurements in internal/observer.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/autoscale"
+	"github.com/vcon-operator/vcon-operator/internal/observer"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
+)
+
+// Field indexes: which Chains name a Link or Storage, so that one appearing
+// reconciles its Chains at once.
+const (
+	indexLinks    = ".spec.links"
+	indexStorages = ".spec.storages"
+)
+
+// ChainReconciler turns a Chain into a ConfigMap and an autoscaled worker
+// Deployment, and reports where the Chain's vCons are.
+type ChainReconciler struct {
+	client.Client
+	// APIReader reads Secrets holding Redis URLs without caching every
+	// Secret of the cluster.
+	APIReader client.Reader
+	Recorder  record.EventRecorder
+	Observer  *observer.Observer
+	// DefaultRedisURL is used by Chains that name no Redis.
+	DefaultRedisURL string
+	WorkerImage     string
+	// PollInterval is the observer's; a delayed scale-down is re-checked then.
+	PollInterval time.Duration
+	Now          func() time.Time
+
+	scaling sync.Map // types.NamespacedName -> autoscale.State
+}
+
+// +kubebuilder:rbac:groups=vcon.dev,resources=chains;links;storages,verbs=get;list;watch
+// +kubebuilder:rbac:groups=vcon.dev,resources=chains/status;links/status;storages/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=vcon.dev,resources=chains/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile implements reconcile.Reconciler.
+func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+
+	// 1. Fetch.
+	var chain vconv1.Chain
+	if err := r.Get(ctx, req.NamespacedName, &chain); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Children go with their owner references; forget the rest.
+			r.Observer.Forget(req.NamespacedName)
+			r.scaling.Delete(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	status := chain.Status.DeepCopy()
+	gen := chain.Generation
+
+	// 2. Resolve references: Links, Storages, Redis.
+	in, problem, err := r.resolve(ctx, &chain)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if problem == nil {
+		if other := r.ingressConflict(ctx, &chain, in); other != "" {
+			problem = &notReady{"IngressConflict", other}
+		}
+	}
+
+	// 3. Build the desired objects.
+	var rendered *workload.Rendered
+	if problem == nil {
+		rendered, err = workload.Render(in)
+		if err != nil {
+			problem = &notReady{"InvalidChain", err.Error()}
+		}
+	}
+
+	// 4. Observe the queues (measured by the observer) and decide replicas.
+	if in.RedisURL != "" {
+		r.Observer.Track(req.NamespacedName, in.RedisURL, queue.Target{Ingress: chain.Spec.IngressLists, Egress: chain.Spec.EgressLists})
+	}
+	obs, measured := r.Observer.Get(req.NamespacedName)
+	var current appsv1.Deployment
+	haveDeployment := true
+	if err := r.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: workload.DeploymentName(chain.Name)}, &current); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		haveDeployment = false
+	}
+	currentReplicas := int32(0)
+	if haveDeployment && current.Spec.Replicas != nil {
+		currentReplicas = *current.Spec.Replicas
+	}
+	decision := r.decide(req.NamespacedName, &chain, obs, measured, currentReplicas, problem)
+
+	// 5. Apply. A Chain whose references are broken keeps its current
+	// workers (if any) running on their last good config.
+	if problem == nil || problem.reason == "IngressConflict" {
+		replicas := decision.Replicas
+		if problem != nil {
+			replicas = 0 // the earlier Chain owns the list
+		}
+		if rendered != nil {
+			if err := r.apply(ctx, workload.ConfigMap(&chain, rendered)); err != nil {
+				return ctrl.Result{}, fmt.Errorf("apply configmap: %w", err)
+			}
+			if err := r.apply(ctx, workload.Deployment(in, rendered, replicas)); err != nil {
+				return ctrl.Result{}, fmt.Errorf("apply deployment: %w", err)
+			}
+		} else if haveDeployment && currentReplicas != replicas {
+			patch := client.MergeFrom(current.DeepCopy())
+			current.Spec.Replicas = &replicas
+			if err := r.Patch(ctx, &current, patch); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+		r.recordScaling(&chain, currentReplicas, replicas, decision)
+		currentReplicas = replicas
+	}
+
+	// 6. Set status.
+	status.ObservedGeneration = gen
+	status.Replicas = currentReplicas
+	status.ReadyReplicas = current.Status.ReadyReplicas
+	status.Workers = fmt.Sprintf("%d/%d", status.ReadyReplicas, status.Replicas)
+	r.setQueueStatus(&chain, status, obs, measured)
+	setReady(status, gen, &chain, problem, obs, measured)
+	setCondition(&status.Conditions, gen, ConditionScalingLimited, decision.Limited, limitedReason(decision), limitedMessage(&chain, decision))
+
+	if !equalStatus(&chain.Status, status) {
+		patch := client.MergeFrom(chain.DeepCopy())
+		chain.Status = *status
+		if err := r.Status().Patch(ctx, &chain, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+		logger.V(1).Info("status updated", "workers", status.Workers, "ingress", status.Queue.Ingress)
+	}
+
+	if decision.Reason == autoscale.ReasonScaleDownDelayed {
+		return ctrl.Result{RequeueAfter: r.PollInterval}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// notReady is why a Chain cannot run as specified.
+type notReady struct{ reason, message string }
+
+// resolve gathers what the Chain references. A missing reference is not an
+// error of the reconcile: it is reported in the status, and the Chain is
+// reconciled again when the object appears (field-indexed watches).
+func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (workload.Inputs, *notReady, error) {
+	in := workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: r.WorkerImage}
+	if chain.Spec.Workers.Image != "" {
+		in.Image = chain.Spec.Workers.Image
+	}
+	// Redis first: queues can be observed even while a Link is missing.
+	switch {
+	case chain.Spec.Redis.URLSecretRef != nil:
+		ref := chain.Spec.Redis.URLSecretRef
+		var s corev1.Secret
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: ref.Name}, &s); err != nil {
+			if apierrors.IsNotFound(err) {
+				return in, &notReady{"RedisSecretNotFound", fmt.Sprintf("Secret %q holding the Redis URL not found", ref.Name)}, nil
+			}
+			return in, nil, err
+		}
+		url, ok := s.Data[ref.Key]
+		if !ok {
+			return in, &notReady{"RedisSecretNotFound", fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}, nil
+		}
+		in.RedisURL, in.RedisSecret = string(url), ref
+	case chain.Spec.Redis.URL != "":
+		in.RedisURL = chain.Spec.Redis.URL
+	default:
+		in.RedisURL = r.DefaultRedisURL
+	}
+	if in.RedisURL == "" {
+		return in, &notReady{"NoRedis", "the Chain names no Redis and the operator has no --redis-url default"}, nil
+	}
+
+	var missing []string
+	for _, name := range chain.Spec.Links {
+		var l vconv1.Link
+		if err := r.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: name}, &l); err != nil {
+			if apierrors.IsNotFound(err) {
+				missing = append(missing, "Link "+name)
+				continue
+			}
+			return in, nil, err
+		}
+		in.Links[name] = &l
+	}
+	for _, name := range chain.Spec.Storages {
+		var s vconv1.Storage
+		if err := r.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: name}, &s); err != nil {
+			if apierrors.IsNotFound(err) {
+				missing = append(missing, "Storage "+name)
+				continue
+			}
+			return in, nil, err
+		}
+		in.Storages[name] = &s
+	}
+	if len(missing) > 0 {
+		return in, &notReady{"ReferenceNotFound", fmt.Sprintf("not found in namespace %s: %v", chain.Namespace, missing)}, nil
+	}
+	var notReadySteps []string
+	for name, l := range in.Links {
+		if stepNotReady(l.Status.Conditions, l.Generation) {
+			notReadySteps = append(notReadySteps, "Link "+name)
+		}
+	}
+	for name, s := range in.Storages {
+		if stepNotReady(s.Status.Conditions, s.Generation) {
+			notReadySteps = append(notReadySteps, "Storage "+name)
+		}
+	}
+	if len(notReadySteps) > 0 {
+		sort.Strings(notReadySteps)
+		return in, &notReady{"ReferenceNotReady", fmt.Sprintf("not ready: %v", notReadySteps)}, nil
+	}
+	return in, nil, nil
+}
+
+// ingressConflict returns a message naming the earlier Chain that consumes
+// one of this Chain's ingress lists on the same Redis, or "". conserver
+// lets the last one silently win; here the earlier one keeps the list.
+func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Chain, in workload.Inputs) string {
+	var all vconv1.ChainList
+	if err := r.List(ctx, &all); err != nil {
+		return ""
+	}
+	mine := map[string]bool{}
+	for _, l := range chain.Spec.IngressLists {
+		mine[l] = true
+	}
+	for i := range all.Items {
+		other := &all.Items[i]
+		if other.UID == chain.UID || !isEnabled(other) || !isEnabled(chain) || !earlier(other, chain) {
+			continue
+		}
+		if r.redisIdentity(ctx, other) != in.RedisURL {
+			continue
+		}
+		for _, l := range other.Spec.IngressLists {
+			if mine[l] {
+				return fmt.Sprintf("ingress list %q is already consumed by Chain %s/%s on the same Redis", l, other.Namespace, other.Name)
+			}
+		}
+	}
+	return ""
+}
+
+func (r *ChainReconciler) redisIdentity(ctx context.Context, c *vconv1.Chain) string {
+	switch {
+	case c.Spec.Redis.URLSecretRef != nil:
+		var s corev1.Secret
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.Redis.URLSecretRef.Name}, &s); err != nil {
+			return ""
+		}
+		return string(s.Data[c.Spec.Redis.URLSecretRef.Key])
+	case c.Spec.Redis.URL != "":
+		return c.Spec.Redis.URL
+	}
+	return r.DefaultRedisURL
+}
+
+func earlier(a, b *vconv1.Chain) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+func isEnabled(c *vconv1.Chain) bool { return c.Spec.Enabled == nil || *c.Spec.Enabled }
+
+// apply server-side applies an object we own, with our field manager:
+// fields the API server defaults are not ours, so an unchanged object is
+// a no-op instead of a write.
+func (r *ChainReconciler) apply(ctx context.Context, obj client.Object) error {
+	u, err := toApplyConfiguration(obj)
+	if err != nil {
+		return err
+	}
+	return r.Apply(ctx, u, client.FieldOwner(workload.FieldOwner), client.ForceOwnership)
+}
+
+// SetupWithManager registers the controller, its watches and indexes.
+func (r *ChainReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &vconv1.Chain{}, indexLinks, func(o client.Object) []string {
+		return o.(*vconv1.Chain).Spec.Links
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &vconv1.Chain{}, indexStorages, func(o client.Object) []string {
+		return o.(*vconv1.Chain).Spec.Storages
+	}); err != nil {
+		return err
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&vconv1.Chain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.ConfigMap{}).
+		Watches(&vconv1.Link{}, handler.EnqueueRequestsFromMapFunc(r.chainsUsing(indexLinks))).
+		Watches(&vconv1.Storage{}, handler.EnqueueRequestsFromMapFunc(r.chainsUsing(indexStorages))).
+		WatchesRawSource(source.Channel(r.Observer.Events(), &handler.EnqueueRequestForObject{})).
+		Complete(r)
+}
+
+func (r *ChainReconciler) chainsUsing(index string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var chains vconv1.ChainList
+		if err := r.List(ctx, &chains, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()}); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(chains.Items))
+		for _, c := range chains.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
+		}
+		return reqs
+	}
+}

@@ -1,0 +1,95 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/storage"
+)
+
+// LinkReconciler says whether a Link can run: its module is one the worker
+// has. (The CRD schema already checked its shape.)
+type LinkReconciler struct{ client.Client }
+
+// Reconcile implements reconcile.Reconciler.
+func (r *LinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var l vconv1.Link
+	if err := r.Get(ctx, req.NamespacedName, &l); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	ok, reason, msg := true, "Valid", "the worker runs this step"
+	if l.Spec.Module != "" && !slices.Contains(links.Known(), l.Spec.Module) {
+		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", l.Spec.Module, strings.Join(links.Known(), ", "))
+	}
+	return ctrl.Result{}, setStepStatus(ctx, r.Client, &l, &l.Status, ok, reason, msg)
+}
+
+// SetupWithManager registers the controller.
+func (r *LinkReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&vconv1.Link{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(r)
+}
+
+// StorageReconciler says whether a Storage's module is one the worker has.
+type StorageReconciler struct{ client.Client }
+
+// Reconcile implements reconcile.Reconciler.
+func (r *StorageReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var s vconv1.Storage
+	if err := r.Get(ctx, req.NamespacedName, &s); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	ok, reason, msg := true, "Valid", "the worker has this storage"
+	if !slices.Contains(storage.Known(), s.Spec.Module) {
+		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", s.Spec.Module, strings.Join(storage.Known(), ", "))
+	}
+	return ctrl.Result{}, setStepStatus(ctx, r.Client, &s, &s.Status, ok, reason, msg)
+}
+
+// SetupWithManager registers the controller.
+func (r *StorageReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&vconv1.Storage{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(r)
+}
+
+func setStepStatus(ctx context.Context, c client.Client, obj client.Object, st *vconv1.StepStatus, ok bool, reason, msg string) error {
+	before := st.DeepCopy()
+	patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+	st.ObservedGeneration = obj.GetGeneration()
+	setCondition(&st.Conditions, obj.GetGeneration(), ConditionReady, ok, reason, msg)
+	if equalStepStatus(before, st) {
+		return nil
+	}
+	err := c.Status().Patch(ctx, obj, patch)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func equalStepStatus(a, b *vconv1.StepStatus) bool {
+	if a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) {
+		return false
+	}
+	for i := range a.Conditions {
+		x, y := a.Conditions[i], b.Conditions[i]
+		x.LastTransitionTime, y.LastTransitionTime = metav1.Time{}, metav1.Time{}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,93 @@
+package observer
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+)
+
+var (
+	listLengthDesc = prometheus.NewDesc("redis_list_length",
+		"Length of a Redis list a Chain uses; list is the exact Redis key.",
+		[]string{"list", "kind", "chain", "namespace"}, nil)
+	inflightDesc = prometheus.NewDesc("vcon_chain_inflight",
+		"vCons taken by a Chain's workers and not finished.", []string{"chain", "namespace"}, nil)
+	desiredDesc = prometheus.NewDesc("vcon_chain_replicas_desired",
+		"Workers the operator asked for.", []string{"chain", "namespace"}, nil)
+	readyDesc = prometheus.NewDesc("vcon_chain_replicas_ready",
+		"Workers ready to process.", []string{"chain", "namespace"}, nil)
+	maxDesc = prometheus.NewDesc("vcon_chain_max_replicas",
+		"The Chain's workers.maxReplicas.", []string{"chain", "namespace"}, nil)
+	chainReadyDesc = prometheus.NewDesc("vcon_chain_ready",
+		"1 when the Chain's Ready condition is True.", []string{"chain", "namespace"}, nil)
+	redisReachableDesc = prometheus.NewDesc("vcon_chain_redis_reachable",
+		"1 when the operator could measure the Chain's queues at the last poll.", []string{"chain", "namespace"}, nil)
+	measuredAgeDesc = prometheus.NewDesc("vcon_chain_queue_observation_age_seconds",
+		"Seconds since the Chain's queues were last measured successfully.", []string{"chain", "namespace"}, nil)
+)
+
+// Collector exports the figures at scrape time from the Chains that exist
+// now (read from the manager's cache) and the observer's latest
+// measurements, so the series of a deleted Chain disappear with it:
+// nothing is left behind in a gauge.
+type Collector struct {
+	Reader   client.Reader
+	Observer *Observer
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{listLengthDesc, inflightDesc, desiredDesc, readyDesc, maxDesc, chainReadyDesc, redisReachableDesc, measuredAgeDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var chains vconv1.ChainList
+	if err := c.Reader.List(ctx, &chains); err != nil {
+		return
+	}
+	snapshot := c.Observer.Snapshot()
+	now := time.Now()
+	for i := range chains.Items {
+		chain := &chains.Items[i]
+		labels := []string{chain.Name, chain.Namespace}
+		gauge := func(d *prometheus.Desc, v float64, extra ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append(extra, labels...)...)
+		}
+		gauge(desiredDesc, float64(chain.Status.Replicas))
+		gauge(readyDesc, float64(chain.Status.ReadyReplicas))
+		gauge(maxDesc, float64(chain.Spec.Workers.MaxReplicas))
+		gauge(chainReadyDesc, boolFloat(apimeta.IsStatusConditionTrue(chain.Status.Conditions, "Ready")))
+
+		obs, ok := snapshot[types.NamespacedName{Namespace: chain.Namespace, Name: chain.Name}]
+		if !ok || !obs.Measured {
+			if ok {
+				gauge(redisReachableDesc, 0)
+			}
+			continue
+		}
+		gauge(redisReachableDesc, boolFloat(!obs.Stale))
+		gauge(measuredAgeDesc, now.Sub(obs.At).Seconds())
+		gauge(inflightDesc, float64(obs.InFlight))
+		for _, l := range obs.Lists {
+			gauge(listLengthDesc, float64(l.Length), l.List, l.Kind)
+		}
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,260 @@
+// Package observer measures every Chain's queues in Redis on a fixed poll
+// interval and tells the Chain reconciler when the figures change. Chains on
+// one Redis are measured together, in one pipelined round trip per server
+// (per node on a cluster), however many Chains there are; the same round
+// trip returns work orphaned by dead workers to its ingress lists.
+package observer
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/redisconn"
+)
+
+// Observation is the latest measurement of one Chain.
+type Observation struct {
+	queue.Depths
+	// At is when the figures were measured (for stale ones: when they were
+	// last measured successfully).
+	At time.Time
+	// Stale is true when the last poll could not reach Redis; the figures
+	// are the last known ones.
+	Stale bool
+	// Err says why Redis could not be reached; empty when it could.
+	Err string
+	// Measured is false until the first successful measurement.
+	Measured bool
+}
+
+type tracked struct {
+	url    string
+	target queue.Target
+}
+
+// Observer is a manager.Runnable.
+type Observer struct {
+	interval time.Duration
+	log      logr.Logger
+	open     func(url string) (redis.UniversalClient, error)
+
+	mu      sync.Mutex
+	tracked map[types.NamespacedName]tracked
+	last    map[types.NamespacedName]Observation
+	clients map[string]redis.UniversalClient
+
+	events     chan event.GenericEvent
+	roundTrips atomic.Int64
+	polls      atomic.Int64
+}
+
+// New returns an observer polling every interval.
+func New(interval time.Duration, log logr.Logger) *Observer {
+	return &Observer{
+		interval: interval,
+		log:      log,
+		open:     redisconn.Open,
+		tracked:  map[types.NamespacedName]tracked{},
+		last:     map[types.NamespacedName]Observation{},
+		clients:  map[string]redis.UniversalClient{},
+		events:   make(chan event.GenericEvent, 1024),
+	}
+}
+
+// Events delivers a Chain whenever its observation changes; the Chain
+// controller watches it through a channel source.
+func (o *Observer) Events() <-chan event.GenericEvent { return o.events }
+
+// Track starts (or updates) measuring a Chain. The reconciler calls it with
+// the Redis URL it resolved; a changed target is measured at the next poll.
+func (o *Observer) Track(key types.NamespacedName, url string, target queue.Target) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	prev, ok := o.tracked[key]
+	o.tracked[key] = tracked{url: url, target: target}
+	if ok && prev.url != url {
+		delete(o.last, key)
+	}
+}
+
+// Forget stops measuring a Chain and drops its figures (and so its series).
+func (o *Observer) Forget(key types.NamespacedName) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.tracked, key)
+	delete(o.last, key)
+}
+
+// Get returns a Chain's latest observation.
+func (o *Observer) Get(key types.NamespacedName) (Observation, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	obs, ok := o.last[key]
+	return obs, ok
+}
+
+// Snapshot returns every Chain's latest observation.
+func (o *Observer) Snapshot() map[types.NamespacedName]Observation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[types.NamespacedName]Observation, len(o.last))
+	for k, v := range o.last {
+		out[k] = v
+	}
+	return out
+}
+
+// RoundTrips is the number of Redis round trips made by polls so far, and
+// Polls the number of polls: the benchmark checks one per server per poll.
+func (o *Observer) RoundTrips() int64 { return o.roundTrips.Load() }
+func (o *Observer) Polls() int64      { return o.polls.Load() }
+
+// NeedLeaderElection: only the leader measures (and reaps).
+func (o *Observer) NeedLeaderElection() bool { return true }
+
+// Start polls until ctx ends.
+func (o *Observer) Start(ctx context.Context) error {
+	t := time.NewTicker(o.interval)
+	defer t.Stop()
+	defer o.closeClients()
+	for {
+		o.Poll(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Poll measures every tracked Chain once.
+func (o *Observer) Poll(ctx context.Context) {
+	o.polls.Add(1)
+	byURL := map[string][]types.NamespacedName{}
+	o.mu.Lock()
+	targets := make(map[types.NamespacedName]queue.Target, len(o.tracked))
+	for k, t := range o.tracked {
+		byURL[t.url] = append(byURL[t.url], k)
+		targets[k] = t.target
+	}
+	o.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for url, keys := range byURL {
+		wg.Add(1)
+		go func(url string, keys []types.NamespacedName) {
+			defer wg.Done()
+			o.pollServer(ctx, url, keys, targets)
+		}(url, keys)
+	}
+	wg.Wait()
+	o.closeUnused()
+}
+
+func (o *Observer) pollServer(ctx context.Context, url string, keys []types.NamespacedName, targets map[types.NamespacedName]queue.Target) {
+	rdb, err := o.client(url)
+	var depths []queue.Depths
+	if err == nil {
+		list := make([]queue.Target, len(keys))
+		for i, k := range keys {
+			list[i] = targets[k]
+		}
+		pctx, cancel := context.WithTimeout(ctx, max(o.interval, time.Second))
+		depths, err = queue.Measure(pctx, rdb, list)
+		cancel()
+		o.roundTrips.Add(1)
+	}
+	now := time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, k := range keys {
+		if _, still := o.tracked[k]; !still {
+			continue
+		}
+		prev, had := o.last[k]
+		var next Observation
+		if err != nil {
+			next = prev
+			next.Stale, next.Err = true, err.Error()
+			if !had {
+				next.At = now
+			}
+		} else {
+			next = Observation{Depths: depths[i], At: now, Measured: true}
+			if next.Reaped > 0 {
+				o.log.Info("returned orphaned in-flight vCons to the ingress lists", "chain", k.String(), "count", next.Reaped)
+			}
+		}
+		o.last[k] = next
+		if !had || changed(prev, next) {
+			o.notify(k)
+		}
+	}
+}
+
+// changed ignores the measurement time: an idle Chain is not re-reconciled
+// (nor its status rewritten) every poll.
+func changed(a, b Observation) bool {
+	a.At, b.At = time.Time{}, time.Time{}
+	a.Reaped, b.Reaped = 0, 0
+	return !reflect.DeepEqual(a, b)
+}
+
+func (o *Observer) notify(k types.NamespacedName) {
+	ch := &vconv1.Chain{ObjectMeta: metav1.ObjectMeta{Name: k.Name, Namespace: k.Namespace}}
+	select {
+	case o.events <- event.GenericEvent{Object: ch}:
+	default:
+		// The queue is full of pending reconciles already; the Chain's
+		// own periodic requeue picks the figures up.
+	}
+}
+
+func (o *Observer) client(url string) (redis.UniversalClient, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c, ok := o.clients[url]; ok {
+		return c, nil
+	}
+	c, err := o.open(url)
+	if err != nil {
+		return nil, err
+	}
+	o.clients[url] = c
+	return c, nil
+}
+
+func (o *Observer) closeUnused() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	used := map[string]bool{}
+	for _, t := range o.tracked {
+		used[t.url] = true
+	}
+	for url, c := range o.clients {
+		if !used[url] {
+			_ = c.Close()
+			delete(o.clients, url)
+		}
+	}
+}
+
+func (o *Observer) closeClients() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for url, c := range o.clients {
+		_ = c.Close()
+		delete(o.clients, url)
+	}
+}

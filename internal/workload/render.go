@@ -1,0 +1,276 @@
+package workload
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/config"
+)
+
+// HTTPStepModule is the worker module that calls step services (Link http
+// and container steps) with the contract in docs/steps.md.
+const HTTPStepModule = "links.http_step"
+
+// Inputs is everything a Chain's workload is built from.
+type Inputs struct {
+	Chain    *vconv1.Chain
+	Links    map[string]*vconv1.Link    // by name, every link the chain names
+	Storages map[string]*vconv1.Storage // by name, every storage the chain names
+	// Redis: the chain's URL secret, else a literal URL (the chain's or the
+	// operator's default).
+	RedisURL    string
+	RedisSecret *corev1.SecretKeySelector
+	// Image is the worker image (the chain's override, else the operator's).
+	Image string
+}
+
+// Rendered is the conserver config of a Chain and what its pods need
+// beside it. Credentials are never in Config: options say ${NAME}, and Env
+// brings NAME from a Secret.
+type Rendered struct {
+	Config   []byte
+	Env      []corev1.EnvVar
+	EnvFrom  []corev1.EnvFromSource
+	Sidecars []corev1.Container
+	// Hash covers everything that must roll the workers when it changes.
+	Hash string
+}
+
+// Render builds the conserver config for the chain. It fails when a link or
+// storage is missing, or two steps want one env var from different places.
+func Render(in Inputs) (*Rendered, error) {
+	ch := in.Chain
+	cfg := &config.Config{Links: map[string]config.Module{}, Storages: map[string]config.Module{}, Chains: map[string]config.Chain{}}
+	env := envSet{byName: map[string]corev1.EnvVar{}}
+	r := &Rendered{}
+
+	for _, name := range ch.Spec.Links {
+		l, ok := in.Links[name]
+		if !ok {
+			return nil, fmt.Errorf("link %q not found", name)
+		}
+		if _, done := cfg.Links[name]; done {
+			continue
+		}
+		mod, sidecar, err := linkModule(l, &env)
+		if err != nil {
+			return nil, fmt.Errorf("link %q: %w", name, err)
+		}
+		cfg.Links[name] = mod
+		if sidecar != nil {
+			r.Sidecars = append(r.Sidecars, *sidecar)
+		}
+		if err := env.addSecrets("link "+name, l.Spec.Env); err != nil {
+			return nil, err
+		}
+		r.EnvFrom = append(r.EnvFrom, secretEnvFrom(l.Spec.EnvFrom)...)
+	}
+	for _, name := range ch.Spec.Storages {
+		s, ok := in.Storages[name]
+		if !ok {
+			return nil, fmt.Errorf("storage %q not found", name)
+		}
+		opts, err := options(s.Spec.Options)
+		if err != nil {
+			return nil, fmt.Errorf("storage %q: %w", name, err)
+		}
+		cfg.Storages[name] = config.Module{Module: s.Spec.Module, Options: opts}
+		if err := env.addSecrets("storage "+name, s.Spec.Env); err != nil {
+			return nil, err
+		}
+		r.EnvFrom = append(r.EnvFrom, secretEnvFrom(s.Spec.EnvFrom)...)
+	}
+	var timeout time.Duration
+	if ch.Spec.Timeout != nil {
+		timeout = ch.Spec.Timeout.Duration
+	}
+	cfg.Chains[ch.Name] = config.Chain{
+		Links:        append([]string{}, ch.Spec.Links...),
+		Storages:     append([]string{}, ch.Spec.Storages...),
+		IngressLists: append([]string{}, ch.Spec.IngressLists...),
+		EgressLists:  append([]string{}, ch.Spec.EgressLists...),
+		Enabled:      ch.Spec.Enabled == nil || *ch.Spec.Enabled,
+		Timeout:      timeout,
+		HasLinksKey:  true,
+	}
+	data, err := cfg.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("render config: %w", err)
+	}
+	r.Config = data
+	r.Env = env.sorted()
+
+	// Hash what the pods run with: config, env wiring, sidecars, Redis and
+	// image. The replica count is deliberately not part of it.
+	h := sha256.New()
+	h.Write(data)
+	for _, part := range []any{r.Env, r.EnvFrom, r.Sidecars, in.RedisURL, in.RedisSecret, in.Image, ch.Spec.Workers.Resources, ch.Spec.Workers.Concurrency, ch.Spec.Timeout} {
+		b, _ := json.Marshal(part)
+		h.Write(b)
+	}
+	r.Hash = hex.EncodeToString(h.Sum(nil))[:16]
+	return r, nil
+}
+
+// linkModule renders one Link as a config module, with the sidecar a
+// container step needs.
+func linkModule(l *vconv1.Link, env *envSet) (config.Module, *corev1.Container, error) {
+	switch {
+	case l.Spec.Module != "":
+		opts, err := options(l.Spec.Options)
+		if err != nil {
+			return config.Module{}, nil, err
+		}
+		return config.Module{Module: l.Spec.Module, Options: opts}, nil, nil
+	case l.Spec.HTTP != nil:
+		opts := map[string]any{"url": l.Spec.HTTP.URL}
+		if l.Spec.HTTP.Timeout != nil {
+			opts["timeout"] = l.Spec.HTTP.Timeout.Duration.String()
+		}
+		if len(l.Spec.HTTP.Headers) > 0 {
+			headers := map[string]any{}
+			for _, hd := range l.Spec.HTTP.Headers {
+				name := headerEnvName(l.Name, hd.Name)
+				if err := env.add("link "+l.Name, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: hd.ValueFrom.DeepCopy()}}); err != nil {
+					return config.Module{}, nil, err
+				}
+				headers[hd.Name] = "${" + name + "}"
+			}
+			opts["headers"] = headers
+		}
+		return config.Module{Module: HTTPStepModule, Options: opts}, nil, nil
+	case l.Spec.Container != nil:
+		c := l.Spec.Container
+		path := c.Path
+		if path == "" {
+			path = "/"
+		}
+		opts := map[string]any{"url": fmt.Sprintf("http://127.0.0.1:%d%s", c.Port, path)}
+		if c.Timeout != nil {
+			opts["timeout"] = c.Timeout.Duration.String()
+		}
+		return config.Module{Module: HTTPStepModule, Options: opts}, stepSidecar(l), nil
+	}
+	return config.Module{}, nil, fmt.Errorf("sets none of module, http or container")
+}
+
+// options decodes a CRD options object into the plain values the config
+// writer takes: integers as int64, other numbers as float64.
+func options(raw *apiextensionsv1.JSON) (map[string]any, error) {
+	if raw == nil || len(raw.Raw) == 0 || string(raw.Raw) == "null" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw.Raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("options: %w", err)
+	}
+	m, ok := plain(v).(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("options must be an object")
+	}
+	return m, nil
+}
+
+func plain(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = plain(e)
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = plain(e)
+		}
+		return t
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		f, _ := t.Float64()
+		return f
+	}
+	return v
+}
+
+// headerEnvName is the env var carrying one header value of an http step.
+func headerEnvName(link, header string) string {
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' {
+				return r - 'a' + 'A'
+			}
+			if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+				return r
+			}
+			return '_'
+		}, s)
+	}
+	return "VCON_STEP_" + clean(link) + "_HEADER_" + clean(header)
+}
+
+func secretEnvFrom(srcs []corev1.SecretEnvSource) []corev1.EnvFromSource {
+	out := make([]corev1.EnvFromSource, 0, len(srcs))
+	for _, s := range srcs {
+		out = append(out, corev1.EnvFromSource{SecretRef: s.DeepCopy()})
+	}
+	return out
+}
+
+// envSet collects env vars from several steps, refusing one name bound to
+// two different sources (which one would win is not something to guess).
+type envSet struct {
+	byName map[string]corev1.EnvVar
+	owner  map[string]string
+}
+
+func (e *envSet) add(owner string, v corev1.EnvVar) error {
+	if e.owner == nil {
+		e.owner = map[string]string{}
+	}
+	if prev, ok := e.byName[v.Name]; ok {
+		a, _ := json.Marshal(prev)
+		b, _ := json.Marshal(v)
+		if !bytes.Equal(a, b) {
+			return fmt.Errorf("env var %s is set by %s and %s from different secrets", v.Name, e.owner[v.Name], owner)
+		}
+		return nil
+	}
+	e.byName[v.Name] = v
+	e.owner[v.Name] = owner
+	return nil
+}
+
+func (e *envSet) addSecrets(owner string, vars []vconv1.SecretEnv) error {
+	for _, s := range vars {
+		if err := e.add(owner, corev1.EnvVar{Name: s.Name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: s.SecretKeyRef.DeepCopy()}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *envSet) sorted() []corev1.EnvVar {
+	names := make([]string, 0, len(e.byName))
+	for n := range e.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]corev1.EnvVar, 0, len(names))
+	for _, n := range names {
+		out = append(out, e.byName[n])
+	}
+	return out
+}
