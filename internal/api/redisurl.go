@@ -72,13 +72,17 @@ func newSentinelClient(useTLS bool, rest string) (redis.UniversalClient, error) 
 	return redis.NewFailoverClient(o), nil
 }
 
-// redactURLError keeps a password in the URL out of the message.
+// redactURLError keeps the credentials of the URL out of the message,
+// also when the URL does not parse.
 func redactURLError(err error, raw string) string {
 	msg := err.Error()
-	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			msg = strings.ReplaceAll(msg, p, "xxxxx")
-		}
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return msg
+	}
+	authority, _, _ := strings.Cut(rest, "/")
+	if at := strings.LastIndex(authority, "@"); at > 0 {
+		msg = strings.ReplaceAll(msg, authority[:at], "xxxxx")
 	}
 	return msg
 }

@@ -1,0 +1,213 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+// writeConfig writes a conserver config with a file storage and ingress
+// keys, returning its path and the storage directory.
+func writeConfig(t *testing.T) (string, string) {
+	t.Helper()
+	t.Setenv("SECRET_VALUE", "do-not-show")
+	dir := t.TempDir()
+	store := filepath.Join(dir, "vcons")
+	cfg := filepath.Join(dir, "config.yml")
+	data := "storages:\n  files:\n    module: storage.file\n    options:\n      path: " + store + "\n" +
+		"ingress_auth:\n  partner: [key-a, key-b]\n  solo: only-key\n" +
+		"chains:\n  main:\n    links: []\n    storages: [files]\n    ingress_lists: [partner]\n    password: ${NOT_RESOLVED}\n"
+	if err := os.WriteFile(cfg, []byte(strings.Replace(data, "    password: ${NOT_RESOLVED}\n", "", 1)+"links: {}\nextra: ${SECRET_VALUE}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, store
+}
+
+func TestReadThroughAndDeleteUseTheConfiguredStorages(t *testing.T) {
+	cfg, dir := writeConfig(t)
+	h := newHarness(t, func(o *Options) { o.ConfigFile = cfg })
+	ctx := context.Background()
+
+	files, err := storage.New(ctx, "files", "storage.file", map[string]any{"path": dir}, storage.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vcon.Parse([]byte(testVcon(u1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Doc["appended"] = map[string]any{"by": "legacy"}
+	if err := files.Save(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+
+	rec := h.doJSON("GET", "/api/vcon/"+u1, "")
+	mustStatus(t, rec, http.StatusOK)
+	got := decode[map[string]any](t, rec)
+	if got["uuid"] != u1 || got["vcon"] != vcon.CurrentVersion || got["amended"] == nil {
+		t.Errorf("read-through answer not normalised: %s", rec.Body.String())
+	}
+	if ttl := h.rdb.TTL(ctx, "vcon:"+u1).Val(); ttl <= 0 {
+		t.Errorf("re-cached body has no TTL (%v)", ttl)
+	}
+	if _, err := h.rdb.ZScore(ctx, "vcons", "vcon:"+u1).Result(); err != nil {
+		t.Errorf("re-cached vCon not listed: %v", err)
+	}
+
+	// Multi-get and re-ingress read through too.
+	h.rdb.Del(ctx, "vcon:"+u1)
+	rec = h.doJSON("GET", "/api/vcons?vcon_uuids="+u1+"&vcon_uuids="+u2, "")
+	mustStatus(t, rec, http.StatusOK)
+	if !strings.HasPrefix(rec.Body.String(), `[{`) || !strings.HasSuffix(rec.Body.String(), `,null]`) {
+		t.Errorf("multi-get %s", rec.Body.String())
+	}
+	h.rdb.Del(ctx, "vcon:"+u1)
+	mustStatus(t, h.doJSON("POST", "/api/vcon/ingress?ingress_list=again", `["`+u1+`"]`), http.StatusNoContent)
+	if got := h.rdb.LRange(ctx, "again", 0, -1).Val(); len(got) != 1 {
+		t.Errorf("re-ingress of a stored vCon: %v", got)
+	}
+
+	mustStatus(t, h.doJSON("DELETE", "/api/vcon/"+u1, ""), http.StatusNoContent)
+	if _, err := files.(storage.Getter).Get(ctx, u1); err == nil {
+		t.Error("DELETE left the vCon in the file storage")
+	}
+	mustStatus(t, h.doJSON("GET", "/api/vcon/"+u1, ""), http.StatusNotFound)
+
+	t.Run("config is shown with references unresolved", func(t *testing.T) {
+		rec := h.doJSON("GET", "/api/config", "")
+		mustStatus(t, rec, http.StatusOK)
+		if strings.Contains(rec.Body.String(), "do-not-show") || !strings.Contains(rec.Body.String(), "${SECRET_VALUE}") {
+			t.Errorf("config answer %s", rec.Body.String())
+		}
+	})
+}
+
+func TestExternalIngress(t *testing.T) {
+	cfg, _ := writeConfig(t)
+	h := newHarness(t, func(o *Options) { o.ConfigFile = cfg })
+	ctx := context.Background()
+	cases := []struct {
+		name, list, key string
+		code            int
+		detail          string
+	}{
+		{"first key of a list", "partner", "key-a", 204, ""},
+		{"second key of a list", "partner", "key-b", 204, ""},
+		{"single-string key", "solo", "only-key", 204, ""},
+		{"key of another list", "solo", "key-a", 403, "Invalid API Key for ingress list 'solo'"},
+		{"unconfigured list", "other", "key-a", 403, "Ingress list 'other' not configured"},
+		{"no key", "partner", "", 403, "API Key required"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := []string{u1, u2, u3, u1, u2, u3}[i]
+			opts := []reqOpt{noToken()}
+			if tc.key != "" {
+				opts = append(opts, withHeader(DefaultHeaderName, tc.key))
+			}
+			before := h.rdb.LLen(ctx, tc.list).Val()
+			rec := h.doJSON("POST", "/api/vcon/external-ingress?ingress_list="+tc.list, testVcon(u), opts...)
+			mustStatus(t, rec, tc.code)
+			after := h.rdb.LLen(ctx, tc.list).Val()
+			if tc.code == 204 && after != before+1 {
+				t.Errorf("%s not queued", u)
+			}
+			if tc.code == 403 {
+				if after != before {
+					t.Errorf("refused request queued something")
+				}
+				if !strings.Contains(rec.Body.String(), tc.detail) {
+					t.Errorf("body %s, want %s", rec.Body.String(), tc.detail)
+				}
+			}
+		})
+	}
+	if got := h.rdb.LRange(ctx, "partner", 0, -1).Val(); strings.Join(got, ",") != u1+","+u2 {
+		t.Errorf("partner = %v", got)
+	}
+	_ = queue.DLQKey
+}
+
+func TestPostConfigWhenAllowed(t *testing.T) {
+	cfg, _ := writeConfig(t)
+	h := newHarness(t, func(o *Options) { o.ConfigFile = cfg; o.AllowConfigWrite = true })
+	mustStatus(t, h.doJSON("POST", "/api/config", `{"chains":{"c":{"links":"not-a-list"}}}`), http.StatusUnprocessableEntity)
+	mustStatus(t, h.doJSON("POST", "/api/config", `{"ingress_auth":{"new":"k"},"chains":{}}`), http.StatusNoContent)
+	rec := h.doJSON("GET", "/api/config", "")
+	mustStatus(t, rec, http.StatusOK)
+	if rec.Body.String() != `{"chains":{},"ingress_auth":{"new":"k"}}` {
+		t.Errorf("config after write: %s", rec.Body.String())
+	}
+	// The new ingress_auth applies without a restart.
+	mustStatus(t, h.doJSON("POST", "/api/vcon/external-ingress?ingress_list=new", testVcon(u1), noToken(), withHeader(DefaultHeaderName, "k")), http.StatusNoContent)
+}
+
+func TestEgressFormat001(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.EgressFormat = "0.0.1" })
+	mustStatus(t, h.doJSON("POST", "/api/vcon", `{"vcon":"0.4.0","uuid":"`+u1+`","created_at":"2024-01-15T10:30:00Z","attachments":[{"purpose":"tags","body":"[]","encoding":"json"}]}`), http.StatusCreated)
+	rec := h.doJSON("GET", "/api/vcon/"+u1, "")
+	mustStatus(t, rec, http.StatusOK)
+	got := decode[map[string]any](t, rec)
+	att := got["attachments"].([]any)[0].(map[string]any)
+	if got["vcon"] != "0.0.1" || att["type"] != "tags" {
+		t.Errorf("answer not in the 0.0.1 shape: %s", rec.Body.String())
+	}
+}
+
+func TestNewRedisClient(t *testing.T) {
+	cases := []struct {
+		url     string
+		want    string // client type
+		wantErr string
+	}{
+		{url: "redis://localhost:6379/2", want: "*redis.Client"},
+		{url: "rediss://user:pw@localhost:6380", want: "*redis.Client"},
+		{url: "unix:///tmp/redis.sock", want: "*redis.Client"},
+		{url: "redis+cluster://a:7000?addr=b:7001", want: "*redis.ClusterClient"},
+		{url: "redis+sentinel://s1:26379,s2:26379/1?master=mymaster", want: "*redis.Client"},
+		{url: "redis+sentinel://s1:26379", wantErr: "master"},
+		{url: "http://x", wantErr: "unknown scheme"},
+		{url: "localhost:6379", wantErr: "want redis://"},
+		{url: "redis://:hunter2@host:notaport/x", wantErr: "REDIS_URL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.url, func(t *testing.T) {
+			c, err := NewRedisClient(tc.url)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Errorf("error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if got := typeName(c); got != tc.want {
+				t.Errorf("client %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func typeName(c redis.UniversalClient) string {
+	switch c.(type) {
+	case *redis.Client:
+		return "*redis.Client"
+	case *redis.ClusterClient:
+		return "*redis.ClusterClient"
+	}
+	return "other"
+}
