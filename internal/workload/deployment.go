@@ -61,8 +61,9 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 	worker := corev1.Container{
 		Name:  "worker",
 		Image: in.Image,
+		// The image holds every binary; its entrypoint is the operator.
+		Command: []string{"/conserver"},
 		Args: []string{
-			"/conserver",
 			"--config=" + ConfigDir + "/" + ConfigKey,
 			"--chain=" + ch.Name,
 			"--http-addr=:" + strconv.Itoa(MetricsPort),
