@@ -482,8 +482,22 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome) err
 	if err != nil {
 		return err
 	}
+	// Storages written by the commit get their span too, ended with the
+	// round trip that carries their write.
+	var spans []trace.Span
+	endSpans := func(err error) {
+		for _, sp := range spans {
+			if err != nil {
+				sp.SetStatus(codes.Error, "storage write failed")
+			}
+			sp.End()
+		}
+		spans = nil
+	}
 	if !out.halted {
 		for _, s := range out.pipelined {
+			_, sp := p.tracer.Start(ctx, "storage "+s.sink.Name, trace.WithAttributes(attribute.String("vcon.storage", s.sink.Name)))
+			spans = append(spans, sp)
 			s.sink.Storage.(storage.Pipelined).AppendSave(pipe, s.v, out.body)
 		}
 		tc, traced := telemetry.FromContext(ctx)
@@ -497,14 +511,17 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome) err
 		}
 	}
 	if p.cluster {
-		if _, err := pipe.Exec(ctx); err != nil {
+		_, err := pipe.Exec(ctx)
+		endSpans(err)
+		if err != nil {
 			return err
 		}
 		pipe = p.rdb.Pipeline()
 	}
 	p.worker.QueueDone(pipe, it)
 	_, err = pipe.Exec(ctx)
-	if err == nil && len(out.pipelined) > 0 {
+	endSpans(err)
+	if err == nil && !out.halted && len(out.pipelined) > 0 {
 		for _, s := range out.pipelined {
 			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, s.sink.Name, OutcomeSuccess).Inc()
 		}
