@@ -27,9 +27,13 @@ import (
 const PrometheusOperatorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
 
 // ReleaseName and ReleaseNamespace are what every test renders with.
+// KubeVersion is the envtest API server's: a helm built from the module
+// proxy (without the release ldflags) would otherwise assume v1.20.0 and
+// refuse the chart's kubeVersion.
 const (
 	ReleaseName      = "vcon-operator"
 	ReleaseNamespace = "vcon-system"
+	KubeVersion      = "1.37.2"
 )
 
 // Paths of the repository the tests need.
@@ -86,7 +90,7 @@ func (p Paths) Template(valuesFiles []string, extra ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	args := []string{"template", ReleaseName, p.Chart, "--namespace", ReleaseNamespace}
+	args := []string{"template", ReleaseName, p.Chart, "--namespace", ReleaseNamespace, "--kube-version", KubeVersion}
 	for _, f := range valuesFiles {
 		args = append(args, "--values", f)
 	}
@@ -108,7 +112,9 @@ func ParseManifests(manifests string) ([]*unstructured.Unstructured, error) {
 			return nil, fmt.Errorf("read rendered manifests: %w", err)
 		}
 		var m map[string]any
-		if err := yaml.Unmarshal(doc, &m); err != nil {
+		// Strict: a key written twice (say, a label from two helpers) is an
+		// error, not a silent last-one-wins.
+		if err := yaml.UnmarshalStrict(doc, &m); err != nil {
 			return nil, fmt.Errorf("parse rendered document %q: %w", firstLine(doc), err)
 		}
 		if len(m) == 0 {
@@ -210,4 +216,3 @@ var grafanaVariables = strings.NewReplacer(
 // SubstituteVariables turns a dashboard query into the PromQL Grafana sends
 // when "All" is selected.
 func SubstituteVariables(expr string) string { return grafanaVariables.Replace(expr) }
-

@@ -26,12 +26,19 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{- define "vcon-operator.labels" -}}
+{{/* Labels of every object, besides name/instance/component. */}}
+{{- define "vcon-operator.baseLabels" -}}
 helm.sh/chart: {{ include "vcon-operator.chart" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: vcon-operator
+{{- end }}
+
+{{/* Labels of objects that are not selected by a selector (add a component). */}}
+{{- define "vcon-operator.labels" -}}
+{{ include "vcon-operator.baseLabels" . }}
+app.kubernetes.io/name: {{ include "vcon-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* Selector of the operator pods (immutable: never add to it). */}}
