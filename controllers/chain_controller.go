@@ -344,6 +344,9 @@ func (r *ChainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ConfigMap{}).
 		Watches(&vconv1.Link{}, handler.EnqueueRequestsFromMapFunc(r.chainsUsing(indexLinks))).
 		Watches(&vconv1.Storage{}, handler.EnqueueRequestsFromMapFunc(r.chainsUsing(indexStorages))).
+		// A Chain that appears, changes or goes away can start or end an
+		// ingress conflict with other Chains.
+		Watches(&vconv1.Chain{}, handler.EnqueueRequestsFromMapFunc(r.chainsSharingIngress)).
 		WatchesRawSource(source.Channel(r.Observer.Events(), &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }
@@ -360,4 +363,34 @@ func (r *ChainReconciler) chainsUsing(index string) handler.MapFunc {
 		}
 		return reqs
 	}
+}
+
+// chainsSharingIngress maps a Chain to the other Chains consuming one of its
+// ingress lists, whose IngressConflict condition may change with it.
+func (r *ChainReconciler) chainsSharingIngress(ctx context.Context, o client.Object) []reconcile.Request {
+	changed, ok := o.(*vconv1.Chain)
+	if !ok {
+		return nil
+	}
+	lists := map[string]bool{}
+	for _, l := range changed.Spec.IngressLists {
+		lists[l] = true
+	}
+	var all vconv1.ChainList
+	if err := r.List(ctx, &all); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, c := range all.Items {
+		if c.UID == changed.UID {
+			continue
+		}
+		for _, l := range c.Spec.IngressLists {
+			if lists[l] {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
+				break
+			}
+		}
+	}
+	return reqs
 }
