@@ -52,8 +52,9 @@ generate: tools-gen ## Regenerate deepcopy code.
 .PHONY: tools tools-gen tools-test deps
 tools-gen:
 	@hack/tools.sh controller-gen
+TEST_TOOLS ?= envtest helm promtool s3server
 tools-test: ## envtest binaries, helm, promtool and the S3 test server.
-	@hack/tools.sh envtest $(EXTRA_TOOLS)
+	@hack/tools.sh $(TEST_TOOLS)
 deps: ## Debian packages the tests run (redis-server, PostgreSQL); installs them when missing.
 	@hack/deps.sh
 tools: tools-gen tools-test deps
