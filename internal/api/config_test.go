@@ -10,7 +10,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
@@ -134,7 +133,6 @@ func TestExternalIngress(t *testing.T) {
 	if got := h.rdb.LRange(ctx, "partner", 0, -1).Val(); strings.Join(got, ",") != u1+","+u2 {
 		t.Errorf("partner = %v", got)
 	}
-	_ = queue.DLQKey
 }
 
 func TestPostConfigWhenAllowed(t *testing.T) {

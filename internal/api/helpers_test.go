@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -162,8 +161,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-var _ = bytes.NewReader
 
 func httptestDo(srv *Server, method, target string) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
