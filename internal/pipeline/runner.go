@@ -21,7 +21,7 @@ type RunnerOptions struct {
 	GracePeriod time.Duration
 	// BlockFor is how long one BLMOVE waits on an empty list. Work that
 	// arrives meanwhile is taken at once; the wait only bounds how quickly
-	// a stop is noticed and how long a slot stays reserved for one list.
+	// a stop is noticed.
 	BlockFor time.Duration
 }
 
@@ -78,8 +78,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() { defer background.Done(); r.heartbeat(hbCtx, lists) }()
 
 	// A FIFO semaphore shared by one fetcher per ingress list: each fetcher
-	// holds at most one free slot while it waits, and slots are granted in
-	// turn, so a busy list cannot starve another.
+	// holds at most one taken vCon while it waits for a slot, and slots are
+	// granted in turn, so a busy list cannot starve another.
 	slots := semaphore.NewWeighted(int64(r.opts.Concurrency))
 	var processing sync.WaitGroup
 	var fetchers sync.WaitGroup
@@ -115,14 +115,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
+// fetch takes one vCon at a time from list and hands it to a free slot. It
+// takes before it waits for a slot: a fetcher that held a slot while
+// blocked on an empty list would keep a vCon pushed to another list
+// waiting for up to BlockFor. A taken vCon is in flight from the start, so
+// one that waits for a slot when the worker stops is returned by Release.
 func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaphore.Weighted, processing *sync.WaitGroup) {
 	for {
-		if err := slots.Acquire(ctx, 1); err != nil {
-			return
-		}
 		it, ok, err := r.worker.Take(ctx, list, r.opts.BlockFor)
 		if err != nil {
-			slots.Release(1)
 			if ctx.Err() != nil {
 				return
 			}
@@ -131,11 +132,13 @@ func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaph
 			continue
 		}
 		if !ok {
-			slots.Release(1)
 			if ctx.Err() != nil {
 				return
 			}
 			continue
+		}
+		if err := slots.Acquire(ctx, 1); err != nil {
+			return // stopping: Release returns the taken vCon to the head of list
 		}
 		processing.Add(1)
 		go func() {

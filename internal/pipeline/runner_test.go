@@ -1,0 +1,245 @@
+package pipeline
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+// probeLink records when it ran on each vCon and optionally holds it for
+// hold (or until the worker's context ends).
+type probeLink struct {
+	hold    time.Duration
+	mu      sync.Mutex
+	ran     map[string]time.Time
+	started chan string
+}
+
+func newProbe(hold time.Duration) *probeLink {
+	return &probeLink{hold: hold, ran: map[string]time.Time{}, started: make(chan string, 1000)}
+}
+
+func (l *probeLink) Run(ctx context.Context, v *vcon.VCon) (links.Result, error) {
+	l.mu.Lock()
+	l.ran[v.UUID()] = time.Now()
+	l.mu.Unlock()
+	l.started <- v.UUID()
+	if l.hold > 0 {
+		select {
+		case <-ctx.Done():
+			return links.Result{}, ctx.Err()
+		case <-time.After(l.hold):
+		}
+	}
+	return links.Continue, nil
+}
+
+func (l *probeLink) ranAt(uuid string) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.ran[uuid]
+	return at, ok
+}
+
+// startRunner runs r until the returned stop is called; stop returns Run's
+// error and how long Run took to return after the stop.
+func startRunner(t *testing.T, r *Runner) (stop func() (error, time.Duration)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	var err error
+	var took time.Duration
+	stop = func() (error, time.Duration) {
+		once.Do(func() {
+			start := time.Now()
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("runner did not stop within 30s")
+			}
+			took = time.Since(start)
+		})
+		return err, took
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRunnerFairness: with one slot, a flooded list does not starve a
+// small one: the small list's vCons are done long before the flood.
+func TestRunnerFairness(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const flood = 300
+	for i := range flood {
+		u := testUUID(i)
+		e.putBody(t, u, document(u, 700), 0)
+		e.rdb.RPush(ctx, "big", u)
+	}
+	var small []string
+	for i := range 5 {
+		u := testUUID(10000 + i)
+		e.putBody(t, u, document(u, 700), 0)
+		small = append(small, u)
+	}
+	e.rdb.RPush(ctx, "small", small)
+
+	ch := Chain{Name: "main", Ingress: []string{"big", "small"}, Egress: []string{"out"}, Links: []Step{{"probe", newProbe(0)}}}
+	p, _, _ := e.processor(ch, testOptions(), "w")
+	stop := startRunner(t, NewRunner(p, RunnerOptions{Concurrency: 1}, e.log))
+
+	waitFor(t, "the small list's vCons", 60*time.Second, func() bool {
+		got := e.list(t, "out")
+		for _, u := range small {
+			if !slices.Contains(got, u) {
+				return false
+			}
+		}
+		return true
+	})
+	out := e.list(t, "out")
+	last := 0
+	for _, u := range small {
+		last = max(last, slices.Index(out, u))
+	}
+	if last > 30 {
+		t.Fatalf("the last small-list vCon finished at position %d of the egress list, after %d flood vCons; want it interleaved (< 30)", last, last-4)
+	}
+	if n := e.rdb.LLen(ctx, "big").Val(); n == 0 {
+		t.Fatal("the flooded list was drained before the small one finished")
+	}
+	if err, _ := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunnerIdlePickup: a vCon pushed to an idle runner is taken within
+// 100 ms (median of several pushes), on one list and on two lists sharing
+// one slot.
+func TestRunnerIdlePickup(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		lists       []string
+		concurrency int
+	}{
+		{"one list", []string{"in"}, 4},
+		{"two lists, one slot", []string{"in1", "in2"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			probe := newProbe(0)
+			ch := Chain{Name: "main", Ingress: tc.lists, Links: []Step{{"probe", probe}}}
+			p, _, _ := e.processor(ch, testOptions(), "w")
+			startRunner(t, NewRunner(p, RunnerOptions{Concurrency: tc.concurrency}, e.log))
+			waitFor(t, "registration", 10*time.Second, func() bool {
+				return e.rdb.ZScore(ctx, queue.WorkersKey(tc.lists[0]), "w").Err() == nil
+			})
+
+			var latencies []time.Duration
+			for i := range 9 {
+				// Let the runner settle into waiting on every list.
+				time.Sleep(300 * time.Millisecond)
+				u := testUUID(i)
+				e.putBody(t, u, document(u, 700), 0)
+				pushed := time.Now()
+				e.rdb.RPush(ctx, tc.lists[i%len(tc.lists)], u)
+				select {
+				case <-probe.started:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("vCon %d not taken within 10s", i)
+				}
+				at, _ := probe.ranAt(u)
+				latencies = append(latencies, at.Sub(pushed))
+			}
+			sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+			median := latencies[len(latencies)/2]
+			t.Logf("pickup latencies %v", latencies)
+			if median > 100*time.Millisecond {
+				t.Fatalf("median pickup latency %s, want <= 100ms (all: %v)", median, latencies)
+			}
+			// No push may wait for another list's blocking take (BlockFor, 1s).
+			if worst := latencies[len(latencies)-1]; worst > 500*time.Millisecond {
+				t.Fatalf("worst pickup latency %s, want < 500ms (all: %v)", worst, latencies)
+			}
+		})
+	}
+}
+
+// TestRunnerGracefulStop: on stop, a vCon in flight finishes within the
+// grace period; past a tiny grace it is returned to the head of its
+// ingress list, and nothing is lost.
+func TestRunnerGracefulStop(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		hold, grace  time.Duration
+		wantFinished bool
+	}{
+		{"finishes within grace", 500 * time.Millisecond, 20 * time.Second, true},
+		{"returned after a tiny grace", time.Minute, 50 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			probe := newProbe(tc.hold)
+			ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{"slow", probe}}}
+			p, _, _ := e.processor(ch, testOptions(), "w")
+			uuids := []string{testUUID(1), testUUID(2), testUUID(3)}
+			for _, u := range uuids {
+				e.putBody(t, u, document(u, 700), 0)
+			}
+			e.rdb.RPush(ctx, "in", uuids)
+			stop := startRunner(t, NewRunner(p, RunnerOptions{Concurrency: 1, GracePeriod: tc.grace}, e.log))
+			select {
+			case <-probe.started:
+			case <-time.After(20 * time.Second):
+				t.Fatal("first vCon not started")
+			}
+			err, took := stop()
+			if err != nil {
+				t.Fatalf("Run = %v, want nil after a clean stop", err)
+			}
+			if tc.grace < time.Second && took > 5*time.Second {
+				t.Errorf("stop took %s with a grace of %s", took, tc.grace)
+			}
+			out := e.list(t, "out")
+			in := e.list(t, "in")
+			if tc.wantFinished {
+				if !slices.Equal(out, uuids[:1]) || !slices.Equal(in, uuids[1:]) {
+					t.Fatalf("egress %v, ingress %v; want the first finished and the rest queued", out, in)
+				}
+			} else if len(out) != 0 || !slices.Equal(in, uuids) {
+				t.Fatalf("egress %v, ingress %v; want nothing finished and every vCon back in order", out, in)
+			}
+			if n := e.rdb.LLen(ctx, queue.InFlightKey("in", "w")).Val(); n != 0 {
+				t.Fatalf("%d vCons left in flight", n)
+			}
+			if e.rdb.ZScore(ctx, queue.WorkersKey("in"), "w").Err() == nil {
+				t.Fatal("worker still registered after stopping")
+			}
+			if n := e.rdb.LLen(ctx, queue.DLQKey("in")).Val(); n != 0 {
+				t.Fatalf("a stop dead-lettered %d vCons", n)
+			}
+		})
+	}
+}
