@@ -1,12 +1,13 @@
-// Package apibench measures POST /api/vcon against a bare net/http handler
-// that sends the same Redis commands, in the same run on the same
-// redis-server, so the ratio shows what the API's own work costs.
+// Command api measures POST /api/vcon against a bare net/http handler that
+// sends the same Redis commands, in the same run on the same redis-server,
+// so the ratio shows what the API's own work costs. It prints a Markdown
+// section for docs/benchmarks.md (hack/bench.sh runs it).
 //
-//	go test -run '^$' -bench PostVcon -benchtime 1x ./hack/bench/api/
+//	go run ./hack/bench/api/
 //
 // BENCH_SECONDS (default 5) sets the length of each of the four rounds
 // (api, bare, api, bare); BENCH_CLIENTS (default 32) the concurrency.
-package apibench
+package main
 
 import (
 	"bytes"
@@ -14,15 +15,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -160,19 +163,65 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func BenchmarkPostVcon(b *testing.B) {
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench api:", err)
+		os.Exit(1)
+	}
+}
+
+// startRedis runs a private redis-server on a free port until stop.
+func startRedis() (addr string, stop func(), err error) {
+	bin, err := testenv.RedisServerPath()
+	if err != nil {
+		return "", nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir, err := os.MkdirTemp("", "bench-api-redis")
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--logfile", filepath.Join(dir, "redis.log"))
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop = func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = os.RemoveAll(dir) }
+	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	for deadline := time.Now().Add(20 * time.Second); c.Ping(context.Background()).Err() != nil; {
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("redis-server on %s did not answer", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return addr, stop, nil
+}
+
+func run() error {
 	if n := len(fmt.Sprintf(vconTemplate, uuidFor(1))); n < 5000 || n > 5300 {
-		b.Fatalf("vCon is %d bytes, want about 5 KB", n)
+		return fmt.Errorf("vCon is %d bytes, want about 5 KB", n)
 	}
 	seconds := time.Duration(envInt("BENCH_SECONDS", 5)) * time.Second
 	clients := envInt("BENCH_CLIENTS", 32)
-	r := testenv.StartRedis(b)
-	rdb := redis.NewClient(&redis.Options{Addr: r.Addr, PoolSize: 64})
+	addr, stop, err := startRedis()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
 	defer rdb.Close()
 
 	srv, err := api.New(rdb, api.Options{Tokens: []string{token}, VconTTL: time.Hour, IndexTTL: 24 * time.Hour, ContextTTL: 24 * time.Hour})
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	apiSrv := httptest.NewServer(srv.Handler())
 	defer apiSrv.Close()
@@ -197,25 +246,22 @@ func BenchmarkPostVcon(b *testing.B) {
 		}
 	}
 	if apiRes.errors > 0 || bareRes.errors > 0 {
-		b.Fatalf("errors: api %d, bare %d", apiRes.errors, bareRes.errors)
+		return fmt.Errorf("errors: api %d, bare %d", apiRes.errors, bareRes.errors)
 	}
 	ratio := apiRes.rps() / bareRes.rps()
 	var out bytes.Buffer
-	fmt.Fprintf(&out, "POST /api/vcon, 5 KB vCon, %d clients, 2 x %s per side\n", clients, seconds)
-	fmt.Fprintf(&out, "%-6s %10s %10s %10s %10s\n", "", "req/s", "p50", "p99", "requests")
+	fmt.Fprintf(&out, "## api: POST /api/vcon\n\n")
+	fmt.Fprintf(&out, "5 KB vCon, %d concurrent clients, 2 rounds of %s per side, alternating, one redis-server. "+
+		"Baseline: a bare net/http handler sending the same Redis commands (one MULTI: SET, ZADD, SADD+EXPIRE per party value, RPUSH).\n\n", clients, seconds)
+	fmt.Fprintf(&out, "| server | req/s | p50 | p99 | requests |\n|---|---:|---:|---:|---:|\n")
 	for _, row := range []struct {
 		name string
 		r    result
-	}{{"api", apiRes}, {"bare", bareRes}} {
-		fmt.Fprintf(&out, "%-6s %10.0f %10s %10s %10d\n", row.name, row.r.rps(),
+	}{{"api", apiRes}, {"bare net/http", bareRes}} {
+		fmt.Fprintf(&out, "| %s | %.0f | %s | %s | %d |\n", row.name, row.r.rps(),
 			row.r.quantile(0.5).Round(10*time.Microsecond), row.r.quantile(0.99).Round(10*time.Microsecond), row.r.requests)
 	}
-	fmt.Fprintf(&out, "ratio api/bare: %.1f%% (target >= 70%%)\n", 100*ratio)
-	b.Log("\n" + out.String())
-	fmt.Print(out.String())
-	b.ReportMetric(apiRes.rps(), "api-req/s")
-	b.ReportMetric(bareRes.rps(), "bare-req/s")
-	b.ReportMetric(100*ratio, "ratio-%")
-	b.ReportMetric(float64(apiRes.quantile(0.99).Microseconds()), "api-p99-µs")
-	b.ReportMetric(float64(bareRes.quantile(0.99).Microseconds()), "bare-p99-µs")
+	fmt.Fprintf(&out, "\nRatio api/bare: **%.1f%%** (target at least 70%%).\n", 100*ratio)
+	_, err = os.Stdout.Write(out.Bytes())
+	return err
 }
