@@ -65,13 +65,25 @@ test: tools manifests generate vet ## Run every test.
 	@if [ "$${CI:-}" = true ]; then git diff --exit-code --stat -- api config charts || { echo "generated files are stale: run make manifests generate and commit them"; exit 1; }; fi
 	go test $(GO_TEST_FLAGS) ./...
 
+e2e: ## End-to-end test: the dev system under load and faults (under 10 minutes on 2 cores).
+	@hack/tools.sh envtest prometheus
+	@hack/deps.sh
+	@$(MAKE) --no-print-directory build BINARIES="manager conserver api $(if $(wildcard cmd/kubectl-vcon),kubectl-vcon)"
+	go test -tags e2e -count=1 -timeout 15m -v ./test/e2e/
+
 bench: tools ## Run the benchmarks and write docs/benchmarks.md.
 	hack/bench.sh
 
 ##@ Run
-.PHONY: dev
-dev: ## Run the whole system locally.
-	@echo "make dev: not yet (see the make dev issue); run make test meanwhile"; exit 1
+.PHONY: dev deploy kind
+dev: ## Run the whole system locally (no cluster, no Docker); Ctrl-C stops it.
+	@hack/dev.sh
+
+deploy: ## Install charts/vcon-operator into the current kubectl context (asks first; YES=1 does not).
+	@hack/dev/deploy.sh
+
+kind: ## Create a kind cluster (needs Docker) and deploy there.
+	@hack/dev/kind.sh
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a Docker engine).
