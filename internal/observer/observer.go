@@ -176,8 +176,8 @@ func (o *Observer) pollServer(ctx context.Context, url string, keys []types.Name
 		o.roundTrips.Add(1)
 	}
 	now := time.Now()
+	var notify []types.NamespacedName
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	for i, k := range keys {
 		if _, still := o.tracked[k]; !still {
 			continue
@@ -198,7 +198,13 @@ func (o *Observer) pollServer(ctx context.Context, url string, keys []types.Name
 		}
 		o.last[k] = next
 		if !had || changed(prev, next) {
-			o.notify(k)
+			notify = append(notify, k)
+		}
+	}
+	o.mu.Unlock()
+	for _, k := range notify {
+		if !o.notify(ctx, k) {
+			return
 		}
 	}
 }
@@ -211,13 +217,18 @@ func changed(a, b Observation) bool {
 	return !reflect.DeepEqual(a, b)
 }
 
-func (o *Observer) notify(k types.NamespacedName) {
+// notify waits until the controller takes the event (or the observer
+// stops, returning false). An event must not be dropped when the channel is
+// full, as when every Chain of a Redis that went down changes at once:
+// nothing else reconciles a Chain whose figures changed. The lock is not
+// held, so Track, Get and the metrics are not held up meanwhile.
+func (o *Observer) notify(ctx context.Context, k types.NamespacedName) bool {
 	ch := &vconv1.Chain{ObjectMeta: metav1.ObjectMeta{Name: k.Name, Namespace: k.Namespace}}
 	select {
 	case o.events <- event.GenericEvent{Object: ch}:
-	default:
-		// The queue is full of pending reconciles already; the Chain's
-		// own periodic requeue picks the figures up.
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -1,0 +1,225 @@
+package observer
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/redisconn"
+	"github.com/vcon-operator/vcon-operator/internal/testenv"
+)
+
+// roundTrips counts what the observer's clients send: one pipeline is one
+// round trip, one command another. Connection set-up (HELLO, CLIENT ...)
+// goes through the hooks too and is not counted: it is paid once per
+// pooled connection, not per poll.
+type roundTrips struct{ pipelines, commands atomic.Int64 }
+
+func isSetup(cmd redis.Cmder) bool { return cmd.Name() == "hello" || cmd.Name() == "client" }
+
+func (c *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !isSetup(cmd) {
+			c.commands.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (c *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && !isSetup(cmds[0]) {
+			c.pipelines.Add(1)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func newCounted(t *testing.T, interval time.Duration) (*Observer, *roundTrips) {
+	t.Helper()
+	o := New(interval, logr.Discard())
+	counter := &roundTrips{}
+	o.open = func(url string) (redis.UniversalClient, error) {
+		c, err := redisconn.Open(url)
+		if err == nil {
+			c.AddHook(counter)
+		}
+		return c, err
+	}
+	t.Cleanup(o.closeClients)
+	return o, counter
+}
+
+func key(i int) types.NamespacedName {
+	return types.NamespacedName{Namespace: "ns", Name: fmt.Sprintf("chain-%04d", i)}
+}
+
+// TestOneRoundTripPerServer: however many Chains, one pipelined round trip
+// per Redis server per poll.
+func TestOneRoundTripPerServer(t *testing.T) {
+	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name    string
+		chains  int
+		servers []*testenv.Redis
+	}{
+		{"one chain", 1, []*testenv.Redis{a}},
+		{"500 chains", 500, []*testenv.Redis{a}},
+		{"500 chains on two servers", 500, []*testenv.Redis{a, b}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, counter := newCounted(t, time.Second)
+			for i := range tt.chains {
+				srv := tt.servers[i%len(tt.servers)]
+				o.Track(key(i), srv.URL(), queue.Target{Ingress: []string{fmt.Sprintf("in-%d", i)}, Egress: []string{fmt.Sprintf("out-%d", i)}})
+			}
+			const polls = 3
+			for range polls {
+				o.Poll(ctx)
+			}
+			if got, want := counter.pipelines.Load(), int64(polls*len(tt.servers)); got != want {
+				t.Errorf("%d pipelines for %d polls of %d servers, want %d", got, polls, len(tt.servers), want)
+			}
+			if n := counter.commands.Load(); n != 0 {
+				t.Errorf("%d commands outside the pipeline", n)
+			}
+			if got, want := o.RoundTrips(), int64(polls*len(tt.servers)); got != want {
+				t.Errorf("RoundTrips() %d, want %d", got, want)
+			}
+			if len(o.Snapshot()) != tt.chains {
+				t.Errorf("%d observations, want %d", len(o.Snapshot()), tt.chains)
+			}
+		})
+	}
+}
+
+// TestEveryChangeIsDelivered: when more Chains change in one poll than the
+// event channel holds (e.g. every Chain of a Redis that just went down), no
+// notification is dropped: nothing else would reconcile those Chains.
+func TestEveryChangeIsDelivered(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	o, _ := newCounted(t, time.Second)
+	chains := cap(o.events) + 500
+	for i := range chains {
+		o.Track(key(i), srv.URL(), queue.Target{Ingress: []string{fmt.Sprintf("in-%d", i)}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	polled := make(chan struct{})
+	go func() { o.Poll(ctx); close(polled) }()
+
+	// Start reading only once the channel is full (or the poll finished):
+	// the controller's queue may be slow to take events.
+	for len(o.events) < cap(o.events) {
+		select {
+		case <-polled:
+		case <-ctx.Done():
+			t.Fatal("the channel never filled")
+		default:
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	seen := map[types.NamespacedName]bool{}
+	for len(seen) < chains {
+		select {
+		case ev := <-o.Events():
+			seen[types.NamespacedName{Namespace: ev.Object.GetNamespace(), Name: ev.Object.GetName()}] = true
+		case <-polled:
+			// Drain what is left after the poll returned.
+			for len(o.events) > 0 {
+				ev := <-o.events
+				seen[types.NamespacedName{Namespace: ev.Object.GetNamespace(), Name: ev.Object.GetName()}] = true
+			}
+			if len(seen) < chains {
+				t.Fatalf("%d of %d Chains notified: the rest were dropped", len(seen), chains)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of %d Chains notified before the deadline", len(seen), chains)
+		}
+	}
+	<-polled
+}
+
+// TestOutageKeepsFigures: Redis down marks the last figures stale (and
+// notifies once); Redis back clears it at the next poll.
+func TestOutageKeepsFigures(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ctx := context.Background()
+	o, _ := newCounted(t, 200*time.Millisecond)
+	k := key(1)
+	o.Track(k, srv.URL(), queue.Target{Ingress: []string{"calls"}})
+	if err := srv.Client().RPush(ctx, "calls", "a", "b").Err(); err != nil {
+		t.Fatal(err)
+	}
+	o.Poll(ctx)
+	first, ok := o.Get(k)
+	if !ok || !first.Measured || first.Stale || first.Ingress != 2 {
+		t.Fatalf("first observation %+v", first)
+	}
+	drain(o)
+
+	srv.Stop()
+	o.Poll(ctx)
+	down, _ := o.Get(k)
+	if !down.Stale || down.Err == "" || down.Ingress != 2 || !down.At.Equal(first.At) {
+		t.Errorf("while down: %+v, want the last figures, stale, with the error and the time they were measured", down)
+	}
+	if n := drain(o); n != 1 {
+		t.Errorf("%d notifications for going stale, want 1", n)
+	}
+	o.Poll(ctx)
+	if n := drain(o); n != 0 {
+		t.Errorf("%d notifications for staying down, want 0", n)
+	}
+
+	srv.Start()
+	o.Poll(ctx)
+	up, _ := o.Get(k)
+	if up.Stale || up.Err != "" || !up.Measured || up.Ingress != 0 {
+		t.Errorf("after restart: %+v, want fresh figures (the restarted Redis is empty)", up)
+	}
+	if n := drain(o); n != 1 {
+		t.Errorf("%d notifications for coming back, want 1", n)
+	}
+}
+
+func drain(o *Observer) int {
+	n := 0
+	for {
+		select {
+		case <-o.events:
+			n++
+		default:
+			return n
+		}
+	}
+}
+
+// TestUnreachableFromTheStart: a Chain whose Redis never answered is
+// tracked as not measured, with the error.
+func TestUnreachableFromTheStart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	o, _ := newCounted(t, 200*time.Millisecond)
+	o.Track(key(1), "redis://"+addr, queue.Target{Ingress: []string{"calls"}})
+	o.Poll(context.Background())
+	obs, ok := o.Get(key(1))
+	if !ok || obs.Measured || !obs.Stale || obs.Err == "" {
+		t.Errorf("observation %+v (present %v), want not measured, stale, with the error", obs, ok)
+	}
+}
