@@ -1,0 +1,548 @@
+package plugin
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/config"
+)
+
+// Annotations the import sets, so that the mapping survives -o json and
+// kubectl apply, where comments do not.
+const (
+	AnnotationConserverName  = "vcon.dev/conserver-name"
+	AnnotationImportWarning  = "vcon.dev/import-warning"
+	DefaultSharedSecretName  = "conserver-env"
+	maxNameLength            = 63
+	credentialsSecretSuffix  = "-credentials"
+	storageCredentialsSuffix = "-storage-credentials"
+)
+
+// ImportOptions says how a conserver config becomes manifests.
+type ImportOptions struct {
+	// Namespace of every manifest; empty leaves it to kubectl apply -n.
+	Namespace string
+	// Source names the config file in the header comment.
+	Source string
+	// KnownLinks and KnownStorages are the modules built into the worker
+	// (links.Known(), storage.Known()).
+	KnownLinks    []string
+	KnownStorages []string
+	// SharedSecret holds the ${VAR} references the config already had:
+	// conserver read them from its one process environment, so every step
+	// using one shares one value. Default DefaultSharedSecretName.
+	SharedSecret string
+}
+
+// Manifest is one object of the import, with the comment lines printed
+// above it in YAML.
+type Manifest struct {
+	Kind     string
+	Name     string
+	Comments []string
+	// Object is the object as JSON-shaped values (numbers as json.Number).
+	Object map[string]any
+}
+
+// Imported is the result of an import: Secret templates first, then
+// Links, Storages and Chains, in the order kubectl apply should create them.
+type Imported struct {
+	Header    []string
+	Manifests []Manifest
+	// Warnings are printed on stderr: unknown modules, things not imported,
+	// problems the conserver config already had.
+	Warnings []string
+}
+
+// linkModulePattern and storageModulePattern are the CRDs' module patterns.
+var (
+	linkModulePattern    = regexp.MustCompile(`^links\.[a-z0-9_]+$`)
+	storageModulePattern = regexp.MustCompile(`^storage\.[a-z0-9_]+$`)
+)
+
+// Import turns a conserver config (parsed with a nil lookupEnv, so ${VAR}
+// references are still in place) into Chain, Link and Storage manifests.
+// Credential-looking option values are replaced by ${VAR} references whose
+// values come from Secrets; the Secrets are templates holding
+// SecretPlaceholder, so no credential of the file appears anywhere in the
+// result. It is pure: no cluster, no environment.
+func Import(cfg *config.Config, opts ImportOptions) *Imported {
+	if opts.SharedSecret == "" {
+		opts.SharedSecret = DefaultSharedSecretName
+	}
+	im := &importer{
+		opts: opts, cfg: cfg, out: &Imported{},
+		linkNames: map[string]string{}, storageNames: map[string]string{}, chainNames: map[string]string{},
+		shared: map[string][]string{}, vars: map[string]bool{},
+		secretNames: map[string]bool{opts.SharedSecret: true},
+	}
+	// Variables the file already references keep their names; new ones
+	// must not take them.
+	for _, mods := range []map[string]config.Module{cfg.Links, cfg.Storages} {
+		for _, m := range mods {
+			collectRefs(m.Options, im.vars)
+		}
+	}
+	for _, n := range sortedKeys(cfg.Links) {
+		im.step("link", n, cfg.Links[n])
+	}
+	for _, n := range sortedKeys(cfg.Storages) {
+		im.step("storage", n, cfg.Storages[n])
+	}
+	for _, n := range sortedKeys(cfg.Chains) {
+		im.chain(n, cfg.Chains[n])
+	}
+	im.notImported()
+	if err := cfg.Validate(config.Validator{}); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			im.warn("the conserver config already has this problem: %s", line)
+		}
+	}
+	return im.finish()
+}
+
+type importer struct {
+	opts ImportOptions
+	cfg  *config.Config
+	out  *Imported
+
+	linkNames, storageNames, chainNames map[string]string // conserver name -> object name
+
+	steps       []Manifest
+	chains      []Manifest
+	secrets     []Manifest
+	shared      map[string][]string // shared var -> where it is used
+	vars        map[string]bool     // every env var name handed out
+	secretNames map[string]bool
+}
+
+func (im *importer) warn(format string, args ...any) {
+	im.out.Warnings = append(im.out.Warnings, fmt.Sprintf(format, args...))
+}
+
+// collectRefs adds the names of every ${VAR} under v to names.
+func collectRefs(v any, names map[string]bool) {
+	switch t := v.(type) {
+	case map[string]any:
+		for _, e := range t {
+			collectRefs(e, names)
+		}
+	case []any:
+		for _, e := range t {
+			collectRefs(e, names)
+		}
+	case string:
+		for _, r := range envRefs(t) {
+			names[r.name] = true
+		}
+	}
+}
+
+// objectName maps a conserver name to a DNS-1123 name unique in taken.
+func objectName(name string, taken map[string]string) string {
+	if n, ok := taken[name]; ok {
+		return n
+	}
+	base := DNSName(name)
+	used := map[string]bool{}
+	for _, v := range taken {
+		used[v] = true
+	}
+	n := base
+	for i := 2; used[n]; i++ {
+		suffix := "-" + strconv.Itoa(i)
+		n = strings.TrimRight(truncate(base, maxNameLength-len(suffix)), "-.") + suffix
+	}
+	taken[name] = n
+	return n
+}
+
+// DNSName makes a conserver name a Kubernetes object name: lower case, `_`
+// and every other character outside [a-z0-9-] as `-`, starting and ending
+// alphanumeric, at most 63 characters (a Chain's name is also a label value).
+func DNSName(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	s := strings.Trim(truncate(strings.Trim(b.String(), "-"), maxNameLength), "-")
+	if s == "" {
+		s = "unnamed"
+	}
+	return s
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// stepEnv collects the env entries and Secret keys of one Link or Storage.
+type stepEnv struct {
+	kind, name, objName string
+	secretName          string
+	env                 []vconv1.SecretEnv
+	secretKeys          []string // keys of the step's own Secret, with where they came from
+	origins             map[string]string
+}
+
+func (im *importer) step(kind, name string, m config.Module) {
+	taken, modulePattern, known := im.linkNames, linkModulePattern, im.opts.KnownLinks
+	if kind == "storage" {
+		taken, modulePattern, known = im.storageNames, storageModulePattern, im.opts.KnownStorages
+	}
+	objName := objectName(name, taken)
+	se := &stepEnv{kind: kind, name: name, objName: objName, origins: map[string]string{}}
+	options := im.options(se, m.Options)
+
+	var comments, warnings []string
+	comments = append(comments, fmt.Sprintf("conserver %s %q (module %s)", kind, name, orNone(m.Module)))
+	switch {
+	case m.Module == "":
+		warnings = append(warnings, "it names no module; set spec.module")
+	case !slices.Contains(known, m.Module):
+		w := fmt.Sprintf("module %s is not built into the worker; kept as written, but the %s will not become Ready until it is replaced (a Link can call a step service instead, see docs/steps.md)", m.Module, kindTitle(kind))
+		if !modulePattern.MatchString(m.Module) {
+			w += fmt.Sprintf("; the API server will also refuse it, as %s modules must look like %s", kindTitle(kind), strings.TrimSuffix(strings.TrimPrefix(modulePattern.String(), "^"), "$"))
+		}
+		warnings = append(warnings, w)
+	}
+	for _, w := range warnings {
+		comments = append(comments, "WARNING: "+w)
+		im.warn("%s %q: %s", kind, name, w)
+	}
+	if len(se.env) > 0 {
+		comments = append(comments, "options that held credentials now say ${VAR}; the worker reads VAR from the Secret named in env")
+	}
+
+	meta := metav1.ObjectMeta{Name: objName, Namespace: im.opts.Namespace, Annotations: map[string]string{AnnotationConserverName: name}}
+	if len(warnings) > 0 {
+		meta.Annotations[AnnotationImportWarning] = strings.Join(warnings, "; ")
+	}
+	sort.Slice(se.env, func(i, j int) bool { return se.env[i].Name < se.env[j].Name })
+	var obj any
+	if kind == "link" {
+		obj = &vconv1.Link{
+			TypeMeta:   metav1.TypeMeta{APIVersion: vconv1.GroupVersion.String(), Kind: "Link"},
+			ObjectMeta: meta,
+			Spec:       vconv1.LinkSpec{Module: m.Module, Options: options, Env: se.env},
+		}
+	} else {
+		obj = &vconv1.Storage{
+			TypeMeta:   metav1.TypeMeta{APIVersion: vconv1.GroupVersion.String(), Kind: "Storage"},
+			ObjectMeta: meta,
+			Spec:       vconv1.StorageSpec{Module: m.Module, Options: options, Env: se.env},
+		}
+	}
+	im.steps = append(im.steps, Manifest{Kind: kindTitle(kind), Name: objName, Comments: comments, Object: toMap(obj)})
+	if len(se.secretKeys) > 0 {
+		im.secrets = append(im.secrets, im.secretTemplate(se))
+	}
+}
+
+func kindTitle(kind string) string {
+	if kind == "link" {
+		return "Link"
+	}
+	return "Storage"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// options rewrites a module's options, taking credentials out.
+func (im *importer) options(se *stepEnv, opts map[string]any) *apiextensionsv1.JSON {
+	if opts == nil {
+		return nil
+	}
+	v := im.value(se, opts, "options", "", false)
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Parse only yields JSON-encodable values.
+		panic(fmt.Sprintf("encode options: %v", err))
+	}
+	return &apiextensionsv1.JSON{Raw: b}
+}
+
+// value walks one option value. key is the nearest map key above it (the
+// name a new variable is made from); secret says a credential key is above.
+func (im *importer) value(se *stepEnv, v any, path, key string, secret bool) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for _, k := range sortedKeys(t) {
+			out[k] = im.value(se, t[k], path+"."+k, k, secret || IsSecretKey(k))
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			k := key
+			if secret {
+				k = key + "_" + strconv.Itoa(i+1)
+			}
+			out[i] = im.value(se, e, fmt.Sprintf("%s[%d]", path, i), k, secret)
+		}
+		return out
+	case string:
+		if refs := envRefs(t); len(refs) > 0 {
+			for _, r := range refs {
+				im.sharedRef(se, r.name, path)
+			}
+			if secret {
+				return stripDefaults(t)
+			}
+			return t
+		}
+		if secret || hasURLPassword(t) {
+			return im.newVar(se, key, path)
+		}
+		return t
+	case int64, float64:
+		if secret {
+			return im.newVar(se, key, path)
+		}
+		return t
+	default: // bool, nil
+		return t
+	}
+}
+
+// newVar hands out a variable for a credential found at path and returns
+// the reference that replaces it.
+func (im *importer) newVar(se *stepEnv, key, path string) string {
+	if se.secretName == "" {
+		se.secretName = im.secretName(se)
+	}
+	prefix := se.name
+	if strings.HasPrefix(strings.ToUpper(envVarName(key)), envVarName(se.name)+"_") {
+		prefix = ""
+	}
+	base := envVarName(prefix, key)
+	name := base
+	for i := 2; im.vars[name]; i++ {
+		name = base + "_" + strconv.Itoa(i)
+	}
+	im.vars[name] = true
+	se.secretKeys = append(se.secretKeys, name)
+	se.origins[name] = path
+	se.env = append(se.env, vconv1.SecretEnv{Name: name, SecretKeyRef: corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: se.secretName}, Key: name,
+	}})
+	return "${" + name + "}"
+}
+
+// sharedRef wires a ${VAR} the config already had to the shared Secret.
+func (im *importer) sharedRef(se *stepEnv, name, path string) {
+	where := fmt.Sprintf("%s %s %s", se.kind, se.objName, path)
+	if !slices.Contains(im.shared[name], where) {
+		im.shared[name] = append(im.shared[name], where)
+	}
+	im.vars[name] = true
+	for _, e := range se.env {
+		if e.Name == name {
+			return
+		}
+	}
+	se.env = append(se.env, vconv1.SecretEnv{Name: name, SecretKeyRef: corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: im.opts.SharedSecret}, Key: name,
+	}})
+}
+
+// secretName is <object>-credentials; a Link and a Storage of one name get
+// different Secrets.
+func (im *importer) secretName(se *stepEnv) string {
+	n := se.objName + credentialsSecretSuffix
+	if im.secretNames[n] {
+		n = se.objName + storageCredentialsSuffix
+	}
+	for i := 2; im.secretNames[n]; i++ {
+		n = se.objName + "-" + strconv.Itoa(i) + credentialsSecretSuffix
+	}
+	im.secretNames[n] = true
+	return n
+}
+
+func (im *importer) secretTemplate(se *stepEnv) Manifest {
+	data := map[string]string{}
+	comments := []string{
+		fmt.Sprintf("Secret template for %s %s (conserver %s %q): replace every %s with the real value, then apply it.", kindTitle(se.kind), se.objName, se.kind, se.name, SecretPlaceholder),
+		"The values of the conserver file are not copied here. Keys and the options they replace:",
+	}
+	for _, k := range se.secretKeys {
+		data[k] = SecretPlaceholder
+		comments = append(comments, fmt.Sprintf("  %s: %s", k, se.origins[k]))
+	}
+	return Manifest{Kind: "Secret", Name: se.secretName, Comments: comments, Object: toMap(secretObject(se.secretName, im.opts.Namespace, data))}
+}
+
+func secretObject(name, ns string, data map[string]string) *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Type:       corev1.SecretTypeOpaque,
+		StringData: data,
+	}
+}
+
+func (im *importer) chain(name string, ch config.Chain) {
+	objName := objectName(name, im.chainNames)
+	comments := []string{fmt.Sprintf("conserver chain %q", name)}
+	var warnings []string
+	ref := func(what string, names []string, defined map[string]config.Module, taken map[string]string) []string {
+		out := make([]string, 0, len(names))
+		for _, n := range names {
+			if _, ok := defined[n]; !ok {
+				warnings = append(warnings, fmt.Sprintf("%s %q is not defined in the conserver config; the Chain refers to %s %s, which you must create", what, n, what, DNSName(n)))
+				out = append(out, DNSName(n))
+				continue
+			}
+			out = append(out, objectName(n, taken))
+		}
+		return out
+	}
+	spec := vconv1.ChainSpec{
+		IngressLists: ch.IngressLists,
+		EgressLists:  ch.EgressLists,
+		Links:        ref("link", ch.Links, im.cfg.Links, im.linkNames),
+		Storages:     ref("storage", ch.Storages, im.cfg.Storages, im.storageNames),
+		Enabled:      &ch.Enabled,
+	}
+	if ch.Timeout > 0 {
+		spec.Timeout = &metav1.Duration{Duration: ch.Timeout}
+	}
+	if !ch.HasLinksKey {
+		warnings = append(warnings, "it has no links: key, so conserver dead-lettered every vCon; imported as a chain that only stores")
+	}
+	if len(ch.IngressLists) == 0 {
+		warnings = append(warnings, "it has no ingress_lists; the API server will refuse the Chain until you add one")
+	}
+	if !ch.Enabled {
+		comments = append(comments, "enabled: false in conserver (which ignored it); here a disabled Chain runs no workers")
+	}
+	meta := metav1.ObjectMeta{Name: objName, Namespace: im.opts.Namespace, Annotations: map[string]string{AnnotationConserverName: name}}
+	for _, w := range warnings {
+		comments = append(comments, "WARNING: "+w)
+		im.warn("chain %q: %s", name, w)
+	}
+	if len(warnings) > 0 {
+		meta.Annotations[AnnotationImportWarning] = strings.Join(warnings, "; ")
+	}
+	obj := toMap(&vconv1.Chain{
+		TypeMeta:   metav1.TypeMeta{APIVersion: vconv1.GroupVersion.String(), Kind: "Chain"},
+		ObjectMeta: meta,
+		Spec:       spec,
+	})
+	// The zero WorkerSpec and RedisConnection are not "unset" in JSON; leave
+	// them out so the CRD defaults (and the operator's Redis) apply.
+	if s, ok := obj["spec"].(map[string]any); ok {
+		delete(s, "workers")
+		delete(s, "redis")
+	}
+	im.chains = append(im.chains, Manifest{Kind: "Chain", Name: objName, Comments: comments, Object: obj})
+}
+
+// notImported reports the parts of the file that are not Chains.
+func (im *importer) notImported() {
+	if n := len(im.cfg.IngressAuth); n > 0 {
+		im.warn("ingress_auth (keys for %d ingress lists) is not imported: it configures the API's external ingress endpoint, not a Chain; the keys are not printed", n)
+	}
+	for _, k := range sortedKeys(im.cfg.Extra) {
+		im.warn("top-level key %q is not imported: Chains, Links and Storages have no equivalent", k)
+	}
+}
+
+func (im *importer) finish() *Imported {
+	if len(im.shared) > 0 {
+		data := map[string]string{}
+		comments := []string{
+			fmt.Sprintf("Secret for the ${VAR} references the conserver config already had (conserver read them from its environment): replace every %s, then apply it.", SecretPlaceholder),
+		}
+		for _, v := range sortedKeys(im.shared) {
+			data[v] = SecretPlaceholder
+			comments = append(comments, fmt.Sprintf("  %s: used by %s", v, strings.Join(im.shared[v], ", ")))
+		}
+		im.out.Manifests = append(im.out.Manifests, Manifest{Kind: "Secret", Name: im.opts.SharedSecret, Comments: comments, Object: toMap(secretObject(im.opts.SharedSecret, im.opts.Namespace, data))})
+	}
+	im.out.Manifests = append(im.out.Manifests, im.secrets...)
+	im.out.Manifests = append(im.out.Manifests, im.steps...)
+	im.out.Manifests = append(im.out.Manifests, im.chains...)
+
+	src := im.opts.Source
+	if src == "" {
+		src = "a conserver config"
+	}
+	h := []string{
+		"Generated by kubectl vcon import from " + src + ".",
+		"Credentials are not copied: fill in the Secret templates (" + SecretPlaceholder + ") before the workers start.",
+	}
+	var renamed []string
+	for _, set := range []struct {
+		kind  string
+		names map[string]string
+	}{{"link", im.linkNames}, {"storage", im.storageNames}, {"chain", im.chainNames}} {
+		for _, n := range sortedKeys(set.names) {
+			if set.names[n] == n {
+				continue
+			}
+			renamed = append(renamed, fmt.Sprintf("  %s %q -> %s %s", set.kind, n, strings.ToUpper(set.kind[:1])+set.kind[1:], set.names[n]))
+		}
+	}
+	if len(renamed) > 0 {
+		h = append(h, "Renamed (conserver -> Kubernetes; each object's vcon.dev/conserver-name annotation keeps the original):")
+		h = append(h, renamed...)
+	}
+	im.out.Header = h
+	return im.out
+}
+
+// toMap turns an object into JSON-shaped values through its JSON encoding
+// (which honours the custom encoders of options), without the fields a
+// manifest must not carry.
+func toMap(obj any) map[string]any {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		panic(fmt.Sprintf("encode manifest: %v", err))
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		panic(fmt.Sprintf("decode manifest: %v", err))
+	}
+	delete(m, "status")
+	if md, ok := m["metadata"].(map[string]any); ok {
+		delete(md, "creationTimestamp")
+	}
+	return m
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

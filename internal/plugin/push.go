@@ -1,0 +1,343 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/vcon-operator/vcon-operator/internal/api"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
+)
+
+// DefaultTokenHeader is conserver's API token header (CONSERVER_HEADER_NAME).
+const DefaultTokenHeader = "x-conserver-api-token"
+
+// maxFileBytes bounds one vCon file; the API's default body limit is far
+// below it.
+const maxFileBytes = 256 << 20
+
+type pushOptions struct {
+	apiURL      string
+	token       string
+	tokenHeader string
+	direct      bool
+	redisURL    string
+	list        string
+	ttl         time.Duration
+}
+
+// pushInput is one file (or stdin) to push.
+type pushInput struct {
+	name string
+	data []byte
+}
+
+func (r *root) pushCommand() *cobra.Command {
+	o := &pushOptions{}
+	cmd := &cobra.Command{
+		Use:   "push CHAIN FILE|DIR|-",
+		Short: "Validate vCon JSON files and queue them on the Chain's first ingress list",
+		Long: `Validate vCon JSON files and queue them on the Chain's first ingress list.
+
+FILE is one vCon JSON document, DIR every *.json file in it, - one document on
+stdin. Every file is validated first, as the API would; an invalid one is
+reported with its field errors and not pushed, the valid ones are still
+pushed, and the exit code is 1 when any file was not pushed.
+
+By default the vCons go through the conserver API (POST {api-url}/vcon,
+--api-url or env API_URL, token --token or env CONSERVER_API_TOKEN). With
+--direct they are written straight to the Chain's Redis: the body (with the
+TTL the API would give it) and the uuid on the list, in one MULTI/EXEC.`,
+		Args: exactArgs(2, "name the Chain and the vCon files: kubectl vcon push CHAIN FILE|DIR|-"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.push(cmd.Context(), o, args[0], args[1])
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.apiURL, "api-url", r.rt.Getenv("API_URL"), "conserver API base URL, e.g. http://localhost:8000/api (env API_URL)")
+	f.StringVar(&o.token, "token", "", "conserver API token (default: env CONSERVER_API_TOKEN)")
+	f.StringVar(&o.tokenHeader, "token-header", DefaultTokenHeader, "header the API token is sent in (conserver's CONSERVER_HEADER_NAME)")
+	f.BoolVar(&o.direct, "direct", false, "write straight to the Chain's Redis instead of through the API")
+	f.StringVar(&o.redisURL, "redis-url", "", "with --direct, the Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
+	f.StringVar(&o.list, "ingress-list", "", "queue on this ingress list of the Chain instead of its first")
+	f.DurationVar(&o.ttl, "ttl", api.DefaultVconTTL, "with --direct, the body's time to live, as the API's VCON_REDIS_EXPIRY (0: none)")
+	return cmd
+}
+
+func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string) error {
+	if o.token == "" {
+		o.token = r.rt.Getenv("CONSERVER_API_TOKEN")
+	}
+	if !o.direct && o.apiURL == "" {
+		return fmt.Errorf("say where to push: --api-url http://HOST:8000/api (or env API_URL), or --direct to write to Redis")
+	}
+	if o.direct && o.ttl < 0 {
+		return fmt.Errorf("--ttl must not be negative")
+	}
+	inputs, err := readInputs(path, r.rt.In)
+	if err != nil {
+		return err
+	}
+	k, err := r.kube()
+	if err != nil {
+		return err
+	}
+	ch, err := k.chain(ctx, chainName)
+	if err != nil {
+		return err
+	}
+	list := ch.Spec.IngressLists[0]
+	if o.list != "" {
+		if !slices.Contains(ch.Spec.IngressLists, o.list) {
+			return fmt.Errorf("%q is not an ingress list of chain %s (its lists: %v)", o.list, ch.Name, ch.Spec.IngressLists)
+		}
+		list = o.list
+	}
+
+	var send func(ctx context.Context, in pushInput, v *vcon.VCon) (string, error)
+	via := "through the API"
+	if o.direct {
+		rdb, err := r.openRedis(ctx, k, ch, o.redisURL)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		format, err := vconstore.ParseNewKeyFormat(r.rt.Getenv(vconstore.EnvBodyFormat))
+		if err != nil {
+			return err
+		}
+		sortedSet := r.rt.Getenv("VCON_SORTED_SET_NAME")
+		if sortedSet == "" {
+			sortedSet = api.DefaultSortedSet
+		}
+		d := &directPusher{rdb: rdb, store: vconstore.New(rdb, vconstore.Options{NewKeyFormat: format}), list: list, ttl: o.ttl, sortedSet: sortedSet}
+		send = func(ctx context.Context, _ pushInput, v *vcon.VCon) (string, error) { return d.push(ctx, v) }
+		via = "straight to Redis"
+	} else {
+		a := &apiPusher{hc: r.rt.HTTP, base: strings.TrimRight(o.apiURL, "/"), token: o.token, header: o.tokenHeader, list: list}
+		send = a.push
+	}
+
+	failed, pushed := 0, 0
+	for _, in := range inputs {
+		v, errs, err := vcon.ParseAndValidate(in.data)
+		switch {
+		case err != nil:
+			fmt.Fprintf(r.rt.ErrOut, "%s: not pushed: %s\n", in.name, strings.TrimPrefix(err.Error(), "vcon: "))
+			failed++
+			continue
+		case len(errs) > 0:
+			msgs := make([]string, len(errs))
+			for i, e := range errs {
+				msgs[i] = e.Error()
+			}
+			fmt.Fprintf(r.rt.ErrOut, "%s: not pushed: invalid vCon: %s\n", in.name, strings.Join(msgs, "; "))
+			failed++
+			continue
+		}
+		uuid, err := send(ctx, in, v)
+		var fatal *fatalPushError
+		if errors.As(err, &fatal) {
+			return fmt.Errorf("%s (%d pushed, %d not pushed before it)", fatal.msg, pushed, failed)
+		}
+		if err != nil {
+			fmt.Fprintf(r.rt.ErrOut, "%s: not pushed: %s\n", in.name, oneLine(err.Error()))
+			failed++
+			continue
+		}
+		pushed++
+		fmt.Fprintf(r.rt.Out, "%s: pushed %s\n", in.name, uuid)
+	}
+	fmt.Fprintf(r.rt.Out, "Pushed %d of %d vCons onto %s (chain %s) %s.\n", pushed, len(inputs), list, ch.Name, via)
+	if failed > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("%d of %d files were not pushed (reasons above)", failed, len(inputs))}
+	}
+	return nil
+}
+
+// readInputs reads FILE, every *.json of DIR, or stdin for "-".
+func readInputs(path string, stdin io.Reader) ([]pushInput, error) {
+	if path == "-" {
+		data, err := io.ReadAll(io.LimitReader(stdin, maxFileBytes+1))
+		if err != nil {
+			return nil, fmt.Errorf("read stdin: %w", err)
+		}
+		if len(data) > maxFileBytes {
+			return nil, fmt.Errorf("stdin holds more than %d MiB; a vCon that large is refused by the API", maxFileBytes>>20)
+		}
+		return []pushInput{{name: "stdin", data: data}}, nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, errors.Unwrap(err))
+	}
+	files := []string{path}
+	if st.IsDir() {
+		if files, err = filepath.Glob(filepath.Join(path, "*.json")); err != nil {
+			return nil, err
+		}
+		if len(files) == 0 {
+			return nil, fmt.Errorf("no *.json files in directory %s", path)
+		}
+		sort.Strings(files)
+	}
+	out := make([]pushInput, 0, len(files))
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f, err)
+		}
+		if fi.IsDir() {
+			continue
+		}
+		if fi.Size() > maxFileBytes {
+			return nil, fmt.Errorf("%s is larger than %d MiB; a vCon that large is refused by the API", f, maxFileBytes>>20)
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f, err)
+		}
+		out = append(out, pushInput{name: f, data: data})
+	}
+	return out, nil
+}
+
+// fatalPushError stops the whole push: every further file would fail too.
+type fatalPushError struct{ msg string }
+
+func (e *fatalPushError) Error() string { return e.msg }
+
+// apiPusher POSTs to conserver's /vcon endpoint.
+type apiPusher struct {
+	hc     *http.Client
+	base   string
+	token  string
+	header string
+	list   string
+}
+
+func (a *apiPusher) push(ctx context.Context, in pushInput, v *vcon.VCon) (string, error) {
+	u := a.base + "/vcon?" + url.Values{"ingress_lists": {a.list}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(in.data))
+	if err != nil {
+		return "", &fatalPushError{fmt.Sprintf("api url %q: %v", a.base, err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if a.token != "" {
+		req.Header.Set(a.header, a.token)
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return "", &fatalPushError{fmt.Sprintf("cannot reach the API at %s: %v", a.base, unwrapURLError(err))}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK:
+		return strings.ToLower(v.UUID()), nil
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		hint := "pass --token or set CONSERVER_API_TOKEN"
+		if a.token != "" {
+			hint = "the token was refused; check it"
+		}
+		return "", &fatalPushError{fmt.Sprintf("the API answered %s: %s", resp.Status, hint)}
+	case resp.StatusCode == http.StatusNotFound:
+		return "", &fatalPushError{fmt.Sprintf("the API answered %s for POST %s/vcon: is --api-url the API's base, ending in /api?", resp.Status, a.base)}
+	default:
+		return "", fmt.Errorf("the API answered %s: %s", resp.Status, apiDetail(body))
+	}
+}
+
+// apiDetail is the "detail" of a FastAPI-style error, shortened.
+func apiDetail(body []byte) string {
+	var e struct {
+		Detail json.RawMessage `json:"detail"`
+	}
+	s := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && len(e.Detail) > 0 {
+		var str string
+		if json.Unmarshal(e.Detail, &str) == nil {
+			s = str
+		} else {
+			s = string(e.Detail)
+		}
+	}
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	if s == "" {
+		s = "(no detail)"
+	}
+	return s
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// directPusher writes a vCon as the API's POST /vcon does: the body with
+// the vconstore codec, its listing entry, and the uuid on the list, in one
+// MULTI/EXEC so that a worker never pops a uuid whose body is not there.
+type directPusher struct {
+	rdb       redis.UniversalClient
+	store     *vconstore.Store
+	list      string
+	ttl       time.Duration
+	sortedSet string
+}
+
+func (d *directPusher) push(ctx context.Context, v *vcon.VCon) (string, error) {
+	uuid := strings.ToLower(v.UUID())
+	v.Doc["uuid"] = uuid
+	if _, ok := v.Doc["vcon"]; !ok {
+		v.Doc["vcon"] = vcon.CurrentVersion
+	}
+	for _, key := range []string{vcon.Parties, vcon.Dialog, vcon.Analysis, vcon.Attachments} {
+		if v.Doc[key] == nil {
+			v.Doc[key] = []any{}
+		}
+	}
+	body, err := v.Marshal()
+	if err != nil {
+		return "", err
+	}
+	pipe := d.rdb.TxPipeline()
+	if err := d.store.QueueCreate(ctx, pipe, uuid, body, d.ttl); err != nil {
+		return "", &fatalPushError{fmt.Sprintf("write to Redis: %v", err)}
+	}
+	if t, ok := vcon.CreatedAt(v); ok {
+		pipe.ZAdd(ctx, d.sortedSet, redis.Z{Score: float64(t.Unix()), Member: vconstore.Key(uuid)})
+	}
+	if queue.IsCluster(d.rdb) {
+		// A transaction cannot span cluster slots: body first, then the uuid.
+		if _, err := pipe.Exec(ctx); err != nil {
+			return "", fmt.Errorf("write %s: %w", vconstore.Key(uuid), err)
+		}
+		pipe = d.rdb.TxPipeline()
+	}
+	pipe.RPush(ctx, d.list, uuid)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return "", fmt.Errorf("write %s and push it onto %s: %w", vconstore.Key(uuid), d.list, err)
+	}
+	return uuid, nil
+}
