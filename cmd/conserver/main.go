@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
@@ -147,9 +146,11 @@ func run(log *slog.Logger, args []string) error {
 		ReadThrough:    os.Getenv("VCON_STORAGE_FALLBACK_ENABLED") != "false",
 	}
 
+	// The Go and process collectors come with the default registry, which
+	// is served too: links that call vendors (token usage) register there.
+	// Registering them on reg as well would make every scrape fail with
+	// "collected before with the same name and label values".
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// Links that call vendors (token usage) register on the default registry.
 	metrics := pipeline.NewMetrics(reg)
 	srv := &http.Server{Addr: f.httpAddr, Handler: httpHandler(rdb, reg), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
