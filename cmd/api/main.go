@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/api"
+	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/telemetry"
 	"github.com/vcon-operator/vcon-operator/internal/version"
 )
@@ -69,7 +70,7 @@ func run() error {
 	if redisURL == "" {
 		redisURL = "redis://localhost:6379"
 	}
-	rdb, err := api.NewRedisClient(redisURL)
+	rdb, err := redisconn.Open(redisURL)
 	if err != nil {
 		return err
 	}

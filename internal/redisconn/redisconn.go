@@ -1,12 +1,6 @@
-// Package redisconn opens a Redis client from a URL, the one format every
-// binary and the Chain spec accept:
-//
-//	redis://[user:password@]host:port[/db]           one server
-//	rediss://...                                      one server over TLS
-//	unix:///path/to/socket                            one server over a socket
-//	redis+cluster://host1:port?addr=host2:port&...    Redis Cluster (rediss+cluster for TLS)
-//	redis+sentinel://[user:password@]host1:port,host2:port/master-name[/db]
-//	                                                  Sentinel (rediss+sentinel for TLS)
+// Package redisconn opens a Redis client from a URL: the one format the
+// worker, the API, the operator and the Chain spec all accept, so that a
+// URL that works in one place works everywhere.
 package redisconn
 
 import (
@@ -19,70 +13,81 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Open returns a client for url. It does not connect.
-func Open(rawURL string) (redis.UniversalClient, error) {
-	scheme, rest, ok := strings.Cut(rawURL, "://")
+// Open returns a client for a Redis URL; it does not connect. Accepted forms:
+//
+//	redis://[user:pass@]host:port[/db]      one server (also unix://path)
+//	rediss://...                            the same over TLS
+//	redis+cluster://host:port?addr=host2:port   Redis Cluster (seed nodes; rediss+cluster for TLS)
+//	redis+sentinel://[user:pass@]s1:26379,s2:26379[/db]?master=mymaster[&sentinel_password=..]
+//
+// The password never appears in an error.
+func Open(raw string) (redis.UniversalClient, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return nil, fmt.Errorf("redis url: missing scheme (want redis://host:port)")
+		return nil, fmt.Errorf("redis url: want redis://host:port (or rediss://, unix://, redis+cluster://, redis+sentinel://)")
 	}
-	switch scheme {
+	switch strings.ToLower(scheme) {
 	case "redis", "rediss", "unix":
-		opts, err := redis.ParseURL(rawURL)
+		o, err := redis.ParseURL(raw)
 		if err != nil {
-			return nil, fmt.Errorf("redis url: %w", redact(err, rawURL))
+			return nil, fmt.Errorf("redis url: %s", redactURLError(err, raw))
 		}
-		return redis.NewClient(opts), nil
+		return redis.NewClient(o), nil
 	case "redis+cluster", "rediss+cluster":
-		base := strings.TrimSuffix(scheme, "+cluster")
-		opts, err := redis.ParseClusterURL(base + "://" + rest)
+		o, err := redis.ParseClusterURL(strings.TrimSuffix(strings.ToLower(scheme), "+cluster") + "://" + rest)
 		if err != nil {
-			return nil, fmt.Errorf("redis cluster url: %w", redact(err, rawURL))
+			return nil, fmt.Errorf("redis url: %s", redactURLError(err, raw))
 		}
-		return redis.NewClusterClient(opts), nil
+		return redis.NewClusterClient(o), nil
 	case "redis+sentinel", "rediss+sentinel":
-		return openSentinel(scheme == "rediss+sentinel", rest)
-	default:
-		return nil, fmt.Errorf("redis url: unsupported scheme %q (use redis, rediss, unix, redis+cluster or redis+sentinel)", scheme)
+		return newSentinelClient(strings.HasPrefix(strings.ToLower(scheme), "rediss"), rest)
 	}
+	return nil, fmt.Errorf("redis url: unknown scheme %q (want redis, rediss, unix, redis+cluster or redis+sentinel)", scheme)
 }
 
-func openSentinel(useTLS bool, rest string) (redis.UniversalClient, error) {
+func newSentinelClient(useTLS bool, rest string) (redis.UniversalClient, error) {
 	u, err := url.Parse("redis://" + rest)
 	if err != nil {
-		return nil, fmt.Errorf("redis sentinel url: cannot parse")
+		return nil, fmt.Errorf("redis url: not a valid sentinel URL")
 	}
-	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if parts[0] == "" {
-		return nil, fmt.Errorf("redis sentinel url: missing master name (redis+sentinel://host:port/master-name)")
+	o := &redis.FailoverOptions{
+		MasterName:       u.Query().Get("master"),
+		SentinelAddrs:    strings.Split(u.Host, ","),
+		SentinelPassword: u.Query().Get("sentinel_password"),
 	}
-	opts := &redis.FailoverOptions{MasterName: parts[0], SentinelAddrs: strings.Split(u.Host, ",")}
-	if len(parts) > 1 {
-		db, err := strconv.Atoi(parts[1])
-		if err != nil {
-			return nil, fmt.Errorf("redis sentinel url: database %q is not a number", parts[1])
-		}
-		opts.DB = db
+	if o.MasterName == "" {
+		return nil, fmt.Errorf("redis url: a sentinel URL needs ?master=<name>")
 	}
 	if u.User != nil {
-		opts.Username = u.User.Username()
-		opts.Password, _ = u.User.Password()
+		o.Username = u.User.Username()
+		o.Password, _ = u.User.Password()
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		n, err := strconv.Atoi(db)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: database %q is not a number", db)
+		}
+		o.DB = n
 	}
 	if useTLS {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	return redis.NewFailoverClient(opts), nil
+	return redis.NewFailoverClient(o), nil
 }
 
-// redact keeps a password in the URL out of error messages.
-func redact(err error, rawURL string) error {
-	u, perr := url.Parse(rawURL)
-	if perr != nil || u.User == nil {
-		return err
+// redactURLError keeps the credentials of the URL out of the message,
+// also when the URL does not parse.
+func redactURLError(err error, raw string) string {
+	msg := err.Error()
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return msg
 	}
-	if p, ok := u.User.Password(); ok && p != "" {
-		return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), p, "xxxxx"))
+	authority, _, _ := strings.Cut(rest, "/")
+	if at := strings.LastIndex(authority, "@"); at > 0 {
+		msg = strings.ReplaceAll(msg, authority[:at], "xxxxx")
 	}
-	return err
+	return msg
 }
 
 // Redacted returns url with its password replaced, for logs.
