@@ -8,35 +8,36 @@ import (
 // ChainSpec defines a pipeline: the Redis lists it drains, the Links each
 // vCon goes through in order, the Storages it is written to and the lists
 // it is pushed to when done. It is the conserver `chains:` entry as an object.
-// +kubebuilder:validation:XValidation:rule="!has(self.egressLists) || self.egressLists.all(e, !(e in self.ingressLists))",message="an egress list cannot also be an ingress list of the same chain: every vCon would loop forever"
+// +kubebuilder:validation:XValidation:rule="!has(self.egressLists) || self.egressLists.all(e, !(e in self.ingressLists))",messageExpression="'egress list ' + self.egressLists.filter(e, e in self.ingressLists)[0] + ' is also an ingress list of this chain: every vCon would go round the chain forever'"
 type ChainSpec struct {
 	// IngressLists are the Redis lists producers RPUSH vCon uuids onto.
-	// +kubebuilder:validation:MinItems=1
+	// At least one; each name once.
+	// +kubebuilder:validation:XValidation:rule="size(self) > 0",message="ingressLists must name at least one Redis list: the list producers push vCon uuids onto, e.g. [default]"
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=512
-	// +kubebuilder:validation:items:Pattern=`^[^\s]+$`
+	// +kubebuilder:validation:items:XValidation:rule="self != ''",message="a list name cannot be empty"
+	// +kubebuilder:validation:items:XValidation:rule="!self.matches('[[:space:]]')",message="a list name cannot contain spaces, tabs or line breaks"
 	// +listType=set
 	IngressLists []string `json:"ingressLists"`
 	// Links are the names of Link objects in this namespace, run in order.
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
-	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="links must be names of Link objects: lower-case letters, digits, '-' and '.'"
 	// +optional
 	Links []string `json:"links,omitempty"`
 	// Storages are the names of Storage objects in this namespace; every one
 	// is written before the vCon is pushed to the egress lists.
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=253
-	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="storages must be names of Storage objects: lower-case letters, digits, '-' and '.'"
 	// +listType=set
 	// +optional
 	Storages []string `json:"storages,omitempty"`
 	// EgressLists receive the uuid of every vCon that finished the chain.
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=512
-	// +kubebuilder:validation:items:Pattern=`^[^\s]+$`
+	// +kubebuilder:validation:items:XValidation:rule="self != ''",message="a list name cannot be empty"
+	// +kubebuilder:validation:items:XValidation:rule="!self.matches('[[:space:]]')",message="a list name cannot contain spaces, tabs or line breaks"
 	// +listType=set
 	// +optional
 	EgressLists []string `json:"egressLists,omitempty"`
@@ -48,7 +49,8 @@ type ChainSpec struct {
 	// Timeout bounds the whole chain for one vCon; a vCon that takes longer
 	// is dead-lettered with reason "timeout". Empty means no limit.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="timeout must be a duration such as 30s, 5m or 1h30m"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="timeout must be a duration with a unit, such as 30s, 5m or 1h30m"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// Redis the chain's lists live in. Empty means the operator's default.
@@ -61,14 +63,15 @@ type ChainSpec struct {
 }
 
 // RedisConnection says which Redis to use: a URL, or a Secret holding one.
-// redis://, rediss:// (TLS), redis+sentinel:// style URLs and cluster
-// address lists are accepted by the worker.
+// The worker accepts redis:// and rediss:// (TLS), unix://,
+// redis+cluster://host1:port?addr=host2:port and
+// redis+sentinel://host1:port,host2:port?master=NAME (rediss+ for TLS).
 // +kubebuilder:validation:XValidation:rule="!(has(self.url) && has(self.urlSecretRef))",message="set redis.url or redis.urlSecretRef, not both"
 type RedisConnection struct {
 	// URL of the Redis server, e.g. redis://redis:6379/0. Put credentials in
 	// urlSecretRef instead.
-	// +kubebuilder:validation:Pattern=`^(redis|rediss|unix)://.+`
 	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(rediss?([+](cluster|sentinel))?|unix)://.+')",message="redis.url must be a Redis URL starting with redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://, e.g. redis://redis:6379/0"
 	// +optional
 	URL string `json:"url,omitempty"`
 	// URLSecretRef selects a Secret key holding the Redis URL.
@@ -77,7 +80,7 @@ type RedisConnection struct {
 }
 
 // WorkerSpec sizes the worker Deployment and drives the autoscaler.
-// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="workers.minReplicas must not be greater than workers.maxReplicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",message="workers.minReplicas must not be greater than workers.maxReplicas (which is 10 when not set)"
 type WorkerSpec struct {
 	// MinReplicas kept while idle; 0 lets an idle chain use no pods.
 	// +kubebuilder:default=0
@@ -105,7 +108,8 @@ type WorkerSpec struct {
 	// ScaleDownDelay is how long demand must stay lower before workers are removed.
 	// +kubebuilder:default="60s"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="scaleDownDelay must be a duration such as 30s, 5m or 1h30m"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="scaleDownDelay must be a duration with a unit, such as 30s, 5m or 1h30m"
 	// +optional
 	ScaleDownDelay *metav1.Duration `json:"scaleDownDelay,omitempty"`
 	// Resources of the worker container.

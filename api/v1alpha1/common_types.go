@@ -9,8 +9,8 @@ import (
 // variable, so that options can say `${NAME}` instead of holding credentials.
 type SecretEnv struct {
 	// Name of the environment variable, referenced from options as ${Name}.
-	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z_][A-Za-z0-9_]*$')",message="an env name is letters, digits and _, not starting with a digit, e.g. PG_PASSWORD"
 	Name string `json:"name"`
 	// SecretKeyRef selects the key of a Secret in the same namespace.
 	SecretKeyRef corev1.SecretKeySelector `json:"secretKeyRef"`

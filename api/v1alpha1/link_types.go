@@ -2,8 +2,8 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // LinkSpec defines one processing step. Exactly one of module, http and
@@ -12,8 +12,9 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.options) || has(self.module)",message="options are only for module links; http and container steps take their settings from their own fields"
 type LinkSpec struct {
 	// Module is a conserver link module built into the worker, e.g. links.tag.
-	// +kubebuilder:validation:Pattern=`^links\.[a-z0-9_]+$`
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('storage.')",message="storage modules do not run as Links: create a Storage with this module and list it in the Chain's storages"
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('storage.') || self.matches('^links[.][a-z0-9_]+$')",message="module must be a link module name: links. followed by lower-case letters, digits or _, e.g. links.tag"
 	// +optional
 	Module string `json:"module,omitempty"`
 	// Options are the module's options, as in a conserver config file.
@@ -30,11 +31,13 @@ type LinkSpec struct {
 	// +optional
 	Container *ContainerStep `json:"container,omitempty"`
 	// Env exposes Secret keys to the worker as environment variables.
+	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	Env []SecretEnv `json:"env,omitempty"`
 	// EnvFrom exposes every key of the named Secrets as environment variables.
+	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	EnvFrom []corev1.SecretEnvSource `json:"envFrom,omitempty"`
 }
@@ -42,14 +45,18 @@ type LinkSpec struct {
 // HTTPStep is a step service reachable over HTTP.
 type HTTPStep struct {
 	// URL the vCon is POSTed to.
-	// +kubebuilder:validation:Pattern=`^https?://.+`
 	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?#]+')",message="http.url must be an absolute http:// or https:// URL, e.g. http://sentiment.steps.svc:8080/analyze"
 	URL string `json:"url"`
 	// Timeout of one call.
 	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="http.timeout must be a duration with a unit, such as 30s, 5m or 1h30m"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// Headers added to every call, their values from Secrets.
+	// +kubebuilder:validation:MaxItems=32
 	// +optional
 	// +listType=map
 	// +listMapKey=name
@@ -59,8 +66,8 @@ type HTTPStep struct {
 // SecretHeader is an HTTP header whose value comes from a Secret key.
 type SecretHeader struct {
 	// Name of the header.
-	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9-]+$`
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9-]+$')",message="a header name is letters, digits and '-', e.g. Authorization or X-Api-Key"
 	Name string `json:"name"`
 	// ValueFrom selects the Secret key holding the value.
 	ValueFrom corev1.SecretKeySelector `json:"valueFrom"`
@@ -70,6 +77,7 @@ type SecretHeader struct {
 type ContainerStep struct {
 	// Image of the step service.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
 	Image string `json:"image"`
 	// Port the step service listens on, on localhost.
 	// +kubebuilder:validation:Minimum=1
@@ -77,10 +85,15 @@ type ContainerStep struct {
 	Port int32 `json:"port"`
 	// Path the vCon is POSTed to.
 	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="container.path must start with /, e.g. /analyze"
 	// +optional
 	Path string `json:"path,omitempty"`
 	// Timeout of one call.
 	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="container.timeout must be a duration with a unit, such as 30s, 5m or 1h30m"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// Resources of the sidecar.

@@ -2,15 +2,16 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // StorageSpec defines where finished vCons are written.
 type StorageSpec struct {
 	// Module is a conserver storage module built into the worker, e.g. storage.postgres.
-	// +kubebuilder:validation:Pattern=`^storage\.[a-z0-9_]+$`
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('links.')",message="link modules do not run as Storages: create a Link with this module and list it in the Chain's links"
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('links.') || self.matches('^storage[.][a-z0-9_]+$')",message="module must be a storage module name: storage. followed by lower-case letters, digits or _, e.g. storage.postgres"
 	Module string `json:"module"`
 	// Options are the module's options, as in a conserver config file.
 	// Values may reference environment variables as ${NAME}.
@@ -19,11 +20,13 @@ type StorageSpec struct {
 	// +optional
 	Options *apiextensionsv1.JSON `json:"options,omitempty"`
 	// Env exposes Secret keys to the worker as environment variables.
+	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	Env []SecretEnv `json:"env,omitempty"`
 	// EnvFrom exposes every key of the named Secrets as environment variables.
+	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	EnvFrom []corev1.SecretEnvSource `json:"envFrom,omitempty"`
 }

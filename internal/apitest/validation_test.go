@@ -1,0 +1,355 @@
+package apitest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	vconv1alpha1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+)
+
+// TestServerRejectsBadManifests sends manifests a user could plausibly write
+// and checks that the API server refuses each with a message naming the
+// field and saying what is wrong.
+func TestServerRejectsBadManifests(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name     string
+		manifest string
+		// want are fragments of the API server's answer, usually the field
+		// path and our message.
+		want []string
+	}{
+		{
+			name: "minReplicas above maxReplicas",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {minReplicas: 5, maxReplicas: 2}}`,
+			want: []string{"spec.workers", "workers.minReplicas must not be greater than workers.maxReplicas"},
+		},
+		{
+			name: "minReplicas above the default maxReplicas",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {minReplicas: 20}}`,
+			want: []string{"workers.minReplicas must not be greater than workers.maxReplicas (which is 10 when not set)"},
+		},
+		{
+			name: "maxReplicas zero",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {maxReplicas: 0}}`,
+			want: []string{"spec.workers.maxReplicas", "should be greater than or equal to 1"},
+		},
+		{
+			name: "no ingress list",
+			manifest: `
+kind: Chain
+spec: {egressLists: [out]}`,
+			want: []string{"spec.ingressLists: Required value"},
+		},
+		{
+			name: "empty ingress lists",
+			manifest: `
+kind: Chain
+spec: {ingressLists: []}`,
+			want: []string{"spec.ingressLists", "ingressLists must name at least one Redis list"},
+		},
+		{
+			name: "ingress list named twice",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [calls, calls]}`,
+			want: []string{"spec.ingressLists[1]", `Duplicate value: "calls"`},
+		},
+		{
+			name: "empty ingress list name",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [""]}`,
+			want: []string{"spec.ingressLists[0]", "a list name cannot be empty"},
+		},
+		{
+			name: "space in an ingress list name",
+			manifest: `
+kind: Chain
+spec: {ingressLists: ["new calls"]}`,
+			want: []string{"spec.ingressLists[0]", "a list name cannot contain spaces, tabs or line breaks"},
+		},
+		{
+			name: "tab in an egress list name",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], egressLists: ["out\tlist"]}`,
+			want: []string{"spec.egressLists[0]", "a list name cannot contain spaces, tabs or line breaks"},
+		},
+		{
+			name: "egress list equal to an ingress list",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [a, b], egressLists: [done, b]}`,
+			want: []string{"egress list b is also an ingress list of this chain"},
+		},
+		{
+			name: "redis url and urlSecretRef both set",
+			manifest: `
+kind: Chain
+spec:
+  ingressLists: [in]
+  redis: {url: "redis://redis:6379", urlSecretRef: {name: redis, key: url}}`,
+			want: []string{"spec.redis", "set redis.url or redis.urlSecretRef, not both"},
+		},
+		{
+			name: "redis url that is not a Redis URL",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], redis: {url: "http://redis:6379"}}`,
+			want: []string{"spec.redis.url", "redis.url must be a Redis URL"},
+		},
+		{
+			name: "chain link name in upper case",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], links: [Tag]}`,
+			want: []string{"spec.links[0]", "links must be names of Link objects"},
+		},
+		{
+			name: "negative concurrency",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {concurrency: -1}}`,
+			want: []string{"spec.workers.concurrency", "should be greater than or equal to 1"},
+		},
+		{
+			name: "zero concurrency",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {concurrency: 0}}`,
+			want: []string{"spec.workers.concurrency", "should be greater than or equal to 1"},
+		},
+		{
+			name: "timeout in words",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], timeout: ten seconds}`,
+			want: []string{"spec.timeout", "timeout must be a duration with a unit, such as 30s"},
+		},
+		{
+			name: "timeout without a unit",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], timeout: "5"}`,
+			want: []string{"spec.timeout", "timeout must be a duration with a unit"},
+		},
+		{
+			name: "scaleDownDelay in words",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {scaleDownDelay: 2 minutes}}`,
+			want: []string{"spec.workers.scaleDownDelay", "scaleDownDelay must be a duration with a unit"},
+		},
+		{
+			name: "link with a module and an http step",
+			manifest: `
+kind: Link
+spec: {module: links.tag, http: {url: "http://step:8080/"}}`,
+			want: []string{"a Link runs in exactly one way: set one of module, http or container"},
+		},
+		{
+			name: "link with no way to run",
+			manifest: `
+kind: Link
+spec: {env: [{name: TOKEN, secretKeyRef: {name: s, key: k}}]}`,
+			want: []string{"a Link runs in exactly one way: set one of module, http or container"},
+		},
+		{
+			name: "link with options but no module",
+			manifest: `
+kind: Link
+spec: {http: {url: "http://step:8080/"}, options: {tags: [a]}}`,
+			want: []string{"options are only for module links"},
+		},
+		{
+			name: "link module without the links. prefix",
+			manifest: `
+kind: Link
+spec: {module: tag}`,
+			want: []string{"spec.module", "module must be a link module name: links. followed by lower-case letters, digits or _, e.g. links.tag"},
+		},
+		{
+			name: "link module in upper case",
+			manifest: `
+kind: Link
+spec: {module: links.Tag}`,
+			want: []string{"spec.module", "module must be a link module name"},
+		},
+		{
+			name: "storage module as a link",
+			manifest: `
+kind: Link
+spec: {module: storage.postgres}`,
+			want: []string{"spec.module", "storage modules do not run as Links: create a Storage"},
+		},
+		{
+			name: "http step URL without a scheme",
+			manifest: `
+kind: Link
+spec: {http: {url: "sentiment.steps.svc:8080/analyze"}}`,
+			want: []string{"spec.http.url", "http.url must be an absolute http:// or https:// URL"},
+		},
+		{
+			name: "http step timeout without a unit",
+			manifest: `
+kind: Link
+spec: {http: {url: "http://step:8080/", timeout: "30"}}`,
+			want: []string{"spec.http.timeout", "http.timeout must be a duration with a unit"},
+		},
+		{
+			name: "container step on port 0",
+			manifest: `
+kind: Link
+spec: {container: {image: "example.com/step:1", port: 0}}`,
+			want: []string{"spec.container.port", "should be greater than or equal to 1"},
+		},
+		{
+			name: "container step path without a leading slash",
+			manifest: `
+kind: Link
+spec: {container: {image: "example.com/step:1", port: 8080, path: analyze}}`,
+			want: []string{"spec.container.path", "container.path must start with /"},
+		},
+		{
+			name: "env name starting with a digit",
+			manifest: `
+kind: Link
+spec: {module: links.tag, env: [{name: 1PASSWORD, secretKeyRef: {name: s, key: k}}]}`,
+			want: []string{"spec.env[0].name", "an env name is letters, digits and _, not starting with a digit"},
+		},
+		{
+			name: "storage module without the storage. prefix",
+			manifest: `
+kind: Storage
+spec: {module: postgres}`,
+			want: []string{"spec.module", "module must be a storage module name: storage. followed by"},
+		},
+		{
+			name: "link module as a storage",
+			manifest: `
+kind: Storage
+spec: {module: links.webhook}`,
+			want: []string{"spec.module", "link modules do not run as Storages: create a Link"},
+		},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			obj := object(t, "apiVersion: vcon.dev/v1alpha1\n"+strings.TrimSpace(tc.manifest))
+			obj.SetNamespace(ns)
+			obj.SetName(fmt.Sprintf("bad-%d", i))
+			err := kube.Client.Create(ctx, obj)
+			if err == nil {
+				_ = kube.Client.Delete(ctx, obj)
+				t.Fatalf("the API server accepted it; want a rejection saying %q", tc.want)
+			}
+			t.Log(err)
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("want an Invalid error, got %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("the error does not say %q:\n%v", w, err)
+				}
+			}
+			// Schema errors that stop the CEL rules make the server add a
+			// generic sentence; a user should see only what is wrong.
+			if strings.Contains(err.Error(), "failed rule") {
+				t.Errorf("a rule has no message of its own:\n%v", err)
+			}
+		})
+	}
+}
+
+// TestServerAcceptsValidVariants covers forms a strict rule could wrongly
+// refuse, and reads each back through the Go types: a value the schema
+// accepts but the operator cannot decode would break its watch of every
+// object of that kind.
+func TestServerAcceptsValidVariants(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name     string
+		manifest string
+	}{
+		{"redis sentinel URL", `
+kind: Chain
+spec: {ingressLists: [in], redis: {url: "redis+sentinel://s1:26379,s2:26379/mymaster/0"}}`},
+		{"redis cluster URL over TLS", `
+kind: Chain
+spec: {ingressLists: [in], redis: {url: "rediss+cluster://r1:6379,r2:6379"}}`},
+		{"redis unix socket", `
+kind: Chain
+spec: {ingressLists: [in], redis: {url: "unix:///var/run/redis/redis.sock"}}`},
+		{"redis URL from a Secret", `
+kind: Chain
+spec: {ingressLists: [in], redis: {urlSecretRef: {name: redis, key: url}}}`},
+		{"compound and fractional durations", `
+kind: Chain
+spec: {ingressLists: [in], timeout: 1h30m, workers: {scaleDownDelay: 1.5s}}`},
+		{"list names with Redis punctuation", `
+kind: Chain
+spec: {ingressLists: ["{calls}:in", "team/a.b"], egressLists: ["{calls}:out"]}`},
+		{"minReplicas equal to maxReplicas", `
+kind: Chain
+spec: {ingressLists: [in], workers: {minReplicas: 3, maxReplicas: 3}}`},
+		{"a link used twice in one chain", `
+kind: Chain
+spec: {ingressLists: [in], links: [tag, filter, tag]}`},
+		{"http step with secret headers", `
+kind: Link
+spec:
+  http:
+    url: "https://sentiment.steps.svc:8443/analyze?v=2"
+    timeout: 10s
+    headers: [{name: X-Api-Key, valueFrom: {name: step, key: key}}]`},
+		{"container step", `
+kind: Link
+spec: {container: {image: "example.com/step:1", port: 8080, path: /analyze, timeout: 2m}}`},
+		{"module link with secret env", `
+kind: Link
+spec:
+  module: links.webhook
+  options: {webhook-urls: ["https://example.com"]}
+  env: [{name: _TOKEN2, secretKeyRef: {name: s, key: k}}]
+  envFrom: [{name: more-secrets}]`},
+		{"storage with a digit in the module name", `
+kind: Storage
+spec: {module: storage.s3, options: {bucket: vcons}}`},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			obj := object(t, "apiVersion: vcon.dev/v1alpha1\n"+strings.TrimSpace(tc.manifest))
+			obj.SetNamespace(ns)
+			obj.SetName(fmt.Sprintf("good-%d", i))
+			if err := kube.Client.Create(ctx, obj); err != nil {
+				t.Fatalf("the API server refused it: %v", err)
+			}
+			key := clientKey(obj)
+			var err error
+			switch obj.GetKind() {
+			case "Chain":
+				err = kube.Client.Get(ctx, key, &vconv1alpha1.Chain{})
+			case "Link":
+				err = kube.Client.Get(ctx, key, &vconv1alpha1.Link{})
+			case "Storage":
+				err = kube.Client.Get(ctx, key, &vconv1alpha1.Storage{})
+			default:
+				t.Fatalf("unexpected kind %q", obj.GetKind())
+			}
+			if err != nil {
+				t.Fatalf("stored, but it does not decode into the Go type: %v", err)
+			}
+		})
+	}
+}
