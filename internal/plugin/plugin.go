@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 )
@@ -52,10 +53,17 @@ func ProcessRuntime() Runtime {
 // the process exit code: 0 on success, the check's code for `status
 // --check`, 1 for any other failure, after one line on ErrOut.
 func Main(ctx context.Context, args []string, rt Runtime) int {
+	// The commands report Redis errors themselves, in one line; go-redis
+	// would log every failed dial on top.
+	redis.SetLogger(quietRedisLog{})
 	cmd := NewCommand(rt)
 	cmd.SetArgs(args)
 	return exitCode(cmd.ExecuteContext(ctx), rt.ErrOut)
 }
+
+type quietRedisLog struct{}
+
+func (quietRedisLog) Printf(context.Context, string, ...any) {}
 
 // exitError ends the command with a code; msg, when set, is printed as the
 // one error line.
