@@ -134,6 +134,8 @@ func NewCommand(rt Runtime) *cobra.Command {
   import conserver.yml      turn a conserver config into Chain, Link and Storage manifests`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// kubectl runs us as kubectl-vcon; help should say what users type.
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl vcon"},
 	}
 	cmd.SetIn(rt.In)
 	cmd.SetOut(rt.Out)

@@ -25,9 +25,6 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
-// DefaultTokenHeader is conserver's API token header (CONSERVER_HEADER_NAME).
-const DefaultTokenHeader = "x-conserver-api-token"
-
 // maxFileBytes bounds one vCon file; the API's default body limit is far
 // below it.
 const maxFileBytes = 256 << 20
@@ -72,7 +69,7 @@ TTL the API would give it) and the uuid on the list, in one MULTI/EXEC.`,
 	f := cmd.Flags()
 	f.StringVar(&o.apiURL, "api-url", r.rt.Getenv("API_URL"), "conserver API base URL, e.g. http://localhost:8000/api (env API_URL)")
 	f.StringVar(&o.token, "token", "", "conserver API token (default: env CONSERVER_API_TOKEN)")
-	f.StringVar(&o.tokenHeader, "token-header", DefaultTokenHeader, "header the API token is sent in (conserver's CONSERVER_HEADER_NAME)")
+	f.StringVar(&o.tokenHeader, "token-header", api.DefaultHeaderName, "header the API token is sent in (conserver's CONSERVER_HEADER_NAME)")
 	f.BoolVar(&o.direct, "direct", false, "write straight to the Chain's Redis instead of through the API")
 	f.StringVar(&o.redisURL, "redis-url", "", "with --direct, the Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
 	f.StringVar(&o.list, "ingress-list", "", "queue on this ingress list of the Chain instead of its first")

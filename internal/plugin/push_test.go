@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/api"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
@@ -242,4 +244,47 @@ func TestPushDirect(t *testing.T) {
 			t.Errorf("stored body %s", b.Data)
 		}
 	})
+}
+
+// TestAgainstRealAPI runs push and status --check against the project's
+// own API server (internal/api) on a real redis-server: the wire contract,
+// not a stand-in's idea of it.
+func TestAgainstRealAPI(t *testing.T) {
+	ctx := context.Background()
+	r := testenv.StartRedis(t)
+	rdb := r.Client()
+	srv, err := api.New(rdb, api.Options{Tokens: []string{"real-token"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	ns := namespace(t)
+	createChain(t, ns, "main", vconv1.ChainSpec{IngressLists: []string{"default"}}, healthyStatus(0, 0))
+	dir, _ := vconDir(t)
+	inv := invocation{kubeconfig: admin(t), env: map[string]string{"API_URL": hs.URL + "/api", "CONSERVER_API_TOKEN": "real-token"}}
+
+	res := inv.run(t, "push", "main", dir, "-n", ns)
+	if res.code != 1 || !strings.Contains(res.out, "Pushed 2 of 4 vCons") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.out, res.errOut)
+	}
+	assertList(t, rdbLRange(t, r, "default"), goodUUID1, strings.ToLower(goodUUID2))
+	if n := rdb.Exists(ctx, vconstore.Key(goodUUID1), vconstore.Key(strings.ToLower(goodUUID2))).Val(); n != 2 {
+		t.Errorf("%d of 2 bodies stored", n)
+	}
+
+	res = invocation{kubeconfig: admin(t), env: map[string]string{"API_URL": hs.URL + "/api", "CONSERVER_API_TOKEN": "wrong"}}.run(t, "push", "main", dir, "-n", ns)
+	if res.code != 1 || !strings.HasPrefix(res.errOut, "error: the API answered 403 Forbidden: the token was refused") {
+		t.Errorf("wrong token: exit %d, stderr %q", res.code, res.errOut)
+	}
+
+	res = inv.run(t, "status", "main", "--check", "-n", ns)
+	if res.code != 0 || res.out != "OK: All checks passed\n" {
+		t.Errorf("check with a healthy API: exit %d, %q %q", res.code, res.out, res.errOut)
+	}
+	r.Stop() // the API's /health pings Redis
+	res = inv.run(t, "status", "main", "--check", "-n", ns)
+	if res.code != 2 || res.out != "CRITICAL: API health check failed\n" {
+		t.Errorf("check with Redis down behind the API: exit %d, %q %q", res.code, res.out, res.errOut)
+	}
 }
