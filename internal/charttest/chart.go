@@ -27,13 +27,9 @@ import (
 const PrometheusOperatorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
 
 // ReleaseName and ReleaseNamespace are what every test renders with.
-// KubeVersion is the envtest API server's: a helm built from the module
-// proxy (without the release ldflags) would otherwise assume v1.20.0 and
-// refuse the chart's kubeVersion.
 const (
 	ReleaseName      = "vcon-operator"
 	ReleaseNamespace = "vcon-system"
-	KubeVersion      = "1.37.2"
 )
 
 // Paths of the repository the tests need.
@@ -73,8 +69,14 @@ func (p Paths) Tool(name string) (string, error) {
 // Run runs a command and returns its combined output, with the command in
 // the error.
 func Run(dir, name string, args ...string) (string, error) {
+	return RunEnv(dir, nil, name, args...)
+}
+
+// RunEnv is Run with extra environment variables (KEY=value).
+func RunEnv(dir string, env []string, name string, args ...string) (string, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -90,7 +92,7 @@ func (p Paths) Template(valuesFiles []string, extra ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	args := []string{"template", ReleaseName, p.Chart, "--namespace", ReleaseNamespace, "--kube-version", KubeVersion}
+	args := []string{"template", ReleaseName, p.Chart, "--namespace", ReleaseNamespace}
 	for _, f := range valuesFiles {
 		args = append(args, "--values", f)
 	}

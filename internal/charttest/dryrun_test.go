@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -62,11 +63,19 @@ func TestServerSideDryRun(t *testing.T) {
 	for i, tc := range cases {
 		rendered[i] = render(t, p, tc.values...)
 	}
+	// On a busy machine kube-apiserver takes longer than envtest's default
+	// 20s to answer; a slow start is not what this test is about.
+	if os.Getenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT") == "" {
+		t.Setenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT", "3m")
+	}
 	kube := testenv.StartKube(t, testenv.WithCRDPaths(prometheusOperatorCRDs(t, p)))
 	ctx := context.Background()
 	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ReleaseNamespace}}); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("helm install --dry-run=server keeps the API token and prints NOTES", func(t *testing.T) {
+		helmInstallDryRun(t, p, kube)
+	})
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, o := range rendered[i] {
@@ -78,5 +87,52 @@ func TestServerSideDryRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// helmInstallDryRun runs `helm install --dry-run=server` against the API
+// server: the NOTES render, and the token Secret already in the cluster is
+// read back (lookup) instead of a new random one, so an upgrade keeps it.
+func helmInstallDryRun(t *testing.T, p Paths, kube *testenv.Kube) {
+	helm, err := p.Tool("helm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kube.Env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const token = "dG9rZW4tYWxyZWFkeS1pbi10aGUtY2x1c3Rlcg==" // "token-already-in-the-cluster"
+	// The Secret as a previous install of the release left it.
+	existing := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "vcon-operator-api-token", Namespace: ReleaseNamespace,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "Helm"},
+			Annotations: map[string]string{
+				"meta.helm.sh/release-name":      ReleaseName,
+				"meta.helm.sh/release-namespace": ReleaseNamespace,
+			},
+		},
+		Data: map[string][]byte{"token": []byte("token-already-in-the-cluster")},
+	}
+	if err := kube.Client.Create(context.Background(), existing); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kube.Client.Delete(context.Background(), existing) })
+	out, err := RunEnv(p.Root, []string{"KUBECONFIG=" + kubeconfig, "HELM_CACHE_HOME=" + t.TempDir(), "HELM_CONFIG_HOME=" + t.TempDir(), "HELM_DATA_HOME=" + t.TempDir()},
+		helm, "install", ReleaseName, p.Chart, "--namespace", ReleaseNamespace, "--dry-run=server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"token: " + token,
+		"NOTES:",
+		"curl http://localhost:8000/api/health",
+		"kubectl -n vcon-system get secret vcon-operator-api-token",
+		"--set monitoring.podMonitor.enabled=true",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("helm install --dry-run=server output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -55,7 +55,7 @@ func TestHelmLint(t *testing.T) {
 		{"full values", []string{filepath.Join(p.Chart, fullValues)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := []string{"lint", "--strict", p.Chart, "--namespace", ReleaseNamespace, "--kube-version", KubeVersion}
+			args := []string{"lint", "--strict", p.Chart, "--namespace", ReleaseNamespace}
 			for _, v := range tc.values {
 				args = append(args, "--values", v)
 			}
