@@ -161,10 +161,8 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	setCondition(&status.Conditions, gen, ConditionScalingLimited, decision.Limited, limitedReason(decision), limitedMessage(&chain, decision))
 
 	if !equalStatus(&chain.Status, status) {
-		patch := client.MergeFrom(chain.DeepCopy())
-		chain.Status = *status
-		if err := r.Status().Patch(ctx, &chain, patch); err != nil {
-			return ctrl.Result{}, err
+		if err := r.applyStatus(ctx, &chain, status); err != nil {
+			return ctrl.Result{}, fmt.Errorf("apply status: %w", err)
 		}
 		logger.V(1).Info("status updated", "workers", status.Workers, "ingress", status.Queue.Ingress)
 	}

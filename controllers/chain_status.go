@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,7 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 // decide runs the autoscaling policy on the latest observation.
@@ -123,6 +125,25 @@ func limitedMessage(chain *vconv1.Chain, d autoscale.Decision) string {
 		return fmt.Sprintf("the queue wants %d workers; workers.maxReplicas is %d", d.Desired, chain.Spec.Workers.MaxReplicas)
 	}
 	return "demand is within workers.maxReplicas"
+}
+
+// applyStatus writes the whole status by server-side apply with our field
+// manager: every field is sent, zeros included, and one we stop sending
+// (queue.stale, queue.observedAt) is removed. A JSON merge patch against
+// the cached Chain left out the zeros the server had never stored (the
+// first status has no queue), so the next patch sent queue.observedAt
+// alone and the API server refused the incomplete queue: the figures never
+// reached the status.
+func (r *ChainReconciler) applyStatus(ctx context.Context, chain *vconv1.Chain, st *vconv1.ChainStatus) error {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(st)
+	if err != nil {
+		return err
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"status": m}}
+	u.SetGroupVersionKind(vconv1.GroupVersion.WithKind("Chain"))
+	u.SetNamespace(chain.Namespace)
+	u.SetName(chain.Name)
+	return r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(workload.FieldOwner), client.ForceOwnership)
 }
 
 // equalStatus ignores nothing: a status is written only when it differs.
