@@ -119,6 +119,34 @@ type WorkerSpec struct {
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	Image string `json:"image,omitempty"`
+	// Volumes are mounted into every worker pod, e.g. a PersistentVolumeClaim
+	// for storage.file: the worker's root filesystem is read-only.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Volumes []WorkerVolume `json:"volumes,omitempty"`
+}
+
+// WorkerVolume is a volume mounted into the worker container: a
+// PersistentVolumeClaim, or an emptyDir when no claim is named.
+type WorkerVolume struct {
+	// Name of the volume.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// MountPath in the worker container, e.g. /data/vcons.
+	// +kubebuilder:validation:Pattern=`^/.*`
+	// +kubebuilder:validation:MaxLength=1024
+	MountPath string `json:"mountPath"`
+	// ClaimName of a PersistentVolumeClaim in the Chain's namespace; empty
+	// means an emptyDir that lives as long as the pod.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ClaimName string `json:"claimName,omitempty"`
+	// ReadOnly mounts the volume read-only.
+	// +optional
+	ReadOnly bool `json:"readOnly,omitempty"`
 }
 
 // QueueStatus is where the chain's vCons are, as last measured in Redis.

@@ -85,10 +85,10 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 		},
 		Resources:       ch.Spec.Workers.Resources,
 		SecurityContext: containerSecurity(),
-		VolumeMounts: []corev1.VolumeMount{
+		VolumeMounts: append([]corev1.VolumeMount{
 			{Name: "config", MountPath: ConfigDir, ReadOnly: true},
 			{Name: "tmp", MountPath: "/tmp"},
-		},
+		}, userMounts(ch)...),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
 
@@ -135,12 +135,12 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 					},
 					InitContainers: initContainers,
 					Containers:     []corev1.Container{worker},
-					Volumes: []corev1.Volume{
+					Volumes: append([]corev1.Volume{
 						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 							LocalObjectReference: corev1.LocalObjectReference{Name: ConfigMapName(ch.Name)},
 						}}},
 						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-					},
+					}, userVolumes(ch)...),
 				},
 			},
 		},
@@ -179,4 +179,25 @@ func stepSidecar(l *vconv1.Link) *corev1.Container {
 		Resources:       c.Resources,
 		SecurityContext: containerSecurity(),
 	}
+}
+
+// userVolumes and userMounts are the Chain's workers.volumes.
+func userVolumes(ch *vconv1.Chain) []corev1.Volume {
+	var out []corev1.Volume
+	for _, v := range ch.Spec.Workers.Volumes {
+		src := corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}
+		if v.ClaimName != "" {
+			src = corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: v.ClaimName, ReadOnly: v.ReadOnly}}
+		}
+		out = append(out, corev1.Volume{Name: "user-" + v.Name, VolumeSource: src})
+	}
+	return out
+}
+
+func userMounts(ch *vconv1.Chain) []corev1.VolumeMount {
+	var out []corev1.VolumeMount
+	for _, v := range ch.Spec.Workers.Volumes {
+		out = append(out, corev1.VolumeMount{Name: "user-" + v.Name, MountPath: v.MountPath, ReadOnly: v.ReadOnly})
+	}
+	return out
 }

@@ -114,7 +114,7 @@ func Render(in Inputs) (*Rendered, error) {
 	// image. The replica count is deliberately not part of it.
 	h := sha256.New()
 	h.Write(data)
-	for _, part := range []any{r.Env, r.EnvFrom, r.Sidecars, in.RedisURL, in.RedisSecret, in.Image, ch.Spec.Workers.Resources, ch.Spec.Workers.Concurrency, ch.Spec.Timeout} {
+	for _, part := range []any{r.Env, r.EnvFrom, r.Sidecars, in.RedisURL, in.RedisSecret, in.Image, ch.Spec.Workers.Resources, ch.Spec.Workers.Concurrency, ch.Spec.Timeout, ch.Spec.Workers.Volumes} {
 		b, _ := json.Marshal(part)
 		h.Write(b)
 	}
