@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,6 +17,7 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 // LinkReconciler says whether a Link can run: its module is one the worker
@@ -32,7 +34,7 @@ func (r *LinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if l.Spec.Module != "" && !slices.Contains(links.Known(), l.Spec.Module) {
 		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", l.Spec.Module, strings.Join(links.Known(), ", "))
 	}
-	return ctrl.Result{}, setStepStatus(ctx, r.Client, &l, &l.Status, ok, reason, msg)
+	return ctrl.Result{}, setStepStatus(ctx, r.Client, &l, &l.Status, ok, reason, msg, l.Spec.Options)
 }
 
 // SetupWithManager registers the controller.
@@ -55,7 +57,7 @@ func (r *StorageReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if !slices.Contains(storage.Known(), s.Spec.Module) {
 		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", s.Spec.Module, strings.Join(storage.Known(), ", "))
 	}
-	return ctrl.Result{}, setStepStatus(ctx, r.Client, &s, &s.Status, ok, reason, msg)
+	return ctrl.Result{}, setStepStatus(ctx, r.Client, &s, &s.Status, ok, reason, msg, s.Spec.Options)
 }
 
 // SetupWithManager registers the controller.
@@ -65,11 +67,23 @@ func (r *StorageReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-func setStepStatus(ctx context.Context, c client.Client, obj client.Object, st *vconv1.StepStatus, ok bool, reason, msg string) error {
+// ConditionCredentialsInSecrets is False when options hold a credential
+// literally: options are rendered into a ConfigMap, so credentials belong
+// in a Secret, referenced as ${VAR} with env. The step still runs (a
+// migration should not stop), but the condition says what to fix.
+const ConditionCredentialsInSecrets = "CredentialsInSecrets"
+
+func setStepStatus(ctx context.Context, c client.Client, obj client.Object, st *vconv1.StepStatus, ok bool, reason, msg string, options *apiextensionsv1.JSON) error {
 	before := st.DeepCopy()
 	patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
 	st.ObservedGeneration = obj.GetGeneration()
 	setCondition(&st.Conditions, obj.GetGeneration(), ConditionReady, ok, reason, msg)
+	if literal, err := workload.LiteralCredentials(options); err == nil && len(literal) > 0 {
+		setCondition(&st.Conditions, obj.GetGeneration(), ConditionCredentialsInSecrets, false, "LiteralCredential",
+			fmt.Sprintf("options %s hold credentials in plain text, which end up in a ConfigMap: move them to a Secret and write ${VAR} with env", strings.Join(literal, ", ")))
+	} else {
+		setCondition(&st.Conditions, obj.GetGeneration(), ConditionCredentialsInSecrets, true, "NoLiteralCredentials", "no option holds a credential in plain text")
+	}
 	if equalStepStatus(before, st) {
 		return nil
 	}

@@ -1,0 +1,51 @@
+package workload
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+)
+
+// credentialKey matches option names that hold credentials in conserver's
+// modules (OPENAI_API_KEY, api_key, password, token, DEEPGRAM_KEY,
+// aws_secret_access_key, LITELLM_MASTER_KEY, ...).
+var credentialKey = regexp.MustCompile(`(?i)(password|passwd|secret|token|api_?key|(^|_)key$|master_key|authorization|credential)`)
+
+// LiteralCredentials returns the dotted paths of options that hold a
+// credential written out literally instead of as a ${VAR} reference to a
+// Secret-backed env var. Options are rendered into a ConfigMap, which is
+// no place for a credential, so such a step is refused.
+func LiteralCredentials(raw *apiextensionsv1.JSON) ([]string, error) {
+	opts, err := options(raw)
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, e := range t {
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if s, ok := e.(string); ok && credentialKey.MatchString(k) && s != "" && !strings.Contains(s, "${") {
+					found = append(found, p)
+					continue
+				}
+				walk(p, e)
+			}
+		case []any:
+			for i, e := range t {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		}
+	}
+	walk("", opts)
+	sort.Strings(found)
+	return found, nil
+}
