@@ -508,3 +508,29 @@ func fromUnstructured(u *unstructured.Unstructured, field string, into any) erro
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestImportNamespace: -n puts every manifest in that namespace; without it
+// the namespace is left to kubectl apply -n.
+func TestImportNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"import", "-", "-n", "team-a"}, "team-a"},
+		{[]string{"import", "-"}, ""},
+	} {
+		res := invocation{stdin: conserverYAML}.run(t, tc.args...)
+		if res.code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, res.code, res.errOut)
+		}
+		objs := decodeStream(t, res.out)
+		if len(objs) != 13 {
+			t.Errorf("%v: %d objects, want 13", tc.args, len(objs))
+		}
+		for _, o := range objs {
+			if o.GetNamespace() != tc.want {
+				t.Errorf("%v: %s/%s in namespace %q, want %q", tc.args, o.GetKind(), o.GetName(), o.GetNamespace(), tc.want)
+			}
+		}
+	}
+}
