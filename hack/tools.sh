@@ -45,12 +45,18 @@ build_in_module() {
 }
 
 ensure() {
-  local name=$1 version=$2 dir="$CACHE/$1-$2"
+  local name=$1 version=$2 dir="$CACHE/$1-$2" lockfd
   if [ -x "$dir/$name" ]; then link "$name" "$dir"; return 0; fi
+  # One build per tool at a time: a second make (another clone, CI) waits
+  # for the first instead of clobbering its half-built tree.
+  exec {lockfd}>"$dir.lock"
+  flock "$lockfd"
+  if [ -x "$dir/$name" ]; then flock -u "$lockfd"; link "$name" "$dir"; return 0; fi
   log "building $name $version into $dir (once per machine)"
   rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
   "build_$3" "$dir.tmp" "$version"
   rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  flock -u "$lockfd"
   link "$name" "$dir"
 }
 
