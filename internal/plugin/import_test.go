@@ -13,12 +13,14 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 // conserverYAML is a configuration as conserver users write it, with
@@ -214,6 +216,16 @@ func TestImport(t *testing.T) {
 					t.Errorf("Secret %s key %s = %q, want the placeholder", c.secret, c.envName, v)
 				}
 			}
+			// The operator's CredentialsInSecrets check finds nothing to flag.
+			for k, o := range objs {
+				if o.GetKind() != "Link" && o.GetKind() != "Storage" {
+					continue
+				}
+				raw, _ := json.Marshal(o.Object["spec"].(map[string]any)["options"])
+				if found, err := workload.LiteralCredentials(&apiextensionsv1.JSON{Raw: raw}); err != nil || len(found) > 0 {
+					t.Errorf("%s: the operator would flag options %v as literal credentials (%v)", k, found, err)
+				}
+			}
 			// What is not a credential is kept as written.
 			if v, _, _ := unstructured.NestedString(objs["Link/notify-webhook"].Object, "spec", "options", "headers", "Content-Type"); v != "application/json" {
 				t.Errorf("Content-Type header = %q", v)
@@ -365,6 +377,12 @@ func TestImportCredentials(t *testing.T) {
 			options: map[string]any{"token": "${TOK:-literal-default}", "url": "${BASE:-http://x}/y", "note": "$${NOT_A_REF}", "flag_token": true},
 			want:    map[string]any{"token": "${TOK}", "url": "${BASE:-http://x}/y", "note": "$${NOT_A_REF}", "flag_token": true},
 			env:     []string{"BASE", "TOK"},
+		},
+		{
+			name:    "what the operator calls a credential is moved too",
+			options: map[string]any{"tokenizer": "cl100k", "master_key": "mk"},
+			want:    map[string]any{"tokenizer": "${S_TOKENIZER}", "master_key": "${S_MASTER_KEY}"},
+			env:     []string{"S_MASTER_KEY", "S_TOKENIZER"},
 		},
 		{
 			name:    "a key already prefixed by the step is not prefixed twice",

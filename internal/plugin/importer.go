@@ -16,6 +16,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 // Annotations the import sets, so that the mapping survives -o json and
@@ -292,7 +293,11 @@ func (im *importer) value(se *stepEnv, v any, path, key string, secret bool) any
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for _, k := range sortedKeys(t) {
-			out[k] = im.value(se, t[k], path+"."+k, k, secret || IsSecretKey(k))
+			childSecret := secret || IsSecretKey(k)
+			if str, ok := t[k].(string); ok && !childSecret {
+				childSecret = operatorFlags(k, str)
+			}
+			out[k] = im.value(se, t[k], path+"."+k, k, childSecret)
 		}
 		return out
 	case []any:
@@ -327,6 +332,18 @@ func (im *importer) value(se *stepEnv, v any, path, key string, secret bool) any
 	default: // bool, nil
 		return t
 	}
+}
+
+// operatorFlags says whether the operator's CredentialsInSecrets check
+// would call this string option a literal credential; the import moves
+// every such value to a Secret, so an imported step passes that check.
+func operatorFlags(key, value string) bool {
+	raw, err := json.Marshal(map[string]string{key: value})
+	if err != nil {
+		return false
+	}
+	found, err := workload.LiteralCredentials(&apiextensionsv1.JSON{Raw: raw})
+	return err == nil && len(found) > 0
 }
 
 // newVar hands out a variable for a credential found at path and returns
