@@ -168,10 +168,6 @@ func TestAlerts(t *testing.T) {
 // variables are substituted (promtool checks them as recording rules).
 func TestDashboard(t *testing.T) {
 	p := paths(t)
-	promtool, err := p.Tool("promtool")
-	if err != nil {
-		t.Fatal(err)
-	}
 	objs := render(t, p, fullValues)
 	cm := one(t, objs, "ConfigMap", "vcon-operator-dashboard")
 	raw, _, _ := unstructured.NestedString(cm.Object, "data", "vcon-operator.json")
@@ -239,6 +235,10 @@ func TestDashboard(t *testing.T) {
 			continue
 		}
 		rules = append(rules, Rule{Record: "dashboard:variable_" + v.Name, Expr: SubstituteVariables(m[1])})
+	}
+	promtool, err := p.Tool("promtool")
+	if err != nil {
+		t.Fatal(err)
 	}
 	file := filepath.Join(t.TempDir(), "dashboard-queries.yaml")
 	writeYAML(t, file, RuleGroups{Groups: []RuleGroup{{Name: "dashboard", Rules: rules}}})
