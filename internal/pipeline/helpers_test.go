@@ -30,7 +30,9 @@ type env struct {
 	log    *slog.Logger
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTB(t) }
+
+func newEnvTB(t testing.TB) *env {
 	t.Helper()
 	rdb := testenv.StartRedis(t).Client()
 	return &env{
@@ -48,6 +50,10 @@ type mod struct {
 
 // chain builds a chain from the real link and storage registries.
 func (e *env) chain(t *testing.T, name string, ingress, egress []string, ls, ss []mod) Chain {
+	return e.chainTB(t, name, ingress, egress, ls, ss)
+}
+
+func (e *env) chainTB(t testing.TB, name string, ingress, egress []string, ls, ss []mod) Chain {
 	t.Helper()
 	ch := Chain{Name: name, Ingress: ingress, Egress: egress}
 	for _, m := range ls {
