@@ -1,35 +1,30 @@
 #!/usr/bin/env bash
-# Runs every benchmark program under hack/bench/<component>/ and writes each
-# one's section into docs/benchmarks.md, between the markers
-#   <!-- bench:<component>:begin --> ... <!-- bench:<component>:end -->
-# so that components refresh their own section and leave the others alone.
-# Each program prints its markdown section on stdout (progress on stderr).
-#   hack/bench.sh            all components
-#   hack/bench.sh worker     only the named ones
+# bench.sh: run every benchmark program under hack/bench/<component>/ and
+# collect their reports into docs/benchmarks.md. Each program measures its
+# target against a baseline in the same run (these machines are noisy) and
+# prints a Markdown section on stdout.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-doc=docs/benchmarks.md
-[ -f "$doc" ] || printf '# Benchmarks\n\nFigures written by `make bench` (hack/bench.sh); one section per component.\n' > "$doc"
-
-components=("$@")
-if [ ${#components[@]} -eq 0 ]; then
-  for d in hack/bench/*/; do
-    [ -f "$d/main.go" ] && components+=("$(basename "$d")")
-  done
-fi
-
-for c in "${components[@]}"; do
-  echo "bench: $c" >&2
-  section=$(mktemp)
-  go run "./hack/bench/$c" > "$section"
-  begin="<!-- bench:$c:begin -->" end="<!-- bench:$c:end -->"
-  if grep -qF "$begin" "$doc"; then
-    awk -v b="$begin" -v e="$end" -v f="$section" '
-      $0 == b { print; while ((getline line < f) > 0) print line; skip = 1; next }
-      $0 == e { skip = 0 }
-      !skip { print }' "$doc" > "$doc.tmp" && mv "$doc.tmp" "$doc"
-  else
-    { printf '\n%s\n' "$begin"; cat "$section"; printf '%s\n' "$end"; } >> "$doc"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+out=$(mktemp)
+{
+  echo "# Benchmarks"
+  echo
+  echo "Produced by \`make bench\` on $(date -u +%Y-%m-%d) ($(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3))."
+  echo "Every figure is a ratio against a baseline measured in the same run."
+  echo
+} >"$out"
+status=0
+for dir in hack/bench/*/; do
+  name=$(basename "$dir")
+  echo "bench: $name" >&2
+  if ! go run "./$dir" >>"$out"; then
+    echo "bench: $name failed" >&2
+    echo "## $name: FAILED in this run" >>"$out"
+    status=1
   fi
-  rm -f "$section"
+  echo >>"$out"
 done
+mv "$out" docs/benchmarks.md
+echo "bench: wrote docs/benchmarks.md" >&2
+exit $status
