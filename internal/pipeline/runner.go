@@ -140,18 +140,41 @@ func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaph
 		if err := slots.Acquire(ctx, 1); err != nil {
 			return // stopping: Release returns the taken vCon to the head of list
 		}
-		processing.Add(1)
-		go func() {
-			defer processing.Done()
-			defer slots.Release(1)
-			if err := r.proc.Process(hardStop, it); err != nil && !errors.Is(err, ErrStopped) {
-				r.log.Error("vcon left in flight", "uuid", it.UUID, "error", err)
+		r.start(hardStop, it, slots, processing)
+		// While slots are free and no other list waits for one (TryAcquire
+		// fails when there are waiters, which keeps the turns fair), take
+		// more in one round trip: a take per round trip would cap a
+		// list's throughput at one vCon per Redis latency.
+		n := 0
+		for n < r.opts.Concurrency && ctx.Err() == nil && slots.TryAcquire(1) {
+			n++
+		}
+		if n > 0 {
+			items, err := r.worker.TakeUpTo(ctx, list, n)
+			for _, it := range items {
+				r.start(hardStop, it, slots, processing)
 			}
-		}()
+			slots.Release(int64(n - len(items)))
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("cannot take work", "list", list, "error", err)
+			}
+		}
 		if ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// start processes a taken vCon in its own goroutine, holding one slot.
+func (r *Runner) start(hardStop context.Context, it queue.Item, slots *semaphore.Weighted, processing *sync.WaitGroup) {
+	processing.Add(1)
+	go func() {
+		defer processing.Done()
+		defer slots.Release(1)
+		if err := r.proc.Process(hardStop, it); err != nil && !errors.Is(err, ErrStopped) {
+			r.log.Error("vcon left in flight", "uuid", it.UUID, "error", err)
+		}
+	}()
 }
 
 // heartbeat keeps the registration alive and reaps the work of dead

@@ -172,6 +172,23 @@ func TestTakeDone(t *testing.T) {
 		t.Fatalf("in-flight length after Done = %d, want 0", n)
 	}
 
+	rdb.RPush(ctx, "in", "b1", "b2", "b3")
+	items, err := w.TakeUpTo(ctx, "in", 5)
+	if err != nil || len(items) != 3 || items[0].UUID != "b1" || items[2].UUID != "b3" {
+		t.Fatalf("TakeUpTo(5) on 3 queued = %+v, %v; want b1..b3 in order", items, err)
+	}
+	if got := lrange(t, rdb, InFlightKey("in", "w1")); !slices.Equal(got, []string{"b1", "b2", "b3"}) {
+		t.Fatalf("in-flight after TakeUpTo = %v", got)
+	}
+	for _, it := range items {
+		if err := w.Done(ctx, it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if items, err := w.TakeUpTo(ctx, "in", 2); err != nil || len(items) != 0 {
+		t.Fatalf("TakeUpTo on an empty list = %+v, %v", items, err)
+	}
+
 	start := time.Now()
 	_, ok, err = w.Take(ctx, "in", time.Second)
 	if err != nil || ok {

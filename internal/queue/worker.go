@@ -75,6 +75,34 @@ func (w *Worker) Take(ctx context.Context, list string, wait time.Duration) (ite
 	return Item{List: list, UUID: uuid, inFlight: inFlight}, true, nil
 }
 
+// TakeUpTo moves up to n uuids of list into this worker's in-flight list
+// without blocking, in one round trip (the moves stay in the list's slot
+// on a cluster). It returns the items taken, fewer when the list ran out.
+func (w *Worker) TakeUpTo(ctx context.Context, list string, n int) ([]Item, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	inFlight := InFlightKey(list, w.id)
+	pipe := w.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, n)
+	for i := range cmds {
+		cmds[i] = pipe.LMove(ctx, list, inFlight, "LEFT", "RIGHT")
+	}
+	_, err := pipe.Exec(ctx)
+	var items []Item
+	for _, c := range cmds {
+		// Collect what moved even when a later command failed: those
+		// uuids are in flight now and must be processed or released.
+		if uuid, cerr := c.Result(); cerr == nil {
+			items = append(items, Item{List: list, UUID: uuid, inFlight: inFlight})
+		}
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return items, fmt.Errorf("take from %s: %w", list, err)
+	}
+	return items, nil
+}
+
 // QueueDone queues the command that ends an item's life in flight. Put it
 // last in the pipeline that writes the item's results, so that a crash
 // before it leaves the item to be redelivered, never lost.
