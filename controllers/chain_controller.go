@@ -270,13 +270,18 @@ func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Cha
 		if other.UID == chain.UID || !isEnabled(other) || !isEnabled(chain) || !earlier(other, chain) {
 			continue
 		}
-		if r.redisIdentity(ctx, other) != in.RedisURL {
-			continue
-		}
+		shared := ""
 		for _, l := range other.Spec.IngressLists {
 			if mine[l] {
-				return fmt.Sprintf("ingress list %q is already consumed by Chain %s/%s on the same Redis", l, other.Namespace, other.Name)
+				shared = l
+				break
 			}
+		}
+		// Only a Chain sharing a list is worth learning the Redis of: for
+		// one with urlSecretRef that is an uncached Secret read, and asking
+		// every Chain cost each reconcile one API call per such Chain.
+		if shared != "" && r.redisIdentity(ctx, other) == in.RedisURL {
+			return fmt.Sprintf("ingress list %q is already consumed by Chain %s/%s on the same Redis", shared, other.Namespace, other.Name)
 		}
 	}
 	return ""

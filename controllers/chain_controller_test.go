@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -644,4 +645,77 @@ func TestOrphansReturned(t *testing.T) {
 	// 5 queued+in flight with targetQueueDepth 100 is one worker; 2
 	// in flight at concurrency 1 keep two busy.
 	op.waitDeployment(t, "reaper", "busy workers kept", replicasAre(2))
+}
+
+// secretReads counts the Secrets the reconciler reads past its cache.
+type secretReads struct {
+	client.Reader
+	n atomic.Int64
+}
+
+func (r *secretReads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		r.n.Add(1)
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+// TestRedisURLFromSecret: a Redis URL holding a password stays in its
+// Secret (the workers get a reference), a missing Secret is reported, and
+// the Secret is read once per reconcile of its own Chain, not once per
+// other Chain (the ingress-conflict check asked every Chain for its Redis).
+func TestRedisURLFromSecret(t *testing.T) {
+	reads := &secretReads{}
+	op := startOperator(t, func(r *controllers.ChainReconciler) {
+		reads.Reader = r.APIReader
+		r.APIReader = reads
+		r.DefaultRedisURL = "" // only the Secret can name the Redis
+	})
+	ctx := context.Background()
+	ref := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "redis"}, Key: "url"}
+	fromSecret := func(c *vconv1.Chain) { c.Spec.Redis.URLSecretRef = ref }
+
+	op.create(t, op.chain("early", []string{"early-in"}, fromSecret))
+	op.waitChain(t, "early", "RedisSecretNotFound", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "RedisSecretNotFound", `"redis"`))
+
+	// The password is checked for below; redis-server ignores a password
+	// in the URL when it has none set.
+	url := strings.Replace(op.redis.URL(), "redis://", "redis://:hunter2-secret@", 1)
+	op.create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "redis"}, StringData: map[string]string{"url": url}})
+	// Nothing watches Secrets (that would cache every Secret of the
+	// cluster); the next change of the Chain picks it up.
+	patchChain(t, op, "early", func(c *vconv1.Chain) { c.Spec.Workers.MaxReplicas = 5 })
+	op.waitChain(t, "early", "Ready", all(ready, measured))
+
+	const chains = 15
+	before := reads.n.Load()
+	for i := range chains {
+		op.create(t, op.chain(fmt.Sprintf("chain-%02d", i), []string{fmt.Sprintf("list-%02d", i)}, fromSecret))
+	}
+	for i := range chains {
+		op.waitChain(t, fmt.Sprintf("chain-%02d", i), "Ready", all(ready, measured))
+	}
+	perChain := float64(reads.n.Load()-before) / chains
+	t.Logf("%.1f Secret reads per Chain until all %d were Ready and measured", perChain, chains)
+	// One per reconcile, a handful of reconciles each: asking every
+	// earlier Chain made it about chains/2 times as many.
+	if perChain > 8 {
+		t.Errorf("%.1f Secret reads per Chain: the reconciler reads other Chains' Secrets", perChain)
+	}
+
+	dep := op.waitDeployment(t, "chain-00", "exists", func(*appsv1.Deployment) error { return nil })
+	var cm corev1.ConfigMap
+	if err := op.c.Get(ctx, op.key(workload.ConfigMapName("chain-00")), &cm); err != nil {
+		t.Fatal(err)
+	}
+	for what, obj := range map[string]any{"Deployment": dep, "ConfigMap": &cm} {
+		b, _ := json.Marshal(obj)
+		if strings.Contains(string(b), "hunter2") {
+			t.Errorf("the %s holds the Redis password", what)
+		}
+	}
+	env := dep.Spec.Template.Spec.Containers[0].Env[0]
+	if env.Name != "REDIS_URL" || env.ValueFrom == nil || env.ValueFrom.SecretKeyRef == nil || *env.ValueFrom.SecretKeyRef != *ref {
+		t.Errorf("REDIS_URL %+v, want a reference to the Secret", env)
+	}
 }

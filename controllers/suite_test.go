@@ -72,7 +72,9 @@ type operator struct {
 
 var nsSeq atomic.Int64
 
-func startOperator(t *testing.T) *operator {
+// startOperator starts the operator; options change its Chain reconciler
+// before it starts.
+func startOperator(t *testing.T, options ...func(*controllers.ChainReconciler)) *operator {
 	t.Helper()
 	ctx := context.Background()
 	op := &operator{c: kube.Client}
@@ -113,6 +115,9 @@ func startOperator(t *testing.T) *operator {
 		DefaultRedisURL: op.redis.URL(),
 		WorkerImage:     workerImage,
 		PollInterval:    pollInterval,
+	}
+	for _, o := range options {
+		o(chains)
 	}
 	if err := chains.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
