@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/vcon-operator/vcon-operator/internal/storage"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
@@ -159,4 +158,3 @@ func TestEgressFormat001(t *testing.T) {
 		t.Errorf("answer not in the 0.0.1 shape: %s", rec.Body.String())
 	}
 }
-
