@@ -131,7 +131,8 @@ Run %s on %s (%s, %d CPUs, load average at the end: %s; Go %s, redis-server on l
 - Worker peak RSS (VmHWM): **%.1f MiB** (target under 100 MiB).
 - All runs, floor: %s; worker: %s.
 
-Per vCon, both issue: BLMOVE ingress to in-flight; one pipeline of JSON.GET, GET and PTTL of the body and LPOP of its trace context; one pipeline of SET body KEEPTTL, SET storage copy EX, RPUSH egress and LREM in-flight. The worker adds its heartbeat (every 5 s), the link, normalisation and JSON encoding.
+Per vCon, both issue: a move from ingress to in-flight (the floor: BLMOVE; the worker: BLMOVE, then LMOVEs for the free slots pipelined in one round trip); one pipeline of JSON.GET, GET and PTTL of the body and LPOP of its trace context; one pipeline of SET body KEEPTTL, SET storage copy EX, RPUSH egress and LREM in-flight. The worker adds its heartbeat (every 5 s), the link, normalisation and JSON decoding and encoding.
+Where the gap goes: `+"`go test -run X -bench Process -cpuprofile cpu.prof ./internal/pipeline/`"+` profiles one vCon through the processor: of about 100 µs of worker CPU per 5 KB vCon, decoding the document into a map (internal/vcon, encoding/json) takes about half and encoding it back a fifth; the floor does neither, so on a small, shared machine where the run is CPU-bound that work is most of the difference.
 Reproduce: `+"`make bench`"+` (or `+"`go run ./hack/bench/worker`"+`).
 `,
 		time.Now().UTC().Format("2006-01-02"), host, runtime.GOARCH, runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "), runtime.Version(),
