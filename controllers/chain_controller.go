@@ -80,6 +80,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			// Children go with their owner references; forget the rest.
 			r.Observer.Forget(req.NamespacedName)
 			r.scaling.Delete(req.NamespacedName)
+			forgetChainMetrics(req.Namespace, req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err

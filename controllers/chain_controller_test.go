@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/controllers"
@@ -269,6 +270,9 @@ func TestScalingFromQueue(t *testing.T) {
 				hasCondition(controllers.ConditionScalingLimited, limited, reason, tt.wantLimitText),
 			))
 			waitEvent(t, op, name, "ScaledFromZero", fmt.Sprintf("from 0 to %d", tt.wantReplicas))
+			if n := scalingDecisionCount(t, op.ns, name); n < 1 {
+				t.Errorf("vcon_operator_scaling_decisions_total for %s = %v, want at least 1", name, n)
+			}
 			if got := printerColumn(t, op, name, "Ingress"); got != fmt.Sprint(tt.pushed) {
 				t.Errorf("kubectl get chains shows INGRESS %s, want %d", got, tt.pushed)
 			}
@@ -487,6 +491,9 @@ func TestChainDeleted(t *testing.T) {
 		}
 		return nil
 	})
+	if n := scalingDecisionCount(t, op.ns, "doomed"); n != 0 {
+		t.Errorf("scaling decision series of the deleted Chain remain: %v", n)
+	}
 	if n := op.seriesOfChain(t, "kept"); n != keptBefore {
 		t.Errorf("the other Chain's series went from %d to %d", keptBefore, n)
 	}
@@ -747,4 +754,27 @@ func waitEvent(t *testing.T, op *operator, chain, reason, text string) {
 		}
 		return fmt.Errorf("events %v", seen)
 	})
+}
+
+// scalingDecisionCount sums vcon_operator_scaling_decisions_total of one
+// Chain in the controller-runtime registry the manager serves.
+func scalingDecisionCount(t *testing.T, namespace, chain string) float64 {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != "vcon_operator_scaling_decisions_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			l := labelsOf(m)
+			if l["chain"] == chain && l["namespace"] == namespace {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }

@@ -52,6 +52,13 @@ func (r *ChainReconciler) decide(key types.NamespacedName, chain *vconv1.Chain, 
 
 // recordScaling emits events for replica changes worth a human's eye.
 func (r *ChainReconciler) recordScaling(chain *vconv1.Chain, from, to int32, d autoscale.Decision) {
+	if from != to || d.Reason == autoscale.ReasonDLQStorm {
+		reason := d.Reason
+		if from != to && to == 0 && reason == "" {
+			reason = "ScaledToZero"
+		}
+		scalingDecisions.WithLabelValues(chain.Name, chain.Namespace, reason).Inc()
+	}
 	switch {
 	case from == to:
 		if d.Reason == autoscale.ReasonDLQStorm {
