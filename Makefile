@@ -64,6 +64,7 @@ tools: tools-gen tools-test deps
 test: tools manifests generate vet ## Run every test.
 	@if [ "$${CI:-}" = true ]; then git diff --exit-code --stat -- api config charts || { echo "generated files are stale: run make manifests generate and commit them"; exit 1; }; fi
 	go test $(GO_TEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory e2e
 
 e2e: ## End-to-end test: the dev system under load and faults (under 10 minutes on 2 cores).
 	@hack/tools.sh envtest prometheus
