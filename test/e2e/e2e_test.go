@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -338,6 +339,15 @@ func TestEndToEnd(t *testing.T) {
 				d.Status.ReadyReplicas == *d.Spec.Replicas && d.Status.Replicas == *d.Spec.Replicas,
 			fmt.Sprintf("rolled %v, status %+v", rolled, d.Status)
 	})
+	// Prometheus follows the runner's processes: the restarted workers are
+	// its vcon-worker targets, and they are up.
+	waitFor(t, ctx, "Prometheus scraping the running workers", time.Minute, func() (bool, string) {
+		up, want := workerTargetsUp(ctx, sys.PrometheusURL), map[string]bool{}
+		for _, w := range sys.Runner.Workers() {
+			want[w.Pod] = true
+		}
+		return len(want) > 0 && reflect.DeepEqual(up, want), fmt.Sprintf("targets up %v, workers %v", up, want)
+	})
 	kubectlVcon(t, sys, plugin, "dlq", "replay", chain, "--redis-url", sys.RedisURL)
 	waitFor(t, ctx, "replayed vCons stored", 3*time.Minute, func() (bool, string) {
 		d, _ := rdb.LLen(ctx, queue.DLQKey(ingress)).Result()
@@ -588,6 +598,36 @@ func alertState(ctx context.Context, promURL, name string) string {
 		state = a.State
 	}
 	return state
+}
+
+// workerTargetsUp is the pod label of every vcon-worker target of chain
+// e2e that Prometheus scraped successfully last time.
+func workerTargetsUp(ctx context.Context, promURL string) map[string]bool {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, promURL+"/api/v1/targets?state=active", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			ActiveTargets []struct {
+				Labels map[string]string `json:"labels"`
+				Health string            `json:"health"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&body) != nil {
+		return nil
+	}
+	up := map[string]bool{}
+	for _, tg := range body.Data.ActiveTargets {
+		l := tg.Labels
+		if l["job"] == "vcon-worker" && l["chain"] == chain && l["namespace"] == ns && tg.Health == "up" {
+			up[l["pod"]] = true
+		}
+	}
+	return up
 }
 
 // watch samples the Chain's status (what `kubectl get chains` prints) and
