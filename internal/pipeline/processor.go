@@ -472,7 +472,7 @@ func (p *Processor) writeBody(ctx context.Context, out *outcome, v *vcon.VCon) e
 // their trace context, then the in-flight removal. On a cluster the removal
 // goes in a second round trip, after the others are known to be written.
 func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome) error {
-	pipe := p.rdb.Pipeline()
+	pipe := p.outcomePipeline()
 	var err error
 	if out.recache {
 		err = p.bodies.QueueCreate(ctx, pipe, out.uuid, out.body, p.opts.ReadThroughTTL)
@@ -533,7 +533,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome) err
 // the DLQ expiry, and takes it out of flight (last, in its own round trip on
 // a cluster, so the DLQ entry exists before the in-flight one goes).
 func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure) error {
-	pipe := p.rdb.Pipeline()
+	pipe := p.outcomePipeline()
 	queue.QueueDeadLetter(pipe, it, queue.DLQReason{Reason: f.text(), Chain: p.chain.Name, Step: f.step, At: time.Now().UTC()})
 	pipe.Expire(ctx, vconstore.Key(it.UUID), p.opts.DLQExpiry)
 	if p.cluster {
@@ -545,6 +545,19 @@ func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure) e
 	p.worker.QueueDone(pipe, it)
 	_, err := pipe.Exec(ctx)
 	return err
+}
+
+// outcomePipeline is the round trip that writes a vCon's outcome. On one
+// server it is a MULTI/EXEC: a worker killed while sending it leaves either
+// all of it or none (a plain pipeline cut short could push to egress and
+// leave the vCon in flight, so it would be pushed again after its
+// redelivery). A cluster cannot run a transaction across slots; there the
+// in-flight removal goes in a second round trip instead.
+func (p *Processor) outcomePipeline() redis.Pipeliner {
+	if p.cluster {
+		return p.rdb.Pipeline()
+	}
+	return p.rdb.TxPipeline()
 }
 
 // retryRedis repeats a Redis step until it succeeds or ctx ends: a vCon's
