@@ -217,7 +217,7 @@ func (p *Processor) Process(ctx context.Context, it queue.Item) error {
 	if fail != nil {
 		span.SetStatus(codes.Error, fail.reason)
 		span.SetAttributes(attribute.String("vcon.dlq_reason", fail.reason))
-		err = p.retryRedis(ctx, func() error { return p.deadLetter(ctx, it, fail) })
+		err = p.retryOutcome(ctx, it, func() error { return p.deadLetter(ctx, it, fail) })
 		if err != nil {
 			return err
 		}
@@ -225,7 +225,7 @@ func (p *Processor) Process(ctx context.Context, it queue.Item) error {
 		p.metrics.DeadLetters.WithLabelValues(chain, fail.reason).Inc()
 		p.log.Warn("vcon dead-lettered", "uuid", it.UUID, "list", it.List, "reason", fail.reason, "step", fail.step)
 	} else {
-		err = p.retryRedis(ctx, func() error { return p.commit(ctx, it, outcome) })
+		err = p.retryOutcome(ctx, it, func() error { return p.commit(ctx, it, outcome) })
 		if err != nil {
 			return err
 		}
@@ -558,6 +558,28 @@ func (p *Processor) outcomePipeline() redis.Pipeliner {
 		return p.rdb.Pipeline()
 	}
 	return p.rdb.TxPipeline()
+}
+
+// retryOutcome writes an outcome until it is written once. An outcome is
+// one transaction ending with the in-flight removal (on one server), so
+// when an attempt failed ambiguously (e.g. Redis restarting after it ran
+// the EXEC but before the reply), the item having left flight means the
+// outcome was applied: repeating it would push to egress twice.
+func (p *Processor) retryOutcome(ctx context.Context, it queue.Item, write func() error) error {
+	attempt := 0
+	return p.retryRedis(ctx, func() error {
+		attempt++
+		if attempt > 1 && !p.cluster {
+			inFlight, err := p.worker.StillInFlight(ctx, it)
+			if err != nil {
+				return err
+			}
+			if !inFlight {
+				return nil
+			}
+		}
+		return write()
+	})
 }
 
 // retryRedis repeats a Redis step until it succeeds or ctx ends: a vCon's

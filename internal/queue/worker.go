@@ -239,3 +239,18 @@ func IsCluster(rdb redis.UniversalClient) bool {
 	_, ok := rdb.(*redis.ClusterClient)
 	return ok
 }
+
+// StillInFlight reports whether the item is still in this worker's
+// in-flight list. After an outcome round trip failed ambiguously (the
+// connection dropped after the server may have run it), an item no longer
+// in flight means that round trip was applied and must not be repeated.
+func (w *Worker) StillInFlight(ctx context.Context, it Item) (bool, error) {
+	_, err := w.rdb.LPos(ctx, it.inFlight, it.UUID, redis.LPosArgs{}).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
