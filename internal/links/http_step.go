@@ -10,11 +10,11 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	optval "github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -72,7 +72,7 @@ func newHTTPStep(name string, options map[string]any, deps Deps) (Link, error) {
 		// The URL may carry a token in its query, so it is not quoted.
 		return nil, errors.New(`option "url": want an absolute http:// or https:// URL`)
 	}
-	headers, err := stepoptHeaders(options, "headers")
+	headers, err := stepHeaders(options)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +296,7 @@ func stepoptDuration(o map[string]any, key string, def time.Duration) (time.Dura
 			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %q", key, t)
 		}
 	default:
-		f, ok := stepoptFloat(v)
+		f, ok := optval.Float(v)
 		if !ok {
 			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %T", key, v)
 		}
@@ -313,32 +313,11 @@ func stepoptCount(o map[string]any, key string, def, maximum int) (int, error) {
 	if !ok || v == nil {
 		return def, nil
 	}
-	f, ok := stepoptFloat(v)
+	f, ok := optval.Float(v)
 	if !ok || f != float64(int(f)) || f < 0 || f > float64(maximum) {
 		return 0, fmt.Errorf("option %q: want a whole number from 0 to %d", key, maximum)
 	}
 	return int(f), nil
-}
-
-func stepoptFloat(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	case uint64:
-		return float64(n), true
-	case float64:
-		return n, true
-	case float32:
-		return float64(n), true
-	case interface{ Float64() (float64, error) }: // json.Number
-		f, err := n.Float64()
-		return f, err == nil
-	}
-	return 0, false
 }
 
 // stepoptUnexpanded finds a `${NAME}` left in a header value. The config
@@ -347,74 +326,17 @@ func stepoptFloat(v any) (float64, bool) {
 // was not set, and sending it literally would only earn a 401 per vCon.
 var stepoptUnexpanded = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`)
 
-// stepoptHeaders reads a map of header names to values. Values are never
-// quoted in errors: they are usually secrets.
-func stepoptHeaders(o map[string]any, key string) (map[string]string, error) {
-	v, ok := o[key]
-	if !ok || v == nil {
-		return nil, nil
+// stepHeaders reads the headers option and refuses a `${NAME}` the config
+// loader could not resolve.
+func stepHeaders(o map[string]any) (map[string]string, error) {
+	headers, err := optval.Headers(o, "headers")
+	if err != nil {
+		return nil, err
 	}
-	m := map[string]any{}
-	switch t := v.(type) {
-	case map[string]any:
-		m = t
-	case map[string]string:
-		for k, e := range t {
-			m[k] = e
-		}
-	case map[any]any:
-		for k, e := range t {
-			ks, ok := k.(string)
-			if !ok {
-				return nil, fmt.Errorf("option %q: header names must be strings", key)
-			}
-			m[ks] = e
-		}
-	default:
-		return nil, fmt.Errorf("option %q: want a map of header names to values, got %T", key, v)
-	}
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := make(map[string]string, len(m))
-	for _, k := range names {
-		var s string
-		switch e := m[k].(type) {
-		case string:
-			s = e
-		case bool:
-			s = strconv.FormatBool(e)
-		default:
-			f, ok := stepoptFloat(e)
-			if !ok {
-				return nil, fmt.Errorf("option %q: value of %q: want a string", key, k)
-			}
-			s = strconv.FormatFloat(f, 'f', -1, 64)
-		}
-		if !stepoptHeaderName(k) {
-			return nil, fmt.Errorf("option %q: %q is not a valid header name", key, k)
-		}
-		if strings.ContainsAny(s, "\r\n\x00") {
-			return nil, fmt.Errorf("option %q: value of %q contains a line break", key, k)
-		}
-		if ref := stepoptUnexpanded.FindString(s); ref != "" {
-			return nil, fmt.Errorf("option %q: value of %q still holds %s: that environment variable is not set (is the Secret mounted?)", key, k, ref)
-		}
-		out[http.CanonicalHeaderKey(k)] = s
-	}
-	return out, nil
-}
-
-func stepoptHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for _, c := range k {
-		if c <= ' ' || c >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c) {
-			return false
+	for name, value := range headers {
+		if ref := stepoptUnexpanded.FindString(value); ref != "" {
+			return nil, fmt.Errorf("option %q: value of %q still holds %s: that environment variable is not set (is the Secret mounted?)", "headers", name, ref)
 		}
 	}
-	return true
+	return headers, nil
 }

@@ -8,11 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	optval "github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -54,7 +54,7 @@ func newWebhook(_ context.Context, _ string, options map[string]any, deps Deps) 
 		}
 		targets[i] = webhookTarget{url: raw, host: u.Host}
 	}
-	headers, err := webhookOptHeaders(options, "headers")
+	headers, err := optval.Headers(options, "headers")
 	if err != nil {
 		return nil, err
 	}
@@ -154,64 +154,6 @@ func webhookOptURLs(o map[string]any, key string) ([]string, error) {
 	return nil, fmt.Errorf("option %q: want a list of URLs, got %T", key, v)
 }
 
-// webhookOptHeaders reads a map of header names to values; numbers and
-// booleans become text (YAML reads `X-Retry: 3` as a number). Values are
-// never quoted in errors: they are usually secrets.
-func webhookOptHeaders(o map[string]any, key string) (map[string]string, error) {
-	v, ok := o[key]
-	if !ok || v == nil {
-		return nil, nil
-	}
-	m := map[string]any{}
-	switch t := v.(type) {
-	case map[string]any:
-		m = t
-	case map[string]string:
-		for k, e := range t {
-			m[k] = e
-		}
-	case map[any]any:
-		for k, e := range t {
-			ks, ok := k.(string)
-			if !ok {
-				return nil, fmt.Errorf("option %q: header names must be strings", key)
-			}
-			m[ks] = e
-		}
-	default:
-		return nil, fmt.Errorf("option %q: want a map of header names to values, got %T", key, v)
-	}
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := make(map[string]string, len(m))
-	for _, k := range names {
-		var s string
-		switch e := m[k].(type) {
-		case string:
-			s = e
-		case bool:
-			s = strconv.FormatBool(e)
-		default:
-			f, ok := webhookOptFloat(e)
-			if !ok {
-				return nil, fmt.Errorf("option %q: value of %q: want a string", key, k)
-			}
-			s = strconv.FormatFloat(f, 'f', -1, 64)
-		}
-		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
-			return nil, fmt.Errorf("option %q: %q is not a valid header name", key, k)
-		}
-		if strings.ContainsAny(s, "\r\n\x00") {
-			return nil, fmt.Errorf("option %q: value of %q contains a line break", key, k)
-		}
-		out[http.CanonicalHeaderKey(k)] = s
-	}
-	return out, nil
-}
-
 // webhookOptTimeout takes a Go duration ("10s") or a number of seconds.
 func webhookOptTimeout(o map[string]any, key string, def time.Duration) (time.Duration, error) {
 	v, ok := o[key]
@@ -227,7 +169,7 @@ func webhookOptTimeout(o map[string]any, key string, def time.Duration) (time.Du
 			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %q", key, s)
 		}
 	} else {
-		f, ok := webhookOptFloat(v)
+		f, ok := optval.Float(v)
 		if !ok {
 			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %T", key, v)
 		}
@@ -237,25 +179,4 @@ func webhookOptTimeout(o map[string]any, key string, def time.Duration) (time.Du
 		return 0, fmt.Errorf("option %q: must be greater than zero", key)
 	}
 	return d, nil
-}
-
-func webhookOptFloat(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	case uint64:
-		return float64(n), true
-	case float64:
-		return n, true
-	case float32:
-		return float64(n), true
-	case interface{ Float64() (float64, error) }: // json.Number
-		f, err := n.Float64()
-		return f, err == nil
-	}
-	return 0, false
 }
