@@ -208,7 +208,7 @@ func TestEndToEnd(t *testing.T) {
 			select {
 			case <-chaosCtx.Done():
 				return
-			case <-time.After(time.Duration(2000+rng.IntN(2000)) * time.Millisecond):
+			case <-time.After(time.Duration(400+rng.IntN(800)) * time.Millisecond):
 			}
 			ws := sys.Runner.Workers()
 			if len(ws) == 0 {
