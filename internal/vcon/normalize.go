@@ -1,10 +1,5 @@
 package vcon
 
-import (
-	"bytes"
-	"encoding/json"
-)
-
 // Versions written by Normalize and ToVersion001.
 const (
 	CurrentVersion = "0.4.0"
@@ -102,11 +97,6 @@ func encodeBody(e map[string]any) {
 }
 
 func compactJSON(x any) (string, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(x); err != nil {
-		return "", err
-	}
-	return string(bytes.TrimRight(buf.Bytes(), "\n")), nil
+	b, err := appendJSON(nil, x)
+	return string(b), err
 }

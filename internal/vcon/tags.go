@@ -1,7 +1,6 @@
 package vcon
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 )
@@ -84,11 +83,11 @@ func tagList(body any) []string {
 	case []any:
 		items = b
 	case string:
-		dec := json.NewDecoder(bytes.NewReader([]byte(b)))
-		dec.UseNumber()
-		if dec.Decode(&items) != nil {
+		v, err := decode([]byte(b))
+		if err != nil {
 			return nil
 		}
+		items, _ = v.([]any)
 	}
 	out := make([]string, 0, len(items))
 	for _, it := range items {

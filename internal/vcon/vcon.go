@@ -5,8 +5,6 @@
 package vcon
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -26,6 +24,8 @@ const (
 // place.
 type VCon struct {
 	Doc map[string]any
+
+	size int // of the parsed JSON: a hint for Marshal
 }
 
 // ErrNotObject is returned by Parse for JSON that is not an object.
@@ -34,20 +34,15 @@ var ErrNotObject = errors.New("vcon: document is not a JSON object")
 // Parse decodes a vCon document. It checks only that the input is one JSON
 // object; Validate says whether it is a usable vCon.
 func Parse(data []byte) (*VCon, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var raw any
-	if err := dec.Decode(&raw); err != nil {
+	raw, err := decode(data)
+	if err != nil {
 		return nil, fmt.Errorf("vcon: invalid JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("vcon: invalid JSON: more than one value")
 	}
 	doc, ok := raw.(map[string]any)
 	if !ok {
 		return nil, ErrNotObject
 	}
-	return &VCon{Doc: doc}, nil
+	return &VCon{Doc: doc, size: len(data)}, nil
 }
 
 // New returns an empty document with the given uuid.
@@ -58,13 +53,15 @@ func New(uuid string) *VCon {
 // Marshal encodes the document. HTML characters are not escaped: a vCon is
 // data, not markup, and escaping would change bytes other systems hash.
 func (v *VCon) Marshal() ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v.Doc); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	// Most rewrites change a document little: room for its parsed size
+	// and a margin saves growing the buffer several times.
+	return v.AppendMarshal(make([]byte, 0, v.size+v.size/8+256))
+}
+
+// AppendMarshal appends the encoded document to dst, as Marshal encodes
+// it, so that a caller can reuse one buffer for many documents.
+func (v *VCon) AppendMarshal(dst []byte) ([]byte, error) {
+	return appendJSON(dst, v.Doc)
 }
 
 // UUID returns the document's uuid, or "" when it has none.

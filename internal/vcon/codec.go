@@ -1,0 +1,281 @@
+package vcon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// The worker decodes and re-encodes every vCon it processes; with
+// encoding/json that was most of its CPU per document (see
+// docs/benchmarks.md). Decoding reads tokens with jsontext (the syntactic
+// layer of encoding/json/v2) in one pass; encoding appends bytes directly.
+// Both keep encoding/json's results: the same values (numbers as
+// json.Number, duplicate names resolved to the last, invalid UTF-8 and lone
+// surrogates as U+FFFD) and the same output bytes (sorted keys, no HTML
+// escaping, U+2028 and U+2029 escaped), which codec_test.go checks against
+// encoding/json on many inputs.
+
+// decodeOptions accept what encoding/json accepts: it lets a later
+// duplicate name win and replaces invalid UTF-8 rather than refusing it.
+var decodeOptions = []jsontext.Options{
+	jsontext.AllowDuplicateNames(true),
+	jsontext.AllowInvalidUTF8(true),
+}
+
+// decode parses exactly one JSON value.
+func decode(data []byte) (any, error) {
+	dec := jsontext.NewDecoder(bytes.NewBuffer(data), decodeOptions...)
+	v, err := decodeValue(dec)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		if err == nil {
+			return nil, errors.New("more than one value")
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+func decodeValue(dec *jsontext.Decoder) (any, error) {
+	switch dec.PeekKind() {
+	case '{':
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, err
+		}
+		m := make(map[string]any)
+		for dec.PeekKind() != '}' {
+			tok, err := dec.ReadToken()
+			if err != nil {
+				return nil, err
+			}
+			// A token lives until the next read: copy the name first.
+			name := tok.String()
+			v, err := decodeValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			m[name] = v
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, err
+		}
+		return m, nil
+	case '[':
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, err
+		}
+		// Non-nil, as encoding/json decodes [] into an empty slice.
+		s := make([]any, 0)
+		for dec.PeekKind() != ']' {
+			v, err := decodeValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			s = append(s, v)
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case '"':
+		return tok.String(), nil
+	case '0':
+		return json.Number(tok.String()), nil
+	case 't', 'f':
+		return tok.Bool(), nil
+	case 'n':
+		return nil, nil
+	}
+	// PeekKind saw a delimiter where a value belongs: ReadToken reports
+	// the syntax error above, so this is not reached.
+	return nil, fmt.Errorf("unexpected %v", tok.Kind())
+}
+
+// appendJSON appends x encoded as encoding/json encodes it with HTML
+// escaping off. The types a decoded document holds are written here; any
+// other value a link stored is handed to encoding/json.
+func appendJSON(b []byte, x any) ([]byte, error) {
+	switch t := x.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendString(b, t), nil
+	case bool:
+		return strconv.AppendBool(b, t), nil
+	case json.Number:
+		if t == "" {
+			return append(b, '0'), nil // as encoding/json
+		}
+		if !validNumber(string(t)) {
+			return nil, fmt.Errorf("json: invalid number literal %q", string(t))
+		}
+		return append(b, t...), nil
+	case float64:
+		return appendFloat(b, t)
+	case int:
+		return strconv.AppendInt(b, int64(t), 10), nil
+	case int64:
+		return strconv.AppendInt(b, t, 10), nil
+	case map[string]any:
+		if t == nil {
+			return append(b, "null"...), nil
+		}
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			var err error
+			if b, err = appendJSON(b, t[k]); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	case []string:
+		if t == nil {
+			return append(b, "null"...), nil
+		}
+		b = append(b, '[')
+		for i, e := range t {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, e)
+		}
+		return append(b, ']'), nil
+	case []any:
+		if t == nil {
+			return append(b, "null"...), nil
+		}
+		b = append(b, '[')
+		for i, e := range t {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendJSON(b, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(x); err != nil {
+		return nil, err
+	}
+	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...), nil
+}
+
+// appendString quotes s. Strings that need no escaping (the usual case:
+// printable, valid UTF-8) are copied; the others are quoted by
+// encoding/json, so every escape is exactly its.
+func appendString(b []byte, s string) []byte {
+	if plain(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...)
+}
+
+// plain reports whether encoding/json would write s between quotes
+// unchanged.
+func plain(s string) bool {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch byteClass[s[i]] {
+		case escaped:
+			return false
+		case nonASCII:
+			ascii = false
+		}
+	}
+	if ascii {
+		return true
+	}
+	if !utf8.ValidString(s) {
+		return false
+	}
+	return !strings.ContainsRune(s, '\u2028') && !strings.ContainsRune(s, '\u2029')
+}
+
+const (
+	printable = iota
+	escaped   // control characters, quote and backslash
+	nonASCII
+)
+
+// byteClass sorts bytes for plain, one table load per byte.
+var byteClass = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c < 0x20 || c == '"' || c == '\\':
+			t[c] = escaped
+		case c >= utf8.RuneSelf:
+			t[c] = nonASCII
+		}
+	}
+	return t
+}()
+
+// appendFloat writes f as encoding/json does: the shortest representation,
+// in exponent form only for very small or very large magnitudes.
+func appendFloat(b []byte, f float64) ([]byte, error) {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return nil, fmt.Errorf("json: unsupported value: %s", strconv.FormatFloat(f, 'g', -1, 64))
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// 1e-07 becomes 1e-7, as in encoding/json.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
+}
+
+// validNumber reports whether s is a JSON number literal.
+func validNumber(s string) bool {
+	if s == "" || !(s[0] == '-' || isDigit(s[0])) || !isDigit(s[len(s)-1]) {
+		return false // no surrounding whitespace, as encoding/json
+	}
+	return jsontext.Value(s).Kind() == '0' && jsontext.Value(s).IsValid()
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
