@@ -22,8 +22,9 @@ import (
 
 // Setup installs the global tracer and meter providers. serviceName is used
 // unless OTEL_SERVICE_NAME is set. With no exporter configured (neither
-// OTEL_*_EXPORTER nor an OTLP endpoint) nothing is exported, rather than
-// autoexport's default of retrying an OTLP collector on localhost forever.
+// OTEL_*_EXPORTER nor an OTLP endpoint) nothing is recorded or exported,
+// rather than autoexport's default of retrying an OTLP collector on
+// localhost forever; trace context from producers still passes through.
 // The returned shutdown flushes what is buffered.
 func Setup(ctx context.Context, serviceName string) (shutdown func(context.Context) error, err error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
@@ -51,12 +52,17 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	if err != nil {
 		return nil, err
 	}
-	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	// Without an exporter, spans would be recorded only to be dropped: the
+	// global provider stays OpenTelemetry's no-op one, which records
+	// nothing and still carries a producer's trace context through (its
+	// spans take their parent's), so a downstream chain that does export
+	// continues the producer's trace.
+	shutdownTraces := func(context.Context) error { return nil }
 	if spanExporter != nil && !autoexport.IsNoneSpanExporter(spanExporter) {
-		tpOpts = append(tpOpts, sdktrace.WithBatcher(spanExporter))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(spanExporter))
+		otel.SetTracerProvider(tp)
+		shutdownTraces = tp.Shutdown
 	}
-	tp := sdktrace.NewTracerProvider(tpOpts...)
-	otel.SetTracerProvider(tp)
 
 	metricsEndpointSet := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") != ""
 	metricOpts := []autoexport.MetricOption{}
@@ -67,7 +73,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	}
 	reader, err := autoexport.NewMetricReader(ctx, metricOpts...)
 	if err != nil {
-		_ = tp.Shutdown(ctx)
+		_ = shutdownTraces(ctx)
 		return nil, err
 	}
 	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
@@ -78,6 +84,6 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	otel.SetMeterProvider(mp)
 
 	return func(ctx context.Context) error {
-		return errors.Join(tp.Shutdown(ctx), mp.Shutdown(ctx))
+		return errors.Join(shutdownTraces(ctx), mp.Shutdown(ctx))
 	}, nil
 }
