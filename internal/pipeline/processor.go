@@ -163,6 +163,16 @@ var ErrStopped = errors.New("worker stopped before the vCon was finished")
 // the worker's hard-stop context: when it ends, Process returns ErrStopped
 // without writing an outcome.
 func (p *Processor) Process(ctx context.Context, it queue.Item) error {
+	_, _, err := p.ProcessThenTake(ctx, it, nil)
+	return err
+}
+
+// ProcessThenTake is Process, and when takeNext (asked just before the
+// outcome is written; nil means never) says so, the outcome's round trip
+// also takes the next uuid of the same ingress list: next is that item,
+// in flight like any other. Taking in the outcome's transaction saves the
+// round trip a separate take costs per vCon.
+func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext func() bool) (next queue.Item, took bool, err error) {
 	start := time.Now()
 	chain := p.chain.Name
 	p.metrics.InFlight.WithLabelValues(chain).Inc()
@@ -175,7 +185,7 @@ func (p *Processor) Process(ctx context.Context, it queue.Item) error {
 		readErr error
 		tcRaw   string
 	)
-	err := p.retryRedis(ctx, func() error {
+	err = p.retryRedis(ctx, func() error {
 		pipe := p.rdb.Pipeline()
 		pending := p.bodies.QueueGet(ctx, pipe, it.UUID)
 		tcCmd := pipe.LPop(ctx, queue.ContextKey(it.List, it.UUID))
@@ -198,7 +208,7 @@ func (p *Processor) Process(ctx context.Context, it queue.Item) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return queue.Item{}, false, err
 	}
 
 	if tcRaw != "" {
@@ -212,28 +222,67 @@ func (p *Processor) Process(ctx context.Context, it queue.Item) error {
 
 	outcome, fail := p.run(ctx, it, body, readErr)
 	if errors.Is(ctx.Err(), context.Canceled) {
-		return ErrStopped
+		return queue.Item{}, false, ErrStopped
+	}
+	// The successor's take rides in the outcome's round trip; a retried
+	// outcome queues it again (a take whose reply was lost leaves a uuid
+	// in flight that this worker does not know of: the orphan sweep of
+	// the heartbeat returns it).
+	var pendingNext *queue.PendingTake
+	queueNext := func(pipe redis.Pipeliner) *queue.PendingTake {
+		pendingNext = nil
+		if takeNext != nil && takeNext() {
+			pendingNext = p.worker.QueueTake(pipe, it.List)
+		}
+		return pendingNext
 	}
 	if fail != nil {
 		span.SetStatus(codes.Error, fail.reason)
 		span.SetAttributes(attribute.String("vcon.dlq_reason", fail.reason))
-		err = p.retryOutcome(ctx, it, func() error { return p.deadLetter(ctx, it, fail) })
+		err = p.retryOutcome(ctx, it, func() error { return p.deadLetter(ctx, it, fail, queueNext) })
 		if err != nil {
-			return err
+			return queue.Item{}, false, err
 		}
 		p.metrics.Errors.WithLabelValues(chain).Inc()
 		p.metrics.DeadLetters.WithLabelValues(chain, fail.reason).Inc()
 		p.log.Warn("vcon dead-lettered", "uuid", it.UUID, "list", it.List, "reason", fail.reason, "step", fail.step)
 	} else {
-		err = p.retryOutcome(ctx, it, func() error { return p.commit(ctx, it, outcome) })
+		err = p.retryOutcome(ctx, it, func() error { return p.commit(ctx, it, outcome, queueNext) })
 		if err != nil {
-			return err
+			return queue.Item{}, false, err
 		}
+		// Written and no longer referenced: the commands that carried it
+		// are done, and storages copy what they keep.
+		putBodyBuffer(outcome.body)
 		span.SetAttributes(attribute.Bool("vcon.filtered", outcome.halted))
 	}
 	p.metrics.Processed.WithLabelValues(chain).Inc()
 	p.metrics.Duration.WithLabelValues(chain).Observe(time.Since(start).Seconds())
-	return nil
+	if pendingNext != nil {
+		next, took = pendingNext.Item()
+	}
+	return next, took, nil
+}
+
+// bodyBuffers recycles the buffers documents are encoded into: a vCon's
+// encoding is one of the largest allocations of its processing, and
+// reusing it spares the collector most of them.
+var bodyBuffers sync.Pool
+
+func getBodyBuffer() []byte {
+	if b, ok := bodyBuffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 8<<10)
+}
+
+// putBodyBuffer keeps b for reuse unless it is unusually large (one huge
+// vCon must not pin its memory for the life of the worker).
+func putBodyBuffer(b []byte) {
+	if cap(b) == 0 || cap(b) > 1<<20 {
+		return
+	}
+	bodyBuffers.Put(&b)
 }
 
 func isProbeErr(err error) bool {
@@ -306,7 +355,7 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		}
 	}
 	vcon.Normalize(v)
-	data, err := v.Marshal()
+	data, err := v.AppendMarshal(getBodyBuffer())
 	if err != nil {
 		return nil, &failure{reason: ReasonMalformed, err: err}
 	}
@@ -471,7 +520,7 @@ func (p *Processor) writeBody(ctx context.Context, out *outcome, v *vcon.VCon) e
 // round trip: body, storages that are Redis commands, egress pushes with
 // their trace context, then the in-flight removal. On a cluster the removal
 // goes in a second round trip, after the others are known to be written.
-func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome) error {
+func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
 	pipe := p.outcomePipeline()
 	var err error
 	if out.recache {
@@ -519,7 +568,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome) err
 		pipe = p.rdb.Pipeline()
 	}
 	p.worker.QueueDone(pipe, it)
-	_, err = pipe.Exec(ctx)
+	err = queueNext(pipe).Exec(ctx, pipe)
 	endSpans(err)
 	if err == nil && !out.halted && len(out.pipelined) > 0 {
 		for _, s := range out.pipelined {
@@ -532,7 +581,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome) err
 // deadLetter puts the item on DLQ:{ingress} with its reason, gives the body
 // the DLQ expiry, and takes it out of flight (last, in its own round trip on
 // a cluster, so the DLQ entry exists before the in-flight one goes).
-func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure) error {
+func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
 	pipe := p.outcomePipeline()
 	queue.QueueDeadLetter(pipe, it, queue.DLQReason{Reason: f.text(), Chain: p.chain.Name, Step: f.step, At: time.Now().UTC()})
 	pipe.Expire(ctx, vconstore.Key(it.UUID), p.opts.DLQExpiry)
@@ -543,8 +592,7 @@ func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure) e
 		pipe = p.rdb.Pipeline()
 	}
 	p.worker.QueueDone(pipe, it)
-	_, err := pipe.Exec(ctx)
-	return err
+	return queueNext(pipe).Exec(ctx, pipe)
 }
 
 // outcomePipeline is the round trip that writes a vCon's outcome. On one

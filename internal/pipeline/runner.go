@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -31,6 +32,10 @@ type Runner struct {
 	worker *queue.Worker
 	opts   RunnerOptions
 	log    *slog.Logger
+
+	// waiting counts fetchers blocked on a slot: while one waits, a
+	// finished vCon hands its slot over instead of taking its successor.
+	waiting atomic.Int32
 }
 
 // NewRunner returns a runner for proc's chain.
@@ -137,10 +142,13 @@ func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaph
 			}
 			continue
 		}
-		if err := slots.Acquire(ctx, 1); err != nil {
+		r.waiting.Add(1)
+		err = slots.Acquire(ctx, 1)
+		r.waiting.Add(-1)
+		if err != nil {
 			return // stopping: Release returns the taken vCon to the head of list
 		}
-		r.start(hardStop, it, slots, processing)
+		r.start(ctx, hardStop, it, slots, processing)
 		// While slots are free and no other list waits for one (TryAcquire
 		// fails when there are waiters, which keeps the turns fair), take
 		// more in one round trip: a take per round trip would cap a
@@ -152,7 +160,7 @@ func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaph
 		if n > 0 {
 			items, err := r.worker.TakeUpTo(ctx, list, n)
 			for _, it := range items {
-				r.start(hardStop, it, slots, processing)
+				r.start(ctx, hardStop, it, slots, processing)
 			}
 			slots.Release(int64(n - len(items)))
 			if err != nil && ctx.Err() == nil {
@@ -166,13 +174,40 @@ func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaph
 }
 
 // start processes a taken vCon in its own goroutine, holding one slot.
-func (r *Runner) start(hardStop context.Context, it queue.Item, slots *semaphore.Weighted, processing *sync.WaitGroup) {
+// While no fetcher waits for a slot, a finished vCon's outcome also takes
+// its successor from the same list and the goroutine keeps its slot; once
+// one waits, the slot goes to it, so turns between lists stay fair. With
+// the fetcher alone taking, a busy list would get at most one vCon per
+// Redis round trip, however many slots are free.
+func (r *Runner) start(ctx, hardStop context.Context, it queue.Item, slots *semaphore.Weighted, processing *sync.WaitGroup) {
 	processing.Add(1)
+	takeNext := func() bool { return ctx.Err() == nil && r.waiting.Load() == 0 }
 	go func() {
 		defer processing.Done()
-		defer slots.Release(1)
-		if err := r.proc.Process(hardStop, it); err != nil && !errors.Is(err, ErrStopped) {
-			r.log.Error("vcon left in flight", "uuid", it.UUID, "error", err)
+		for {
+			next, took, err := r.proc.ProcessThenTake(hardStop, it, takeNext)
+			if err != nil && !errors.Is(err, ErrStopped) {
+				r.log.Error("vcon left in flight", "uuid", it.UUID, "error", err)
+			}
+			if took && ctx.Err() == nil {
+				it = next
+				continue
+			}
+			// A successor taken as the worker stopped stays in flight:
+			// Release returns it to the head of its list.
+			slots.Release(1)
+			if took || ctx.Err() != nil || !slots.TryAcquire(1) {
+				return
+			}
+			items, err := r.worker.TakeUpTo(ctx, it.List, 1)
+			if len(items) == 0 {
+				slots.Release(1)
+				if err != nil && ctx.Err() == nil {
+					r.log.Warn("cannot take work", "list", it.List, "error", err)
+				}
+				return
+			}
+			it = items[0]
 		}
 	}()
 }

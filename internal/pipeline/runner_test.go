@@ -5,8 +5,11 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
@@ -241,5 +244,75 @@ func TestRunnerGracefulStop(t *testing.T) {
 				t.Fatalf("a stop dead-lettered %d vCons", n)
 			}
 		})
+	}
+}
+
+// takeCounter counts how uuids are taken: on their own (BLMOVE, LMOVE,
+// pipelined LMOVEs) or inside the MULTI/EXEC of a previous vCon's outcome.
+type takeCounter struct{ alone, withOutcome atomic.Int64 }
+
+func (h *takeCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *takeCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); n == "blmove" || n == "lmove" {
+			h.alone.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *takeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		tx := slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == "multi" })
+		for _, c := range cmds {
+			if c.Name() == "lmove" {
+				if tx {
+					h.withOutcome.Add(1)
+				} else {
+					h.alone.Add(1)
+				}
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestRunnerTakesWithOutcome: on a busy list, most takes ride in the
+// previous vCon's outcome transaction (a round trip saved per vCon), and
+// every vCon still goes through exactly once.
+func TestRunnerTakesWithOutcome(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = 400
+	var want []string
+	for i := range n {
+		u := testUUID(i)
+		e.putBody(t, u, document(u, 700), 0)
+		want = append(want, u)
+	}
+	e.rdb.RPush(ctx, "in", want)
+	var takes takeCounter
+	e.rdb.AddHook(&takes)
+
+	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{"probe", newProbe(0)}}}
+	p, _, _ := e.processor(ch, testOptions(), "w")
+	stop := startRunner(t, NewRunner(p, RunnerOptions{Concurrency: 32}, e.log))
+	waitFor(t, "every vCon on egress", 60*time.Second, func() bool { return e.rdb.LLen(ctx, "out").Val() >= n })
+	if err, _ := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := e.list(t, "out")
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("egress holds %d uuids (%d distinct of %d sent), want each once", len(got), len(slices.Compact(slices.Clone(got))), n)
+	}
+	if keys := e.rdb.Keys(ctx, queue.InFlightPrefix("in")+"*").Val(); len(keys) != 0 {
+		t.Fatalf("in-flight lists left: %v", keys)
+	}
+	alone, ridden := takes.alone.Load(), takes.withOutcome.Load()
+	t.Logf("takes on their own: %d, with an outcome: %d", alone, ridden)
+	// About two thirds on a quiet machine (the fetcher takes the rest,
+	// and the first 32); a third leaves room for a loaded one.
+	if ridden < n/3 {
+		t.Fatalf("%d of %d takes rode in an outcome, want at least a third", ridden, alone+ridden)
 	}
 }

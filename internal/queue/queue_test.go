@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,6 +197,63 @@ func TestTakeDone(t *testing.T) {
 	}
 	if el := time.Since(start); el < 900*time.Millisecond {
 		t.Fatalf("Take on an empty list returned after %s, want it to block ~1s", el)
+	}
+}
+
+// TestQueueTake: a take queued in an outcome's MULTI/EXEC moves the next
+// uuid into flight with the outcome, and an empty list is no failure of
+// the transaction.
+func TestQueueTake(t *testing.T) {
+	rdb := newClient(t)
+	ctx := context.Background()
+	w := NewWorker(rdb, "w1", time.Minute)
+	rdb.RPush(ctx, "in", "u1", "u2")
+	first, _, err := w.Take(ctx, "in", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tx := rdb.TxPipeline()
+	tx.RPush(ctx, "out", first.UUID)
+	w.QueueDone(tx, first)
+	take := w.QueueTake(tx, "in")
+	if err := take.Exec(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	next, ok := take.Item()
+	if !ok || next.UUID != "u2" || next.List != "in" {
+		t.Fatalf("taken with the outcome: %+v, %v; want u2 from in", next, ok)
+	}
+	if got := lrange(t, rdb, InFlightKey("in", "w1")); !slices.Equal(got, []string{"u2"}) {
+		t.Fatalf("in-flight = %v, want only [u2]", got)
+	}
+
+	tx = rdb.TxPipeline()
+	w.QueueDone(tx, next)
+	take = w.QueueTake(tx, "in")
+	if err := take.Exec(ctx, tx); err != nil {
+		t.Fatalf("outcome with a take from an empty list: %v, want no error", err)
+	}
+	if it, ok := take.Item(); ok {
+		t.Fatalf("took %+v from an empty list", it)
+	}
+	if n := rdb.LLen(ctx, InFlightKey("in", "w1")).Val(); n != 0 {
+		t.Fatalf("in-flight length = %d, want 0", n)
+	}
+
+	// Another command's failure is still reported.
+	rdb.Set(ctx, "not-a-list", "x", 0)
+	tx = rdb.TxPipeline()
+	tx.RPush(ctx, "not-a-list", "u")
+	take = w.QueueTake(tx, "in")
+	if err := take.Exec(ctx, tx); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("Exec with a failing command = %v, want its WRONGTYPE error", err)
+	}
+	var none *PendingTake
+	pipe := rdb.Pipeline()
+	pipe.RPush(ctx, "out", "z")
+	if err := none.Exec(ctx, pipe); err != nil {
+		t.Fatalf("nil take: %v", err)
 	}
 }
 

@@ -103,6 +103,48 @@ func (w *Worker) TakeUpTo(ctx context.Context, list string, n int) ([]Item, erro
 	return items, nil
 }
 
+// PendingTake is a take queued in a caller's pipeline or transaction.
+type PendingTake struct {
+	cmd      *redis.StringCmd
+	list     string
+	inFlight string
+}
+
+// QueueTake queues the move of list's next uuid into this worker's
+// in-flight list, so that a vCon's outcome and the take of its successor
+// share one round trip (and, inside a MULTI, one transaction). The keys
+// share the list's hash slot.
+func (w *Worker) QueueTake(pipe redis.Pipeliner, list string) *PendingTake {
+	inFlight := InFlightKey(list, w.id)
+	return &PendingTake{cmd: pipe.LMove(context.Background(), list, inFlight, "LEFT", "RIGHT"), list: list, inFlight: inFlight}
+}
+
+// Exec runs pipe, in which t is queued, and returns the first error of its
+// other commands: an empty list (the take's redis.Nil) is not a failure
+// of the round trip.
+func (t *PendingTake) Exec(ctx context.Context, pipe redis.Pipeliner) error {
+	cmds, err := pipe.Exec(ctx)
+	if t == nil || !errors.Is(err, redis.Nil) {
+		return err
+	}
+	for _, c := range cmds {
+		if c != redis.Cmder(t.cmd) && c.Err() != nil {
+			return c.Err()
+		}
+	}
+	return nil
+}
+
+// Item is what the take moved, once its pipeline ran; ok is false when the
+// list was empty or the command failed.
+func (t *PendingTake) Item() (it Item, ok bool) {
+	uuid, err := t.cmd.Result()
+	if err != nil {
+		return Item{}, false
+	}
+	return Item{List: t.list, UUID: uuid, inFlight: t.inFlight}, true
+}
+
 // QueueDone queues the command that ends an item's life in flight. Put it
 // last in the pipeline that writes the item's results, so that a crash
 // before it leaves the item to be redelivered, never lost.
