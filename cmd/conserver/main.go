@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -41,6 +43,7 @@ type flags struct {
 	chain        string
 	redisURL     string
 	httpAddr     string
+	pprofAddr    string
 	concurrency  int
 	grace        time.Duration
 	heartbeatTTL time.Duration
@@ -48,7 +51,18 @@ type flags struct {
 	checkOnly    bool
 }
 
+// defaultGCPercent is the worker's GOGC unless the environment sets one.
+// Its live heap is small (the documents in flight, a few MiB) while it
+// allocates fast (every vCon is decoded and re-encoded), so Go's default of
+// 100 collects dozens of times a second; 400 spends a fraction of that CPU
+// on collection and keeps the heap within tens of MiB (docs/benchmarks.md:
+// peak RSS at concurrency 32). GOMEMLIMIT, when set, still bounds it.
+const defaultGCPercent = 400
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	if err := run(log, os.Args[1:]); err != nil {
 		log.Error("conserver failed", "error", err.Error())
@@ -64,6 +78,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.chain, "chain", "", "run only this chain")
 	fs.StringVar(&f.redisURL, "redis-url", envOr("REDIS_URL", "redis://localhost:6379"), "Redis URL (env REDIS_URL)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":9090", "address for /metrics, /healthz and /readyz")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "if set, serve Go's /debug/pprof/ profiles on this address (keep it private: profiles show code paths, never vCon content)")
 	fs.IntVar(&f.concurrency, "concurrency", envInt("CONSERVER_VCON_CONCURRENCY", 4), "vCons processed at once per chain (env CONSERVER_VCON_CONCURRENCY)")
 	fs.DurationVar(&f.grace, "grace-period", 25*time.Second, "on SIGTERM, how long in-flight vCons may finish before they are returned to their ingress list")
 	fs.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", queue.DefaultHeartbeatTTL, "how long this worker's claim on its in-flight vCons lasts without a heartbeat")
@@ -160,6 +175,18 @@ func run(log *slog.Logger, args []string) error {
 		}
 	}()
 
+	if f.pprofAddr != "" {
+		// A separate listener, so that exposing metrics never exposes
+		// profiles.
+		prof := &http.Server{Addr: f.pprofAddr, Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := prof.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("pprof server failed", "error", err)
+			}
+		}()
+		defer prof.Close()
+	}
+
 	worker := queue.NewWorker(rdb, f.workerID, f.heartbeatTTL)
 	log.Info("conserver starting", "version", version.Version, "worker", worker.ID(), "chains", len(chains), "redis", redisconn.Redacted(f.redisURL))
 	var wg sync.WaitGroup
@@ -192,6 +219,16 @@ func httpHandler(rdb redis.UniversalClient, reg *prometheus.Registry) http.Handl
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	return mux
+}
+
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 
