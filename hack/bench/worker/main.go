@@ -16,8 +16,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,10 +28,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 )
 
 func main() {
@@ -37,12 +42,19 @@ func main() {
 	size := flag.Int("size", 5000, "approximate vCon size in bytes")
 	concurrency := flag.Int("concurrency", 32, "worker concurrency and floor goroutines")
 	rounds := flag.Int("rounds", 3, "runs of each; the best of each is compared")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker's last run to this file")
 	flag.Parse()
 	if err := run(*n, *size, *concurrency, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench worker:", err)
 		os.Exit(1)
 	}
 }
+
+var cpuProfile string
+
+// traceContext is a trace context record as the worker writes it for
+// egress (conserver's format).
+const traceContext = `{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":1,"is_sampled":true}`
 
 const (
 	in  = "bench-in"
@@ -94,69 +106,142 @@ chains:
 		return err
 	}
 
-	var floors, workers []time.Duration
-	var peakRSS int64
-	for r := range rounds {
-		d, err := floorRun(ctx, rdb, opts, n, size, concurrency)
-		if err != nil {
-			return fmt.Errorf("floor run %d: %w", r+1, err)
-		}
-		floors = append(floors, d)
-		d, rss, err := workerRun(ctx, rdb, bin, cfg, addr, dir, n, size, concurrency)
-		if err != nil {
-			return fmt.Errorf("worker run %d: %w", r+1, err)
-		}
-		workers = append(workers, d)
-		peakRSS = max(peakRSS, rss)
-		fmt.Fprintf(os.Stderr, "round %d: floor %s (%.0f/s), worker %s (%.0f/s), worker peak RSS %.1f MiB\n",
-			r+1, floors[r].Round(time.Millisecond), rate(n, floors[r]), workers[r].Round(time.Millisecond), rate(n, workers[r]), float64(rss)/(1<<20))
+	// A local OTLP receiver for the traced series: it reads and drops
+	// what the worker exports.
+	var exported atomic.Int64
+	otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, _ := io.Copy(io.Discard, r.Body)
+		exported.Add(m)
+	}))
+	defer otlp.Close()
+
+	modes := []mode{
+		{name: "default", env: nil},
+		{name: "traced", traced: true, env: []string{
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" + otlp.URL + "/v1/traces", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"}},
 	}
-	sort.Slice(floors, func(i, j int) bool { return floors[i] < floors[j] })
-	sort.Slice(workers, func(i, j int) bool { return workers[i] < workers[j] })
-	ratio := rate(n, workers[0]) / rate(n, floors[0])
+	series := make([][2][]result, len(modes))
+	var peakRSS int64
+	for i, m := range modes {
+		for r := range rounds {
+			f, err := floorRun(ctx, rdb, opts, srv.Process.Pid, n, size, concurrency, m.traced)
+			if err != nil {
+				return fmt.Errorf("%s floor run %d: %w", m.name, r+1, err)
+			}
+			profile := ""
+			if r == rounds-1 && i == 0 {
+				profile = cpuProfile
+			}
+			w, err := workerRun(ctx, rdb, bin, cfg, addr, srv.Process.Pid, dir, n, size, concurrency, m, profile)
+			if err != nil {
+				return fmt.Errorf("%s worker run %d: %w", m.name, r+1, err)
+			}
+			series[i][0] = append(series[i][0], f)
+			series[i][1] = append(series[i][1], w)
+			peakRSS = max(peakRSS, w.rss)
+			fmt.Fprintf(os.Stderr, "%s round %d: floor %s (%.0f/s, %s CPU/vCon, redis %s), worker %s (%.0f/s, %s CPU/vCon, redis %s, mean in flight %.1f), ratio %.0f%%, worker peak RSS %.1f MiB\n",
+				m.name, r+1, f.elapsed.Round(time.Millisecond), rate(n, f.elapsed), perVCon(f.clientCPU, n), perVCon(f.redisCPU, n),
+				w.elapsed.Round(time.Millisecond), rate(n, w.elapsed), perVCon(w.clientCPU, n), perVCon(w.redisCPU, n), w.meanInFlight,
+				100*float64(f.elapsed)/float64(w.elapsed), float64(w.rss)/(1<<20))
+		}
+		fmt.Fprintf(os.Stderr, "%s: redis commands per vCon, last round: floor %s; worker %s\n", m.name,
+			perVConCalls(series[i][0][rounds-1].commands, n), perVConCalls(series[i][1][rounds-1].commands, n))
+	}
+	if exported.Load() == 0 {
+		return errors.New("the traced series exported no spans: the comparison would not be traced")
+	}
 
 	host, _ := os.Hostname()
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf(`## Worker
 
 Run %s on %s (%s, %d CPUs, load average at the end: %s; Go %s, redis-server on loopback, no RedisJSON so bodies are plain strings).
-%d vCons of about %d bytes through [links.tag] + storage.redis_storage + egress at concurrency %d; best of %d runs each, floor and worker alternating on the same redis-server.
+%d vCons of about %d bytes through [links.tag] + storage.redis_storage + egress at concurrency %d; %d rounds per series, each a floor run then a worker run on the same redis-server.
+The floor is %d goroutines issuing the same Redis commands per vCon as the worker (redis-server's command statistics below show it), with no pipeline machinery.
 
-| | time | vCons/s |
-|---|---|---|
-| floor: 32 goroutines issuing the same Redis commands per vCon, no pipeline machinery | %s | %.0f |
-| worker (cmd/conserver) | %s | %.0f |
+| series | floor, best | worker, best | best / best | median of the rounds' ratios | client CPU per vCon, floor / worker | redis-server CPU per vCon, floor / worker |
+|---|---|---|---|---|---|---|
+`, time.Now().UTC().Format("2006-01-02"), host, runtime.GOARCH, runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "), runtime.Version(),
+		n, size, concurrency, rounds, concurrency)
+	var defaultRatio float64
+	for i, m := range modes {
+		floors, workers := series[i][0], series[i][1]
+		ratios := make([]float64, rounds)
+		for r := range rounds {
+			ratios[r] = float64(floors[r].elapsed) / float64(workers[r].elapsed)
+		}
+		sort.Float64s(ratios)
+		median := ratios[rounds/2]
+		if rounds%2 == 0 {
+			median = (ratios[rounds/2-1] + ratios[rounds/2]) / 2
+		}
+		bf, bw := best(floors), best(workers)
+		ratio := float64(bf.elapsed) / float64(bw.elapsed)
+		if i == 0 {
+			defaultRatio = ratio
+		}
+		fmt.Printf("| %s | %.0f vCons/s | %.0f vCons/s | **%.0f%%** | %.0f%% | %s / %s | %s / %s |\n", m.description(),
+			rate(n, bf.elapsed), rate(n, bw.elapsed), 100*ratio, 100*median,
+			perVCon(bf.clientCPU, n), perVCon(bw.clientCPU, n), perVCon(bf.redisCPU, n), perVCon(bw.redisCPU, n))
+	}
+	fmt.Printf(`
+- Worker throughput / floor, default configuration: **%.0f%%** (target at least 80%%).
+- Worker peak RSS (VmHWM), all runs: **%.1f MiB** (target under 100 MiB).
+- Redis commands per vCon (redis-server's commandstats over the last round; JSON.GET, unknown to a server without RedisJSON, is sent by both and not counted): default, floor %s, worker %s; traced, floor %s, worker %s.
+- Run times, default: floor %s; worker %s. Traced: floor %s; worker %s.
 
-- Worker throughput / floor: **%.0f%%** (target at least 80%%).
-- Worker peak RSS (VmHWM): **%.1f MiB** (target under 100 MiB).
-- All runs, floor: %s; worker: %s.
-
-Per vCon, both issue: a move from ingress to in-flight (the floor: BLMOVE; the worker: BLMOVE, then LMOVEs for the free slots pipelined in one round trip); one pipeline of JSON.GET, GET and PTTL of the body and LPOP of its trace context; one pipeline of SET body KEEPTTL, SET storage copy EX, RPUSH egress and LREM in-flight. The worker adds its heartbeat (every 5 s), the link, normalisation and JSON decoding and encoding.
-Where the gap goes: `+"`go test -run X -bench Process -cpuprofile cpu.prof ./internal/pipeline/`"+` profiles one vCon through the processor: of about 100 µs of worker CPU per 5 KB vCon, decoding the document into a map (internal/vcon, encoding/json) takes about half and encoding it back a fifth; the floor does neither, so on a small, shared machine where the run is CPU-bound that work is most of the difference.
+What the worker does per vCon: it takes the uuid (BLMOVE when idle; while busy, the take of the next uuid rides in the previous vCon's outcome transaction); reads the body, its type and TTL and the producer's trace context in one pipeline; decodes, validates and normalises the document, runs the link, encodes it; writes the outcome (body, storage copy, egress push, in-flight removal) in one MULTI/EXEC. The traced series adds a producer trace context per vCon, which the worker continues (a span per vCon, link and storage, exported over OTLP http/protobuf to a receiver in the benchmark process) and writes for egress; its floor writes the same context records.
+The worker runs with its default GOGC of 400 (cmd/conserver; GOGC in the environment overrides it).
+Profile: `+"`go run ./hack/bench/worker -cpuprofile worker.prof`"+` (the worker serves pprof with `+"`--pprof-addr`"+`).
 Reproduce: `+"`make bench`"+` (or `+"`go run ./hack/bench/worker`"+`).
-`,
-		time.Now().UTC().Format("2006-01-02"), host, runtime.GOARCH, runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "), runtime.Version(),
-		n, size, concurrency, rounds,
-		floors[0].Round(time.Millisecond), rate(n, floors[0]),
-		workers[0].Round(time.Millisecond), rate(n, workers[0]),
-		ratio*100, float64(peakRSS)/(1<<20),
-		durations(floors), durations(workers))
+`, 100*defaultRatio, float64(peakRSS)/(1<<20),
+		perVConCalls(series[0][0][rounds-1].commands, n), perVConCalls(series[0][1][rounds-1].commands, n),
+		perVConCalls(series[1][0][rounds-1].commands, n), perVConCalls(series[1][1][rounds-1].commands, n),
+		durations(series[0][0]), durations(series[0][1]), durations(series[1][0]), durations(series[1][1]))
 	return nil
+}
+
+// mode is one series of the comparison.
+type mode struct {
+	name   string
+	traced bool     // producers attach trace context; the worker exports spans
+	env    []string // the worker's environment on top of the benchmark's
+}
+
+func (m mode) description() string {
+	if m.traced {
+		return "traced: producer trace context on every vCon, spans exported over OTLP"
+	}
+	return "default: no trace context, no exporter"
+}
+
+func best(rs []result) result {
+	b := rs[0]
+	for _, r := range rs[1:] {
+		if r.elapsed < b.elapsed {
+			b = r
+		}
+	}
+	return b
 }
 
 func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
 
-func durations(ds []time.Duration) string {
+func perVCon(cpu time.Duration, n int) string {
+	return fmt.Sprintf("%.0f µs", float64(cpu.Microseconds())/float64(n))
+}
+
+func durations(rs []result) string {
 	var s []string
-	for _, d := range ds {
-		s = append(s, d.Round(time.Millisecond).String())
+	for _, r := range rs {
+		s = append(s, r.elapsed.Round(time.Millisecond).String())
 	}
 	return strings.Join(s, ", ")
 }
 
 // load empties Redis and stores n bodies; the uuids are returned to be
 // pushed once the consumers wait.
-func load(ctx context.Context, rdb *redis.Client, n, size int) ([]any, error) {
+func load(ctx context.Context, rdb *redis.Client, n, size int, traced bool) ([]any, error) {
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		return nil, err
 	}
@@ -166,6 +251,9 @@ func load(ctx context.Context, rdb *redis.Client, n, size int) ([]any, error) {
 		u := fmt.Sprintf("0190d6f0-1c2d-7a00-8000-%012d", i)
 		uuids[i] = u
 		pipe.Set(ctx, "vcon:"+u, document(u, size), 0)
+		if traced {
+			pipe.RPush(ctx, "context:"+in+":"+u, traceContext)
+		}
 		if pipe.Len() == 500 {
 			if _, err := pipe.Exec(ctx); err != nil {
 				return nil, err
@@ -180,12 +268,15 @@ func load(ctx context.Context, rdb *redis.Client, n, size int) ([]any, error) {
 
 // pushAndWait queues every uuid in one command and waits until egress
 // holds them all; the time between is the run's.
-func pushAndWait(ctx context.Context, rdb *redis.Client, uuids []any, limit time.Duration) (time.Duration, error) {
+func pushAndWait(ctx context.Context, rdb *redis.Client, uuids []any, limit time.Duration, poll func()) (time.Duration, error) {
 	start := time.Now()
 	if err := rdb.RPush(ctx, in, uuids...).Err(); err != nil {
 		return 0, err
 	}
 	for {
+		if poll != nil {
+			poll()
+		}
 		if rdb.LLen(ctx, out).Val() >= int64(len(uuids)) {
 			return time.Since(start), nil
 		}
@@ -196,10 +287,19 @@ func pushAndWait(ctx context.Context, rdb *redis.Client, uuids []any, limit time
 	}
 }
 
-func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, n, size, concurrency int) (time.Duration, error) {
-	uuids, err := load(ctx, rdb, n, size)
+// result is one run: its time, and the CPU its client process and
+// redis-server spent during it.
+type result struct {
+	elapsed, clientCPU, redisCPU time.Duration
+	commands                     map[string]int64 // redis-server's calls per command during the run
+	meanInFlight                 float64          // worker runs only
+	rss                          int64            // worker runs only
+}
+
+func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redisPID, n, size, concurrency int, traced bool) (result, error) {
+	uuids, err := load(ctx, rdb, n, size, traced)
 	if err != nil {
-		return 0, err
+		return result{}, err
 	}
 	client := redis.NewClient(opts) // same pool settings as the worker's client
 	defer client.Close()
@@ -223,9 +323,17 @@ func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, n, si
 				read.LPop(stop, "context:"+in+":"+u)
 				_, _ = read.Exec(stop)
 				data, _ := get.Bytes()
-				commit := client.Pipeline()
+				// The worker's commit: one MULTI/EXEC with the body, the
+				// storage copy, the egress push (with its trace context
+				// when traced), the in-flight removal.
+				commit := client.TxPipeline()
 				commit.SetArgs(stop, body, data, redis.SetArgs{KeepTTL: true})
 				commit.Set(stop, "vcon_storage:"+u, data, 604800*time.Second)
+				if traced {
+					ctxKey := "context:" + out + ":" + u
+					commit.RPush(stop, ctxKey, traceContext)
+					commit.Expire(stop, ctxKey, 86400*time.Second)
+				}
 				commit.RPush(stop, out, u)
 				commit.LRem(stop, inflight, 1, u)
 				if _, err := commit.Exec(stop); err != nil && !errors.Is(err, context.Canceled) {
@@ -235,33 +343,41 @@ func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, n, si
 		}()
 	}
 	time.Sleep(200 * time.Millisecond) // let every goroutine block in BLMOVE
-	d, err := pushAndWait(ctx, rdb, uuids, 10*time.Minute)
+	self0, redis0, cmds0 := selfCPU(), procCPU(redisPID), commandCalls(ctx, rdb)
+	d, err := pushAndWait(ctx, rdb, uuids, 10*time.Minute, nil)
+	res := result{elapsed: d, clientCPU: selfCPU() - self0, redisCPU: procCPU(redisPID) - redis0, commands: diffCalls(commandCalls(ctx, rdb), cmds0)}
 	cancel()
 	wg.Wait()
-	return d, err
+	return res, err
 }
 
-func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr, dir string, n, size, concurrency int) (time.Duration, int64, error) {
-	uuids, err := load(ctx, rdb, n, size)
+func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr string, redisPID int, dir string, n, size, concurrency int, m mode, profile string) (result, error) {
+	uuids, err := load(ctx, rdb, n, size, m.traced)
 	if err != nil {
-		return 0, 0, err
+		return result{}, err
 	}
 	port, err := freePort()
 	if err != nil {
-		return 0, 0, err
+		return result{}, err
+	}
+	pprofPort, err := freePort()
+	if err != nil {
+		return result{}, err
 	}
 	httpAddr := "127.0.0.1:" + strconv.Itoa(port)
 	logf, err := os.Create(filepath.Join(dir, "worker.log"))
 	if err != nil {
-		return 0, 0, err
+		return result{}, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, "--config", cfg, "--redis-url", "redis://"+redisAddr, "--http-addr", httpAddr,
-		"--concurrency", strconv.Itoa(concurrency), "--worker-id", "bench")
+		"--concurrency", strconv.Itoa(concurrency), "--worker-id", "bench",
+		"--pprof-addr", "127.0.0.1:"+strconv.Itoa(pprofPort))
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), m.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return result{}, err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -281,15 +397,138 @@ func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr, dir 
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}); err != nil {
-		return 0, 0, fmt.Errorf("worker not ready: %w", err)
+		return result{}, fmt.Errorf("worker not ready: %w", err)
 	}
 	time.Sleep(200 * time.Millisecond) // let every fetcher block in BLMOVE
-	d, err := pushAndWait(ctx, rdb, uuids, 10*time.Minute)
-	if err != nil {
-		return 0, 0, err
+	profiled := make(chan error, 1)
+	if profile != "" {
+		// The profile covers most of the run; it starts with the pushes.
+		go func() {
+			profiled <- fetchProfile("http://127.0.0.1:"+strconv.Itoa(pprofPort)+"/debug/pprof/profile?seconds=2", profile)
+		}()
+	} else {
+		profiled <- nil
 	}
-	rss, err := vmHWM(cmd.Process.Pid)
-	return d, rss, err
+	var inFlight inFlightSampler
+	worker0, redis0, cmds0 := procCPU(cmd.Process.Pid), procCPU(redisPID), commandCalls(ctx, rdb)
+	d, err := pushAndWait(ctx, rdb, uuids, 10*time.Minute, func() { inFlight.sample(ctx, rdb) })
+	if err != nil {
+		return result{}, err
+	}
+	res := result{elapsed: d, clientCPU: procCPU(cmd.Process.Pid) - worker0, redisCPU: procCPU(redisPID) - redis0,
+		commands: diffCalls(commandCalls(ctx, rdb), cmds0), meanInFlight: inFlight.mean()}
+	if err := <-profiled; err != nil {
+		return result{}, fmt.Errorf("cpu profile: %w", err)
+	}
+	res.rss, err = vmHWM(cmd.Process.Pid)
+	return res, err
+}
+
+// inFlightSampler averages the length of the worker's in-flight list: how
+// many of its slots held a vCon.
+type inFlightSampler struct{ sum, n int64 }
+
+func (s *inFlightSampler) sample(ctx context.Context, rdb *redis.Client) {
+	if l, err := rdb.LLen(ctx, queue.InFlightKey(in, "bench")).Result(); err == nil {
+		s.sum += l
+		s.n++
+	}
+}
+
+func (s *inFlightSampler) mean() float64 {
+	if s.n == 0 {
+		return 0
+	}
+	return float64(s.sum) / float64(s.n)
+}
+
+func fetchProfile(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// commandCalls reads redis-server's count of calls per command.
+func commandCalls(ctx context.Context, rdb *redis.Client) map[string]int64 {
+	info, _ := rdb.Info(ctx, "commandstats").Result()
+	calls := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		// cmdstat_lmove:calls=20000,usec=...
+		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		calls[name] = n
+	}
+	return calls
+}
+
+// diffCalls is the calls made between two readings, leaving out the
+// benchmark's own polling (llen, info).
+func diffCalls(after, before map[string]int64) map[string]int64 {
+	d := map[string]int64{}
+	for name, n := range after {
+		if name == "llen" || name == "info" {
+			continue
+		}
+		if n -= before[name]; n > 0 {
+			d[name] = n
+		}
+	}
+	return d
+}
+
+func perVConCalls(calls map[string]int64, n int) string {
+	names := make([]string, 0, len(calls))
+	var total int64
+	for name, c := range calls {
+		names = append(names, name)
+		total += c
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		parts = append(parts, fmt.Sprintf("%s %.2f", name, float64(calls[name])/float64(n)))
+	}
+	return fmt.Sprintf("%.2f (%s)", float64(total)/float64(n), strings.Join(parts, ", "))
+}
+
+// procCPU is the user plus system CPU time a process has used so far.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces) start
+	// after its closing parenthesis; utime and stime are the 14th and
+	// 15th fields of the whole line, in clock ticks of 1/100 s.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// selfCPU is this process's user plus system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // vmHWM is a process's peak resident set size, in bytes.
