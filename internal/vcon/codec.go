@@ -212,8 +212,18 @@ func appendString(b []byte, s string) []byte {
 // plain reports whether encoding/json would write s between quotes
 // unchanged.
 func plain(s string) bool {
+	// Eight bytes at a time while they are printable ASCII without quote
+	// or backslash (the bulk of a transcript); the rest byte by byte.
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if x&hi != 0 || hasLess(x, 0x20) || hasZero(x^(lo*'"')) || hasZero(x^(lo*'\\')) {
+			break
+		}
+	}
 	ascii := true
-	for i := 0; i < len(s); i++ {
+	for ; i < len(s); i++ {
 		switch byteClass[s[i]] {
 		case escaped:
 			return false
@@ -229,6 +239,18 @@ func plain(s string) bool {
 	}
 	return !strings.ContainsRune(s, '\u2028') && !strings.ContainsRune(s, '\u2029')
 }
+
+const (
+	lo = 0x0101010101010101
+	hi = 0x8080808080808080
+)
+
+// hasZero reports whether a byte of x is zero; hasLess whether a byte of
+// x (all below 0x80) is below n. Both may report true for a word that only
+// comes close (the byte loop then decides), never false for one that holds
+// such a byte.
+func hasZero(x uint64) bool           { return (x-lo)&^x&hi != 0 }
+func hasLess(x uint64, n uint64) bool { return (x-lo*n)&^x&hi != 0 }
 
 const (
 	printable = iota

@@ -81,6 +81,23 @@ func TestCodecMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestAppendStringEveryPosition puts each character that needs care at
+// every position of strings longer than the eight-byte fast path.
+func TestAppendStringEveryPosition(t *testing.T) {
+	specials := []string{"\x00", "\x1f", "\"", "\\", "\x7f", "\x20", "é", "\u2028", "\u2029", "\xff", "<", "&", "~", "!", "#"}
+	for _, sp := range specials {
+		for n := 1; n <= 26; n++ {
+			for pos := 0; pos < n; pos++ {
+				str := strings.Repeat("a", pos) + sp + strings.Repeat("b", n-pos-1)
+				want, _ := referenceEncode(str)
+				if got := appendString(nil, str); !bytes.Equal(got, want) {
+					t.Fatalf("appendString(%q) = %q, encoding/json: %q", str, got, want)
+				}
+			}
+		}
+	}
+}
+
 // The vCon samples of this package's tests, one per version seen in the
 // wild.
 func TestCodecMatchesEncodingJSONOnSamples(t *testing.T) {
