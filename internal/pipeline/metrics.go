@@ -40,6 +40,7 @@ type Metrics struct {
 	DeadLetters     *prometheus.CounterVec
 	InFlight        *prometheus.GaugeVec
 	Reaped          *prometheus.CounterVec
+	Orphans         *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them on reg.
@@ -89,9 +90,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "vcon_worker_reaped_total",
 			Help: "In-flight vCons of dead workers this worker returned to their ingress list.",
 		}, []string{"chain"}),
+		Orphans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_worker_orphans_returned_total",
+			Help: "vCons found in this worker's own in-flight list without the worker holding them (a take whose reply was lost), returned to their ingress list.",
+		}, []string{"chain"}),
 	}
 	reg.MustRegister(m.Processed, m.Errors, m.Duration, m.LinkDuration, m.LinkOutcomes,
-		m.StorageWrites, m.StorageDuration, m.DeadLetters, m.InFlight, m.Reaped)
+		m.StorageWrites, m.StorageDuration, m.DeadLetters, m.InFlight, m.Reaped, m.Orphans)
 	return m
 }
 
@@ -101,6 +106,8 @@ func (m *Metrics) init(chain string, linkNames, storageNames []string) {
 	m.Processed.WithLabelValues(chain)
 	m.Errors.WithLabelValues(chain)
 	m.InFlight.WithLabelValues(chain)
+	m.Reaped.WithLabelValues(chain)
+	m.Orphans.WithLabelValues(chain)
 	for _, r := range []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError} {
 		m.DeadLetters.WithLabelValues(chain, r)
 	}

@@ -243,6 +243,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		if err != nil {
 			return queue.Item{}, false, err
 		}
+		p.worker.Forget(it)
 		p.metrics.Errors.WithLabelValues(chain).Inc()
 		p.metrics.DeadLetters.WithLabelValues(chain, fail.reason).Inc()
 		p.log.Warn("vcon dead-lettered", "uuid", it.UUID, "list", it.List, "reason", fail.reason, "step", fail.step)
@@ -251,6 +252,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		if err != nil {
 			return queue.Item{}, false, err
 		}
+		p.worker.Forget(it)
 		// Written and no longer referenced: the commands that carried it
 		// are done, and storages copy what they keep.
 		putBodyBuffer(outcome.body)

@@ -212,8 +212,9 @@ func (r *Runner) start(ctx, hardStop context.Context, it queue.Item, slots *sema
 	}()
 }
 
-// heartbeat keeps the registration alive and reaps the work of dead
-// workers, every third of the heartbeat TTL, until ctx ends.
+// heartbeat keeps the registration alive, reaps the work of dead workers
+// and sweeps this worker's orphans, every third of the heartbeat TTL, until
+// ctx ends.
 func (r *Runner) heartbeat(ctx context.Context, lists []string) {
 	t := time.NewTicker(r.worker.HeartbeatTTL() / 3)
 	defer t.Stop()
@@ -230,6 +231,14 @@ func (r *Runner) heartbeat(ctx context.Context, lists []string) {
 		if err == nil && n > 0 {
 			r.proc.metrics.Reaped.WithLabelValues(r.proc.chain.Name).Add(float64(n))
 			r.log.Info("returned work of dead workers to the ingress lists", "count", n)
+		}
+		n, err = r.worker.SweepOrphans(ctx, lists)
+		if n > 0 {
+			r.proc.metrics.Orphans.WithLabelValues(r.proc.chain.Name).Add(float64(n))
+			r.log.Warn("returned vCons this worker had in flight without knowing it (a take's reply was lost)", "count", n)
+		}
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("orphan sweep failed", "error", err)
 		}
 	}
 }

@@ -308,6 +308,9 @@ func TestRunnerTakesWithOutcome(t *testing.T) {
 	if keys := e.rdb.Keys(ctx, queue.InFlightPrefix("in")+"*").Val(); len(keys) != 0 {
 		t.Fatalf("in-flight lists left: %v", keys)
 	}
+	if held := p.worker.Held(); held != 0 {
+		t.Fatalf("the worker still holds %d items after every outcome was written", held)
+	}
 	alone, ridden := takes.alone.Load(), takes.withOutcome.Load()
 	t.Logf("takes on their own: %d, with an outcome: %d", alone, ridden)
 	// About two thirds on a quiet machine (the fetcher takes the rest,

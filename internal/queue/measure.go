@@ -52,7 +52,7 @@ func Measure(ctx context.Context, rdb redis.UniversalClient, targets []Target) (
 	for i, t := range targets {
 		for _, l := range t.Ingress {
 			ingress[i] = append(ingress[i], ingressCmds{
-				measure: measureScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l)),
+				measure: measureScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds()),
 				dlq:     pipe.LLen(ctx, DLQKey(l)),
 			})
 		}

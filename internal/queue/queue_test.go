@@ -346,12 +346,36 @@ func TestReapExactlyOnce(t *testing.T) {
 	if got := lrange(t, rdb, InFlightKey(list, "alive")); !slices.Equal(got, []string{"live"}) {
 		t.Fatalf("live worker's in-flight = %v, want [live]", got)
 	}
-	members := rdb.ZRange(ctx, WorkersKey(list), 0, -1).Val()
-	if !slices.Equal(members, []string{"alive"}) {
-		t.Fatalf("workers = %v, want [alive]", members)
-	}
 	if n, err := Reap(ctx, rdb, []string{list}); err != nil || n != 0 {
 		t.Fatalf("second reap = %d, %v; want 0", n, err)
+	}
+
+	// The reaped worker stays registered for a while: a stalled worker
+	// that resumes takes once more before its next heartbeat, and is then
+	// killed. The next reap returns that item too.
+	members := rdb.ZRange(ctx, WorkersKey(list), 0, -1).Val()
+	if !slices.Equal(members, []string{"alive", "dead"}) && !slices.Equal(members, []string{"dead", "alive"}) {
+		t.Fatalf("workers after the reap = %v, want the reaped worker kept beside the live one", members)
+	}
+	late, ok, err := dead.Take(ctx, list, time.Second)
+	if err != nil || !ok {
+		t.Fatalf("late take: %v %v", ok, err)
+	}
+	if n, err := Reap(ctx, rdb, []string{list}); err != nil || n != 1 {
+		t.Fatalf("reap after the late take = %d, %v; want the 1 item returned", n, err)
+	}
+	if got := lrange(t, rdb, list); got[0] != late.UUID {
+		t.Fatalf("ingress head = %s, want the late take %s", got[0], late.UUID)
+	}
+
+	// After the retention the registration goes.
+	now, _ := rdb.Time(ctx).Result()
+	rdb.ZAdd(ctx, WorkersKey(list), redis.Z{Score: float64(now.Add(-DeadWorkerRetention - time.Second).UnixMilli()), Member: "dead"})
+	if _, err := Reap(ctx, rdb, []string{list}); err != nil {
+		t.Fatal(err)
+	}
+	if members := rdb.ZRange(ctx, WorkersKey(list), 0, -1).Val(); !slices.Equal(members, []string{"alive"}) {
+		t.Fatalf("workers after the retention = %v, want [alive]", members)
 	}
 }
 
@@ -514,5 +538,63 @@ func TestReplayAndReasons(t *testing.T) {
 	}
 	if rdb.Exists(ctx, "DLQ:in").Val() != 0 {
 		t.Fatal("DLQ not empty after replaying everything")
+	}
+}
+
+// TestSweepOrphans: uuids in a live worker's in-flight list that the worker
+// does not hold (a take whose reply was lost) go back to the head of their
+// ingress list at the second sweep that finds them; held ones never do.
+func TestSweepOrphans(t *testing.T) {
+	rdb := newClient(t)
+	ctx := context.Background()
+	w := NewWorker(rdb, "w1", time.Minute)
+	lists := []string{"in", "other"}
+	inFlight := InFlightKey("in", "w1")
+	rdb.RPush(ctx, "in", "held", "dup", "lost", "dup", "next")
+	held, _, _ := w.Take(ctx, "in", time.Second) // held
+	dup, _, _ := w.Take(ctx, "in", time.Second)  // dup, held
+	// Two moves whose replies were lost: the worker never learns of them.
+	rdb.LMove(ctx, "in", inFlight, "LEFT", "RIGHT")
+	rdb.LMove(ctx, "in", inFlight, "LEFT", "RIGHT") // the second copy of dup
+	if got := lrange(t, rdb, inFlight); !slices.Equal(got, []string{"held", "dup", "lost", "dup"}) {
+		t.Fatalf("in-flight = %v", got)
+	}
+
+	if n, err := w.SweepOrphans(ctx, lists); err != nil || n != 0 {
+		t.Fatalf("first sweep returned %d (%v); want 0: orphans are only suspected at first", n, err)
+	}
+	// Taken between the sweeps and held: never an orphan.
+	late, _, _ := w.Take(ctx, "in", time.Second)
+	n, err := w.SweepOrphans(ctx, lists)
+	if err != nil || n != 2 {
+		t.Fatalf("second sweep returned %d (%v); want 2 (lost and the unheld copy of dup)", n, err)
+	}
+	if got := lrange(t, rdb, inFlight); !slices.Equal(got, []string{"held", "dup", late.UUID}) {
+		t.Fatalf("in-flight after the sweep = %v, want [held dup %s]", got, late.UUID)
+	}
+	if got := lrange(t, rdb, "in"); len(got) != 2 || !slices.Contains(got, "lost") || !slices.Contains(got, "dup") {
+		t.Fatalf("ingress after the sweep = %v, want lost and dup back at the head", got)
+	}
+
+	// Finished items are forgotten; what remains held is never swept.
+	for _, it := range []Item{held, dup} {
+		if err := w.Done(ctx, it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if n, err := w.SweepOrphans(ctx, lists); err != nil || n != 0 {
+			t.Fatalf("sweep with only held items returned %d (%v)", n, err)
+		}
+	}
+	if got := lrange(t, rdb, inFlight); !slices.Equal(got, []string{late.UUID}) {
+		t.Fatalf("in-flight = %v, want [%s]", got, late.UUID)
+	}
+	// An item forgotten without leaving flight (its removal was lost) is an
+	// orphan too.
+	w.Forget(late)
+	_, _ = w.SweepOrphans(ctx, lists)
+	if n, _ := w.SweepOrphans(ctx, lists); n != 1 {
+		t.Fatalf("forgotten item still in flight: swept %d, want 1", n)
 	}
 }

@@ -31,17 +31,25 @@ end
 `
 
 // reapLua returns the work of every worker whose heartbeat expired to the
-// ingress list and forgets those workers. Running in one script makes it
-// exactly once, however many workers and operators reap at the same time.
+// ingress list. Running in one script makes it exactly once, however many
+// workers and operators reap at the same time. An expired worker stays
+// registered (with its expired score) for retentionMs more: a worker that
+// stalled past its heartbeat may still take work before it notices (a
+// BLMOVE it had sent completes), and if it is killed then, the next reap
+// returns that work too instead of leaving it in a list no reaper reads. A
+// worker that resumes refreshes its score and is alive again.
 const reapLua = moveBackLua + `
-local function reap(workers, ingress, prefix)
+local function reap(workers, ingress, prefix, retentionMs)
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)
   local moved = 0
-  local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now)
-  for _, id in ipairs(dead) do
+  local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now, 'WITHSCORES')
+  for i = 1, #dead, 2 do
+    local id, expired = dead[i], tonumber(dead[i + 1])
     moved = moved + move_back(prefix .. id, ingress)
-    redis.call('ZREM', workers, id)
+    if expired + retentionMs <= now then
+      redis.call('ZREM', workers, id)
+    end
   end
   return moved
 end
@@ -49,7 +57,7 @@ end
 
 // reapScript: returns the number of items moved back.
 var reapScript = redis.NewScript(reapLua + `
-return reap(KEYS[1], KEYS[2], ARGV[1])
+return reap(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 `)
 
 // releaseScript returns one worker's in-flight items (ARGV[2] = worker id)
@@ -63,7 +71,7 @@ return n
 // measureScript reaps, then returns {ingress length, in-flight total,
 // items reaped} for one ingress list: the operator's per-list observation.
 var measureScript = redis.NewScript(reapLua + `
-local reaped = reap(KEYS[1], KEYS[2], ARGV[1])
+local reaped = reap(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 local inflight = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   inflight = inflight + redis.call('LLEN', ARGV[1] .. id)

@@ -15,6 +15,12 @@ import (
 // worker's in-flight items go back to the ingress list.
 const DefaultHeartbeatTTL = 15 * time.Second
 
+// DeadWorkerRetention is how long a worker whose heartbeat expired stays
+// registered after its work was returned, so that work it still takes in
+// that time (a stalled worker resuming, then killed) is returned by the
+// next reap as well.
+const DeadWorkerRetention = 5 * time.Minute
+
 // Item is one uuid a worker took from an ingress list.
 type Item struct {
 	List string // the ingress list it came from
@@ -28,6 +34,7 @@ type Worker struct {
 	rdb          redis.UniversalClient
 	id           string
 	heartbeatTTL time.Duration
+	holdings     holdings
 }
 
 // NewWorker returns a Worker with a process-unique id (pod name plus a random
@@ -72,7 +79,9 @@ func (w *Worker) Take(ctx context.Context, list string, wait time.Duration) (ite
 	if err != nil {
 		return Item{}, false, fmt.Errorf("take from %s: %w", list, err)
 	}
-	return Item{List: list, UUID: uuid, inFlight: inFlight}, true, nil
+	it := Item{List: list, UUID: uuid, inFlight: inFlight}
+	w.holdings.add(it)
+	return it, true, nil
 }
 
 // TakeUpTo moves up to n uuids of list into this worker's in-flight list
@@ -94,7 +103,9 @@ func (w *Worker) TakeUpTo(ctx context.Context, list string, n int) ([]Item, erro
 		// Collect what moved even when a later command failed: those
 		// uuids are in flight now and must be processed or released.
 		if uuid, cerr := c.Result(); cerr == nil {
-			items = append(items, Item{List: list, UUID: uuid, inFlight: inFlight})
+			it := Item{List: list, UUID: uuid, inFlight: inFlight}
+			w.holdings.add(it)
+			items = append(items, it)
 		}
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -108,6 +119,7 @@ type PendingTake struct {
 	cmd      *redis.StringCmd
 	list     string
 	inFlight string
+	w        *Worker
 }
 
 // QueueTake queues the move of list's next uuid into this worker's
@@ -116,7 +128,7 @@ type PendingTake struct {
 // share the list's hash slot.
 func (w *Worker) QueueTake(pipe redis.Pipeliner, list string) *PendingTake {
 	inFlight := InFlightKey(list, w.id)
-	return &PendingTake{cmd: pipe.LMove(context.Background(), list, inFlight, "LEFT", "RIGHT"), list: list, inFlight: inFlight}
+	return &PendingTake{cmd: pipe.LMove(context.Background(), list, inFlight, "LEFT", "RIGHT"), list: list, inFlight: inFlight, w: w}
 }
 
 // Exec runs pipe, in which t is queued, and returns the first error of its
@@ -142,7 +154,9 @@ func (t *PendingTake) Item() (it Item, ok bool) {
 	if err != nil {
 		return Item{}, false
 	}
-	return Item{List: t.list, UUID: uuid, inFlight: t.inFlight}, true
+	it = Item{List: t.list, UUID: uuid, inFlight: t.inFlight}
+	t.w.holdings.add(it)
+	return it, true
 }
 
 // QueueDone queues the command that ends an item's life in flight. Put it
@@ -154,7 +168,11 @@ func (w *Worker) QueueDone(pipe redis.Pipeliner, it Item) {
 
 // Done removes an item from flight on its own.
 func (w *Worker) Done(ctx context.Context, it Item) error {
-	return w.rdb.LRem(ctx, it.inFlight, 1, it.UUID).Err()
+	if err := w.rdb.LRem(ctx, it.inFlight, 1, it.UUID).Err(); err != nil {
+		return err
+	}
+	w.Forget(it)
+	return nil
 }
 
 // Release returns this worker's unfinished items to the head of their
@@ -182,7 +200,7 @@ func Reap(ctx context.Context, rdb redis.UniversalClient, lists []string) (int, 
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(lists))
 	for i, l := range lists {
-		cmds[i] = reapScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l))
+		cmds[i] = reapScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds())
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("reap orphaned work: %w", err)

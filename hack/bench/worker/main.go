@@ -144,6 +144,8 @@ chains:
 				w.elapsed.Round(time.Millisecond), rate(n, w.elapsed), perVCon(w.clientCPU, n), perVCon(w.redisCPU, n), w.meanInFlight,
 				100*float64(f.elapsed)/float64(w.elapsed), float64(w.rss)/(1<<20))
 		}
+		fmt.Fprintf(os.Stderr, "%s: redis-server µs per vCon inside commands, last round: floor %s; worker %s\n", m.name,
+			commandMicros(series[i][0][rounds-1].commands, n), commandMicros(series[i][1][rounds-1].commands, n))
 		fmt.Fprintf(os.Stderr, "%s: redis commands per vCon, last round: floor %s; worker %s\n", m.name,
 			perVConCalls(series[i][0][rounds-1].commands, n), perVConCalls(series[i][1][rounds-1].commands, n))
 	}
@@ -164,6 +166,12 @@ The floor is %d goroutines issuing the same Redis commands per vCon as the worke
 `, time.Now().UTC().Format("2006-01-02"), host, runtime.GOARCH, runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "), runtime.Version(),
 		n, size, concurrency, rounds, concurrency)
 	var defaultRatio float64
+	var maxIdle time.Duration
+	for i := range modes {
+		for _, w := range series[i][1] {
+			maxIdle = max(maxIdle, w.idleCPU)
+		}
+	}
 	for i, m := range modes {
 		floors, workers := series[i][0], series[i][1]
 		ratios := make([]float64, rounds)
@@ -187,6 +195,7 @@ The floor is %d goroutines issuing the same Redis commands per vCon as the worke
 	fmt.Printf(`
 - Worker throughput / floor, default configuration: **%.0f%%** (target at least 80%%).
 - Worker peak RSS (VmHWM), all runs: **%.1f MiB** (target under 100 MiB).
+- Idle worker (every fetcher blocked in BLMOVE, %s before each run's pushes): at most **%.2f%% of one core** over all runs (target about 0).
 - Redis commands per vCon (redis-server's commandstats over the last round; JSON.GET, unknown to a server without RedisJSON, is sent by both and not counted): default, floor %s, worker %s; traced, floor %s, worker %s.
 - Run times, default: floor %s; worker %s. Traced: floor %s; worker %s.
 
@@ -194,7 +203,7 @@ What the worker does per vCon: it takes the uuid (BLMOVE when idle; while busy, 
 The worker runs with its default GOGC of 400 (cmd/conserver; GOGC in the environment overrides it).
 Profile: `+"`go run ./hack/bench/worker -cpuprofile worker.prof`"+` (the worker serves pprof with `+"`--pprof-addr`"+`).
 Reproduce: `+"`make bench`"+` (or `+"`go run ./hack/bench/worker`"+`).
-`, 100*defaultRatio, float64(peakRSS)/(1<<20),
+`, 100*defaultRatio, float64(peakRSS)/(1<<20), idleWindow, 100*maxIdle.Seconds()/idleWindow.Seconds(),
 		perVConCalls(series[0][0][rounds-1].commands, n), perVConCalls(series[0][1][rounds-1].commands, n),
 		perVConCalls(series[1][0][rounds-1].commands, n), perVConCalls(series[1][1][rounds-1].commands, n),
 		durations(series[0][0]), durations(series[0][1]), durations(series[1][0]), durations(series[1][1]))
@@ -294,7 +303,11 @@ type result struct {
 	commands                     map[string]int64 // redis-server's calls per command during the run
 	meanInFlight                 float64          // worker runs only
 	rss                          int64            // worker runs only
+	idleCPU                      time.Duration    // worker runs only: CPU used in idleWindow before the pushes
 }
+
+// idleWindow is how long each worker run first sits idle, its CPU measured.
+const idleWindow = 3 * time.Second
 
 func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redisPID, n, size, concurrency int, traced bool) (result, error) {
 	uuids, err := load(ctx, rdb, n, size, traced)
@@ -399,7 +412,12 @@ func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr strin
 	}); err != nil {
 		return result{}, fmt.Errorf("worker not ready: %w", err)
 	}
-	time.Sleep(200 * time.Millisecond) // let every fetcher block in BLMOVE
+	// Idle: every fetcher blocks in BLMOVE; what the process spends now is
+	// its heartbeat, reaping and the runtime's background work.
+	time.Sleep(200 * time.Millisecond)
+	idle0 := procCPU(cmd.Process.Pid)
+	time.Sleep(idleWindow)
+	idleCPU := procCPU(cmd.Process.Pid) - idle0
 	profiled := make(chan error, 1)
 	if profile != "" {
 		// The profile covers most of the run; it starts with the pushes.
@@ -416,7 +434,7 @@ func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr strin
 		return result{}, err
 	}
 	res := result{elapsed: d, clientCPU: procCPU(cmd.Process.Pid) - worker0, redisCPU: procCPU(redisPID) - redis0,
-		commands: diffCalls(commandCalls(ctx, rdb), cmds0), meanInFlight: inFlight.mean()}
+		commands: diffCalls(commandCalls(ctx, rdb), cmds0), meanInFlight: inFlight.mean(), idleCPU: idleCPU}
 	if err := <-profiled; err != nil {
 		return result{}, fmt.Errorf("cpu profile: %w", err)
 	}
@@ -462,18 +480,24 @@ func fetchProfile(url, file string) error {
 	return f.Close()
 }
 
-// commandCalls reads redis-server's count of calls per command.
+// commandCalls reads redis-server's count of calls per command, and the
+// microseconds it spent in each (as "<name> usec").
 func commandCalls(ctx context.Context, rdb *redis.Client) map[string]int64 {
 	info, _ := rdb.Info(ctx, "commandstats").Result()
 	calls := map[string]int64{}
 	for _, line := range strings.Split(info, "\n") {
-		// cmdstat_lmove:calls=20000,usec=...
+		// cmdstat_lmove:calls=20000,usec=31000,usec_per_call=1.55,...
 		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
 		if !ok {
 			continue
 		}
-		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		fields := strings.Split(rest, ",")
+		n, _ := strconv.ParseInt(fields[0], 10, 64)
 		calls[name] = n
+		if len(fields) > 1 {
+			us, _ := strconv.ParseInt(strings.TrimPrefix(fields[1], "usec="), 10, 64)
+			calls[name+" usec"] = us
+		}
 	}
 	return calls
 }
@@ -497,6 +521,9 @@ func perVConCalls(calls map[string]int64, n int) string {
 	names := make([]string, 0, len(calls))
 	var total int64
 	for name, c := range calls {
+		if strings.HasSuffix(name, " usec") {
+			continue
+		}
 		names = append(names, name)
 		total += c
 	}
@@ -506,6 +533,19 @@ func perVConCalls(calls map[string]int64, n int) string {
 		parts = append(parts, fmt.Sprintf("%s %.2f", name, float64(calls[name])/float64(n)))
 	}
 	return fmt.Sprintf("%.2f (%s)", float64(total)/float64(n), strings.Join(parts, ", "))
+}
+
+func commandMicros(calls map[string]int64, n int) string {
+	var parts []string
+	var total int64
+	for name, us := range calls {
+		if cmd, ok := strings.CutSuffix(name, " usec"); ok {
+			parts = append(parts, fmt.Sprintf("%s %.1f", cmd, float64(us)/float64(n)))
+			total += us
+		}
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%.1f (%s)", float64(total)/float64(n), strings.Join(parts, ", "))
 }
 
 // procCPU is the user plus system CPU time a process has used so far.
