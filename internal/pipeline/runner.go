@@ -33,9 +33,10 @@ type Runner struct {
 	opts   RunnerOptions
 	log    *slog.Logger
 
-	// waiting counts fetchers blocked on a slot: while one waits, a
-	// finished vCon hands its slot over instead of taking its successor.
-	waiting atomic.Int32
+	// waits has one flag per fetcher, set while it waits for a slot. A
+	// finished vCon that clears one (each wait is claimed once) hands its
+	// slot over instead of taking its successor.
+	waits []atomic.Bool
 }
 
 // NewRunner returns a runner for proc's chain.
@@ -88,12 +89,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	slots := semaphore.NewWeighted(int64(r.opts.Concurrency))
 	var processing sync.WaitGroup
 	var fetchers sync.WaitGroup
-	for _, list := range lists {
+	r.waits = make([]atomic.Bool, len(lists))
+	for i, list := range lists {
 		fetchers.Add(1)
-		go func(list string) {
+		go func(list string, wait *atomic.Bool) {
 			defer fetchers.Done()
-			r.fetch(ctx, hardStop, list, slots, &processing)
-		}(list)
+			r.fetch(ctx, hardStop, list, wait, slots, &processing)
+		}(list, &r.waits[i])
 	}
 	fetchers.Wait()
 
@@ -125,7 +127,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // blocked on an empty list would keep a vCon pushed to another list
 // waiting for up to BlockFor. A taken vCon is in flight from the start, so
 // one that waits for a slot when the worker stops is returned by Release.
-func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaphore.Weighted, processing *sync.WaitGroup) {
+func (r *Runner) fetch(ctx, hardStop context.Context, list string, wait *atomic.Bool, slots *semaphore.Weighted, processing *sync.WaitGroup) {
 	for {
 		it, ok, err := r.worker.Take(ctx, list, r.opts.BlockFor)
 		if err != nil {
@@ -142,9 +144,9 @@ func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaph
 			}
 			continue
 		}
-		r.waiting.Add(1)
+		wait.Store(true)
 		err = slots.Acquire(ctx, 1)
-		r.waiting.Add(-1)
+		wait.Store(false)
 		if err != nil {
 			return // stopping: Release returns the taken vCon to the head of list
 		}
@@ -175,13 +177,24 @@ func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaph
 
 // start processes a taken vCon in its own goroutine, holding one slot.
 // While no fetcher waits for a slot, a finished vCon's outcome also takes
-// its successor from the same list and the goroutine keeps its slot; once
-// one waits, the slot goes to it, so turns between lists stay fair. With
+// its successor from the same list and the goroutine keeps its slot; when
+// one waits, the next vCon to finish (one, not every one finishing
+// meanwhile) gives its slot up, so turns between lists stay fair. With
 // the fetcher alone taking, a busy list would get at most one vCon per
 // Redis round trip, however many slots are free.
 func (r *Runner) start(ctx, hardStop context.Context, it queue.Item, slots *semaphore.Weighted, processing *sync.WaitGroup) {
 	processing.Add(1)
-	takeNext := func() bool { return ctx.Err() == nil && r.waiting.Load() == 0 }
+	takeNext := func() bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		for i := range r.waits {
+			if r.waits[i].CompareAndSwap(true, false) {
+				return false // this vCon's slot goes to that fetcher
+			}
+		}
+		return true
+	}
 	go func() {
 		defer processing.Done()
 		for {

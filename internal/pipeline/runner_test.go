@@ -313,9 +313,9 @@ func TestRunnerTakesWithOutcome(t *testing.T) {
 	}
 	alone, ridden := takes.alone.Load(), takes.withOutcome.Load()
 	t.Logf("takes on their own: %d, with an outcome: %d", alone, ridden)
-	// About two thirds on a quiet machine (the fetcher takes the rest,
-	// and the first 32); a third leaves room for a loaded one.
-	if ridden < n/3 {
-		t.Fatalf("%d of %d takes rode in an outcome, want at least a third", ridden, alone+ridden)
+	// Over four in five on a quiet machine (the fetcher takes the first
+	// 32 and one per wait for a slot); half leaves room for a loaded one.
+	if ridden < n/2 {
+		t.Fatalf("%d of %d takes rode in an outcome, want at least half", ridden, alone+ridden)
 	}
 }
