@@ -2,9 +2,14 @@
 // vCons (about 5 KB each) through [links.tag] + storage.redis_storage +
 // egress at concurrency 32, against a floor measured in the same run on
 // the same redis-server: a minimal Go loop of 32 goroutines issuing the
-// same Redis commands per vCon (BLMOVE; JSON.GET, GET, PTTL, LPOP context
-// in one pipeline; SET KEEPTTL, SET EX, RPUSH egress, LREM in another) with
-// no pipeline machinery. It also reads the worker's peak RSS (VmHWM).
+// same Redis commands per vCon as the worker (BLMOVE; JSON.GET, GET, PTTL,
+// LPOP context in one pipeline; one MULTI/EXEC with SET KEEPTTL, SET EX,
+// [RPUSH + EXPIRE context,] RPUSH egress, LREM) with no pipeline machinery.
+// redis-server's command statistics confirm that both send the same
+// commands. Two series: the default configuration (no trace context, no
+// exporter) and a traced one (a producer context on every vCon, spans
+// exported over OTLP to a receiver in this process). It also reads the
+// worker's peak RSS (VmHWM) and its CPU while idle.
 //
 // It prints its section of docs/benchmarks.md (markdown) on stdout; run it
 // through hack/bench.sh. Needs redis-server in PATH.
