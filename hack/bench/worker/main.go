@@ -47,7 +47,8 @@ func main() {
 	size := flag.Int("size", 5000, "approximate vCon size in bytes")
 	concurrency := flag.Int("concurrency", 32, "worker concurrency and floor goroutines")
 	rounds := flag.Int("rounds", 3, "runs of each; the best of each is compared")
-	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker's last run to this file")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker's last run of a series to this file")
+	flag.StringVar(&profileSeries, "profile-series", "default", "the series -cpuprofile profiles: default or traced")
 	flag.Parse()
 	if err := run(*n, *size, *concurrency, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench worker:", err)
@@ -55,7 +56,7 @@ func main() {
 	}
 }
 
-var cpuProfile string
+var cpuProfile, profileSeries string
 
 // traceContext is a trace context record as the worker writes it for
 // egress (conserver's format).
@@ -134,7 +135,7 @@ chains:
 				return fmt.Errorf("%s floor run %d: %w", m.name, r+1, err)
 			}
 			profile := ""
-			if r == rounds-1 && i == 0 {
+			if r == rounds-1 && m.name == profileSeries {
 				profile = cpuProfile
 			}
 			w, err := workerRun(ctx, rdb, bin, cfg, addr, srv.Process.Pid, dir, n, size, concurrency, m, profile)
