@@ -54,7 +54,12 @@ type ChainReconciler struct {
 	WorkerImage     string
 	// PollInterval is the observer's; a delayed scale-down is re-checked then.
 	PollInterval time.Duration
-	Now          func() time.Time
+	// SecretRecheck is how often a Chain whose Redis Secret is missing
+	// looks again (default 30s). Secrets are read, not watched: watching
+	// would cache every Secret of the cluster and need list and watch on
+	// them.
+	SecretRecheck time.Duration
+	Now           func() time.Time
 
 	scaling sync.Map // types.NamespacedName -> autoscale.State
 }
@@ -171,8 +176,24 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if decision.Reason == autoscale.ReasonScaleDownDelayed {
 		return ctrl.Result{RequeueAfter: r.PollInterval}, nil
 	}
+	if problem != nil && problem.reason == ReasonRedisSecretNotFound {
+		// Nothing else would wake this Chain: without a Redis it is not
+		// observed, and the Secret is not watched.
+		return ctrl.Result{RequeueAfter: r.secretRecheck()}, nil
+	}
 	return ctrl.Result{}, nil
 }
+
+func (r *ChainReconciler) secretRecheck() time.Duration {
+	if r.SecretRecheck > 0 {
+		return r.SecretRecheck
+	}
+	return 30 * time.Second
+}
+
+// ReasonRedisSecretNotFound: the Secret (or its key) holding the Chain's
+// Redis URL does not exist.
+const ReasonRedisSecretNotFound = "RedisSecretNotFound"
 
 // notReady is why a Chain cannot run as specified.
 type notReady struct{ reason, message string }
@@ -192,13 +213,13 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 		var s corev1.Secret
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: ref.Name}, &s); err != nil {
 			if apierrors.IsNotFound(err) {
-				return in, &notReady{"RedisSecretNotFound", fmt.Sprintf("Secret %q holding the Redis URL not found", ref.Name)}, nil
+				return in, &notReady{ReasonRedisSecretNotFound, fmt.Sprintf("Secret %q holding the Redis URL not found", ref.Name)}, nil
 			}
 			return in, nil, err
 		}
 		url, ok := s.Data[ref.Key]
 		if !ok {
-			return in, &notReady{"RedisSecretNotFound", fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}, nil
+			return in, &notReady{ReasonRedisSecretNotFound, fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}, nil
 		}
 		in.RedisURL, in.RedisSecret = string(url), ref
 	case chain.Spec.Redis.URL != "":

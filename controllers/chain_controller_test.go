@@ -697,8 +697,8 @@ func TestRedisURLFromSecret(t *testing.T) {
 	url := strings.Replace(op.redis.URL(), "redis://", "redis://:hunter2-secret@", 1)
 	op.create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "redis"}, StringData: map[string]string{"url": url}})
 	// Nothing watches Secrets (that would cache every Secret of the
-	// cluster); the next change of the Chain picks it up.
-	patchChain(t, op, "early", func(c *vconv1.Chain) { c.Spec.Workers.MaxReplicas = 5 })
+	// cluster); the Chain looks again every SecretRecheck (1s here) and
+	// gets Ready without any change of its own.
 	op.waitChain(t, "early", "Ready", all(ready, measured))
 
 	const chains = 15

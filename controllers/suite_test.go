@@ -115,6 +115,7 @@ func startOperator(t *testing.T, options ...func(*controllers.ChainReconciler)) 
 		DefaultRedisURL: op.redis.URL(),
 		WorkerImage:     workerImage,
 		PollInterval:    pollInterval,
+		SecretRecheck:   time.Second,
 	}
 	for _, o := range options {
 		o(chains)
