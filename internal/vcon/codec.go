@@ -157,32 +157,9 @@ func appendJSON(b []byte, x any) ([]byte, error) {
 		}
 		return append(b, '}'), nil
 	case []string:
-		if t == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '[')
-		for i, e := range t {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, e)
-		}
-		return append(b, ']'), nil
+		return appendArray(b, t, func(b []byte, e string) ([]byte, error) { return appendString(b, e), nil })
 	case []any:
-		if t == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '[')
-		for i, e := range t {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = appendJSON(b, e); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, ']'), nil
+		return appendArray(b, t, appendJSON)
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -191,6 +168,25 @@ func appendJSON(b []byte, x any) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...), nil
+}
+
+// appendArray writes items as a JSON array (null for a nil slice, as
+// encoding/json), each by appendItem.
+func appendArray[T any](b []byte, items []T, appendItem func([]byte, T) ([]byte, error)) ([]byte, error) {
+	if items == nil {
+		return append(b, "null"...), nil
+	}
+	b = append(b, '[')
+	for i, e := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = appendItem(b, e); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, ']'), nil
 }
 
 // appendString quotes s. Strings that need no escaping (the usual case:

@@ -146,43 +146,26 @@ func FuzzCodecMatchesEncodingJSON(f *testing.F) {
 // encoding/json doing the same.
 func BenchmarkCodec(b *testing.B) {
 	doc := benchDocument()
-	b.Run("decode/codec", func(b *testing.B) {
-		b.SetBytes(int64(len(doc)))
-		b.ReportAllocs()
-		for range b.N {
-			if _, err := decode(doc); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("decode/encoding-json", func(b *testing.B) {
-		b.SetBytes(int64(len(doc)))
-		b.ReportAllocs()
-		for range b.N {
-			if _, err := referenceDecode(doc); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 	v, _ := decode(doc)
-	b.Run("encode/codec", func(b *testing.B) {
-		b.SetBytes(int64(len(doc)))
-		b.ReportAllocs()
-		for range b.N {
-			if _, err := appendJSON(nil, v); err != nil {
-				b.Fatal(err)
+	for _, bc := range []struct {
+		name string
+		run  func() (any, error)
+	}{
+		{"decode/codec", func() (any, error) { return decode(doc) }},
+		{"decode/encoding-json", func() (any, error) { return referenceDecode(doc) }},
+		{"encode/codec", func() (any, error) { return appendJSON(nil, v) }},
+		{"encode/encoding-json", func() (any, error) { return referenceEncode(v) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(doc)))
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := bc.run(); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
-	b.Run("encode/encoding-json", func(b *testing.B) {
-		b.SetBytes(int64(len(doc)))
-		b.ReportAllocs()
-		for range b.N {
-			if _, err := referenceEncode(v); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+		})
+	}
 }
 
 func benchDocument() []byte {
