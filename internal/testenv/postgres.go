@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,8 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,9 +36,7 @@ type Postgres struct {
 	bin     string
 	dir     string
 	cred    *syscall.Credential
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	proc    process
 	logFile *os.File
 }
 
@@ -119,6 +114,7 @@ func StartPostgres(t testing.TB) *Postgres {
 	if err != nil {
 		t.Fatalf("create PostgreSQL log: %v", err)
 	}
+	p.proc = process{t: t, name: "PostgreSQL on port " + strconv.Itoa(p.Port), logPath: p.logFile.Name()}
 	t.Cleanup(func() { _ = p.logFile.Close() })
 
 	p.initdb()
@@ -211,86 +207,27 @@ func (p *Postgres) Conn() *pgx.Conn {
 // directory and waits until it accepts a connection.
 func (p *Postgres) Start() {
 	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		p.t.Fatalf("PostgreSQL on port %d already running", p.Port)
-	}
 	cmd := p.command("postgres", "-D", p.dataDir(), "-k", p.dir,
 		"-p", strconv.Itoa(p.Port),
 		"-c", "listen_addresses="+p.Host,
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off")
 	cmd.Stdout = p.logFile
 	cmd.Stderr = p.logFile
-	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("start postgres: %v", err)
-	}
-	p.cmd = cmd
-	p.exited = make(chan struct{})
-	go func(exited chan struct{}) { _ = cmd.Wait(); close(exited) }(p.exited)
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	p.proc.start(cmd, 30*time.Second, 50*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		conn, err := pgx.Connect(ctx, p.dsn("postgres"))
-		if err == nil {
-			_ = conn.Close(ctx)
-			cancel()
-			return
+		if err != nil {
+			return err
 		}
-		cancel()
-		select {
-		case <-p.exited:
-			p.cmd = nil
-			p.t.Fatalf("postgres exited at start:\n%s", p.logTail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("PostgreSQL on port %d did not accept a connection: %v\n%s", p.Port, err, p.logTail())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return conn.Close(ctx)
+	})
 }
 
 // Stop shuts the server down (fast shutdown: open sessions are ended) and
 // kills whatever is left of its process group. Stopping a stopped server
 // does nothing.
-func (p *Postgres) Stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return
-	}
-	pgid := p.cmd.Process.Pid
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.exited
-	}
-	// Backends that outlive the postmaster would keep the port and shared
-	// memory, and a following Start would fail.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	p.cmd = nil
-}
-
-func (p *Postgres) logTail() string {
-	f, err := os.Open(p.logFile.Name())
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > 20 {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
-}
+func (p *Postgres) Stop() { p.proc.stop(syscall.SIGINT, 15*time.Second) }
 
 // String names the server without its password, for test logs.
 func (p *Postgres) String() string {

@@ -5,15 +5,12 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,9 +26,8 @@ type Redis struct {
 	Addr    string
 	dir     string
 	args    []string
+	proc    process
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
 	clients []*redis.Client
 }
 
@@ -100,6 +96,7 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 	}
 	args = append(args, cfg.extra...)
 	r := &Redis{t: t, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, args: append([]string{bin}, args...)}
+	r.proc = process{t: t, name: "redis-server on " + r.Addr, logPath: filepath.Join(dir, "redis.log")}
 	r.Start()
 	t.Cleanup(r.Stop)
 	return r
@@ -124,93 +121,27 @@ func (r *Redis) Client() *redis.Client {
 // Start starts the server (again) and waits until it answers PING.
 func (r *Redis) Start() {
 	r.t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd != nil {
-		r.t.Fatalf("redis %s already running", r.Addr)
-	}
-	cmd := exec.Command(r.args[0], r.args[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("start redis-server: %v", err)
-	}
-	r.cmd = cmd
-	r.exited = make(chan struct{})
-	go func(exited chan struct{}) { _ = cmd.Wait(); close(exited) }(r.exited)
 	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
 	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	r.proc.start(exec.Command(r.args[0], r.args[1:]...), 20*time.Second, 20*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		select {
-		case <-r.exited:
-			r.t.Fatalf("redis-server exited at start: %s", r.logTail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s did not answer PING: %v\n%s", r.Addr, err, r.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer cancel()
+		return c.Ping(ctx).Err()
+	})
 }
 
 // Stop shuts the server down cleanly (SHUTDOWN, which flushes the AOF) and
 // waits for the process to exit. Stopping a stopped server does nothing.
-func (r *Redis) Stop() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd == nil {
-		return
-	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM) // redis-server treats SIGTERM as SHUTDOWN
-	select {
-	case <-r.exited:
-	case <-time.After(15 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	}
-	r.cmd = nil
-}
+func (r *Redis) Stop() { r.proc.stop(syscall.SIGTERM, 15*time.Second) } // redis-server treats SIGTERM as SHUTDOWN
 
 // Kill stops the server with SIGKILL, as a crash would.
-func (r *Redis) Kill() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	<-r.exited
-	r.cmd = nil
-}
+func (r *Redis) Kill() { r.proc.stop(syscall.SIGKILL, 15*time.Second) }
 
 // Restart stops the server cleanly and starts it again on the same port
 // and directory; with WithAOF the data survives.
 func (r *Redis) Restart() {
 	r.Stop()
 	r.Start()
-}
-
-func (r *Redis) logTail() string {
-	f, err := os.Open(filepath.Join(r.dir, "redis.log"))
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > 20 {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -39,8 +37,7 @@ type S3 struct {
 
 	t      testing.TB
 	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc   process
 	mu     sync.Mutex
 	client *s3.Client
 }
@@ -126,59 +123,25 @@ func StartS3(t testing.TB) *S3 {
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	s.cmd = cmd
-	s.exited = make(chan struct{})
-	go func() { _ = cmd.Wait(); close(s.exited) }()
+	s.proc = process{t: t, name: "S3 server on " + s.Endpoint, logPath: filepath.Join(dir, "server.log")}
 	t.Cleanup(s.Stop)
-	s.waitReady()
+	hc := &http.Client{Timeout: time.Second}
+	s.proc.start(cmd, 30*time.Second, 20*time.Millisecond, func() error {
+		resp, err := hc.Get(s.Endpoint + "/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("health check answered %s", resp.Status)
+		}
+		return nil
+	})
 	return s
 }
 
-func (s *S3) waitReady() {
-	s.t.Helper()
-	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := hc.Get(s.Endpoint + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = fmt.Errorf("health check answered %s", resp.Status)
-		}
-		select {
-		case <-s.exited:
-			s.t.Fatalf("S3 server exited at start:\n%s", s.logTail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("S3 server on %s not ready: %v\n%s", s.Endpoint, err, s.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Stop kills the server and waits for it; stopping twice does nothing.
-func (s *S3) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
-	s.cmd = nil
-}
+// Stop stops the server and waits for it; stopping twice does nothing.
+func (s *S3) Stop() { s.proc.stop(syscall.SIGTERM, 10*time.Second) }
 
 // Client is an S3 client with the server's root credentials.
 func (s *S3) Client() *s3.Client {
@@ -239,21 +202,4 @@ func s3RandomHex(t testing.TB, n int) string {
 func s3IsExecutable(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
-func (s *S3) logTail() string {
-	f, err := os.Open(filepath.Join(s.dir, "server.log"))
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > 20 {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
 }
