@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
+	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
@@ -139,26 +139,6 @@ func (w *worker) metrics() string {
 	return b.String()
 }
 
-// document is a realistic vCon of about size bytes.
-func document(uuid string, size int) []byte {
-	text := strings.Repeat("so I was calling about my order, ", max(0, size-700)/33+1)
-	doc := map[string]any{
-		"vcon": "0.0.1", "uuid": uuid, "created_at": "2024-03-05T10:00:00.000+00:00", "subject": "Support call",
-		"parties": []any{
-			map[string]any{"tel": "+15555550100", "name": "Alice Agent", "role": "agent"},
-			map[string]any{"tel": "+15555550101", "name": "Bob Customer", "role": "customer"},
-		},
-		"dialog": []any{map[string]any{
-			"type": "recording", "start": "2024-03-05T10:00:01Z", "duration": 312.5, "parties": []any{0, 1},
-			"mimetype": "audio/x-wav", "url": "https://media.example.com/rec/" + uuid + ".wav",
-		}},
-		"analysis":    []any{map[string]any{"type": "transcript", "dialog": 0, "vendor": "deepgram", "encoding": "none", "body": text}},
-		"attachments": []any{},
-	}
-	b, _ := json.Marshal(doc)
-	return b
-}
-
 func testUUID(n int) string { return fmt.Sprintf("0190d6f0-1c2d-7a00-8000-%012d", n) }
 
 // enqueue stores n bodies and queues their uuids on list, in batches.
@@ -171,7 +151,7 @@ func enqueue(t *testing.T, rdb redis.UniversalClient, list string, n, size int) 
 		var batch []any
 		for i := start; i < min(n, start+200); i++ {
 			uuids[i] = testUUID(i)
-			pipe.Set(ctx, vconstore.Key(uuids[i]), document(uuids[i], size), 0)
+			pipe.Set(ctx, vconstore.Key(uuids[i]), sample.Document(uuids[i], size), 0)
 			batch = append(batch, uuids[i])
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -309,7 +289,7 @@ chains:
 `)
 	enqueue(t, client, "in-off", 1, 1000)
 	uuid := testUUID(42)
-	client.Set(ctx, vconstore.Key(uuid), document(uuid, 2000), 0)
+	client.Set(ctx, vconstore.Key(uuid), sample.Document(uuid, 2000), 0)
 
 	w := startWorker(t, cfg, rdb.URL(), "--worker-id", "sig-1", "--grace-period", "10s")
 	w.waitReady(60 * time.Second)

@@ -9,11 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/registry"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -55,31 +54,19 @@ type Deps struct {
 // long when the backend is down (Save reports that, and is retried).
 type Factory func(ctx context.Context, name string, options map[string]any, deps Deps) (Storage, error)
 
-var registry = map[string]Factory{}
+var modules = registry.New[Factory]("storage")
 
 // Register adds a module. It is called from init functions of this package.
-func Register(module string, f Factory) {
-	if _, dup := registry[module]; dup {
-		panic("storage: module registered twice: " + module)
-	}
-	registry[module] = f
-}
+func Register(module string, f Factory) { modules.Register(module, f) }
 
 // Known returns the registered module names, sorted.
-func Known() []string {
-	out := make([]string, 0, len(registry))
-	for m := range registry {
-		out = append(out, m)
-	}
-	sort.Strings(out)
-	return out
-}
+func Known() []string { return modules.Known() }
 
 // New builds the storage named name from its module and options.
 func New(ctx context.Context, name, module string, options map[string]any, deps Deps) (Storage, error) {
-	f, ok := registry[module]
-	if !ok {
-		return nil, fmt.Errorf("storage %q: unknown module %q (known: %s)", name, module, strings.Join(Known(), ", "))
+	f, err := modules.Lookup(name, module)
+	if err != nil {
+		return nil, err
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()

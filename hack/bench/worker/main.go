@@ -17,7 +17,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +39,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
 )
 
 func main() {
@@ -265,7 +265,7 @@ func load(ctx context.Context, rdb *redis.Client, n, size int, traced bool) ([]a
 	for i := range n {
 		u := fmt.Sprintf("0190d6f0-1c2d-7a00-8000-%012d", i)
 		uuids[i] = u
-		pipe.Set(ctx, "vcon:"+u, document(u, size), 0)
+		pipe.Set(ctx, "vcon:"+u, sample.Document(u, size), 0)
 		if traced {
 			pipe.RPush(ctx, "context:"+in+":"+u, traceContext)
 		}
@@ -610,25 +610,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// document is a realistic vCon of about size bytes: parties, a recording
-// dialog, a transcript analysis.
-func document(uuid string, size int) []byte {
-	text := strings.Repeat("so I was calling about my order, ", max(0, size-700)/33+1)
-	doc := map[string]any{
-		"vcon": "0.0.1", "uuid": uuid, "created_at": "2024-03-05T10:00:00.000+00:00", "subject": "Support call",
-		"parties": []any{
-			map[string]any{"tel": "+15555550100", "name": "Alice Agent", "role": "agent"},
-			map[string]any{"tel": "+15555550101", "name": "Bob Customer", "role": "customer"},
-		},
-		"dialog": []any{map[string]any{
-			"type": "recording", "start": "2024-03-05T10:00:01Z", "duration": 312.5, "parties": []any{0, 1},
-			"mimetype": "audio/x-wav", "url": "https://media.example.com/rec/" + uuid + ".wav",
-		}},
-		"analysis":    []any{map[string]any{"type": "transcript", "dialog": 0, "vendor": "deepgram", "encoding": "none", "body": text}},
-		"attachments": []any{},
-	}
-	b, _ := json.Marshal(doc)
-	return b
 }
