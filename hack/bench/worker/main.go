@@ -39,6 +39,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
 )
 
@@ -81,24 +82,16 @@ func run(n, size, concurrency, rounds int) error {
 		return fmt.Errorf("build conserver (run from the repository root): %w", err)
 	}
 
-	port, err := freePort()
+	srv, err := testenv.RunRedis()
 	if err != nil {
 		return err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	srv := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := srv.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	defer srv.Stop()
+	addr := srv.Addr
 	opts, _ := redis.ParseURL("redis://" + addr)
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	ctx := context.Background()
-	if err := waitFor(10*time.Second, func() bool { return rdb.Ping(ctx).Err() == nil }); err != nil {
-		return fmt.Errorf("redis-server did not start: %w", err)
-	}
 
 	cfg := filepath.Join(dir, "conserver.yml")
 	if err := os.WriteFile(cfg, []byte(`
@@ -130,7 +123,7 @@ chains:
 	var peakRSS int64
 	for i, m := range modes {
 		for r := range rounds {
-			f, err := floorRun(ctx, rdb, opts, srv.Process.Pid, n, size, concurrency, m.traced)
+			f, err := floorRun(ctx, rdb, opts, srv.PID, n, size, concurrency, m.traced)
 			if err != nil {
 				return fmt.Errorf("%s floor run %d: %w", m.name, r+1, err)
 			}
@@ -138,7 +131,7 @@ chains:
 			if r == rounds-1 && m.name == profileSeries {
 				profile = cpuProfile
 			}
-			w, err := workerRun(ctx, rdb, bin, cfg, addr, srv.Process.Pid, dir, n, size, concurrency, m, profile)
+			w, err := workerRun(ctx, rdb, bin, cfg, addr, srv.PID, dir, n, size, concurrency, m, profile)
 			if err != nil {
 				return fmt.Errorf("%s worker run %d: %w", m.name, r+1, err)
 			}
