@@ -60,7 +60,7 @@ type httpStep struct {
 }
 
 func newHTTPStep(name string, options map[string]any, deps Deps) (Link, error) {
-	raw, err := stepoptString(options, "url")
+	raw, err := optval.String(options, "url")
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func newHTTPStep(name string, options map[string]any, deps Deps) (Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout, err := stepoptDuration(options, "timeout", httpStepDefaultTimeout)
+	timeout, err := optval.Duration(options, "timeout", httpStepDefaultTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +207,7 @@ func (s *httpStep) call(ctx context.Context, uuid string, body []byte, v *vcon.V
 			return Result{}, fmt.Errorf("step %s: 200 response is not a vCon JSON object (answer 204 to filter the vCon): %v", s.host, stepoptParseErr(err))
 		}
 		if got := doc.UUID(); got != uuid {
-			return Result{}, fmt.Errorf("step %s: step changed the uuid (sent %s, got %q): a step must return the vCon it was given", s.host, uuid, stepoptTrim(got, 64))
+			return Result{}, fmt.Errorf("step %s: step changed the uuid (sent %s, got %q): a step must return the vCon it was given", s.host, uuid, optval.Truncate(got, 64))
 		}
 		v.Doc = doc.Doc
 		return Continue, nil
@@ -253,59 +253,7 @@ func stepoptParseErr(err error) string {
 	if errors.Is(err, vcon.ErrNotObject) {
 		return "not a JSON object"
 	}
-	return stepoptTrim(err.Error(), 120)
-}
-
-func stepoptTrim(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
-// Private option readers for links.http_step (see options.go for the
-// package's shared conventions; these stay separate so the step has no
-// dependency on files other links own).
-
-func stepoptString(o map[string]any, key string) (string, error) {
-	v, ok := o[key]
-	if !ok || v == nil {
-		return "", nil
-	}
-	s, ok := v.(string)
-	if !ok {
-		return "", fmt.Errorf("option %q: want a string, got %T", key, v)
-	}
-	return strings.TrimSpace(s), nil
-}
-
-// stepoptDuration takes a Go duration ("10s", "1m30s") or a number of
-// seconds (conserver configs write `timeout: 30`).
-func stepoptDuration(o map[string]any, key string, def time.Duration) (time.Duration, error) {
-	v, ok := o[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	var d time.Duration
-	switch t := v.(type) {
-	case string:
-		s := strings.TrimSpace(t)
-		if f, err := strconv.ParseFloat(s, 64); err == nil {
-			d = time.Duration(f * float64(time.Second))
-		} else if d, err = time.ParseDuration(s); err != nil {
-			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %q", key, t)
-		}
-	default:
-		f, ok := optval.Float(v)
-		if !ok {
-			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %T", key, v)
-		}
-		d = time.Duration(f * float64(time.Second))
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("option %q: must be greater than zero", key)
-	}
-	return d, nil
+	return optval.Truncate(err.Error(), 120)
 }
 
 func stepoptCount(o map[string]any, key string, def, maximum int) (int, error) {

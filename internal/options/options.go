@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Float reads any YAML or JSON number.
@@ -104,4 +105,55 @@ func validHeaderName(k string) bool {
 		}
 	}
 	return true
+}
+
+// String reads a string option, trimmed; "" when absent or null.
+func String(o map[string]any, key string) (string, error) {
+	v, ok := o[key]
+	if !ok || v == nil {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("option %q: want a string, got %T", key, v)
+	}
+	return strings.TrimSpace(s), nil
+}
+
+// Duration reads a Go duration ("10s", "1m30s") or a number of seconds
+// (conserver configs write `timeout: 30`), which must be positive; def when
+// absent or null.
+func Duration(o map[string]any, key string, def time.Duration) (time.Duration, error) {
+	v, ok := o[key]
+	if !ok || v == nil {
+		return def, nil
+	}
+	var d time.Duration
+	if s, ok := v.(string); ok {
+		s = strings.TrimSpace(s)
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			d = time.Duration(f * float64(time.Second))
+		} else if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %q", key, s)
+		}
+	} else {
+		f, ok := Float(v)
+		if !ok {
+			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %T", key, v)
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("option %q: must be greater than zero", key)
+	}
+	return d, nil
+}
+
+// Truncate shortens s to n bytes with an ellipsis, for a remote party's
+// text quoted in an error.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

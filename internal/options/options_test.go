@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHeaders(t *testing.T) {
@@ -44,5 +45,89 @@ func TestHeaders(t *testing.T) {
 				t.Fatalf("Headers = %v, %v; want %v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestString(t *testing.T) {
+	tests := []struct {
+		name    string
+		value   any
+		want    string
+		wantErr string
+	}{
+		{name: "absent"},
+		{name: "null", value: nil},
+		{name: "trimmed", value: "  bucket \n", want: "bucket"},
+		{name: "number", value: 3, wantErr: `option "k": want a string, got int`},
+		{name: "list", value: []any{"a"}, wantErr: "want a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := map[string]any{}
+			if tt.name != "absent" {
+				o["k"] = tt.value
+			}
+			got, err := String(o, "k")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("String = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDuration(t *testing.T) {
+	const def = 7 * time.Second
+	tests := []struct {
+		name    string
+		value   any
+		want    time.Duration
+		wantErr string
+	}{
+		{name: "absent", want: def},
+		{name: "null", value: nil, want: def},
+		{name: "go duration", value: "1m30s", want: 90 * time.Second},
+		{name: "seconds as text", value: " 2.5 ", want: 2500 * time.Millisecond},
+		{name: "seconds as number", value: 30, want: 30 * time.Second},
+		{name: "json number", value: json.Number("0.25"), want: 250 * time.Millisecond},
+		{name: "zero", value: 0, wantErr: "must be greater than zero"},
+		{name: "negative", value: "-1s", wantErr: "must be greater than zero"},
+		{name: "words", value: "soon", wantErr: `want a duration such as "30s" or a number of seconds, got "soon"`},
+		{name: "bool", value: true, wantErr: "got bool"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := map[string]any{}
+			if tt.name != "absent" {
+				o["timeout"] = tt.value
+			}
+			got, err := Duration(o, "timeout", def)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("Duration = %s, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{{"short", 10, "short"}, {"exactly", 7, "exactly"}, {"too long here", 3, "too…"}} {
+		if got := Truncate(tt.in, tt.n); got != tt.want {
+			t.Errorf("Truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
 	}
 }

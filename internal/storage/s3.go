@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	optval "github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -43,29 +44,29 @@ type s3Storage struct {
 }
 
 func newS3(ctx context.Context, _ string, options map[string]any, _ Deps) (Storage, error) {
-	bucket, err := s3optString(options, "aws_bucket")
+	bucket, err := optval.String(options, "aws_bucket")
 	if err != nil {
 		return nil, err
 	}
 	if bucket == "" {
 		return nil, errors.New(`option "aws_bucket" is required: the name of the bucket to write vCons to`)
 	}
-	keyID, err := s3optString(options, "aws_access_key_id")
+	keyID, err := optval.String(options, "aws_access_key_id")
 	if err != nil {
 		return nil, err
 	}
-	secret, err := s3optString(options, "aws_secret_access_key")
+	secret, err := optval.String(options, "aws_secret_access_key")
 	if err != nil {
 		return nil, err
 	}
 	if (keyID == "") != (secret == "") {
 		return nil, errors.New(`options "aws_access_key_id" and "aws_secret_access_key" go together: set both, or neither to use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the pod's web identity`)
 	}
-	region, err := s3optString(options, "aws_region")
+	region, err := optval.String(options, "aws_region")
 	if err != nil {
 		return nil, err
 	}
-	endpoint, err := s3optString(options, "endpoint_url")
+	endpoint, err := optval.String(options, "endpoint_url")
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +79,7 @@ func newS3(ctx context.Context, _ string, options map[string]any, _ Deps) (Stora
 			return nil, errors.New(`option "endpoint_url": must not hold credentials; use aws_access_key_id and aws_secret_access_key`)
 		}
 	}
-	prefix, err := s3optString(options, "s3_path")
+	prefix, err := optval.String(options, "s3_path")
 	if err != nil {
 		return nil, err
 	}
@@ -290,28 +291,7 @@ func s3CheckUUID(uuid string) error {
 		return errors.New("s3: vcon has no uuid")
 	}
 	if strings.ContainsAny(uuid, "/\\") || uuid == "." || uuid == ".." || len(uuid) > 200 {
-		return fmt.Errorf("s3: uuid %q cannot be part of an object key", s3optTrim(uuid, 64))
+		return fmt.Errorf("s3: uuid %q cannot be part of an object key", optval.Truncate(uuid, 64))
 	}
 	return nil
-}
-
-func s3optTrim(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
-// s3optString reads a string option of storage.s3 (and storage.webhook),
-// trimmed; "" when absent.
-func s3optString(o map[string]any, key string) (string, error) {
-	v, ok := o[key]
-	if !ok || v == nil {
-		return "", nil
-	}
-	s, ok := v.(string)
-	if !ok {
-		return "", fmt.Errorf("option %q: want a string, got %T", key, v)
-	}
-	return strings.TrimSpace(s), nil
 }

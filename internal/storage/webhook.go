@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -58,7 +57,7 @@ func newWebhook(_ context.Context, _ string, options map[string]any, deps Deps) 
 	if err != nil {
 		return nil, err
 	}
-	timeout, err := webhookOptTimeout(options, "timeout", webhookDefaultTimeout)
+	timeout, err := optval.Duration(options, "timeout", webhookDefaultTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -152,31 +151,4 @@ func webhookOptURLs(o map[string]any, key string) ([]string, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("option %q: want a list of URLs, got %T", key, v)
-}
-
-// webhookOptTimeout takes a Go duration ("10s") or a number of seconds.
-func webhookOptTimeout(o map[string]any, key string, def time.Duration) (time.Duration, error) {
-	v, ok := o[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	var d time.Duration
-	if s, ok := v.(string); ok {
-		s = strings.TrimSpace(s)
-		if f, err := strconv.ParseFloat(s, 64); err == nil {
-			d = time.Duration(f * float64(time.Second))
-		} else if d, err = time.ParseDuration(s); err != nil {
-			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %q", key, s)
-		}
-	} else {
-		f, ok := optval.Float(v)
-		if !ok {
-			return 0, fmt.Errorf("option %q: want a duration such as \"30s\" or a number of seconds, got %T", key, v)
-		}
-		d = time.Duration(f * float64(time.Second))
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("option %q: must be greater than zero", key)
-	}
-	return d, nil
 }
