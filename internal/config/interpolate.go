@@ -189,41 +189,32 @@ func (d *decoder) expand(s, path string) string {
 	if !strings.Contains(s, "${") {
 		return s
 	}
+	segs, closed := Segments(s)
+	if !closed {
+		d.fail(path, "a ${ is not closed by }; write $${ for a literal ${")
+		return s
+	}
 	var b strings.Builder
-	for i := 0; i < len(s); {
-		if strings.HasPrefix(s[i:], "$${") {
-			b.WriteString("${")
-			i += 3
+	for _, seg := range segs {
+		if !seg.Ref {
+			b.WriteString(seg.Text)
 			continue
 		}
-		if !strings.HasPrefix(s[i:], "${") {
-			b.WriteByte(s[i])
-			i++
-			continue
-		}
-		end := strings.IndexByte(s[i+2:], '}')
-		if end < 0 {
-			d.fail(path, "a ${ is not closed by }; write $${ for a literal ${")
-			return s
-		}
-		ref := s[i+2 : i+2+end]
-		i += 2 + end + 1
-		name, def, hasDefault := strings.Cut(ref, ":-")
-		if !validVarName(name) {
+		if !validVarName(seg.Name) {
 			d.fail(path, "malformed ${...} reference: a variable name is letters, digits and _, not starting with a digit; write $${ for a literal ${")
 			return s
 		}
 		if d.lookupEnv == nil {
 			continue
 		}
-		val, set := d.lookupEnv(name)
+		val, set := d.lookupEnv(seg.Name)
 		switch {
-		case set && (val != "" || !hasDefault):
+		case set && (val != "" || !seg.HasDefault):
 			b.WriteString(val)
-		case hasDefault:
-			b.WriteString(def)
+		case seg.HasDefault:
+			b.WriteString(seg.Default)
 		default:
-			d.fail(path, "environment variable %s is not set (set it, or write ${%s:-default})", name, name)
+			d.fail(path, "environment variable %s is not set (set it, or write ${%s:-default})", seg.Name, seg.Name)
 		}
 	}
 	if d.lookupEnv == nil {

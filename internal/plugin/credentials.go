@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode"
+
+	"github.com/vcon-operator/vcon-operator/internal/config"
 )
 
 // SecretPlaceholder is the value every key of a Secret template holds: the
@@ -90,22 +92,11 @@ type envRef struct {
 // ($${ is a literal ${, not a reference).
 func envRefs(s string) []envRef {
 	var refs []envRef
-	for i := 0; i < len(s); {
-		if strings.HasPrefix(s[i:], "$${") {
-			i += 3
-			continue
+	segs, _ := config.Segments(s)
+	for _, seg := range segs {
+		if seg.Ref {
+			refs = append(refs, envRef{name: seg.Name, hasDefault: seg.HasDefault})
 		}
-		if !strings.HasPrefix(s[i:], "${") {
-			i++
-			continue
-		}
-		end := strings.IndexByte(s[i+2:], '}')
-		if end < 0 {
-			break
-		}
-		name, _, hasDefault := strings.Cut(s[i+2:i+2+end], ":-")
-		refs = append(refs, envRef{name: name, hasDefault: hasDefault})
-		i += 2 + end + 1
 	}
 	return refs
 }
@@ -114,25 +105,13 @@ func envRefs(s string) []envRef {
 // key the default may itself be a credential.
 func stripDefaults(s string) string {
 	var b strings.Builder
-	for i := 0; i < len(s); {
-		if strings.HasPrefix(s[i:], "$${") {
-			b.WriteString("$${")
-			i += 3
-			continue
+	segs, _ := config.Segments(s)
+	for _, seg := range segs {
+		if seg.Ref {
+			b.WriteString("${" + seg.Name + "}")
+		} else {
+			b.WriteString(seg.Raw)
 		}
-		if !strings.HasPrefix(s[i:], "${") {
-			b.WriteByte(s[i])
-			i++
-			continue
-		}
-		end := strings.IndexByte(s[i+2:], '}')
-		if end < 0 {
-			b.WriteString(s[i:])
-			break
-		}
-		name, _, _ := strings.Cut(s[i+2:i+2+end], ":-")
-		b.WriteString("${" + name + "}")
-		i += 2 + end + 1
 	}
 	return b.String()
 }
