@@ -38,6 +38,7 @@ import (
 const (
 	indexLinks    = ".spec.links"
 	indexStorages = ".spec.storages"
+	indexIngress  = ".spec.ingressLists"
 )
 
 // ChainReconciler turns a Chain into a ConfigMap and an autoscaled worker
@@ -279,17 +280,20 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 // one of this Chain's ingress lists on the same Redis, or "". conserver
 // lets the last one silently win; here the earlier one keeps the list.
 func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Chain, in workload.Inputs) string {
-	var all vconv1.ChainList
-	if err := r.List(ctx, &all); err != nil {
+	if !isEnabled(chain) {
+		return ""
+	}
+	others, err := r.chainsConsuming(ctx, chain.Spec.IngressLists)
+	if err != nil {
 		return ""
 	}
 	mine := map[string]bool{}
 	for _, l := range chain.Spec.IngressLists {
 		mine[l] = true
 	}
-	for i := range all.Items {
-		other := &all.Items[i]
-		if other.UID == chain.UID || !isEnabled(other) || !isEnabled(chain) || !earlier(other, chain) {
+	for i := range others {
+		other := &others[i]
+		if other.UID == chain.UID || !isEnabled(other) || !earlier(other, chain) {
 			continue
 		}
 		shared := ""
@@ -307,6 +311,27 @@ func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Cha
 		}
 	}
 	return ""
+}
+
+// chainsConsuming returns the Chains, in every namespace (they may share a
+// Redis), that consume any of lists: one indexed cache lookup per list
+// instead of a scan of every Chain.
+func (r *ChainReconciler) chainsConsuming(ctx context.Context, lists []string) ([]vconv1.Chain, error) {
+	seen := map[types.UID]bool{}
+	var out []vconv1.Chain
+	for _, l := range lists {
+		var found vconv1.ChainList
+		if err := r.List(ctx, &found, client.MatchingFields{indexIngress: l}); err != nil {
+			return nil, err
+		}
+		for _, c := range found.Items {
+			if !seen[c.UID] {
+				seen[c.UID] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
 }
 
 func (r *ChainReconciler) redisIdentity(ctx context.Context, c *vconv1.Chain) string {
@@ -360,6 +385,11 @@ func (r *ChainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
+	if err := idx.IndexField(ctx, &vconv1.Chain{}, indexIngress, func(o client.Object) []string {
+		return o.(*vconv1.Chain).Spec.IngressLists
+	}); err != nil {
+		return err
+	}
 	if r.Now == nil {
 		r.Now = time.Now
 	}
@@ -397,24 +427,14 @@ func (r *ChainReconciler) chainsSharingIngress(ctx context.Context, o client.Obj
 	if !ok {
 		return nil
 	}
-	lists := map[string]bool{}
-	for _, l := range changed.Spec.IngressLists {
-		lists[l] = true
-	}
-	var all vconv1.ChainList
-	if err := r.List(ctx, &all); err != nil {
+	others, err := r.chainsConsuming(ctx, changed.Spec.IngressLists)
+	if err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request
-	for _, c := range all.Items {
-		if c.UID == changed.UID {
-			continue
-		}
-		for _, l := range c.Spec.IngressLists {
-			if lists[l] {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
-				break
-			}
+	for _, c := range others {
+		if c.UID != changed.UID {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
 		}
 	}
 	return reqs
