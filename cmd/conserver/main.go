@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
@@ -56,14 +57,26 @@ type flags struct {
 // allocates fast (every vCon is decoded and re-encoded), so Go's default of
 // 100 collects dozens of times a second; 400 spends a fraction of that CPU
 // on collection and keeps the heap within tens of MiB (docs/benchmarks.md:
-// peak RSS at concurrency 32). GOMEMLIMIT, when set, still bounds it.
+// peak RSS at concurrency 32).
 const defaultGCPercent = 400
 
-func main() {
+// tuneRuntime sets the collector for a worker: GOGC 400 unless GOGC is set,
+// and a soft memory limit of 90% of the container's (cgroup) memory limit
+// unless GOMEMLIMIT is set (AUTOMEMLIMIT=off disables it), so that a
+// larger GOGC never walks a worker with a memory limit into the OOM killer:
+// near the limit the collector runs as often as it must.
+func tuneRuntime(log *slog.Logger, limit memlimit.Provider) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	if _, err := memlimit.Set(memlimit.WithProvider(limit), memlimit.WithRatio(0.9)); err != nil {
+		log.Warn("cannot read the container's memory limit; no soft memory limit set", "error", err)
+	}
+}
+
+func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	tuneRuntime(log, memlimit.FromCgroup)
 	if err := run(log, os.Args[1:]); err != nil {
 		log.Error("conserver failed", "error", err.Error())
 		fmt.Fprintln(os.Stderr, "conserver:", err)
