@@ -33,10 +33,13 @@ type Runner struct {
 	opts   RunnerOptions
 	log    *slog.Logger
 
-	// waits has one flag per fetcher, set while it waits for a slot. A
-	// finished vCon that clears one (each wait is claimed once) hands its
-	// slot over instead of taking its successor.
-	waits []atomic.Bool
+	// waiting counts fetchers blocked on a slot and handoffs the finished
+	// vCons that promised one a slot (instead of taking their successor).
+	// While handoffs < waiting, the next vCon to finish hands its slot
+	// over; every fetcher that gets a slot settles one promise, so each
+	// wait costs one handoff, and a fetcher is never left waiting while
+	// chains keep their slots.
+	waiting, handoffs atomic.Int32
 }
 
 // NewRunner returns a runner for proc's chain.
@@ -89,13 +92,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	slots := semaphore.NewWeighted(int64(r.opts.Concurrency))
 	var processing sync.WaitGroup
 	var fetchers sync.WaitGroup
-	r.waits = make([]atomic.Bool, len(lists))
-	for i, list := range lists {
+	for _, list := range lists {
 		fetchers.Add(1)
-		go func(list string, wait *atomic.Bool) {
+		go func(list string) {
 			defer fetchers.Done()
-			r.fetch(ctx, hardStop, list, wait, slots, &processing)
-		}(list, &r.waits[i])
+			r.fetch(ctx, hardStop, list, slots, &processing)
+		}(list)
 	}
 	fetchers.Wait()
 
@@ -127,7 +129,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // blocked on an empty list would keep a vCon pushed to another list
 // waiting for up to BlockFor. A taken vCon is in flight from the start, so
 // one that waits for a slot when the worker stops is returned by Release.
-func (r *Runner) fetch(ctx, hardStop context.Context, list string, wait *atomic.Bool, slots *semaphore.Weighted, processing *sync.WaitGroup) {
+func (r *Runner) fetch(ctx, hardStop context.Context, list string, slots *semaphore.Weighted, processing *sync.WaitGroup) {
 	for {
 		it, ok, err := r.worker.Take(ctx, list, r.opts.BlockFor)
 		if err != nil {
@@ -144,9 +146,10 @@ func (r *Runner) fetch(ctx, hardStop context.Context, list string, wait *atomic.
 			}
 			continue
 		}
-		wait.Store(true)
+		r.waiting.Add(1)
 		err = slots.Acquire(ctx, 1)
-		wait.Store(false)
+		r.waiting.Add(-1)
+		r.settleHandoff()
 		if err != nil {
 			return // stopping: Release returns the taken vCon to the head of list
 		}
@@ -184,17 +187,7 @@ func (r *Runner) fetch(ctx, hardStop context.Context, list string, wait *atomic.
 // Redis round trip, however many slots are free.
 func (r *Runner) start(ctx, hardStop context.Context, it queue.Item, slots *semaphore.Weighted, processing *sync.WaitGroup) {
 	processing.Add(1)
-	takeNext := func() bool {
-		if ctx.Err() != nil {
-			return false
-		}
-		for i := range r.waits {
-			if r.waits[i].CompareAndSwap(true, false) {
-				return false // this vCon's slot goes to that fetcher
-			}
-		}
-		return true
-	}
+	takeNext := func() bool { return ctx.Err() == nil && !r.promiseHandoff() }
 	go func() {
 		defer processing.Done()
 		for {
@@ -223,6 +216,31 @@ func (r *Runner) start(ctx, hardStop context.Context, it queue.Item, slots *sema
 			it = items[0]
 		}
 	}()
+}
+
+// promiseHandoff reports whether a finishing vCon should give its slot to
+// a waiting fetcher, and counts the promise if so.
+func (r *Runner) promiseHandoff() bool {
+	for {
+		h := r.handoffs.Load()
+		if h >= r.waiting.Load() {
+			return false
+		}
+		if r.handoffs.CompareAndSwap(h, h+1) {
+			return true
+		}
+	}
+}
+
+// settleHandoff is called by a fetcher that got a slot (or gave up): one
+// promise fewer is outstanding.
+func (r *Runner) settleHandoff() {
+	for {
+		h := r.handoffs.Load()
+		if h <= 0 || r.handoffs.CompareAndSwap(h, h-1) {
+			return
+		}
+	}
 }
 
 // heartbeat keeps the registration alive, reaps the work of dead workers

@@ -319,3 +319,44 @@ func TestRunnerTakesWithOutcome(t *testing.T) {
 		t.Fatalf("%d of %d takes rode in an outcome, want at least half", ridden, alone+ridden)
 	}
 }
+
+// TestRunnerQuietListWhileBusy: while one list keeps every slot busy (and
+// its vCons keep taking their successors), a vCon pushed to another list
+// still gets a slot at once: the next vCon to finish hands its slot over.
+func TestRunnerQuietListWhileBusy(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const flood = 600
+	for i := range flood {
+		u := testUUID(i)
+		e.putBody(t, u, document(u, 700), 0)
+		e.rdb.RPush(ctx, "busy", u)
+	}
+	probe := newProbe(10 * time.Millisecond)
+	ch := Chain{Name: "main", Ingress: []string{"busy", "quiet"}, Egress: []string{"out"}, Links: []Step{{"probe", probe}}}
+	p, _, _ := e.processor(ch, testOptions(), "w")
+	stop := startRunner(t, NewRunner(p, RunnerOptions{Concurrency: 4}, e.log))
+	waitFor(t, "the busy list under way", 30*time.Second, func() bool { return e.rdb.LLen(ctx, "out").Val() >= 40 })
+
+	var worst time.Duration
+	for i := range 5 {
+		u := testUUID(100000 + i)
+		e.putBody(t, u, document(u, 700), 0)
+		pushed := time.Now()
+		e.rdb.RPush(ctx, "quiet", u)
+		waitFor(t, "the quiet list's vCon", 10*time.Second, func() bool { _, ok := probe.ranAt(u); return ok })
+		at, _ := probe.ranAt(u)
+		worst = max(worst, at.Sub(pushed))
+	}
+	left := e.rdb.LLen(ctx, "busy").Val()
+	t.Logf("worst wait of a quiet-list vCon: %s (busy list still holds %d)", worst, left)
+	if left == 0 {
+		t.Fatal("the busy list drained before the quiet list was tested; make the flood larger")
+	}
+	if worst > time.Second {
+		t.Fatalf("a quiet-list vCon waited %s for a slot while the busy list ran, want well under a second", worst)
+	}
+	if err, _ := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
