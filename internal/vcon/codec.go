@@ -56,12 +56,10 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		}
 		m := make(map[string]any)
 		for dec.PeekKind() != '}' {
-			tok, err := dec.ReadToken()
+			name, err := readString(dec)
 			if err != nil {
 				return nil, err
 			}
-			// A token lives until the next read: copy the name first.
-			name := tok.String()
 			v, err := decodeValue(dec)
 			if err != nil {
 				return nil, err
@@ -90,13 +88,14 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		}
 		return s, nil
 	}
+	if dec.PeekKind() == '"' {
+		return readString(dec)
+	}
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, err
 	}
 	switch tok.Kind() {
-	case '"':
-		return tok.String(), nil
 	case '0':
 		return json.Number(tok.String()), nil
 	case 't', 'f':
@@ -108,6 +107,58 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 	// the syntax error above, so this is not reached.
 	return nil, fmt.Errorf("unexpected %v", tok.Kind())
 }
+
+// readString reads a string (a value or an object's name). The names and
+// short values of vCon documents repeat in every document ("type", "body",
+// "recording"): those come from a fixed table instead of a new allocation
+// each. The raw value lives until the next read; the string returned does
+// not share it.
+func readString(dec *jsontext.Decoder) (string, error) {
+	raw, err := dec.ReadValue()
+	if err != nil {
+		return "", err
+	}
+	text := raw[1 : len(raw)-1]
+	if bytes.IndexByte(text, '\\') < 0 && utf8.Valid(text) {
+		if len(text) <= maxCommon {
+			if s, ok := common[string(text)]; ok { // the lookup does not allocate
+				return s, nil
+			}
+		}
+		return string(text), nil
+	}
+	// ReadValue accepted the literal; the only error left to report is
+	// invalid UTF-8, which encoding/json (and so this codec) replaces with
+	// U+FFFD, as AppendUnquote has done.
+	b, _ := jsontext.AppendUnquote(nil, raw)
+	return string(b), nil
+}
+
+// common holds the field names and frequent short values of vCon
+// documents, as readString's table.
+var common = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range strings.Fields(`vcon uuid created_at updated_at subject redacted appended amended group meta must_support
+		parties dialog analysis attachments
+		tel mailto name role validation jCard gmlpos civicaddress timezone stir contact_list sip did
+		type start duration parties originator mimetype mediatype filename body encoding url content_hash alg signature
+		disposition party_history transferee transferor transfer_target original consultation target_dialog
+		campaign interaction_type interaction_id skill application message_id session_id
+		dialog vendor product schema purpose event time
+		recording text transfer incomplete transcript summary tags none json base64url agent customer`) {
+		m[s] = s
+	}
+	return m
+}()
+
+// maxCommon is the length of the longest string in common.
+var maxCommon = func() int {
+	n := 0
+	for s := range common {
+		n = max(n, len(s))
+	}
+	return n
+}()
 
 // appendJSON appends x encoded as encoding/json encodes it with HTML
 // escaping off. The types a decoded document holds are written here; any

@@ -67,6 +67,10 @@ func TestCodecMatchesEncodingJSON(t *testing.T) {
 		`"\ud800"`, `"\ud83d\ude00"`, `"\udc00\ud800x"`, "\"bad \xff utf8 \xc3\"", "\"\xed\xa0\x80\"",
 		`{"b":1,"a":[1,2,{"c":null}],"":""}`, `{"a":1,"a":2}`, `{"dup":{"x":1},"dup":[1]}`,
 		" \t\r\n{\"ws\" : [ 1 , 2 ] } \n",
+		// Names and values from the table of common strings, written plainly,
+		// escaped, or next to invalid UTF-8.
+		`{"type":"recording","typ\u0065":"recordin\u0067","body":"type"}`, "{\"\xff\":\"type\",\"type\xff\":\"none\xfe\"}",
+		`{"":"","uuid":"\u0000uuid"}`,
 		`[[[[[[[[[[]]]]]]]]]]`, `{"a":[{},[],"",0,false,null]}`,
 		// Refused by both.
 		``, ` `, `{`, `}`, `{"a"}`, `{"a":}`, `{"a":1,}`, `[1,]`, `[1 2]`, `{} {}`, `{}}`, `{}]`, `01`, `1.`, `.5`, `+1`,
