@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/links"
@@ -358,5 +361,75 @@ func TestRunnerQuietListWhileBusy(t *testing.T) {
 	}
 	if err, _ := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lostReply lets redis-server run the nth outcome transaction that also
+// takes a successor, then fails every command of it as a dropped
+// connection would: the outcome and the take are applied, the worker hears
+// of neither.
+type lostReply struct {
+	nth, seen atomic.Int32
+}
+
+func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		tx := slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == "multi" })
+		take := slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == "lmove" })
+		err := next(ctx, cmds)
+		if tx && take && h.seen.Add(1) == h.nth.Load() {
+			lost := errors.New("connection reset (simulated after EXEC)")
+			for _, c := range cmds {
+				c.SetErr(lost)
+			}
+			return lost
+		}
+		return err
+	}
+}
+
+// TestRunnerReturnsOrphanedTake: when the reply to an outcome transaction
+// that took a successor is lost, the outcome is not repeated (the vCon left
+// flight), and the successor, in flight without the worker knowing it, is
+// returned by the orphan sweep and processed: every vCon on egress once.
+func TestRunnerReturnsOrphanedTake(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = 30
+	var want []string
+	for i := range n {
+		u := testUUID(i)
+		e.putBody(t, u, document(u, 700), 0)
+		want = append(want, u)
+	}
+	hook := &lostReply{}
+	hook.nth.Store(3)
+	e.rdb.AddHook(hook)
+
+	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{"probe", newProbe(0)}}}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	w := queue.NewWorker(e.rdb, "w", 600*time.Millisecond) // sweeps every 200 ms
+	p := NewProcessor(e.rdb, e.bodies, w, ch, testOptions(), m, e.log)
+	stop := startRunner(t, NewRunner(p, RunnerOptions{Concurrency: 2}, e.log))
+	e.rdb.RPush(ctx, "in", want)
+
+	waitFor(t, "every vCon on egress", 30*time.Second, func() bool { return e.rdb.LLen(ctx, "out").Val() >= n })
+	time.Sleep(300 * time.Millisecond) // a duplicate would land by now
+	if err, _ := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if hook.seen.Load() < hook.nth.Load() {
+		t.Fatalf("only %d outcome transactions took a successor; the lost reply was never simulated", hook.seen.Load())
+	}
+	got := e.list(t, "out")
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("egress holds %d uuids, want each of %d once", len(got), n)
+	}
+	if orphans := testutil.ToFloat64(m.Orphans.WithLabelValues("main")); orphans != 1 {
+		t.Fatalf("orphans returned = %v, want 1 (the successor taken by the transaction whose reply was lost)", orphans)
 	}
 }
