@@ -195,25 +195,15 @@ func (r *Runner) start(ctx, hardStop context.Context, it queue.Item, slots *sema
 			if err != nil && !errors.Is(err, ErrStopped) {
 				r.log.Error("vcon left in flight", "uuid", it.UUID, "error", err)
 			}
-			if took && ctx.Err() == nil {
-				it = next
-				continue
-			}
-			// A successor taken as the worker stopped stays in flight:
-			// Release returns it to the head of its list.
-			slots.Release(1)
-			if took || ctx.Err() != nil || !slots.TryAcquire(1) {
-				return
-			}
-			items, err := r.worker.TakeUpTo(ctx, it.List, 1)
-			if len(items) == 0 {
+			if !took || ctx.Err() != nil {
+				// The list was empty, the slot went to a waiting fetcher,
+				// or the worker is stopping: the fetcher refills free
+				// slots, and a successor taken as the worker stopped stays
+				// in flight for Release to return.
 				slots.Release(1)
-				if err != nil && ctx.Err() == nil {
-					r.log.Warn("cannot take work", "list", it.List, "error", err)
-				}
 				return
 			}
-			it = items[0]
+			it = next
 		}
 	}()
 }
