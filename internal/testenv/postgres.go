@@ -127,7 +127,7 @@ func StartPostgres(t testing.TB) *Postgres {
 func randomHex(t testing.TB, n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("generate password: %v", err)
+		t.Fatalf("generate a random credential: %v", err)
 	}
 	return hex.EncodeToString(b)
 }

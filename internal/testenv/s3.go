@@ -2,9 +2,6 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -49,34 +46,15 @@ const s3Fix = "run `hack/tools.sh s3server` (make test does)"
 // S3ServerPath finds the S3 server in bin/ of the repository (found by
 // walking up from the working directory to go.mod).
 func S3ServerPath() (string, error) {
-	root, err := s3RepoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	p := filepath.Join(root, "bin", s3ServerName)
-	if !s3IsExecutable(p) {
+	if !isExecutable(p) {
 		return "", fmt.Errorf("S3 test server not found at %s: %s", p, s3Fix)
 	}
 	return p, nil
-}
-
-// s3RepoRoot is the nearest directory at or above the working directory
-// that holds go.mod (go test runs in the package's directory).
-func s3RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod at or above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // StartS3 starts the server with fresh random credentials and waits until
@@ -97,8 +75,8 @@ func StartS3(t testing.TB) *S3 {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s := &S3{
 		Endpoint:  "http://" + addr,
-		AccessKey: "testenv" + s3RandomHex(t, 6),
-		SecretKey: s3RandomHex(t, 20),
+		AccessKey: "testenv" + randomHex(t, 6),
+		SecretKey: randomHex(t, 20),
 		Region:    "us-east-1",
 		t:         t,
 		dir:       dir,
@@ -163,7 +141,7 @@ func (s *S3) Client() *s3.Client {
 // CreateBucket creates a bucket with a fresh name and returns the name.
 func (s *S3) CreateBucket() string {
 	s.t.Helper()
-	name := "test-" + s3RandomHex(s.t, 6)
+	name := "test-" + randomHex(s.t, 6)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
@@ -189,17 +167,4 @@ func (s *S3) Keys(bucket string) []string {
 		}
 	}
 	return keys
-}
-
-func s3RandomHex(t testing.TB, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("generate S3 credentials: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func s3IsExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
