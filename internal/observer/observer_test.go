@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,36 +16,12 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
-// roundTrips counts what the observer's clients send: one pipeline is one
-// round trip, one command another. Connection set-up (HELLO, CLIENT ...)
-// goes through the hooks too and is not counted: it is paid once per
-// pooled connection, not per poll.
-type roundTrips struct{ pipelines, commands atomic.Int64 }
-
-func isSetup(cmd redis.Cmder) bool { return cmd.Name() == "hello" || cmd.Name() == "client" }
-
-func (c *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (c *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !isSetup(cmd) {
-			c.commands.Add(1)
-		}
-		return next(ctx, cmd)
-	}
-}
-func (c *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && !isSetup(cmds[0]) {
-			c.pipelines.Add(1)
-		}
-		return next(ctx, cmds)
-	}
-}
-
-func newCounted(t *testing.T, interval time.Duration) (*Observer, *roundTrips) {
+// newCounted returns an observer whose clients count their round trips
+// (one pipeline per poll is what the observer promises).
+func newCounted(t *testing.T, interval time.Duration) (*Observer, *testenv.RoundTrips) {
 	t.Helper()
 	o := New(interval, logr.Discard())
-	counter := &roundTrips{}
+	counter := &testenv.RoundTrips{}
 	o.open = func(url string) (redis.UniversalClient, error) {
 		c, err := redisconn.Open(url)
 		if err == nil {
@@ -86,10 +61,10 @@ func TestOneRoundTripPerServer(t *testing.T) {
 			for range polls {
 				o.Poll(ctx)
 			}
-			if got, want := counter.pipelines.Load(), int64(polls*len(tt.servers)); got != want {
+			if got, want := counter.Pipelines.Load(), int64(polls*len(tt.servers)); got != want {
 				t.Errorf("%d pipelines for %d polls of %d servers, want %d", got, polls, len(tt.servers), want)
 			}
-			if n := counter.commands.Load(); n != 0 {
+			if n := counter.Commands.Load(); n != 0 {
 				t.Errorf("%d commands outside the pipeline", n)
 			}
 			if got, want := o.RoundTrips(), int64(polls*len(tt.servers)); got != want {

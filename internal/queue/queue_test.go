@@ -411,18 +411,6 @@ func TestRelease(t *testing.T) {
 	}
 }
 
-// roundTrips counts what a client sends: each single command and each
-// pipeline is one round trip on a standalone server.
-type roundTrips struct{ n atomic.Int64 }
-
-func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
-}
-func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
-}
-
 func TestMeasure(t *testing.T) {
 	rdb := newClient(t)
 	ctx := context.Background()
@@ -461,7 +449,7 @@ func TestMeasure(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	var hook roundTrips
+	var hook testenv.RoundTrips
 	rdb.AddHook(&hook)
 	targets := []Target{
 		{Ingress: []string{"in1", "in2"}, Egress: []string{"out"}},
@@ -471,7 +459,7 @@ func TestMeasure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := hook.n.Load(); n != 1 {
+	if n := hook.Total(); n != 1 {
 		t.Fatalf("Measure used %d round trips, want 1", n)
 	}
 	want0 := Depths{Ingress: 3 + 1 + 1, InFlight: 2, DLQ: 3, Egress: 4, Reaped: 1}

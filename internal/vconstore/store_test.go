@@ -6,7 +6,6 @@ import (
 	"net"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,43 +14,11 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
-// roundTrips counts what the client sends: one per command or pipeline.
-// Connection set-up (HELLO, CLIENT ...) goes through the hooks too and is
-// not counted: it is paid once per pooled connection, not per operation.
-type roundTrips struct{ n atomic.Int64 }
-
-func isSetup(cmd redis.Cmder) bool { return cmd.Name() == "hello" || cmd.Name() == "client" }
-
-func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !isSetup(cmd) {
-			r.n.Add(1)
-		}
-		return next(ctx, cmd)
-	}
-}
-func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && !isSetup(cmds[0]) {
-			r.n.Add(1)
-		}
-		return next(ctx, cmds)
-	}
-}
-
-// count returns how many round trips fn made.
-func (r *roundTrips) count(fn func()) int64 {
-	before := r.n.Load()
-	fn()
-	return r.n.Load() - before
-}
-
-func startStore(t *testing.T, opts Options) (*Store, *redis.Client, *roundTrips) {
+func startStore(t *testing.T, opts Options) (*Store, *redis.Client, *testenv.RoundTrips) {
 	t.Helper()
 	srv := testenv.StartRedis(t)
 	client := srv.Client()
-	rt := &roundTrips{}
+	rt := &testenv.RoundTrips{}
 	client.AddHook(rt)
 	return New(client, opts), client, rt
 }
@@ -63,7 +30,7 @@ func TestStringBodies(t *testing.T) {
 
 	t.Run("create chooses strings on a server without the JSON module", func(t *testing.T) {
 		var err error
-		if n := rt.count(func() { err = s.Create(ctx, "c1", []byte(`{"uuid":"c1"}`), 0) }); n != 2 {
+		if n := rt.Count(func() { err = s.Create(ctx, "c1", []byte(`{"uuid":"c1"}`), 0) }); n != 2 {
 			t.Fatalf("first Create made %d round trips, want 2 (detection, write)", n)
 		}
 		if err != nil {
@@ -72,7 +39,7 @@ func TestStringBodies(t *testing.T) {
 		if typ := admin.Type(ctx, "vcon:c1").Val(); typ != "string" {
 			t.Fatalf("TYPE = %q, want string", typ)
 		}
-		if n := rt.count(func() { err = s.Create(ctx, "c2", []byte(`{}`), time.Hour) }); n != 1 || err != nil {
+		if n := rt.Count(func() { err = s.Create(ctx, "c2", []byte(`{}`), time.Hour) }); n != 1 || err != nil {
 			t.Fatalf("second Create: %d round trips, err %v; want 1, nil", n, err)
 		}
 		if ttl := admin.PTTL(ctx, "vcon:c2").Val(); ttl <= 59*time.Minute || ttl > time.Hour {
@@ -83,7 +50,7 @@ func TestStringBodies(t *testing.T) {
 	t.Run("read", func(t *testing.T) {
 		var b Body
 		var err error
-		if n := rt.count(func() { b, err = s.Get(ctx, "c1") }); n != 1 {
+		if n := rt.Count(func() { b, err = s.Get(ctx, "c1") }); n != 1 {
 			t.Fatalf("Get made %d round trips, want 1", n)
 		}
 		if err != nil || string(b.Data) != `{"uuid":"c1"}` || b.Format != FormatString || b.PTTL >= 0 {
@@ -111,7 +78,7 @@ func TestStringBodies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := rt.count(func() { err = s.Put(ctx, "r", []byte(`{"v":2}`), prev) }); n != 1 || err != nil {
+			if n := rt.Count(func() { err = s.Put(ctx, "r", []byte(`{"v":2}`), prev) }); n != 1 || err != nil {
 				t.Fatalf("Put: %d round trips, err %v; want 1, nil", n, err)
 			}
 			if got := admin.Get(ctx, "vcon:r").Val(); got != `{"v":2}` {
@@ -154,7 +121,7 @@ func TestStringBodies(t *testing.T) {
 	t.Run("MGet with misses in one round trip", func(t *testing.T) {
 		var got [][]byte
 		var err error
-		if n := rt.count(func() { got, err = s.MGet(ctx, []string{"c1", "absent", "nope"}) }); n != 1 || err != nil {
+		if n := rt.Count(func() { got, err = s.MGet(ctx, []string{"c1", "absent", "nope"}) }); n != 1 || err != nil {
 			t.Fatalf("MGet: %d round trips, err %v", n, err)
 		}
 		want := [][]byte{[]byte(`{"uuid":"c1"}`), nil, []byte(`{"n":1}`)}
@@ -202,7 +169,7 @@ func TestCallerPipeline(t *testing.T) {
 	pm := s.QueueGet(ctx, pipe, "missing")
 	llen := pipe.LLen(ctx, "queue")
 	var err error
-	if n := rt.count(func() { _, err = ExecIgnoringBodyErrors(ctx, pipe, pa, pm) }); n != 1 || err != nil {
+	if n := rt.Count(func() { _, err = ExecIgnoringBodyErrors(ctx, pipe, pa, pm) }); n != 1 || err != nil {
 		t.Fatalf("ExecIgnoringBodyErrors: %d round trips, err %v", n, err)
 	}
 	if a, err := pa.Result(); err != nil || string(a.Data) != `{"a":1}` || a.PTTL <= 0 {
@@ -236,7 +203,7 @@ func TestCallerPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	pipe.RPush(ctx, "egress", "a")
-	if n := rt.count(func() { _, err = pipe.Exec(ctx) }); n != 1 || err != nil {
+	if n := rt.Count(func() { _, err = pipe.Exec(ctx) }); n != 1 || err != nil {
 		t.Fatalf("Exec: %d round trips, err %v", n, err)
 	}
 	if got := client.Get(ctx, "vcon:a").Val(); got != `{"a":2}` {
