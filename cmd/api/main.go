@@ -51,11 +51,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTelemetry(c)
-	}()
+	defer telemetry.Flush(shutdownTelemetry)
 
 	opts, err := api.OptionsFromEnv(os.Getenv)
 	if err != nil {

@@ -140,11 +140,7 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTelemetry(c)
-	}()
+	defer telemetry.Flush(shutdownTelemetry)
 
 	httpClient := &http.Client{Timeout: 5 * time.Minute}
 	chains, closeStorages, err := pipeline.Build(ctx, cfg, f.chain,

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
@@ -86,4 +87,13 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	return func(ctx context.Context) error {
 		return errors.Join(shutdownTraces(ctx), mp.Shutdown(ctx))
 	}, nil
+}
+
+// Flush runs a shutdown returned by Setup with a five-second deadline, the
+// last thing a binary does: spans still buffered are sent, a collector
+// that does not answer does not hold the exit.
+func Flush(shutdown func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = shutdown(ctx)
 }
