@@ -401,3 +401,54 @@ chains:
 		t.Errorf("Build(only=nope) err = %v", err)
 	}
 }
+
+// forwardLink tags the vCon it gets and continues the chain on another
+// uuid (a link may switch to a related vCon).
+type forwardLink struct{ to string }
+
+func (l forwardLink) Run(_ context.Context, v *vcon.VCon) (links.Result, error) {
+	vcon.AddTag(v, "forwarded", "yes")
+	return links.Result{NextUUID: l.to}, nil
+}
+
+// TestProcessContinuesWithAnotherUUID: a link that returns another uuid has
+// the current document written back, and the rest of the chain (the next
+// link, storages, egress) runs on the other vCon; the taken one leaves
+// flight.
+func TestProcessContinuesWithAnotherUUID(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	first, other := testUUID(1), testUUID(2)
+	e.putBody(t, first, document(first, 900), 0)
+	e.putBody(t, other, document(other, 900), 0)
+	ch := e.chain(t, "main", []string{"in"}, []string{"out"},
+		[]mod{{"tag", "links.tag", map[string]any{"tags": []any{"after"}}}},
+		[]mod{{"copy", "storage.redis_storage", nil}})
+	ch.Links = append([]Step{{"forward", forwardLink{to: other}}}, ch.Links...)
+	p, m, _ := e.processor(ch, testOptions(), "w")
+	e.rdb.RPush(ctx, "in", first)
+	if err := p.Process(ctx, e.take(t, p, "in")); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := e.list(t, "out"); !slices.Equal(got, []string{other}) {
+		t.Fatalf("egress = %v, want only the other vCon %s", got, other)
+	}
+	firstDoc, _ := vcon.Parse([]byte(e.rdb.Get(ctx, vconstore.Key(first)).Val()))
+	if v, ok := vcon.Tag(firstDoc, "forwarded"); !ok || v != "yes" {
+		t.Errorf("the first vCon was not written back with the forwarding link's change: tags %v", vcon.Tags(firstDoc))
+	}
+	otherDoc, _ := vcon.Parse([]byte(e.rdb.Get(ctx, vconstore.Key(other)).Val()))
+	if _, ok := vcon.Tag(otherDoc, "after"); !ok {
+		t.Errorf("the next link did not run on the other vCon: tags %v", vcon.Tags(otherDoc))
+	}
+	if e.rdb.Exists(ctx, "vcon_storage:"+other).Val() != 1 || e.rdb.Exists(ctx, "vcon_storage:"+first).Val() != 0 {
+		t.Error("the storage should hold the other vCon only")
+	}
+	if n := e.rdb.LLen(ctx, queue.InFlightKey("in", "w")).Val(); n != 0 {
+		t.Errorf("%d items left in flight", n)
+	}
+	if got := testutil.ToFloat64(m.LinkOutcomes.WithLabelValues("main", "forward", OutcomeForward)); got != 1 {
+		t.Errorf("forward outcomes = %v, want 1", got)
+	}
+}
