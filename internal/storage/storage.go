@@ -89,3 +89,26 @@ func New(ctx context.Context, name, module string, options map[string]any, deps 
 type Pipelined interface {
 	AppendSave(pipe redis.Pipeliner, v *vcon.VCon, body []byte)
 }
+
+// permanentError marks a write that fails the same way however often it is
+// tried (a document over a size limit, a refused schema): retrying it only
+// delays the dead letter and hides the reason.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying; nil stays nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked by
+// Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
