@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 )
 
 // Validator holds the module names the running binary implements. The
@@ -107,6 +109,8 @@ func checkListNames(path string, names []string) []error {
 			errs = append(errs, fmt.Errorf("%s: list name %q contains whitespace; remove it", p, n))
 		case seen[n]:
 			errs = append(errs, fmt.Errorf("%s: list %q is listed twice; remove one", p, n))
+		case queue.ListNameConflict(n) != "":
+			errs = append(errs, fmt.Errorf("%s: list %q cannot be a queue: %s; use another name", p, n, queue.ListNameConflict(n)))
 		}
 		seen[n] = true
 	}

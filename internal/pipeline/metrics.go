@@ -12,7 +12,16 @@ const (
 	ReasonMalformed    = "malformed"
 	ReasonLinkError    = "link_error"
 	ReasonStorageError = "storage_error"
+	// ReasonOutcomeFailed: Redis refused the vCon's outcome (an egress list
+	// or storage key holds another type); the text names the key.
+	ReasonOutcomeFailed = "outcome_failed"
+	// ReasonTooLarge: the body is over the worker's size limit and was not
+	// read.
+	ReasonTooLarge = "too_large"
 )
+
+// reasons are every dead-letter reason, for series that exist at zero.
+var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError, ReasonOutcomeFailed, ReasonTooLarge}
 
 // Outcomes of a link or a storage write, for the outcome label.
 const (
@@ -41,6 +50,7 @@ type Metrics struct {
 	InFlight        *prometheus.GaugeVec
 	Reaped          *prometheus.CounterVec
 	Orphans         *prometheus.CounterVec
+	OutcomeRefusals *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them on reg.
@@ -80,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"chain", "storage"}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vcon_dead_letters_total",
-			Help: "vCons dead-lettered, by reason (timeout, not_found, malformed, link_error, storage_error).",
+			Help: "vCons dead-lettered, by reason (timeout, not_found, malformed, link_error, storage_error, outcome_failed, too_large).",
 		}, []string{"chain", "reason"}),
 		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vcon_worker_inflight",
@@ -94,9 +104,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "vcon_worker_orphans_returned_total",
 			Help: "vCons found in this worker's own in-flight list without the worker holding them (a take whose reply was lost), returned to their ingress list.",
 		}, []string{"chain"}),
+		OutcomeRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_worker_outcome_refusals_total",
+			Help: "Outcome writes Redis refused (a list or key of another type): the vCon is dead-lettered, or kept in flight when its DLQ is the key at fault.",
+		}, []string{"chain"}),
 	}
 	reg.MustRegister(m.Processed, m.Errors, m.Duration, m.LinkDuration, m.LinkOutcomes,
-		m.StorageWrites, m.StorageDuration, m.DeadLetters, m.InFlight, m.Reaped, m.Orphans)
+		m.StorageWrites, m.StorageDuration, m.DeadLetters, m.InFlight, m.Reaped, m.Orphans, m.OutcomeRefusals)
 	return m
 }
 
@@ -108,7 +122,8 @@ func (m *Metrics) init(chain string, linkNames, storageNames []string) {
 	m.InFlight.WithLabelValues(chain)
 	m.Reaped.WithLabelValues(chain)
 	m.Orphans.WithLabelValues(chain)
-	for _, r := range []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError} {
+	m.OutcomeRefusals.WithLabelValues(chain)
+	for _, r := range reasons {
 		m.DeadLetters.WithLabelValues(chain, r)
 	}
 	for _, l := range linkNames {

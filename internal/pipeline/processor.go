@@ -185,7 +185,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		readErr error
 		tcRaw   string
 	)
-	err = p.retryRedis(ctx, func() error {
+	err = p.retryRedis(ctx, false, func() error {
 		pipe := p.rdb.Pipeline()
 		pending := p.bodies.QueueGet(ctx, pipe, it.UUID)
 		tcCmd := pipe.LPop(ctx, queue.ContextKey(it.List, it.UUID))
@@ -236,10 +236,40 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		}
 		return pendingNext
 	}
+	if fail == nil {
+		err = p.retryOutcome(ctx, it, false, func() error { return p.commit(ctx, it, outcome, queueNext) })
+		var refused *queue.OutcomeError
+		switch {
+		case errors.As(err, &refused):
+			// Written nowhere (or, after a command error, in part, but
+			// still in flight): the DLQ is where it can be found.
+			fail = &failure{reason: ReasonOutcomeFailed, err: refused}
+			p.metrics.OutcomeRefusals.WithLabelValues(chain).Inc()
+		case err != nil:
+			return queue.Item{}, false, err
+		default:
+			p.worker.Forget(it)
+			// Written and no longer referenced: the commands that carried it
+			// are done, and storages copy what they keep.
+			putBodyBuffer(outcome.body)
+			span.SetAttributes(attribute.Bool("vcon.filtered", outcome.halted))
+		}
+	}
 	if fail != nil {
 		span.SetStatus(codes.Error, fail.reason)
 		span.SetAttributes(attribute.String("vcon.dlq_reason", fail.reason))
-		err = p.retryOutcome(ctx, it, func() error { return p.deadLetter(ctx, it, fail, queueNext) })
+		// A dead letter that cannot be written (DLQ:{list} holds another
+		// type) keeps the vCon in flight, retried until the key is fixed:
+		// there is no other list left to keep it in.
+		err = p.retryOutcome(ctx, it, true, func() error {
+			err := p.deadLetter(ctx, it, fail, queueNext)
+			var refused *queue.OutcomeError
+			if errors.As(err, &refused) {
+				p.metrics.OutcomeRefusals.WithLabelValues(chain).Inc()
+				p.log.Error("dead letter refused by Redis; the vCon stays in flight until the key is fixed", "uuid", it.UUID, "list", it.List, "error", err)
+			}
+			return err
+		})
 		if err != nil {
 			return queue.Item{}, false, err
 		}
@@ -247,16 +277,6 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		p.metrics.Errors.WithLabelValues(chain).Inc()
 		p.metrics.DeadLetters.WithLabelValues(chain, fail.reason).Inc()
 		p.log.Warn("vcon dead-lettered", "uuid", it.UUID, "list", it.List, "reason", fail.reason, "step", fail.step)
-	} else {
-		err = p.retryOutcome(ctx, it, func() error { return p.commit(ctx, it, outcome, queueNext) })
-		if err != nil {
-			return queue.Item{}, false, err
-		}
-		p.worker.Forget(it)
-		// Written and no longer referenced: the commands that carried it
-		// are done, and storages copy what they keep.
-		putBodyBuffer(outcome.body)
-		span.SetAttributes(attribute.Bool("vcon.filtered", outcome.halted))
 	}
 	p.metrics.Processed.WithLabelValues(chain).Inc()
 	p.metrics.Duration.WithLabelValues(chain).Observe(time.Since(start).Seconds())
@@ -562,7 +582,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 		}
 	}
 	if p.cluster {
-		_, err := pipe.Exec(ctx)
+		err := queue.ExecChecked(ctx, p.rdb, pipe)
 		endSpans(err)
 		if err != nil {
 			return err
@@ -570,7 +590,8 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 		pipe = p.rdb.Pipeline()
 	}
 	p.worker.QueueDone(pipe, it)
-	err = queueNext(pipe).Exec(ctx, pipe)
+	queueNext(pipe)
+	err = queue.ExecChecked(ctx, p.rdb, pipe)
 	endSpans(err)
 	if err == nil && !out.halted && len(out.pipelined) > 0 {
 		for _, s := range out.pipelined {
@@ -588,26 +609,25 @@ func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure, q
 	queue.QueueDeadLetter(pipe, it, queue.DLQReason{Reason: f.text(), Chain: p.chain.Name, Step: f.step, At: time.Now().UTC()})
 	pipe.Expire(ctx, vconstore.Key(it.UUID), p.opts.DLQExpiry)
 	if p.cluster {
-		if _, err := pipe.Exec(ctx); err != nil {
+		if err := queue.ExecChecked(ctx, p.rdb, pipe); err != nil {
 			return err
 		}
 		pipe = p.rdb.Pipeline()
 	}
 	p.worker.QueueDone(pipe, it)
-	return queueNext(pipe).Exec(ctx, pipe)
+	queueNext(pipe)
+	return queue.ExecChecked(ctx, p.rdb, pipe)
 }
 
-// outcomePipeline is the round trip that writes a vCon's outcome. On one
-// server it is a MULTI/EXEC: a worker killed while sending it leaves either
-// all of it or none (a plain pipeline cut short could push to egress and
-// leave the vCon in flight, so it would be pushed again after its
-// redelivery). A cluster cannot run a transaction across slots; there the
-// in-flight removal goes in a second round trip instead.
+// outcomePipeline collects the commands of a vCon's outcome, which
+// queue.ExecChecked sends. On one server they run as one script that
+// applies all of them or, when a key has the wrong type, none: a worker
+// killed while sending it leaves all or nothing too (a plain pipeline cut
+// short could push to egress and leave the vCon in flight, so it would be
+// pushed again after its redelivery). A cluster cannot run a script across
+// slots; there the in-flight removal goes in a second round trip instead.
 func (p *Processor) outcomePipeline() redis.Pipeliner {
-	if p.cluster {
-		return p.rdb.Pipeline()
-	}
-	return p.rdb.TxPipeline()
+	return p.rdb.Pipeline()
 }
 
 // retryOutcome writes an outcome until it is written once. An outcome is
@@ -615,9 +635,12 @@ func (p *Processor) outcomePipeline() redis.Pipeliner {
 // when an attempt failed ambiguously (e.g. Redis restarting after it ran
 // the EXEC but before the reply), the item having left flight means the
 // outcome was applied: repeating it would push to egress twice.
-func (p *Processor) retryOutcome(ctx context.Context, it queue.Item, write func() error) error {
+//
+// A refusal (*queue.OutcomeError) would repeat: it is returned at once
+// unless retryRefusals is set (a dead letter has nowhere else to go).
+func (p *Processor) retryOutcome(ctx context.Context, it queue.Item, retryRefusals bool, write func() error) error {
 	attempt := 0
-	return p.retryRedis(ctx, func() error {
+	return p.retryRedis(ctx, retryRefusals, func() error {
 		attempt++
 		if attempt > 1 && !p.cluster {
 			inFlight, err := p.worker.StillInFlight(ctx, it)
@@ -635,7 +658,7 @@ func (p *Processor) retryOutcome(ctx context.Context, it queue.Item, write func(
 // retryRedis repeats a Redis step until it succeeds or ctx ends: a vCon's
 // outcome must be written, and while Redis is away the vCon simply stays in
 // flight.
-func (p *Processor) retryRedis(ctx context.Context, f func() error) error {
+func (p *Processor) retryRedis(ctx context.Context, retryRefusals bool, f func() error) error {
 	wait := 50 * time.Millisecond
 	for {
 		err := f()
@@ -645,7 +668,14 @@ func (p *Processor) retryRedis(ctx context.Context, f func() error) error {
 		if ctx.Err() != nil {
 			return ErrStopped
 		}
-		p.log.Warn("redis unavailable, retrying", "error", err)
+		var refused *queue.OutcomeError
+		if errors.As(err, &refused) {
+			if !retryRefusals {
+				return err
+			}
+		} else {
+			p.log.Warn("redis unavailable, retrying", "error", err)
+		}
 		if !sleep(ctx, wait) {
 			return ErrStopped
 		}

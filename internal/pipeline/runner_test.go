@@ -251,28 +251,36 @@ func TestRunnerGracefulStop(t *testing.T) {
 }
 
 // takeCounter counts how uuids are taken: on their own (BLMOVE, LMOVE,
-// pipelined LMOVEs) or inside the MULTI/EXEC of a previous vCon's outcome.
+// pipelined LMOVEs) or inside the outcome script of a previous vCon.
 type takeCounter struct{ alone, withOutcome atomic.Int64 }
+
+// outcomeTakes reports whether cmd is an outcome script that also takes a
+// successor (an LMOVE among its arguments).
+func outcomeTakes(cmd redis.Cmder) bool {
+	if n := cmd.Name(); n != "evalsha" && n != "eval" {
+		return false
+	}
+	return slices.ContainsFunc(cmd.Args(), func(a any) bool { s, ok := a.(string); return ok && s == "lmove" })
+}
 
 func (h *takeCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *takeCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if n := cmd.Name(); n == "blmove" || n == "lmove" {
+		err := next(ctx, cmd)
+		switch n := cmd.Name(); {
+		case n == "blmove" || n == "lmove":
 			h.alone.Add(1)
+		case outcomeTakes(cmd) && err == nil:
+			h.withOutcome.Add(1)
 		}
-		return next(ctx, cmd)
+		return err
 	}
 }
 func (h *takeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		tx := slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == "multi" })
 		for _, c := range cmds {
 			if c.Name() == "lmove" {
-				if tx {
-					h.withOutcome.Add(1)
-				} else {
-					h.alone.Add(1)
-				}
+				h.alone.Add(1)
 			}
 		}
 		return next(ctx, cmds)
@@ -372,22 +380,20 @@ type lostReply struct {
 	nth, seen atomic.Int32
 }
 
-func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		tx := slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == "multi" })
-		take := slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == "lmove" })
-		err := next(ctx, cmds)
-		if tx && take && h.seen.Add(1) == h.nth.Load() {
-			lost := errors.New("connection reset (simulated after EXEC)")
-			for _, c := range cmds {
-				c.SetErr(lost)
-			}
+func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil && outcomeTakes(cmd) && h.seen.Add(1) == h.nth.Load() {
+			lost := errors.New("connection reset (simulated after the outcome script ran)")
+			cmd.SetErr(lost)
 			return lost
 		}
 		return err
 	}
+}
+func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // TestRunnerReturnsOrphanedTake: when the reply to an outcome transaction

@@ -26,7 +26,10 @@
 // lives in the ingress list's slot, so at-least-once holds on a cluster too.
 package queue
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 const keyPrefix = "vcon-operator:"
 
@@ -79,4 +82,27 @@ func ContextKey(list, uuid string) string { return "context:" + list + ":" + uui
 // ("x{}y", hashed whole). A cluster deployment must not use such names.
 func ValidSlotLayout(ingress string) bool {
 	return slotTag(WorkersKey(ingress)) == slotTag(ingress)
+}
+
+// IndexSortedSet is conserver's sorted set of stored vCon uuids (the API's
+// default index).
+const IndexSortedSet = "vcons"
+
+// ReservedPrefixes begin keys of the Redis data model that are not queues:
+// vCon bodies, trace contexts, the API's party indexes and our own keys.
+var ReservedPrefixes = []string{"vcon:", "context:", "tel:", "mailto:", "name:", keyPrefix}
+
+// ListNameConflict says why a queue named name would share its key with
+// data of another type (a push onto it fails with WRONGTYPE), or "" when
+// it would not. The API, the config loader and the CRDs refuse such names.
+func ListNameConflict(name string) string {
+	if name == IndexSortedSet {
+		return fmt.Sprintf("%q is the vCon index (a sorted set), not a queue", name)
+	}
+	for _, p := range ReservedPrefixes {
+		if strings.HasPrefix(name, p) {
+			return fmt.Sprintf("keys starting with %q hold vCon data, not queues", p)
+		}
+	}
+	return ""
 }

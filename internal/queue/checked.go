@@ -1,0 +1,293 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A vCon's outcome (body, Redis storages, egress pushes, the DLQ entry, the
+// in-flight removal) must apply whole or not at all. MULTI/EXEC does not
+// give that: a command that fails at run time (WRONGTYPE on an egress list
+// named like a key of another type) fails alone while the others, the
+// in-flight removal included, still apply, and the vCon is in no list at
+// all. ExecChecked runs the same commands as one Lua script that first
+// checks the type of every key it will write and writes nothing when one
+// is wrong; a command that still fails stops the script before the
+// commands after it, and the in-flight removal always comes last.
+
+// OutcomeError is a deterministic refusal of an outcome: sending it again
+// fails the same way. Nothing of it was applied when Key names a key of
+// the wrong type (Have is set); after another command error the commands
+// before it may have run (never the in-flight removal queued after it).
+type OutcomeError struct {
+	Command string // upper case, e.g. RPUSH
+	Key     string
+	Have    string // the key's type, for a type mismatch
+	Want    string // the type the command needs
+	Err     string // the server's error, for other failures
+}
+
+func (e *OutcomeError) Error() string {
+	if e.Have != "" {
+		return fmt.Sprintf("%s %s: the key holds a %s, not a %s; nothing was written", e.Command, e.Key, e.Have, e.Want)
+	}
+	return fmt.Sprintf("%s %s: %s", e.Command, e.Key, e.Err)
+}
+
+// keyTypes is the type each write command of an outcome needs its keys to
+// have (or not exist). A SET replaces a key of any type: refusing one of
+// another type keeps an outcome from clobbering a key it does not own.
+// Commands absent here (EXPIRE, PEXPIRE) work on any type.
+var keyTypes = map[string]string{
+	"rpush": "list", "lpush": "list", "lrem": "list", "lmove": "list", "lpop": "list",
+	"hset": "hash", "hdel": "hash",
+	"set":      "string",
+	"json.set": "ReJSON-RL",
+}
+
+// twoKeyCommands name their source and destination keys first.
+var twoKeyCommands = map[string]bool{"lmove": true}
+
+// checkedScript: ARGV[1] is the number of commands, then each command as
+// its argument count followed by its arguments (name first). It returns
+// {'ok', replies} or {'type', index, key, have, want} or {'error', index,
+// message}. KEYS lists every key for cluster routing only.
+var checkedScript = redis.NewScript(luaTable("want", keyTypes) + luaTable("twokeys", twoKeyCommands) + `
+local cmds, pos = {}, 2
+for i = 1, tonumber(ARGV[1]) do
+  local argc = tonumber(ARGV[pos])
+  cmds[i] = {unpack(ARGV, pos + 1, pos + argc)}
+  pos = pos + argc + 1
+end
+for i, c in ipairs(cmds) do
+  local name = string.lower(c[1])
+  local w = want[name]
+  if w then
+    for k = 2, twokeys[name] and 3 or 2 do
+      local have = redis.call('TYPE', c[k]).ok
+      if have ~= 'none' and have ~= w then
+        return {'type', i, c[k], have, w}
+      end
+    end
+  end
+end
+local out = {}
+for i, c in ipairs(cmds) do
+  local r = redis.pcall(unpack(c))
+  if type(r) == 'table' and r.err then
+    return {'error', i, r.err}
+  end
+  if type(r) == 'table' and r.ok then
+    r = r.ok
+  end
+  out[i] = r
+end
+return {'ok', out}
+`)
+
+// ExecChecked runs the commands queued on pipe (a plain pipeline, not yet
+// sent) so that they apply whole or not at all, and sets each command's
+// reply. It returns an *OutcomeError for a refusal that would repeat
+// (wrong key type, a command error), any other error for a failed round
+// trip (which may be retried). A command's redis.Nil reply (an LMOVE from
+// an empty list) is not a failure.
+//
+// On a cluster the keys of one outcome live in several slots, which no
+// script spans: there the types are checked in one round trip and the
+// commands sent in the next. A key changing type between the two is the
+// only way such an outcome applies in part.
+func ExecChecked(ctx context.Context, rdb redis.UniversalClient, pipe redis.Pipeliner) error {
+	cmds := pipe.Cmds()
+	if len(cmds) == 0 {
+		return nil
+	}
+	if IsCluster(rdb) {
+		return execCheckedCluster(ctx, rdb, cmds)
+	}
+	argv := make([]any, 1, 1+4*len(cmds))
+	argv[0] = len(cmds)
+	keys := make([]string, 0, len(cmds))
+	for _, c := range cmds {
+		args := c.Args()
+		argv = append(argv, len(args))
+		argv = append(argv, args...)
+		keys = appendKeys(keys, args)
+	}
+	res, err := checkedScript.Run(ctx, rdb, keys, argv...).Slice()
+	if err != nil {
+		return err
+	}
+	if len(res) < 2 {
+		return fmt.Errorf("outcome script: unexpected reply %v", res)
+	}
+	switch status, _ := res[0].(string); status {
+	case "ok":
+		replies, _ := res[1].([]any)
+		for i, c := range cmds {
+			var v any
+			if i < len(replies) {
+				v = replies[i]
+			}
+			setReply(c, v)
+		}
+		return nil
+	case "type":
+		i := index(res[1])
+		e := &OutcomeError{Command: commandName(cmds, i), Key: str(res, 2), Have: str(res, 3), Want: str(res, 4)}
+		failFrom(cmds, 0, e)
+		return e
+	case "error":
+		i := index(res[1])
+		e := &OutcomeError{Command: commandName(cmds, i), Key: keyOf(cmds, i), Err: str(res, 2)}
+		failFrom(cmds, i-1, e)
+		return e
+	default:
+		return fmt.Errorf("outcome script: unexpected status %q", status)
+	}
+}
+
+func execCheckedCluster(ctx context.Context, rdb redis.UniversalClient, cmds []redis.Cmder) error {
+	type check struct {
+		cmd  int
+		key  string
+		want string
+		typ  *redis.StatusCmd
+	}
+	var checks []check
+	probe := rdb.Pipeline()
+	for i, c := range cmds {
+		args := c.Args()
+		want, ok := keyTypes[strings.ToLower(fmt.Sprint(args[0]))]
+		if !ok {
+			continue
+		}
+		for _, k := range appendKeys(nil, args) {
+			checks = append(checks, check{cmd: i, key: k, want: want, typ: probe.Type(ctx, k)})
+		}
+	}
+	if len(checks) > 0 {
+		if _, err := probe.Exec(ctx); err != nil {
+			return err
+		}
+		for _, ch := range checks {
+			if have := ch.typ.Val(); have != "none" && have != ch.want {
+				e := &OutcomeError{Command: commandName(cmds, ch.cmd+1), Key: ch.key, Have: have, Want: ch.want}
+				failFrom(cmds, 0, e)
+				return e
+			}
+		}
+	}
+	send := rdb.Pipeline()
+	for _, c := range cmds {
+		_ = send.Process(ctx, c)
+	}
+	_, _ = send.Exec(ctx)
+	for i, c := range cmds {
+		err := c.Err()
+		if err == nil || errors.Is(err, redis.Nil) {
+			continue
+		}
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			return &OutcomeError{Command: commandName(cmds, i+1), Key: keyOf(cmds, i+1), Err: err.Error()}
+		}
+		return err
+	}
+	return nil
+}
+
+// luaTable writes m as a Lua table literal, so the script and the cluster
+// path read the same rules.
+func luaTable[V string | bool](name string, m map[string]V) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "local %s = {", name)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(&b, "[%q]=%#v, ", k, m[k])
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// appendKeys adds the keys a command names (its first argument, or two).
+func appendKeys(keys []string, args []any) []string {
+	if len(args) < 2 {
+		return keys
+	}
+	keys = append(keys, fmt.Sprint(args[1]))
+	if twoKeyCommands[strings.ToLower(fmt.Sprint(args[0]))] && len(args) > 2 {
+		keys = append(keys, fmt.Sprint(args[2]))
+	}
+	return keys
+}
+
+// setReply gives a command the reply the script returned for it.
+func setReply(c redis.Cmder, v any) {
+	switch c := c.(type) {
+	case *redis.Cmd:
+		if v == nil {
+			c.SetErr(redis.Nil)
+		} else {
+			c.SetVal(v)
+		}
+	case *redis.StringCmd:
+		if s, ok := v.(string); ok {
+			c.SetVal(s)
+		} else {
+			c.SetErr(redis.Nil)
+		}
+	case *redis.StatusCmd:
+		s, _ := v.(string)
+		c.SetVal(s)
+	case *redis.IntCmd:
+		n, _ := v.(int64)
+		c.SetVal(n)
+	case *redis.BoolCmd:
+		n, _ := v.(int64)
+		c.SetVal(n == 1)
+	}
+}
+
+// failFrom marks commands from index from (0-based) on as failed with err:
+// none of them ran.
+func failFrom(cmds []redis.Cmder, from int, err error) {
+	for _, c := range cmds[max(from, 0):] {
+		c.SetErr(err)
+	}
+}
+
+// index reads a 1-based command index from the script's reply.
+func index(v any) int {
+	n, _ := v.(int64)
+	return int(n)
+}
+
+func str(res []any, i int) string {
+	if i < len(res) {
+		s, _ := res[i].(string)
+		return s
+	}
+	return ""
+}
+
+func commandName(cmds []redis.Cmder, i int) string {
+	if i < 1 || i > len(cmds) {
+		return ""
+	}
+	return strings.ToUpper(fmt.Sprint(cmds[i-1].Args()[0]))
+}
+
+func keyOf(cmds []redis.Cmder, i int) string {
+	if i < 1 || i > len(cmds) {
+		return ""
+	}
+	if keys := appendKeys(nil, cmds[i-1].Args()); len(keys) > 0 {
+		return keys[0]
+	}
+	return ""
+}

@@ -1,0 +1,82 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/testenv"
+)
+
+// TestExecChecked runs outcome-shaped command sets on a single server and
+// on a three-node cluster: a set whose keys have the right types applies
+// whole and every command gets its reply; a set with a key of the wrong
+// type is refused naming that key, and nothing of it is written.
+func TestExecChecked(t *testing.T) {
+	servers := map[string]redis.UniversalClient{
+		"single":  testenv.StartRedis(t).Client(),
+		"cluster": testenv.StartRedisCluster(t, 3).Client(),
+	}
+	for name, rdb := range servers {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			// Keys share a hash tag so that the single-server script and
+			// the cluster's second round trip see the same slot layout.
+			in, flight, out, body := "{q}in", "{q}flight", "{q}out", "{q}body"
+			rdb.RPush(ctx, in, "next")
+			rdb.RPush(ctx, flight, "u1")
+
+			pipe := rdb.Pipeline()
+			set := pipe.Set(ctx, body, "doc", 0)
+			push := pipe.RPush(ctx, out, "u1")
+			rem := pipe.LRem(ctx, flight, 1, "u1")
+			take := pipe.LMove(ctx, in, flight, "LEFT", "RIGHT")
+			empty := pipe.LMove(ctx, "{q}none", flight, "LEFT", "RIGHT")
+			exp := pipe.Expire(ctx, body, 60e9)
+			if err := ExecChecked(ctx, rdb, pipe); err != nil {
+				t.Fatal(err)
+			}
+			if set.Val() != "OK" || push.Val() != 1 || rem.Val() != 1 || take.Val() != "next" || !exp.Val() {
+				t.Fatalf("replies: set %q push %d rem %d take %q expire %v", set.Val(), push.Val(), rem.Val(), take.Val(), exp.Val())
+			}
+			if !errors.Is(empty.Err(), redis.Nil) {
+				t.Fatalf("LMOVE from an empty list: %v, want redis.Nil", empty.Err())
+			}
+
+			wrong := []struct {
+				key, have string
+				make      func()
+			}{
+				{"{q}zset", "zset", func() { rdb.ZAdd(ctx, "{q}zset", redis.Z{Score: 1, Member: "x"}) }},
+				{"{q}string", "string", func() { rdb.Set(ctx, "{q}string", "x", 0) }},
+				{"{q}hash", "hash", func() { rdb.HSet(ctx, "{q}hash", "f", "v") }},
+			}
+			for _, w := range wrong {
+				w.make()
+				pipe := rdb.Pipeline()
+				pipe.RPush(ctx, out, "u2")
+				pipe.RPush(ctx, w.key, "u2")
+				pipe.LRem(ctx, flight, 1, "next")
+				err := ExecChecked(ctx, rdb, pipe)
+				var refused *OutcomeError
+				if !errors.As(err, &refused) || refused.Key != w.key || refused.Have != w.have || refused.Want != "list" || refused.Command != "RPUSH" {
+					t.Fatalf("push onto a %s: %v, want a refusal naming %s", w.have, err, w.key)
+				}
+				for _, c := range pipe.Cmds() {
+					if c.Err() == nil {
+						t.Fatalf("%s reports success in a refused set", c.Name())
+					}
+				}
+			}
+			if got := rdb.LRange(ctx, out, 0, -1).Val(); !slices.Equal(got, []string{"u1"}) {
+				t.Fatalf("egress %v after refused sets, want only the first push", got)
+			}
+			if got := rdb.LRange(ctx, flight, 0, -1).Val(); !slices.Equal(got, []string{"next"}) {
+				t.Fatalf("in flight %v after refused sets, want the item kept", got)
+			}
+		})
+	}
+}
