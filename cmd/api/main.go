@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/api"
+	"github.com/vcon-operator/vcon-operator/internal/logging"
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/telemetry"
 	"github.com/vcon-operator/vcon-operator/internal/version"
@@ -41,7 +42,7 @@ func run() error {
 		fmt.Printf("%s %s %s\n", version.Version, version.GitCommit, version.BuildTime)
 		return nil
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := logging.NewJSON(os.Stderr, nil)
 	slog.SetDefault(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

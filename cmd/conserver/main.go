@@ -30,6 +30,7 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/config"
 	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/logging"
 	"github.com/vcon-operator/vcon-operator/internal/pipeline"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
@@ -75,7 +76,7 @@ func tuneRuntime(log *slog.Logger, limit memlimit.Provider) {
 }
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := logging.NewJSON(os.Stderr, nil)
 	tuneRuntime(log, memlimit.FromCgroup)
 	if err := run(log, os.Args[1:]); err != nil {
 		log.Error("conserver failed", "error", err.Error())
