@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -51,6 +52,11 @@ type flags struct {
 	heartbeatTTL time.Duration
 	workerID     string
 	checkOnly    bool
+	// defaultTimeout bounds chains without a timeout; storageTimeout one
+	// storage write attempt.
+	defaultTimeout time.Duration
+	storageTimeout time.Duration
+	maxBodyBytes   int64
 }
 
 // defaultGCPercent is the worker's GOGC unless the environment sets one.
@@ -98,6 +104,9 @@ func parseFlags(args []string) (flags, error) {
 	fs.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", queue.DefaultHeartbeatTTL, "how long this worker's claim on its in-flight vCons lasts without a heartbeat")
 	fs.StringVar(&f.workerID, "worker-id", "", "id of this worker in Redis (default: hostname plus a random suffix)")
 	fs.BoolVar(&f.checkOnly, "check", false, "validate the config, build every link and storage, and exit")
+	fs.DurationVar(&f.defaultTimeout, "default-timeout", envDuration("CONSERVER_DEFAULT_TIMEOUT", pipeline.DefaultChainTimeout), "bound of links and storages for one vCon of a chain that sets no timeout (env CONSERVER_DEFAULT_TIMEOUT)")
+	fs.DurationVar(&f.storageTimeout, "storage-timeout", envDuration("CONSERVER_STORAGE_TIMEOUT", pipeline.DefaultStorageCallTimeout), "bound of one storage write attempt (env CONSERVER_STORAGE_TIMEOUT)")
+	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", envInt64("VCON_MAX_BODY_BYTES", vconstore.DefaultMaxBodyBytes), "largest vCon body the worker reads; larger ones are dead-lettered as too_large without being read (env VCON_MAX_BODY_BYTES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -106,6 +115,12 @@ func parseFlags(args []string) (flags, error) {
 	}
 	if f.concurrency < 1 {
 		return f, fmt.Errorf("--concurrency must be at least 1, got %d", f.concurrency)
+	}
+	if f.defaultTimeout <= 0 || f.storageTimeout <= 0 {
+		return f, fmt.Errorf("--default-timeout and --storage-timeout must be positive, got %s and %s", f.defaultTimeout, f.storageTimeout)
+	}
+	if f.maxBodyBytes <= 0 {
+		return f, fmt.Errorf("--max-body-bytes must be positive, got %d", f.maxBodyBytes)
 	}
 	if f.workerID == "" {
 		host, _ := os.Hostname()
@@ -163,12 +178,16 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	storeOpts.MaxBodyBytes = f.maxBodyBytes
 	bodies := vconstore.New(rdb, storeOpts)
 	opts := pipeline.Options{
 		DLQExpiry:      envSeconds("VCON_DLQ_EXPIRY", 604800),
 		ContextExpiry:  envSeconds("VCON_CONTEXT_EXPIRY", 86400),
 		ReadThroughTTL: envSeconds("VCON_REDIS_EXPIRY", 3600),
 		ReadThrough:    os.Getenv("VCON_STORAGE_FALLBACK_ENABLED") != "false",
+
+		DefaultTimeout:     f.defaultTimeout,
+		StorageCallTimeout: f.storageTimeout,
 	}
 
 	// The Go and process collectors come with the default registry, which
@@ -177,10 +196,25 @@ func run(log *slog.Logger, args []string) error {
 	// "collected before with the same name and label values".
 	reg := prometheus.NewRegistry()
 	metrics := pipeline.NewMetrics(reg)
-	srv := &http.Server{Addr: f.httpAddr, Handler: httpHandler(rdb, reg), ReadHeaderTimeout: 10 * time.Second}
+	worker := queue.NewWorker(rdb, f.workerID, f.heartbeatTTL)
+	procs := make([]*pipeline.Processor, len(chains))
+	reporters := make([]stallReporter, len(chains))
+	for i, ch := range chains {
+		procs[i] = pipeline.NewProcessor(rdb, bodies, worker, ch, opts, metrics, log)
+		reporters[i] = procs[i]
+	}
+
+	// Listen before taking any work: a worker whose port is taken would
+	// otherwise process vCons unobserved, or exit 0 having done nothing.
+	ln, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("serve /metrics, /healthz and /readyz: %w", err)
+	}
+	srv := &http.Server{Handler: httpHandler(rdb, reg, reporters), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
 	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server failed", "error", err)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
 			stop()
 		}
 	}()
@@ -188,20 +222,18 @@ func run(log *slog.Logger, args []string) error {
 	if f.pprofAddr != "" {
 		// A separate listener, so that exposing metrics never exposes
 		// profiles.
-		prof := &http.Server{Addr: f.pprofAddr, Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := prof.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("pprof server failed", "error", err)
-			}
-		}()
+		pln, err := net.Listen("tcp", f.pprofAddr)
+		if err != nil {
+			return fmt.Errorf("serve pprof: %w", err)
+		}
+		prof := &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = prof.Serve(pln) }()
 		defer prof.Close()
 	}
 
-	worker := queue.NewWorker(rdb, f.workerID, f.heartbeatTTL)
 	log.Info("conserver starting", "version", version.Version, "worker", worker.ID(), "chains", len(chains), "redis", redisconn.Redacted(f.redisURL))
 	var wg sync.WaitGroup
-	for _, ch := range chains {
-		proc := pipeline.NewProcessor(rdb, bodies, worker, ch, opts, metrics, log)
+	for _, proc := range procs {
 		runner := pipeline.NewRunner(proc, pipeline.RunnerOptions{Concurrency: f.concurrency, GracePeriod: f.grace}, log)
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = runner.Run(ctx) }()
@@ -212,14 +244,39 @@ func run(log *slog.Logger, args []string) error {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(c)
-	return nil
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve /metrics, /healthz and /readyz: %w", err)
+	default:
+		return nil
+	}
 }
 
-func httpHandler(rdb redis.UniversalClient, reg *prometheus.Registry) http.Handler {
+// stallReporter is what /healthz asks: how many vCons of a chain are stuck
+// past their timeout (pipeline.Processor).
+type stallReporter interface {
+	ChainName() string
+	Stalled(now time.Time) int
+}
+
+func httpHandler(rdb redis.UniversalClient, reg *prometheus.Registry, procs []stallReporter) http.Handler {
 	mux := http.NewServeMux()
 	gatherers := prometheus.Gatherers{reg, prometheus.DefaultGatherer}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	// Liveness: a vCon still running well past its chain's timeout sits in
+	// code that ignores cancellation, and its slot never comes back; the
+	// kubelet's restart returns it to its list (Redis being away is
+	// readiness, not liveness: the worker recovers by itself).
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		now := time.Now()
+		for _, p := range procs {
+			if n := p.Stalled(now); n > 0 {
+				http.Error(w, fmt.Sprintf("chain %s: %d vCon(s) still running past the chain timeout; restart needed", p.ChainName(), n), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -252,6 +309,28 @@ func envOr(key, def string) string {
 func envInt(key string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
 		return v
+	}
+	return def
+}
+
+func envInt64(key string, def int64) int64 {
+	if v, err := strconv.ParseInt(os.Getenv(key), 10, 64); err == nil {
+		return v
+	}
+	return def
+}
+
+// envDuration reads "30s"-style durations or plain seconds.
+func envDuration(key string, def time.Duration) time.Duration {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return d
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second
 	}
 	return def
 }

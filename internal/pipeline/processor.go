@@ -48,7 +48,8 @@ type Chain struct {
 	Egress   []string
 	Links    []Step
 	Storages []Sink
-	// Timeout bounds links and storages for one vCon; 0 means none.
+	// Timeout bounds links and storages for one vCon; 0 takes the
+	// processor's DefaultTimeout (a chain is never unbounded).
 	Timeout time.Duration
 }
 
@@ -74,7 +75,24 @@ type Options struct {
 	// outcome to Redis, which are repeated until they succeed or the
 	// worker stops (the vCon stays in flight meanwhile).
 	CommitBackoffMax time.Duration
+	// DefaultTimeout bounds a chain that sets no timeout (conserver has
+	// none, so a hung dependency would hold a slot forever).
+	DefaultTimeout time.Duration
+	// StorageCallTimeout bounds one storage write attempt, so that one
+	// hung attempt leaves time for the next within the chain's timeout.
+	StorageCallTimeout time.Duration
+	// StallGrace is how long past its chain's timeout a vCon may still be
+	// running before the processor reports it stalled: by then a link or
+	// storage ignored the cancellation, and only a restart frees the slot.
+	StallGrace time.Duration
 }
+
+// Defaults of the bounds above (docs/migrating-from-conserver.md).
+const (
+	DefaultChainTimeout       = 10 * time.Minute
+	DefaultStorageCallTimeout = time.Minute
+	DefaultStallGrace         = time.Minute
+)
 
 func (o *Options) defaults() {
 	if o.DLQExpiry == 0 {
@@ -98,6 +116,15 @@ func (o *Options) defaults() {
 	if o.CommitBackoffMax == 0 {
 		o.CommitBackoffMax = 5 * time.Second
 	}
+	if o.DefaultTimeout <= 0 {
+		o.DefaultTimeout = DefaultChainTimeout
+	}
+	if o.StorageCallTimeout <= 0 {
+		o.StorageCallTimeout = DefaultStorageCallTimeout
+	}
+	if o.StallGrace <= 0 {
+		o.StallGrace = DefaultStallGrace
+	}
 }
 
 // Processor runs one chain.
@@ -112,13 +139,23 @@ type Processor struct {
 	tracer  trace.Tracer
 	cluster bool
 	getters []Sink
+
+	// running holds the start of every vCon between its read and the end
+	// of its links and storages, for Stalled.
+	runningMu sync.Mutex
+	running   map[uint64]time.Time
+	runSeq    uint64
 }
 
 // NewProcessor returns a processor for chain, taking work as worker.
 func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *queue.Worker, chain Chain, opts Options, m *Metrics, log *slog.Logger) *Processor {
 	opts.defaults()
+	if chain.Timeout <= 0 {
+		chain.Timeout = opts.DefaultTimeout
+	}
 	p := &Processor{
-		rdb: rdb, bodies: bodies, worker: worker, chain: chain, opts: opts, metrics: m,
+		running: map[uint64]time.Time{},
+		rdb:     rdb, bodies: bodies, worker: worker, chain: chain, opts: opts, metrics: m,
 		log:     log.With("chain", chain.Name),
 		tracer:  otel.Tracer("github.com/vcon-operator/vcon-operator/internal/pipeline"),
 		cluster: queue.IsCluster(rdb),
@@ -139,6 +176,40 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	m.init(chain.Name, linkNames, storageNames)
 	return p
 }
+
+// started records a vCon's run from at; the returned func ends the record.
+func (p *Processor) started(at time.Time) (finished func()) {
+	p.runningMu.Lock()
+	p.runSeq++
+	id := p.runSeq
+	p.running[id] = at
+	p.runningMu.Unlock()
+	return func() {
+		p.runningMu.Lock()
+		delete(p.running, id)
+		p.runningMu.Unlock()
+	}
+}
+
+// Stalled counts the vCons still running StallGrace past the chain's
+// timeout at now. Their context was cancelled long ago, so a link or
+// storage ignores it and holds the slot for good: the worker reports
+// unhealthy, and the restart returns them (redelivered by the reaper).
+func (p *Processor) Stalled(now time.Time) int {
+	bound := p.chain.Timeout + p.opts.StallGrace
+	p.runningMu.Lock()
+	defer p.runningMu.Unlock()
+	n := 0
+	for _, at := range p.running {
+		if now.Sub(at) > bound {
+			n++
+		}
+	}
+	return n
+}
+
+// ChainName is the name of the chain p runs.
+func (p *Processor) ChainName() string { return p.chain.Name }
 
 // failure is why a vCon is dead-lettered.
 type failure struct {
@@ -202,7 +273,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		}
 		tcRaw = tcCmd.Val()
 		body, readErr = pending.Result()
-		if readErr != nil && !errors.Is(readErr, vconstore.ErrNotFound) && !errors.Is(readErr, vconstore.ErrWrongType) {
+		if readErr != nil && !errors.Is(readErr, vconstore.ErrNotFound) && !errors.Is(readErr, vconstore.ErrWrongType) && !errors.Is(readErr, vconstore.ErrTooLarge) {
 			return readErr
 		}
 		return nil
@@ -220,7 +291,9 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		trace.WithAttributes(attribute.String("vcon.chain", chain), attribute.String("vcon.ingress_list", it.List), attribute.String("vcon.uuid", it.UUID)))
 	defer span.End()
 
+	finished := p.started(start)
 	outcome, fail := p.run(ctx, it, body, readErr)
+	finished()
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return queue.Item{}, false, ErrStopped
 	}
@@ -330,15 +403,17 @@ type pipelinedSave struct {
 // run executes links and storages. It returns either what to commit or why
 // the vCon fails.
 func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body, readErr error) (*outcome, *failure) {
-	if p.chain.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.chain.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, p.chain.Timeout)
+	defer cancel()
 	out := &outcome{uuid: it.UUID, prev: body}
 	if readErr != nil {
 		if errors.Is(readErr, vconstore.ErrWrongType) {
 			return nil, &failure{reason: ReasonMalformed, err: errors.New("the body key holds neither a string nor a JSON document")}
+		}
+		if errors.Is(readErr, vconstore.ErrTooLarge) {
+			// Not decoded: one oversized document must not take the
+			// worker's memory (and every other vCon in flight) with it.
+			return nil, &failure{reason: ReasonTooLarge, err: errors.New(strings.TrimPrefix(readErr.Error(), vconstore.Key(it.UUID)+": "))}
 		}
 		data, ok := p.readThrough(ctx, it.UUID)
 		if !ok {
@@ -483,13 +558,21 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 	var err error
 	for attempt := 1; attempt <= p.opts.StorageAttempts; attempt++ {
 		start := time.Now()
-		err = sink.Storage.Save(ctx, v)
+		callCtx, cancel := context.WithTimeout(ctx, p.opts.StorageCallTimeout)
+		err = sink.Storage.Save(callCtx, v)
+		if err != nil && callCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("attempt timed out after %s: %w", p.opts.StorageCallTimeout, err)
+		}
+		cancel()
 		p.metrics.StorageDuration.WithLabelValues(p.chain.Name, sink.Name).Observe(time.Since(start).Seconds())
 		if err == nil {
 			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeSuccess).Inc()
 			return nil
 		}
-		if ctx.Err() != nil || attempt == p.opts.StorageAttempts {
+		// A permanent error (a document over the storage's size limit)
+		// fails the same way every time: dead-letter it now, with its
+		// reason, instead of after every backoff.
+		if ctx.Err() != nil || attempt == p.opts.StorageAttempts || storage.IsPermanent(err) {
 			break
 		}
 		p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeRetry).Inc()

@@ -233,3 +233,14 @@ func (p *Postgres) Stop() { p.proc.stop(syscall.SIGINT, 15*time.Second) }
 func (p *Postgres) String() string {
 	return fmt.Sprintf("postgres://%s@%s/%s", p.User, net.JoinHostPort(p.Host, strconv.Itoa(p.Port)), p.Database)
 }
+
+// Freeze stops the server and its backends (SIGSTOP) as a hung host would:
+// connections stay open and nothing answers. Thaw resumes it; the test's
+// cleanup thaws a frozen server before it is stopped.
+func (p *Postgres) Freeze() {
+	p.proc.signalTree(syscall.SIGSTOP)
+	p.t.Cleanup(p.Thaw)
+}
+
+// Thaw resumes a frozen server.
+func (p *Postgres) Thaw() { p.proc.signalTree(syscall.SIGCONT) }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -105,4 +106,47 @@ func (p *process) logTail() string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// signalTree sends sig to the process and every descendant of it: its
+// process group is not enough, since PostgreSQL's backends each lead a
+// session of their own.
+func (p *process) signalTree(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	for _, pid := range descendants(p.cmd.Process.Pid) {
+		_ = syscall.Kill(pid, sig)
+	}
+}
+
+// descendants returns root and every process below it, from /proc.
+func descendants(root int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces) in parentheses:
+		// state, then the parent's pid.
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+		if f := strings.Fields(rest); len(f) > 1 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				children[ppid] = append(children[ppid], pid)
+			}
+		}
+	}
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
 }

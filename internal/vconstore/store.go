@@ -72,10 +72,21 @@ func ParseNewKeyFormat(s string) (NewKeyFormat, error) {
 	return "", fmt.Errorf("%s=%q: want auto, json or string", EnvBodyFormat, s)
 }
 
+// DefaultMaxBodyBytes is the worker's default bound on a body it reads
+// (VCON_MAX_BODY_BYTES): above the API's request limit, so links may grow
+// a document, and far below what would take a pod sized for ordinary
+// traffic into the OOM killer once decoded.
+const DefaultMaxBodyBytes = 32 << 20
+
 // Options configure a Store.
 type Options struct {
 	// NewKeyFormat is the format of keys that do not exist yet; "" is auto.
 	NewKeyFormat NewKeyFormat
+	// MaxBodyBytes bounds what QueueGet reads of a body; 0 means no bound.
+	// A string body is read with GETRANGE up to one byte past the bound,
+	// so an oversized one costs that much memory, never its whole size.
+	// RedisJSON has no bounded read: a JSON body is measured once read.
+	MaxBodyBytes int64
 }
 
 // OptionsFromEnv reads Options from the environment (VCON_BODY_FORMAT).
@@ -87,6 +98,9 @@ func OptionsFromEnv() (Options, error) {
 var (
 	// ErrNotFound: there is no body at vcon:{uuid}.
 	ErrNotFound = errors.New("vcon not found")
+	// ErrTooLarge: the body is over Options.MaxBodyBytes and was not read
+	// whole.
+	ErrTooLarge = errors.New("body is over the size limit")
 	// ErrWrongType: vcon:{uuid} holds something else than a string or a
 	// RedisJSON document (e.g. a list), or a RedisJSON document on a server
 	// whose JSON module is gone.
@@ -156,6 +170,8 @@ type PendingBody struct {
 	key                string
 	jsonGet, get, pttl *redis.Cmd
 	queuedAt           time.Time
+	// maxBytes > 0: get is a GETRANGE of at most maxBytes+1 bytes.
+	maxBytes int64
 }
 
 // QueueGet queues the read of a body into pipe: JSON.GET, GET and PTTL of
@@ -172,6 +188,12 @@ func (s *Store) QueueGet(ctx context.Context, pipe redis.Pipeliner, uuid string)
 		get:      keyCmd(ctx, "GET", key),
 		pttl:     keyCmd(ctx, "PTTL", key),
 		queuedAt: time.Now(),
+		maxBytes: s.opts.MaxBodyBytes,
+	}
+	if p.maxBytes > 0 {
+		// Same reply as GET for a string, WRONGTYPE for other types; a
+		// missing key reads as "" (PTTL -2 tells it apart).
+		p.get = keyCmd(ctx, "GETRANGE", key, 0, p.maxBytes)
 	}
 	_ = pipe.Process(ctx, p.jsonGet)
 	_ = pipe.Process(ctx, p.get)
@@ -183,15 +205,20 @@ func (s *Store) QueueGet(ctx context.Context, pipe redis.Pipeliner, uuid string)
 // FormatNone, which Put and QueuePut accept as "create".
 func (p *PendingBody) Result() (Body, error) {
 	body := Body{PTTL: -1, ReadAt: p.queuedAt}
+	missing := false
 	if p.pttl != nil {
-		if ms, err := p.pttl.Int64(); err == nil && ms >= 0 {
+		ms, err := p.pttl.Int64()
+		if err == nil && ms >= 0 {
 			body.PTTL = time.Duration(ms) * time.Millisecond
 		}
+		missing = err == nil && ms == -2
 	}
 	jsonErr, getErr := p.jsonGet.Err(), p.get.Err()
 	switch {
 	case jsonErr == nil:
 		body.Format, body.Data = FormatJSON, textOf(p.jsonGet)
+	case getErr == nil && p.maxBytes > 0 && missing && len(textOf(p.get)) == 0:
+		return Body{PTTL: -1, ReadAt: p.queuedAt}, fmt.Errorf("%s: %w", p.key, ErrNotFound)
 	case getErr == nil:
 		body.Format, body.Data = FormatString, textOf(p.get)
 	case errors.Is(getErr, redis.Nil):
@@ -209,6 +236,9 @@ func (p *PendingBody) Result() (Body, error) {
 		// JSON.GET of a missing key answers nil without error on some
 		// module versions; GET then answered nil too.
 		return Body{PTTL: -1, ReadAt: p.queuedAt}, fmt.Errorf("%s: %w", p.key, ErrNotFound)
+	}
+	if p.maxBytes > 0 && int64(len(body.Data)) > p.maxBytes {
+		return Body{Format: body.Format, PTTL: body.PTTL, ReadAt: p.queuedAt}, fmt.Errorf("%s: %w of %d bytes", p.key, ErrTooLarge, p.maxBytes)
 	}
 	return body, nil
 }
