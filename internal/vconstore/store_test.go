@@ -263,3 +263,45 @@ func TestParseNewKeyFormat(t *testing.T) {
 		t.Fatalf("OptionsFromEnv = %+v, %v", o, err)
 	}
 }
+
+// TestMaxBodyBytes: with a bound, a string body up to the bound reads whole,
+// one byte over is refused with ErrTooLarge after reading at most one byte
+// past the bound, and a missing key is still ErrNotFound (GETRANGE reads
+// it as "").
+func TestMaxBodyBytes(t *testing.T) {
+	ctx := context.Background()
+	const limit = 100
+	s, rdb, _ := startStore(t, Options{NewKeyFormat: NewKeyString, MaxBodyBytes: limit})
+	rdb.Set(ctx, Key("at"), strings.Repeat("a", limit), 0)
+	rdb.Set(ctx, Key("over"), strings.Repeat("o", 10*limit), time.Hour)
+	rdb.Set(ctx, Key("empty"), "", 0)
+	tests := []struct {
+		uuid string
+		size int
+		err  error
+	}{
+		{"at", limit, nil},
+		{"over", 0, ErrTooLarge},
+		{"missing", 0, ErrNotFound},
+		{"empty", 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.uuid, func(t *testing.T) {
+			pipe := rdb.Pipeline()
+			p := s.QueueGet(ctx, pipe, tt.uuid)
+			if _, err := ExecIgnoringBodyErrors(ctx, pipe, p); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(textOf(p.get)); n > limit+1 {
+				t.Fatalf("read %d bytes of the body with a bound of %d", n, limit)
+			}
+			b, err := p.Result()
+			if !errors.Is(err, tt.err) || (tt.err == nil && len(b.Data) != tt.size) {
+				t.Fatalf("got %d bytes, %v; want %d bytes, %v", len(b.Data), err, tt.size, tt.err)
+			}
+			if tt.err == nil && b.Format != FormatString {
+				t.Fatalf("format %v, want string", b.Format)
+			}
+		})
+	}
+}
