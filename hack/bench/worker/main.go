@@ -2,8 +2,8 @@
 // vCons (about 5 KB each) through [links.tag] + storage.redis_storage +
 // egress at concurrency 32, against a floor measured in the same run on
 // the same redis-server: a minimal Go loop of 32 goroutines issuing the
-// same Redis commands per vCon as the worker (BLMOVE; JSON.GET, GET, PTTL,
-// LPOP context in one pipeline; one MULTI/EXEC with SET KEEPTTL, SET EX,
+// same Redis commands per vCon as the worker (BLMOVE; JSON.GET, GETRANGE, PTTL,
+// LPOP context in one pipeline; one outcome script (queue.ExecChecked) with SET KEEPTTL, SET EX,
 // [RPUSH + EXPIRE context,] RPUSH egress, LREM) with no pipeline machinery.
 // redis-server's command statistics confirm that both send the same
 // commands. Two series: the default configuration (no trace context, no
@@ -41,6 +41,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
 func main() {
@@ -198,7 +199,7 @@ The floor is %d goroutines issuing the same Redis commands per vCon as the worke
 - Redis commands per vCon (redis-server's commandstats over the last round; JSON.GET, unknown to a server without RedisJSON, is sent by both and not counted): default, floor %s, worker %s; traced, floor %s, worker %s.
 - Run times, default: floor %s; worker %s. Traced: floor %s; worker %s.
 
-What the worker does per vCon: it takes the uuid (BLMOVE when idle; while busy, the take of the next uuid rides in the previous vCon's outcome transaction); reads the body, its type and TTL and the producer's trace context in one pipeline; decodes, validates and normalises the document, runs the link, encodes it; writes the outcome (body, storage copy, egress push, in-flight removal) in one MULTI/EXEC. The traced series adds a producer trace context per vCon, which the worker continues (a span per vCon, link and storage, exported over OTLP http/protobuf to a receiver in the benchmark process) and writes for egress; its floor writes the same context records.
+What the worker does per vCon: it takes the uuid (BLMOVE when idle; while busy, the take of the next uuid rides in the previous vCon's outcome script); reads the body, its type and TTL and the producer's trace context in one pipeline; decodes, validates and normalises the document, runs the link, encodes it; writes the outcome (body, storage copy, egress push, in-flight removal) in one type-checked script (queue.ExecChecked). The traced series adds a producer trace context per vCon, which the worker continues (a span per vCon, link and storage, exported over OTLP http/protobuf to a receiver in the benchmark process) and writes for egress; its floor writes the same context records.
 The worker runs with its default GOGC of 400 (cmd/conserver; GOGC in the environment overrides it).
 Profile: `+"`go run ./hack/bench/worker -cpuprofile worker.prof`"+` (the worker serves pprof with `+"`--pprof-addr`"+`).
 Reproduce: `+"`make bench`"+` (or `+"`go run ./hack/bench/worker`"+`).
@@ -330,15 +331,15 @@ func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redis
 				body := "vcon:" + u
 				read := client.Pipeline()
 				read.Do(stop, "JSON.GET", body)
-				get := read.Get(stop, body)
+				get := read.GetRange(stop, body, 0, vconstore.DefaultMaxBodyBytes)
 				read.PTTL(stop, body)
 				read.LPop(stop, "context:"+in+":"+u)
 				_, _ = read.Exec(stop)
 				data, _ := get.Bytes()
-				// The worker's commit: one MULTI/EXEC with the body, the
-				// storage copy, the egress push (with its trace context
-				// when traced), the in-flight removal.
-				commit := client.TxPipeline()
+				// The worker's commit: one type-checked outcome script
+				// with the body, the storage copy, the egress push (with
+				// its trace context when traced), the in-flight removal.
+				commit := client.Pipeline()
 				commit.SetArgs(stop, body, data, redis.SetArgs{KeepTTL: true})
 				commit.Set(stop, "vcon_storage:"+u, data, 604800*time.Second)
 				if traced {
@@ -348,7 +349,7 @@ func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redis
 				}
 				commit.RPush(stop, out, u)
 				commit.LRem(stop, inflight, 1, u)
-				if _, err := commit.Exec(stop); err != nil && !errors.Is(err, context.Canceled) {
+				if err := queue.ExecChecked(stop, client, commit); err != nil && !errors.Is(err, context.Canceled) {
 					fmt.Fprintln(os.Stderr, "floor commit:", err)
 				}
 			}
