@@ -128,17 +128,17 @@ func (s *fileStorage) indexPath(uuid string) string { return filepath.Join(s.roo
 func (s *fileStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	uuid := v.UUID()
 	if err := checkFileName(uuid); err != nil {
-		return err
+		return Permanent(err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	body, err := v.Marshal()
 	if err != nil {
-		return fmt.Errorf("encode vcon %s: %w", uuid, err)
+		return Permanent(fmt.Errorf("encode vcon %s: %w", uuid, err))
 	}
 	if int64(len(body)) > s.maxSize {
-		return fmt.Errorf("vcon %s is %d bytes, over max_file_size %d", uuid, len(body), s.maxSize)
+		return Permanent(fmt.Errorf("vcon %s is %d bytes, over max_file_size %d", uuid, len(body), s.maxSize))
 	}
 	if s.compress {
 		var buf bytes.Buffer

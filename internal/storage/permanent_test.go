@@ -1,0 +1,208 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/testenv"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+)
+
+// Which storage errors are permanent: the pipeline dead-letters those at
+// once instead of retrying a write that will fail the same way again.
+
+// unencodable is a vCon that no storage can write: JSON has no NaN.
+func unencodable(uuid string) *vcon.VCon {
+	v := vcon.New(uuid)
+	v.Doc["x_score"] = math.NaN()
+	return v
+}
+
+// closedAddr is a TCP address nothing listens on.
+func closedAddr(t *testing.T) (host string, port int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().(*net.TCPAddr)
+	_ = l.Close()
+	return addr.IP.String(), addr.Port
+}
+
+func TestPermanentMarker(t *testing.T) {
+	base := errors.New("too big")
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"plain", base, false},
+		{"nil", Permanent(nil), false},
+		{"marked", Permanent(base), true},
+		{"marked and wrapped", fmt.Errorf("storage files: %w", Permanent(base)), true},
+		{"joined with a transient error", errors.Join(errors.New("down"), Permanent(base)), true},
+		{"context error", context.Canceled, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsPermanent(tc.err); got != tc.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+	if err := Permanent(base); !errors.Is(err, base) || err.Error() != base.Error() {
+		t.Errorf("Permanent(%v) = %v, want the same text, wrapping it", base, err)
+	}
+}
+
+func TestFilePermanentErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    map[string]any
+		prepare func(t *testing.T, root string)
+		ctx     func() context.Context
+		v       *vcon.VCon
+		want    bool
+	}{
+		{name: "over max_file_size", opts: map[string]any{"max_file_size": 10}, v: testVCon(t, fileUUID, "", ""), want: true},
+		{name: "uuid that is no file name", v: testVCon(t, "a/b", "", ""), want: true},
+		{name: "unencodable", v: unencodable(fileUUID), want: true},
+		{
+			name: "directory in the way", opts: map[string]any{"organize_by_date": false}, v: testVCon(t, fileUUID, "", ""),
+			prepare: func(t *testing.T, root string) {
+				if err := os.MkdirAll(filepath.Join(root, fileUUID+".json", "x"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "path not writable yet (a file where the directory goes)", v: testVCon(t, fileUUID, "2024-03-05T10:00:00Z", ""),
+			prepare: func(t *testing.T, root string) {
+				if err := os.WriteFile(filepath.Join(root, "2024"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "request ended", v: testVCon(t, fileUUID, "", ""),
+			ctx: func() context.Context {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				return ctx
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tc.prepare != nil {
+				tc.prepare(t, root)
+			}
+			opts := map[string]any{"path": root}
+			for k, v := range tc.opts {
+				opts[k] = v
+			}
+			ctx := context.Background()
+			if tc.ctx != nil {
+				ctx = tc.ctx()
+			}
+			err := newFile(t, opts).Save(ctx, tc.v)
+			if err == nil {
+				t.Fatal("Save succeeded, want an error")
+			}
+			if got := IsPermanent(err); got != tc.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRedisStoragePermanentErrors(t *testing.T) {
+	live := testenv.StartRedis(t).Client()
+	host, port := closedAddr(t)
+	down := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(host, strconv.Itoa(port)), MaxRetries: -1})
+	t.Cleanup(func() { _ = down.Close() })
+	tests := []struct {
+		name   string
+		client redis.UniversalClient
+		v      *vcon.VCon
+		want   bool
+	}{
+		{"no uuid", live, testVCon(t, "", "", ""), true},
+		{"unencodable", live, unencodable(fileUUID), true},
+		{"Redis down", down, testVCon(t, fileUUID, "", ""), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(context.Background(), "redis", "storage.redis_storage", nil, Deps{Redis: tc.client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Save(context.Background(), tc.v)
+			if err == nil {
+				t.Fatal("Save succeeded, want an error")
+			}
+			if got := IsPermanent(err); got != tc.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPostgresPermanentErrors(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	const uuid = "0190d6f0-1c2d-7a00-8000-0000000000b2"
+	s := newPostgres(t, postgresOptions(pg, "permanent"))
+	if err := s.Save(ctx, testVCon(t, uuid, "2024-03-05T10:00:00Z", "ok")); err != nil {
+		t.Fatal(err)
+	}
+	// A constraint a DBA added, as integrity rules are in practice.
+	if _, err := pg.Conn().Exec(ctx, `ALTER TABLE permanent ADD CONSTRAINT no_forbidden CHECK (subject <> 'forbidden')`); err != nil {
+		t.Fatal(err)
+	}
+	host, port := closedAddr(t)
+	downOpts := postgresOptions(pg, "permanent")
+	downOpts["host"], downOpts["port"] = host, port
+	down := newPostgres(t, downOpts)
+
+	tests := []struct {
+		name      string
+		s         *postgresStorage
+		v         *vcon.VCon
+		wantState string // SQLSTATE the error must carry; "" for none
+		want      bool
+	}{
+		{"uuid that the id column cannot hold", s, testVCon(t, "not-a-uuid", "", ""), "", true},
+		{"unencodable", s, unencodable(uuid), "", true},
+		{"data exception: NUL in a text column", s, testVCon(t, uuid, "", "nul\x00byte"), "22021", true},
+		{"integrity: check constraint", s, testVCon(t, uuid, "", "forbidden"), "23514", true},
+		{"server down", down, testVCon(t, uuid, "", "ok"), "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.s.Save(ctx, tc.v)
+			if err == nil {
+				t.Fatal("Save succeeded, want an error")
+			}
+			var pgErr *pgconn.PgError
+			if tc.wantState != "" && (!errors.As(err, &pgErr) || pgErr.Code != tc.wantState) {
+				t.Fatalf("err = %v, want SQLSTATE %s", err, tc.wantState)
+			}
+			if got := IsPermanent(err); got != tc.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", err, got, tc.want)
+			}
+		})
+	}
+}
