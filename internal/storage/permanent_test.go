@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 
@@ -63,6 +67,22 @@ func TestPermanentMarker(t *testing.T) {
 	}
 	if err := Permanent(base); !errors.Is(err, base) || err.Error() != base.Error() {
 		t.Errorf("Permanent(%v) = %v, want the same text, wrapping it", base, err)
+	}
+}
+
+func TestPermanentStatus(t *testing.T) {
+	tests := []struct {
+		code int
+		want bool
+	}{
+		{400, true}, {401, true}, {403, true}, {404, true}, {409, true}, {413, true}, {422, true},
+		{408, false}, {429, false}, // the server asks to be tried again
+		{200, false}, {304, false}, {500, false}, {502, false}, {503, false}, {504, false},
+	}
+	for _, tc := range tests {
+		if got := permanentStatus(tc.code); got != tc.want {
+			t.Errorf("permanentStatus(%d) = %v, want %v", tc.code, got, tc.want)
+		}
 	}
 }
 
@@ -199,6 +219,128 @@ func TestPostgresPermanentErrors(t *testing.T) {
 			var pgErr *pgconn.PgError
 			if tc.wantState != "" && (!errors.As(err, &pgErr) || pgErr.Code != tc.wantState) {
 				t.Fatalf("err = %v, want SQLSTATE %s", err, tc.wantState)
+			}
+			if got := IsPermanent(err); got != tc.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWebhookPermanentErrors(t *testing.T) {
+	status := func(code int) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
+	}
+	host, port := closedAddr(t)
+	closed := fmt.Sprintf("http://%s:%d/", host, port)
+	tests := []struct {
+		name     string
+		handlers []http.HandlerFunc // one receiver each
+		extra    []string           // URLs without a receiver
+		v        *vcon.VCon
+		want     bool
+	}{
+		{name: "400", handlers: []http.HandlerFunc{status(400)}, want: true},
+		{name: "401", handlers: []http.HandlerFunc{status(401)}, want: true},
+		{name: "404", handlers: []http.HandlerFunc{status(404)}, want: true},
+		{name: "413", handlers: []http.HandlerFunc{status(413)}, want: true},
+		{name: "422", handlers: []http.HandlerFunc{status(422)}, want: true},
+		{name: "408", handlers: []http.HandlerFunc{status(408)}},
+		{name: "429", handlers: []http.HandlerFunc{status(429)}},
+		{name: "500", handlers: []http.HandlerFunc{status(500)}},
+		{name: "503", handlers: []http.HandlerFunc{status(503)}},
+		{name: "304", handlers: []http.HandlerFunc{status(304)}},
+		{name: "connection refused", extra: []string{closed}},
+		{name: "both receivers refuse", handlers: []http.HandlerFunc{status(400), status(403)}, want: true},
+		// A retry can still reach the receiver that is down.
+		{name: "one refuses, one is down", handlers: []http.HandlerFunc{status(400), status(503)}},
+		{name: "one refuses, one unreachable", handlers: []http.HandlerFunc{status(400)}, extra: []string{closed}},
+		{name: "unencodable", handlers: []http.HandlerFunc{status(204)}, v: unencodable(webhookTestUUID), want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var urls []any
+			for _, h := range tc.handlers {
+				srv := httptest.NewServer(h)
+				t.Cleanup(srv.Close)
+				urls = append(urls, srv.URL)
+			}
+			for _, u := range tc.extra {
+				urls = append(urls, u)
+			}
+			v := tc.v
+			if v == nil {
+				v = webhookTestVCon(t)
+			}
+			err := newTestWebhook(t, map[string]any{"webhook-urls": urls}).Save(context.Background(), v)
+			if err == nil {
+				t.Fatal("Save succeeded, want an error")
+			}
+			if got := IsPermanent(err); got != tc.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestS3PermanentStatus classifies answers the test server cannot be made
+// to give: S3 sends some transient conditions as 4xx.
+func TestS3PermanentStatus(t *testing.T) {
+	answer := func(code int, errCode string) error {
+		return &smithy.OperationError{ServiceID: "S3", OperationName: "PutObject", Err: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: code}},
+			Err:      &smithy.GenericAPIError{Code: errCode},
+		}}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"AccessDenied", answer(403, "AccessDenied"), true},
+		{"NoSuchBucket", answer(404, "NoSuchBucket"), true},
+		{"EntityTooLarge", answer(400, "EntityTooLarge"), true},
+		{"InvalidArgument", answer(400, "InvalidArgument"), true},
+		{"SlowDown", answer(503, "SlowDown"), false},
+		{"InternalError", answer(500, "InternalError"), false},
+		{"429", answer(429, "TooManyRequests"), false},
+		{"RequestTimeout is a 400", answer(400, "RequestTimeout"), false},
+		{"RequestTimeTooSkewed is a 403", answer(403, "RequestTimeTooSkewed"), false},
+		{"ExpiredToken is refreshed", answer(400, "ExpiredToken"), false},
+		{"OperationAborted asks for a retry", answer(409, "OperationAborted"), false},
+		{"no answer", &smithy.OperationError{ServiceID: "S3", OperationName: "PutObject", Err: errors.New("dial tcp: connection refused")}, false},
+	}
+	s := &s3Storage{bucket: "b"}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsPermanent(s.fail("put", "k", tc.err)); got != tc.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestS3PermanentErrors(t *testing.T) {
+	srv := testenv.StartS3(t)
+	bucket := srv.CreateBucket()
+	host, port := closedAddr(t)
+	tests := []struct {
+		name string
+		opts map[string]any
+		v    *vcon.VCon
+		want bool
+	}{
+		{"wrong secret", s3TestOptions(srv, bucket, map[string]any{"aws_secret_access_key": "wrong-secret-0123456789abcdef"}), s3TestVCon(t, "2026-03-04T05:06:07Z"), true},
+		{"bucket does not exist", s3TestOptions(srv, "no-such-bucket", nil), s3TestVCon(t, "2026-03-04T05:06:07Z"), true},
+		{"uuid that cannot be a key", s3TestOptions(srv, bucket, nil), vcon.New("../x"), true},
+		{"unencodable", s3TestOptions(srv, bucket, nil), unencodable(s3TestUUID), true},
+		{"server down", s3TestOptions(srv, bucket, map[string]any{"endpoint_url": fmt.Sprintf("http://%s:%d", host, port)}), s3TestVCon(t, "2026-03-04T05:06:07Z"), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := newTestS3(t, tc.opts).Save(context.Background(), tc.v)
+			if err == nil {
+				t.Fatal("Save succeeded, want an error")
 			}
 			if got := IsPermanent(err); got != tc.want {
 				t.Errorf("IsPermanent(%v) = %v, want %v", err, got, tc.want)
