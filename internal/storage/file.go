@@ -88,11 +88,18 @@ func newFileStorage(_ context.Context, _ string, raw map[string]any, _ Deps) (St
 	return s, nil
 }
 
+// maxUUIDLen leaves room in a 255-byte file name for the extension and
+// the temporary name's infix.
+const maxUUIDLen = 200
+
 // checkFileName refuses uuids that would escape the storage directory or
 // name something other than one file in it.
 func checkFileName(uuid string) error {
 	if uuid == "" || uuid == "." || uuid == ".." || strings.ContainsAny(uuid, `/\`+"\x00") {
 		return fmt.Errorf("vcon uuid %q cannot be a file name (empty, \".\", \"..\" or a path separator)", uuid)
+	}
+	if len(uuid) > maxUUIDLen {
+		return fmt.Errorf("vcon uuid %.40q... is %d bytes, too long for a file name (at most %d)", uuid, len(uuid), maxUUIDLen)
 	}
 	return nil
 }
@@ -124,7 +131,8 @@ func (s *fileStorage) indexPath(uuid string) string { return filepath.Join(s.roo
 // the old entry named if that was elsewhere (created_at or compression
 // changed), so a vCon has one file and one entry however often it is saved.
 // A crash between the steps leaves the previous state readable, and the
-// retried Save completes it.
+// retried Save completes it. An entry that already names the file is not
+// written again: a redelivery costs one fsync, as before the index.
 func (s *fileStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	uuid := v.UUID()
 	if err := checkFileName(uuid); err != nil {
@@ -163,13 +171,16 @@ func (s *fileStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	if err := s.writeAtomic(p, body); err != nil {
 		return err
 	}
+	if prev == p {
+		return nil // a redelivery: the entry already names this file
+	}
 	if err := s.mkdirs(filepath.Join(s.root, indexDir)); err != nil {
 		return err
 	}
 	if err := s.writeAtomic(s.indexPath(uuid), []byte(rel)); err != nil {
 		return err
 	}
-	if prev != "" && prev != p {
+	if prev != "" {
 		if err := os.Remove(prev); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove the previous copy %s: %w", prev, err)
 		}

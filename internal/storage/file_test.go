@@ -435,3 +435,32 @@ func TestFileLookupCancelled(t *testing.T) {
 		t.Errorf("Get after the cancelled Delete: %v, want the vCon still there", err)
 	}
 }
+
+// TestFileRedeliveryKeepsIndexEntry: saving a vCon again to the same file
+// does not rewrite its index entry, so a redelivery costs one fsync.
+func TestFileRedeliveryKeepsIndexEntry(t *testing.T) {
+	root := t.TempDir()
+	ctx := context.Background()
+	s := newFile(t, map[string]any{"path": root})
+	entry := filepath.Join(root, indexDir, fileUUID)
+	if err := s.Save(ctx, testVCon(t, fileUUID, "2024-03-05T10:00:00Z", "first")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, testVCon(t, fileUUID, "2024-03-05T11:00:00Z", "second")); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Error("the index entry was replaced, want it kept: it already named the file")
+	}
+	if got, err := s.Get(ctx, fileUUID); err != nil || !bytes.Contains(got, []byte(`"second"`)) {
+		t.Errorf("Get = %s, %v; want the second save", got, err)
+	}
+}

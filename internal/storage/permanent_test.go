@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/aws/smithy-go"
@@ -97,6 +98,7 @@ func TestFilePermanentErrors(t *testing.T) {
 	}{
 		{name: "over max_file_size", opts: map[string]any{"max_file_size": 10}, v: testVCon(t, fileUUID, "", ""), want: true},
 		{name: "uuid that is no file name", v: testVCon(t, "a/b", "", ""), want: true},
+		{name: "uuid too long for a file name", v: testVCon(t, strings.Repeat("u", 250), "", ""), want: true},
 		{name: "unencodable", v: unencodable(fileUUID), want: true},
 		{
 			name: "directory in the way", opts: map[string]any{"organize_by_date": false}, v: testVCon(t, fileUUID, "", ""),
