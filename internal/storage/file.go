@@ -291,8 +291,8 @@ func (osFS) ReadFile(name string, limit int64) ([]byte, error) {
 // foreign entry is ignored rather than followed).
 func (s *fileStorage) readIndex(uuid string) (string, error) {
 	data, err := s.fsys.ReadFile(s.indexPath(uuid), maxPointerSize)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EISDIR) {
-		return "", nil
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTDIR) {
+		return "", nil // no entry, or something else holds its name
 	}
 	if err != nil {
 		return "", fmt.Errorf("read index entry of %s: %w", uuid, err)
@@ -485,9 +485,17 @@ func (s *fileStorage) Get(ctx context.Context, uuid string) ([]byte, error) {
 		return nil, err
 	}
 	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Gone since find: deleted, or moved by a Save under a new date,
+		// whose index entry names the new file by now.
+		if p, err = s.find(ctx, uuid); err != nil {
+			return nil, err
+		}
+		f, err = os.Open(p)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, ErrNotFound // deleted since find
+			return nil, ErrNotFound
 		}
 		return nil, fmt.Errorf("open %s: %w", p, err)
 	}

@@ -233,3 +233,33 @@ func TestFileSearchBudget(t *testing.T) {
 		t.Errorf("the search touched %d entries, want at most %d", entries, 3+500+1)
 	}
 }
+
+// TestFileGetFollowsAMove: a Save under a new created_at moves the file
+// between Get's lookup and its open; Get returns the moved vCon rather
+// than "not found".
+func TestFileGetFollowsAMove(t *testing.T) {
+	root := t.TempDir()
+	ctx := context.Background()
+	s, c := countedFile(t, root)
+	if err := s.Save(ctx, testVCon(t, fileUUID, "2024-03-05T10:00:00Z", "first")); err != nil {
+		t.Fatal(err)
+	}
+	c.reset()
+	moved := false
+	c.onOp = func(calls int) {
+		if calls == 2 && !moved { // the index entry was read, its file found
+			moved = true
+			other := newFile(t, map[string]any{"path": root})
+			if err := other.Save(ctx, testVCon(t, fileUUID, "2025-01-02T10:00:00Z", "moved")); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	got, err := s.Get(ctx, fileUUID)
+	if _, calls := c.reset(); !moved || calls != 4 {
+		t.Fatalf("moved = %v after %d file system calls, want the move after 2 and 2 more to find the new file", moved, calls)
+	}
+	if err != nil || !strings.Contains(string(got), `"moved"`) {
+		t.Errorf("Get = %s, %v; want the moved vCon", got, err)
+	}
+}

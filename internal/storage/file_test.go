@@ -389,24 +389,51 @@ func TestFileIndexEntryIsNotTrusted(t *testing.T) {
 // Save fails (and is retried), leaving no temporary file and the vCon's
 // file readable.
 func TestFileIndexWriteFailure(t *testing.T) {
-	root := t.TempDir()
-	ctx := context.Background()
-	// A non-empty directory holds the entry's name, so the rename fails.
-	if err := os.MkdirAll(filepath.Join(root, indexDir, fileUUID, "x"), 0o755); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, root string)
+		wantErr string
+	}{
+		{
+			// A non-empty directory holds the entry's name, so the rename fails.
+			"directory where the entry goes",
+			func(t *testing.T, root string) {
+				if err := os.MkdirAll(filepath.Join(root, indexDir, fileUUID, "x"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			},
+			"rename into",
+		},
+		{
+			"file where the index directory goes",
+			func(t *testing.T, root string) {
+				if err := os.WriteFile(filepath.Join(root, indexDir), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			"create temporary file",
+		},
 	}
-	s := newFile(t, map[string]any{"path": root})
-	v := testVCon(t, fileUUID, "2024-03-05T10:00:00Z", "")
-	err := s.Save(ctx, v)
-	if err == nil || !strings.Contains(err.Error(), "rename into") {
-		t.Fatalf("Save: err = %v, want a rename error", err)
-	}
-	want := []string{filepath.FromSlash("2024/03/05/" + fileUUID + ".json")}
-	if files := listFiles(t, root); !slices.Equal(files, want) {
-		t.Errorf("files = %v, want the vCon's file and no temporary file", files)
-	}
-	if _, err := s.Get(ctx, fileUUID); err != nil {
-		t.Errorf("Get: %v, want the vCon found by its layout", err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			ctx := context.Background()
+			tc.prepare(t, root)
+			before := listFiles(t, root)
+			s := newFile(t, map[string]any{"path": root})
+			err := s.Save(ctx, testVCon(t, fileUUID, "2024-03-05T10:00:00Z", ""))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || IsPermanent(err) {
+				t.Fatalf("Save: err = %v, want one containing %q that is not permanent", err, tc.wantErr)
+			}
+			want := append(before, filepath.FromSlash("2024/03/05/"+fileUUID+".json"))
+			slices.Sort(want)
+			if files := listFiles(t, root); !slices.Equal(files, want) {
+				t.Errorf("files = %v, want %v: the vCon's file and no temporary file", files, want)
+			}
+			if _, err := s.Get(ctx, fileUUID); err != nil {
+				t.Errorf("Get: %v, want the vCon found by its layout", err)
+			}
+		})
 	}
 }
 
