@@ -365,7 +365,9 @@ func (s *fileStorage) find(ctx context.Context, uuid string) (string, error) {
 }
 
 // search looks for uuid's files in conserver's date directories
-// (root/YYYY/MM/DD), newest first, stopping at the first unless all is set.
+// (root/YYYY/MM/DD), newest first, stopping at the first unless all is set;
+// a first match is looked for in the days the uuid's timestamp names
+// before anywhere else.
 // It probes the year directories, lists the months and days, and probes two
 // names per day, so a miss costs about 1,100 entries per year stored
 // however many files there are. It stops with an error after searchBudget
@@ -373,6 +375,23 @@ func (s *fileStorage) find(ctx context.Context, uuid string) (string, error) {
 func (s *fileStorage) search(ctx context.Context, uuid string, all bool) ([]string, error) {
 	b := &budget{ctx: ctx, left: s.searchBudget}
 	var found []string
+	if !all {
+		for _, day := range s.uuidDays(uuid) {
+			for _, ext := range []string{fileExt, gzipExt} {
+				if err := b.spend(1); err != nil {
+					return nil, s.searchErr(uuid, err)
+				}
+				p := filepath.Join(s.root, filepath.FromSlash(day), uuid+ext)
+				ok, err := s.exists(p)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					return []string{p}, nil
+				}
+			}
+		}
+	}
 	for year := s.now().Year() + 1; year >= searchFirstYear; year-- {
 		if err := b.spend(1); err != nil {
 			return nil, s.searchErr(uuid, err)
@@ -415,6 +434,28 @@ func (s *fileStorage) search(ctx context.Context, uuid string, all bool) ([]stri
 		}
 	}
 	return found, nil
+}
+
+// uuidDays are the date directories a vCon is most likely in, from the
+// creation time that a UUIDv7, and conserver's UUIDv8, carry in their
+// first 48 bits (milliseconds since 1970): that day in UTC and the days
+// either side, because created_at's own offset can move the local date.
+// None for other uuids, or a time outside the years searched.
+func (s *fileStorage) uuidDays(uuid string) []string {
+	hex := strings.ReplaceAll(uuid, "-", "")
+	if len(hex) != 32 || (hex[12] != '7' && hex[12] != '8') {
+		return nil
+	}
+	ms, err := strconv.ParseInt(hex[:12], 16, 64)
+	if err != nil {
+		return nil
+	}
+	t := time.UnixMilli(ms).UTC()
+	if t.Year() < searchFirstYear || t.Year() > s.now().Year()+1 {
+		return nil
+	}
+	const layout = "2006/01/02"
+	return []string{t.Format(layout), t.AddDate(0, 0, 1).Format(layout), t.AddDate(0, 0, -1).Format(layout)}
 }
 
 // errBudget ends a search that has touched its budget of entries.

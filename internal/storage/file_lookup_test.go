@@ -135,6 +135,13 @@ func TestFileLookupCostIsBounded(t *testing.T) {
 	if again, _ := c.reset(); again != miss {
 		t.Errorf("with 10,000 more files a miss touched %d entries, want the same %d", again, miss)
 	}
+	// A time-ordered uuid costs a miss the 6 names of its days more.
+	if _, err := s.Get(ctx, timeUUID(time.Date(2025, 2, 10, 12, 0, 0, 0, time.UTC))); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a missing vCon: err = %v, want ErrNotFound", err)
+	}
+	if timed, _ := c.reset(); timed != miss+6 {
+		t.Errorf("a miss of a UUIDv7 touched %d entries, want %d", timed, miss+6)
+	}
 	if err := s.Delete(ctx, "missing"); err != nil {
 		t.Fatalf("Delete of a missing vCon: %v", err)
 	}
@@ -152,6 +159,31 @@ func TestFileLookupCostIsBounded(t *testing.T) {
 	}
 	if hit, _ := c.reset(); hit > wantMax {
 		t.Errorf("finding an unindexed file touched %d entries, want at most %d", hit, wantMax)
+	}
+
+	// An unindexed file of a time-ordered uuid (UUIDv7, conserver's
+	// UUIDv8) is looked for first in the days around the uuid's time.
+	for _, tc := range []struct {
+		name    string
+		uuidAt  time.Time
+		dir     string
+		wantMax int
+	}{
+		{"v7, created the same day", time.Date(2025, 2, 10, 12, 0, 0, 0, time.UTC), "2025/02/10", 3 + 1},
+		{"v7, created_at a day later in its own offset", time.Date(2025, 2, 10, 23, 0, 0, 0, time.UTC), "2025/02/11", 3 + 3},
+		{"v7, created_at a day earlier", time.Date(2025, 2, 10, 1, 0, 0, 0, time.UTC), "2025/02/09", 3 + 5},
+	} {
+		uuid := timeUUID(tc.uuidAt)
+		p := filepath.Join(root, filepath.FromSlash(tc.dir), uuid+".json")
+		if err := os.WriteFile(p, []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.find(ctx, uuid); err != nil || got != p {
+			t.Fatalf("%s: find = %s, %v; want %s", tc.name, got, err, p)
+		}
+		if hit, _ := c.reset(); hit > tc.wantMax {
+			t.Errorf("%s: finding it touched %d entries, want at most %d", tc.name, hit, tc.wantMax)
+		}
 	}
 
 	// Saved through us, the vCon is indexed: one read and one stat.
@@ -262,4 +294,10 @@ func TestFileGetFollowsAMove(t *testing.T) {
 	if err != nil || !strings.Contains(string(got), `"moved"`) {
 		t.Errorf("Get = %s, %v; want the moved vCon", got, err)
 	}
+}
+
+// timeUUID is a UUIDv7 of time t.
+func timeUUID(t time.Time) string {
+	h := fmt.Sprintf("%012x", t.UnixMilli())
+	return h[:8] + "-" + h[8:] + "-7abc-8def-0123456789ab"
 }
