@@ -172,8 +172,12 @@ func TestFileLookupCostIsBounded(t *testing.T) {
 		{"v7, created the same day", time.Date(2025, 2, 10, 12, 0, 0, 0, time.UTC), "2025/02/10", 3 + 1},
 		{"v7, created_at a day later in its own offset", time.Date(2025, 2, 10, 23, 0, 0, 0, time.UTC), "2025/02/11", 3 + 3},
 		{"v7, created_at a day earlier", time.Date(2025, 2, 10, 1, 0, 0, 0, time.UTC), "2025/02/09", 3 + 5},
+		{"conserver's v8", time.Date(2024, 8, 1, 9, 0, 0, 0, time.UTC), "2024/08/01", 3 + 1},
 	} {
 		uuid := timeUUID(tc.uuidAt)
+		if strings.HasPrefix(tc.name, "conserver's v8") {
+			uuid = uuid[:14] + "8" + uuid[15:] // as vcon.Vcon.uuid8_time makes it
+		}
 		p := filepath.Join(root, filepath.FromSlash(tc.dir), uuid+".json")
 		if err := os.WriteFile(p, []byte("{}"), 0o644); err != nil {
 			t.Fatal(err)
