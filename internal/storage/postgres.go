@@ -9,11 +9,13 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
@@ -111,7 +113,7 @@ func (s *postgresStorage) ensureTable(ctx context.Context) error {
 func (s *postgresStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	uuid := v.UUID()
 	if !uuidPattern.MatchString(uuid) {
-		return fmt.Errorf("vcon uuid %q is not a UUID, which the id column requires", uuid)
+		return Permanent(fmt.Errorf("vcon uuid %q is not a UUID, which the id column requires", uuid))
 	}
 	if err := s.ensureTable(ctx); err != nil {
 		return err
@@ -122,7 +124,7 @@ func (s *postgresStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	}
 	body, err := doc.Marshal()
 	if err != nil {
-		return fmt.Errorf("encode vcon %s: %w", uuid, err)
+		return Permanent(fmt.Errorf("encode vcon %s: %w", uuid, err))
 	}
 	now := time.Now().UTC()
 	// The column has no zone, so every row holds UTC: rows written from
@@ -136,9 +138,23 @@ func (s *postgresStorage) Save(ctx context.Context, v *vcon.VCon) error {
 		subject = &s
 	}
 	if _, err := s.pool.Exec(ctx, s.upsert, uuid, doc.String("vcon"), createdAt, now, subject, string(body)); err != nil {
-		return fmt.Errorf("upsert vcon %s into %s: %w", uuid, s.table, err)
+		err = fmt.Errorf("upsert vcon %s into %s: %w", uuid, s.table, err)
+		if postgresRefusesData(err) {
+			return Permanent(err)
+		}
+		return err
 	}
 	return nil
+}
+
+// postgresRefusesData reports whether the server refused the row itself:
+// SQLSTATE class 22 (data exception: a NUL byte in text, a value out of
+// range) or 23 (integrity constraint violation). The same row is refused
+// again on every retry. Connection and server-side failures (classes 08,
+// 53, 57, ...) are not, and neither are errors without a SQLSTATE.
+func postgresRefusesData(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
 }
 
 func (s *postgresStorage) Get(ctx context.Context, uuid string) ([]byte, error) {

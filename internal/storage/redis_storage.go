@@ -51,11 +51,11 @@ func (s *redisStorage) AppendSave(pipe redis.Pipeliner, v *vcon.VCon, body []byt
 func (s *redisStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	uuid := v.UUID()
 	if uuid == "" {
-		return errors.New("vcon has no uuid")
+		return Permanent(errors.New("vcon has no uuid"))
 	}
 	body, err := v.Marshal()
 	if err != nil {
-		return fmt.Errorf("encode vcon %s: %w", uuid, err)
+		return Permanent(fmt.Errorf("encode vcon %s: %w", uuid, err))
 	}
 	if err := s.client.Set(ctx, s.key(uuid), body, s.expires).Err(); err != nil {
 		return fmt.Errorf("SET %s: %w", s.key(uuid), err)

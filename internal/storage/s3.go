@@ -141,7 +141,7 @@ var s3Date = regexp.MustCompile(`^[0-9]{4}/[0-9]{2}/[0-9]{2}$`)
 func (s *s3Storage) Save(ctx context.Context, v *vcon.VCon) error {
 	uuid := v.UUID()
 	if err := s3CheckUUID(uuid); err != nil {
-		return err
+		return Permanent(err)
 	}
 	var date string
 	if t, ok := vcon.CreatedAt(v); ok {
@@ -161,7 +161,7 @@ func (s *s3Storage) Save(ctx context.Context, v *vcon.VCon) error {
 	}
 	body, err := v.Marshal()
 	if err != nil {
-		return fmt.Errorf("s3: encode vcon %s: %w", uuid, err)
+		return Permanent(fmt.Errorf("s3: encode vcon %s: %w", uuid, err))
 	}
 	if err := s.put(ctx, s.objectKey(date, uuid), body, "application/json"); err != nil {
 		return err
@@ -281,7 +281,34 @@ func (s *s3Storage) fail(op, key string, err error) error {
 	if s.secret != "" {
 		msg = strings.ReplaceAll(msg, s.secret, "[redacted]")
 	}
+	if s3Refused(err) {
+		return Permanent(&s3Error{msg: msg, err: err})
+	}
 	return &s3Error{msg: msg, err: err}
+}
+
+// s3Retryable are the error codes S3 sends with a 4xx status for a
+// condition that passes: a slow upload, clock skew the SDK corrects,
+// credentials it refreshes, a conflicting operation still running.
+var s3Retryable = map[string]bool{
+	"RequestTimeout":       true,
+	"RequestTimeTooSkewed": true,
+	"ExpiredToken":         true,
+	"TokenRefreshRequired": true,
+	"OperationAborted":     true,
+}
+
+// s3Refused reports whether the server refused the request in a way a
+// retry meets again: a 4xx answer (bad credentials, no such bucket, an
+// object too large) other than the retryable ones. A failure without an
+// answer (the server is down) is not.
+func s3Refused(err error) bool {
+	var resp interface{ HTTPStatusCode() int }
+	if !errors.As(err, &resp) || !permanentStatus(resp.HTTPStatusCode()) {
+		return false
+	}
+	var api smithy.APIError
+	return !errors.As(err, &api) || !s3Retryable[api.ErrorCode()]
 }
 
 // s3CheckUUID refuses a uuid that would escape its key: the uuid is part

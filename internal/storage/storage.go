@@ -112,3 +112,11 @@ func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
 }
+
+// permanentStatus reports whether an HTTP answer will be the same when the
+// request is sent again: a 4xx says the request itself is refused, except
+// 408 (the server gave up waiting for it) and 429 (too many requests),
+// which ask to be tried again.
+func permanentStatus(code int) bool {
+	return code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
+}

@@ -69,19 +69,41 @@ func newWebhook(_ context.Context, _ string, options map[string]any, deps Deps) 
 }
 
 // Save posts to every URL, even after one failed, and reports every
-// failure: the operator sees at once which receivers are down.
+// failure: the operator sees at once which receivers are down. The failure
+// is permanent only when every failed receiver refused the vCon with a
+// 4xx: while one is merely down, a retry can still deliver to it.
 func (w *webhookStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	body, err := v.Marshal()
 	if err != nil {
-		return fmt.Errorf("webhook: encode vcon: %w", err)
+		return Permanent(fmt.Errorf("webhook: encode vcon: %w", err))
 	}
 	var errs []error
+	refused := 0
 	for _, t := range w.targets {
 		if err := w.post(ctx, t, v.UUID(), body); err != nil {
 			errs = append(errs, err)
+			var se *webhookStatusError
+			if errors.As(err, &se) && permanentStatus(se.code) {
+				refused++
+			}
 		}
 	}
+	if len(errs) > 0 && refused == len(errs) {
+		return Permanent(errors.Join(errs...))
+	}
 	return errors.Join(errs...)
+}
+
+// webhookStatusError is a receiver's non-2xx answer.
+type webhookStatusError struct {
+	host   string
+	status string
+	code   int
+}
+
+// The body is not quoted: receivers echo the request back.
+func (e *webhookStatusError) Error() string {
+	return fmt.Sprintf("webhook %s answered %s", e.host, e.status)
 }
 
 func (w *webhookStorage) post(ctx context.Context, t webhookTarget, uuid string, body []byte) error {
@@ -108,8 +130,7 @@ func (w *webhookStorage) post(ctx context.Context, t webhookTarget, uuid string,
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) // lets the connection be reused
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		// The body is not quoted: receivers echo the request back.
-		return fmt.Errorf("webhook %s answered %s", t.host, resp.Status)
+		return &webhookStatusError{host: t.host, status: resp.Status, code: resp.StatusCode}
 	}
 	return nil
 }
