@@ -53,6 +53,13 @@ type Options struct {
 	AllowConfigWrite bool
 	// HealthTimeout bounds the Redis PING of /api/health.
 	HealthTimeout time.Duration
+	// DedupWindow is how long after queuing a uuid on a list a POST of the
+	// same uuid does not queue it there again while it still waits (see
+	// save). Default DefaultDedupWindow.
+	DedupWindow time.Duration
+	// WriteCheckTimeout bounds the read-back of a write whose reply was
+	// lost. Default DefaultWriteCheckTimeout.
+	WriteCheckTimeout time.Duration
 	// Body configures the body codec (VCON_BODY_FORMAT).
 	Body vconstore.Options
 	// Registry receives the HTTP metrics; nil makes a private one. Either
@@ -69,6 +76,9 @@ const (
 	DefaultIndexTTL     = 86400 * time.Second
 	DefaultContextTTL   = 86400 * time.Second
 	DefaultHealthWait   = 2 * time.Second
+	// DefaultDedupWindow: producers retry within seconds to minutes.
+	DefaultDedupWindow       = 10 * time.Minute
+	DefaultWriteCheckTimeout = 5 * time.Second
 )
 
 // OptionsFromEnv reads conserver's environment: CONSERVER_HEADER_NAME,
@@ -136,6 +146,12 @@ func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 	}
 	if opts.HealthTimeout <= 0 {
 		opts.HealthTimeout = DefaultHealthWait
+	}
+	if opts.DedupWindow <= 0 {
+		opts.DedupWindow = DefaultDedupWindow
+	}
+	if opts.WriteCheckTimeout <= 0 {
+		opts.WriteCheckTimeout = DefaultWriteCheckTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
