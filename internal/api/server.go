@@ -130,6 +130,7 @@ type Server struct {
 	tracer  trace.Tracer
 	mux     *http.ServeMux
 	log     *slog.Logger
+	ping    pinger
 }
 
 // New builds a Server on rdb. It fails when no token is configured and

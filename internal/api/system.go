@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
@@ -24,17 +26,65 @@ type healthAnswer struct {
 }
 
 // GET /api/health → 200 healthy only when Redis answers PING in time;
-// otherwise 503 unhealthy with the reason.
+// otherwise 503 unhealthy with the reason, within HealthTimeout.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.HealthTimeout)
 	defer cancel()
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	if err := s.ping.ping(ctx, s.rdb, s.opts.HealthTimeout); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, healthAnswer{
 			Status: "unhealthy", Reason: "redis: " + err.Error(), Version: version.Get(),
 		})
 		return
 	}
 	writeJSON(w, http.StatusOK, healthAnswer{Status: "healthy", Version: version.Get()})
+}
+
+// pinger runs the health check's PING so that it answers within its
+// deadline. go-redis does not bound socket reads and writes by the
+// context's deadline unless the client was built with
+// ContextTimeoutEnabled (ours are not: the worker's blocking commands rely
+// on the socket timeouts): a Redis that accepts connections but does not
+// answer (stopped with SIGSTOP, a partitioned network, a full backlog)
+// held the PING for the client's ReadTimeout and the connection set-up,
+// about 5 s, against a 2 s health timeout. The PING now runs in its own
+// goroutine and the handler stops waiting at its deadline. At most one
+// PING is outstanding: probes arriving while one runs share its result,
+// so a hung Redis cannot pile up goroutines and connections.
+type pinger struct {
+	mu      sync.Mutex
+	current *pingCall
+}
+
+type pingCall struct {
+	done chan struct{}
+	err  error
+}
+
+func (p *pinger) ping(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) error {
+	p.mu.Lock()
+	call := p.current
+	if call == nil {
+		call = &pingCall{done: make(chan struct{})}
+		p.current = call
+		go func() {
+			// Not the request's context: the PING may outlive the
+			// request that started it, for the probes that share it.
+			pctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			call.err = rdb.Ping(pctx).Err()
+			p.mu.Lock()
+			p.current = nil
+			p.mu.Unlock()
+			close(call.done)
+		}()
+	}
+	p.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer to PING within %s", timeout)
+	}
 }
 
 // GET /api/version → {"version","git_commit","build_time"}.
