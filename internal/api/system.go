@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/secrets"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/version"
 )
@@ -94,7 +95,9 @@ func (s *Server) version(w http.ResponseWriter, _ *http.Request) {
 
 // GET /api/config → the configuration file as JSON. ${VAR} references are
 // shown as written, never resolved, so secrets from the environment stay
-// out of the answer.
+// out of the answer. Credentials written in the file are masked too
+// (redactConfig) unless ShowConfigSecrets: conserver showed storage
+// passwords and ingress keys to every token holder.
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	if s.opts.ConfigFile == "" {
 		writeJSON(w, http.StatusOK, map[string]any{})
@@ -113,7 +116,49 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	if doc == nil {
 		doc = map[string]any{}
 	}
-	writeJSON(w, http.StatusOK, jsonable(doc))
+	doc = jsonable(doc)
+	if !s.opts.ShowConfigSecrets {
+		doc = redactConfig(doc)
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// redactConfig masks the credentials of a conserver configuration: every
+// ingress_auth key, and what secrets.Redact finds (values of credential
+// options at any depth, credentials in URLs). The shape stays: a list of
+// three ingress keys shows as three masks.
+func redactConfig(doc any) any {
+	if m, ok := doc.(map[string]any); ok {
+		if auth, ok := m["ingress_auth"].(map[string]any); ok {
+			masked := make(map[string]any, len(auth))
+			for list, keys := range auth {
+				masked[list] = maskAll(keys)
+			}
+			m["ingress_auth"] = masked
+		}
+	}
+	return secrets.Redact(doc)
+}
+
+// maskAll masks every scalar of v but null.
+func maskAll(v any) any {
+	switch t := v.(type) {
+	case nil:
+		return nil
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = maskAll(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = maskAll(e)
+		}
+		return out
+	}
+	return secrets.Mask
 }
 
 // jsonable turns YAML's map[any]any into map[string]any.
