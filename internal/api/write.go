@@ -40,12 +40,16 @@ func indexMember(uuid string) string { return "vcon:" + uuid }
 //     rewrites the body and indexes (idempotent writes) but queues it once.
 //   - The transaction also sets a write marker unique to this request
 //     (TTL writeMarkerTTL). When EXEC's reply is lost or late (read timeout,
-//     connection drop) the marker is read back on a fresh connection with
-//     its own deadline: present means the write happened (errWriteApplied
-//     is not returned; the caller answers 201); absent means it did not
-//     happen before that read, and the caller answers 503 saying so; a
-//     retry is then safe whichever way the late EXEC went, by the first
-//     mechanism.
+//     connection drop) the marker is read back on another connection (the
+//     failed one is discarded), with a deadline of its own: present, the
+//     write happened and save returns nil (201); absent, it had not
+//     happened by then, errWriteNotApplied (503); Redis unreachable,
+//     errWriteUnknown (503). Strictly, an EXEC still unread in Redis's
+//     input buffer could run after that read; a retry is safe either way,
+//     by the first mechanism.
+//
+// A definite error reply from Redis (EXECABORT, WRONGTYPE, OOM) is
+// returned as it is (500).
 func (s *Server) save(ctx context.Context, in *incoming, lists []string) error {
 	cluster := queue.IsCluster(s.rdb)
 	pipe := s.rdb.TxPipeline()
@@ -99,8 +103,10 @@ func (s *Server) save(ctx context.Context, in *incoming, lists []string) error {
 }
 
 // writeMarkerTTL bounds how long a write marker outlives its request: it is
-// read back only right after the EXEC it belongs to.
-const writeMarkerTTL = 5 * time.Minute
+// read back only right after the EXEC it belongs to (within the client's
+// read timeout plus WriteCheckTimeout), and one exists per POST, so it is
+// kept short.
+const writeMarkerTTL = time.Minute
 
 // Errors of save when Redis did not confirm the write.
 var (
