@@ -144,6 +144,22 @@ func TestPostConfigWhenAllowed(t *testing.T) {
 	if rec.Body.String() != `{"chains":{},"ingress_auth":{"new":"***"}}` {
 		t.Errorf("config after write: %s", rec.Body.String())
 	}
+	// Posting back what GET answered would write the masks over the keys.
+	before, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, masked := range []string{rec.Body.String(),
+		`{"chains":{},"storages":{"r":{"module":"storage.redis_storage","options":{"redis_url":"redis://u:***@h"}}}}`} {
+		got := h.doJSON("POST", "/api/config", masked)
+		mustStatus(t, got, http.StatusUnprocessableEntity)
+		if !strings.Contains(got.Body.String(), "masked credentials") {
+			t.Errorf("answer %s", got.Body.String())
+		}
+	}
+	if after, _ := os.ReadFile(cfg); string(after) != string(before) {
+		t.Errorf("a refused write changed the file")
+	}
 	// The new ingress_auth applies without a restart.
 	mustStatus(t, h.doJSON("POST", "/api/vcon/external-ingress?ingress_list=new", testVcon(u1), noToken(), withHeader(DefaultHeaderName, "k")), http.StatusNoContent)
 }

@@ -140,6 +140,29 @@ func redactConfig(doc any) any {
 	return secrets.Redact(doc)
 }
 
+// holdsMask says whether a decoded configuration holds a value masked by
+// redactConfig: the mask itself, or a URL with a masked password or query
+// parameter.
+func holdsMask(v any) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		for _, e := range t {
+			if holdsMask(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if holdsMask(e) {
+				return true
+			}
+		}
+	case string:
+		return t == secrets.Mask || strings.Contains(t, ":"+secrets.Mask+"@") || strings.Contains(t, "="+secrets.Mask)
+	}
+	return false
+}
+
 // maskAll masks every scalar of v but null.
 func maskAll(v any) any {
 	switch t := v.(type) {
@@ -199,6 +222,12 @@ func (s *Server) postConfig(w http.ResponseWriter, r *http.Request) {
 	var doc map[string]any
 	if err := json.Unmarshal(data, &doc); err != nil {
 		writeInvalid(w, bodyError("dict_type", "Input should be a JSON object with links, storages and chains"))
+		return
+	}
+	// A configuration fetched with GET /api/config, edited and posted
+	// back would replace every credential of the file with the mask.
+	if !s.opts.ShowConfigSecrets && holdsMask(doc) {
+		writeInvalid(w, bodyError("value_error", "The configuration holds masked credentials ("+secrets.Mask+") as GET /api/config answers them; writing it would replace the real ones. Send the real values or ${VAR} references"))
 		return
 	}
 	// JSON is YAML: the configuration reader checks the shapes, without
