@@ -58,21 +58,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	// A flag given on the command line overrides its environment variable.
-	var flagErr error
-	flag.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "max-body-bytes":
-			if *maxBody <= 0 {
-				flagErr = fmt.Errorf("--max-body-bytes=%d: want 1 or more", *maxBody)
-			}
-			opts.MaxBodyBytes = *maxBody
-		case "config-show-secrets":
-			opts.ShowConfigSecrets = *showSecrets
-		}
-	})
-	if flagErr != nil {
-		return flagErr
+	if err := applyFlags(flag.CommandLine, &opts, *maxBody, *showSecrets); err != nil {
+		return err
 	}
 	opts.InsecureNoAuth = *insecureNoAuth
 	opts.AllowConfigWrite = *allowConfigWrite
@@ -122,4 +109,23 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// applyFlags lets the flags given on the command line override the
+// settings their environment variables made (VCON_MAX_BODY_BYTES,
+// VCON_CONFIG_SHOW_SECRETS); a flag left out keeps the environment's value.
+func applyFlags(fs *flag.FlagSet, opts *api.Options, maxBody int64, showSecrets bool) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "max-body-bytes":
+			if maxBody <= 0 {
+				err = fmt.Errorf("--max-body-bytes=%d: want 1 or more", maxBody)
+			}
+			opts.MaxBodyBytes = maxBody
+		case "config-show-secrets":
+			opts.ShowConfigSecrets = showSecrets
+		}
+	})
+	return err
 }
