@@ -31,7 +31,8 @@ func main() {
 func run() error {
 	var (
 		addr             = flag.String("addr", ":8000", "address to listen on")
-		maxBody          = flag.Int64("max-body-bytes", api.DefaultMaxBodyBytes, "largest request body accepted; larger ones get 413")
+		maxBody          = flag.Int64("max-body-bytes", api.DefaultMaxBodyBytes, "largest request body accepted; larger ones get 413 (env VCON_MAX_BODY_BYTES; the flag wins)")
+		showSecrets      = flag.Bool("config-show-secrets", false, "answer GET /api/config with credentials as written, as conserver does (env VCON_CONFIG_SHOW_SECRETS; the flag wins)")
 		insecureNoAuth   = flag.Bool("insecure-no-auth", false, "serve without API token when none is configured (conserver's default; never do this on a reachable network)")
 		allowConfigWrite = flag.Bool("allow-config-write", false, "let POST /api/config overwrite CONSERVER_CONFIG_FILE")
 		shutdownWait     = flag.Duration("shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on SIGTERM")
@@ -58,7 +59,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	opts.MaxBodyBytes = *maxBody
+	if err := applyFlags(flag.CommandLine, &opts, *maxBody, *showSecrets); err != nil {
+		return err
+	}
 	opts.InsecureNoAuth = *insecureNoAuth
 	opts.AllowConfigWrite = *allowConfigWrite
 	opts.Logger = log
@@ -107,4 +110,23 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// applyFlags lets the flags given on the command line override the
+// settings their environment variables made (VCON_MAX_BODY_BYTES,
+// VCON_CONFIG_SHOW_SECRETS); a flag left out keeps the environment's value.
+func applyFlags(fs *flag.FlagSet, opts *api.Options, maxBody int64, showSecrets bool) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "max-body-bytes":
+			if maxBody <= 0 {
+				err = fmt.Errorf("--max-body-bytes=%d: want 1 or more", maxBody)
+			}
+			opts.MaxBodyBytes = maxBody
+		case "config-show-secrets":
+			opts.ShowConfigSecrets = showSecrets
+		}
+	})
+	return err
 }

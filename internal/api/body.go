@@ -120,13 +120,26 @@ func (s *Server) parseVcon(w http.ResponseWriter, r *http.Request) (*incoming, b
 	return in, true
 }
 
+// MaxIndexedParties is how many parties of a vCon the party search index
+// covers: the first ones, in document order. conserver indexes every party;
+// a vCon with 150,000 parties then writes 450,000 index keys in one
+// transaction, which blocks Redis for seconds and outlasts the client's
+// read timeout. The vCon is stored whole either way; parties past the cap
+// are not found by GET /api/vcons/search.
+const MaxIndexedParties = 1000
+
 // partyIndexKeys are the search index sets a vCon belongs to, as
 // conserver's API writes them: tel:{tel}, mailto:{mailto}, name:{name} for
-// each party with a non-empty value.
+// each of its first MaxIndexedParties parties with a non-empty value (at
+// most 3 × MaxIndexedParties keys).
 func partyIndexKeys(v *vcon.VCon) []string {
 	var keys []string
 	seen := map[string]bool{}
-	for _, p := range v.List(vcon.Parties) {
+	parties := v.List(vcon.Parties)
+	if len(parties) > MaxIndexedParties {
+		parties = parties[:MaxIndexedParties]
+	}
+	for _, p := range parties {
 		for _, field := range []string{"tel", "mailto", "name"} {
 			var val string
 			switch x := p[field].(type) {

@@ -140,8 +140,25 @@ func TestPostConfigWhenAllowed(t *testing.T) {
 	mustStatus(t, h.doJSON("POST", "/api/config", `{"ingress_auth":{"new":"k"},"chains":{}}`), http.StatusNoContent)
 	rec := h.doJSON("GET", "/api/config", "")
 	mustStatus(t, rec, http.StatusOK)
-	if rec.Body.String() != `{"chains":{},"ingress_auth":{"new":"k"}}` {
+	// The ingress key written is masked in the answer (see TestGetConfigRedactsCredentials).
+	if rec.Body.String() != `{"chains":{},"ingress_auth":{"new":"***"}}` {
 		t.Errorf("config after write: %s", rec.Body.String())
+	}
+	// Posting back what GET answered would write the masks over the keys.
+	before, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, masked := range []string{rec.Body.String(),
+		`{"chains":{},"storages":{"r":{"module":"storage.redis_storage","options":{"redis_url":"redis://u:***@h"}}}}`} {
+		got := h.doJSON("POST", "/api/config", masked)
+		mustStatus(t, got, http.StatusUnprocessableEntity)
+		if !strings.Contains(got.Body.String(), "masked credentials") {
+			t.Errorf("answer %s", got.Body.String())
+		}
+	}
+	if after, _ := os.ReadFile(cfg); string(after) != string(before) {
+		t.Errorf("a refused write changed the file")
 	}
 	// The new ingress_auth applies without a restart.
 	mustStatus(t, h.doJSON("POST", "/api/vcon/external-ingress?ingress_list=new", testVcon(u1), noToken(), withHeader(DefaultHeaderName, "k")), http.StatusNoContent)
@@ -156,5 +173,114 @@ func TestEgressFormat001(t *testing.T) {
 	att := got["attachments"].([]any)[0].(map[string]any)
 	if got["vcon"] != "0.0.1" || att["type"] != "tags" {
 		t.Errorf("answer not in the 0.0.1 shape: %s", rec.Body.String())
+	}
+}
+
+// TestGetConfigRedactsCredentials: a config holding every kind of
+// credential conserver users write answers none of them by default, and
+// all of them, as written, with ShowConfigSecrets.
+func TestGetConfigRedactsCredentials(t *testing.T) {
+	secretValues := []string{
+		"pg-password-1", "AKIAEXAMPLEKEYID", "s3-secret-2", "sk-openai-3", "azure-key-4", "litellm-master-5",
+		"deepgram-6", "xoxb-slack-7", "bearer-8", "x-api-9", "redis-pw-10", "hook-token-11",
+		"partner-key-12", "partner-key-13", "solo-key-14", "nested-cred-15", "default-pw-16", "cookie-17",
+	}
+	data := `storages:
+  pg:
+    module: storage.postgres
+    options: {host: db, port: 5432, user: vcon, password: pg-password-1, database: vcons, table_name: vcons}
+  s3:
+    module: storage.s3
+    options: {aws_access_key_id: AKIAEXAMPLEKEYID, aws_secret_access_key: s3-secret-2, aws_bucket: b}
+  cache:
+    module: storage.redis_storage
+    options: {redis_url: "redis://default:redis-pw-10@redis:6379/0", prefix: vcon_storage}
+links:
+  summarize:
+    module: links.analyze
+    options:
+      OPENAI_API_KEY: sk-openai-3
+      AZURE_OPENAI_API_KEY: azure-key-4
+      LITELLM_MASTER_KEY: litellm-master-5
+      LITELLM_PROXY_URL: https://litellm.example.com
+      max_tokens: 400
+      prompt: Summarize
+  transcribe:
+    module: links.deepgram_link
+    options: {DEEPGRAM_KEY: deepgram-6, minimum_duration: 60}
+  slack:
+    module: links.post_analysis_to_slack
+    options: {token: xoxb-slack-7, default_channel_name: alerts}
+  hook:
+    module: links.webhook
+    options:
+      webhook-urls: ["https://hooks.example.com/in?token=hook-token-11&team=t1"]
+      headers: {Authorization: Bearer bearer-8, x-api-key: x-api-9, Cookie: cookie-17, Content-Type: application/json}
+  vendor:
+    module: links.custom
+    options:
+      credentials: {client_id: nested-cred-15, scopes: [read]}
+      password: ${VENDOR_PASSWORD:-default-pw-16}
+      api_key: ${VENDOR_API_KEY}
+ingress_auth:
+  partner: [partner-key-12, partner-key-13]
+  solo: solo-key-14
+chains:
+  main:
+    links: [summarize]
+    storages: [pg]
+    ingress_lists: [partner]
+`
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The storages are not reachable; GET /api/config reads the file
+	// itself, so the Server is built on a config without them and the
+	// file swapped in afterwards.
+	for _, show := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "show secrets"}[show], func(t *testing.T) {
+			h := newHarness(t, func(o *Options) { o.ShowConfigSecrets = show })
+			h.srv.opts.ConfigFile = cfg
+			rec := h.doJSON("GET", "/api/config", "")
+			mustStatus(t, rec, http.StatusOK)
+			body := rec.Body.String()
+			for _, v := range secretValues {
+				if strings.Contains(body, v) != show {
+					t.Errorf("secret %q shown = %v, want %v", v, !show, show)
+				}
+			}
+			// What is not a credential is shown either way.
+			for _, v := range []string{`"max_tokens":400`, `"table_name":"vcons"`, `"host":"db"`, `"${VENDOR_API_KEY}"`,
+				`"Content-Type":"application/json"`, `"https://litellm.example.com"`, `"prompt":"Summarize"`, `team=t1`, `redis:6379/0`} {
+				if !strings.Contains(body, v) {
+					t.Errorf("answer lacks %s", v)
+				}
+			}
+			if !show {
+				for _, v := range []string{`"partner":["***","***"]`, `"solo":"***"`, `redis://default:***@redis:6379/0`, `token=***\u0026team=t1`} {
+					if !strings.Contains(body, v) {
+						t.Errorf("answer lacks %s: %s", v, body)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestOptionsFromEnvLimitsAndSecrets(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	o, err := OptionsFromEnv(env(map[string]string{"VCON_MAX_BODY_BYTES": "2048", "VCON_CONFIG_SHOW_SECRETS": "true"}))
+	if err != nil || o.MaxBodyBytes != 2048 || !o.ShowConfigSecrets {
+		t.Errorf("got %d %v %v", o.MaxBodyBytes, o.ShowConfigSecrets, err)
+	}
+	o, err = OptionsFromEnv(env(nil))
+	if err != nil || o.MaxBodyBytes != 0 || o.ShowConfigSecrets {
+		t.Errorf("unset: got %d %v %v (0 means DefaultMaxBodyBytes)", o.MaxBodyBytes, o.ShowConfigSecrets, err)
+	}
+	for _, bad := range []map[string]string{{"VCON_MAX_BODY_BYTES": "0"}, {"VCON_MAX_BODY_BYTES": "10MiB"}, {"VCON_CONFIG_SHOW_SECRETS": "maybe"}} {
+		if _, err := OptionsFromEnv(env(bad)); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }

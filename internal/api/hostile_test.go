@@ -149,3 +149,51 @@ func TestHostileRequestsChangeNothing(t *testing.T) {
 		t.Errorf("work = %v", got)
 	}
 }
+
+// countingBody is an endless request body that counts what was read of it.
+type countingBody struct{ read int64 }
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	c.read += int64(len(p))
+	return len(p), nil
+}
+
+// TestBodyLimitStopsReading: over the limit the API answers 413 having
+// read at most the limit and one buffer more of a streamed body, and
+// nothing of a body whose Content-Length is already over it; the default
+// is DefaultMaxBodyBytes.
+func TestBodyLimitStopsReading(t *testing.T) {
+	const limit = 1 << 20
+	h := newHarness(t, func(o *Options) { o.MaxBodyBytes = limit })
+	for _, declared := range []bool{false, true} {
+		body := &countingBody{}
+		req, err := http.NewRequest("POST", "http://api.test/api/vcon", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(DefaultHeaderName, testToken)
+		req.Header.Set("Content-Type", "application/json")
+		if declared {
+			req.ContentLength = 1 << 40
+		}
+		rec := newRecorder()
+		h.h.ServeHTTP(rec, req)
+		mustStatus(t, rec, http.StatusRequestEntityTooLarge)
+		switch {
+		case declared && body.read != 0:
+			t.Errorf("Content-Length over the limit: %d bytes read", body.read)
+		case !declared && body.read > limit+64<<10:
+			t.Errorf("streamed: %d bytes read for a limit of %d", body.read, limit)
+		}
+		if !strings.Contains(rec.Body.String(), "1048576") {
+			t.Errorf("answer does not name the limit: %s", rec.Body.String())
+		}
+	}
+	d := newHarness(t, nil)
+	if d.srv.opts.MaxBodyBytes != DefaultMaxBodyBytes || DefaultMaxBodyBytes != 10<<20 {
+		t.Errorf("default limit %d, documented as 10 MiB", d.srv.opts.MaxBodyBytes)
+	}
+}

@@ -33,7 +33,9 @@ type Options struct {
 	// unless InsecureNoAuth is set.
 	Tokens         []string
 	InsecureNoAuth bool
-	// MaxBodyBytes bounds request bodies; larger ones get 413.
+	// MaxBodyBytes bounds request bodies (VCON_MAX_BODY_BYTES,
+	// --max-body-bytes; default DefaultMaxBodyBytes, 10 MiB); larger ones
+	// get 413, before more than the limit is read.
 	MaxBodyBytes int64
 	// SortedSet is the listing index (VCON_SORTED_SET_NAME).
 	SortedSet string
@@ -53,6 +55,17 @@ type Options struct {
 	AllowConfigWrite bool
 	// HealthTimeout bounds the Redis PING of /api/health.
 	HealthTimeout time.Duration
+	// DedupWindow is how long after queuing a uuid on a list a POST of the
+	// same uuid does not queue it there again while it still waits (see
+	// save). Default DefaultDedupWindow.
+	DedupWindow time.Duration
+	// WriteCheckTimeout bounds the read-back of a write whose reply was
+	// lost. Default DefaultWriteCheckTimeout.
+	WriteCheckTimeout time.Duration
+	// ShowConfigSecrets answers GET /api/config with credentials as
+	// written, as conserver does (VCON_CONFIG_SHOW_SECRETS,
+	// --config-show-secrets); by default they are masked.
+	ShowConfigSecrets bool
 	// Body configures the body codec (VCON_BODY_FORMAT).
 	Body vconstore.Options
 	// Registry receives the HTTP metrics; nil makes a private one. Either
@@ -69,12 +82,17 @@ const (
 	DefaultIndexTTL     = 86400 * time.Second
 	DefaultContextTTL   = 86400 * time.Second
 	DefaultHealthWait   = 2 * time.Second
+	// DefaultDedupWindow: producers retry within seconds to minutes.
+	DefaultDedupWindow       = 10 * time.Minute
+	DefaultWriteCheckTimeout = 5 * time.Second
 )
 
 // OptionsFromEnv reads conserver's environment: CONSERVER_HEADER_NAME,
 // CONSERVER_API_TOKEN, CONSERVER_API_TOKEN_FILE, VCON_SORTED_SET_NAME,
 // VCON_REDIS_EXPIRY, VCON_INDEX_EXPIRY, VCON_CONTEXT_EXPIRY,
-// EGRESS_FORMAT_VERSION, CONSERVER_CONFIG_FILE and VCON_BODY_FORMAT.
+// EGRESS_FORMAT_VERSION, CONSERVER_CONFIG_FILE and VCON_BODY_FORMAT; and
+// ours: VCON_MAX_BODY_BYTES (the worker reads the same name for its own
+// limit) and VCON_CONFIG_SHOW_SECRETS.
 func OptionsFromEnv(getenv func(string) string) (Options, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -101,6 +119,20 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 		}
 		return time.Duration(n) * time.Second
 	}
+	if v := strings.TrimSpace(getenv("VCON_MAX_BODY_BYTES")); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			errs = append(errs, errors.New("VCON_MAX_BODY_BYTES="+strconv.Quote(v)+": want a whole number of bytes, 1 or more"))
+		}
+		o.MaxBodyBytes = n
+	}
+	if v := strings.TrimSpace(getenv("VCON_CONFIG_SHOW_SECRETS")); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, errors.New("VCON_CONFIG_SHOW_SECRETS="+strconv.Quote(v)+": want true or false"))
+		}
+		o.ShowConfigSecrets = b
+	}
 	o.VconTTL = seconds("VCON_REDIS_EXPIRY", DefaultVconTTL)
 	o.IndexTTL = seconds("VCON_INDEX_EXPIRY", DefaultIndexTTL)
 	o.ContextTTL = seconds("VCON_CONTEXT_EXPIRY", DefaultContextTTL)
@@ -120,6 +152,7 @@ type Server struct {
 	tracer  trace.Tracer
 	mux     *http.ServeMux
 	log     *slog.Logger
+	ping    pinger
 }
 
 // New builds a Server on rdb. It fails when no token is configured and
@@ -136,6 +169,12 @@ func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 	}
 	if opts.HealthTimeout <= 0 {
 		opts.HealthTimeout = DefaultHealthWait
+	}
+	if opts.DedupWindow <= 0 {
+		opts.DedupWindow = DefaultDedupWindow
+	}
+	if opts.WriteCheckTimeout <= 0 {
+		opts.WriteCheckTimeout = DefaultWriteCheckTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

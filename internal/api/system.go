@@ -8,11 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/secrets"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/version"
 )
@@ -24,17 +27,65 @@ type healthAnswer struct {
 }
 
 // GET /api/health → 200 healthy only when Redis answers PING in time;
-// otherwise 503 unhealthy with the reason.
+// otherwise 503 unhealthy with the reason, within HealthTimeout.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.HealthTimeout)
 	defer cancel()
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	if err := s.ping.ping(ctx, s.rdb, s.opts.HealthTimeout); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, healthAnswer{
 			Status: "unhealthy", Reason: "redis: " + err.Error(), Version: version.Get(),
 		})
 		return
 	}
 	writeJSON(w, http.StatusOK, healthAnswer{Status: "healthy", Version: version.Get()})
+}
+
+// pinger runs the health check's PING so that it answers within its
+// deadline. go-redis does not bound socket reads and writes by the
+// context's deadline unless the client was built with
+// ContextTimeoutEnabled (ours are not: the worker's blocking commands rely
+// on the socket timeouts): a Redis that accepts connections but does not
+// answer (stopped with SIGSTOP, a partitioned network, a full backlog)
+// held the PING for the client's ReadTimeout and the connection set-up,
+// about 5 s, against a 2 s health timeout. The PING now runs in its own
+// goroutine and the handler stops waiting at its deadline. At most one
+// PING is outstanding: probes arriving while one runs share its result,
+// so a hung Redis cannot pile up goroutines and connections.
+type pinger struct {
+	mu      sync.Mutex
+	current *pingCall
+}
+
+type pingCall struct {
+	done chan struct{}
+	err  error
+}
+
+func (p *pinger) ping(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) error {
+	p.mu.Lock()
+	call := p.current
+	if call == nil {
+		call = &pingCall{done: make(chan struct{})}
+		p.current = call
+		go func() {
+			// Not the request's context: the PING may outlive the
+			// request that started it, for the probes that share it.
+			pctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			call.err = rdb.Ping(pctx).Err()
+			p.mu.Lock()
+			p.current = nil
+			p.mu.Unlock()
+			close(call.done)
+		}()
+	}
+	p.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer to PING within %s", timeout)
+	}
 }
 
 // GET /api/version → {"version","git_commit","build_time"}.
@@ -44,7 +95,9 @@ func (s *Server) version(w http.ResponseWriter, _ *http.Request) {
 
 // GET /api/config → the configuration file as JSON. ${VAR} references are
 // shown as written, never resolved, so secrets from the environment stay
-// out of the answer.
+// out of the answer. Credentials written in the file are masked too
+// (redactConfig) unless ShowConfigSecrets: conserver showed storage
+// passwords and ingress keys to every token holder.
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	if s.opts.ConfigFile == "" {
 		writeJSON(w, http.StatusOK, map[string]any{})
@@ -63,7 +116,72 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	if doc == nil {
 		doc = map[string]any{}
 	}
-	writeJSON(w, http.StatusOK, jsonable(doc))
+	doc = jsonable(doc)
+	if !s.opts.ShowConfigSecrets {
+		doc = redactConfig(doc)
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// redactConfig masks the credentials of a conserver configuration: every
+// ingress_auth key, and what secrets.Redact finds (values of credential
+// options at any depth, credentials in URLs). The shape stays: a list of
+// three ingress keys shows as three masks.
+func redactConfig(doc any) any {
+	if m, ok := doc.(map[string]any); ok {
+		if auth, ok := m["ingress_auth"].(map[string]any); ok {
+			masked := make(map[string]any, len(auth))
+			for list, keys := range auth {
+				masked[list] = maskAll(keys)
+			}
+			m["ingress_auth"] = masked
+		}
+	}
+	return secrets.Redact(doc)
+}
+
+// holdsMask says whether a decoded configuration holds a value masked by
+// redactConfig: the mask itself, or a URL with a masked password or query
+// parameter.
+func holdsMask(v any) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		for _, e := range t {
+			if holdsMask(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if holdsMask(e) {
+				return true
+			}
+		}
+	case string:
+		return t == secrets.Mask || strings.Contains(t, ":"+secrets.Mask+"@") || strings.Contains(t, "="+secrets.Mask)
+	}
+	return false
+}
+
+// maskAll masks every scalar of v but null.
+func maskAll(v any) any {
+	switch t := v.(type) {
+	case nil:
+		return nil
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = maskAll(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = maskAll(e)
+		}
+		return out
+	}
+	return secrets.Mask
 }
 
 // jsonable turns YAML's map[any]any into map[string]any.
@@ -104,6 +222,12 @@ func (s *Server) postConfig(w http.ResponseWriter, r *http.Request) {
 	var doc map[string]any
 	if err := json.Unmarshal(data, &doc); err != nil {
 		writeInvalid(w, bodyError("dict_type", "Input should be a JSON object with links, storages and chains"))
+		return
+	}
+	// A configuration fetched with GET /api/config, edited and posted
+	// back would replace every credential of the file with the mask.
+	if !s.opts.ShowConfigSecrets && holdsMask(doc) {
+		writeInvalid(w, bodyError("value_error", "The configuration holds masked credentials ("+secrets.Mask+") as GET /api/config answers them; writing it would replace the real ones. Send the real values or ${VAR} references"))
 		return
 	}
 	// JSON is YAML: the configuration reader checks the shapes, without

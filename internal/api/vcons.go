@@ -33,6 +33,25 @@ func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what stri
 	writeDetail(w, http.StatusInternalServerError, what)
 }
 
+// saveError answers a failed save with what is known of the write: 503
+// with Retry-After when Redis did not confirm it (retrying is safe, see
+// save), 500 when Redis refused it.
+func (s *Server) saveError(w http.ResponseWriter, r *http.Request, err error) {
+	var detail string
+	switch {
+	case errors.Is(err, errWriteNotApplied):
+		detail = "The vCon was not stored: Redis did not confirm the write in time, and it had not been applied when checked. Retrying is safe: a uuid is never queued twice on a list while it waits there."
+	case errors.Is(err, errWriteUnknown):
+		detail = "Redis did not confirm the write in time and could not be asked whether the vCon was stored. Retrying is safe: a uuid is never queued twice on a list while it waits there."
+	default:
+		s.internalError(w, r, "Failed to store vCon", err)
+		return
+	}
+	s.log.Error("vCon write not confirmed by Redis", "route", r.Pattern, "error", err)
+	w.Header().Set("Retry-After", "1")
+	writeDetail(w, http.StatusServiceUnavailable, detail)
+}
+
 // POST /api/vcon?ingress_lists=a&ingress_lists=b → 201 with the stored vCon.
 func (s *Server) postVcon(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, s.opts.SortedSet)
@@ -45,7 +64,7 @@ func (s *Server) postVcon(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.save(r.Context(), in, lists); err != nil {
-		s.internalError(w, r, "Failed to store vCon", err)
+		s.saveError(w, r, err)
 		return
 	}
 	writeRawJSON(w, http.StatusCreated, in.body)
@@ -72,7 +91,7 @@ func (s *Server) externalIngress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.save(r.Context(), in, []string{list}); err != nil {
-		s.internalError(w, r, "Failed to store vCon", err)
+		s.saveError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

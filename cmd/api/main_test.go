@@ -1,0 +1,50 @@
+package main
+
+import (
+	"flag"
+	"testing"
+
+	"github.com/vcon-operator/vcon-operator/internal/api"
+)
+
+func TestFlagsOverrideTheEnvironment(t *testing.T) {
+	cases := []struct {
+		name      string
+		env       map[string]string
+		args      []string
+		wantBytes int64 // 0: api.DefaultMaxBodyBytes applies
+		wantShow  bool
+		wantErr   bool
+	}{
+		{name: "neither", wantBytes: 0},
+		{name: "env only", env: map[string]string{"VCON_MAX_BODY_BYTES": "4096", "VCON_CONFIG_SHOW_SECRETS": "true"}, wantBytes: 4096, wantShow: true},
+		{name: "flag only", args: []string{"--max-body-bytes=2048", "--config-show-secrets"}, wantBytes: 2048, wantShow: true},
+		{name: "flag wins", env: map[string]string{"VCON_MAX_BODY_BYTES": "4096", "VCON_CONFIG_SHOW_SECRETS": "true"},
+			args: []string{"--max-body-bytes=2048", "--config-show-secrets=false"}, wantBytes: 2048},
+		{name: "zero flag", args: []string{"--max-body-bytes=0"}, wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, err := api.OptionsFromEnv(func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs := flag.NewFlagSet("api", flag.ContinueOnError)
+			maxBody := fs.Int64("max-body-bytes", api.DefaultMaxBodyBytes, "")
+			show := fs.Bool("config-show-secrets", false, "")
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			err = applyFlags(fs, &opts, *maxBody, *show)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, want error %v", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			if opts.MaxBodyBytes != tc.wantBytes || opts.ShowConfigSecrets != tc.wantShow {
+				t.Errorf("MaxBodyBytes %d, ShowConfigSecrets %v; want %d, %v", opts.MaxBodyBytes, opts.ShowConfigSecrets, tc.wantBytes, tc.wantShow)
+			}
+		})
+	}
+}
