@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -64,12 +65,6 @@ const (
 	maxIngressLists  = 32
 )
 
-// reservedPrefixes are key prefixes of the Redis data model that are not
-// queues. A list named like one would collide with a vCon body, a party
-// index or our own keys; a push onto such a key fails with WRONGTYPE inside
-// the transaction, after the other commands have run.
-var reservedPrefixes = []string{"vcon:", "context:", "tel:", "mailto:", "name:", "vcon-operator:"}
-
 // checkListName refuses list names conserver users cannot mean: empty,
 // over-long, anything but printable ASCII without spaces (conserver lists
 // are names like default, ingress_list, chain-1.out or {tag}:x), and names
@@ -89,12 +84,9 @@ func checkListName(name, sortedSet string) string {
 	if name == sortedSet {
 		return fmt.Sprintf("%q is the vCon index, not a queue", name)
 	}
-	for _, p := range reservedPrefixes {
-		if strings.HasPrefix(name, p) {
-			return fmt.Sprintf("keys starting with %q are not queues", p)
-		}
-	}
-	return ""
+	// A push onto a key of another type fails with WRONGTYPE inside the
+	// transaction, after the other commands have run.
+	return queue.ListNameConflict(name)
 }
 
 // query reads and checks query parameters, collecting every problem so
