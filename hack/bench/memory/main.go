@@ -16,13 +16,10 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -39,6 +36,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
+	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
 )
 
 const (
@@ -145,7 +143,7 @@ func run(size, rounds int, only string) error {
 	}))
 	defer hook.Close()
 
-	doc := document(uuid, size)
+	doc := sample.Large(uuid, size)
 	mb := float64(len(doc)) / 1e6
 	fmt.Fprintf(os.Stderr, "memory: document of %.1f MB\n", mb)
 
@@ -195,7 +193,7 @@ Targets: links.tag + storage.redis_storage at most about 3×, links.jq_link at m
 | chain | peak RSS / document, default GOGC (%s): median (max) | peak RSS growth, default GOGC, median | peak RSS / document, GOGC=100: median (max) |
 |---|---|---|---|
 `, time.Now().UTC().Format("2006-01-02"), host, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
-		mb, dialogs, dialogs, rounds, defaultGOGC)
+		mb, sample.LargeDialogs, sample.LargeDialogs, rounds, defaultGOGC)
 	for _, r := range rows {
 		fmt.Printf("| %s | **%.1f×** (%.1f×) | %.0f MiB | %.1f× (%.1f×) |\n", r.name,
 			median(r.ratios[0]), slices.Max(r.ratios[0]), float64(medianInt(r.peaks[0]))/(1<<20),
@@ -217,72 +215,6 @@ func gogcLabel(s string) string {
 		return defaultGOGC
 	}
 	return s
-}
-
-// The document's shape, after a real call with its recordings inlined:
-// half its bytes in base64url dialog bodies (few large strings), a quarter
-// in a transcript analysis whose body is a JSON object of words (many small
-// objects: the costly part to decode), a quarter in per-dialog summaries of
-// text with newlines, quotes and accents (strings that need escaping).
-const (
-	dialogs     = 16
-	attachments = 4
-)
-
-// document is a valid vCon of about size bytes, shaped as above. It
-// carries a tag the tag router routes on.
-func document(uuid string, size int) []byte {
-	rng := rand.New(rand.NewPCG(1, 2))
-	base64Body := func(n int) string {
-		b := make([]byte, n*3/4) // base64 grows by 4/3
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	sentences := []string{"Customer: \"I've been charged twice\" — for the café order.\n", "Agent: Let me check that for you.\n",
-		"Customer: It's order #4411, placed Tuesday.\n", "Agent: I see it; the refund is on its way.\n"}
-	text := func(n int) string {
-		var sb strings.Builder
-		for sb.Len() < n {
-			sb.WriteString(sentences[rng.IntN(len(sentences))])
-		}
-		return sb.String()
-	}
-	ds := make([]any, dialogs)
-	as := make([]any, 0, dialogs+1)
-	for i := range ds {
-		ds[i] = map[string]any{
-			"type": "recording", "start": "2024-03-05T10:00:01Z", "duration": 312.5, "parties": []any{0, 1},
-			"mediatype": "audio/x-wav", "filename": fmt.Sprintf("rec-%d.wav", i), "encoding": "base64url",
-			"body": base64Body(size / 2 / dialogs),
-		}
-		as = append(as, map[string]any{"type": "summary", "dialog": i, "vendor": "openai", "encoding": "none", "body": text(size / 4 / dialogs)})
-	}
-	// A word is about 70 bytes of JSON.
-	words := make([]any, size/4/70)
-	for i := range words {
-		words[i] = map[string]any{"word": "refund", "start": float64(i) * 0.31, "end": float64(i)*0.31 + 0.25, "confidence": 0.98, "speaker": i % 2}
-	}
-	analysis := append(as, map[string]any{"type": "transcript", "dialog": 0, "vendor": "deepgram", "encoding": "json",
-		"body": map[string]any{"transcript": "refund refund", "words": words}})
-	atts := []any{map[string]any{"purpose": "tags", "encoding": "json", "body": `["urgent:yes"]`}}
-	for i := range attachments {
-		atts = append(atts, map[string]any{"purpose": "note", "mediatype": "text/plain", "filename": fmt.Sprintf("note-%d.txt", i),
-			"encoding": "none", "body": text(4 << 10), "party": 1, "start": "2024-03-05T10:05:00Z"})
-	}
-	doc := map[string]any{
-		"vcon": "0.0.1", "uuid": uuid, "created_at": "2024-03-05T10:00:00.000+00:00", "subject": "Large call",
-		"parties": []any{
-			map[string]any{"tel": "+15555550100", "name": "Alice Agent", "role": "agent"},
-			map[string]any{"tel": "+15555550101", "name": "Bob Customer", "role": "customer"},
-		},
-		"dialog":      ds,
-		"analysis":    analysis,
-		"attachments": atts,
-	}
-	b, _ := json.Marshal(doc) // maps of strings and numbers always encode
-	return b
 }
 
 // workerRun starts a worker, reads its idle peak, stores and queues the
