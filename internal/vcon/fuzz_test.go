@@ -34,6 +34,19 @@ func FuzzParseValidate(f *testing.F) {
 			t.Fatalf("round trip unstable:\n%s\n%s", first, second)
 		}
 
+		// Normalized reads as Normalize on a deep copy and leaves its
+		// input as it was.
+		base := mustMarshal(t, again)
+		view := mustMarshal(t, Normalized(again))
+		if after := mustMarshal(t, again); !bytes.Equal(after, base) {
+			t.Fatalf("Normalized changed its input:\n%s\n%s", base, after)
+		}
+		deep := again.Clone()
+		Normalize(deep)
+		if want := mustMarshal(t, deep); !bytes.Equal(view, want) {
+			t.Fatalf("Normalized differs from Normalize on a copy:\n%s\n%s", view, want)
+		}
+
 		old := ToVersion001(again)
 		Normalize(again)
 		n1 := mustMarshal(t, again)
