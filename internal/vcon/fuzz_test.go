@@ -26,6 +26,9 @@ func FuzzParseValidate(f *testing.F) {
 		// Marshal may repair input (invalid UTF-8), so stability is
 		// checked from the first marshalled form on.
 		first := mustMarshal(t, v)
+		if n := encodedLen(v.Doc); n != len(first) {
+			t.Fatalf("encodedLen = %d, encoding is %d bytes: %s", n, len(first), first)
+		}
 		again, err := Parse(first)
 		if err != nil {
 			t.Fatalf("Parse(Marshal(v)): %v\n%s", err, first)

@@ -1,6 +1,9 @@
 package vcon
 
-import "maps"
+import (
+	"maps"
+	"unsafe"
+)
 
 // Versions written by Normalize and ToVersion001.
 const (
@@ -133,7 +136,15 @@ func encodeBody(e map[string]any) {
 	e["encoding"] = "json"
 }
 
+// compactJSON is x's JSON text. It is written into a buffer of its size,
+// measured first, which becomes the string without a copy: an object body
+// of a large vCon (a transcript's words) would otherwise cost the buffer's
+// growth and a copy, several times its size, while the decoded objects it
+// replaces are still live.
 func compactJSON(x any) (string, error) {
-	b, err := appendJSON(nil, x)
-	return string(b), err
+	b, err := appendJSON(make([]byte, 0, encodedLen(x)), x)
+	if err != nil {
+		return "", err
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
