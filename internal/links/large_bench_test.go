@@ -12,12 +12,13 @@ import (
 )
 
 // BenchmarkLargeDocument runs core links on a vCon of about 8 MB shaped
-// like a real call with its media inlined (sample.Large). The document is
+// like a real call with its media inlined and its transcript an object
+// (sample.Large, the costlier shape). The document is
 // parsed outside the timer: B/op is what the link itself allocates, and
 // divided by the document's size, what it adds to the worker's memory per
 // vCon (hack/bench/memory measures the whole worker).
 func BenchmarkLargeDocument(b *testing.B) {
-	doc := sample.Large("0190d6f0-1c2d-7a00-8000-000000000001", 8<<20)
+	doc := sample.Large("0190d6f0-1c2d-7a00-8000-000000000001", 8<<20, true)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))

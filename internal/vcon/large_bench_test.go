@@ -8,11 +8,12 @@ import (
 
 // BenchmarkLargeDocument measures what the worker does to every vCon,
 // on one of about 8 MB shaped like a real call with its media inlined
-// (sample.Large): decode, normalise, encode. B/op divided by the
+// and its transcript an object (sample.Large, the costlier shape):
+// decode, normalise, encode. B/op divided by the
 // document's size is the allocation per vCon byte behind the worker's
 // peak RSS, which hack/bench/memory measures on the real binary.
 func BenchmarkLargeDocument(b *testing.B) {
-	doc := sample.Large("0190d6f0-1c2d-7a00-8000-000000000001", 8<<20)
+	doc := sample.Large("0190d6f0-1c2d-7a00-8000-000000000001", 8<<20, true)
 	v, err := Parse(doc)
 	if err != nil {
 		b.Fatal(err)

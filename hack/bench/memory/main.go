@@ -1,6 +1,6 @@
 // Command memory measures the conserver worker's memory per vCon: the
 // worker binary (go build ./cmd/conserver) takes one large vCon (about
-// 40 MB: dialogs and attachments with big base64url bodies) from a private
+// 40 MB: dialogs with big base64url bodies, a transcript, summaries) from a private
 // redis-server through a chain of one core link or storage, and the
 // figure is its peak resident set (VmHWM from /proc/PID/status) minus its
 // peak while idle, divided by the document's size. The ratio is what the
@@ -8,7 +8,8 @@
 // 3×, jq at most about 5×); a fresh worker per run, so one run's heap does
 // not carry into the next. Each case runs with the worker's default GOGC
 // and with GOGC=100, to show how much of the peak is the collector's
-// headroom rather than live data.
+// headroom rather than live data, on two shapes of the document
+// (sample.Large: the transcript as JSON text or as an object).
 //
 // It prints its section of docs/benchmarks.md (markdown) on stdout; run it
 // through hack/bench.sh. Needs redis-server in PATH.
@@ -104,7 +105,7 @@ chains:
 
 func main() {
 	size := flag.Int("size", 40<<20, "approximate vCon size in bytes")
-	rounds := flag.Int("rounds", 3, "runs per case and GOGC")
+	rounds := flag.Int("rounds", 3, "runs per case, shape and GOGC")
 	only := flag.String("case", "", "run only the cases whose name contains this")
 	flag.Parse()
 	if err := run(*size, *rounds, *only); err != nil {
@@ -113,9 +114,22 @@ func main() {
 	}
 }
 
-// gogcs are the collector settings each case runs with: the worker's own
-// default (GOGC unset) and Go's.
-var gogcs = []string{"", "100"}
+// A variant is one document shape under one collector setting: the
+// worker's own GOGC (unset) and Go's default.
+type variant struct {
+	objectBodies bool // sample.Large's shape
+	gogc         string
+}
+
+var variants = []variant{{false, ""}, {false, "100"}, {true, ""}, {true, "100"}}
+
+func (v variant) String() string {
+	shape := "bodies as JSON text"
+	if v.objectBodies {
+		shape = "object bodies"
+	}
+	return shape + ", GOGC " + gogcLabel(v.gogc)
+}
 
 func run(size, rounds int, only string) error {
 	dir, err := os.MkdirTemp("", "bench-memory-")
@@ -143,14 +157,13 @@ func run(size, rounds int, only string) error {
 	}))
 	defer hook.Close()
 
-	doc := sample.Large(uuid, size)
-	mb := float64(len(doc)) / 1e6
-	fmt.Fprintf(os.Stderr, "memory: document of %.1f MB\n", mb)
+	docs := map[bool][]byte{false: sample.Large(uuid, size, false), true: sample.Large(uuid, size, true)}
+	fmt.Fprintf(os.Stderr, "memory: documents of %.1f MB (bodies as text) and %.1f MB (object bodies)\n",
+		float64(len(docs[false]))/1e6, float64(len(docs[true]))/1e6)
 
 	type row struct {
 		name   string
-		ratios [][]float64 // per GOGC setting, one per round
-		peaks  [][]int64
+		ratios [][]float64 // per variant, one per round
 	}
 	var rows []row
 	for _, c := range cases {
@@ -165,18 +178,18 @@ func run(size, rounds int, only string) error {
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			return err
 		}
-		r := row{name: c.name, ratios: make([][]float64, len(gogcs)), peaks: make([][]int64, len(gogcs))}
-		for g, gogc := range gogcs {
+		r := row{name: c.name, ratios: make([][]float64, len(variants))}
+		for i, v := range variants {
+			doc := docs[v.objectBodies]
 			for round := range rounds {
-				grown, err := workerRun(rdb, bin, cfg, srv.Addr, dir, doc, gogc)
+				grown, err := workerRun(rdb, bin, cfg, srv.Addr, dir, doc, v.gogc)
 				if err != nil {
-					return fmt.Errorf("%s, GOGC %q, run %d: %w", c.name, gogc, round+1, err)
+					return fmt.Errorf("%s, %s, run %d: %w", c.name, v, round+1, err)
 				}
 				ratio := float64(grown) / float64(len(doc))
-				r.ratios[g] = append(r.ratios[g], ratio)
-				r.peaks[g] = append(r.peaks[g], grown)
-				fmt.Fprintf(os.Stderr, "memory: %s, GOGC %s, run %d: peak RSS +%.0f MiB, %.2f× the document\n",
-					c.name, gogcLabel(gogc), round+1, float64(grown)/(1<<20), ratio)
+				r.ratios[i] = append(r.ratios[i], ratio)
+				fmt.Fprintf(os.Stderr, "memory: %s, %s, run %d: peak RSS +%.0f MiB, %.2f× the document\n",
+					c.name, v, round+1, float64(grown)/(1<<20), ratio)
 			}
 		}
 		rows = append(rows, r)
@@ -186,33 +199,33 @@ func run(size, rounds int, only string) error {
 	fmt.Printf(`## Worker memory per vCon
 
 Run %s on %s (%s, %d CPUs; Go %s, redis-server on loopback, no RedisJSON so bodies are plain strings).
-One vCon of %.1f MB (%d dialogs with base64url bodies, half the bytes; a transcript analysis whose body is a JSON object of words, a quarter; %d summaries of text that needs escaping, a quarter; a tags attachment) through a chain of one link or storage; a fresh worker (`+"`go build ./cmd/conserver`"+`, concurrency 4) per run, %d runs per case and GOGC.
-The figure is the worker's peak resident set (VmHWM) after the vCon reached egress minus its VmHWM while idle before it was pushed, divided by the document's size: how many times its own size one vCon costs the worker.
+One vCon of %.1f MB through a chain of one link or storage: %d dialogs with base64url bodies (half the bytes), a transcript analysis of words (a quarter), %d summaries of text that needs escaping (a quarter), a tags attachment.
+Two shapes: the transcript's body as JSON text, as the API and every worker store it, and as a JSON object, as a producer writing Redis directly may leave it (many small objects, the costliest part to decode).
+A fresh worker (`+"`go build ./cmd/conserver`"+`, concurrency 4) per run, %d runs per cell; its own GOGC (400, lowered while the live heap is large: cmd/conserver/gc_headroom.go) and GOGC=100 (set in the environment, which turns the tuner off).
+The figure is the worker's peak resident set (VmHWM) after the vCon reached egress minus its VmHWM while idle before it was pushed, divided by the document's size: how many times its own size one vCon costs the worker. Median of the runs (max).
 Targets: links.tag + storage.redis_storage at most about 3×, links.jq_link at most about 5×.
 
-| chain | peak RSS / document, default GOGC (%s): median (max) | peak RSS growth, default GOGC, median | peak RSS / document, GOGC=100: median (max) |
-|---|---|---|---|
+| chain | bodies as text, worker GOGC | bodies as text, GOGC=100 | object bodies, worker GOGC | object bodies, GOGC=100 |
+|---|---|---|---|---|
 `, time.Now().UTC().Format("2006-01-02"), host, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
-		mb, sample.LargeDialogs, sample.LargeDialogs, rounds, defaultGOGC)
+		float64(len(docs[false]))/1e6, sample.LargeDialogs, sample.LargeDialogs, rounds)
 	for _, r := range rows {
-		fmt.Printf("| %s | **%.1f×** (%.1f×) | %.0f MiB | %.1f× (%.1f×) |\n", r.name,
-			median(r.ratios[0]), slices.Max(r.ratios[0]), float64(medianInt(r.peaks[0]))/(1<<20),
-			median(r.ratios[1]), slices.Max(r.ratios[1]))
+		fmt.Printf("| %s |", r.name)
+		for i := range variants {
+			fmt.Printf(" **%.1f×** (%.1f×) |", median(r.ratios[i]), slices.Max(r.ratios[i]))
+		}
+		fmt.Println()
 	}
 	fmt.Printf(`
 The jq filter is ` + "`.dialog | length > 0`" + `; the webhook posts to a local server that reads and drops the body; the tag router pushes the uuid to one list; the diet link walks the document for system prompts.
-Reproduce: ` + "`make bench`" + ` (or ` + "`go run ./hack/bench/memory`" + `; ` + "`-case jq`" + ` runs one case, ` + "`-size`" + ` sets the document's size).
+Reproduce: ` + "`make bench`" + ` (or ` + "`go run ./hack/bench/memory`" + `; ` + "`-case jq`" + ` runs the cases whose name holds jq, ` + "`-size`" + ` sets the document's size, ` + "`-rounds`" + ` the runs per cell).
 `)
 	return nil
 }
 
-// defaultGOGC is printed for the worker's own setting (cmd/conserver's
-// defaultGCPercent).
-const defaultGOGC = "worker default"
-
 func gogcLabel(s string) string {
 	if s == "" {
-		return defaultGOGC
+		return "of the worker"
 	}
 	return s
 }
@@ -294,11 +307,6 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianInt(xs []int64) int64 {
-	s := slices.Sorted(slices.Values(xs))
-	return s[len(s)/2]
 }
 
 // vmHWM is a process's peak resident set size, in bytes.

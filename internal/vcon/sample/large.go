@@ -10,9 +10,12 @@ import (
 
 // The document's shape, after a real call with its recordings inlined:
 // half its bytes in base64url dialog bodies (few large strings), a quarter
-// in a transcript analysis whose body is a JSON object of words (many small
-// objects: the costly part to decode), a quarter in per-dialog summaries of
-// text with newlines, quotes and accents (strings that need escaping).
+// in a transcript analysis whose body is a list of words, a quarter in
+// per-dialog summaries of text with newlines, quotes and accents (strings
+// that need escaping). The transcript's body is JSON text as the API and
+// every worker store it (vcon.Normalize), or with objectBodies the JSON
+// object a producer writing Redis directly may leave: many small objects,
+// the costliest part to decode.
 const (
 	LargeDialogs = 16
 	largeNotes   = 4
@@ -21,7 +24,7 @@ const (
 // Large is a valid vCon of about size bytes (at least a few hundred
 // kB), shaped as above, for measuring memory per document. It carries the
 // tag urgent:yes.
-func Large(uuid string, size int) []byte {
+func Large(uuid string, size int, objectBodies bool) []byte {
 	rng := rand.New(rand.NewPCG(1, 2))
 	base64Body := func(n int) string {
 		b := make([]byte, n*3/4) // base64 grows by 4/3
@@ -54,8 +57,12 @@ func Large(uuid string, size int) []byte {
 	for i := range words {
 		words[i] = map[string]any{"word": "refund", "start": float64(i) * 0.31, "end": float64(i)*0.31 + 0.25, "confidence": 0.98, "speaker": i % 2}
 	}
-	analysis := append(as, map[string]any{"type": "transcript", "dialog": 0, "vendor": "deepgram", "encoding": "json",
-		"body": map[string]any{"transcript": "refund refund", "words": words}})
+	var transcript any = map[string]any{"transcript": "refund refund", "words": words}
+	if !objectBodies {
+		text, _ := json.Marshal(transcript) // maps of strings and numbers always encode
+		transcript = string(text)
+	}
+	analysis := append(as, map[string]any{"type": "transcript", "dialog": 0, "vendor": "deepgram", "encoding": "json", "body": transcript})
 	atts := []any{map[string]any{"purpose": "tags", "encoding": "json", "body": `["urgent:yes"]`}}
 	for i := range largeNotes {
 		atts = append(atts, map[string]any{"purpose": "note", "mediatype": "text/plain", "filename": fmt.Sprintf("note-%d.txt", i),
