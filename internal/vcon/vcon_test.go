@@ -3,6 +3,7 @@ package vcon
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -113,5 +114,24 @@ func TestCreatedAt(t *testing.T) {
 	}
 	if _, ok := CreatedAt(&VCon{Doc: map[string]any{"created_at": 1700000000}}); ok {
 		t.Fatal("a number created_at should not parse")
+	}
+}
+
+// TestAppendMarshalGrowsOnce: a small buffer is grown to the document's
+// size once, not by append's doubling as the encoding proceeds.
+func TestAppendMarshalGrowsOnce(t *testing.T) {
+	item := `"` + strings.Repeat("x", 500) + `"`
+	v, err := Parse([]byte(`{"uuid":"u","body":[` + strings.Repeat(item+",", 2000) + item + `]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := make([]byte, 0, 8<<10)
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, err := v.AppendMarshal(small[:0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("AppendMarshal allocated %.0f times, want once", allocs)
 	}
 }
