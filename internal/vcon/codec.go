@@ -34,13 +34,20 @@ var decodeOptions = []jsontext.Options{
 }
 
 // decode parses exactly one JSON value.
-func decode(data []byte) (any, error) {
-	dec := jsontext.NewDecoder(bytes.NewBuffer(data), decodeOptions...)
-	v, err := decodeValue(dec)
+func decode(data []byte) (any, error) { return decodeFrom(data, false) }
+
+// decodeFrom parses exactly one JSON value; with shared, long strings
+// without escapes are data's own bytes instead of copies.
+func decodeFrom(data []byte, shared bool) (any, error) {
+	d := decoder{dec: jsontext.NewDecoder(bytes.NewBuffer(data), decodeOptions...)}
+	if shared {
+		d.shared = data
+	}
+	v, err := d.value()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dec.ReadToken(); err != io.EOF {
+	if _, err := d.dec.ReadToken(); err != io.EOF {
 		if err == nil {
 			return nil, errors.New("more than one value")
 		}
@@ -49,7 +56,15 @@ func decode(data []byte) (any, error) {
 	return v, nil
 }
 
-func decodeValue(dec *jsontext.Decoder) (any, error) {
+// decoder reads one document. shared, when set, is the input: strings may
+// alias it (ParseReadOnly).
+type decoder struct {
+	dec    *jsontext.Decoder
+	shared []byte
+}
+
+func (d *decoder) value() (any, error) {
+	dec := d.dec
 	switch dec.PeekKind() {
 	case '{':
 		if _, err := dec.ReadToken(); err != nil {
@@ -57,11 +72,11 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		}
 		m := make(map[string]any)
 		for dec.PeekKind() != '}' {
-			name, err := readString(dec)
+			name, err := d.string()
 			if err != nil {
 				return nil, err
 			}
-			v, err := decodeValue(dec)
+			v, err := d.value()
 			if err != nil {
 				return nil, err
 			}
@@ -78,7 +93,7 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		// Non-nil, as encoding/json decodes [] into an empty slice.
 		s := make([]any, 0)
 		for dec.PeekKind() != ']' {
-			v, err := decodeValue(dec)
+			v, err := d.value()
 			if err != nil {
 				return nil, err
 			}
@@ -90,7 +105,7 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		return s, nil
 	}
 	if dec.PeekKind() == '"' {
-		return readString(dec)
+		return d.string()
 	}
 	tok, err := dec.ReadToken()
 	if err != nil {
@@ -109,13 +124,18 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 	return nil, fmt.Errorf("unexpected %v", tok.Kind())
 }
 
-// readString reads a string (a value or an object's name). The names and
+// minShared is the length from which a string aliases a shared input:
+// shorter ones are cheaper copied than pointing into a large buffer.
+const minShared = 64
+
+// string reads a string (a value or an object's name). The names and
 // short values of vCon documents repeat in every document ("type", "body",
 // "recording"): those come from a fixed table instead of a new allocation
 // each. The raw value lives until the next read; the string returned does
-// not share it.
-func readString(dec *jsontext.Decoder) (string, error) {
-	raw, err := dec.ReadValue()
+// not share it, unless it is a long string of a shared input, which it
+// then aliases.
+func (d *decoder) string() (string, error) {
+	raw, err := d.dec.ReadValue()
 	if err != nil {
 		return "", err
 	}
@@ -125,6 +145,9 @@ func readString(dec *jsontext.Decoder) (string, error) {
 			if s, ok := common[string(text)]; ok { // the lookup does not allocate
 				return s, nil
 			}
+		}
+		if len(text) >= minShared && d.within(text) {
+			return unsafe.String(unsafe.SliceData(text), len(text)), nil
 		}
 		return string(text), nil
 	}
@@ -139,8 +162,20 @@ func readString(dec *jsontext.Decoder) (string, error) {
 	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
+// within reports whether text lies in the shared input. jsontext reads a
+// bytes.Buffer in place, so it does; the check keeps a copy in the
+// decoder's own buffer from ever being aliased.
+func (d *decoder) within(text []byte) bool {
+	if len(d.shared) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(d.shared)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(text)))
+	return p >= start && p+uintptr(len(text)) <= start+uintptr(len(d.shared))
+}
+
 // common holds the field names and frequent short values of vCon
-// documents, as readString's table.
+// documents, as the decoder's table.
 var common = func() map[string]string {
 	m := map[string]string{}
 	for _, s := range strings.Fields(`vcon uuid created_at updated_at subject redacted appended amended group meta must_support

@@ -26,6 +26,14 @@ func FuzzParseValidate(f *testing.F) {
 		// Marshal may repair input (invalid UTF-8), so stability is
 		// checked from the first marshalled form on.
 		first := mustMarshal(t, v)
+		// ParseReadOnly reads the same document as Parse.
+		shared, err := ParseReadOnly(data)
+		if err != nil {
+			t.Fatalf("ParseReadOnly fails where Parse did not: %v", err)
+		}
+		if b := mustMarshal(t, shared); !bytes.Equal(b, first) {
+			t.Fatalf("ParseReadOnly differs from Parse:\n%s\n%s", b, first)
+		}
 		if n := encodedLen(v.Doc); n != len(first) {
 			t.Fatalf("encodedLen = %d, encoding is %d bytes: %s", n, len(first), first)
 		}

@@ -34,8 +34,17 @@ var ErrNotObject = errors.New("vcon: document is not a JSON object")
 
 // Parse decodes a vCon document. It checks only that the input is one JSON
 // object; Validate says whether it is a usable vCon.
-func Parse(data []byte) (*VCon, error) {
-	raw, err := decode(data)
+func Parse(data []byte) (*VCon, error) { return parse(data, false) }
+
+// ParseReadOnly is Parse for input that nothing changes while the
+// document is in use, such as a Redis reply (vconstore.Body.Data): the
+// document's long strings are the input's own bytes instead of copies, so
+// a large vCon is held once, not twice. The input stays in memory as long
+// as the document does, and changing it changes the document.
+func ParseReadOnly(data []byte) (*VCon, error) { return parse(data, true) }
+
+func parse(data []byte, shared bool) (*VCon, error) {
+	raw, err := decodeFrom(data, shared)
 	if err != nil {
 		return nil, fmt.Errorf("vcon: invalid JSON: %w", err)
 	}

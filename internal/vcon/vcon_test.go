@@ -135,3 +135,37 @@ func TestAppendMarshalGrowsOnce(t *testing.T) {
 		t.Errorf("AppendMarshal allocated %.0f times, want once", allocs)
 	}
 }
+
+// TestParseReadOnlyShares: the long strings of a document read by
+// ParseReadOnly are the input's bytes (what saves a copy of a large
+// vCon); short ones, escaped ones and Parse's are copies.
+func TestParseReadOnlyShares(t *testing.T) {
+	long := strings.Repeat("A", 100)
+	data := []byte(`{"uuid":"u","long":"` + long + `","short":"abc","escaped":"` + long + `\n"}`)
+	shared, err := ParseReadOnly(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		if data[i] == 'A' || data[i] == 'a' {
+			data[i]++ // what a caller must never do to a ParseReadOnly input
+		}
+	}
+	for _, tc := range []struct {
+		v         *VCon
+		key, want string
+	}{
+		{shared, "long", strings.Repeat("B", 100)},
+		{shared, "short", "abc"},
+		{shared, "escaped", long + "\n"},
+		{copied, "long", long},
+	} {
+		if got := tc.v.String(tc.key); got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.key, got, tc.want)
+		}
+	}
+}
