@@ -71,19 +71,26 @@ const defaultGCPercent = 400
 // and a soft memory limit of 90% of the container's (cgroup) memory limit
 // unless GOMEMLIMIT is set (AUTOMEMLIMIT=off disables it), so that a
 // larger GOGC never walks a worker with a memory limit into the OOM killer:
-// near the limit the collector runs as often as it must.
-func tuneRuntime(log *slog.Logger, limit memlimit.Provider) {
-	if os.Getenv("GOGC") == "" {
+// near the limit the collector runs as often as it must. It reports
+// whether GOGC is the worker's own, which the headroom tuner
+// (gc_headroom.go) may then lower while the live heap is large; a GOGC
+// from the environment is left as it is.
+func tuneRuntime(log *slog.Logger, limit memlimit.Provider) (ownGOGC bool) {
+	ownGOGC = os.Getenv("GOGC") == ""
+	if ownGOGC {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	if _, err := memlimit.Set(memlimit.WithProvider(limit), memlimit.WithRatio(0.9)); err != nil {
 		log.Warn("cannot read the container's memory limit; no soft memory limit set", "error", err)
 	}
+	return ownGOGC
 }
 
 func main() {
 	log := logging.NewJSON(os.Stderr, nil)
-	tuneRuntime(log, memlimit.FromCgroup)
+	if tuneRuntime(log, memlimit.FromCgroup) {
+		startHeadroomTuner(defaultGCPercent)
+	}
 	if err := run(log, os.Args[1:]); err != nil {
 		log.Error("conserver failed", "error", err.Error())
 		fmt.Fprintln(os.Stderr, "conserver:", err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
@@ -205,7 +206,13 @@ func removeSystemPrompts(x any) bool {
 }
 
 func withoutSystemPrompts(body string) (string, bool) {
-	dec := json.NewDecoder(bytes.NewReader([]byte(body)))
+	// Decoding a body to look for the key costs several times its size
+	// (a transcript's words become maps); a body whose text cannot hold
+	// the key, written plainly or with escaped ASCII letters, has none.
+	if !strings.Contains(body, "system_prompt") && !strings.Contains(body, `\u00`) {
+		return "", false
+	}
+	dec := json.NewDecoder(strings.NewReader(body))
 	dec.UseNumber()
 	var decoded any
 	if dec.Decode(&decoded) != nil || !removeSystemPrompts(decoded) {

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
 const dietDoc = `{
@@ -177,5 +179,23 @@ func TestDietBadOptions(t *testing.T) {
 	})
 	if _, err := New("ok", "links.diet", map[string]any{"s3_bucket": "", "aws_region": "us-east-1"}, Deps{}); err != nil {
 		t.Fatalf("empty S3 options refused: %v", err)
+	}
+}
+
+// TestDietSystemPromptsInBodies: a body names the key plainly or with
+// escapes, or not at all (then it is left as it is, not re-encoded).
+func TestDietSystemPromptsInBodies(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"system_prompt":"x","t":1}`, `{"t":1}`},
+		{`{"\u0073ystem_prompt":"x","t":1}`, `{"t":1}`},
+		{`{"t":1, "words": [ {"w": "caf\u00e9"} ]}`, `{"t":1, "words": [ {"w": "caf\u00e9"} ]}`},
+		{`{"t": 1.50, "prompt": "system"}`, `{"t": 1.50, "prompt": "system"}`},
+	} {
+		v := vcon.New("u1")
+		v.Append(vcon.Analysis, map[string]any{"type": "summary", "encoding": "json", "body": tc.body})
+		run(t, mustNew(t, "links.diet", map[string]any{"remove_system_prompts": true}, Deps{}), v)
+		if got := v.List(vcon.Analysis)[0]["body"]; got != tc.want {
+			t.Errorf("body %s became %s, want %s", tc.body, got, tc.want)
+		}
 	}
 }

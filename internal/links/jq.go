@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strconv"
 	"strings"
 
 	"github.com/itchyny/gojq"
@@ -63,9 +62,12 @@ func (l *jqLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 }
 
 func (l *jqLink) match(ctx context.Context, v *vcon.VCon) (bool, error) {
-	doc := v.Clone()
-	vcon.Normalize(doc)
-	iter := l.code.RunWithContext(ctx, jqValue(doc.Doc))
+	// The program reads the normalised document as conserver stores it.
+	// gojq never changes its input and reads json.Number itself, so it
+	// gets the normalised view as it is: a deep copy (twice, for the
+	// view and for gojq's value types) cost several times the size of a
+	// large vCon.
+	iter := l.code.RunWithContext(ctx, vcon.Normalized(v).Doc)
 	out, ok := iter.Next()
 	if !ok {
 		return false, nil
@@ -109,6 +111,9 @@ func pythonTruthy(x any) bool {
 		return t != 0
 	case float64:
 		return t != 0
+	case json.Number: // a number of the document, output as it is
+		f, err := t.Float64()
+		return err != nil || f != 0
 	case *big.Int:
 		return t.Sign() != 0
 	case string:
@@ -119,32 +124,4 @@ func pythonTruthy(x any) bool {
 		return len(t) > 0
 	}
 	return true
-}
-
-// jqValue copies a decoded document into the plain values gojq accepts:
-// json.Number becomes int when integral and in range, float64 otherwise.
-func jqValue(x any) any {
-	switch t := x.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, e := range t {
-			m[k] = jqValue(e)
-		}
-		return m
-	case []any:
-		s := make([]any, len(t))
-		for i, e := range t {
-			s[i] = jqValue(e)
-		}
-		return s
-	case json.Number:
-		if n, err := strconv.ParseInt(string(t), 10, 64); err == nil {
-			return int(n)
-		}
-		if f, err := t.Float64(); err == nil {
-			return f
-		}
-		return string(t)
-	}
-	return x
 }

@@ -41,6 +41,14 @@ func TestJQTruthiness(t *testing.T) {
 		{filter: `[.dialog[] | select(.duration > 100)] | length`, match: true},
 		{filter: `.dialog[1].duration == 30.5`, match: true},
 		{filter: `.dialog[0].duration == 120`, match: true},
+		// Numbers of the document, output as they are, read as Python
+		// reads the numbers conserver's jq returns.
+		{filter: `.dialog[0].duration`, match: true},
+		{filter: `.analysis[0].dialog`, match: false},
+		{filter: `.dialog[0].duration > 100 and .dialog[1].duration < 31`, match: true},
+		// The program reads the document it is given, never changes it
+		// (Run checks that the vCon is unchanged), even when it rewrites.
+		{filter: `.dialog[0].duration = 0 | .parties[0] |= del(.name) | del(.attachments) | .dialog[0].duration == 0`, match: true},
 		// The program sees the normalised document: version stamped,
 		// mimetype renamed, object bodies turned into JSON strings.
 		{filter: `.vcon == "0.4.0" and .dialog[0].mediatype == "audio/wav"`, match: true},

@@ -87,8 +87,8 @@ func newWebhook(_ string, raw map[string]any, deps Deps) (Link, error) {
 }
 
 func (w *webhook) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
-	doc := v.Clone()
-	vcon.Normalize(doc)
+	// Read-only views, not copies: only the encoding below is new.
+	doc := vcon.Normalized(v)
 	if w.version001 {
 		doc = vcon.ToVersion001(doc)
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -33,13 +34,20 @@ var decodeOptions = []jsontext.Options{
 }
 
 // decode parses exactly one JSON value.
-func decode(data []byte) (any, error) {
-	dec := jsontext.NewDecoder(bytes.NewBuffer(data), decodeOptions...)
-	v, err := decodeValue(dec)
+func decode(data []byte) (any, error) { return decodeFrom(data, false) }
+
+// decodeFrom parses exactly one JSON value; with shared, long strings
+// without escapes are data's own bytes instead of copies.
+func decodeFrom(data []byte, shared bool) (any, error) {
+	d := decoder{dec: jsontext.NewDecoder(bytes.NewBuffer(data), decodeOptions...)}
+	if shared {
+		d.shared = data
+	}
+	v, err := d.value()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dec.ReadToken(); err != io.EOF {
+	if _, err := d.dec.ReadToken(); err != io.EOF {
 		if err == nil {
 			return nil, errors.New("more than one value")
 		}
@@ -48,7 +56,15 @@ func decode(data []byte) (any, error) {
 	return v, nil
 }
 
-func decodeValue(dec *jsontext.Decoder) (any, error) {
+// decoder reads one document. shared, when set, is the input: strings may
+// alias it (ParseReadOnly).
+type decoder struct {
+	dec    *jsontext.Decoder
+	shared []byte
+}
+
+func (d *decoder) value() (any, error) {
+	dec := d.dec
 	switch dec.PeekKind() {
 	case '{':
 		if _, err := dec.ReadToken(); err != nil {
@@ -56,11 +72,11 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		}
 		m := make(map[string]any)
 		for dec.PeekKind() != '}' {
-			name, err := readString(dec)
+			name, err := d.string()
 			if err != nil {
 				return nil, err
 			}
-			v, err := decodeValue(dec)
+			v, err := d.value()
 			if err != nil {
 				return nil, err
 			}
@@ -77,7 +93,7 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		// Non-nil, as encoding/json decodes [] into an empty slice.
 		s := make([]any, 0)
 		for dec.PeekKind() != ']' {
-			v, err := decodeValue(dec)
+			v, err := d.value()
 			if err != nil {
 				return nil, err
 			}
@@ -89,7 +105,7 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		return s, nil
 	}
 	if dec.PeekKind() == '"' {
-		return readString(dec)
+		return d.string()
 	}
 	tok, err := dec.ReadToken()
 	if err != nil {
@@ -108,13 +124,18 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 	return nil, fmt.Errorf("unexpected %v", tok.Kind())
 }
 
-// readString reads a string (a value or an object's name). The names and
+// minShared is the length from which a string aliases a shared input:
+// shorter ones are cheaper copied than pointing into a large buffer.
+const minShared = 64
+
+// string reads a string (a value or an object's name). The names and
 // short values of vCon documents repeat in every document ("type", "body",
 // "recording"): those come from a fixed table instead of a new allocation
 // each. The raw value lives until the next read; the string returned does
-// not share it.
-func readString(dec *jsontext.Decoder) (string, error) {
-	raw, err := dec.ReadValue()
+// not share it, unless it is a long string of a shared input, which it
+// then aliases.
+func (d *decoder) string() (string, error) {
+	raw, err := d.dec.ReadValue()
 	if err != nil {
 		return "", err
 	}
@@ -125,17 +146,36 @@ func readString(dec *jsontext.Decoder) (string, error) {
 				return s, nil
 			}
 		}
+		if len(text) >= minShared && d.within(text) {
+			return unsafe.String(unsafe.SliceData(text), len(text)), nil
+		}
 		return string(text), nil
 	}
 	// ReadValue accepted the literal; the only error left to report is
 	// invalid UTF-8, which encoding/json (and so this codec) replaces with
-	// U+FFFD, as AppendUnquote has done.
-	b, _ := jsontext.AppendUnquote(nil, raw)
-	return string(b), nil
+	// U+FFFD, as AppendUnquote has done. The text is unquoted into a
+	// buffer of its quoted size (escapes only shrink it; a replaced byte
+	// grows it, and append then makes room) which becomes the string
+	// itself: nothing else refers to it, so a long transcript is not
+	// copied twice more.
+	b, _ := jsontext.AppendUnquote(make([]byte, 0, len(raw)), raw)
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+}
+
+// within reports whether text lies in the shared input. jsontext reads a
+// bytes.Buffer in place, so it does; the check keeps a copy in the
+// decoder's own buffer from ever being aliased.
+func (d *decoder) within(text []byte) bool {
+	if len(d.shared) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(d.shared)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(text)))
+	return p >= start && p+uintptr(len(text)) <= start+uintptr(len(d.shared))
 }
 
 // common holds the field names and frequent short values of vCon
-// documents, as readString's table.
+// documents, as the decoder's table.
 var common = func() map[string]string {
 	m := map[string]string{}
 	for _, s := range strings.Fields(`vcon uuid created_at updated_at subject redacted appended amended group meta must_support
@@ -189,7 +229,14 @@ func appendJSON(b []byte, x any) ([]byte, error) {
 		if t == nil {
 			return append(b, "null"...), nil
 		}
-		keys := make([]string, 0, len(t))
+		// Most objects of a document are small (a word of a transcript,
+		// a party): their keys are sorted on the stack rather than in a
+		// slice allocated for each.
+		var small [16]string
+		keys := small[:0]
+		if len(t) > len(small) {
+			keys = make([]string, 0, len(t))
+		}
 		for k := range t {
 			keys = append(keys, k)
 		}
@@ -221,6 +268,78 @@ func appendJSON(b []byte, x any) ([]byte, error) {
 	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...), nil
 }
 
+// encodedLen is the length of appendJSON's encoding of x: exact for the
+// values Parse produces, an estimate for numbers a link stored as Go
+// numbers and for other types (a short estimate only makes the append
+// grow).
+func encodedLen(x any) int {
+	switch t := x.(type) {
+	case nil:
+		return len("null")
+	case string:
+		return quotedLen(t)
+	case bool:
+		if t {
+			return len("true")
+		}
+		return len("false")
+	case json.Number:
+		return max(1, len(t))
+	case float64, int, int64:
+		return 24
+	case map[string]any:
+		n := 2 + max(0, len(t)-1) // braces and commas
+		for k, e := range t {
+			n += quotedLen(k) + 1 + encodedLen(e)
+		}
+		return n
+	case []string:
+		n := 2 + max(0, len(t)-1)
+		for _, e := range t {
+			n += quotedLen(e)
+		}
+		return n
+	case []any:
+		n := 2 + max(0, len(t)-1)
+		for _, e := range t {
+			n += encodedLen(e)
+		}
+		return n
+	}
+	return 64
+}
+
+// quotedLen is the length of appendString's quoting of s.
+func quotedLen(s string) int {
+	if plain(s) {
+		return len(s) + 2
+	}
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case byteClass[c] != escaped:
+				n++
+			case c == '\\' || c == '"' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			default:
+				n += len(`\u0000`)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+			n += len(`\ufffd`)
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
+}
+
 // appendArray writes items as a JSON array (null for a nil slice, as
 // encoding/json), each by appendItem.
 func appendArray[T any](b []byte, items []T, appendItem func([]byte, T) ([]byte, error)) ([]byte, error) {
@@ -241,20 +360,64 @@ func appendArray[T any](b []byte, items []T, appendItem func([]byte, T) ([]byte,
 }
 
 // appendString quotes s. Strings that need no escaping (the usual case:
-// printable, valid UTF-8) are copied; the others are quoted by
-// encoding/json, so every escape is exactly its.
+// printable, valid UTF-8) are copied; the others are escaped in place the
+// way encoding/json escapes them with HTML escaping off (its
+// appendString), which the differential tests check.
 func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
 	if plain(s) {
-		b = append(b, '"')
 		b = append(b, s...)
 		return append(b, '"')
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...)
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if byteClass[c] != escaped {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
+
+const hexDigits = "0123456789abcdef"
 
 // plain reports whether encoding/json would write s between quotes
 // unchanged.
@@ -339,12 +502,47 @@ func appendFloat(b []byte, f float64) ([]byte, error) {
 	return b, nil
 }
 
-// validNumber reports whether s is a JSON number literal.
+// validNumber reports whether s is a JSON number literal (RFC 8259:
+// -? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?), with no
+// surrounding whitespace, as encoding/json checks a json.Number. It runs
+// on every number a document holds, so it reads s in place.
 func validNumber(s string) bool {
-	if s == "" || !(s[0] == '-' || isDigit(s[0])) || !isDigit(s[len(s)-1]) {
-		return false // no surrounding whitespace, as encoding/json
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
 	}
-	return jsontext.Value(s).Kind() == '0' && jsontext.Value(s).IsValid()
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && '1' <= s[i] && s[i] <= '9':
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if i == len(s) || !isDigit(s[i]) {
+			return false
+		}
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if i == len(s) || !isDigit(s[i]) {
+			return false
+		}
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	}
+	return i == len(s)
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

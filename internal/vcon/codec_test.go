@@ -190,3 +190,19 @@ func benchDocument() []byte {
 	b, _ := json.Marshal(doc)
 	return b
 }
+
+// FuzzValidNumber: a json.Number encodes exactly when encoding/json
+// accepts it.
+func FuzzValidNumber(f *testing.F) {
+	for _, s := range []string{"0", "-0", "1", "-12", "1.5", "1e5", "1E+5", "1e-05", "0.0", "", "-", "01", "1.", ".5", "1e", "1e+",
+		"+1", " 1", "1 ", "0x10", "1.5e3.2", "--1", "1_000", "NaN", "9007199254740993", "-0.0e-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		_, err := referenceEncode(json.Number(s))
+		want := err == nil && s != "" // encoding/json writes "" as 0
+		if got := validNumber(s); got != want {
+			t.Fatalf("validNumber(%q) = %v, encoding/json accepts it: %v", s, got, want)
+		}
+	})
+}

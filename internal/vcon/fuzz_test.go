@@ -26,12 +26,36 @@ func FuzzParseValidate(f *testing.F) {
 		// Marshal may repair input (invalid UTF-8), so stability is
 		// checked from the first marshalled form on.
 		first := mustMarshal(t, v)
+		// ParseReadOnly reads the same document as Parse.
+		shared, err := ParseReadOnly(data)
+		if err != nil {
+			t.Fatalf("ParseReadOnly fails where Parse did not: %v", err)
+		}
+		if b := mustMarshal(t, shared); !bytes.Equal(b, first) {
+			t.Fatalf("ParseReadOnly differs from Parse:\n%s\n%s", b, first)
+		}
+		if n := encodedLen(v.Doc); n != len(first) {
+			t.Fatalf("encodedLen = %d, encoding is %d bytes: %s", n, len(first), first)
+		}
 		again, err := Parse(first)
 		if err != nil {
 			t.Fatalf("Parse(Marshal(v)): %v\n%s", err, first)
 		}
 		if second := mustMarshal(t, again); !bytes.Equal(first, second) {
 			t.Fatalf("round trip unstable:\n%s\n%s", first, second)
+		}
+
+		// Normalized reads as Normalize on a deep copy and leaves its
+		// input as it was.
+		base := mustMarshal(t, again)
+		view := mustMarshal(t, Normalized(again))
+		if after := mustMarshal(t, again); !bytes.Equal(after, base) {
+			t.Fatalf("Normalized changed its input:\n%s\n%s", base, after)
+		}
+		deep := again.Clone()
+		Normalize(deep)
+		if want := mustMarshal(t, deep); !bytes.Equal(view, want) {
+			t.Fatalf("Normalized differs from Normalize on a copy:\n%s\n%s", view, want)
 		}
 
 		old := ToVersion001(again)

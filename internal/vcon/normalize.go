@@ -1,5 +1,10 @@
 package vcon
 
+import (
+	"maps"
+	"unsafe"
+)
+
 // Versions written by Normalize and ToVersion001.
 const (
 	CurrentVersion = "0.4.0"
@@ -33,11 +38,46 @@ func Normalize(v *VCon) {
 	}
 }
 
-// ToVersion001 returns a copy of the document in the 0.0.1 shape that
-// conserver's EGRESS_FORMAT_VERSION=0.0.1 produces for consumers that predate
-// the renames. The receiver is not changed.
+// Normalized returns the document as Normalize would leave it, without
+// changing v and without a deep copy: only what Normalize rewrites is new
+// (the top-level object, the dialog, attachments and analysis arrays and
+// their entries, the JSON text of object bodies); every other value
+// (strings, parties, nested objects) is v's own. It is for reading, as
+// the jq link and the webhook do: a copy of a large vCon's tree cost
+// several times the document's size. Change the result and v changes.
+func Normalized(v *VCon) *VCon {
+	out := shallowCopy(v)
+	Normalize(out)
+	return out
+}
+
+// shallowCopy copies the document down to the entries of its arrays, the
+// depth Normalize and ToVersion001 change, and shares everything below.
+func shallowCopy(v *VCon) *VCon {
+	doc := maps.Clone(v.Doc)
+	for _, key := range []string{Parties, Dialog, Analysis, Attachments} {
+		items, ok := doc[key].([]any)
+		if !ok {
+			continue
+		}
+		c := make([]any, len(items))
+		for i, it := range items {
+			if m, ok := it.(map[string]any); ok {
+				it = maps.Clone(m)
+			}
+			c[i] = it
+		}
+		doc[key] = c
+	}
+	return &VCon{Doc: doc, size: v.size}
+}
+
+// ToVersion001 returns the document in the 0.0.1 shape that conserver's
+// EGRESS_FORMAT_VERSION=0.0.1 produces for consumers that predate the
+// renames. The receiver is not changed; as with Normalized, what the
+// renames do not touch is shared with it, so the result is for reading.
 func ToVersion001(v *VCon) *VCon {
-	out := v.Clone()
+	out := shallowCopy(v)
 	out.Doc["vcon"] = Version001
 	rename(out.Doc, "amended", "appended")
 	for _, key := range []string{Dialog, Attachments, Analysis} {
@@ -96,7 +136,15 @@ func encodeBody(e map[string]any) {
 	e["encoding"] = "json"
 }
 
+// compactJSON is x's JSON text. It is written into a buffer of its size,
+// measured first, which becomes the string without a copy: an object body
+// of a large vCon (a transcript's words) would otherwise cost the buffer's
+// growth and a copy, several times its size, while the decoded objects it
+// replaces are still live.
 func compactJSON(x any) (string, error) {
-	b, err := appendJSON(nil, x)
-	return string(b), err
+	b, err := appendJSON(make([]byte, 0, encodedLen(x)), x)
+	if err != nil {
+		return "", err
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }

@@ -3,6 +3,7 @@ package vcon
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -113,5 +114,58 @@ func TestCreatedAt(t *testing.T) {
 	}
 	if _, ok := CreatedAt(&VCon{Doc: map[string]any{"created_at": 1700000000}}); ok {
 		t.Fatal("a number created_at should not parse")
+	}
+}
+
+// TestAppendMarshalGrowsOnce: a small buffer is grown to the document's
+// size once, not by append's doubling as the encoding proceeds.
+func TestAppendMarshalGrowsOnce(t *testing.T) {
+	item := `"` + strings.Repeat("x", 500) + `"`
+	v, err := Parse([]byte(`{"uuid":"u","body":[` + strings.Repeat(item+",", 2000) + item + `]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := make([]byte, 0, 8<<10)
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, err := v.AppendMarshal(small[:0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("AppendMarshal allocated %.0f times, want once", allocs)
+	}
+}
+
+// TestParseReadOnlyShares: the long strings of a document read by
+// ParseReadOnly are the input's bytes (what saves a copy of a large
+// vCon); short ones, escaped ones and Parse's are copies.
+func TestParseReadOnlyShares(t *testing.T) {
+	long := strings.Repeat("A", 100)
+	data := []byte(`{"uuid":"u","long":"` + long + `","short":"abc","escaped":"` + long + `\n"}`)
+	shared, err := ParseReadOnly(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		if data[i] == 'A' || data[i] == 'a' {
+			data[i]++ // what a caller must never do to a ParseReadOnly input
+		}
+	}
+	for _, tc := range []struct {
+		v         *VCon
+		key, want string
+	}{
+		{shared, "long", strings.Repeat("B", 100)},
+		{shared, "short", "abc"},
+		{shared, "escaped", long + "\n"},
+		{copied, "long", long},
+	} {
+		if got := tc.v.String(tc.key); got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.key, got, tc.want)
+		}
 	}
 }

@@ -200,7 +200,7 @@ The floor is %d goroutines issuing the same Redis commands per vCon as the worke
 - Run times, default: floor %s; worker %s. Traced: floor %s; worker %s.
 
 What the worker does per vCon: it takes the uuid (BLMOVE when idle; while busy, the take of the next uuid rides in the previous vCon's outcome script); reads the body, its type and TTL and the producer's trace context in one pipeline; decodes, validates and normalises the document, runs the link, encodes it; writes the outcome (body, storage copy, egress push, in-flight removal) in one type-checked script (queue.ExecChecked). The traced series adds a producer trace context per vCon, which the worker continues (a span per vCon, link and storage, exported over OTLP http/protobuf to a receiver in the benchmark process) and writes for egress; its floor writes the same context records.
-The worker runs with its default GOGC of 400 (cmd/conserver; GOGC in the environment overrides it).
+The worker runs with its default GOGC of 400 (cmd/conserver; lowered only while the live heap exceeds 16 MiB, see the memory section; GOGC in the environment overrides it).
 Profile: `+"`go run ./hack/bench/worker -cpuprofile worker.prof`"+` (the worker serves pprof with `+"`--pprof-addr`"+`).
 Reproduce: `+"`make bench`"+` (or `+"`go run ./hack/bench/worker`"+`).
 `, 100*defaultRatio, 100*defaultBest, float64(peakRSS)/(1<<20), idleWindow, 100*maxIdle.Seconds()/idleWindow.Seconds(), 100*0.01/idleWindow.Seconds(),
