@@ -467,9 +467,11 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 }
 
 // parseBody decodes and checks a body. The reason names the field paths at
-// fault, never their values.
+// fault, never their values. data is a Redis reply (or a storage's read)
+// that nothing writes into, so the document's long strings are its bytes,
+// not copies: a large vCon is held once.
 func parseBody(data []byte, uuid string) (*vcon.VCon, *failure) {
-	v, err := vcon.Parse(data)
+	v, err := vcon.ParseReadOnly(data)
 	if err != nil {
 		return nil, &failure{reason: ReasonMalformed, err: errors.New(strings.TrimPrefix(err.Error(), "vcon: "))}
 	}
