@@ -70,7 +70,11 @@ type ChainReconciler struct {
 // +kubebuilder:rbac:groups=vcon.dev,resources=chains/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// Secrets: get reads the Redis URL Secrets Chains name, past the cache (no
+// list or watch: that would cache every Secret of the cluster); create,
+// patch, update and delete manage the one Secret per Chain the operator
+// projects its Redis URL into (workload.RedisSecret).
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;patch;update;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
@@ -143,6 +147,14 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		if rendered != nil {
 			if err := r.apply(ctx, workload.ConfigMap(&chain, rendered)); err != nil {
 				return ctrl.Result{}, fmt.Errorf("apply configmap: %w", err)
+			}
+			var cur *appsv1.Deployment
+			if haveDeployment {
+				cur = &current
+			}
+			// Before the Deployment: its pods reference the Secret.
+			if err := r.applyRedis(ctx, &chain, in, cur); err != nil {
+				return ctrl.Result{}, fmt.Errorf("apply redis secret: %w", err)
 			}
 			if err := r.apply(ctx, workload.Deployment(in, rendered, replicas)); err != nil {
 				return ctrl.Result{}, fmt.Errorf("apply deployment: %w", err)
@@ -230,6 +242,11 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 	}
 	if in.RedisURL == "" {
 		return in, &notReady{"NoRedis", "the Chain names no Redis and the operator has no --redis-url default"}, nil
+	}
+	if in.RedisSecret == nil {
+		if problem, err := r.checkProjectedRedisSecret(ctx, chain); problem != nil || err != nil {
+			return in, problem, err
+		}
 	}
 
 	var missing []string

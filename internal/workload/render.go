@@ -26,8 +26,10 @@ type Inputs struct {
 	Chain    *vconv1.Chain
 	Links    map[string]*vconv1.Link    // by name, every link the chain names
 	Storages map[string]*vconv1.Storage // by name, every storage the chain names
-	// Redis: the chain's URL secret, else a literal URL (the chain's or the
-	// operator's default).
+	// RedisURL is the URL the Chain's workers use. RedisSecret is the
+	// Chain's own Secret holding it; when nil the operator projects RedisURL
+	// into RedisSecret(chain) and the workers reference that. Either way the
+	// URL reaches the pods only through a Secret.
 	RedisURL    string
 	RedisSecret *corev1.SecretKeySelector
 	// Image is the worker image (the chain's override, else the operator's).

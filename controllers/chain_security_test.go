@@ -1,0 +1,101 @@
+package controllers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/controllers"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
+)
+
+// TestDefaultRedisURLProjected: the operator's default Redis URL, password
+// included, reaches the workers only through a Secret the operator owns in
+// the Chain's namespace; no env var of the Deployment holds it. A Secret of
+// that name the operator does not own is never taken over, and a Chain that
+// moves to its own Secret has the projected copy removed.
+func TestDefaultRedisURLProjected(t *testing.T) {
+	var url string
+	op := startOperator(t, func(r *controllers.ChainReconciler) {
+		// redis-server ignores a password in the URL when it has none set.
+		url = strings.Replace(r.DefaultRedisURL, "redis://", "redis://:op-default-pw@", 1)
+		r.DefaultRedisURL = url
+	})
+	ctx := context.Background()
+	op.create(t, op.chain("plain", []string{"plain-in"}))
+	ch := op.waitChain(t, "plain", "Ready", all(ready, measured))
+
+	dep := op.waitDeployment(t, "plain", "exists", func(*appsv1.Deployment) error { return nil })
+	b, _ := json.Marshal(dep)
+	if strings.Contains(string(b), "op-default-pw") {
+		t.Errorf("the Deployment holds the operator's Redis password")
+	}
+	ps := dep.Spec.Template.Spec
+	var found bool
+	for _, c := range append(append([]corev1.Container{}, ps.InitContainers...), ps.Containers...) {
+		for _, e := range c.Env {
+			if e.Value != "" && strings.Contains(e.Value, "redis") {
+				t.Errorf("container %s env %s=%q is a literal Redis URL", c.Name, e.Name, e.Value)
+			}
+			if e.Name == "REDIS_URL" {
+				found = true
+				if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || *e.ValueFrom.SecretKeyRef != *workload.ProjectedRedisRef("plain") {
+					t.Errorf("REDIS_URL %+v, want a reference to the projected Secret", e)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Error("the worker gets no REDIS_URL")
+	}
+	var s corev1.Secret
+	if err := op.c.Get(ctx, op.key(workload.RedisSecretName("plain")), &s); err != nil {
+		t.Fatalf("projected Secret: %v", err)
+	}
+	if string(s.Data[workload.RedisSecretKey]) != url {
+		t.Errorf("projected Secret holds %q keys %d, want the default URL", "…", len(s.Data))
+	}
+	if s.Labels[workload.LabelChain] != "plain" {
+		t.Errorf("projected Secret labels %v", s.Labels)
+	}
+	checkOwnedBy(t, "projected Secret", s.OwnerReferences, ch)
+
+	// A Secret the operator did not make is left alone and reported.
+	op.create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: workload.RedisSecretName("taken")}, StringData: map[string]string{"url": "mine"}})
+	op.create(t, op.chain("taken", []string{"taken-in"}))
+	op.waitChain(t, "taken", "RedisSecretConflict", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonRedisSecretConflict, `"taken-redis"`))
+	if err := op.c.Get(ctx, op.key(workload.RedisSecretName("taken")), &s); err != nil {
+		t.Fatal(err)
+	}
+	if string(s.Data["url"]) != "mine" || len(s.OwnerReferences) != 0 {
+		t.Errorf("the user's Secret was taken over: owners %v", s.OwnerReferences)
+	}
+
+	// Moving to its own Secret removes the projected copy.
+	op.create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "own"}, StringData: map[string]string{"url": op.redis.URL()}})
+	patchChain(t, op, "plain", func(c *vconv1.Chain) {
+		c.Spec.Redis.URLSecretRef = &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "own"}, Key: "url"}
+	})
+	op.waitDeployment(t, "plain", "REDIS_URL from the Chain's Secret", func(d *appsv1.Deployment) error {
+		e := d.Spec.Template.Spec.Containers[0].Env[0]
+		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != "own" {
+			return fmt.Errorf("REDIS_URL %+v", e)
+		}
+		return nil
+	})
+	eventually(t, waitFor, "projected Secret removed", func() error {
+		err := op.c.Get(ctx, op.key(workload.RedisSecretName("plain")), &s)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there (err %v)", err)
+	})
+}
