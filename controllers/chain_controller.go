@@ -29,6 +29,7 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
+	"github.com/vcon-operator/vcon-operator/internal/policy"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
@@ -53,6 +54,15 @@ type ChainReconciler struct {
 	// DefaultRedisURL is used by Chains that name no Redis.
 	DefaultRedisURL string
 	WorkerImage     string
+	// AllowedWorkerImagePrefixes are the registry or repository prefixes a
+	// Chain's workers.image may name (policy.ImageAllowed); none means a
+	// Chain always runs WorkerImage. The image decides what code gets the
+	// Chain's Secrets and Redis, so it is the operator's call, not the
+	// Chain author's.
+	AllowedWorkerImagePrefixes []string
+	// AllowedRedisHosts are the host or host:port patterns a Chain's own
+	// Redis URL may name (policy.RedisAllowed); none means any.
+	AllowedRedisHosts []string
 	// PollInterval is the observer's; a delayed scale-down is re-checked then.
 	PollInterval time.Duration
 	// SecretRecheck is how often a Chain whose Redis Secret is missing
@@ -216,8 +226,13 @@ type notReady struct{ reason, message string }
 // reconciled again when the object appears (field-indexed watches).
 func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (workload.Inputs, *notReady, error) {
 	in := workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: r.WorkerImage}
-	if chain.Spec.Workers.Image != "" {
-		in.Image = chain.Spec.Workers.Image
+	if img := chain.Spec.Workers.Image; img != "" && img != r.WorkerImage {
+		if !policy.ImageAllowed(r.AllowedWorkerImagePrefixes, img) {
+			// Nothing is applied for a refused Chain: running workers keep
+			// their last accepted image, and no Deployment rolls to this one.
+			return in, &notReady{ReasonImageNotAllowed, imageNotAllowedMessage(img, r.AllowedWorkerImagePrefixes)}, nil
+		}
+		in.Image = img
 	}
 	// Redis first: queues can be observed even while a Link is missing.
 	switch {

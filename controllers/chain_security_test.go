@@ -99,3 +99,51 @@ func TestDefaultRedisURLProjected(t *testing.T) {
 		return fmt.Errorf("still there (err %v)", err)
 	})
 }
+
+// TestWorkerImageOverride: workers.image is honoured only under the
+// operator's --allowed-worker-image-prefixes, matched on path boundaries.
+// A refused image is reported and never rolled out: a new Chain gets no
+// Deployment, a running one keeps its last accepted image.
+func TestWorkerImageOverride(t *testing.T) {
+	op := startOperator(t, func(r *controllers.ChainReconciler) {
+		r.AllowedWorkerImagePrefixes = []string{"registry.example.com"}
+	})
+	ctx := context.Background()
+	image := func(img string) func(*vconv1.Chain) { return func(c *vconv1.Chain) { c.Spec.Workers.Image = img } }
+
+	const evil = "registry.example.com.evil.io/team/worker:1"
+	op.create(t, op.chain("lookalike", []string{"lookalike-in"}, image(evil)))
+	op.waitChain(t, "lookalike", "ImageNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonImageNotAllowed, evil, "registry.example.com", "remove workers.image"))
+	var d appsv1.Deployment
+	if err := op.c.Get(ctx, op.key(workload.DeploymentName("lookalike")), &d); !apierrors.IsNotFound(err) {
+		t.Errorf("a Deployment exists for a refused image (err %v, image %v)", err, d.Spec.Template.Spec.Containers)
+	}
+
+	const good = "registry.example.com/team/worker:2"
+	op.create(t, op.chain("allowed", []string{"allowed-in"}, image(good)))
+	op.waitChain(t, "allowed", "Ready", ready)
+	op.waitDeployment(t, "allowed", "the allowed image", func(d *appsv1.Deployment) error {
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != good {
+			return fmt.Errorf("image %s", img)
+		}
+		return nil
+	})
+	patchChain(t, op, "allowed", image(evil))
+	op.waitChain(t, "allowed", "ImageNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonImageNotAllowed, evil))
+	if err := op.c.Get(ctx, op.key(workload.DeploymentName("allowed")), &d); err != nil {
+		t.Fatal(err)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != good {
+		t.Errorf("the Deployment rolled to %s", img)
+	}
+}
+
+// TestWorkerImageOverrideOffByDefault: with no prefixes, every override is
+// refused; the operator's own image is not an override.
+func TestWorkerImageOverrideOffByDefault(t *testing.T) {
+	op := startOperator(t)
+	op.create(t, op.chain("mine", []string{"mine-in"}, func(c *vconv1.Chain) { c.Spec.Workers.Image = "docker.io/attacker/worker:1" }))
+	op.waitChain(t, "mine", "ImageNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonImageNotAllowed, "allows no worker image override"))
+	op.create(t, op.chain("same", []string{"same-in"}, func(c *vconv1.Chain) { c.Spec.Workers.Image = workerImage }))
+	op.waitChain(t, "same", "Ready", ready)
+}
