@@ -31,6 +31,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/observer"
 	"github.com/vcon-operator/vcon-operator/internal/policy"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
@@ -129,6 +130,9 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 
 	// 4. Observe the queues (measured by the observer) and decide replicas.
+	if problem != nil && problem.reason == ReasonRedisNotAllowed {
+		r.Observer.Forget(req.NamespacedName) // it may have been allowed before
+	}
 	if in.RedisURL != "" {
 		r.Observer.Track(req.NamespacedName, in.RedisURL, queue.Target{Ingress: chain.Spec.IngressLists, Egress: chain.Spec.EgressLists})
 	}
@@ -258,6 +262,11 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 	if in.RedisURL == "" {
 		return in, &notReady{"NoRedis", "the Chain names no Redis and the operator has no --redis-url default"}, nil
 	}
+	if problem := r.redisPolicy(chain, in.RedisURL); problem != nil {
+		// Not observed either: the operator must not connect to it.
+		in.RedisURL = ""
+		return in, problem, nil
+	}
 	if in.RedisSecret == nil {
 		if problem, err := r.checkProjectedRedisSecret(ctx, chain); problem != nil || err != nil {
 			return in, problem, err
@@ -319,6 +328,10 @@ func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Cha
 	if err != nil {
 		return ""
 	}
+	mineRedis := redisIdentity(in.RedisURL)
+	if mineRedis == "" {
+		return "" // its workers cannot consume anything either
+	}
 	mine := map[string]bool{}
 	for _, l := range chain.Spec.IngressLists {
 		mine[l] = true
@@ -338,8 +351,17 @@ func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Cha
 		// Only a Chain sharing a list is worth learning the Redis of: for
 		// one with urlSecretRef that is an uncached Secret read, and asking
 		// every Chain cost each reconcile one API call per such Chain.
-		if shared != "" && r.redisIdentity(ctx, other) == in.RedisURL {
-			return fmt.Sprintf("ingress list %q is already consumed by Chain %s/%s on the same Redis", shared, other.Namespace, other.Name)
+		// Servers are compared normalised, so that writing the same server
+		// differently (redis://H, redis://user:pw@h:6379/0) is no way
+		// around the check.
+		if shared != "" && r.redisIdentity(ctx, other) == mineRedis {
+			// Another namespace's Chain names are not this namespace's
+			// business; that some Chain holds the list is.
+			who := "a Chain in another namespace"
+			if other.Namespace == chain.Namespace {
+				who = "Chain " + other.Name
+			}
+			return fmt.Sprintf("ingress list %q is already consumed by %s on the same Redis (%s)", shared, who, mineRedis)
 		}
 	}
 	return ""
@@ -366,6 +388,8 @@ func (r *ChainReconciler) chainsConsuming(ctx context.Context, lists []string) (
 	return out, nil
 }
 
+// redisIdentity is the normalised identity of the Redis a Chain consumes
+// from, "" when it cannot be read.
 func (r *ChainReconciler) redisIdentity(ctx context.Context, c *vconv1.Chain) string {
 	switch {
 	case c.Spec.Redis.URLSecretRef != nil:
@@ -373,11 +397,21 @@ func (r *ChainReconciler) redisIdentity(ctx context.Context, c *vconv1.Chain) st
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.Redis.URLSecretRef.Name}, &s); err != nil {
 			return ""
 		}
-		return string(s.Data[c.Spec.Redis.URLSecretRef.Key])
+		return redisIdentity(string(s.Data[c.Spec.Redis.URLSecretRef.Key]))
 	case c.Spec.Redis.URL != "":
-		return c.Spec.Redis.URL
+		return redisIdentity(c.Spec.Redis.URL)
 	}
-	return r.DefaultRedisURL
+	return redisIdentity(r.DefaultRedisURL)
+}
+
+// redisIdentity of a URL: redisconn.Server's, without credentials. A URL
+// that does not parse is nothing the workers could consume from either.
+func redisIdentity(url string) string {
+	s, err := redisconn.ParseServer(url)
+	if err != nil {
+		return ""
+	}
+	return s.String()
 }
 
 func earlier(a, b *vconv1.Chain) bool {

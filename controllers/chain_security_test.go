@@ -10,7 +10,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/controllers"
@@ -146,4 +148,83 @@ func TestWorkerImageOverrideOffByDefault(t *testing.T) {
 	op.waitChain(t, "mine", "ImageNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonImageNotAllowed, "allows no worker image override"))
 	op.create(t, op.chain("same", []string{"same-in"}, func(c *vconv1.Chain) { c.Spec.Workers.Image = workerImage }))
 	op.waitChain(t, "same", "Ready", ready)
+}
+
+// TestRedisAllowList: a Chain's own Redis must be on --allowed-redis-hosts;
+// a refused one is reported by host (never with its password) and not
+// connected to. The operator's default is always allowed.
+func TestRedisAllowList(t *testing.T) {
+	op := startOperator(t, func(r *controllers.ChainReconciler) {
+		r.AllowedRedisHosts = []string{"*.redis.example.com", "127.0.0.1"}
+	})
+	op.create(t, op.chain("default", []string{"default-in"}))
+	op.waitChain(t, "default", "Ready", all(ready, measured))
+
+	// The test's redis-server is on 127.0.0.1, which the list allows.
+	op.create(t, op.chain("allowed", []string{"allowed-in"}, func(c *vconv1.Chain) { c.Spec.Redis.URL = op.redis.URL() + "/3" }))
+	op.waitChain(t, "allowed", "Ready", all(ready, measured))
+
+	op.create(t, op.chain("literal", []string{"literal-in"}, func(c *vconv1.Chain) {
+		c.Spec.Redis.URL = "redis://redis.example.com.evil.io:6379/0"
+	}))
+	op.waitChain(t, "literal", "RedisNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonRedisNotAllowed,
+		"redis.example.com.evil.io:6379", "*.redis.example.com", "--allowed-redis-hosts"))
+
+	op.create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "evil"}, StringData: map[string]string{"url": "redis://user:hunter2-pw@evil.io/0"}})
+	op.create(t, op.chain("secret", []string{"secret-in"}, func(c *vconv1.Chain) {
+		c.Spec.Redis.URLSecretRef = &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "evil"}, Key: "url"}
+	}))
+	got := op.waitChain(t, "secret", "RedisNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonRedisNotAllowed, "evil.io:6379"))
+	b, _ := json.Marshal(got.Status)
+	if strings.Contains(string(b), "hunter2") || strings.Contains(string(b), "user") {
+		t.Errorf("the status holds the URL's credentials: %s", b)
+	}
+	var d appsv1.Deployment
+	for _, name := range []string{"literal", "secret"} {
+		if err := op.c.Get(context.Background(), op.key(workload.DeploymentName(name)), &d); !apierrors.IsNotFound(err) {
+			t.Errorf("Chain %s on a refused Redis has a Deployment (err %v)", name, err)
+		}
+	}
+}
+
+// TestIngressConflictNormalised: the same server written differently is
+// the same Redis for the one-consumer-per-list check, and a conflict with
+// a Chain of another namespace does not name that Chain.
+func TestIngressConflictNormalised(t *testing.T) {
+	otherNS := testNamespace(t)
+	t.Cleanup(func() {
+		_ = kube.Client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: otherNS}})
+	})
+	op := startOperatorSeeing(t, []string{otherNS})
+	host, port, _ := strings.Cut(strings.TrimPrefix(op.redis.URL(), "redis://"), ":")
+
+	// The first Chain is on the operator's default, redis://127.0.0.1:PORT.
+	op.create(t, op.chain("a-first", []string{"shared", "shared-2"}))
+	op.waitChain(t, "a-first", "Ready", ready)
+	for i, url := range []string{
+		"redis://" + host + ":" + port + "/0",
+		"redis://user:pw@" + strings.ToUpper(host) + ":" + port,
+		"rediss://:pw@" + host + ":" + port + "/0",
+	} {
+		name := fmt.Sprintf("b-second-%d", i)
+		op.create(t, op.chain(name, []string{"shared"}, func(c *vconv1.Chain) { c.Spec.Redis.URL = url }))
+		op.waitChain(t, name, "IngressConflict", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "IngressConflict", `"shared"`, "Chain a-first"))
+	}
+
+	// Another namespace: a Chain there is "a Chain in another namespace".
+	late := op.chain("c-late", []string{"shared-2"})
+	late.Namespace = otherNS
+	if err := op.c.Create(context.Background(), asApplied(t, late)); err != nil {
+		t.Fatal(err)
+	}
+	var c vconv1.Chain
+	eventually(t, waitFor, "IngressConflict in the other namespace", func() error {
+		if err := op.c.Get(context.Background(), client.ObjectKey{Namespace: otherNS, Name: "c-late"}, &c); err != nil {
+			return err
+		}
+		return hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "IngressConflict", `"shared-2"`, "a Chain in another namespace")(&c)
+	})
+	if cond := apimeta.FindStatusCondition(c.Status.Conditions, controllers.ConditionReady); strings.Contains(cond.Message, "a-first") || strings.Contains(cond.Message, op.ns) {
+		t.Errorf("the message names the other namespace's Chain: %s", cond.Message)
+	}
 }
