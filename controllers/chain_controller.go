@@ -7,6 +7,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -124,7 +125,11 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	var rendered *workload.Rendered
 	if problem == nil {
 		rendered, err = workload.Render(in)
-		if err != nil {
+		var forbidden *workload.ForbiddenReference
+		switch {
+		case errors.As(err, &forbidden):
+			problem = &notReady{ReasonEnvReferenceNotAllowed, err.Error()}
+		case err != nil:
 			problem = &notReady{"InvalidChain", err.Error()}
 		}
 	}

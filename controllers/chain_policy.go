@@ -18,6 +18,9 @@ const (
 	// ReasonRedisNotAllowed: the Chain's Redis URL names a host outside
 	// --allowed-redis-hosts.
 	ReasonRedisNotAllowed = "RedisNotAllowed"
+	// ReasonEnvReferenceNotAllowed: a Link's or Storage's option names a
+	// ${VAR} its own Secret references do not provide.
+	ReasonEnvReferenceNotAllowed = "EnvReferenceNotAllowed"
 )
 
 func imageNotAllowedMessage(image string, prefixes []string) string {

