@@ -63,7 +63,7 @@ type ChainReconciler struct {
 	// Chain author's.
 	AllowedWorkerImagePrefixes []string
 	// AllowedRedisHosts are the host or host:port patterns a Chain's own
-	// Redis URL may name (policy.RedisAllowed); none means any.
+	// Redis URL may name (policy.RedisRefused); none means any.
 	AllowedRedisHosts []string
 	// PollInterval is the observer's; a delayed scale-down is re-checked then.
 	PollInterval time.Duration
