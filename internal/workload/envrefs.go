@@ -1,11 +1,15 @@
 package workload
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
 )
 
@@ -134,4 +138,30 @@ func validEnvName(s string) bool {
 		}
 	}
 	return true
+}
+
+// LinkReferences checks a Link's ${NAME} references on their own, as Render
+// does for each Chain naming it: a *ForbiddenReference, or nil.
+func LinkReferences(l *vconv1.Link) *ForbiddenReference {
+	refs := newStepRefs("link", l.Name, l.Spec.Env, l.Spec.EnvFrom)
+	_, _, err := linkModule(l, &envSet{byName: map[string]corev1.EnvVar{}}, refs)
+	return asForbidden(err)
+}
+
+// StorageReferences is LinkReferences for a Storage.
+func StorageReferences(s *vconv1.Storage) *ForbiddenReference {
+	opts, err := options(s.Spec.Options)
+	if err != nil {
+		return nil // not a reference problem; the Chain reports it
+	}
+	_, err = newStepRefs("storage", s.Name, s.Spec.Env, s.Spec.EnvFrom).options("options", opts)
+	return asForbidden(err)
+}
+
+func asForbidden(err error) *ForbiddenReference {
+	var f *ForbiddenReference
+	if errors.As(err, &f) {
+		return f
+	}
+	return nil
 }
