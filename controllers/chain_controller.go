@@ -7,6 +7,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -29,7 +30,9 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
+	"github.com/vcon-operator/vcon-operator/internal/policy"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
@@ -53,6 +56,15 @@ type ChainReconciler struct {
 	// DefaultRedisURL is used by Chains that name no Redis.
 	DefaultRedisURL string
 	WorkerImage     string
+	// AllowedWorkerImagePrefixes are the registry or repository prefixes a
+	// Chain's workers.image may name (policy.ImageAllowed); none means a
+	// Chain always runs WorkerImage. The image decides what code gets the
+	// Chain's Secrets and Redis, so it is the operator's call, not the
+	// Chain author's.
+	AllowedWorkerImagePrefixes []string
+	// AllowedRedisHosts are the host or host:port patterns a Chain's own
+	// Redis URL may name (policy.RedisRefused); none means any.
+	AllowedRedisHosts []string
 	// PollInterval is the observer's; a delayed scale-down is re-checked then.
 	PollInterval time.Duration
 	// SecretRecheck is how often a Chain whose Redis Secret is missing
@@ -70,7 +82,11 @@ type ChainReconciler struct {
 // +kubebuilder:rbac:groups=vcon.dev,resources=chains/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// Secrets: get reads the Redis URL Secrets Chains name, past the cache (no
+// list or watch: that would cache every Secret of the cluster); create,
+// patch, update and delete manage the one Secret per Chain the operator
+// projects its Redis URL into (workload.RedisSecret).
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;patch;update;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
@@ -109,12 +125,19 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	var rendered *workload.Rendered
 	if problem == nil {
 		rendered, err = workload.Render(in)
-		if err != nil {
+		var forbidden *workload.ForbiddenReference
+		switch {
+		case errors.As(err, &forbidden):
+			problem = &notReady{ReasonEnvReferenceNotAllowed, err.Error()}
+		case err != nil:
 			problem = &notReady{"InvalidChain", err.Error()}
 		}
 	}
 
 	// 4. Observe the queues (measured by the observer) and decide replicas.
+	if problem != nil && problem.reason == ReasonRedisNotAllowed {
+		r.Observer.Forget(req.NamespacedName) // it may have been allowed before
+	}
 	if in.RedisURL != "" {
 		r.Observer.Track(req.NamespacedName, in.RedisURL, queue.Target{Ingress: chain.Spec.IngressLists, Egress: chain.Spec.EgressLists})
 	}
@@ -143,6 +166,14 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		if rendered != nil {
 			if err := r.apply(ctx, workload.ConfigMap(&chain, rendered)); err != nil {
 				return ctrl.Result{}, fmt.Errorf("apply configmap: %w", err)
+			}
+			var cur *appsv1.Deployment
+			if haveDeployment {
+				cur = &current
+			}
+			// Before the Deployment: its pods reference the Secret.
+			if err := r.applyRedis(ctx, &chain, in, cur); err != nil {
+				return ctrl.Result{}, fmt.Errorf("apply redis secret: %w", err)
 			}
 			if err := r.apply(ctx, workload.Deployment(in, rendered, replicas)); err != nil {
 				return ctrl.Result{}, fmt.Errorf("apply deployment: %w", err)
@@ -204,8 +235,13 @@ type notReady struct{ reason, message string }
 // reconciled again when the object appears (field-indexed watches).
 func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (workload.Inputs, *notReady, error) {
 	in := workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: r.WorkerImage}
-	if chain.Spec.Workers.Image != "" {
-		in.Image = chain.Spec.Workers.Image
+	if img := chain.Spec.Workers.Image; img != "" && img != r.WorkerImage {
+		if !policy.ImageAllowed(r.AllowedWorkerImagePrefixes, img) {
+			// Nothing is applied for a refused Chain: running workers keep
+			// their last accepted image, and no Deployment rolls to this one.
+			return in, &notReady{ReasonImageNotAllowed, imageNotAllowedMessage(img, r.AllowedWorkerImagePrefixes)}, nil
+		}
+		in.Image = img
 	}
 	// Redis first: queues can be observed even while a Link is missing.
 	switch {
@@ -230,6 +266,16 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 	}
 	if in.RedisURL == "" {
 		return in, &notReady{"NoRedis", "the Chain names no Redis and the operator has no --redis-url default"}, nil
+	}
+	if problem := r.redisPolicy(chain, in.RedisURL); problem != nil {
+		// Not observed either: the operator must not connect to it.
+		in.RedisURL = ""
+		return in, problem, nil
+	}
+	if in.RedisSecret == nil {
+		if problem, err := r.checkProjectedRedisSecret(ctx, chain); problem != nil || err != nil {
+			return in, problem, err
+		}
 	}
 
 	var missing []string
@@ -287,6 +333,10 @@ func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Cha
 	if err != nil {
 		return ""
 	}
+	mineRedis := redisIdentity(in.RedisURL)
+	if mineRedis == "" {
+		return "" // its workers cannot consume anything either
+	}
 	mine := map[string]bool{}
 	for _, l := range chain.Spec.IngressLists {
 		mine[l] = true
@@ -306,8 +356,17 @@ func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Cha
 		// Only a Chain sharing a list is worth learning the Redis of: for
 		// one with urlSecretRef that is an uncached Secret read, and asking
 		// every Chain cost each reconcile one API call per such Chain.
-		if shared != "" && r.redisIdentity(ctx, other) == in.RedisURL {
-			return fmt.Sprintf("ingress list %q is already consumed by Chain %s/%s on the same Redis", shared, other.Namespace, other.Name)
+		// Servers are compared normalised, so that writing the same server
+		// differently (redis://H, redis://user:pw@h:6379/0) is no way
+		// around the check.
+		if shared != "" && r.redisIdentity(ctx, other) == mineRedis {
+			// Another namespace's Chain names are not this namespace's
+			// business; that some Chain holds the list is.
+			who := "a Chain in another namespace"
+			if other.Namespace == chain.Namespace {
+				who = "Chain " + other.Name
+			}
+			return fmt.Sprintf("ingress list %q is already consumed by %s on the same Redis (%s)", shared, who, mineRedis)
 		}
 	}
 	return ""
@@ -334,6 +393,8 @@ func (r *ChainReconciler) chainsConsuming(ctx context.Context, lists []string) (
 	return out, nil
 }
 
+// redisIdentity is the normalised identity of the Redis a Chain consumes
+// from, "" when it cannot be read.
 func (r *ChainReconciler) redisIdentity(ctx context.Context, c *vconv1.Chain) string {
 	switch {
 	case c.Spec.Redis.URLSecretRef != nil:
@@ -341,11 +402,21 @@ func (r *ChainReconciler) redisIdentity(ctx context.Context, c *vconv1.Chain) st
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.Redis.URLSecretRef.Name}, &s); err != nil {
 			return ""
 		}
-		return string(s.Data[c.Spec.Redis.URLSecretRef.Key])
+		return redisIdentity(string(s.Data[c.Spec.Redis.URLSecretRef.Key]))
 	case c.Spec.Redis.URL != "":
-		return c.Spec.Redis.URL
+		return redisIdentity(c.Spec.Redis.URL)
 	}
-	return r.DefaultRedisURL
+	return redisIdentity(r.DefaultRedisURL)
+}
+
+// redisIdentity of a URL: redisconn.Server's, without credentials. A URL
+// that does not parse is nothing the workers could consume from either.
+func redisIdentity(url string) string {
+	s, err := redisconn.ParseServer(url)
+	if err != nil {
+		return ""
+	}
+	return s.String()
 }
 
 func earlier(a, b *vconv1.Chain) bool {

@@ -34,7 +34,7 @@ func (r *LinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if l.Spec.Module != "" && !slices.Contains(links.Known(), l.Spec.Module) {
 		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", l.Spec.Module, strings.Join(links.Known(), ", "))
 	}
-	return ctrl.Result{}, setStepStatus(ctx, r.Client, &l, &l.Status, ok, reason, msg, l.Spec.Options)
+	return ctrl.Result{}, setStepStatus(ctx, r.Client, &l, &l.Status, ok, reason, msg, l.Spec.Options, workload.LinkReferences(&l))
 }
 
 // SetupWithManager registers the controller.
@@ -57,7 +57,7 @@ func (r *StorageReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if !slices.Contains(storage.Known(), s.Spec.Module) {
 		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", s.Spec.Module, strings.Join(storage.Known(), ", "))
 	}
-	return ctrl.Result{}, setStepStatus(ctx, r.Client, &s, &s.Status, ok, reason, msg, s.Spec.Options)
+	return ctrl.Result{}, setStepStatus(ctx, r.Client, &s, &s.Status, ok, reason, msg, s.Spec.Options, workload.StorageReferences(&s))
 }
 
 // SetupWithManager registers the controller.
@@ -73,7 +73,13 @@ func (r *StorageReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // migration should not stop), but the condition says what to fix.
 const ConditionCredentialsInSecrets = "CredentialsInSecrets"
 
-func setStepStatus(ctx context.Context, c client.Client, obj client.Object, st *vconv1.StepStatus, ok bool, reason, msg string, options *apiextensionsv1.JSON) error {
+// ConditionEnvReferencesOwn is False when an option references a ${VAR}
+// the step's own env and envFrom do not provide: every Chain naming the
+// step is then refused (ReasonEnvReferenceNotAllowed). Said here too, so
+// that the step's author sees it without a Chain.
+const ConditionEnvReferencesOwn = "EnvReferencesOwn"
+
+func setStepStatus(ctx context.Context, c client.Client, obj client.Object, st *vconv1.StepStatus, ok bool, reason, msg string, options *apiextensionsv1.JSON, forbidden *workload.ForbiddenReference) error {
 	before := st.DeepCopy()
 	patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
 	st.ObservedGeneration = obj.GetGeneration()
@@ -83,6 +89,11 @@ func setStepStatus(ctx context.Context, c client.Client, obj client.Object, st *
 			fmt.Sprintf("options %s hold credentials in plain text, which end up in a ConfigMap: move them to a Secret and write ${VAR} with env", strings.Join(literal, ", ")))
 	} else {
 		setCondition(&st.Conditions, obj.GetGeneration(), ConditionCredentialsInSecrets, true, "NoLiteralCredentials", "no option holds a credential in plain text")
+	}
+	if forbidden != nil {
+		setCondition(&st.Conditions, obj.GetGeneration(), ConditionEnvReferencesOwn, false, ReasonEnvReferenceNotAllowed, forbidden.Error())
+	} else {
+		setCondition(&st.Conditions, obj.GetGeneration(), ConditionEnvReferencesOwn, true, "OwnVariablesOnly", "options reference only the step's own env variables")
 	}
 	if equalStepStatus(before, st) {
 		return nil

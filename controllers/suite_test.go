@@ -76,15 +76,33 @@ var nsSeq atomic.Int64
 // before it starts.
 func startOperator(t *testing.T, options ...func(*controllers.ChainReconciler)) *operator {
 	t.Helper()
+	return startOperatorSeeing(t, nil, options...)
+}
+
+// testNamespace creates a namespace named for the test.
+func testNamespace(t *testing.T) string {
+	t.Helper()
+	ns := fmt.Sprintf("%s-%d", strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())), nsSeq.Add(1))
+	if len(ns) > 63 {
+		ns = ns[len(ns)-63:]
+		ns = strings.TrimLeft(ns, "-")
+	}
+	if err := kube.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// startOperatorSeeing starts the operator with a cache that also sees the
+// other namespaces, as a cluster-wide operator sees every namespace.
+func startOperatorSeeing(t *testing.T, others []string, options ...func(*controllers.ChainReconciler)) *operator {
+	t.Helper()
 	ctx := context.Background()
 	op := &operator{c: kube.Client}
-	op.ns = fmt.Sprintf("%s-%d", strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())), nsSeq.Add(1))
-	if len(op.ns) > 63 {
-		op.ns = op.ns[len(op.ns)-63:]
-		op.ns = strings.TrimLeft(op.ns, "-")
-	}
-	if err := op.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: op.ns}}); err != nil {
-		t.Fatal(err)
+	op.ns = testNamespace(t)
+	namespaces := map[string]cache.Config{op.ns: {}}
+	for _, o := range others {
+		namespaces[o] = cache.Config{}
 	}
 	op.redis = testenv.StartRedis(t)
 	op.rdb = op.redis.Client()
@@ -94,7 +112,7 @@ func startOperator(t *testing.T, options ...func(*controllers.ChainReconciler)) 
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		LeaderElection:         false,
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{op.ns: {}}},
+		Cache:                  cache.Options{DefaultNamespaces: namespaces},
 		// Each test runs its own manager with the same controllers.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -28,12 +29,15 @@ import (
 func main() {
 	var (
 		redisURL, workerImage, metricsAddr, probeAddr string
+		allowedImages, allowedRedis                   string
 		pollInterval                                  time.Duration
 		leaderElect                                   bool
 		leaderElectionNamespace                       string
 	)
 	flag.StringVar(&redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis for Chains that name none (env REDIS_URL)")
 	flag.StringVar(&workerImage, "worker-image", envOr("WORKER_IMAGE", "ghcr.io/vcon-operator/vcon-operator:"+version.Version), "image the worker Deployments run (env WORKER_IMAGE)")
+	flag.StringVar(&allowedImages, "allowed-worker-image-prefixes", "", "comma-separated registry or repository prefixes a Chain's workers.image may name, matched on path boundaries (registry.example.com, ghcr.io/acme/worker); empty: Chains always run --worker-image")
+	flag.StringVar(&allowedRedis, "allowed-redis-hosts", "", "comma-separated host or host:port patterns (*.example.com allowed) a Chain's own Redis URL may name; empty: any. The --redis-url default is always allowed")
 	flag.DurationVar(&pollInterval, "queue-poll-interval", 2*time.Second, "how often every Chain's queues are measured")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -83,6 +87,9 @@ func main() {
 		DefaultRedisURL: redisURL,
 		WorkerImage:     workerImage,
 		PollInterval:    pollInterval,
+
+		AllowedWorkerImagePrefixes: splitList(allowedImages),
+		AllowedRedisHosts:          splitList(allowedRedis),
 	}
 	if err := chains.SetupWithManager(mgr); err != nil {
 		log.Error(err, "cannot set up the Chain controller")
@@ -108,6 +115,17 @@ func main() {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// splitList reads a comma-separated flag; blanks and empty items are dropped.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func envOr(key, def string) string {

@@ -98,13 +98,16 @@ func TestDefaultInstallsOnTheAPIServer(t *testing.T) {
 			{"delete", "apps", "deployments", "", "calls", true},
 			{"create", "", "configmaps", "", "calls", true},
 			{"get", "", "secrets", "", "calls", true},
+			// The projected <chain>-redis Secret (docs/security.md).
+			{"create", "", "secrets", "", "calls", true},
+			{"delete", "", "secrets", "", "calls", true},
 			{"create", "", "events", "", "calls", true},
 			{"create", "coordination.k8s.io", "leases", "", "vcon-system", true},
 			{"update", "coordination.k8s.io", "leases", "", "vcon-system", true},
 			// Least privilege: reading one Secret by name, never listing
-			// or writing them, and never touching the API's own objects.
+			// or watching them, and never touching the API's own objects.
 			{"list", "", "secrets", "", "calls", false},
-			{"create", "", "secrets", "", "calls", false},
+			{"watch", "", "secrets", "", "calls", false},
 			{"update", "vcon.dev", "chains", "", "calls", false},
 			{"delete", "apiextensions.k8s.io", "customresourcedefinitions", "", "", false},
 		}

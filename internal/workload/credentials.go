@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
-	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
+	"github.com/vcon-operator/vcon-operator/internal/config"
 )
 
 // credentialKey matches option names that hold credentials in conserver's
@@ -33,7 +34,7 @@ func LiteralCredentials(raw *apiextensionsv1.JSON) ([]string, error) {
 				if path != "" {
 					p = path + "." + k
 				}
-				if s, ok := e.(string); ok && credentialKey.MatchString(k) && s != "" && !strings.Contains(s, "${") {
+				if s, ok := e.(string); ok && credentialKey.MatchString(k) && s != "" && !hasReference(s) {
 					found = append(found, p)
 					continue
 				}
@@ -48,4 +49,16 @@ func LiteralCredentials(raw *apiextensionsv1.JSON) ([]string, error) {
 	walk("", opts)
 	sort.Strings(found)
 	return found, nil
+}
+
+// hasReference: s holds a ${NAME} the worker resolves. $${...} is a literal
+// and so, for a credential option, a credential written out.
+func hasReference(s string) bool {
+	segs, _ := config.Segments(s)
+	for _, seg := range segs {
+		if seg.Ref {
+			return true
+		}
+	}
+	return false
 }

@@ -19,6 +19,7 @@ func TestLiteralCredentials(t *testing.T) {
 		{"literal password and token", `{"password":"hunter2","token":"xoxb-1","host":"db"}`, []string{"password", "token"}},
 		{"nested header", `{"headers":{"Authorization":"Bearer abc"},"webhook-urls":["http://x"]}`, []string{"headers.Authorization"}},
 		{"deepgram and aws", `{"DEEPGRAM_KEY":"k","aws_secret_access_key":"s","aws_access_key_id":"${AWS_ID}"}`, []string{"DEEPGRAM_KEY", "aws_secret_access_key"}},
+		{"an escaped $${ is a literal, not a reference", `{"password":"$${hunter2}"}`, []string{"password"}},
 		{"empty value is not a credential", `{"api_key":""}`, nil},
 		{"tag named key is not a credential", `{"tag_name":"k","key_points":"yes"}`, nil},
 		{"null options", `null`, nil},

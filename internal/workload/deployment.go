@@ -147,11 +147,15 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 	}
 }
 
+// redisEnv is always a Secret reference: the Chain's own Secret, else the
+// one the operator projects the URL into (RedisSecret). A literal value
+// would put the password in the Deployment for anyone who may read it.
 func redisEnv(in Inputs) corev1.EnvVar {
-	if in.RedisSecret != nil {
-		return corev1.EnvVar{Name: "REDIS_URL", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: in.RedisSecret.DeepCopy()}}
+	ref := in.RedisSecret
+	if ref == nil {
+		ref = ProjectedRedisRef(in.Chain.Name)
 	}
-	return corev1.EnvVar{Name: "REDIS_URL", Value: in.RedisURL}
+	return corev1.EnvVar{Name: "REDIS_URL", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref.DeepCopy()}}
 }
 
 func containerSecurity() *corev1.SecurityContext {

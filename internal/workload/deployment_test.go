@@ -145,8 +145,9 @@ func TestDeployment(t *testing.T) {
 				if cmName != ConfigMapName("transcribe") {
 					t.Errorf("config volume from ConfigMap %q, want %q", cmName, ConfigMapName("transcribe"))
 				}
-				if len(w.Env) == 0 || w.Env[0].Name != "REDIS_URL" || w.Env[0].Value != in.RedisURL {
-					t.Errorf("env %+v: REDIS_URL first, the literal URL", w.Env)
+				if len(w.Env) == 0 || w.Env[0].Name != "REDIS_URL" || w.Env[0].Value != "" || w.Env[0].ValueFrom == nil ||
+					!reflect.DeepEqual(w.Env[0].ValueFrom.SecretKeyRef, ProjectedRedisRef("transcribe")) {
+					t.Errorf("env %+v: REDIS_URL first, from the projected Secret %s", w.Env, RedisSecretName("transcribe"))
 				}
 			},
 		},
@@ -233,6 +234,75 @@ func TestDeployment(t *testing.T) {
 			d := Deployment(in, r, tt.replicas)
 			tt.check(t, in, r, d)
 		})
+	}
+}
+
+// TestDeploymentNeverHoldsRedisURL: whatever the Chain names (nothing, a
+// literal URL, a Secret), no env var of any container carries the Redis URL
+// as a value; the operator's default holds the operator's password.
+func TestDeploymentNeverHoldsRedisURL(t *testing.T) {
+	const url = "redis://:operator-pw@redis.vcon-system:6379/0"
+	for _, tt := range []struct {
+		name   string
+		secret *corev1.SecretKeySelector
+		want   corev1.SecretKeySelector
+	}{
+		{"operator default or literal URL: projected Secret", nil, *ProjectedRedisRef("transcribe")},
+		{"the Chain's own Secret", ptr.To(secretKey("mine", "u")), secretKey("mine", "u")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in := inputs(testChain([]string{"redact"}, nil), []*vconv1.Link{containerLink("redact", "example/redact:1", 8085, "/")}, nil)
+			in.RedisURL, in.RedisSecret = url, tt.secret
+			r, err := Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := Deployment(in, r, 1)
+			ps := d.Spec.Template.Spec
+			var redisRefs int
+			for _, c := range append(slices.Clone(ps.InitContainers), ps.Containers...) {
+				for _, e := range c.Env {
+					if strings.Contains(e.Value, "operator-pw") || strings.Contains(e.Value, "redis://") {
+						t.Errorf("container %s env %s holds the Redis URL as a literal value", c.Name, e.Name)
+					}
+					if e.Name == "REDIS_URL" {
+						redisRefs++
+						if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || *e.ValueFrom.SecretKeyRef != tt.want {
+							t.Errorf("REDIS_URL %+v, want a reference to %+v", e, tt.want)
+						}
+					}
+				}
+			}
+			if redisRefs != 1 {
+				t.Errorf("%d REDIS_URL env vars, want 1", redisRefs)
+			}
+			for k, v := range d.Spec.Template.Annotations {
+				if strings.Contains(v, "operator-pw") {
+					t.Errorf("annotation %s holds the password", k)
+				}
+			}
+		})
+	}
+}
+
+func TestRedisSecret(t *testing.T) {
+	ch := testChain(nil, nil)
+	s := RedisSecret(ch, "redis://:pw@r:6379/0")
+	if s.Name != RedisSecretName("transcribe") || s.Name != "transcribe-redis" || s.Namespace != "calls" {
+		t.Errorf("name %s/%s", s.Namespace, s.Name)
+	}
+	if s.Kind != "Secret" || s.APIVersion != "v1" {
+		t.Errorf("type meta %s %s: server-side apply needs it", s.APIVersion, s.Kind)
+	}
+	if string(s.Data[RedisSecretKey]) != "redis://:pw@r:6379/0" || len(s.Data) != 1 || len(s.StringData) != 0 {
+		t.Errorf("data %v", s.Data)
+	}
+	if s.Labels[LabelChain] != "transcribe" || s.Labels[LabelManagedBy] != ManagedBy {
+		t.Errorf("labels %v", s.Labels)
+	}
+	checkOwner(t, s.OwnerReferences)
+	if ref := ProjectedRedisRef("transcribe"); ref.Name != s.Name || ref.Key != RedisSecretKey {
+		t.Errorf("the Deployment's reference %+v does not select the Secret", ref)
 	}
 }
 

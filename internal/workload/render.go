@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -26,8 +27,10 @@ type Inputs struct {
 	Chain    *vconv1.Chain
 	Links    map[string]*vconv1.Link    // by name, every link the chain names
 	Storages map[string]*vconv1.Storage // by name, every storage the chain names
-	// Redis: the chain's URL secret, else a literal URL (the chain's or the
-	// operator's default).
+	// RedisURL is the URL the Chain's workers use. RedisSecret is the
+	// Chain's own Secret holding it; when nil the operator projects RedisURL
+	// into RedisSecret(chain) and the workers reference that. Either way the
+	// URL reaches the pods only through a Secret.
 	RedisURL    string
 	RedisSecret *corev1.SecretKeySelector
 	// Image is the worker image (the chain's override, else the operator's).
@@ -62,18 +65,23 @@ func Render(in Inputs) (*Rendered, error) {
 		if _, done := cfg.Links[name]; done {
 			continue
 		}
-		mod, sidecar, err := linkModule(l, &env)
+		refs := newStepRefs("link", name, l.Spec.Env, l.Spec.EnvFrom)
+		mod, sidecar, err := linkModule(l, &env, refs)
 		if err != nil {
+			var forbidden *ForbiddenReference
+			if errors.As(err, &forbidden) {
+				return nil, err
+			}
 			return nil, fmt.Errorf("link %q: %w", name, err)
 		}
 		cfg.Links[name] = mod
 		if sidecar != nil {
 			r.Sidecars = append(r.Sidecars, *sidecar)
 		}
-		if err := env.addSecrets("link "+name, l.Spec.Env); err != nil {
+		if err := env.addSecrets(refs, l.Spec.Env); err != nil {
 			return nil, err
 		}
-		r.EnvFrom = append(r.EnvFrom, secretEnvFrom(l.Spec.EnvFrom)...)
+		r.EnvFrom = append(r.EnvFrom, secretEnvFrom(refs, l.Spec.EnvFrom)...)
 	}
 	for _, name := range ch.Spec.Storages {
 		s, ok := in.Storages[name]
@@ -84,11 +92,15 @@ func Render(in Inputs) (*Rendered, error) {
 		if err != nil {
 			return nil, fmt.Errorf("storage %q: %w", name, err)
 		}
-		cfg.Storages[name] = config.Module{Module: s.Spec.Module, Options: opts}
-		if err := env.addSecrets("storage "+name, s.Spec.Env); err != nil {
+		refs := newStepRefs("storage", name, s.Spec.Env, s.Spec.EnvFrom)
+		if _, err := refs.options("options", opts); err != nil {
 			return nil, err
 		}
-		r.EnvFrom = append(r.EnvFrom, secretEnvFrom(s.Spec.EnvFrom)...)
+		cfg.Storages[name] = config.Module{Module: s.Spec.Module, Options: opts}
+		if err := env.addSecrets(refs, s.Spec.Env); err != nil {
+			return nil, err
+		}
+		r.EnvFrom = append(r.EnvFrom, secretEnvFrom(refs, s.Spec.EnvFrom)...)
 	}
 	var timeout time.Duration
 	if ch.Spec.Timeout != nil {
@@ -124,16 +136,24 @@ func Render(in Inputs) (*Rendered, error) {
 
 // linkModule renders one Link as a config module, with the sidecar a
 // container step needs.
-func linkModule(l *vconv1.Link, env *envSet) (config.Module, *corev1.Container, error) {
+func linkModule(l *vconv1.Link, env *envSet, refs *stepRefs) (config.Module, *corev1.Container, error) {
 	switch {
 	case l.Spec.Module != "":
 		opts, err := options(l.Spec.Options)
 		if err != nil {
 			return config.Module{}, nil, err
 		}
+		if _, err := refs.options("options", opts); err != nil {
+			return config.Module{}, nil, err
+		}
 		return config.Module{Module: l.Spec.Module, Options: opts}, nil, nil
 	case l.Spec.HTTP != nil:
-		opts := map[string]any{"url": l.Spec.HTTP.URL}
+		// The worker expands ${...} in every option, the URL included.
+		url, err := refs.rewrite("http.url", l.Spec.HTTP.URL)
+		if err != nil {
+			return config.Module{}, nil, err
+		}
+		opts := map[string]any{"url": url}
 		if l.Spec.HTTP.Timeout != nil {
 			opts["timeout"] = l.Spec.HTTP.Timeout.Duration.String()
 		}
@@ -151,7 +171,10 @@ func linkModule(l *vconv1.Link, env *envSet) (config.Module, *corev1.Container, 
 		return config.Module{Module: HTTPStepModule, Options: opts}, nil, nil
 	case l.Spec.Container != nil:
 		c := l.Spec.Container
-		path := c.Path
+		path, err := refs.rewrite("container.path", c.Path)
+		if err != nil {
+			return config.Module{}, nil, err
+		}
 		if path == "" {
 			path = "/"
 		}
@@ -221,12 +244,22 @@ func headerEnvName(link, header string) string {
 	return "VCON_STEP_" + clean(link) + "_HEADER_" + clean(header)
 }
 
-func secretEnvFrom(srcs []corev1.SecretEnvSource) []corev1.EnvFromSource {
+// secretEnvFrom gives a step's envFrom Secrets the step's prefix: a key
+// named REDIS_URL (or another step's variable) cannot shadow the worker's.
+func secretEnvFrom(refs *stepRefs, srcs []corev1.SecretEnvSource) []corev1.EnvFromSource {
 	out := make([]corev1.EnvFromSource, 0, len(srcs))
 	for _, s := range srcs {
-		out = append(out, corev1.EnvFromSource{SecretRef: s.DeepCopy()})
+		out = append(out, corev1.EnvFromSource{Prefix: StepEnvName(refs.kind, refs.step, ""), SecretRef: s.DeepCopy()})
 	}
 	return out
+}
+
+func newStepRefs(kind, step string, env []vconv1.SecretEnv, envFrom []corev1.SecretEnvSource) *stepRefs {
+	names := make(map[string]bool, len(env))
+	for _, e := range env {
+		names[e.Name] = true
+	}
+	return &stepRefs{owner: kind + " " + step, kind: kind, step: step, names: names, anyName: len(envFrom) > 0}
 }
 
 // envSet collects env vars from several steps, refusing one name bound to
@@ -253,9 +286,11 @@ func (e *envSet) add(owner string, v corev1.EnvVar) error {
 	return nil
 }
 
-func (e *envSet) addSecrets(owner string, vars []vconv1.SecretEnv) error {
+// addSecrets adds a step's spec.env under the step's own names.
+func (e *envSet) addSecrets(refs *stepRefs, vars []vconv1.SecretEnv) error {
 	for _, s := range vars {
-		if err := e.add(owner, corev1.EnvVar{Name: s.Name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: s.SecretKeyRef.DeepCopy()}}); err != nil {
+		name := StepEnvName(refs.kind, refs.step, s.Name)
+		if err := e.add(refs.owner, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: s.SecretKeyRef.DeepCopy()}}); err != nil {
 			return err
 		}
 	}

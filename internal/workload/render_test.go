@@ -162,7 +162,7 @@ func TestRender(t *testing.T) {
 			sidecars: []string{"step-redact"},
 		},
 		{
-			name: "storages: numbers as int64, credentials as ${VAR} from Secret env",
+			name: "storages: numbers as int64, credentials as ${VAR} from Secret env, under the step's own name",
 			in: func() Inputs {
 				s := testStorage("pg", "storage.postgres", `{"host":"pg","port":5432,"password":"${PG_PASSWORD}","timeout":2.5}`)
 				s.Spec.Env = []vconv1.SecretEnv{{Name: "PG_PASSWORD", SecretKeyRef: secretKey("pg", "password")}}
@@ -171,14 +171,14 @@ func TestRender(t *testing.T) {
 			want: &config.Config{
 				Links: map[string]config.Module{},
 				Storages: map[string]config.Module{"pg": {Module: "storage.postgres", Options: map[string]any{
-					"host": "pg", "port": int64(5432), "password": "${PG_PASSWORD}", "timeout": 2.5,
+					"host": "pg", "port": int64(5432), "password": "${VCON_STORAGE2_PG_PG_PASSWORD}", "timeout": 2.5,
 				}}},
 				Chains: map[string]config.Chain{"transcribe": chainEntry(nil, []string{"pg"})},
 			},
-			wantEnv: []corev1.EnvVar{{Name: "PG_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("pg", "password"))}}},
+			wantEnv: []corev1.EnvVar{{Name: "VCON_STORAGE2_PG_PG_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("pg", "password"))}}},
 		},
 		{
-			name: "one env var from the same Secret key in two steps is fine",
+			name: "one name in two steps is two variables, one per step",
 			in: func() Inputs {
 				a := moduleLink("a", "links.tag", "")
 				a.Spec.Env = []vconv1.SecretEnv{{Name: "OPENAI_API_KEY", SecretKeyRef: secretKey("openai", "key")}}
@@ -190,18 +190,29 @@ func TestRender(t *testing.T) {
 				Links:  map[string]config.Module{"a": {Module: "links.tag"}, "b": {Module: "links.tag"}},
 				Chains: map[string]config.Chain{"transcribe": chainEntry([]string{"a", "b"}, nil)},
 			},
-			wantEnv: []corev1.EnvVar{{Name: "OPENAI_API_KEY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("openai", "key"))}}},
+			wantEnv: []corev1.EnvVar{
+				{Name: "VCON_LINK1_A_OPENAI_API_KEY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("openai", "key"))}},
+				{Name: "VCON_LINK1_B_OPENAI_API_KEY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("openai", "key"))}},
+			},
 		},
 		{
-			name: "one env var from two different Secrets is refused",
+			name: "one name from two different Secrets in two steps: each step gets its own",
 			in: func() Inputs {
-				a := moduleLink("a", "links.tag", "")
+				a := moduleLink("a", "links.tag", `{"k":"${API_KEY}"}`)
 				a.Spec.Env = []vconv1.SecretEnv{{Name: "API_KEY", SecretKeyRef: secretKey("openai", "key")}}
-				s := testStorage("s3", "storage.s3", "")
+				s := testStorage("s3", "storage.s3", `{"k":"${API_KEY}"}`)
 				s.Spec.Env = []vconv1.SecretEnv{{Name: "API_KEY", SecretKeyRef: secretKey("aws", "key")}}
 				return inputs(testChain([]string{"a"}, []string{"s3"}), []*vconv1.Link{a}, []*vconv1.Storage{s})
 			}(),
-			wantErr: "env var API_KEY is set by link a and storage s3",
+			want: &config.Config{
+				Links:    map[string]config.Module{"a": {Module: "links.tag", Options: map[string]any{"k": "${VCON_LINK1_A_API_KEY}"}}},
+				Storages: map[string]config.Module{"s3": {Module: "storage.s3", Options: map[string]any{"k": "${VCON_STORAGE2_S3_API_KEY}"}}},
+				Chains:   map[string]config.Chain{"transcribe": chainEntry([]string{"a"}, []string{"s3"})},
+			},
+			wantEnv: []corev1.EnvVar{
+				{Name: "VCON_LINK1_A_API_KEY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("openai", "key"))}},
+				{Name: "VCON_STORAGE2_S3_API_KEY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("aws", "key"))}},
+			},
 		},
 		{
 			name:    "a missing link is an error naming it",
@@ -307,7 +318,7 @@ func TestRenderKeepsCredentialsOut(t *testing.T) {
 			t.Errorf("the %s holds the Redis password:\n%s", what, b)
 		}
 	}
-	for _, want := range []string{"${VCON_STEP_CLASSIFY_HEADER_AUTHORIZATION}", "${PG_PASSWORD}"} {
+	for _, want := range []string{"${VCON_STEP_CLASSIFY_HEADER_AUTHORIZATION}", "${VCON_STORAGE2_PG_PG_PASSWORD}"} {
 		if !strings.Contains(cm.Data[ConfigKey], want) {
 			t.Errorf("config lacks the reference %s:\n%s", want, cm.Data[ConfigKey])
 		}
@@ -320,15 +331,15 @@ func TestRenderKeepsCredentialsOut(t *testing.T) {
 	for name, ref := range map[string]corev1.SecretKeySelector{
 		"REDIS_URL": secretKey("redis", "url"),
 		"VCON_STEP_CLASSIFY_HEADER_AUTHORIZATION": secretKey("classifier", "token"),
-		"PG_PASSWORD": secretKey("pg", "password"),
+		"VCON_STORAGE2_PG_PG_PASSWORD":            secretKey("pg", "password"),
 	} {
 		e, ok := env[name]
 		if !ok || e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || *e.ValueFrom.SecretKeyRef != ref {
 			t.Errorf("env %s = %+v, want only a reference to Secret %s key %s", name, e, ref.Name, ref.Key)
 		}
 	}
-	if len(worker.EnvFrom) != 1 || worker.EnvFrom[0].SecretRef == nil || worker.EnvFrom[0].SecretRef.Name != "classifier-env" {
-		t.Errorf("envFrom = %+v, want the classifier-env Secret", worker.EnvFrom)
+	if len(worker.EnvFrom) != 1 || worker.EnvFrom[0].SecretRef == nil || worker.EnvFrom[0].SecretRef.Name != "classifier-env" || worker.EnvFrom[0].Prefix != "VCON_LINK8_CLASSIFY_" {
+		t.Errorf("envFrom = %+v, want the classifier-env Secret under the link's prefix", worker.EnvFrom)
 	}
 }
 
