@@ -17,6 +17,7 @@ type ChainSpec struct {
 	// +kubebuilder:validation:items:MaxLength=512
 	// +kubebuilder:validation:items:XValidation:rule="self != ''",message="a list name cannot be empty"
 	// +kubebuilder:validation:items:XValidation:rule="!self.matches('[[:space:]]')",message="a list name cannot contain spaces, tabs or line breaks"
+	// +kubebuilder:validation:items:XValidation:rule="self != 'vcons' && !['vcon:', 'context:', 'tel:', 'mailto:', 'name:', 'vcon-operator:'].exists(p, self.startsWith(p))",message="this name holds vCon data, not a queue: vcons is the vCon index, and keys starting with vcon:, context:, tel:, mailto:, name: or vcon-operator: are bodies, trace contexts, party indexes and the operator's own keys; use another list name"
 	// +listType=set
 	IngressLists []string `json:"ingressLists"`
 	// Links are the names of Link objects in this namespace, run in order.
@@ -38,6 +39,7 @@ type ChainSpec struct {
 	// +kubebuilder:validation:items:MaxLength=512
 	// +kubebuilder:validation:items:XValidation:rule="self != ''",message="a list name cannot be empty"
 	// +kubebuilder:validation:items:XValidation:rule="!self.matches('[[:space:]]')",message="a list name cannot contain spaces, tabs or line breaks"
+	// +kubebuilder:validation:items:XValidation:rule="self != 'vcons' && !['vcon:', 'context:', 'tel:', 'mailto:', 'name:', 'vcon-operator:'].exists(p, self.startsWith(p))",message="this name holds vCon data, not a queue: vcons is the vCon index, and keys starting with vcon:, context:, tel:, mailto:, name: or vcon-operator: are bodies, trace contexts, party indexes and the operator's own keys; use another list name"
 	// +listType=set
 	// +optional
 	EgressLists []string `json:"egressLists,omitempty"`

@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	vconv1alpha1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 )
 
 // TestServerRejectsBadManifests sends manifests a user could plausibly write
@@ -351,5 +352,44 @@ spec: {module: storage.s3, options: {bucket: vcons}}`},
 				t.Fatalf("stored, but it does not decode into the Go type: %v", err)
 			}
 		})
+	}
+}
+
+// TestServerRejectsReservedListNames: every queue name the worker and the
+// API refuse (queue.ListNameConflict) is refused by the CRD too, as an
+// ingress and as an egress list, so the CEL rule cannot drift from the Go
+// list.
+func TestServerRejectsReservedListNames(t *testing.T) {
+	ns := newNamespace(t)
+	names := []string{queue.IndexSortedSet}
+	for _, p := range queue.ReservedPrefixes {
+		names = append(names, p+"x")
+	}
+	i := 0
+	for _, name := range names {
+		if queue.ListNameConflict(name) == "" {
+			t.Fatalf("%q is not reserved in Go", name)
+		}
+		for _, field := range []string{"ingressLists", "egressLists"} {
+			t.Run(field+"/"+name, func(t *testing.T) {
+				ctx := testContext(t)
+				spec := fmt.Sprintf("{ingressLists: [%q]}", name)
+				if field == "egressLists" {
+					spec = fmt.Sprintf("{ingressLists: [in], egressLists: [%q]}", name)
+				}
+				obj := object(t, "apiVersion: vcon.dev/v1alpha1\nkind: Chain\nspec: "+spec)
+				obj.SetNamespace(ns)
+				i++
+				obj.SetName(fmt.Sprintf("reserved-%d", i))
+				err := kube.Client.Create(ctx, obj)
+				if err == nil {
+					_ = kube.Client.Delete(ctx, obj)
+					t.Fatalf("a Chain with %s [%s] was accepted", field, name)
+				}
+				if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec."+field+"[0]") || !strings.Contains(err.Error(), "this name holds vCon data, not a queue") {
+					t.Fatalf("want the reserved-name message on spec.%s[0], got %v", field, err)
+				}
+			})
+		}
 	}
 }
