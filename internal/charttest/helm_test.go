@@ -159,6 +159,12 @@ func TestTemplate(t *testing.T) {
 				if got := envFrom(api, "CONSERVER_HEADER_NAME"); got != "value x-conserver-api-token" {
 					t.Errorf("CONSERVER_HEADER_NAME = %s", got)
 				}
+				if got := envFrom(api, "VCON_MAX_BODY_BYTES"); got != "value 52428800" {
+					t.Errorf("VCON_MAX_BODY_BYTES = %s, want api.maxBodyBytes", got)
+				}
+				if got := envFrom(api, "VCON_CONFIG_SHOW_SECRETS"); got != "value false" {
+					t.Errorf("VCON_CONFIG_SHOW_SECRETS = %s, want api.configShowSecrets", got)
+				}
 			},
 		},
 	} {
