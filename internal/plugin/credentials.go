@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"net/url"
 	"strings"
 	"unicode"
 
@@ -11,76 +10,6 @@ import (
 // SecretPlaceholder is the value every key of a Secret template holds: the
 // import never copies a credential out of the conserver file.
 const SecretPlaceholder = "REPLACE_ME"
-
-// secretWords are option key words that name a credential wherever they
-// appear in the key ("db_password", "client_secret", "Authorization").
-var secretWords = []string{"password", "passwd", "secret", "authorization", "credential", "cookie"}
-
-// IsSecretKey says whether an option key names a credential: it contains
-// password, secret, authorization, credential, cookie, api_key or apikey;
-// or one of its words is "key" or ends in "key" (DEEPGRAM_KEY, accessKey,
-// aws_access_key_id); or its last word is or ends in "token" (so
-// "bearer_token" and "X-Auth-Token" are, "max_tokens" and "token_limit"
-// are not).
-func IsSecretKey(key string) bool {
-	lower := strings.ToLower(key)
-	for _, w := range secretWords {
-		if strings.Contains(lower, w) {
-			return true
-		}
-	}
-	if strings.Contains(lower, "api_key") || strings.Contains(lower, "apikey") || strings.Contains(lower, "api-key") {
-		return true
-	}
-	words := keyWords(key)
-	for _, w := range words {
-		if strings.HasSuffix(w, "key") {
-			return true
-		}
-	}
-	return len(words) > 0 && strings.HasSuffix(words[len(words)-1], "token")
-}
-
-// keyWords splits a key into lower-case words at non-alphanumerics and
-// camelCase boundaries: "aws_secretAccessKey" -> aws, secret, access, key.
-func keyWords(key string) []string {
-	var words []string
-	var cur []rune
-	flush := func() {
-		if len(cur) > 0 {
-			words = append(words, strings.ToLower(string(cur)))
-			cur = cur[:0]
-		}
-	}
-	rs := []rune(key)
-	for i, r := range rs {
-		switch {
-		case !unicode.IsLetter(r) && !unicode.IsDigit(r):
-			flush()
-		case unicode.IsUpper(r) && i > 0 && unicode.IsLower(rs[i-1]):
-			flush()
-			cur = append(cur, r)
-		default:
-			cur = append(cur, r)
-		}
-	}
-	flush()
-	return words
-}
-
-// hasURLPassword says whether s is a URL carrying a password
-// (postgres://user:pass@host/db): the whole URL is then a credential.
-func hasURLPassword(s string) bool {
-	if !strings.Contains(s, "://") || !strings.Contains(s, "@") {
-		return false
-	}
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.User == nil {
-		return false
-	}
-	p, ok := u.User.Password()
-	return ok && p != ""
-}
 
 // envRef is one ${NAME} or ${NAME:-default} in a string.
 type envRef struct {

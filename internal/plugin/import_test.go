@@ -20,6 +20,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/secrets"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
@@ -379,10 +380,10 @@ func TestImportCredentials(t *testing.T) {
 			env:     []string{"BASE", "TOK"},
 		},
 		{
-			name:    "what the operator calls a credential is moved too",
-			options: map[string]any{"tokenizer": "cl100k", "master_key": "mk"},
-			want:    map[string]any{"tokenizer": "${S_TOKENIZER}", "master_key": "${S_MASTER_KEY}"},
-			env:     []string{"S_MASTER_KEY", "S_TOKENIZER"},
+			name:    "one classifier: what the operator calls a credential is moved, the rest stays",
+			options: map[string]any{"tokenizer": "cl100k", "master_key": "mk", "key_points": "yes"},
+			want:    map[string]any{"tokenizer": "cl100k", "master_key": "${S_MASTER_KEY}", "key_points": "yes"},
+			env:     []string{"S_MASTER_KEY"},
 		},
 		{
 			name:    "a key already prefixed by the step is not prefixed twice",
@@ -433,7 +434,7 @@ func TestImportCredentials(t *testing.T) {
 	}
 }
 
-func TestIsSecretKey(t *testing.T) {
+func TestImportTreatsCredentialKeys(t *testing.T) {
 	for key, want := range map[string]bool{
 		"password": true, "db_password": true, "client_secret": true, "aws_secret_access_key": true, "aws_access_key_id": true,
 		"OPENAI_API_KEY": true, "apiKey": true, "x-api-key": true, "DEEPGRAM_KEY": true, "key": true, "LITELLM_MASTER_KEY": true,
@@ -441,8 +442,8 @@ func TestIsSecretKey(t *testing.T) {
 		"max_tokens": false, "token_limit": false, "keys": false, "keywords": false, "tags": false, "url": false, "model": false,
 		"webhook-urls": false, "forward_matches": false, "Content-Type": false,
 	} {
-		if got := IsSecretKey(key); got != want {
-			t.Errorf("IsSecretKey(%q) = %v, want %v", key, got, want)
+		if got := secrets.IsCredentialKey(key); got != want {
+			t.Errorf("IsCredentialKey(%q) = %v, want %v", key, got, want)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/secrets"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
@@ -293,7 +294,7 @@ func (im *importer) value(se *stepEnv, v any, path, key string, secret bool) any
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for _, k := range sortedKeys(t) {
-			childSecret := secret || IsSecretKey(k)
+			childSecret := secret || secrets.IsCredentialKey(k)
 			if str, ok := t[k].(string); ok && !childSecret {
 				childSecret = operatorFlags(k, str)
 			}
@@ -320,7 +321,7 @@ func (im *importer) value(se *stepEnv, v any, path, key string, secret bool) any
 			}
 			return t
 		}
-		if secret || hasURLPassword(t) {
+		if secret || secrets.HasURLPassword(t) {
 			return im.newVar(se, key, path)
 		}
 		return t

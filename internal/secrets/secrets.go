@@ -20,8 +20,9 @@ var secretWords = []string{"password", "passwd", "secret", "authorization", "cre
 
 // IsCredentialKey says whether an option key names a credential: it
 // contains password, passwd, secret, authorization, credential, cookie,
-// api_key, api-key or apikey; or one of its words is or ends in "key"
-// (DEEPGRAM_KEY, accessKey, aws_access_key_id, LITELLM_MASTER_KEY); or its
+// api_key, api-key or apikey; or its last word (or the one before a
+// final "id") is or ends in "key" (DEEPGRAM_KEY, accessKey,
+// aws_access_key_id, LITELLM_MASTER_KEY, not key_points); or its
 // last word is or ends in "token" (so "token", "bearer_token" and
 // "X-Auth-Token" are, "max_tokens" and "token_limit" are not).
 func IsCredentialKey(key string) bool {
@@ -35,8 +36,11 @@ func IsCredentialKey(key string) bool {
 		return true
 	}
 	words := keyWords(key)
-	for _, w := range words {
-		if strings.HasSuffix(w, "key") {
+	for i, w := range words {
+		// A key word names the credential itself when nothing but an "id"
+		// follows it ("key", "accessKey", "aws_access_key_id"); "key_points"
+		// or "key_phrases" name something else.
+		if strings.HasSuffix(w, "key") && (i == len(words)-1 || (i == len(words)-2 && words[i+1] == "id")) {
 			return true
 		}
 	}

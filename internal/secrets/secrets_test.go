@@ -11,7 +11,7 @@ func TestIsCredentialKey(t *testing.T) {
 		"OPENAI_API_KEY": true, "apiKey": true, "x-api-key": true, "DEEPGRAM_KEY": true, "key": true, "LITELLM_MASTER_KEY": true,
 		"AZURE_OPENAI_API_KEY": true, "Authorization": true, "token": true, "api_token": true, "X-Auth-Token": true, "slackToken": true,
 		"credentials": true, "Cookie": true, "sentinel_password": true,
-		"max_tokens": false, "token_limit": false, "keys": false, "keywords": false, "tags": false, "url": false, "model": false,
+		"max_tokens": false, "token_limit": false, "key_points": false, "key_phrases": false, "tokenizer": false, "keys": false, "keywords": false, "tags": false, "url": false, "model": false,
 		"webhook-urls": false, "forward_matches": false, "Content-Type": false, "table_name": false, "host": false,
 	} {
 		if got := IsCredentialKey(key); got != want {

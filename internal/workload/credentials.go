@@ -2,18 +2,13 @@ package workload
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/secrets"
 )
-
-// credentialKey matches option names that hold credentials in conserver's
-// modules (OPENAI_API_KEY, api_key, password, token, DEEPGRAM_KEY,
-// aws_secret_access_key, LITELLM_MASTER_KEY, ...).
-var credentialKey = regexp.MustCompile(`(?i)(password|passwd|secret|token|api_?key|(^|_)key$|master_key|authorization|credential)`)
 
 // LiteralCredentials returns the dotted paths of options that hold a
 // credential written out literally instead of as a ${VAR} reference to a
@@ -34,7 +29,7 @@ func LiteralCredentials(raw *apiextensionsv1.JSON) ([]string, error) {
 				if path != "" {
 					p = path + "." + k
 				}
-				if s, ok := e.(string); ok && credentialKey.MatchString(k) && s != "" && !hasReference(s) {
+				if s, ok := e.(string); ok && (secrets.IsCredentialKey(k) || secrets.HasURLPassword(s)) && s != "" && !hasReference(s) {
 					found = append(found, p)
 					continue
 				}
