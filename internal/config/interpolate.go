@@ -200,7 +200,7 @@ func (d *decoder) expand(s, path string) string {
 			b.WriteString(seg.Text)
 			continue
 		}
-		if !validVarName(seg.Name) {
+		if !ValidVarName(seg.Name) {
 			d.fail(path, "malformed ${...} reference: a variable name is letters, digits and _, not starting with a digit; write $${ for a literal ${")
 			return s
 		}
@@ -223,7 +223,9 @@ func (d *decoder) expand(s, path string) string {
 	return b.String()
 }
 
-func validVarName(s string) bool {
+// ValidVarName reports whether s can be a ${NAME}: letters, digits and _,
+// not starting with a digit.
+func ValidVarName(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -83,7 +83,7 @@ func (c *stepRefs) rewrite(key, s string) (string, error) {
 			b.WriteString(seg.Raw) // $${ stays $${: a literal for the worker
 			continue
 		}
-		if !validEnvName(seg.Name) || !(c.names[seg.Name] || c.anyName) {
+		if !config.ValidVarName(seg.Name) || !(c.names[seg.Name] || c.anyName) {
 			return "", &ForbiddenReference{Step: c.owner, Key: key, Var: seg.Name}
 		}
 		b.WriteString("${" + StepEnvName(c.kind, c.step, seg.Name))
@@ -123,21 +123,6 @@ func (c *stepRefs) options(path string, v any) (any, error) {
 		}
 	}
 	return v, nil
-}
-
-func validEnvName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		switch {
-		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
-		case r >= '0' && r <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // LinkReferences checks a Link's ${NAME} references on their own, as Render

@@ -177,7 +177,7 @@ func TestStepEnvNameUnambiguous(t *testing.T) {
 					t.Errorf("%s %s %s and %s are both %s", kind, s, v, prev, n)
 				}
 				seen[n] = kind + " " + s + " " + v
-				if !validEnvName(n) {
+				if !config.ValidVarName(n) {
 					t.Errorf("%s is not a name the worker reads", n)
 				}
 				if !strings.HasPrefix(n, "VCON_") {
