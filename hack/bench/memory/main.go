@@ -17,11 +17,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,6 +34,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
 )
@@ -240,7 +239,7 @@ func workerRun(rdb *redis.Client, bin, cfg, redisAddr, dir string, doc []byte, g
 	if err := rdb.Set(ctx, "vcon:"+uuid, doc, 0).Err(); err != nil {
 		return 0, err
 	}
-	port, err := freePort()
+	port, err := benchutil.FreePort()
 	if err != nil {
 		return 0, err
 	}
@@ -272,7 +271,7 @@ func workerRun(rdb *redis.Client, bin, cfg, redisAddr, dir string, doc []byte, g
 			_ = cmd.Process.Kill()
 		}
 	}()
-	if err := waitFor(60*time.Second, func() bool {
+	if err := benchutil.WaitFor(60*time.Second, func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
 			return false
@@ -283,18 +282,18 @@ func workerRun(rdb *redis.Client, bin, cfg, redisAddr, dir string, doc []byte, g
 		return 0, fmt.Errorf("worker not ready: %w (log %s)", err, logf.Name())
 	}
 	time.Sleep(300 * time.Millisecond) // every fetcher blocked in BLMOVE
-	idle, err := vmHWM(cmd.Process.Pid)
+	idle, err := benchutil.VmHWM(cmd.Process.Pid)
 	if err != nil {
 		return 0, err
 	}
 	if err := rdb.RPush(ctx, in, uuid).Err(); err != nil {
 		return 0, err
 	}
-	if err := waitFor(2*time.Minute, func() bool { return rdb.LLen(ctx, out).Val() > 0 }); err != nil {
+	if err := benchutil.WaitFor(2*time.Minute, func() bool { return rdb.LLen(ctx, out).Val() > 0 }); err != nil {
 		dlq := rdb.LRange(ctx, "DLQ:"+in, 0, -1).Val()
 		return 0, fmt.Errorf("the vCon did not reach egress: %w (dead letters: %d)", err, len(dlq))
 	}
-	peak, err := vmHWM(cmd.Process.Pid)
+	peak, err := benchutil.VmHWM(cmd.Process.Pid)
 	if err != nil {
 		return 0, err
 	}
@@ -307,39 +306,4 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// vmHWM is a process's peak resident set size, in bytes.
-func vmHWM(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, errors.New("no VmHWM in /proc status")
-}
-
-func waitFor(within time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

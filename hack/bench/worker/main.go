@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -38,6 +37,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
@@ -369,11 +369,11 @@ func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr strin
 	if err != nil {
 		return result{}, err
 	}
-	port, err := freePort()
+	port, err := benchutil.FreePort()
 	if err != nil {
 		return result{}, err
 	}
-	pprofPort, err := freePort()
+	pprofPort, err := benchutil.FreePort()
 	if err != nil {
 		return result{}, err
 	}
@@ -402,7 +402,7 @@ func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr strin
 			_ = cmd.Process.Kill()
 		}
 	}()
-	if err := waitFor(60*time.Second, func() bool {
+	if err := benchutil.WaitFor(60*time.Second, func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
 			return false
@@ -438,7 +438,7 @@ func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr strin
 	if err := <-profiled; err != nil {
 		return result{}, fmt.Errorf("cpu profile: %w", err)
 	}
-	res.rss, err = vmHWM(cmd.Process.Pid)
+	res.rss, err = benchutil.VmHWM(cmd.Process.Pid)
 	return res, err
 }
 
@@ -569,39 +569,4 @@ func selfCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// vmHWM is a process's peak resident set size, in bytes.
-func vmHWM(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, errors.New("no VmHWM in /proc status")
-}
-
-func waitFor(within time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
