@@ -249,7 +249,11 @@ func workerRun(rdb *redis.Client, bin, cfg, redisAddr, dir string, doc []byte, g
 		return 0, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "--config", cfg, "--redis-url", "redis://"+redisAddr, "--http-addr", httpAddr, "--worker-id", "mem")
+	// The document is over the worker's default body bound (32 MiB) on
+	// purpose: the bound is what keeps such a vCon out of a pod sized for
+	// ordinary traffic; this measures what it costs when let in.
+	cmd := exec.Command(bin, "--config", cfg, "--redis-url", "redis://"+redisAddr, "--http-addr", httpAddr, "--worker-id", "mem",
+		"--max-body-bytes", strconv.Itoa(4*len(doc)))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "GOGC=") || strings.HasPrefix(kv, "GOMEMLIMIT=")
