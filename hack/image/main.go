@@ -63,12 +63,9 @@ func run() error {
 			return fmt.Errorf("revision: %w (or pass -revision)", err)
 		}
 	}
-	certs, err := os.ReadFile(*caCerts)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("CA certificates %s missing: the image takes them from Debian's ca-certificates package; install it with `apt-get install -y ca-certificates` (or pass -ca-certs FILE)", *caCerts)
-	}
+	certs, err := readCACerts(*caCerts)
 	if err != nil {
-		return fmt.Errorf("CA certificates: %w", err)
+		return err
 	}
 
 	work, err := os.MkdirTemp("", "vcon-image-")
@@ -146,10 +143,29 @@ func creationTime() (time.Time, error) {
 	return time.Unix(s, 0).UTC(), nil
 }
 
+// readCACerts reads the bundle Debian's ca-certificates package generates.
+// There is no base image to take one from, so a missing bundle stops the
+// build rather than giving an image whose TLS clients trust nothing.
+func readCACerts(path string) ([]byte, error) {
+	certs, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("CA certificates %s missing: the image takes them from Debian's ca-certificates package; install it with `apt-get install -y ca-certificates` (or pass -ca-certs FILE)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("CA certificates: %w", err)
+	}
+	if !bytes.Contains(certs, []byte("-----BEGIN CERTIFICATE-----")) {
+		return nil, fmt.Errorf("CA certificates %s holds no PEM certificate: reinstall them with `apt-get install --reinstall -y ca-certificates`", path)
+	}
+	return certs, nil
+}
+
 // compile builds every binary for one platform in one go build, static and
 // with paths trimmed so the bytes depend only on the source and toolchain.
+// No VCS stamp: the commit is in the ldflags and the labels already, and
+// with it an untracked file in the checkout would change every binary.
 func compile(dir, goos, goarch, ldflags string) (image.Platform, error) {
-	args := []string{"build", "-trimpath", "-ldflags", ldflags, "-o", dir + string(filepath.Separator)}
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", dir + string(filepath.Separator)}
 	for _, b := range image.Binaries {
 		args = append(args, "./cmd/"+b)
 	}
