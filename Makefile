@@ -2,6 +2,7 @@
 #   make dev    run the whole system locally (no cluster, no Docker needed)
 #   make test   run every test (what CI runs)
 #   make bench  run the benchmarks and refresh docs/benchmarks.md
+#   make image  build the image without Docker (OCI layout + docker archive in bin/image/)
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
