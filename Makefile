@@ -61,6 +61,9 @@ tools-test: ## envtest binaries, helm, promtool and the S3 test server.
 deps: ## Debian packages the tests run (redis-server, PostgreSQL); installs them when missing.
 	@hack/deps.sh
 tools: tools-gen tools-test deps
+.PHONY: tools-cluster
+tools-cluster: ## The real single-node cluster's binaries (etcd, kube-*, kubelet, CoreDNS), built once per machine.
+	@hack/tools.sh cluster
 
 ##@ Test
 .PHONY: test bench e2e

@@ -22,6 +22,7 @@ HELM_VERSION=${HELM_VERSION:-v3.22.0}
 PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}   # module version of github.com/prometheus/prometheus
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-$PROMTOOL_VERSION}
 VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}  # S3-compatible server for the storage.s3 tests
+COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}      # cluster DNS of the real single-node cluster
 
 log() { printf 'tools: %s\n' "$*" >&2; }
 
@@ -39,7 +40,7 @@ build_in_module() {
     [ -f go.mod ] || { go mod init tmp.local/toolbuild >/dev/null 2>&1; }
     [ -z "$extra" ] || printf '%s\n' "$extra" >>go.mod
     GOFLAGS=-mod=mod go get "$req" >&2
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$out" "$pkg" >&2
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w ${TOOL_LDFLAGS:-}" -o "$out" "$pkg" >&2
   )
   rm -rf "$dir/src"
 }
@@ -69,16 +70,37 @@ build_etcd() {
   build_in_module "$1" "go.etcd.io/etcd/server/v3@$2" go.etcd.io/etcd/server/v3 "$1/etcd"
 }
 
-build_kube_apiserver() {
-  # k8s.io/kubernetes is not meant to be required: its go.mod replaces every
-  # k8s.io/<staging> module with a local directory. A throwaway module that
-  # requires it must replace each of them with the published version.
-  local dir=$1 version=$2 gomod replaces
+# kube_replaces prints the go.mod lines a throwaway module needs to require
+# k8s.io/kubernetes $1: its own go.mod replaces every k8s.io/<staging>
+# module with a local directory, so each must be replaced with the
+# published version instead.
+kube_replaces() {
+  local version=$1 gomod replaces
   GOFLAGS=-mod=mod go mod download "k8s.io/kubernetes@$version" >&2
   gomod=$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$version.mod
   replaces=$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#replace \1 => \1 '"$KUBE_STAGING"'#p' "$gomod")
   [ -n "$replaces" ] || { log "no staging replaces found in $gomod"; return 1; }
-  build_in_module "$dir" "k8s.io/kubernetes@$version" k8s.io/kubernetes/cmd/kube-apiserver "$dir/kube-apiserver" "$replaces"
+  printf '%s\n' "$replaces"
+}
+
+# build_kube_component DIR VERSION NAME: one binary of k8s.io/kubernetes,
+# stamped with its version so a node reports it.
+build_kube_component() {
+  local dir=$1 version=$2 name=$3 replaces minor
+  replaces=$(kube_replaces "$version")
+  minor=${version#v1.}; minor=${minor%%.*}
+  TOOL_LDFLAGS="-X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+    build_in_module "$dir" "k8s.io/kubernetes@$version" "k8s.io/kubernetes/cmd/$name" "$dir/$name" "$replaces"
+}
+
+build_kube_apiserver() { build_kube_component "$1" "$2" kube-apiserver; }
+build_kubelet() { build_kube_component "$1" "$2" kubelet; }
+build_kube_controller_manager() { build_kube_component "$1" "$2" kube-controller-manager; }
+build_kube_scheduler() { build_kube_component "$1" "$2" kube-scheduler; }
+build_kube_proxy() { build_kube_component "$1" "$2" kube-proxy; }
+
+build_coredns() {
+  build_in_module "$1" "github.com/coredns/coredns@$2" github.com/coredns/coredns "$1/coredns"
 }
 
 build_helm() {
@@ -129,6 +151,15 @@ for tool in "$@"; do
     promtool) ensure promtool "$PROMTOOL_VERSION" promtool ;;
     prometheus) ensure prometheus "$PROMETHEUS_VERSION" prometheus ;;
     s3server) ensure versitygw "$VERSITYGW_VERSION" versitygw ;;
+    # A real single-node cluster's binaries (the real-pods work; not yet
+    # used by make test). Each builds once per machine, several minutes on
+    # 2 cores.
+    cluster)
+      ensure etcd "$ETCD_VERSION" etcd
+      for c in kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy; do
+        ensure "$c" "$KUBE_VERSION" "$(echo "$c" | tr - _)"
+      done
+      ensure coredns "$COREDNS_VERSION" coredns ;;
     *) log "unknown tool $tool"; exit 2 ;;
   esac
 done
