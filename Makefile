@@ -81,6 +81,15 @@ e2e: ## End-to-end test: the dev system under load and faults (under 10 minutes 
 bench: tools ## Run the benchmarks and write docs/benchmarks.md.
 	hack/bench.sh
 
+##@ Real cluster (root, Linux; see docs/cluster.md)
+.PHONY: cluster cluster-down cluster-test
+cluster: tools-cluster ## Bring up a real single-node Kubernetes (node in its own netns) in .cluster/.
+	@hack/cluster/up.sh
+cluster-down: ## Tear the real cluster down and leave nothing behind.
+	@hack/cluster/down.sh
+cluster-test: tools-cluster image ## Bring-up, a hardened pod, a Service from the host, teardown (go test -tags cluster).
+	go test -tags cluster -count=1 -timeout 10m -v ./test/cluster/
+
 ##@ Image (no Docker engine needed)
 # The binaries' BUILD_TIME, the files' mtimes and the created label are the
 # commit time (or SOURCE_DATE_EPOCH), so one commit always gives one digest.
