@@ -1,0 +1,296 @@
+//go:build cluster
+
+// Package cluster tests make cluster / make cluster-down on this machine:
+// a real single-node Kubernetes comes up, runs the project's image as a
+// hardened pod and a Deployment behind a ClusterIP Service the host can
+// reach, and is torn down leaving nothing. Needs root and Linux; run it
+// with make cluster-test (it replaces a cluster make cluster brought up).
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	echoImage = "localhost/vcon-operator/httpecho:1"
+	ns        = "default"
+)
+
+var sysctls = []string{"vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops"}
+
+func TestClusterUpPodServiceDown(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+		t.Skip("needs root on Linux (network namespaces, mounts, cgroups)")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, ".cluster")
+	sock := filepath.Join(dir, "run", "containerd.sock")
+	projectImage := findProjectImage(t, root)
+	before := readSysctls(t)
+
+	start := time.Now()
+	out := sh(t, root, "hack/cluster/up.sh")
+	t.Logf("bring-up %.1f s", time.Since(start).Seconds())
+	down := func() { _ = exec.Command(filepath.Join(root, "hack/cluster/down.sh")).Run() }
+	t.Cleanup(down) // a failing test must not leave a node running
+	if !strings.Contains(out, "export KUBECONFIG="+filepath.Join(dir, "kubeconfig")) {
+		t.Errorf("up.sh did not print the export line; printed:\n%s", out)
+	}
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	// Nothing is pulled on this node: both images are imported.
+	echoTar := filepath.Join(t.TempDir(), "httpecho.tar")
+	sh(t, root, "go", "run", "./hack/cluster/binimage", "-pkg", "./test/cluster/httpecho", "-tag", echoImage, "-out", echoTar)
+	for _, tar := range []string{projectImage.file, echoTar} {
+		sh(t, root, "ctr", "-n", "k8s.io", "-a", sock, "images", "import", tar)
+	}
+
+	t.Run("hardened pod of the project's image", func(t *testing.T) {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "kubectl-vcon-help"},
+			Spec: corev1.PodSpec{
+				RestartPolicy:   corev1.RestartPolicyNever,
+				SecurityContext: hardenedPod(),
+				Containers: []corev1.Container{{
+					Name: "help", Image: projectImage.ref, ImagePullPolicy: corev1.PullNever,
+					Command: []string{"/kubectl-vcon", "--help"}, SecurityContext: hardenedContainer(),
+				}},
+			},
+		}
+		if _, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var phase corev1.PodPhase
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			p, err := kube.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			phase = p.Status.Phase
+			return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
+		})
+		if err != nil || phase != corev1.PodSucceeded {
+			t.Fatalf("pod phase %q (%v); want Succeeded", phase, err)
+		}
+		logs, err := kube.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(logs, []byte("kubectl vcon")) {
+			t.Errorf("logs do not look like kubectl-vcon --help:\n%s", logs)
+		}
+	})
+
+	t.Run("deployment behind a ClusterIP service, from the host", func(t *testing.T) {
+		labels := map[string]string{"app": "httpecho"}
+		dep := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "httpecho"},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](2),
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{
+						SecurityContext: hardenedPod(),
+						Containers: []corev1.Container{{
+							Name: "httpecho", Image: echoImage, ImagePullPolicy: corev1.PullNever,
+							Ports:           []corev1.ContainerPort{{ContainerPort: 8080}},
+							SecurityContext: hardenedContainer(),
+							ReadinessProbe: &corev1.Probe{
+								ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(8080)}},
+								PeriodSeconds: 1,
+							},
+						}},
+					},
+				},
+			},
+		}
+		if _, err := kube.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		svc, err := kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "httpecho"},
+			Spec: corev1.ServiceSpec{
+				Selector: labels,
+				Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			d, err := kube.AppsV1().Deployments(ns).Get(ctx, dep.Name, metav1.GetOptions{})
+			return err == nil && d.Status.ReadyReplicas == 2, err
+		})
+		if err != nil {
+			t.Fatalf("deployment not ready: %v", err)
+		}
+		// kube-proxy programs the Service asynchronously: retry until it answers.
+		url := fmt.Sprintf("http://%s/", svc.Spec.ClusterIP)
+		var body string
+		client := &http.Client{Timeout: 2 * time.Second}
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			resp, err := client.Get(url)
+			if err != nil {
+				return false, nil
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			body = string(b)
+			return resp.StatusCode == http.StatusOK, nil
+		})
+		if err != nil || !strings.HasPrefix(body, "httpecho httpecho-") {
+			t.Fatalf("GET %s: %v, body %q", url, err, body)
+		}
+	})
+
+	start = time.Now()
+	sh(t, root, "hack/cluster/down.sh")
+	t.Logf("teardown %.1f s", time.Since(start).Seconds())
+	checkNothingLeft(t, dir, before)
+}
+
+func hardenedPod() *corev1.PodSecurityContext {
+	return &corev1.PodSecurityContext{
+		RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+func hardenedContainer() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+}
+
+type imageFile struct{ file, ref string }
+
+// findProjectImage is make image's docker archive for this machine and the
+// reference it is tagged with.
+func findProjectImage(t *testing.T, root string) imageFile {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(root, "bin/image/vcon-operator-*-linux-"+runtime.GOARCH+".docker.tar"))
+	if len(files) == 0 {
+		t.Fatal("no bin/image/vcon-operator-*.docker.tar: run make image (make cluster-test does)")
+	}
+	newest := files[0]
+	for _, f := range files[1:] {
+		a, _ := os.Stat(f)
+		b, _ := os.Stat(newest)
+		if a.ModTime().After(b.ModTime()) {
+			newest = f
+		}
+	}
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(newest) })
+	if err != nil || len(m) == 0 || len(m[0].RepoTags) == 0 {
+		t.Fatalf("read %s: %v", newest, err)
+	}
+	return imageFile{file: newest, ref: m[0].RepoTags[0]}
+}
+
+// checkNothingLeft looks for everything the cluster makes outside its
+// directory, and for the directory itself.
+func checkNothingLeft(t *testing.T, dir string, sysctlsBefore map[string]string) {
+	t.Helper()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s is still there", dir)
+	}
+	netns, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(netns), "\n") {
+		if strings.HasPrefix(line, "vcon-node") || strings.HasPrefix(line, "cni-") {
+			t.Errorf("network namespace left: %s", line)
+		}
+	}
+	if exec.Command("ip", "link", "show", "vcon-host0").Run() == nil {
+		t.Error("veth vcon-host0 left")
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(line, dir) || strings.Contains(line, "/run/netns/vcon-node") {
+			t.Errorf("mount left: %s", line)
+		}
+	}
+	if cg, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods"); len(cg) > 0 {
+		t.Errorf("cgroups left: %v", cg)
+	}
+	for _, p := range []string{"/var/lib/kubelet", "/var/log/containers", "/var/log/pods"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("host path left: %s", p)
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, exe := range procs {
+		target, err := os.Readlink(exe)
+		if err != nil {
+			continue
+		}
+		switch filepath.Base(target) {
+		case "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
+			"kube-proxy", "coredns", "containerd", "containerd-shim-runc-v2", "pause", "httpecho":
+			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(exe), "cmdline"))
+			t.Errorf("process left: %s %s", exe, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+		}
+	}
+	if after := readSysctls(t); fmt.Sprint(after) != fmt.Sprint(sysctlsBefore) {
+		t.Errorf("sysctls %v after teardown, %v before", after, sysctlsBefore)
+	}
+}
+
+func readSysctls(t *testing.T) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, s := range sysctls {
+		b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(s, ".", "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[s] = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// sh runs a command in dir and returns its stdout; a failure shows stderr.
+func sh(t *testing.T, dir string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
