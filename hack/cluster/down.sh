@@ -63,6 +63,17 @@ unmount_all() {
     while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
 }
 
+# A shim killed by a crash leaves its socket in containerd 1.6's fixed
+# /run/containerd/s/; each shim's state directory names its address.
+remove_shim_sockets() {
+  local a s
+  for a in "$CLUSTER_DIR"/containerd/state/io.containerd.runtime.v2.task/*/*/address; do
+    [ -f "$a" ] || continue
+    s=$(cat "$a"); s=${s#unix://}
+    case $s in /run/containerd/s/*) rm -f -- "$s" ;; esac
+  done
+}
+
 # Cgroups kubelet and runc made, depth first (a cgroup with children
 # cannot be removed).
 remove_cgroups() {
@@ -108,6 +119,7 @@ for c in "${COMPONENTS[@]:0:5}"; do stop "$c"; done
 kill_tasks
 for c in "${COMPONENTS[@]:5}"; do stop "$c"; done
 kill_leftovers
+remove_shim_sockets
 unmount_all
 remove_netns
 remove_cgroups

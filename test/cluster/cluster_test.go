@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,7 @@ func TestClusterUpPodServiceDown(t *testing.T) {
 	sock := filepath.Join(dir, "run", "containerd.sock")
 	projectImage := findProjectImage(t, root)
 	before := readSysctls(t)
+	shimSockets := listDir("/run/containerd/s")
 
 	start := time.Now()
 	out := sh(t, root, "hack/cluster/up.sh")
@@ -179,6 +181,20 @@ func TestClusterUpPodServiceDown(t *testing.T) {
 	sh(t, root, "hack/cluster/down.sh")
 	t.Logf("teardown %.1f s", time.Since(start).Seconds())
 	checkNothingLeft(t, dir, before)
+	for _, s := range listDir("/run/containerd/s") {
+		if !slices.Contains(shimSockets, s) {
+			t.Errorf("shim socket left: /run/containerd/s/%s", s)
+		}
+	}
+}
+
+func listDir(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }
 
 func hardenedPod() *corev1.PodSecurityContext {
