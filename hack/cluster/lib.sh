@@ -9,6 +9,12 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN="$ROOT/bin"
 CLUSTER_DIR="${CLUSTER_DIR:-$ROOT/.cluster}"
+# down.sh removes this directory whole: refuse anything that is not a
+# dedicated absolute directory.
+case $CLUSTER_DIR in
+  /*/*) ;;
+  *) printf 'cluster: error: CLUSTER_DIR=%s must be an absolute path at least two deep\n' "$CLUSTER_DIR" >&2; exit 1 ;;
+esac
 
 NETNS=vcon-node               # the node's network namespace
 VETH_HOST=vcon-host0          # host end of the veth
@@ -49,7 +55,7 @@ preflight() {
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns; do
     [ -x "$BIN/$b" ] || missing+=("$b")
   done
-  [ ${#missing[@]} -eq 0 ] || die "missing bin/${missing[*]}: run make tools-cluster"
+  [ ${#missing[@]} -eq 0 ] || die "missing in bin/: ${missing[*]}: run make tools-cluster"
   missing=()
   for b in containerd containerd-shim-runc-v2 runc ctr nsenter ip iptables conntrack openssl curl; do
     command -v "$b" >/dev/null || missing+=("$b")

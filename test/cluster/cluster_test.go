@@ -267,17 +267,14 @@ func checkNothingLeft(t *testing.T, dir string, sysctlsBefore map[string]string)
 			t.Errorf("host path left: %s", p)
 		}
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
-	for _, exe := range procs {
-		target, err := os.Readlink(exe)
-		if err != nil {
-			continue
-		}
-		switch filepath.Base(target) {
-		case "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
-			"kube-proxy", "coredns", "containerd", "containerd-shim-runc-v2", "pause", "httpecho":
-			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(exe), "cmdline"))
-			t.Errorf("process left: %s %s", exe, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+	// Every component's command line names a file under dir (containerd's
+	// shims their socket); container processes would keep a kubepods
+	// cgroup alive, checked above.
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		cmdline, err := os.ReadFile(f)
+		if err == nil && bytes.Contains(cmdline, []byte(dir+"/")) {
+			t.Errorf("process left: %s %s", f, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 		}
 	}
 	if after := readSysctls(t); fmt.Sprint(after) != fmt.Sprint(sysctlsBefore) {
