@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -212,6 +213,14 @@ func TestIngressConflictNormalised(t *testing.T) {
 	}
 
 	// Another namespace: a Chain there is "a Chain in another namespace".
+	// Creation times have a resolution of one second, and a tie is broken
+	// by namespace name (random here): create the late Chain in a later
+	// second than a-first, so that it is the later one whatever the names.
+	var first vconv1.Chain
+	if err := op.c.Get(context.Background(), op.key("a-first"), &first); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(first.CreationTimestamp.Add(1100 * time.Millisecond)))
 	late := op.chain("c-late", []string{"shared-2"})
 	late.Namespace = otherNS
 	if err := op.c.Create(context.Background(), asApplied(t, late)); err != nil {
