@@ -42,7 +42,7 @@ var sysctls = []string{"vm.overcommit_memory", "kernel.panic", "kernel.panic_on_
 
 func TestClusterUpPodServiceDown(t *testing.T) {
 	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
-		t.Skip("needs root on Linux (network namespaces, mounts, cgroups)")
+		t.Fatal("needs root on Linux (network namespaces, mounts, cgroups): run sudo make cluster-test on a Linux machine")
 	}
 	root, err := filepath.Abs("../..")
 	if err != nil {
