@@ -29,7 +29,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -261,30 +260,11 @@ func workerRun(rdb *redis.Client, bin, cfg, redisAddr, dir string, doc []byte, g
 	if gogc != "" {
 		cmd.Env = append(cmd.Env, "GOGC="+gogc)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return 0, err
+	stop, err := benchutil.StartWorker(cmd, httpAddr)
+	if err != nil {
+		return 0, fmt.Errorf("%w (log %s)", err, logf.Name())
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	}()
-	if err := benchutil.WaitFor(60*time.Second, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}); err != nil {
-		return 0, fmt.Errorf("worker not ready: %w (log %s)", err, logf.Name())
-	}
+	defer stop()
 	time.Sleep(300 * time.Millisecond) // every fetcher blocked in BLMOVE
 	idle, err := benchutil.VmHWM(cmd.Process.Pid)
 	if err != nil {

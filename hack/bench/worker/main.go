@@ -388,30 +388,11 @@ func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr strin
 		"--pprof-addr", "127.0.0.1:"+strconv.Itoa(pprofPort))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), m.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	stop, err := benchutil.StartWorker(cmd, httpAddr)
+	if err != nil {
 		return result{}, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	}()
-	if err := benchutil.WaitFor(60*time.Second, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}); err != nil {
-		return result{}, fmt.Errorf("worker not ready: %w", err)
-	}
+	defer stop()
 	// Idle: every fetcher blocks in BLMOVE; what the process spends now is
 	// its heartbeat, reaping and the runtime's background work.
 	time.Sleep(200 * time.Millisecond)
