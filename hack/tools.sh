@@ -98,6 +98,7 @@ build_kubelet() { build_kube_component "$1" "$2" kubelet; }
 build_kube_controller_manager() { build_kube_component "$1" "$2" kube-controller-manager; }
 build_kube_scheduler() { build_kube_component "$1" "$2" kube-scheduler; }
 build_kube_proxy() { build_kube_component "$1" "$2" kube-proxy; }
+build_kubectl() { build_kube_component "$1" "$2" kubectl; }
 
 build_coredns() {
   build_in_module "$1" "github.com/coredns/coredns@$2" github.com/coredns/coredns "$1/coredns"
@@ -151,12 +152,11 @@ for tool in "$@"; do
     promtool) ensure promtool "$PROMTOOL_VERSION" promtool ;;
     prometheus) ensure prometheus "$PROMETHEUS_VERSION" prometheus ;;
     s3server) ensure versitygw "$VERSITYGW_VERSION" versitygw ;;
-    # A real single-node cluster's binaries (the real-pods work; not yet
-    # used by make test). Each builds once per machine, several minutes on
-    # 2 cores.
+    # The real single-node cluster's binaries, and kubectl for the README's
+    # tour. Each builds once per machine, several minutes on 2 cores.
     cluster)
       ensure etcd "$ETCD_VERSION" etcd
-      for c in kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy; do
+      for c in kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl; do
         ensure "$c" "$KUBE_VERSION" "$(echo "$c" | tr - _)"
       done
       ensure coredns "$COREDNS_VERSION" coredns ;;

@@ -23,6 +23,7 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/controllers"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
+	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/version"
 )
 
@@ -48,6 +49,16 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+
+	// The default URL is written for this pod's namespace ("redis" is the
+	// Service next to the operator) but handed to workers in every Chain's
+	// namespace: qualify a bare Service name so it means the same there.
+	if ns := podNamespace(); ns != "" {
+		if q := redisconn.Qualify(redisURL, ns); q != redisURL {
+			log.Info("qualified the default Redis host for workers in other namespaces", "namespace", ns)
+			redisURL = q
+		}
+	}
 
 	if pollInterval < 100*time.Millisecond {
 		fmt.Fprintln(os.Stderr, "--queue-poll-interval must be at least 100ms")
@@ -133,4 +144,17 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// podNamespace is the operator's namespace: POD_NAMESPACE (the chart sets
+// it from the downward API), else the service-account mount's.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -34,7 +34,7 @@ func prometheusOperatorCRDs(t *testing.T, p Paths) string {
 		t.Fatalf("go mod download %s: %s %v", PrometheusOperatorModule, mod.Error, err)
 	}
 	dir := t.TempDir()
-	for _, name := range []string{"servicemonitors", "podmonitors", "prometheusrules"} {
+	for _, name := range []string{"servicemonitors", "podmonitors", "prometheusrules", "scrapeconfigs"} {
 		file := fmt.Sprintf("monitoring.coreos.com_%s.yaml", name)
 		b, err := os.ReadFile(filepath.Join(mod.Dir, "example", "prometheus-operator-crd", file))
 		if err != nil {

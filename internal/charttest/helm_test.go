@@ -2,6 +2,7 @@ package charttest
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,7 +83,7 @@ func TestTemplate(t *testing.T) {
 			kinds: map[string]int{
 				"Deployment": 2, "Service": 2, "Secret": 1, "ServiceAccount": 1,
 				"ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-				"ServiceMonitor": 0, "PodMonitor": 0, "PrometheusRule": 0, "ConfigMap": 0,
+				"ServiceMonitor": 0, "PodMonitor": 0, "PrometheusRule": 0, "ConfigMap": 0, "ScrapeConfig": 0,
 			},
 			check: func(t *testing.T, objs []*unstructured.Unstructured) {
 				manager := container(t, objs, "vcon-operator", "manager")
@@ -107,7 +108,7 @@ func TestTemplate(t *testing.T) {
 			values: []string{fullValues},
 			kinds: map[string]int{
 				"Deployment": 2, "Service": 2, "Secret": 1, "ServiceMonitor": 2, "PodMonitor": 1,
-				"PrometheusRule": 1, "ConfigMap": 1,
+				"PrometheusRule": 1, "ConfigMap": 1, "ScrapeConfig": 1,
 			},
 			check: func(t *testing.T, objs []*unstructured.Unstructured) {
 				manager := container(t, objs, "vcon-operator", "manager")
@@ -124,6 +125,15 @@ func TestTemplate(t *testing.T) {
 				apiSM := one(t, objs, "ServiceMonitor", "vcon-operator-api")
 				if job := relabelJob(apiSM, "endpoints"); job != "vcon-server" {
 					t.Errorf("API ServiceMonitor sets job %q, want vcon-server (the guide's ServiceDown is up{job=\"vcon-server\"})", job)
+				}
+				// With no API pod a ServiceMonitor has no target: the
+				// ScrapeConfig through the Service keeps up{job="vcon-server"}.
+				sc := one(t, objs, "ScrapeConfig", "vcon-operator-api-service")
+				if job, _, _ := unstructured.NestedString(sc.Object, "spec", "jobName"); job != "vcon-server" {
+					t.Errorf("API ScrapeConfig job %q, want vcon-server", job)
+				}
+				if tg := fmt.Sprint(sc.Object["spec"].(map[string]any)["staticConfigs"]); !strings.Contains(tg, "vcon-operator-api.vcon-system.svc:8000") {
+					t.Errorf("API ScrapeConfig targets %s, want the Service vcon-operator-api.vcon-system.svc:8000", tg)
 				}
 				opSM := one(t, objs, "ServiceMonitor", "vcon-operator")
 				if job := relabelJob(opSM, "endpoints"); job != "vcon-operator" {
@@ -167,6 +177,24 @@ func TestTemplate(t *testing.T) {
 				}
 			},
 		},
+		{
+			name:   "alertFor overrides the for: of the named alerts only",
+			values: []string{fullValues, alertForValues(t)},
+			kinds:  map[string]int{"PrometheusRule": 1},
+			check: func(t *testing.T, objs []*unstructured.Unstructured) {
+				fors := map[string]string{}
+				for _, g := range one(t, objs, "PrometheusRule", "vcon-operator").Object["spec"].(map[string]any)["groups"].([]any) {
+					for _, r := range g.(map[string]any)["rules"].([]any) {
+						r := r.(map[string]any)
+						fors[fmt.Sprint(r["alert"])] = fmt.Sprint(r["for"])
+					}
+				}
+				if fors["DLQNotEmpty"] != "10m" || fors["ServiceDown"] != "2m" || fors["HighQueueDepth"] != "5m" {
+					t.Errorf("alert for: DLQNotEmpty %s, ServiceDown %s, HighQueueDepth %s; want alertFor's 10m and 2m, the guide's 5m",
+						fors["DLQNotEmpty"], fors["ServiceDown"], fors["HighQueueDepth"])
+				}
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := render(t, p, tc.values...)
@@ -181,6 +209,14 @@ func TestTemplate(t *testing.T) {
 			tc.check(t, objs)
 		})
 	}
+}
+
+func alertForValues(t *testing.T) string {
+	f := filepath.Join(t.TempDir(), "alert-for.yaml")
+	if err := os.WriteFile(f, []byte("monitoring:\n  prometheusRule:\n    alertFor: {DLQNotEmpty: 10m, ServiceDown: 2m}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // TestValuesSchemaRefusesMistakes: a typo or a wrong type in values fails

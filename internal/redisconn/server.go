@@ -142,3 +142,35 @@ func dbNumber(s string) (int, error) {
 	}
 	return n, nil
 }
+
+// Qualify makes a Redis URL whose host is a bare Service name (redis,
+// my-redis) usable from every namespace: the name resolves only in the
+// namespace of whoever wrote it, so it becomes <name>.<namespace>.svc. The
+// operator's default URL is written for the operator's namespace but given
+// to worker pods in the Chains' namespaces, where "redis" names nothing
+// (or, worse, another Redis). Hosts with a dot, IP addresses, localhost,
+// and URLs with several hosts (cluster seeds, sentinels) or sockets are
+// returned unchanged: only a single-label name is namespace-relative.
+func Qualify(raw, namespace string) string {
+	if namespace == "" {
+		return raw
+	}
+	scheme, _, ok := strings.Cut(strings.TrimSpace(raw), "://")
+	if !ok || (strings.ToLower(scheme) != "redis" && strings.ToLower(scheme) != "rediss") {
+		return raw
+	}
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return raw
+	}
+	host := u.Hostname()
+	if host == "" || strings.Contains(host, ".") || strings.Contains(host, ",") || strings.EqualFold(host, "localhost") || net.ParseIP(host) != nil {
+		return raw
+	}
+	qualified := host + "." + namespace + ".svc"
+	if port := u.Port(); port != "" {
+		qualified = net.JoinHostPort(qualified, port)
+	}
+	u.Host = qualified
+	return u.String()
+}

@@ -61,3 +61,24 @@ func TestParseServer(t *testing.T) {
 		}
 	}
 }
+
+func TestQualify(t *testing.T) {
+	for _, tc := range []struct{ in, ns, want string }{
+		{"redis://redis:6379/0", "vcon-system", "redis://redis.vcon-system.svc:6379/0"},
+		{"redis://redis", "vcon-system", "redis://redis.vcon-system.svc"},
+		{"rediss://user:p%40ss@my-redis:6380/2", "ops", "rediss://user:p%40ss@my-redis.ops.svc:6380/2"},
+		{"redis://redis.other.svc:6379/0", "vcon-system", "redis://redis.other.svc:6379/0"},
+		{"redis://redis.example.com:6379", "vcon-system", "redis://redis.example.com:6379"},
+		{"redis://10.0.0.5:6379/0", "vcon-system", "redis://10.0.0.5:6379/0"},
+		{"redis://[fd00::5]:6379/0", "vcon-system", "redis://[fd00::5]:6379/0"},
+		{"redis://localhost:6379", "vcon-system", "redis://localhost:6379"},
+		{"redis+sentinel://s1:26379,s2:26379/mymaster", "vcon-system", "redis+sentinel://s1:26379,s2:26379/mymaster"},
+		{"unix:///run/redis.sock", "vcon-system", "unix:///run/redis.sock"},
+		{"redis://redis:6379/0", "", "redis://redis:6379/0"},
+		{"not a url", "vcon-system", "not a url"},
+	} {
+		if got := Qualify(tc.in, tc.ns); got != tc.want {
+			t.Errorf("Qualify(%q, %q) = %q, want %q", tc.in, tc.ns, got, tc.want)
+		}
+	}
+}

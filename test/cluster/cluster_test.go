@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +30,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
+
+	"github.com/vcon-operator/vcon-operator/hack/dev/devsys"
 )
 
 const (
@@ -214,27 +215,14 @@ func hardenedContainer() *corev1.SecurityContext {
 
 type imageFile struct{ file, ref string }
 
-// findProjectImage is make image's docker archive for this machine and the
-// reference it is tagged with.
+// findProjectImage is make image's docker archive for this machine.
 func findProjectImage(t *testing.T, root string) imageFile {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(root, "bin/image/vcon-operator-*-linux-"+runtime.GOARCH+".docker.tar"))
-	if len(files) == 0 {
-		t.Fatal("no bin/image/vcon-operator-*.docker.tar: run make image (make cluster-test does)")
+	file, ref, err := devsys.ProjectImage(root)
+	if err != nil {
+		t.Fatalf("%v (make cluster-test does)", err)
 	}
-	newest := files[0]
-	for _, f := range files[1:] {
-		a, _ := os.Stat(f)
-		b, _ := os.Stat(newest)
-		if a.ModTime().After(b.ModTime()) {
-			newest = f
-		}
-	}
-	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(newest) })
-	if err != nil || len(m) == 0 || len(m[0].RepoTags) == 0 {
-		t.Fatalf("read %s: %v", newest, err)
-	}
-	return imageFile{file: newest, ref: m[0].RepoTags[0]}
+	return imageFile{file: file, ref: ref}
 }
 
 // checkNothingLeft looks for everything the cluster makes outside its

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -17,8 +16,8 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
-// Postgres is a private PostgreSQL server with a "vcon" database owned by
-// the "vcon" user (scram-sha-256). PostgreSQL refuses to run as root, so as
+// Postgres is a PostgreSQL server with a "vcon" database owned by the
+// "vcon" user (scram-sha-256). PostgreSQL refuses to run as root, so as
 // root it runs as the postgres system user in a directory that user owns.
 type Postgres struct {
 	Host, User, Password, Database string
@@ -39,27 +38,24 @@ func (p *Postgres) dsn(db string) string {
 	return u.String()
 }
 
+// startPostgres runs PostgreSQL on the node's address, reached by pods
+// through the Service postgres.databases (createManagedServices) and by
+// this machine's tests at Node.IP.
 func (s *System) startPostgres(ctx context.Context) error {
 	bin, err := testenv.PostgresBinDir()
 	if err != nil {
 		return fmt.Errorf("%w (or run hack/deps.sh)", err)
 	}
-	port, err := s.port(0)
-	if err != nil {
-		return err
-	}
 	password, err := randomToken(16)
 	if err != nil {
 		return err
 	}
-	p := &Postgres{Host: "127.0.0.1", Port: port, User: "vcon", Password: password, Database: "vcon", bin: bin}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return fmt.Errorf("running as root needs the postgres system user (%v): apt-get install -y postgresql", err)
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	uid, gid, err := postgresCredential()
+	if err != nil {
+		return err
+	}
+	p := &Postgres{Host: s.Node.IP, Port: postgresPort, User: "vcon", Password: password, Database: "vcon", bin: bin}
+	if uid > 0 {
 		p.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
 	// A directory of its own under /tmp: the postgres user may not be able
@@ -68,7 +64,7 @@ func (s *System) startPostgres(ctx context.Context) error {
 		return err
 	}
 	if p.cred != nil {
-		if err := os.Chown(p.dir, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
+		if err := os.Chown(p.dir, uid, gid); err != nil {
 			return err
 		}
 	}
@@ -78,11 +74,12 @@ func (s *System) startPostgres(ctx context.Context) error {
 		return err
 	}
 	if p.cred != nil {
-		_ = os.Chown(pwfile, int(p.cred.Uid), int(p.cred.Gid))
+		_ = os.Chown(pwfile, uid, gid)
 	}
+	data := filepath.Join(p.dir, "data")
 	initdb, err := startProc(procSpec{name: "initdb", path: filepath.Join(bin, "initdb"), dir: p.dir, cred: p.cred,
 		log: s.logPath("postgres-initdb"), env: []string{"LC_ALL=C", "TZ=UTC"},
-		args: []string{"-D", filepath.Join(p.dir, "data"), "-U", p.User, "--pwfile", pwfile,
+		args: []string{"-D", data, "-U", p.User, "--pwfile", pwfile,
 			"-A", "scram-sha-256", "-E", "UTF8", "--locale", "C", "--no-sync"}})
 	if err != nil {
 		return err
@@ -93,10 +90,23 @@ func (s *System) startPostgres(ctx context.Context) error {
 	if initdb.err != nil {
 		return fmt.Errorf("initdb: %v\n%s", initdb.err, logTail(initdb.log, 20))
 	}
-	p.proc, err = startProc(procSpec{name: "postgres", path: filepath.Join(bin, "postgres"), dir: p.dir, cred: p.cred,
+	// Pods connect from the pod range, tests from the host's end of the
+	// veth: both by password, as to a managed database.
+	hba, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(hba, "host all all 0.0.0.0/0 scram-sha-256")
+	if cerr := hba.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	p.proc, err = startProc(s.inNode(procSpec{name: "postgres", path: filepath.Join(bin, "postgres"), dir: p.dir,
 		log: s.logPath("postgres"), env: []string{"LC_ALL=C", "TZ=UTC"},
-		args: []string{"-D", filepath.Join(p.dir, "data"), "-k", p.dir, "-p", strconv.Itoa(port),
-			"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"}})
+		args: []string{"-D", data, "-k", p.dir, "-p", strconv.Itoa(p.Port),
+			"-c", "listen_addresses=" + p.Host, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"}}, uid, gid))
 	if err != nil {
 		return err
 	}

@@ -3,16 +3,20 @@ package devsys
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -20,24 +24,47 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// WebhookSink is a local receiver for links.webhook in dev: the samples'
-// webhook URLs point at it instead of the example hosts.
+// WebhookSink is a receiver for links.webhook: the samples' webhook URLs
+// point at it instead of the example hosts, and the end-to-end test counts
+// on it how often each vCon was delivered.
 type WebhookSink struct {
 	URL      string
 	Received atomic.Int64
 	srv      *http.Server
+
+	mu         sync.Mutex
+	deliveries map[string]int // by vCon uuid
 }
 
-// StartWebhookSink listens on a free loopback port.
+// Deliveries is how many times each vCon uuid was posted so far.
+func (k *WebhookSink) Deliveries() map[string]int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.deliveries)
+}
+
+// StartWebhookSink listens on the node's address, where worker pods reach
+// it (and nothing outside this machine can).
 func (s *System) StartWebhookSink() (*WebhookSink, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := s.listenInNode(net.JoinHostPort(s.Node.IP, "0"))
 	if err != nil {
 		return nil, err
 	}
-	sink := &WebhookSink{URL: "http://" + l.Addr().String() + "/webhook"}
-	sink.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sink := &WebhookSink{URL: "http://" + l.Addr().String() + "/webhook", deliveries: map[string]int{}}
+	sink.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var v struct {
+			UUID string `json:"uuid"`
+		}
+		err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(&v)
 		_, _ = io.Copy(io.Discard, r.Body)
+		if err != nil || v.UUID == "" {
+			http.Error(w, "want a vCon with a uuid", http.StatusBadRequest)
+			return
+		}
 		sink.Received.Add(1)
+		sink.mu.Lock()
+		sink.deliveries[v.UUID]++
+		sink.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})}
 	go func() { _ = sink.srv.Serve(l) }()
@@ -49,8 +76,7 @@ func (k *WebhookSink) Close() { _ = k.srv.Close() }
 
 // SampleObjects reads the manifests of a samples directory (the resources
 // of its kustomization.yaml in order, else every *.yaml) and adapts them to
-// this machine: Secrets get dev values, storage.postgres points at the dev
-// PostgreSQL, storage.file at StateDir/vcons, links.webhook at sink.
+// this machine: Secrets get dev values and links.webhook posts to sink.
 func (s *System) SampleObjects(dir string, sink *WebhookSink) ([]*unstructured.Unstructured, error) {
 	files, err := sampleFiles(dir)
 	if err != nil {
@@ -143,31 +169,14 @@ func (s *System) adaptSample(u *unstructured.Unstructured, sink *WebhookSink) er
 		delete(u.Object, "data")
 		return unstructured.SetNestedStringMap(u.Object, data, "stringData")
 	case "Storage":
+		// storage.postgres keeps the samples' host: the Service
+		// postgres.databases fronts the dev PostgreSQL
+		// (createManagedServices), and its password comes from the Secret.
+		// storage.file writes inside the worker pod (the Chain's volume).
 		module, _, _ := unstructured.NestedString(u.Object, "spec", "module")
-		opts, _, _ := unstructured.NestedMap(u.Object, "spec", "options")
-		if opts == nil {
-			return nil
+		if module == "storage.postgres" && s.Postgres == nil {
+			return errors.New("needs PostgreSQL, which is not running")
 		}
-		switch module {
-		case "storage.postgres":
-			if s.Postgres == nil {
-				return errors.New("needs PostgreSQL, which is not running")
-			}
-			set := func(k string, v any) {
-				if cur, ok := opts[k].(string); ok && strings.Contains(cur, "${") {
-					return // comes from a Secret, which gets the dev value
-				}
-				opts[k] = v
-			}
-			set("host", s.Postgres.Host)
-			set("port", int64(s.Postgres.Port))
-			set("database", s.Postgres.Database)
-			set("user", s.Postgres.User)
-			set("password", s.Postgres.Password)
-		case "storage.file":
-			opts["path"] = filepath.Join(s.opts.StateDir, "vcons", u.GetName())
-		}
-		return unstructured.SetNestedMap(u.Object, opts, "spec", "options")
 	case "Link":
 		module, _, _ := unstructured.NestedString(u.Object, "spec", "module")
 		if module == "links.webhook" && sink != nil {

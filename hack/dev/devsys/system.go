@@ -1,9 +1,10 @@
-// Package devsys runs the whole vcon-operator system on one machine, with
-// no cluster and no Docker: a kube-apiserver and etcd (envtest) with our
-// CRDs, a private redis-server, PostgreSQL when asked, the operator, the
-// API, Prometheus, and a local workload runner that plays the kubelet for
-// the operator's worker Deployments. `make dev` and the end-to-end test
-// both use it.
+// Package devsys runs the whole vcon-operator system on this machine's real
+// single-node Kubernetes (hack/cluster: kubelet, containerd, real pods):
+// the project's image built without Docker and imported into the node,
+// Redis and PostgreSQL as managed services on the node's address, the
+// Prometheus Operator with its Prometheus, and `helm install` of
+// charts/vcon-operator, whose operator then runs every Chain as real
+// worker pods. `make dev` and the end-to-end test both use it.
 package devsys
 
 import (
@@ -11,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -22,35 +25,49 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/redis/go-redis/v9"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
+// The release: names the chart's objects get and where they live.
+const (
+	ReleaseName      = "vcon-operator"
+	ReleaseNamespace = "vcon-system"
+	// DatabaseNamespace holds the Service in front of the PostgreSQL
+	// process, at the name the samples use
+	// (postgres.databases.svc.cluster.local).
+	DatabaseNamespace = "databases"
+
+	redisPort    = 6379
+	postgresPort = 5432
+)
+
 // Options say what to run and how.
 type Options struct {
-	// Root is the repository (bin/, config/crd/bases, hack/dev/).
+	// Root is the repository (bin/, charts/, hack/cluster/).
 	Root string
-	// StateDir holds the kubeconfig, the API token, logs, rendered chain
-	// configs and Prometheus' files. Default Root/.dev.
+	// StateDir holds the API token, logs and Redis' files. Default Root/.dev.
 	StateDir string
-	// Postgres starts a private PostgreSQL ("vcon" database and user).
+	// Postgres starts PostgreSQL ("vcon" database and user).
 	Postgres bool
-	// Prometheus starts bin/prometheus scraping everything.
+	// Prometheus installs the Prometheus Operator and a Prometheus that
+	// scrapes the chart's ServiceMonitors and PodMonitor and evaluates its
+	// PrometheusRule.
 	Prometheus bool
-	// PreferredPorts: API on 8000, operator metrics on 8080, Prometheus on
-	// 9090 when free (a laptop's muscle memory); else any free port.
-	PreferredPorts bool
 	// QueuePollInterval of the operator (default 2s).
 	QueuePollInterval time.Duration
-	// ScrapeInterval of Prometheus, also its rule evaluation interval (default 5s).
+	// ScrapeInterval of every monitor, also Prometheus' rule evaluation
+	// interval (default 5s).
 	ScrapeInterval time.Duration
-	// AlertFor overrides the `for` of the monitoring guide's alerts by
-	// name, e.g. {"DLQNotEmpty": "10s"}. Tests only: make dev runs the
-	// guide's rules as written.
+	// AlertFor overrides the `for` of alerts by name through the chart's
+	// monitoring.prometheusRule.alertFor, e.g. {"DLQNotEmpty": "10s"}.
+	// Tests only: make dev runs the guide's rules as written.
 	AlertFor map[string]string
+	// HelmSet are extra `helm install --set` values.
+	HelmSet []string
 	// Log receives one line per event (default: stderr).
 	Log io.Writer
 }
@@ -60,34 +77,31 @@ type System struct {
 	opts Options
 	log  logr.Logger
 
-	Env            *envtest.Environment
+	Node           Node
 	Config         *rest.Config
+	Kube           kubernetes.Interface
 	Client         client.Client
 	KubeconfigPath string
+	clusterLock    *os.File
+	clusterUp      bool
 
-	RedisURL  string
-	redisPort int
-	redis     *proc
+	// Image is the project's image on the node (operator, API and workers).
+	Image     string
+	imageFile string
+
+	// RedisURL reaches Redis from this machine; pods use the chart's
+	// default, the Service redis.vcon-system.
+	RedisURL string
+	redis    *proc
 
 	Postgres *Postgres
-
-	OperatorMetricsAddr string
-	operatorProbeAddr   string
-	operator            *proc
 
 	APIURL       string
 	APIToken     string
 	APITokenPath string
-	api          *proc
 
 	PrometheusURL string
-	prometheus    *proc
 
-	Runner       *Runner
-	runnerCancel context.CancelFunc
-	runnerDone   chan struct{}
-
-	ports   portAllocator
 	mu      sync.Mutex
 	started []int // every pid this system started, for leak checks
 	stopped bool
@@ -122,11 +136,11 @@ func Start(ctx context.Context, opts Options) (s *System, err error) {
 			s = nil
 		}
 	}()
-	if err := s.checkBinaries(); err != nil {
+	if err := s.checkTools(); err != nil {
 		return s, err
 	}
-	// Fresh state every run: etcd is fresh too, and stale files would lie.
-	for _, d := range []string{"chains", "logs", "redis", "prometheus"} {
+	// Fresh state every run: the cluster is fresh too, and stale files would lie.
+	for _, d := range []string{"logs", "redis"} {
 		if err := os.RemoveAll(filepath.Join(opts.StateDir, d)); err != nil {
 			return s, err
 		}
@@ -140,13 +154,16 @@ func Start(ctx context.Context, opts Options) (s *System, err error) {
 		run  func(context.Context) error
 		skip bool
 	}{
-		{"control plane (kube-apiserver + etcd)", s.startKube, false},
-		{"redis-server", s.startRedis, false},
-		{"PostgreSQL", s.startPostgres, !opts.Postgres},
-		{"operator", s.startOperator, false},
-		{"API", s.startAPI, false},
-		{"workload runner", s.startRunner, false},
-		{"Prometheus", s.startPrometheus, !opts.Prometheus},
+		// Before the cluster: the build is the slow part, and the lock on
+		// the machine's one cluster is not needed for it.
+		{"image (make image, this machine's architecture)", s.buildImage, false},
+		{"cluster (hack/cluster/up.sh)", s.startCluster, false},
+		{"image import", s.importProjectImage, false},
+		{"Redis on the node's address", s.startRedis, false},
+		{"PostgreSQL on the node's address", s.startPostgres, !opts.Postgres},
+		{"Services for Redis and PostgreSQL", s.createManagedServices, false},
+		{"Prometheus Operator and Prometheus", s.startPrometheus, !opts.Prometheus},
+		{"helm install charts/vcon-operator", s.installChart, false},
 	}
 	for _, st := range steps {
 		if st.skip {
@@ -156,26 +173,24 @@ func Start(ctx context.Context, opts Options) (s *System, err error) {
 		if err := st.run(ctx); err != nil {
 			return s, fmt.Errorf("start %s: %w", st.name, err)
 		}
-		s.log.Info("started "+st.name, "took", time.Since(t0).Round(time.Millisecond).String())
+		s.log.Info("done: "+st.name, "took", time.Since(t0).Round(time.Millisecond).String())
 	}
 	return s, nil
 }
 
 func (s *System) bin(name string) string { return filepath.Join(s.opts.Root, "bin", name) }
 
-func (s *System) checkBinaries() error {
-	need := []string{"manager", "api", "conserver", "kube-apiserver", "etcd"}
-	if s.opts.Prometheus {
-		need = append(need, "prometheus")
-	}
+func (s *System) checkTools() error {
 	var missing []string
-	for _, n := range need {
+	for _, n := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "coredns", "helm"} {
 		if _, err := os.Stat(s.bin(n)); err != nil {
-			missing = append(missing, n)
+			missing = append(missing, "bin/"+n)
 		}
 	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		missing = append(missing, "redis-server")
+	for _, n := range []string{"redis-server", "ctr", "nsenter", "make"} {
+		if _, err := exec.LookPath(n); err != nil {
+			missing = append(missing, n)
+		}
 	}
 	if s.opts.Postgres {
 		if _, err := testenv.PostgresBinDir(); err != nil {
@@ -183,7 +198,7 @@ func (s *System) checkBinaries() error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing %v: run `make build && hack/tools.sh envtest prometheus && hack/deps.sh` (make dev does all three)", missing)
+		return fmt.Errorf("missing %v: run `make tools-cluster && hack/tools.sh helm prometheus-operator && hack/deps.sh` (make dev and make e2e do)", missing)
 	}
 	return nil
 }
@@ -194,71 +209,22 @@ func (s *System) track(p *proc) {
 	s.mu.Unlock()
 }
 
-// StartedPIDs are the pids of every process the system started directly
-// (workers included), for checks that nothing is left behind.
-func (s *System) StartedPIDs() []int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]int(nil), s.started...)
-}
-
-func (s *System) port(preferred int) (int, error) {
-	if !s.opts.PreferredPorts {
-		preferred = 0
-	}
-	return s.ports.get(preferred)
-}
-
 func (s *System) logPath(name string) string {
 	return filepath.Join(s.opts.StateDir, "logs", name+".log")
 }
 
-// --- control plane ---
+// --- image ---
 
-func (s *System) startKube(ctx context.Context) error {
-	s.Env = &envtest.Environment{
-		BinaryAssetsDirectory: filepath.Join(s.opts.Root, "bin"),
-		CRDDirectoryPaths:     []string{filepath.Join(s.opts.Root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := s.Env.Start()
-	if err != nil {
-		s.Env = nil
-		return err
-	}
-	s.Config = cfg
-	// The kubeconfig is ours alone: ~/.kube/config and the user's current
-	// context are never read or written.
-	user, err := s.Env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("create the dev-admin user: %w", err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	s.KubeconfigPath = filepath.Join(s.opts.StateDir, "kubeconfig")
-	if err := writeFileAtomic(s.KubeconfigPath, kubeconfig, 0o600); err != nil {
-		return err
-	}
-	s.Client, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	return err
+func (s *System) importProjectImage(ctx context.Context) error {
+	return s.ImportImage(ctx, s.imageFile)
 }
 
 // --- redis ---
 
+func (s *System) redisAddr() string { return net.JoinHostPort(s.Node.IP, strconv.Itoa(redisPort)) }
+
 func (s *System) startRedis(ctx context.Context) error {
-	if s.redisPort == 0 {
-		p, err := s.port(0)
-		if err != nil {
-			return err
-		}
-		s.redisPort = p
-		s.RedisURL = "redis://127.0.0.1:" + strconv.Itoa(p)
-		if err := writeFileAtomic(filepath.Join(s.opts.StateDir, "redis-port"), []byte(strconv.Itoa(p)+"\n"), 0o644); err != nil {
-			return err
-		}
-	}
+	s.RedisURL = "redis://" + s.redisAddr()
 	dir := filepath.Join(s.opts.StateDir, "redis")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -267,17 +233,17 @@ func (s *System) startRedis(ctx context.Context) error {
 	if err != nil {
 		return errors.New("redis-server not found: run hack/deps.sh (apt-get install -y redis-server)")
 	}
-	p, err := startProc(procSpec{
+	p, err := startProc(s.inNode(procSpec{
 		name: "redis-server", path: path, dir: dir, log: s.logPath("redis"),
-		args: []string{"--port", strconv.Itoa(s.redisPort), "--bind", "127.0.0.1", "--dir", dir,
+		args: []string{"--port", strconv.Itoa(redisPort), "--bind", s.Node.IP, "--protected-mode", "no", "--dir", dir,
 			"--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"},
-	})
+	}, 0, 0))
 	if err != nil {
 		return err
 	}
 	s.redis = p
 	s.track(p)
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.redisPort), MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: s.redisAddr(), MaxRetries: -1})
 	defer c.Close()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -295,12 +261,12 @@ func (s *System) startRedis(ctx context.Context) error {
 }
 
 // RestartRedis shuts Redis down cleanly (SHUTDOWN flushes the AOF) and
-// starts it again on the same port and directory.
+// starts it again on the same address and directory.
 func (s *System) RestartRedis(ctx context.Context) error {
 	if s.redis == nil {
 		return errors.New("redis is not running")
 	}
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.redisPort)})
+	c := redis.NewClient(&redis.Options{Addr: s.redisAddr()})
 	_ = c.Shutdown(ctx).Err() // the connection closing is the expected answer
 	c.Close()
 	select {
@@ -311,103 +277,24 @@ func (s *System) RestartRedis(ctx context.Context) error {
 	return s.startRedis(ctx)
 }
 
-// --- operator ---
-
-func (s *System) startOperator(ctx context.Context) error {
-	if s.OperatorMetricsAddr == "" {
-		mp, err := s.port(8080)
-		if err != nil {
-			return err
-		}
-		hp, err := s.port(0)
-		if err != nil {
-			return err
-		}
-		s.OperatorMetricsAddr = "127.0.0.1:" + strconv.Itoa(mp)
-		s.operatorProbeAddr = "127.0.0.1:" + strconv.Itoa(hp)
+// postgresCredential is the postgres system user when running as root
+// (PostgreSQL refuses to run as root).
+func postgresCredential() (uid, gid int, err error) {
+	if os.Geteuid() != 0 {
+		return 0, 0, nil
 	}
-	p, err := startProc(procSpec{
-		name: "operator", path: s.bin("manager"), log: s.logPath("operator"),
-		args: []string{
-			"--redis-url=" + s.RedisURL,
-			"--leader-elect=false",
-			"--metrics-bind-address=" + s.OperatorMetricsAddr,
-			"--health-probe-bind-address=" + s.operatorProbeAddr,
-			"--queue-poll-interval=" + s.opts.QueuePollInterval.String(),
-			"--worker-image=local/conserver:dev",
-		},
-		env: []string{"KUBECONFIG=" + s.KubeconfigPath},
-	})
+	u, err := user.Lookup("postgres")
 	if err != nil {
-		return err
+		return 0, 0, fmt.Errorf("running as root needs the postgres system user (%v): apt-get install -y postgresql", err)
 	}
-	s.operator = p
-	s.track(p)
-	return waitHTTP(ctx, p, "http://"+s.operatorProbeAddr+"/readyz", 60*time.Second)
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
 }
 
-// RestartOperator stops the operator with SIGTERM and starts it again.
-func (s *System) RestartOperator(ctx context.Context) error {
-	if s.operator != nil {
-		s.operator.stop(30 * time.Second)
-	}
-	return s.startOperator(ctx)
-}
-
-// --- API ---
-
-func (s *System) startAPI(ctx context.Context) error {
-	port, err := s.port(8000)
-	if err != nil {
-		return err
-	}
-	token, err := randomToken(24)
-	if err != nil {
-		return err
-	}
-	s.APIToken = token
-	s.APITokenPath = filepath.Join(s.opts.StateDir, "api-token")
-	if err := writeFileAtomic(s.APITokenPath, []byte(token+"\n"), 0o600); err != nil {
-		return err
-	}
-	s.APIURL = "http://127.0.0.1:" + strconv.Itoa(port)
-	p, err := startProc(procSpec{
-		name: "api", path: s.bin("api"), log: s.logPath("api"),
-		args: []string{"--addr=127.0.0.1:" + strconv.Itoa(port)},
-		env:  []string{"REDIS_URL=" + s.RedisURL, "CONSERVER_API_TOKEN_FILE=" + s.APITokenPath, "OTEL_SDK_DISABLED=true"},
-	})
-	if err != nil {
-		return err
-	}
-	s.api = p
-	s.track(p)
-	return waitHTTP(ctx, p, s.APIURL+"/api/health", 60*time.Second)
-}
-
-// --- runner ---
-
-func (s *System) startRunner(ctx context.Context) error {
-	rctx, cancel := context.WithCancel(context.Background())
-	s.runnerCancel = cancel
-	s.runnerDone = make(chan struct{})
-	s.Runner = &Runner{
-		Client:      s.Client,
-		Conserver:   s.bin("conserver"),
-		StateDir:    s.opts.StateDir,
-		TargetsFile: filepath.Join(s.opts.StateDir, "prometheus", "workers.json"),
-		Log:         s.log,
-		onStart:     s.track,
-	}
-	go func() {
-		defer close(s.runnerDone)
-		_ = s.Runner.Run(rctx)
-	}()
-	return nil
-}
-
-// Stop stops everything, in the order that loses nothing: workers first
-// (they finish or return their vCons), then the operator, the API,
-// Prometheus, PostgreSQL, Redis (SHUTDOWN, AOF flushed), the control plane.
+// Stop stops everything: the managed services first (cleanly: Redis
+// flushes its AOF), then the whole cluster, which takes every pod with it
+// and leaves nothing behind (hack/cluster/down.sh).
 func (s *System) Stop() {
 	s.mu.Lock()
 	if s.stopped {
@@ -416,17 +303,6 @@ func (s *System) Stop() {
 	}
 	s.stopped = true
 	s.mu.Unlock()
-	if s.runnerCancel != nil {
-		s.log.Info("stopping workers")
-		s.runnerCancel()
-		<-s.runnerDone
-	}
-	for _, p := range []*proc{s.operator, s.api, s.prometheus} {
-		if p != nil {
-			s.log.Info("stopping " + p.name)
-			p.stop(20 * time.Second)
-		}
-	}
 	if s.Postgres != nil {
 		s.log.Info("stopping PostgreSQL")
 		s.Postgres.stop()
@@ -435,19 +311,20 @@ func (s *System) Stop() {
 		s.log.Info("stopping redis-server")
 		s.redis.stop(30 * time.Second)
 	}
-	if s.Env != nil {
-		s.log.Info("stopping the control plane")
-		if err := s.Env.Stop(); err != nil {
-			s.log.Error(err, "stop the control plane")
-		}
+	if s.clusterUp || s.clusterLock != nil {
+		s.log.Info("tearing the cluster down")
 	}
+	s.stopCluster()
 }
 
 // Leftovers lists processes this system started that still exist (zombies
 // excluded): after Stop it must be empty.
 func (s *System) Leftovers() []int {
+	s.mu.Lock()
+	pids := append([]int(nil), s.started...)
+	s.mu.Unlock()
 	var alive []int
-	for _, pid := range s.StartedPIDs() {
+	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); err == nil {
 			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !isZombie(string(st)) {
 				alive = append(alive, pid)
