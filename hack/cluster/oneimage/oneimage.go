@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"runtime"
 	"time"
 
@@ -25,8 +26,8 @@ import (
 )
 
 // WriteArchive writes to out a docker archive tagged tag of one image: the
-// binary at bin installed as /entry, its entrypoint, run as user
-// ("uid:gid").
+// binary at bin installed as /entry (a path: "pause", "bin/prometheus"),
+// its entrypoint, run as user ("uid:gid").
 func WriteArchive(out, tag, entry, bin, user string) error {
 	ref, err := name.NewTag(tag)
 	if err != nil {
@@ -55,6 +56,13 @@ func WriteArchive(out, tag, entry, bin, user string) error {
 func Image(entry string, data []byte, user string) (v1.Image, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	for _, dir := range parents(entry) {
+		if err := tw.WriteHeader(&tar.Header{
+			Name: dir + "/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: time.Unix(0, 0), Format: tar.FormatPAX,
+		}); err != nil {
+			return nil, err
+		}
+	}
 	if err := tw.WriteHeader(&tar.Header{
 		Name: entry, Mode: 0o755, Size: int64(len(data)),
 		Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0), Format: tar.FormatPAX,
@@ -86,4 +94,14 @@ func Image(entry string, data []byte, user string) (v1.Image, error) {
 	cf.Config.Entrypoint = []string{"/" + entry}
 	cf.Config.User = user
 	return mutate.ConfigFile(img, cf)
+}
+
+// parents are the directories above entry, outermost first: bin/a/x has
+// bin and bin/a.
+func parents(entry string) []string {
+	var dirs []string
+	for dir := path.Dir(entry); dir != "." && dir != "/"; dir = path.Dir(dir) {
+		dirs = append([]string{dir}, dirs...)
+	}
+	return dirs
 }

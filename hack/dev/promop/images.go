@@ -69,7 +69,9 @@ func ImportImages(ctx context.Context, binDir, socket string) (Images, error) {
 	} {
 		archive := filepath.Join(tmp, bin+".tar")
 		user := strconv.Itoa(nonroot) + ":" + strconv.Itoa(nonroot)
-		if err := oneimage.WriteArchive(archive, ref, bin, filepath.Join(binDir, bin), user); err != nil {
+		// /bin/<name>, as upstream's images: the operator runs
+		// /bin/prometheus-config-reloader by path.
+		if err := oneimage.WriteArchive(archive, ref, "bin/"+bin, filepath.Join(binDir, bin), user); err != nil {
 			return Images{}, fmt.Errorf("image %s: %w", ref, err)
 		}
 		out, err := exec.CommandContext(ctx, "ctr", "-n", "k8s.io", "-a", socket, "images", "import", archive).CombinedOutput()
