@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -259,15 +260,33 @@ func waitPodReady(ctx context.Context, kube kubernetes.Interface, ns, name strin
 	return poll(ctx, "pod "+ns+"/"+name+" Ready", func(ctx context.Context) (bool, error) {
 		p, err := kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return false, nil
+			return false, err
 		}
 		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady {
-				return c.Status == corev1.ConditionTrue, nil
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return true, nil
 			}
 		}
-		return false, nil
+		return false, fmt.Errorf("not ready: %s", podState(p))
 	})
+}
+
+// podState says why a pod is not ready: its phase and each container's
+// state.
+func podState(p *corev1.Pod) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "phase %s", p.Status.Phase)
+	for _, c := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+		switch s := c.State; {
+		case s.Waiting != nil:
+			fmt.Fprintf(&b, "; %s waiting: %s %s", c.Name, s.Waiting.Reason, s.Waiting.Message)
+		case s.Terminated != nil:
+			fmt.Fprintf(&b, "; %s terminated: %s (exit %d) %s", c.Name, s.Terminated.Reason, s.Terminated.ExitCode, s.Terminated.Message)
+		default:
+			fmt.Fprintf(&b, "; %s running, ready %v, restarts %d", c.Name, c.Ready, c.RestartCount)
+		}
+	}
+	return b.String()
 }
 
 // waitHTTPOK waits for url to answer 200: kube-proxy programs a new
