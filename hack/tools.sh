@@ -23,6 +23,7 @@ PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}   # module version of github.com/
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-$PROMTOOL_VERSION}
 VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}  # S3-compatible server for the storage.s3 tests
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}      # cluster DNS of the real single-node cluster
+PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}  # hack/dev/promop, on the real cluster
 
 log() { printf 'tools: %s\n' "$*" >&2; }
 
@@ -116,6 +117,23 @@ build_prometheus() {
   build_in_module "$1" "github.com/prometheus/prometheus@$2" github.com/prometheus/prometheus/cmd/prometheus "$1/prometheus"
 }
 
+# build_prometheus_operator DIR VERSION: the operator, its config reloader
+# and, from the same module, the CRDs and the operator's ClusterRole that
+# hack/dev/promop applies (so they always match the binaries).
+build_prometheus_operator() {
+  local dir=$1 version=$2 mod=github.com/prometheus-operator/prometheus-operator src
+  TOOL_LDFLAGS="-X github.com/prometheus/common/version.Version=${version#v}" \
+    build_in_module "$dir" "$mod@$version" "$mod/cmd/operator" "$dir/prometheus-operator"
+  TOOL_LDFLAGS="-X github.com/prometheus/common/version.Version=${version#v}" \
+    build_in_module "$dir" "$mod@$version" "$mod/cmd/prometheus-config-reloader" "$dir/prometheus-config-reloader"
+  src=$(GOFLAGS=-mod=mod go mod download -json "$mod@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src/example/prometheus-operator-crd" ] || { log "no example/prometheus-operator-crd in $src"; return 1; }
+  mkdir -p "$dir/crds" "$dir/rbac"
+  cp "$src"/example/prometheus-operator-crd/*.yaml "$dir/crds/"
+  cp "$src/example/rbac/prometheus-operator/prometheus-operator-cluster-role.yaml" "$dir/rbac/"
+  chmod -R u+w "$dir/crds" "$dir/rbac"
+}
+
 build_versitygw() {
   # versitygw is a real S3 server; its posix backend stores buckets as
   # directories, which is all the storage.s3 tests need.
@@ -152,6 +170,14 @@ for tool in "$@"; do
     promtool) ensure promtool "$PROMTOOL_VERSION" promtool ;;
     prometheus) ensure prometheus "$PROMETHEUS_VERSION" prometheus ;;
     s3server) ensure versitygw "$VERSITYGW_VERSION" versitygw ;;
+    # The Prometheus Operator on the real cluster (hack/dev/promop): its two
+    # binaries, plus its CRDs and ClusterRole as bin/prometheus-operator-crds
+    # and bin/prometheus-operator-rbac.
+    prometheus-operator)
+      ensure prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" prometheus_operator
+      link prometheus-config-reloader "$CACHE/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+      ln -sfn "$CACHE/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION/crds" "$BIN/prometheus-operator-crds"
+      ln -sfn "$CACHE/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION/rbac" "$BIN/prometheus-operator-rbac" ;;
     # The real single-node cluster's binaries, and kubectl for the README's
     # tour. Each builds once per machine, several minutes on 2 cores.
     cluster)
