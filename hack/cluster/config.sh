@@ -92,6 +92,10 @@ evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
+# A mounted ConfigMap or Secret is updated on the pod's next sync: 10 s
+# instead of a minute, so a PrometheusRule or a ServiceMonitor reaches the
+# Prometheus Operator's Prometheus while a test or a newcomer still waits.
+syncFrequency: 10s
 YAML
 
 cat >"$CLUSTER_DIR/etc/kube-proxy.yaml" <<YAML

@@ -8,7 +8,7 @@ cd "$ROOT"
 CLUSTER=${KIND_CLUSTER:-vcon-dev}
 IMG=${IMG:-ghcr.io/vcon-operator/vcon-operator:dev}
 
-why_not() { echo "kind: $*" >&2; echo "kind: make dev runs the whole system without Docker or a cluster." >&2; exit 1; }
+why_not() { echo "kind: $*" >&2; echo "kind: sudo make dev runs the whole system on a real single-node cluster here, without Docker." >&2; exit 1; }
 command -v docker >/dev/null || why_not "docker is not installed"
 docker info >/dev/null 2>&1 || why_not "docker is installed but its daemon does not answer (docker info fails: is it running, may this user use it?)"
 if ! command -v kind >/dev/null; then

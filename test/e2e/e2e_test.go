@@ -46,8 +46,11 @@ const (
 	valid     = total - malformed - filtered
 
 	// The second, fault-free load: scale 0 → N → 0 with every removed pod
-	// given its grace period.
-	cleanLoad = 1200
+	// given its grace period. The receiver answers each delivery after
+	// cleanDelay, so the load lasts long enough (about 4 pods × 8 vCons per
+	// 300 ms) for the autoscaler to remove pods while they are mid-vCon.
+	cleanLoad  = 2400
+	cleanDelay = 300 * time.Millisecond
 
 	maxReplicas = 4
 
@@ -451,16 +454,19 @@ func cleanPhase(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redi
 		ids = append(ids, id)
 	}
 	w.resetMax()
+	sink.SetDelay(cleanDelay)
+	defer sink.SetDelay(0)
 	push(t, ctx, sys, kinds, ids)
-	waitFor(t, ctx, "the fault-free load to drain", 4*time.Minute, func() (bool, string) {
+	waitFor(t, ctx, "the fault-free load to drain", 5*time.Minute, func() (bool, string) {
 		e, _ := rdb.LLen(ctx, egress).Result()
 		in, _ := rdb.LLen(ctx, ingress).Result()
 		return in == 0 && inFlight(ctx, rdb) == 0 && e >= valid+cleanLoad, fmt.Sprintf("ingress %d, egress %d/%d", in, e, valid+cleanLoad)
 	})
 	waitForReplicas(t, ctx, sys, 0)
 	m := w.maxReplicas()
-	if m < 2 {
-		t.Errorf("the fault-free load ran on %d workers at most: no scale-down to check", m)
+	if m < 2 || w.scaleDownsWhileBusy() == 0 {
+		t.Errorf("the fault-free load ran on %d workers at most, %d scale-downs while vCons were queued or in flight: no scale-down mid-work to check",
+			m, w.scaleDownsWhileBusy())
 	}
 	after := sink.Deliveries()
 	var twice, missing []string
@@ -476,7 +482,8 @@ func cleanPhase(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redi
 		t.Errorf("fault-free load: %d vCons delivered more than once (redelivered after a scale-down) %v, %d never %v",
 			len(twice), head(twice), len(missing), head(missing))
 	} else {
-		t.Logf("fault-free load: 0 → %d → 0 workers, each of %d vCons delivered exactly once (no redelivery on scale-down)", m, cleanLoad)
+		t.Logf("fault-free load: 0 → %d → 0 workers, %d scale-downs while vCons were in flight, each of %d vCons delivered exactly once (no redelivery on scale-down)",
+			m, w.scaleDownsWhileBusy(), cleanLoad)
 	}
 }
 

@@ -396,6 +396,11 @@ type watch struct {
 	mu      sync.Mutex
 	rows    []vconv1.QueueStatus
 	maxRepl int32
+	// lastRepl and busyScaleDowns: how often spec.replicas went down
+	// while the Chain still had vCons queued or in flight, i.e. while the
+	// pods being removed could be mid-vCon.
+	lastRepl       int32
+	busyScaleDowns int
 }
 
 func startWatch(ctx context.Context, sys *devsys.System) *watch {
@@ -413,7 +418,12 @@ func startWatch(ctx context.Context, sys *devsys.System) *watch {
 			}
 			if d, err := workerDeployment(ctx, sys); err == nil && d.Spec.Replicas != nil {
 				w.mu.Lock()
-				w.maxRepl = max(w.maxRepl, *d.Spec.Replicas)
+				r := *d.Spec.Replicas
+				w.maxRepl = max(w.maxRepl, r)
+				if q := ch.Status.Queue; r < w.lastRepl && q.Ingress+q.InFlight > 0 {
+					w.busyScaleDowns++
+				}
+				w.lastRepl = r
 				w.mu.Unlock()
 			}
 			time.Sleep(250 * time.Millisecond)
@@ -422,11 +432,17 @@ func startWatch(ctx context.Context, sys *devsys.System) *watch {
 	return w
 }
 
-// resetMax starts a new maximum (for the next load).
+// resetMax starts a new maximum and scale-down count (for the next load).
 func (w *watch) resetMax() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.maxRepl = 0
+	w.maxRepl, w.busyScaleDowns = 0, 0
+}
+
+func (w *watch) scaleDownsWhileBusy() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.busyScaleDowns
 }
 
 func (w *watch) maxReplicas() int32 {

@@ -40,8 +40,10 @@ type Node struct {
 }
 
 func readNode(root string) (Node, error) {
-	out, err := exec.Command("bash", "-c",
-		`. hack/cluster/lib.sh && printf '%s\n' "$CLUSTER_DIR" "$NETNS" "$NODE_IP" "$KUBECONFIG_ADMIN" "$CTR_SOCK"`).Output()
+	cmd := exec.Command("bash", "-c",
+		`. hack/cluster/lib.sh && printf '%s\n' "$CLUSTER_DIR" "$NETNS" "$NODE_IP" "$KUBECONFIG_ADMIN" "$CTR_SOCK"`)
+	cmd.Dir = root
+	out, err := cmd.Output()
 	if err != nil {
 		return Node{}, fmt.Errorf("read hack/cluster/lib.sh: %w", err)
 	}

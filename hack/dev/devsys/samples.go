@@ -34,6 +34,15 @@ type WebhookSink struct {
 
 	mu         sync.Mutex
 	deliveries map[string]int // by vCon uuid
+	delay      time.Duration
+}
+
+// SetDelay makes every later delivery wait d before it is answered, as a
+// slow receiver does.
+func (k *WebhookSink) SetDelay(d time.Duration) {
+	k.mu.Lock()
+	k.delay = d
+	k.mu.Unlock()
 }
 
 // Deliveries is how many times each vCon uuid was posted so far.
@@ -64,7 +73,12 @@ func (s *System) StartWebhookSink() (*WebhookSink, error) {
 		sink.Received.Add(1)
 		sink.mu.Lock()
 		sink.deliveries[v.UUID]++
+		delay := sink.delay
 		sink.mu.Unlock()
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})}
 	go func() { _ = sink.srv.Serve(l) }()

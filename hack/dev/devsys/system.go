@@ -164,6 +164,7 @@ func Start(ctx context.Context, opts Options) (s *System, err error) {
 		{"Services for Redis and PostgreSQL", s.createManagedServices, false},
 		{"Prometheus Operator and Prometheus", s.startPrometheus, !opts.Prometheus},
 		{"helm install charts/vcon-operator", s.installChart, false},
+		{"Prometheus scraping the chart's monitors", s.waitForMonitors, !opts.Prometheus},
 	}
 	for _, st := range steps {
 		if st.skip {
@@ -190,6 +191,13 @@ func (s *System) checkTools() error {
 	for _, n := range []string{"redis-server", "ctr", "nsenter", "make"} {
 		if _, err := exec.LookPath(n); err != nil {
 			missing = append(missing, n)
+		}
+	}
+	if s.opts.Prometheus {
+		for _, n := range []string{"prometheus", "prometheus-operator", "prometheus-config-reloader"} {
+			if _, err := os.Stat(s.bin(n)); err != nil {
+				missing = append(missing, "bin/"+n)
+			}
 		}
 	}
 	if s.opts.Postgres {
