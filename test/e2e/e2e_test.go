@@ -120,8 +120,11 @@ const (
 
 func TestEndToEnd(t *testing.T) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
-	defer cancel()
+	// Bringing the system up may first wait for the machine's one cluster
+	// (another make dev or e2e holding its lock): that wait has its own
+	// budget, the test's starts once the system is up.
+	upCtx, upCancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer upCancel()
 	root, err := testenv.RepoRoot()
 	must(t, err)
 	plugin := filepath.Join(root, "bin", "kubectl-vcon")
@@ -129,7 +132,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("bin/kubectl-vcon not found: run `make build` (make e2e does)")
 	}
 	state := t.TempDir()
-	sys, err := devsys.Start(ctx, devsys.Options{
+	sys, err := devsys.Start(upCtx, devsys.Options{
 		Root: root, StateDir: state, Postgres: true, Prometheus: true,
 		QueuePollInterval: 500 * time.Millisecond,
 		ScrapeInterval:    time.Second,
@@ -139,6 +142,8 @@ func TestEndToEnd(t *testing.T) {
 		Log:      testWriter{t},
 	})
 	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
+	defer cancel()
 	stopped := false
 	defer func() {
 		if !stopped {

@@ -13,9 +13,16 @@ import (
 	"github.com/vcon-operator/vcon-operator/hack/dev/promop"
 )
 
+// installMonitoringCRDs applies the Prometheus Operator's CRDs before the
+// chart, whose monitors need them.
+func (s *System) installMonitoringCRDs(ctx context.Context) error {
+	return promop.InstallCRDs(ctx, s.Config, s.bin(""))
+}
+
 // startPrometheus installs the Prometheus Operator and one Prometheus that
 // selects every ServiceMonitor, PodMonitor, ScrapeConfig and PrometheusRule
-// (hack/dev/promop), before the chart, whose monitors need its CRDs.
+// (hack/dev/promop), after the chart: its first configuration then has the
+// chart's monitors already.
 func (s *System) startPrometheus(ctx context.Context) error {
 	bin := s.bin("")
 	if _, err := promop.ImportImages(ctx, bin, s.Node.CtrSocket); err != nil {

@@ -162,8 +162,9 @@ func Start(ctx context.Context, opts Options) (s *System, err error) {
 		{"Redis on the node's address", s.startRedis, false},
 		{"PostgreSQL on the node's address", s.startPostgres, !opts.Postgres},
 		{"Services for Redis and PostgreSQL", s.createManagedServices, false},
-		{"Prometheus Operator and Prometheus", s.startPrometheus, !opts.Prometheus},
+		{"Prometheus Operator CRDs", s.installMonitoringCRDs, !opts.Prometheus},
 		{"helm install charts/vcon-operator", s.installChart, false},
+		{"Prometheus Operator and Prometheus", s.startPrometheus, !opts.Prometheus},
 		{"Prometheus scraping the chart's monitors", s.waitForMonitors, !opts.Prometheus},
 	}
 	for _, st := range steps {

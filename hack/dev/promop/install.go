@@ -114,15 +114,8 @@ func Install(ctx context.Context, cfg *rest.Config, o Options) (*Installed, erro
 	}
 	a := &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))}
 
-	for _, crd := range crds {
-		if err := a.apply(ctx, crd); err != nil {
-			return nil, err
-		}
-	}
-	for _, crd := range crds {
-		if err := waitEstablished(ctx, dyn, crd.GetName()); err != nil {
-			return nil, err
-		}
+	if err := applyCRDs(ctx, a, dyn, crds); err != nil {
+		return nil, err
 	}
 	a.mapper.Reset() // the new kinds
 	for _, obj := range append([]*unstructured.Unstructured{role}, objs...) {
@@ -318,6 +311,44 @@ func poll(ctx context.Context, what string, cond func(context.Context) (bool, er
 	})
 	if err != nil {
 		return fmt.Errorf("wait for %s: %w (last error: %v)", what, err, last)
+	}
+	return nil
+}
+
+// InstallCRDs applies only the monitoring.coreos.com CRDs (Install applies
+// them too) and waits until they are established. Install the objects that
+// use them (a chart's ServiceMonitors) between InstallCRDs and Install, and
+// the first configuration the operator renders for Prometheus already has
+// them: the config-reloader otherwise picks up a later change only at its
+// watch interval (3 minutes) when the kubelet's update of the mounted
+// Secret races its start.
+func InstallCRDs(ctx context.Context, cfg *rest.Config, binDir string) error {
+	crds, err := readManifests(filepath.Join(binDir, "prometheus-operator-crds"))
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	a := &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))}
+	return applyCRDs(ctx, a, dyn, crds)
+}
+
+func applyCRDs(ctx context.Context, a *applier, dyn dynamic.Interface, crds []*unstructured.Unstructured) error {
+	for _, crd := range crds {
+		if err := a.apply(ctx, crd); err != nil {
+			return err
+		}
+	}
+	for _, crd := range crds {
+		if err := waitEstablished(ctx, dyn, crd.GetName()); err != nil {
+			return err
+		}
 	}
 	return nil
 }
