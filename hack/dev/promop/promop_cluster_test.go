@@ -112,6 +112,11 @@ func TestOperatorPicksUpMonitorsAndRules(t *testing.T) {
 		t.Fatalf("targets up: %v; seen %v\ntargets: %s", err, want, get(t, prom.URL+"/api/v1/targets"))
 	}
 	t.Logf("both targets up %.1f s after the monitors were created", time.Since(start).Seconds())
+	// An updated Secret reaches the reloader's volume at kubelet's next
+	// pod sync: about 5 s here (hack/cluster/config.sh), 1 min by default.
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("targets took %.0f s to be scraped; is kubelet's syncFrequency back to 1m?\n%s", d.Seconds(), logs(ctx, kube, prom.Namespace))
+	}
 
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var alerts struct {
@@ -136,6 +141,11 @@ func TestOperatorPicksUpMonitorsAndRules(t *testing.T) {
 		t.Fatalf("alert %s firing: %v\nrules: %s", alert, err, get(t, prom.URL+"/api/v1/rules"))
 	}
 	t.Logf("alert firing %.1f s after the monitors were created", time.Since(start).Seconds())
+
+	// Upstream's ClusterRole is all the operator needs here.
+	if l := logs(ctx, kube, prom.Namespace); strings.Contains(l, "forbidden") {
+		t.Errorf("an RBAC denial in the monitoring pods' logs:\n%s", l)
+	}
 }
 
 // logs are the last lines of every container's log in ns, for a failure
@@ -148,7 +158,7 @@ func logs(ctx context.Context, kube kubernetes.Interface, ns string) string {
 	var b strings.Builder
 	for _, p := range pods.Items {
 		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
-			out, err := kube.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: ptr.To[int64](20)}).DoRaw(ctx)
+			out, err := kube.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: ptr.To[int64](20), Timestamps: true}).DoRaw(ctx)
 			fmt.Fprintf(&b, "--- %s/%s (%v)\n%s\n", p.Name, c.Name, err, out)
 		}
 	}
