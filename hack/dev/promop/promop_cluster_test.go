@@ -87,7 +87,7 @@ func TestOperatorPicksUpMonitorsAndRules(t *testing.T) {
 
 	start = time.Now()
 	prom, err := promop.Install(ctx, cfg, promop.Options{
-		BinDir: bin, ScrapeInterval: time.Second, EvaluationInterval: time.Second,
+		BinDir: bin, ScrapeInterval: time.Second, EvaluationInterval: time.Second, Logf: t.Logf,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, logs(ctx, kube, "monitoring"))
@@ -109,7 +109,7 @@ func TestOperatorPicksUpMonitorsAndRules(t *testing.T) {
 		return want["httpecho-svc"] && want[ns+"/httpecho-pod"], nil
 	})
 	if err != nil {
-		t.Fatalf("targets up: %v; seen %v\ntargets: %s", err, want, get(t, prom.URL+"/api/v1/targets"))
+		t.Fatalf("targets up: %v; seen %v\ntargets: %s\n%s", err, want, get(t, prom.URL+"/api/v1/targets"), logs(ctx, kube, prom.Namespace))
 	}
 	t.Logf("both targets up %.1f s after the monitors were created", time.Since(start).Seconds())
 	// An updated Secret reaches the reloader's volume at kubelet's next
@@ -138,7 +138,7 @@ func TestOperatorPicksUpMonitorsAndRules(t *testing.T) {
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("alert %s firing: %v\nrules: %s", alert, err, get(t, prom.URL+"/api/v1/rules"))
+		t.Fatalf("alert %s firing: %v\nrules: %s\n%s", alert, err, get(t, prom.URL+"/api/v1/rules"), logs(ctx, kube, prom.Namespace))
 	}
 	t.Logf("alert firing %.1f s after the monitors were created", time.Since(start).Seconds())
 
