@@ -92,10 +92,11 @@ evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
-# A mounted ConfigMap or Secret is updated on the pod's next sync: 10 s
-# instead of a minute, so a PrometheusRule or a ServiceMonitor reaches the
-# Prometheus Operator's Prometheus while a test or a newcomer still waits.
-syncFrequency: 10s
+# How often kubelet resyncs a running pod, and so how late an updated
+# Secret or ConfigMap reaches its volume: the default 1m made the
+# Prometheus Operator's config (a Secret the reloader watches) take up to
+# 83 s to apply (hack/dev/promop). A handful of test pods cost little.
+syncFrequency: 5s
 YAML
 
 cat >"$CLUSTER_DIR/etc/kube-proxy.yaml" <<YAML

@@ -21,6 +21,7 @@
 //	prom, err := promop.Install(ctx, cfg, promop.Options{
 //		BinDir:         "bin",
 //		ScrapeInterval: time.Second, EvaluationInterval: time.Second,
+//		Logf:           log.Printf, // optional: one line per step
 //	})
 //	if err != nil {
 //		return err

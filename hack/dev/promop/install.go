@@ -44,6 +44,9 @@ type Options struct {
 	ScrapeInterval, EvaluationInterval time.Duration
 	// Timeout bounds Install's waits; 3 minutes if zero.
 	Timeout time.Duration
+	// Logf, if set, gets a line at each step with the time since Install
+	// began (t.Logf fits).
+	Logf func(format string, args ...any)
 }
 
 // Installed is what Install brought up.
@@ -82,6 +85,12 @@ func Install(ctx context.Context, cfg *rest.Config, o Options) (*Installed, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	began := time.Now()
+	step := func(what string) {
+		if o.Logf != nil {
+			o.Logf("promop: %s after %.1f s", what, time.Since(began).Seconds())
+		}
+	}
 
 	img, err := ImagesIn(o.BinDir)
 	if err != nil {
@@ -117,20 +126,24 @@ func Install(ctx context.Context, cfg *rest.Config, o Options) (*Installed, erro
 	if err := applyCRDs(ctx, a, dyn, crds); err != nil {
 		return nil, err
 	}
+	step("CRDs established")
 	a.mapper.Reset() // the new kinds
 	for _, obj := range append([]*unstructured.Unstructured{role}, objs...) {
 		if err := a.apply(ctx, obj); err != nil {
 			return nil, err
 		}
 	}
+	step("objects applied")
 
 	if err := waitDeploymentReady(ctx, kube, o.Namespace, OperatorName); err != nil {
 		return nil, err
 	}
+	step("operator ready")
 	// The operator names the StatefulSet prometheus-<name>.
 	if err := waitPodReady(ctx, kube, o.Namespace, "prometheus-"+PrometheusName+"-0"); err != nil {
 		return nil, err
 	}
+	step("Prometheus pod ready")
 	svc, err := kube.CoreV1().Services(o.Namespace).Get(ctx, PrometheusName, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
@@ -139,6 +152,7 @@ func Install(ctx context.Context, cfg *rest.Config, o Options) (*Installed, erro
 	if err := waitHTTPOK(ctx, url+"/-/ready"); err != nil {
 		return nil, err
 	}
+	step(url + "/-/ready")
 	return &Installed{URL: url, Namespace: o.Namespace, Images: img}, nil
 }
 

@@ -87,7 +87,7 @@ func TestOperatorPicksUpMonitorsAndRules(t *testing.T) {
 
 	start = time.Now()
 	prom, err := promop.Install(ctx, cfg, promop.Options{
-		BinDir: bin, ScrapeInterval: time.Second, EvaluationInterval: time.Second,
+		BinDir: bin, ScrapeInterval: time.Second, EvaluationInterval: time.Second, Logf: t.Logf,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, logs(ctx, kube, "monitoring"))
@@ -109,9 +109,14 @@ func TestOperatorPicksUpMonitorsAndRules(t *testing.T) {
 		return want["httpecho-svc"] && want[ns+"/httpecho-pod"], nil
 	})
 	if err != nil {
-		t.Fatalf("targets up: %v; seen %v\ntargets: %s", err, want, get(t, prom.URL+"/api/v1/targets"))
+		t.Fatalf("targets up: %v; seen %v\ntargets: %s\n%s", err, want, get(t, prom.URL+"/api/v1/targets"), logs(ctx, kube, prom.Namespace))
 	}
 	t.Logf("both targets up %.1f s after the monitors were created", time.Since(start).Seconds())
+	// An updated Secret reaches the reloader's volume at kubelet's next
+	// pod sync: about 5 s here (hack/cluster/config.sh), 1 min by default.
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("targets took %.0f s to be scraped; is kubelet's syncFrequency back to 1m?\n%s", d.Seconds(), logs(ctx, kube, prom.Namespace))
+	}
 
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var alerts struct {
@@ -133,9 +138,14 @@ func TestOperatorPicksUpMonitorsAndRules(t *testing.T) {
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("alert %s firing: %v\nrules: %s", alert, err, get(t, prom.URL+"/api/v1/rules"))
+		t.Fatalf("alert %s firing: %v\nrules: %s\n%s", alert, err, get(t, prom.URL+"/api/v1/rules"), logs(ctx, kube, prom.Namespace))
 	}
 	t.Logf("alert firing %.1f s after the monitors were created", time.Since(start).Seconds())
+
+	// Upstream's ClusterRole is all the operator needs here.
+	if l := logs(ctx, kube, prom.Namespace); strings.Contains(l, "forbidden") {
+		t.Errorf("an RBAC denial in the monitoring pods' logs:\n%s", l)
+	}
 }
 
 // logs are the last lines of every container's log in ns, for a failure
@@ -148,7 +158,7 @@ func logs(ctx context.Context, kube kubernetes.Interface, ns string) string {
 	var b strings.Builder
 	for _, p := range pods.Items {
 		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
-			out, err := kube.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: ptr.To[int64](20)}).DoRaw(ctx)
+			out, err := kube.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: ptr.To[int64](20), Timestamps: true}).DoRaw(ctx)
 			fmt.Fprintf(&b, "--- %s/%s (%v)\n%s\n", p.Name, c.Name, err, out)
 		}
 	}
