@@ -94,8 +94,9 @@ func (r report) markdown() []byte {
 	w("**Memory.** GET /api/v1/nodes/%s/proxy/stats/summary through the API server: each pod's containers' memory "+
 		"workingSetBytes and rssBytes (cgroup figures from the kubelet, summed over the pod's containers), in MiB. "+
 		"Idle: the Chain `%s` at minReplicas 1, a sample taken after its pod was Ready. After: the first sample taken after %d more vCons "+
-		"went through the API to that Chain's egress (it scales to %d pods, so this pod handled part of them); the kubelet refreshes "+
-		"these figures every 10–15 s, so \"after\" is up to that late. Raw bytes (working set / RSS, sample time):\n\n",
+		"went through the API to that Chain's egress (it scales to %d pods, so this pod handled part of them). Both are the current "+
+		"figures at the sample, not peaks; RSS here is the cgroup's anonymous memory, so it leaves out the binary's file-backed pages "+
+		"that a process's VmRSS counts. Raw bytes (working set / RSS, sample time):\n\n",
 		r.node, coldChain, r.set.load, coldMaxReplicas)
 	for _, m := range r.mem {
 		w("- %s `%s`: idle %d / %d (%s), after %d / %d (%s).\n", m.what, m.pod,
