@@ -279,7 +279,10 @@ type tracker struct {
 	ready      map[string]bool
 	replicasAt map[int32]time.Time
 	readyAt    map[int]time.Time
-	closed     error
+	// createdAt and runningAt: the first pod object seen, the first pod
+	// whose containers all run (before its readiness probe passes).
+	createdAt, runningAt time.Time
+	closed               error
 }
 
 func (b *bench) track(ctx context.Context, chain string) (*tracker, error) {
@@ -350,6 +353,12 @@ func (t *tracker) sawReplicas(n int32, at time.Time) {
 func (t *tracker) sawPod(p *corev1.Pod, deleted bool, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.createdAt.IsZero() && !deleted {
+		t.createdAt = at
+	}
+	if t.runningAt.IsZero() && !deleted && containersRunning(p) {
+		t.runningAt = at
+	}
 	if deleted {
 		delete(t.ready, p.Name)
 	} else {
@@ -385,6 +394,18 @@ func (t *tracker) waitMilestones(ctx context.Context, n int, within time.Duratio
 
 func selector(chain string) string {
 	return labels.SelectorFromSet(workload.SelectorLabels(chain)).String()
+}
+
+func containersRunning(p *corev1.Pod) bool {
+	if len(p.Status.ContainerStatuses) == 0 {
+		return false
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Running == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func podReady(p *corev1.Pod) bool {
@@ -503,8 +524,8 @@ func (b *bench) waitEgress(ctx context.Context, chain string, n int64, within ti
 // --- 1. cold start ---
 
 type coldTry struct {
-	egress, replicas, ready time.Duration // from the POST
-	zero, gone              time.Duration // from the uuid on egress
+	egress, replicas, created, running, ready time.Duration // from the POST
+	zero, gone                                time.Duration // from the uuid on egress
 }
 
 func (b *bench) coldStarts(ctx context.Context) ([]coldTry, error) {
@@ -520,8 +541,8 @@ func (b *bench) coldStarts(ctx context.Context) ([]coldTry, error) {
 			return nil, fmt.Errorf("cold start %d: %w", i+1, err)
 		}
 		tries = append(tries, t)
-		progress(fmt.Sprintf("cold start %d: egress %v (replicas 1 %v, Ready %v); back to 0 pods %v after", i+1,
-			round(t.egress), round(t.replicas), round(t.ready), round(t.gone)))
+		progress(fmt.Sprintf("cold start %d: egress %v (replicas 1 %v, pod created %v, running %v, Ready %v); back to 0 pods %v after", i+1,
+			round(t.egress), round(t.replicas), round(t.created), round(t.running), round(t.ready), round(t.gone)))
 	}
 	return tries, nil
 }
@@ -555,12 +576,19 @@ func (b *bench) coldStart(ctx context.Context, tr *tracker) (coldTry, error) {
 	if err != nil {
 		return coldTry{}, err
 	}
+	tr.mu.Lock()
+	created, running := tr.createdAt, tr.runningAt
+	tr.mu.Unlock()
+	if created.IsZero() || running.IsZero() {
+		return coldTry{}, errors.New("the pod watch saw no pod created or running")
+	}
 	zero, gone, err := b.waitIdle(ctx, coldChain)
 	if err != nil {
 		return coldTry{}, err
 	}
 	return coldTry{
 		egress: onEgress.Sub(start), replicas: replicas.Sub(start), ready: ready.Sub(start),
+		created: created.Sub(start), running: running.Sub(start),
 		zero: zero.Sub(onEgress), gone: gone.Sub(onEgress),
 	}, nil
 }

@@ -30,6 +30,8 @@ func (r report) markdown() []byte {
 	egress := col(func(t coldTry) time.Duration { return t.egress })
 	replicas := col(func(t coldTry) time.Duration { return t.replicas })
 	ready := col(func(t coldTry) time.Duration { return t.ready })
+	created := col(func(t coldTry) time.Duration { return t.created })
+	running := col(func(t coldTry) time.Duration { return t.running })
 	zero := col(func(t coldTry) time.Duration { return t.zero })
 	gone := col(func(t coldTry) time.Duration { return t.gone })
 	med := func(s []time.Duration) time.Duration { return s[medianIndex(len(s))] }
@@ -52,8 +54,10 @@ func (r report) markdown() []byte {
 	w("| cold start, p95 | **%v** | < 5 s |\n", round(percentile(egress, 0.95)))
 	w("| cold start, max (of %d) | %v | |\n", len(egress), round(egress[len(egress)-1]))
 	w("| cold start, median of each step: POST → Deployment replicas 1 (operator) | %v | at most one poll, %v |\n", round(med(replicas)), queuePoll)
-	w("| … POST → worker pod Ready | %v | |\n", round(med(ready)))
+	w("| … POST → worker pod created (Deployment and ReplicaSet controllers) | %v | |\n", round(med(created)))
+	w("| … POST → worker container running | %v | |\n", round(med(running)))
 	w("| … POST → on egress | %v | |\n", round(med(egress)))
+	w("| … POST → worker pod Ready (readiness probe every 5 s) | %v | |\n", round(med(ready)))
 	w("| after the vCon: Deployment back at replicas 0, median | %v | scaleDownDelay %v + a poll |\n", round(med(zero)), scaleDownDelay)
 	w("| after the vCon: no worker pod left, median | %v | |\n", round(med(gone)))
 	for i, b := range r.bursts {
@@ -72,12 +76,13 @@ func (r report) markdown() []byte {
 		"targetQueueDepth %d, concurrency 4, scaleDownDelay %v) idle at 0 replicas with no pod left; one vCon is POSTed and Redis is polled "+
 		"every 20 ms (LPOS) for its uuid on the egress list; then the benchmark waits until the Deployment says 0 and the pod is gone, and goes again. "+
 		"The steps come from watches on the worker Deployment (spec.replicas) and its pods (the Ready condition) opened before the POST; "+
-		"times are when this process saw the event. The median try (egress %v): replicas 1 at %v, pod Ready at %v. ",
-		coldChain, coldMaxReplicas, targetQueueDepth, scaleDownDelay, round(mt.egress), round(mt.replicas), round(mt.ready))
+		"times are when this process saw the event. The median try (egress %v): replicas 1 at %v, pod created at %v, container running at %v, pod Ready at %v. ",
+		coldChain, coldMaxReplicas, targetQueueDepth, scaleDownDelay, round(mt.egress), round(mt.replicas), round(mt.created), round(mt.running), round(mt.ready))
 	w("The worker takes vCons as soon as its process runs, so the vCon can be through before the kubelet's readiness probe " +
 		"(every 5 s) marks the pod Ready.\n\n")
 	w("- POST → on egress, sorted: %s.\n", joinDurations(egress))
 	w("- POST → Deployment replicas 1, sorted: %s.\n", joinDurations(replicas))
+	w("- POST → container running, sorted: %s.\n", joinDurations(running))
 	w("- POST → pod Ready, sorted: %s.\n", joinDurations(ready))
 	w("- on egress → no pod left, sorted: %s.\n\n", joinDurations(gone))
 
