@@ -524,8 +524,9 @@ func (b *bench) waitEgress(ctx context.Context, chain string, n int64, within ti
 // --- 1. cold start ---
 
 type coldTry struct {
-	egress, replicas, created, running, ready time.Duration // from the POST
-	zero, gone                                time.Duration // from the uuid on egress
+	egress, replicas, created, running time.Duration // from the POST
+	ready                              time.Duration // from the POST; 0: removed before it was Ready
+	zero, gone                         time.Duration // from the uuid on egress
 }
 
 func (b *bench) coldStarts(ctx context.Context) ([]coldTry, error) {
@@ -541,7 +542,7 @@ func (b *bench) coldStarts(ctx context.Context) ([]coldTry, error) {
 			return nil, fmt.Errorf("cold start %d: %w", i+1, err)
 		}
 		tries = append(tries, t)
-		progress(fmt.Sprintf("cold start %d: egress %v (replicas 1 %v, pod created %v, running %v, Ready %v); back to 0 pods %v after", i+1,
+		progress(fmt.Sprintf("cold start %d: egress %v (replicas 1 %v, pod created %v, running %v, Ready %v, 0s: never); back to 0 pods %v after", i+1,
 			round(t.egress), round(t.replicas), round(t.created), round(t.running), round(t.ready), round(t.gone)))
 	}
 	return tries, nil
@@ -570,27 +571,35 @@ func (b *bench) coldStart(ctx context.Context, tr *tracker) (coldTry, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The worker consumes before its readiness probe passes: Ready may
-	// come after the vCon is through.
-	replicas, ready, err := tr.waitMilestones(ctx, 1, time.Minute)
-	if err != nil {
-		return coldTry{}, err
-	}
-	tr.mu.Lock()
-	created, running := tr.createdAt, tr.runningAt
-	tr.mu.Unlock()
-	if created.IsZero() || running.IsZero() {
-		return coldTry{}, errors.New("the pod watch saw no pod created or running")
-	}
 	zero, gone, err := b.waitIdle(ctx, coldChain)
 	if err != nil {
 		return coldTry{}, err
 	}
-	return coldTry{
-		egress: onEgress.Sub(start), replicas: replicas.Sub(start), ready: ready.Sub(start),
-		created: created.Sub(start), running: running.Sub(start),
+	// The pod is gone: once the watch has delivered its deletion, it
+	// has delivered everything before. The worker consumes before its
+	// readiness probe passes, and with a short scaleDownDelay a pod can be
+	// removed before it was ever Ready: ready stays 0 then.
+	var replicas, created, running, ready time.Time
+	if err := waitFor(ctx, "the watches to see the pod come and go", 30*time.Second, func() (bool, string) {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		replicas, created, running, ready = tr.replicasAt[1], tr.createdAt, tr.runningAt, tr.readyAt[1]
+		if tr.closed != nil {
+			return false, tr.closed.Error()
+		}
+		return !replicas.IsZero() && !created.IsZero() && !running.IsZero() && len(tr.ready) == 0,
+			fmt.Sprintf("replicas 1 seen %v, pod created %v, running %v, pods left %d", !replicas.IsZero(), !created.IsZero(), !running.IsZero(), len(tr.ready))
+	}); err != nil {
+		return coldTry{}, err
+	}
+	t := coldTry{
+		egress: onEgress.Sub(start), replicas: replicas.Sub(start), created: created.Sub(start), running: running.Sub(start),
 		zero: zero.Sub(onEgress), gone: gone.Sub(onEgress),
-	}, nil
+	}
+	if !ready.IsZero() {
+		t.ready = ready.Sub(start)
+	}
+	return t, nil
 }
 
 // --- 2. burst ---
