@@ -106,7 +106,7 @@ func (r report) markdown() []byte {
 	w("**Memory.** GET /api/v1/nodes/%s/proxy/stats/summary through the API server: each pod's containers' memory "+
 		"workingSetBytes and rssBytes (cgroup figures from the kubelet, summed over the pod's containers), in MiB. "+
 		"Idle: the Chain `%s` at minReplicas 1, a sample taken after its pod was Ready. After: the first sample taken after %d more vCons "+
-		"went through the API to that Chain's egress (it scales to %d pods, so this pod handled part of them). Both are the current "+
+		"went through the API to that Chain's egress (up to %d pods may run for it, so this pod handled all or part of them). Both are the current "+
 		"figures at the sample, not peaks; RSS here is the cgroup's anonymous memory, so it leaves out the binary's file-backed pages "+
 		"that a process's VmRSS counts. Raw bytes (working set / RSS, sample time):\n\n",
 		r.node, coldChain, r.set.load, coldMaxReplicas)
