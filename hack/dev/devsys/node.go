@@ -30,12 +30,13 @@ func (s *System) inNode(spec procSpec, uid, gid int) procSpec {
 	return spec
 }
 
-// listenInNode opens a TCP listener inside the node's network namespace. A
+// ListenInNode opens a TCP listener inside the node's network namespace,
+// where worker pods reach it (a webhook receiver, a slow downstream). A
 // socket stays in the namespace it was created in, so one thread enters the
 // namespace, listens and ends: a goroutine that exits while locked to its
 // thread takes the thread with it, and no thread ever goes back to serving
 // the rest of the program from the wrong namespace.
-func (s *System) listenInNode(addr string) (net.Listener, error) {
+func (s *System) ListenInNode(addr string) (net.Listener, error) {
 	type result struct {
 		l   net.Listener
 		err error

@@ -55,7 +55,7 @@ func (k *WebhookSink) Deliveries() map[string]int {
 // StartWebhookSink listens on the node's address, where worker pods reach
 // it (and nothing outside this machine can).
 func (s *System) StartWebhookSink() (*WebhookSink, error) {
-	l, err := s.listenInNode(net.JoinHostPort(s.Node.IP, "0"))
+	l, err := s.ListenInNode(net.JoinHostPort(s.Node.IP, "0"))
 	if err != nil {
 		return nil, err
 	}
