@@ -75,6 +75,16 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 		Env:     env,
 		EnvFrom: r.EnvFrom,
 		Ports:   []corev1.ContainerPort{{Name: "metrics", ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP}},
+		// Until the worker is first ready, ask every second: a new pod of a
+		// burst is counted Ready (and `kubectl get chains` says so) about a
+		// second after it can work, not up to a readiness period later. On
+		// real pods the 5 s period alone made 0 → 5 Ready take 6.5–8.4 s
+		// (docs/benchmarks.md). Ten minutes of failures (Redis down at
+		// start) restart it; liveness takes over once it has started.
+		StartupProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("metrics")}},
+			PeriodSeconds: 1, FailureThreshold: 600,
+		},
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("metrics")}},
 			PeriodSeconds: 5, FailureThreshold: 3,

@@ -133,6 +133,9 @@ func TestDeployment(t *testing.T) {
 				if len(w.Ports) != 1 || w.Ports[0].ContainerPort != MetricsPort || MetricsPort != 9090 || w.Ports[0].Name != "metrics" {
 					t.Errorf("ports %+v, want metrics on 9090", w.Ports)
 				}
+				if sp := w.StartupProbe; sp == nil || sp.HTTPGet == nil || sp.HTTPGet.Path != "/readyz" || sp.PeriodSeconds != 1 {
+					t.Errorf("startup probe %+v: a new worker must be seen Ready within a second of being ready", sp)
+				}
 				if w.ReadinessProbe == nil || w.ReadinessProbe.HTTPGet == nil || w.ReadinessProbe.HTTPGet.Port.String() != "metrics" {
 					t.Errorf("readiness probe %+v", w.ReadinessProbe)
 				}

@@ -47,10 +47,13 @@ const (
 
 	// The second, fault-free load: scale 0 → N → 0 with every removed pod
 	// given its grace period. The receiver answers each delivery after
-	// cleanDelay, so the load lasts long enough (about 4 pods × 8 vCons per
-	// 300 ms) for the autoscaler to remove pods while they are mid-vCon.
-	cleanLoad  = 2400
-	cleanDelay = 300 * time.Millisecond
+	// cleanDelay, so every pod holds vCons (4 pods × 8 at a time, about
+	// 64 a second) when maxReplicas is cut to cleanCut mid-load: the
+	// autoscaler never removes pods its in-flight count says are busy, but
+	// a lower maxReplicas does, and the Deployment picks which pods go.
+	cleanLoad  = 1200
+	cleanDelay = 500 * time.Millisecond
+	cleanCut   = 2
 
 	maxReplicas = 4
 
@@ -225,7 +228,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	chaos.stop()
 	t.Logf("drained %d vCons in %s; %s", total, time.Since(pushStart).Round(time.Second), chaos)
-	chaos.check(t, ctx, sys)
+	chaos.check(t)
 
 	// 5. Exactly once: PostgreSQL, egress, DLQ.
 	want := func(k kind) map[string]bool {
@@ -363,6 +366,11 @@ type chaosRun struct {
 	// before; the loop spares that pod afterwards.
 	killedPod      atomic.Value
 	killedRestarts int32
+	// restartSeen is set once the kubelet reported a higher restart count
+	// for the killed container (watched right after the kill, before a
+	// scale-down can take the pod away).
+	restartSeen atomic.Bool
+	restartIn   atomic.Int64 // ns from the kill to the restart seen
 }
 
 func (c *chaosRun) String() string {
@@ -408,6 +416,7 @@ func startChaos(t *testing.T, ctx context.Context, sys *devsys.System) *chaosRun
 				c.killedRestarts = cs.RestartCount
 				c.killedPod.Store(p.Name)
 				t.Logf("chaos: SIGKILL container %s of %s at the runtime (restarts %d)", cs.Name, p.Name, cs.RestartCount)
+				go c.watchRestart(ctx, sys, p.Name, time.Now())
 				continue
 			}
 			err := sys.Kube.CoreV1().Pods(ns).Delete(cctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
@@ -420,29 +429,35 @@ func startChaos(t *testing.T, ctx context.Context, sys *devsys.System) *chaosRun
 	return c
 }
 
-// check: enough pods were deleted to test recovery, and the killed
-// container was restarted by the kubelet in its pod.
-func (c *chaosRun) check(t *testing.T, ctx context.Context, sys *devsys.System) {
+// watchRestart polls the pod of the killed container until the kubelet
+// reports its restart (or 30 s pass).
+func (c *chaosRun) watchRestart(ctx context.Context, sys *devsys.System, pod string, killed time.Time) {
+	for time.Since(killed) < 30*time.Second && ctx.Err() == nil {
+		p, err := sys.Kube.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+		if err == nil && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].RestartCount > c.killedRestarts {
+			c.restartIn.Store(int64(time.Since(killed)))
+			c.restartSeen.Store(true)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// check: enough pods were deleted to test recovery, and the kubelet
+// restarted the killed container in its pod.
+func (c *chaosRun) check(t *testing.T) {
 	t.Helper()
 	if c.deleted.Load() < 3 {
 		t.Errorf("only %d worker pods were force-deleted: the run was too short to test recovery", c.deleted.Load())
 	}
 	name, _ := c.killedPod.Load().(string)
-	if name == "" {
+	switch {
+	case name == "":
 		t.Error("no worker container was killed at the runtime: the run was too short")
-		return
-	}
-	p, err := sys.Kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		// Scaled down since: its restart happened or not, the pod is gone;
-		// the events say.
-		t.Logf("pod %s with the killed container is gone (%v)", name, err)
-		return
-	}
-	if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].RestartCount <= c.killedRestarts {
-		t.Errorf("the kubelet did not restart the killed container of %s: status %+v", name, p.Status.ContainerStatuses)
-	} else {
-		t.Logf("the kubelet restarted the killed container of %s (restarts %d)", name, p.Status.ContainerStatuses[0].RestartCount)
+	case !c.restartSeen.Load():
+		t.Errorf("the kubelet did not restart the killed container of %s within 30s", name)
+	default:
+		t.Logf("the kubelet restarted the killed container of %s %s after the kill", name, time.Duration(c.restartIn.Load()).Round(100*time.Millisecond))
 	}
 }
 
@@ -462,6 +477,19 @@ func cleanPhase(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redi
 	sink.SetDelay(cleanDelay)
 	defer sink.SetDelay(0)
 	push(t, ctx, sys, kinds, ids)
+	waitFor(t, ctx, fmt.Sprintf("%d busy workers", maxReplicas), 2*time.Minute, func() (bool, string) {
+		n := len(runningWorkers(ctx, sys))
+		return n == maxReplicas && inFlight(ctx, rdb) > 0, fmt.Sprintf("%d running, %d in flight", n, inFlight(ctx, rdb))
+	})
+	setMaxReplicas(t, ctx, sys, cleanCut)
+	waitFor(t, ctx, fmt.Sprintf("the cut to %d workers", cleanCut), 2*time.Minute, func() (bool, string) {
+		d, err := workerDeployment(ctx, sys)
+		if err != nil {
+			return false, err.Error()
+		}
+		return *d.Spec.Replicas == cleanCut, fmt.Sprintf("spec.replicas %d", *d.Spec.Replicas)
+	})
+	setMaxReplicas(t, ctx, sys, maxReplicas)
 	waitFor(t, ctx, "the fault-free load to drain", 5*time.Minute, func() (bool, string) {
 		e, _ := rdb.LLen(ctx, egress).Result()
 		in, _ := rdb.LLen(ctx, ingress).Result()
@@ -469,7 +497,7 @@ func cleanPhase(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redi
 	})
 	waitForReplicas(t, ctx, sys, 0)
 	m := w.maxReplicas()
-	if m < 2 || w.scaleDownsWhileBusy() == 0 {
+	if m < maxReplicas || w.scaleDownsWhileBusy() == 0 {
 		t.Errorf("the fault-free load ran on %d workers at most, %d scale-downs while vCons were queued or in flight: no scale-down mid-work to check",
 			m, w.scaleDownsWhileBusy())
 	}
@@ -528,6 +556,8 @@ func heldBacklog(t *testing.T, ctx context.Context, sys *devsys.System, rdb *red
 		Spec: vconv1.ChainSpec{
 			IngressLists: []string{"default"}, EgressLists: []string{"default-out"},
 			Links: []string{"tag"}, Enabled: ptr.To(false),
+			// The typed client sends every field: give the defaults.
+			Workers: vconv1.WorkerSpec{MaxReplicas: 1, TargetQueueDepth: 100, Concurrency: 1},
 		},
 	}
 	must(t, sys.Client.Create(ctx, ch))

@@ -114,6 +114,15 @@ func setMinReplicas(t *testing.T, ctx context.Context, sys *devsys.System, n int
 	must(t, sys.Client.Patch(ctx, &ch, p))
 }
 
+func setMaxReplicas(t *testing.T, ctx context.Context, sys *devsys.System, n int32) {
+	t.Helper()
+	var ch vconv1.Chain
+	must(t, sys.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: chain}, &ch))
+	p := client.MergeFrom(ch.DeepCopy())
+	ch.Spec.Workers.MaxReplicas = n
+	must(t, sys.Client.Patch(ctx, &ch, p))
+}
+
 func chainReady(ch *vconv1.Chain) bool {
 	return meta.IsStatusConditionTrue(ch.Status.Conditions, "Ready")
 }
