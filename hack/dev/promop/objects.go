@@ -191,6 +191,14 @@ func prometheus(o Options, img Images) (*unstructured.Unstructured, error) {
 			"resources": map[string]any{
 				"requests": map[string]any{"cpu": "50m", "memory": "128Mi"},
 			},
+			// Merged into the operator's own prometheus container: its
+			// startup probe runs every 15 s, so a Prometheus ready in a
+			// second showed Ready up to 18 s later. Same timeout (10 min).
+			"containers": []any{map[string]any{
+				"name":           "prometheus",
+				"startupProbe":   map[string]any{"periodSeconds": int64(1), "failureThreshold": int64(600)},
+				"readinessProbe": map[string]any{"periodSeconds": int64(1)},
+			}},
 		},
 	}}, nil
 }
