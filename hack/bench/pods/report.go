@@ -67,7 +67,7 @@ func (r report) markdown() []byte {
 	w("| … POST → worker container running | %v | |\n", round(med(running)))
 	w("| … POST → on egress | %v | |\n", round(med(egress)))
 	if len(ready) > 0 {
-		w("| … POST → worker pod Ready (readiness probe every 5 s), of the %d tries whose pod was ever Ready | %v | |\n", len(ready), round(med(ready)))
+		w("| … POST → worker pod Ready (startup probe every 1 s), of the %d tries whose pod was ever Ready | %v | |\n", len(ready), round(med(ready)))
 	}
 	w("| tries whose pod was removed before it was ever Ready | %d of %d | |\n", neverReady, len(r.cold))
 	w("| after the vCon: Deployment back at replicas 0, median | %v | scaleDownDelay %v + a poll |\n", round(med(zero)), scaleDownDelay)
@@ -90,10 +90,10 @@ func (r report) markdown() []byte {
 		"The steps come from watches on the worker Deployment (spec.replicas) and its pods (the Ready condition) opened before the POST; "+
 		"times are when this process saw the event. The median try (egress %v): replicas 1 at %v, pod created at %v, container running at %v, pod Ready at %v (0s: never). ",
 		coldChain, coldMaxReplicas, targetQueueDepth, scaleDownDelay, round(mt.egress), round(mt.replicas), round(mt.created), round(mt.running), round(mt.ready))
-	w("The worker takes vCons as soon as its process runs, so the vCon is through before the kubelet's readiness probe "+
-		"(every 5 s, no initial delay) marks the pod Ready; when the probe's first try comes before the worker answers /readyz, "+
-		"the next one is 5 s later, and with scaleDownDelay %v the idle pod may be removed before that: it did its work and was never Ready. "+
-		"Nothing waits on that readiness (the worker is no Service endpoint), so it costs nothing here, but it is what a user sees in `kubectl get pods`.\n\n", scaleDownDelay)
+	w("The worker takes vCons as soon as its process runs, so the vCon is usually through before the kubelet marks the pod Ready: "+
+		"its startup probe asks /readyz every second until the first success (the readiness probe, every 5 s, takes over after), "+
+		"and the kubelet's status update follows. With scaleDownDelay %v an idle pod may still be removed before it was ever Ready; "+
+		"nothing waits on that readiness (the worker is no Service endpoint), but it is what a user sees in `kubectl get pods`.\n\n", scaleDownDelay)
 	w("- POST → on egress, sorted: %s.\n", joinDurations(egress))
 	w("- POST → Deployment replicas 1, sorted: %s.\n", joinDurations(replicas))
 	w("- POST → container running, sorted: %s.\n", joinDurations(running))
