@@ -175,15 +175,10 @@ func TestEndToEnd(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "conserver-env", Namespace: ns},
 		StringData: map[string]string{"PG_PASSWORD": sys.Postgres.Password},
 	}))
-	var ch vconv1.Chain
-	must(t, c.Get(ctx, types.NamespacedName{Namespace: ns, Name: chain}, &ch))
-	patch := client.MergeFrom(ch.DeepCopy())
-	ch.Spec.Workers.MinReplicas = 0
-	ch.Spec.Workers.MaxReplicas = maxReplicas
-	ch.Spec.Workers.TargetQueueDepth = 250
-	ch.Spec.Workers.Concurrency = 8
-	ch.Spec.Workers.ScaleDownDelay = &metav1.Duration{Duration: 5 * time.Second}
-	must(t, c.Patch(ctx, &ch, patch))
+	patchWorkers(t, ctx, sys, func(w *vconv1.WorkerSpec) {
+		w.MinReplicas, w.MaxReplicas, w.TargetQueueDepth, w.Concurrency = 0, maxReplicas, 250, 8
+		w.ScaleDownDelay = &metav1.Duration{Duration: 5 * time.Second}
+	})
 	waitFor(t, ctx, "the Chain Ready at 0 workers", 2*time.Minute, func() (bool, string) {
 		var ch vconv1.Chain
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: chain}, &ch); err != nil {

@@ -105,22 +105,24 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-func setMinReplicas(t *testing.T, ctx context.Context, sys *devsys.System, n int32) {
+// patchWorkers changes the Chain's spec.workers with a merge patch.
+func patchWorkers(t *testing.T, ctx context.Context, sys *devsys.System, change func(*vconv1.WorkerSpec)) {
 	t.Helper()
 	var ch vconv1.Chain
 	must(t, sys.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: chain}, &ch))
 	p := client.MergeFrom(ch.DeepCopy())
-	ch.Spec.Workers.MinReplicas = n
+	change(&ch.Spec.Workers)
 	must(t, sys.Client.Patch(ctx, &ch, p))
+}
+
+func setMinReplicas(t *testing.T, ctx context.Context, sys *devsys.System, n int32) {
+	t.Helper()
+	patchWorkers(t, ctx, sys, func(w *vconv1.WorkerSpec) { w.MinReplicas = n })
 }
 
 func setMaxReplicas(t *testing.T, ctx context.Context, sys *devsys.System, n int32) {
 	t.Helper()
-	var ch vconv1.Chain
-	must(t, sys.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: chain}, &ch))
-	p := client.MergeFrom(ch.DeepCopy())
-	ch.Spec.Workers.MaxReplicas = n
-	must(t, sys.Client.Patch(ctx, &ch, p))
+	patchWorkers(t, ctx, sys, func(w *vconv1.WorkerSpec) { w.MaxReplicas = n })
 }
 
 func chainReady(ch *vconv1.Chain) bool {

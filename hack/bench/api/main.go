@@ -19,7 +19,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
 	"github.com/vcon-operator/vcon-operator/internal/api"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
@@ -153,13 +153,6 @@ func load(url string, clients int, d time.Duration) result {
 	return res
 }
 
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
-}
-
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench api:", err)
@@ -180,8 +173,8 @@ func run() error {
 	if n := len(fmt.Sprintf(vconTemplate, uuidFor(1))); n < 5000 || n > 5300 {
 		return fmt.Errorf("vCon is %d bytes, want about 5 KB", n)
 	}
-	seconds := time.Duration(envInt("BENCH_SECONDS", 5)) * time.Second
-	clients := envInt("BENCH_CLIENTS", 32)
+	seconds := time.Duration(benchutil.EnvInt("BENCH_SECONDS", 5)) * time.Second
+	clients := benchutil.EnvInt("BENCH_CLIENTS", 32)
 	addr, stop, err := startRedis()
 	if err != nil {
 		return err

@@ -83,3 +83,19 @@ func StartWorker(cmd *exec.Cmd, httpAddr string) (stop func(), err error) {
 	}
 	return stop, nil
 }
+
+// EnvInt is the positive integer in the environment variable name, else def.
+func EnvInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// Progress returns a logger of timestamped progress lines on stderr, each
+// prefixed with "bench <name>:" (stdout carries the Markdown report).
+func Progress(name string) func(msg string) {
+	return func(msg string) {
+		fmt.Fprintf(os.Stderr, "bench %s: %s %s\n", time.Now().Format("15:04:05"), name, msg)
+	}
+}

@@ -45,12 +45,15 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/controllers"
+	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 const namespace = "bench"
+
+var progress = benchutil.Progress("operator")
 
 func main() {
 	if err := run(); err != nil {
@@ -66,10 +69,10 @@ type settings struct {
 
 func run() error {
 	s := settings{
-		chains:    envInt("BENCH_CHAINS", 1000),
-		bursts:    envInt("BENCH_BURSTS", 20),
-		burstSize: envInt("BENCH_BURST_SIZE", 250),
-		idle:      time.Duration(envInt("BENCH_IDLE_SECONDS", 60)) * time.Second,
+		chains:    benchutil.EnvInt("BENCH_CHAINS", 1000),
+		bursts:    benchutil.EnvInt("BENCH_BURSTS", 20),
+		burstSize: benchutil.EnvInt("BENCH_BURST_SIZE", 250),
+		idle:      time.Duration(benchutil.EnvInt("BENCH_IDLE_SECONDS", 60)) * time.Second,
 		poll:      2 * time.Second,
 	}
 	if v := os.Getenv("BENCH_POLL"); v != "" {
@@ -473,17 +476,6 @@ func joinDurations(ds []time.Duration) string {
 		parts[i] = d.Round(10 * time.Millisecond).String()
 	}
 	return strings.Join(parts, ", ")
-}
-
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
-}
-
-func progress(msg string) {
-	fmt.Fprintf(os.Stderr, "bench operator: %s %s\n", time.Now().Format("15:04:05"), msg)
 }
 
 // startRedis runs a private redis-server on a free port until stop.

@@ -29,7 +29,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +49,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/controllers"
+	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
 	"github.com/vcon-operator/vcon-operator/hack/dev/devsys"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
@@ -79,6 +79,8 @@ type settings struct {
 	sinkDelay                              time.Duration
 }
 
+var progress = benchutil.Progress("pods")
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench pods:", err)
@@ -88,10 +90,10 @@ func main() {
 
 func run() error {
 	set := settings{
-		coldTries:  envInt("BENCH_COLD_TRIES", 20),
-		burstTries: envInt("BENCH_BURST_TRIES", 3),
-		burstSize:  envInt("BENCH_BURST_SIZE", 1000),
-		load:       envInt("BENCH_LOAD", 2000),
+		coldTries:  benchutil.EnvInt("BENCH_COLD_TRIES", 20),
+		burstTries: benchutil.EnvInt("BENCH_BURST_TRIES", 3),
+		burstSize:  benchutil.EnvInt("BENCH_BURST_SIZE", 1000),
+		load:       benchutil.EnvInt("BENCH_LOAD", 2000),
 		sinkDelay:  50 * time.Millisecond,
 	}
 	if v := os.Getenv("BENCH_SINK_DELAY"); v != "" {
@@ -854,17 +856,6 @@ func waitFor(ctx context.Context, what string, within time.Duration, cond func()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
-}
-
-func progress(msg string) {
-	fmt.Fprintf(os.Stderr, "bench pods: %s %s\n", time.Now().Format("15:04:05"), msg)
 }
 
 // prefixWriter sends devsys' lines to stderr with the benchmark's prefix:
