@@ -121,6 +121,12 @@ func ExecChecked(ctx context.Context, rdb redis.UniversalClient, pipe redis.Pipe
 	}
 	res, err := checkedScript.Run(ctx, rdb, keys, argv...).Slice()
 	if err != nil {
+		// No reply: whether the script ran is unknown (a connection cut
+		// after Redis applied it looks the same), and no command may look
+		// as if it had answered. A queued take left with its zero value
+		// read as a successor with uuid "" (seen on real pods across a
+		// Redis restart: three dead letters for the empty uuid).
+		failFrom(cmds, 0, err)
 		return err
 	}
 	if len(res) < 2 {
@@ -173,6 +179,7 @@ func execCheckedCluster(ctx context.Context, rdb redis.UniversalClient, cmds []r
 	}
 	if len(checks) > 0 {
 		if _, err := probe.Exec(ctx); err != nil {
+			failFrom(cmds, 0, err)
 			return err
 		}
 		for _, ch := range checks {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -76,6 +77,42 @@ func TestExecChecked(t *testing.T) {
 			}
 			if got := rdb.LRange(ctx, flight, 0, -1).Val(); !slices.Equal(got, []string{"next"}) {
 				t.Fatalf("in flight %v after refused sets, want the item kept", got)
+			}
+		})
+	}
+}
+
+// A round trip that fails without a reply leaves every queued command with
+// that error: a take queued with the outcome must not look like it moved a
+// uuid (its zero value reads as the empty uuid).
+func TestExecCheckedFailedRoundTripFailsEveryCommand(t *testing.T) {
+	servers := map[string]func(*testing.T) redis.UniversalClient{
+		"single":  func(t *testing.T) redis.UniversalClient { return testenv.StartRedis(t).Client() },
+		"cluster": func(t *testing.T) redis.UniversalClient { return testenv.StartRedisCluster(t, 3).Client() },
+	}
+	for name, start := range servers {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb := start(t)
+			w := NewWorker(rdb, "w1", time.Minute)
+			if err := rdb.RPush(ctx, "{q}in", "next").Err(); err != nil {
+				t.Fatal(err)
+			}
+			pipe := rdb.Pipeline()
+			push := pipe.RPush(ctx, "{q}out", "u1")
+			take := w.QueueTake(pipe, "{q}in")
+			if err := rdb.Close(); err != nil { // the next round trip fails before any reply
+				t.Fatal(err)
+			}
+			err := ExecChecked(ctx, rdb, pipe)
+			if err == nil {
+				t.Fatal("ExecChecked on a closed client succeeded")
+			}
+			if push.Err() == nil {
+				t.Errorf("RPUSH has no error after a failed round trip")
+			}
+			if it, ok := take.Item(); ok {
+				t.Errorf("the take reports uuid %q after a failed round trip; want none", it.UUID)
 			}
 		})
 	}
