@@ -3,7 +3,9 @@ package modules_test
 import (
 	"bufio"
 	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -68,9 +70,15 @@ func TestOperatorLinksNoWorkerCode(t *testing.T) {
 
 // listDeps returns, for root and every package it depends on, the
 // packages it imports.
+//
+// go test caches a passing result keyed on the files the test itself
+// opened, and what `go list` read is not among them: without reading
+// them here, a new import in controllers/ would not rerun this test. So
+// the test reads go.mod, go.sum and every directory and Go file of this
+// module that root depends on (the other modules are pinned by go.sum).
 func listDeps(t *testing.T, goTool, root string) map[string][]string {
 	t.Helper()
-	cmd := exec.Command(goTool, "list", "-deps", "-f", `{{.ImportPath}} {{join .Imports " "}}`, root)
+	cmd := exec.Command(goTool, "list", "-deps", "-f", `{{.ImportPath}} {{if .Module}}{{.Module.Path}} {{.Module.GoMod}} {{.Dir}}{{else}}- - -{{end}} {{join .Imports " "}}`, root)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -82,8 +90,13 @@ func listDeps(t *testing.T, goTool, root string) map[string][]string {
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) > 0 {
-			imports[f[0]] = f[1:]
+		if len(f) < 4 {
+			t.Fatalf("go list printed %q", sc.Text())
+		}
+		pkg, mod, gomod, dir := f[0], f[1], f[2], f[3]
+		imports[pkg] = f[4:]
+		if mod == module {
+			readForCache(t, dir, filepath.Join(filepath.Dir(gomod), "go.sum"), gomod)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -93,6 +106,26 @@ func listDeps(t *testing.T, goTool, root string) map[string][]string {
 		t.Fatalf("go list -deps %s did not list %s itself", root, root)
 	}
 	return imports
+}
+
+// readForCache reads dir's listing and Go files, and the named files, so
+// that go test reruns the test when any of them changes.
+func readForCache(t *testing.T, dir string, files ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".go") {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	for _, f := range files {
+		if _, err := os.ReadFile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func matchesAny(pkg string, patterns []string) bool {
