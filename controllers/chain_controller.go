@@ -189,13 +189,23 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		currentReplicas = replicas
 	}
 
-	// 6. Set status.
+	// 6. Observe the workers: why they fail, in their own words.
+	var workers string
+	if haveDeployment {
+		pods, err := r.workerPods(ctx, &chain)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		workers = workersFailing(&current, pods)
+	}
+
+	// 7. Set status.
 	status.ObservedGeneration = gen
 	status.Replicas = currentReplicas
 	status.ReadyReplicas = current.Status.ReadyReplicas
 	status.Workers = fmt.Sprintf("%d/%d", status.ReadyReplicas, status.Replicas)
 	r.setQueueStatus(&chain, status, obs, measured)
-	setReady(status, gen, &chain, problem, obs, measured)
+	setReady(status, gen, &chain, problem, workers, obs, measured)
 	setCondition(&status.Conditions, gen, ConditionScalingLimited, decision.Limited, limitedReason(decision), limitedMessage(&chain, decision))
 
 	if !equalStatus(&chain.Status, status) {
@@ -468,6 +478,9 @@ func (r *ChainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&vconv1.Chain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.ConfigMap{}).
+		// Worker pods belong to a ReplicaSet, not to the Chain: mapped by
+		// label. Their crashes reach the Ready condition this way.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(chainOfPod), builder.WithPredicates(podFailureChanged)).
 		Watches(&vconv1.Link{}, handler.EnqueueRequestsFromMapFunc(r.chainsUsing(indexLinks))).
 		Watches(&vconv1.Storage{}, handler.EnqueueRequestsFromMapFunc(r.chainsUsing(indexStorages))).
 		// A Chain that appears, changes or goes away can start or end an

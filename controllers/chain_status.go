@@ -106,13 +106,16 @@ func (r *ChainReconciler) setQueueStatus(chain *vconv1.Chain, st *vconv1.ChainSt
 	}
 }
 
-// setReady sums the Chain up.
-func setReady(st *vconv1.ChainStatus, gen int64, chain *vconv1.Chain, problem *notReady, obs observer.Observation, measured bool) {
+// setReady sums the Chain up. workers is why its workers fail
+// (workersFailing), "" when they do not.
+func setReady(st *vconv1.ChainStatus, gen int64, chain *vconv1.Chain, problem *notReady, workers string, obs observer.Observation, measured bool) {
 	switch {
 	case problem != nil:
 		setCondition(&st.Conditions, gen, ConditionReady, false, problem.reason, problem.message)
 	case !isEnabled(chain):
 		setCondition(&st.Conditions, gen, ConditionReady, false, "Disabled", "the Chain is disabled (enabled: false): workers scaled to zero, nothing is consumed")
+	case workers != "":
+		setCondition(&st.Conditions, gen, ConditionReady, false, ReasonWorkersFailing, workers)
 	case measured && obs.Stale:
 		setCondition(&st.Conditions, gen, ConditionReady, false, "RedisUnreachable", "cannot reach the Chain's Redis: "+obs.Err)
 	default:

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -15,8 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
-	"github.com/vcon-operator/vcon-operator/internal/links"
-	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/modules"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
@@ -31,8 +29,8 @@ func (r *LinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	ok, reason, msg := true, "Valid", "the worker runs this step"
-	if l.Spec.Module != "" && !slices.Contains(links.Known(), l.Spec.Module) {
-		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", l.Spec.Module, strings.Join(links.Known(), ", "))
+	if l.Spec.Module != "" && !modules.IsLink(l.Spec.Module) {
+		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", l.Spec.Module, strings.Join(modules.Links(), ", "))
 	}
 	return ctrl.Result{}, setStepStatus(ctx, r.Client, &l, &l.Status, ok, reason, msg, l.Spec.Options, workload.LinkReferences(&l))
 }
@@ -54,8 +52,8 @@ func (r *StorageReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	ok, reason, msg := true, "Valid", "the worker has this storage"
-	if !slices.Contains(storage.Known(), s.Spec.Module) {
-		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", s.Spec.Module, strings.Join(storage.Known(), ", "))
+	if !modules.IsStorage(s.Spec.Module) {
+		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", s.Spec.Module, strings.Join(modules.Storages(), ", "))
 	}
 	return ctrl.Result{}, setStepStatus(ctx, r.Client, &s, &s.Status, ok, reason, msg, s.Spec.Options, workload.StorageReferences(&s))
 }

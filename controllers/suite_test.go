@@ -112,7 +112,7 @@ func startOperatorSeeing(t *testing.T, others []string, options ...func(*control
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		LeaderElection:         false,
-		Cache:                  cache.Options{DefaultNamespaces: namespaces},
+		Cache:                  cache.Options{DefaultNamespaces: namespaces, ByObject: controllers.CacheByObject()},
 		// Each test runs its own manager with the same controllers.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})

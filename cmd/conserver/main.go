@@ -94,6 +94,7 @@ func main() {
 	if err := run(log, os.Args[1:]); err != nil {
 		log.Error("conserver failed", "error", err.Error())
 		fmt.Fprintln(os.Stderr, "conserver:", err)
+		writeTerminationMessage(os.Getenv, "conserver: "+err.Error())
 		os.Exit(1)
 	}
 }

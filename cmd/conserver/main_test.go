@@ -225,6 +225,12 @@ chains:
 			cfg := writeConfig(t, tc.yaml)
 			for _, mode := range [][]string{{"--check"}, nil} {
 				cmd := exec.Command(binary, append([]string{"--config", cfg, "--redis-url", "redis://127.0.0.1:1", "--http-addr", "127.0.0.1:0"}, mode...)...)
+				// The kubelet provides the file; the worker never creates it.
+				termLog := filepath.Join(t.TempDir(), "termination-log")
+				if err := os.WriteFile(termLog, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				cmd.Env = append(os.Environ(), envTerminationLog+"="+termLog)
 				var out bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &out, &out
 				done := make(chan error, 1)
@@ -241,9 +247,19 @@ chains:
 					_ = cmd.Process.Kill()
 					t.Fatalf("%v: still running after 60s on a bad config (started half-configured?)", mode)
 				}
+				msg, err := os.ReadFile(termLog)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.HasPrefix(string(msg), "conserver: ") {
+					t.Errorf("%v: termination message %q does not start with \"conserver: \"", mode, msg)
+				}
 				for _, w := range tc.want {
 					if !strings.Contains(out.String(), w) {
 						t.Errorf("%v: output lacks %q:\n%s", mode, w, out.String())
+					}
+					if !strings.Contains(string(msg), w) {
+						t.Errorf("%v: termination message lacks %q:\n%s", mode, w, msg)
 					}
 				}
 			}

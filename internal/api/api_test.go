@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/version"
 )
@@ -278,7 +279,7 @@ func TestAuth(t *testing.T) {
 		{"empty", []reqOpt{withHeader("x-api-key", "")}, 403},
 		{"wrong", []reqOpt{withHeader("x-api-key", "env-token2")}, 403},
 		{"prefix of a token", []reqOpt{withHeader("x-api-key", "env-toke")}, 403},
-		{"default header name is not used", []reqOpt{withHeader(DefaultHeaderName, "env-token")}, 403},
+		{"default header name is not used", []reqOpt{withHeader(apiwire.DefaultHeaderName, "env-token")}, 403},
 		{"duplicate header", []reqOpt{withHeader("x-api-key", "env-token"), withHeader("x-api-key", "env-token")}, 403},
 		{"oversized", []reqOpt{withHeader("x-api-key", strings.Repeat("A", 1<<20))}, 403},
 	}

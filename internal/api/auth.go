@@ -12,9 +12,6 @@ import (
 	"strings"
 )
 
-// DefaultHeaderName is conserver's API token header.
-const DefaultHeaderName = "x-conserver-api-token"
-
 // ErrNoToken: no API token is configured and open access was not asked for.
 var ErrNoToken = errors.New("no API token configured: set CONSERVER_API_TOKEN or CONSERVER_API_TOKEN_FILE, or start with --insecure-no-auth to run without authentication")
 

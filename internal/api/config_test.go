@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
@@ -109,7 +110,7 @@ func TestExternalIngress(t *testing.T) {
 			u := []string{u1, u2, u3, u1, u2, u3}[i]
 			opts := []reqOpt{noToken()}
 			if tc.key != "" {
-				opts = append(opts, withHeader(DefaultHeaderName, tc.key))
+				opts = append(opts, withHeader(apiwire.DefaultHeaderName, tc.key))
 			}
 			before := h.rdb.LLen(ctx, tc.list).Val()
 			rec := h.doJSON("POST", "/api/vcon/external-ingress?ingress_list="+tc.list, testVcon(u), opts...)
@@ -161,7 +162,7 @@ func TestPostConfigWhenAllowed(t *testing.T) {
 		t.Errorf("a refused write changed the file")
 	}
 	// The new ingress_auth applies without a restart.
-	mustStatus(t, h.doJSON("POST", "/api/vcon/external-ingress?ingress_list=new", testVcon(u1), noToken(), withHeader(DefaultHeaderName, "k")), http.StatusNoContent)
+	mustStatus(t, h.doJSON("POST", "/api/vcon/external-ingress?ingress_list=new", testVcon(u1), noToken(), withHeader(apiwire.DefaultHeaderName, "k")), http.StatusNoContent)
 }
 
 func TestEgressFormat001(t *testing.T) {

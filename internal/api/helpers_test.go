@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
@@ -34,7 +35,7 @@ func newHarness(t *testing.T, mutate func(*Options)) *harness {
 	rdb := r.Client()
 	opts := Options{
 		Tokens:     []string{testToken},
-		VconTTL:    DefaultVconTTL,
+		VconTTL:    apiwire.DefaultVconTTL,
 		IndexTTL:   DefaultIndexTTL,
 		ContextTTL: DefaultContextTTL,
 	}
@@ -52,13 +53,13 @@ func newHarness(t *testing.T, mutate func(*Options)) *harness {
 type reqOpt func(*http.Request)
 
 func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Add(k, v) } }
-func noToken() reqOpt               { return func(r *http.Request) { r.Header.Del(DefaultHeaderName) } }
+func noToken() reqOpt               { return func(r *http.Request) { r.Header.Del(apiwire.DefaultHeaderName) } }
 
 // do sends a request with the token (unless noToken) and returns the answer.
 func (h *harness) do(method, target string, body io.Reader, opts ...reqOpt) *httptest.ResponseRecorder {
 	h.t.Helper()
 	req := httptest.NewRequest(method, target, body)
-	req.Header.Set(DefaultHeaderName, testToken)
+	req.Header.Set(apiwire.DefaultHeaderName, testToken)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

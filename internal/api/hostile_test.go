@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 )
 
 // zeros is an endless body without a known length.
@@ -91,8 +93,8 @@ func TestHostileRequestsChangeNothing(t *testing.T) {
 		{name: "dot-dot path", method: "DELETE", target: "/api/vcon/../vcons", code: 404},
 		{name: "glob uuid delete", method: "DELETE", target: "/api/vcon/*", code: 422},
 		{name: "missing token", method: "POST", target: "/api/vcon", body: str(valid), noToken: true, code: 403},
-		{name: "wrong token delete", method: "DELETE", target: "/api/vcon/" + u1, noToken: true, headers: map[string]string{DefaultHeaderName: "guess"}, code: 403},
-		{name: "oversized token", method: "POST", target: "/api/vcon", body: str(valid), noToken: true, headers: map[string]string{DefaultHeaderName: strings.Repeat("t", 1<<20)}, code: 403},
+		{name: "wrong token delete", method: "DELETE", target: "/api/vcon/" + u1, noToken: true, headers: map[string]string{apiwire.DefaultHeaderName: "guess"}, code: 403},
+		{name: "oversized token", method: "POST", target: "/api/vcon", body: str(valid), noToken: true, headers: map[string]string{apiwire.DefaultHeaderName: strings.Repeat("t", 1<<20)}, code: 403},
 		{name: "negative reprocess count", method: "POST", target: "/api/dlq/reprocess?ingress_list=work&count=-5", code: 422},
 		{name: "non-numeric reprocess count", method: "POST", target: "/api/dlq/reprocess?ingress_list=work&count=1e9", code: 422},
 		{name: "repeated ingress_list", method: "POST", target: "/api/dlq/reprocess?ingress_list=work&ingress_list=other", code: 422},
@@ -101,10 +103,10 @@ func TestHostileRequestsChangeNothing(t *testing.T) {
 		{name: "negative page", method: "GET", target: "/api/vcon?page=-1", code: 422},
 		{name: "too many uuids", method: "GET", target: "/api/vcons?" + strings.Repeat("vcon_uuids="+u1+"&", 1001), code: 422},
 		{name: "ingress of a bad uuid", method: "POST", target: "/api/vcon/ingress?ingress_list=work", body: str(`["` + u1 + `","*"]`), code: 422},
-		{name: "external ingress wrong key", method: "POST", target: "/api/vcon/external-ingress?ingress_list=partner", body: str(valid), noToken: true, headers: map[string]string{DefaultHeaderName: "nope"}, code: 403},
+		{name: "external ingress wrong key", method: "POST", target: "/api/vcon/external-ingress?ingress_list=partner", body: str(valid), noToken: true, headers: map[string]string{apiwire.DefaultHeaderName: "nope"}, code: 403},
 		{name: "external ingress main token is not a list key", method: "POST", target: "/api/vcon/external-ingress?ingress_list=partner", body: str(valid), code: 403},
-		{name: "external ingress unconfigured list", method: "POST", target: "/api/vcon/external-ingress?ingress_list=work", body: str(valid), noToken: true, headers: map[string]string{DefaultHeaderName: "partner-key"}, code: 403},
-		{name: "external ingress bad vCon", method: "POST", target: "/api/vcon/external-ingress?ingress_list=partner", body: str(`{"uuid":"x"}`), noToken: true, headers: map[string]string{DefaultHeaderName: "partner-key"}, code: 422},
+		{name: "external ingress unconfigured list", method: "POST", target: "/api/vcon/external-ingress?ingress_list=work", body: str(valid), noToken: true, headers: map[string]string{apiwire.DefaultHeaderName: "partner-key"}, code: 403},
+		{name: "external ingress bad vCon", method: "POST", target: "/api/vcon/external-ingress?ingress_list=partner", body: str(`{"uuid":"x"}`), noToken: true, headers: map[string]string{apiwire.DefaultHeaderName: "partner-key"}, code: 422},
 		{name: "config write disabled", method: "POST", target: "/api/config", body: str(`{"chains":{}}`), code: 403},
 	}
 	if len(cases) < 25 {
@@ -120,7 +122,7 @@ func TestHostileRequestsChangeNothing(t *testing.T) {
 			}
 			req.RequestURI = tc.target
 			if !tc.noToken {
-				req.Header.Set(DefaultHeaderName, testToken)
+				req.Header.Set(apiwire.DefaultHeaderName, testToken)
 			}
 			if tc.body != nil {
 				req.Header.Set("Content-Type", "application/json")
@@ -174,7 +176,7 @@ func TestBodyLimitStopsReading(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Header.Set(DefaultHeaderName, testToken)
+		req.Header.Set(apiwire.DefaultHeaderName, testToken)
 		req.Header.Set("Content-Type", "application/json")
 		if declared {
 			req.ContentLength = 1 << 40

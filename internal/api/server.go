@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
@@ -77,8 +78,6 @@ type Options struct {
 // Defaults, from conserver's settings.
 const (
 	DefaultMaxBodyBytes = 10 << 20
-	DefaultSortedSet    = "vcons"
-	DefaultVconTTL      = 3600 * time.Second
 	DefaultIndexTTL     = 86400 * time.Second
 	DefaultContextTTL   = 86400 * time.Second
 	DefaultHealthWait   = 2 * time.Second
@@ -133,7 +132,7 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 		}
 		o.ShowConfigSecrets = b
 	}
-	o.VconTTL = seconds("VCON_REDIS_EXPIRY", DefaultVconTTL)
+	o.VconTTL = seconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL)
 	o.IndexTTL = seconds("VCON_INDEX_EXPIRY", DefaultIndexTTL)
 	o.ContextTTL = seconds("VCON_CONTEXT_EXPIRY", DefaultContextTTL)
 	o.Body, err = vconstore.OptionsFromEnv()
@@ -159,13 +158,13 @@ type Server struct {
 // InsecureNoAuth is not set, and when the config file cannot be read.
 func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 	if opts.HeaderName == "" {
-		opts.HeaderName = DefaultHeaderName
+		opts.HeaderName = apiwire.DefaultHeaderName
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if opts.SortedSet == "" {
-		opts.SortedSet = DefaultSortedSet
+		opts.SortedSet = apiwire.DefaultSortedSet
 	}
 	if opts.HealthTimeout <= 0 {
 		opts.HealthTimeout = DefaultHealthWait

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
@@ -130,7 +131,7 @@ func newProxiedHarness(t *testing.T, mutate func(*Options)) (*harness, *faultPro
 	p := startFaultProxy(t, r.Addr)
 	proxied := redis.NewClient(&redis.Options{Addr: p.addr(), ReadTimeout: 300 * time.Millisecond})
 	t.Cleanup(func() { _ = proxied.Close() })
-	opts := Options{Tokens: []string{testToken}, VconTTL: DefaultVconTTL, IndexTTL: DefaultIndexTTL, ContextTTL: DefaultContextTTL}
+	opts := Options{Tokens: []string{testToken}, VconTTL: apiwire.DefaultVconTTL, IndexTTL: DefaultIndexTTL, ContextTTL: DefaultContextTTL}
 	if mutate != nil {
 		mutate(&opts)
 	}

@@ -18,8 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/vcon-operator/vcon-operator/internal/config"
-	"github.com/vcon-operator/vcon-operator/internal/links"
-	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/modules"
 )
 
 type importOptions struct {
@@ -94,7 +93,7 @@ func (r *root) importConfig(ctx context.Context, cmd *cobra.Command, o *importOp
 	}
 	im := Import(cfg, ImportOptions{
 		Namespace: ns, Source: path, SharedSecret: o.sharedSecret,
-		KnownLinks: links.Known(), KnownStorages: storage.Known(),
+		KnownLinks: modules.Links(), KnownStorages: modules.Storages(),
 	})
 	for _, w := range im.Warnings {
 		fmt.Fprintln(r.rt.ErrOut, "warning: "+oneLine(w))

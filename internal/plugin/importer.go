@@ -38,7 +38,7 @@ type ImportOptions struct {
 	// Source names the config file in the header comment.
 	Source string
 	// KnownLinks and KnownStorages are the modules built into the worker
-	// (links.Known(), storage.Known()).
+	// (modules.Links(), modules.Storages()).
 	KnownLinks    []string
 	KnownStorages []string
 	// SharedSecret holds the ${VAR} references the config already had:

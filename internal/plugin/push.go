@@ -19,7 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
-	"github.com/vcon-operator/vcon-operator/internal/api"
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
@@ -69,11 +69,11 @@ TTL the API would give it) and the uuid on the list, in one MULTI/EXEC.`,
 	f := cmd.Flags()
 	f.StringVar(&o.apiURL, "api-url", r.rt.Getenv("API_URL"), "conserver API base URL, e.g. http://localhost:8000/api (env API_URL)")
 	f.StringVar(&o.token, "token", "", "conserver API token (default: env CONSERVER_API_TOKEN)")
-	f.StringVar(&o.tokenHeader, "token-header", api.DefaultHeaderName, "header the API token is sent in (conserver's CONSERVER_HEADER_NAME)")
+	f.StringVar(&o.tokenHeader, "token-header", apiwire.DefaultHeaderName, "header the API token is sent in (conserver's CONSERVER_HEADER_NAME)")
 	f.BoolVar(&o.direct, "direct", false, "write straight to the Chain's Redis instead of through the API")
 	f.StringVar(&o.redisURL, "redis-url", "", "with --direct, the Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
 	f.StringVar(&o.list, "ingress-list", "", "queue on this ingress list of the Chain instead of its first")
-	f.DurationVar(&o.ttl, "ttl", api.DefaultVconTTL, "with --direct, the body's time to live, as the API's VCON_REDIS_EXPIRY (0: none)")
+	f.DurationVar(&o.ttl, "ttl", apiwire.DefaultVconTTL, "with --direct, the body's time to live, as the API's VCON_REDIS_EXPIRY (0: none)")
 	return cmd
 }
 
@@ -121,7 +121,7 @@ func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string)
 		}
 		sortedSet := r.rt.Getenv("VCON_SORTED_SET_NAME")
 		if sortedSet == "" {
-			sortedSet = api.DefaultSortedSet
+			sortedSet = apiwire.DefaultSortedSet
 		}
 		d := &directPusher{rdb: rdb, store: vconstore.New(rdb, vconstore.Options{NewKeyFormat: format}), list: list, ttl: o.ttl, sortedSet: sortedSet}
 		send = func(ctx context.Context, _ pushInput, v *vcon.VCon) (string, error) { return d.push(ctx, v) }

@@ -99,6 +99,9 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 			{Name: "config", MountPath: ConfigDir, ReadOnly: true},
 			{Name: "tmp", MountPath: "/tmp"},
 		}, userMounts(ch)...),
+		// The worker writes a fatal error (a refused config) to the default
+		// /dev/termination-log; a crash without one falls back to the log's
+		// tail. The Chain's Ready condition shows either.
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
 

@@ -130,6 +130,11 @@ func TestDeployment(t *testing.T) {
 						t.Errorf("args %v lack %s", w.Args, arg)
 					}
 				}
+				// The worker writes its fatal error to the default
+				// terminationMessagePath; the Chain's Ready condition shows it.
+				if w.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError || w.TerminationMessagePath != "" {
+					t.Errorf("termination message policy %q, path %q: want FallbackToLogsOnError at the default path", w.TerminationMessagePolicy, w.TerminationMessagePath)
+				}
 				if len(w.Ports) != 1 || w.Ports[0].ContainerPort != MetricsPort || MetricsPort != 9090 || w.Ports[0].Name != "metrics" {
 					t.Errorf("ports %+v, want metrics on 9090", w.Ports)
 				}

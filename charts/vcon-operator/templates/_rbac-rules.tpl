@@ -19,6 +19,13 @@ change the markers. internal/charttest checks the rendered chart against it.
 - apiGroups:
   - ""
   resources:
+  - pods
+  verbs:
+  - list
+  - watch
+- apiGroups:
+  - ""
+  resources:
   - secrets
   verbs:
   - create

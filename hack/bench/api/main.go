@@ -28,6 +28,7 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
 	"github.com/vcon-operator/vcon-operator/internal/api"
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
@@ -129,7 +130,7 @@ func load(url string, clients int, d time.Duration) result {
 				body := fmt.Sprintf(vconTemplate, uuidFor(counter.Add(1)))
 				req, _ := http.NewRequest("POST", url+"/api/vcon?ingress_lists=default", strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set(api.DefaultHeaderName, token)
+				req.Header.Set(apiwire.DefaultHeaderName, token)
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err == nil {

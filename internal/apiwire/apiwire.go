@@ -1,0 +1,20 @@
+// Package apiwire holds what the conserver HTTP API (internal/api) and its
+// clients (kubectl vcon push, hack/bench/api) agree on: the header the
+// token travels in, and where and for how long a POSTed vCon is kept in
+// Redis, which `kubectl vcon push --direct` writes the same way. It has no
+// dependencies, so a client names these without linking the server.
+package apiwire
+
+import "time"
+
+// Defaults, from conserver's settings.
+const (
+	// DefaultHeaderName is the API token header (CONSERVER_HEADER_NAME).
+	DefaultHeaderName = "x-conserver-api-token"
+	// DefaultSortedSet is the listing index of vCons by creation time
+	// (VCON_SORTED_SET_NAME).
+	DefaultSortedSet = "vcons"
+	// DefaultVconTTL is the time to live of a POSTed body
+	// (VCON_REDIS_EXPIRY).
+	DefaultVconTTL = 3600 * time.Second
+)
