@@ -38,17 +38,11 @@ type redisConfig struct {
 	aof     bool
 	cluster bool
 	port    int
-	extra   []string
 }
 
 // WithAOF turns on the append-only file (appendfsync always), so that a
 // restart after a clean shutdown or a crash keeps every acknowledged write.
 func WithAOF() RedisOption { return func(c *redisConfig) { c.aof = true } }
-
-// WithRedisArgs adds redis-server arguments, e.g. "--maxmemory", "10mb".
-func WithRedisArgs(args ...string) RedisOption {
-	return func(c *redisConfig) { c.extra = append(c.extra, args...) }
-}
 
 func withCluster(port int) RedisOption {
 	return func(c *redisConfig) { c.cluster = true; c.port = port }
@@ -94,7 +88,6 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 			"--cluster-node-timeout", "2000")
 	}
-	args = append(args, cfg.extra...)
 	r := &Redis{t: t, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, args: append([]string{bin}, args...)}
 	r.proc = process{t: t, name: "redis-server on " + r.Addr, logPath: filepath.Join(dir, "redis.log")}
 	r.Start()
