@@ -4,7 +4,8 @@
 // model, so both can share one Redis during a migration. Where conserver is
 // weak it is stricter: authentication is on unless turned off on purpose,
 // health checks Redis, bad input is refused before anything is written, and
-// a POST writes the body, indexes and queue pushes in one transaction.
+// a POST writes the body, indexes and queue pushes in one transaction (on a
+// single server; a cluster writes the body first, see save).
 package api
 
 import (

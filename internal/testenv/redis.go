@@ -1,7 +1,10 @@
 // Package testenv starts the real dependencies tests run against: a
 // kube-apiserver and etcd with our CRDs (envtest), private redis-server
-// instances, and PostgreSQL. Every starter fails the test loudly, with the
-// command that fixes it, when a binary is missing: a test never skips.
+// instances and Redis Clusters, PostgreSQL, and an S3 server (versitygw).
+// Every starter fails the test loudly, with the command that fixes it, when
+// a binary is missing: a test never skips. RunRedis starts a redis-server
+// for the benchmarks, which are programs, not tests; RoundTrips counts what
+// a go-redis client sends.
 package testenv
 
 import (
@@ -48,7 +51,7 @@ func withCluster(port int) RedisOption {
 	return func(c *redisConfig) { c.cluster = true; c.port = port }
 }
 
-// RedisServerPath finds redis-server: bin/ of the repository first, then PATH.
+// RedisServerPath finds redis-server in PATH.
 func RedisServerPath() (string, error) {
 	if p, err := exec.LookPath("redis-server"); err == nil {
 		return p, nil
