@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/config"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/logging"
@@ -189,9 +190,9 @@ func run(log *slog.Logger, args []string) error {
 	storeOpts.MaxBodyBytes = f.maxBodyBytes
 	bodies := vconstore.New(rdb, storeOpts)
 	opts := pipeline.Options{
-		DLQExpiry:      envSeconds("VCON_DLQ_EXPIRY", 604800),
-		ContextExpiry:  envSeconds("VCON_CONTEXT_EXPIRY", 86400),
-		ReadThroughTTL: envSeconds("VCON_REDIS_EXPIRY", 3600),
+		DLQExpiry:      envSeconds("VCON_DLQ_EXPIRY", pipeline.DefaultDLQExpiry),
+		ContextExpiry:  envSeconds("VCON_CONTEXT_EXPIRY", apiwire.DefaultContextTTL),
+		ReadThroughTTL: envSeconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL),
 		ReadThrough:    os.Getenv("VCON_STORAGE_FALLBACK_ENABLED") != "false",
 
 		DefaultTimeout:     f.defaultTimeout,
@@ -343,6 +344,6 @@ func envDuration(key string, def time.Duration) time.Duration {
 	return def
 }
 
-func envSeconds(key string, def int) time.Duration {
-	return time.Duration(envInt(key, def)) * time.Second
+func envSeconds(key string, def time.Duration) time.Duration {
+	return time.Duration(envInt(key, int(def/time.Second))) * time.Second
 }

@@ -37,7 +37,7 @@ func newHarness(t *testing.T, mutate func(*Options)) *harness {
 		Tokens:     []string{testToken},
 		VconTTL:    apiwire.DefaultVconTTL,
 		IndexTTL:   DefaultIndexTTL,
-		ContextTTL: DefaultContextTTL,
+		ContextTTL: apiwire.DefaultContextTTL,
 	}
 	if mutate != nil {
 		mutate(&opts)

@@ -4,7 +4,8 @@
 // model, so both can share one Redis during a migration. Where conserver is
 // weak it is stricter: authentication is on unless turned off on purpose,
 // health checks Redis, bad input is refused before anything is written, and
-// a POST writes the body, indexes and queue pushes in one transaction.
+// a POST writes the body, indexes and queue pushes in one transaction (on a
+// single server; a cluster writes the body first, see save).
 package api
 
 import (
@@ -79,7 +80,6 @@ type Options struct {
 const (
 	DefaultMaxBodyBytes = 10 << 20
 	DefaultIndexTTL     = 86400 * time.Second
-	DefaultContextTTL   = 86400 * time.Second
 	DefaultHealthWait   = 2 * time.Second
 	// DefaultDedupWindow: producers retry within seconds to minutes.
 	DefaultDedupWindow       = 10 * time.Minute
@@ -134,7 +134,7 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 	}
 	o.VconTTL = seconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL)
 	o.IndexTTL = seconds("VCON_INDEX_EXPIRY", DefaultIndexTTL)
-	o.ContextTTL = seconds("VCON_CONTEXT_EXPIRY", DefaultContextTTL)
+	o.ContextTTL = seconds("VCON_CONTEXT_EXPIRY", apiwire.DefaultContextTTL)
 	o.Body, err = vconstore.OptionsFromEnv()
 	errs = append(errs, err)
 	return o, errors.Join(errs...)

@@ -131,7 +131,7 @@ func newProxiedHarness(t *testing.T, mutate func(*Options)) (*harness, *faultPro
 	p := startFaultProxy(t, r.Addr)
 	proxied := redis.NewClient(&redis.Options{Addr: p.addr(), ReadTimeout: 300 * time.Millisecond})
 	t.Cleanup(func() { _ = proxied.Close() })
-	opts := Options{Tokens: []string{testToken}, VconTTL: apiwire.DefaultVconTTL, IndexTTL: DefaultIndexTTL, ContextTTL: DefaultContextTTL}
+	opts := Options{Tokens: []string{testToken}, VconTTL: apiwire.DefaultVconTTL, IndexTTL: DefaultIndexTTL, ContextTTL: apiwire.DefaultContextTTL}
 	if mutate != nil {
 		mutate(&opts)
 	}

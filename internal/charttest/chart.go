@@ -2,7 +2,9 @@
 // real tools: helm (lint, template, the values schema), a real API server
 // (server-side dry-run of every rendered object, with the Prometheus
 // Operator CRDs installed) and promtool (the alert rules, their unit tests
-// and the dashboard queries). It has no code of its own besides helpers.
+// and the dashboard queries); and it checks that the chart's CRDs and RBAC
+// are the ones controller-gen generates from the code. It has no code of
+// its own besides helpers.
 package charttest
 
 import (

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -259,57 +258,5 @@ func TestTimeoutForms(t *testing.T) {
 				t.Errorf("after Marshal: Timeout = %v, want %v (%s)", got, tc.want, out)
 			}
 		})
-	}
-}
-
-func TestForChain(t *testing.T) {
-	full, err := Parse([]byte(realistic), envOf(map[string]string{"OPENAI_API_KEY": "sk-test"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := realisticWant()
-	for _, tc := range []struct {
-		chain string
-		want  *Config
-	}{
-		{"main", &Config{
-			Links:       want.Links,
-			Storages:    map[string]Module{"postgres": want.Storages["postgres"], "file": want.Storages["file"]},
-			Chains:      map[string]Chain{"main": want.Chains["main"]},
-			IngressAuth: map[string][]string{"default": {"key-one"}},
-		}},
-		{"archive_only", &Config{
-			Storages:    map[string]Module{"archive": want.Storages["archive"]},
-			Chains:      map[string]Chain{"archive_only": want.Chains["archive_only"]},
-			IngressAuth: map[string][]string{"archive": {"key-two", "key-three"}},
-		}},
-	} {
-		t.Run(tc.chain, func(t *testing.T) {
-			got, err := full.ForChain(tc.chain)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("ForChain(%s)\n got: %#v\nwant: %#v", tc.chain, got, tc.want)
-			}
-			if err := got.Validate(testValidator); err != nil {
-				t.Errorf("restricted config does not validate: %v", err)
-			}
-		})
-	}
-
-	part, _ := full.ForChain("main")
-	part.Links["tag"].Options["tags"].([]any)[0] = "changed"
-	part.Chains["main"].IngressLists[0] = "changed"
-	if full.Links["tag"].Options["tags"].([]any)[0] != "inbound" || full.Chains["main"].IngressLists[0] != "default" {
-		t.Error("ForChain result shares memory with the full config")
-	}
-
-	_, err = full.ForChain("mian")
-	if err == nil || !strings.Contains(err.Error(), `chain "mian" is not defined; the chains are: archive_only, main`) {
-		t.Errorf("unknown chain: err = %v", err)
-	}
-	if _, err := (&Config{}).ForChain("x"); err == nil || !strings.Contains(err.Error(), "no chains") {
-		t.Errorf("empty config: err = %v", err)
 	}
 }

@@ -11,6 +11,9 @@ import (
 
 func init() { Register("links.expire_vcon", newExpire) }
 
+// defaultExpireSeconds is the default of the seconds option: a day.
+const defaultExpireSeconds = 86400
+
 // expireLink sets a TTL on the vCon body in Redis. The pipeline keeps the TTL
 // when it writes the document back, so the expiry survives the chain.
 type expireLink struct {
@@ -19,7 +22,7 @@ type expireLink struct {
 }
 
 func newExpire(_ string, raw map[string]any, deps Deps) (Link, error) {
-	seconds, err := options(raw).integer("seconds", 86400)
+	seconds, err := options(raw).integer("seconds", defaultExpireSeconds)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
@@ -87,22 +88,26 @@ type Options struct {
 	StallGrace time.Duration
 }
 
-// Defaults of the bounds above (docs/migrating-from-conserver.md).
+// Defaults of the options above (docs/migrating-from-conserver.md).
 const (
 	DefaultChainTimeout       = 10 * time.Minute
 	DefaultStorageCallTimeout = time.Minute
 	DefaultStallGrace         = time.Minute
+	// DefaultDLQExpiry is the TTL of a dead-lettered vCon's body, a week
+	// (VCON_DLQ_EXPIRY). Trace contexts and read-through bodies take
+	// apiwire's defaults, which the API shares.
+	DefaultDLQExpiry = 7 * 24 * time.Hour
 )
 
 func (o *Options) defaults() {
 	if o.DLQExpiry == 0 {
-		o.DLQExpiry = 604800 * time.Second
+		o.DLQExpiry = DefaultDLQExpiry
 	}
 	if o.ContextExpiry == 0 {
-		o.ContextExpiry = 86400 * time.Second
+		o.ContextExpiry = apiwire.DefaultContextTTL
 	}
 	if o.ReadThroughTTL == 0 {
-		o.ReadThroughTTL = 3600 * time.Second
+		o.ReadThroughTTL = apiwire.DefaultVconTTL
 	}
 	if o.StorageAttempts == 0 {
 		o.StorageAttempts = 5

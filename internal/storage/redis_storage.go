@@ -13,6 +13,10 @@ import (
 
 func init() { Register("storage.redis_storage", newRedisStorage) }
 
+// defaultRedisExpires is conserver's default for the expires option, in
+// seconds: a week.
+const defaultRedisExpires = 604800
+
 // redisStorage keeps a copy of each finished vCon as a plain string with its
 // own TTL, on the chain's Redis. conserver's redis_url option is ignored there
 // too, so configs that set it keep working the same way.
@@ -27,7 +31,7 @@ func newRedisStorage(_ context.Context, _ string, raw map[string]any, deps Deps)
 	s := &redisStorage{
 		client:  deps.Redis,
 		prefix:  o.string("prefix", "vcon_storage"),
-		expires: time.Duration(o.int("expires", 604800)) * time.Second,
+		expires: time.Duration(o.int("expires", defaultRedisExpires)) * time.Second,
 	}
 	if s.expires <= 0 {
 		o.fail("expires", "must be a positive number of seconds, got %d", s.expires/time.Second)

@@ -1,7 +1,10 @@
 // Package testenv starts the real dependencies tests run against: a
 // kube-apiserver and etcd with our CRDs (envtest), private redis-server
-// instances, and PostgreSQL. Every starter fails the test loudly, with the
-// command that fixes it, when a binary is missing: a test never skips.
+// instances and Redis Clusters, PostgreSQL, and an S3 server (versitygw).
+// Every starter fails the test loudly, with the command that fixes it, when
+// a binary is missing: a test never skips. RunRedis starts a redis-server
+// for the benchmarks, which are programs, not tests; RoundTrips counts what
+// a go-redis client sends.
 package testenv
 
 import (
@@ -38,23 +41,17 @@ type redisConfig struct {
 	aof     bool
 	cluster bool
 	port    int
-	extra   []string
 }
 
 // WithAOF turns on the append-only file (appendfsync always), so that a
 // restart after a clean shutdown or a crash keeps every acknowledged write.
 func WithAOF() RedisOption { return func(c *redisConfig) { c.aof = true } }
 
-// WithRedisArgs adds redis-server arguments, e.g. "--maxmemory", "10mb".
-func WithRedisArgs(args ...string) RedisOption {
-	return func(c *redisConfig) { c.extra = append(c.extra, args...) }
-}
-
 func withCluster(port int) RedisOption {
 	return func(c *redisConfig) { c.cluster = true; c.port = port }
 }
 
-// RedisServerPath finds redis-server: bin/ of the repository first, then PATH.
+// RedisServerPath finds redis-server in PATH.
 func RedisServerPath() (string, error) {
 	if p, err := exec.LookPath("redis-server"); err == nil {
 		return p, nil
@@ -94,7 +91,6 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 			"--cluster-node-timeout", "2000")
 	}
-	args = append(args, cfg.extra...)
 	r := &Redis{t: t, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, args: append([]string{bin}, args...)}
 	r.proc = process{t: t, name: "redis-server on " + r.Addr, logPath: filepath.Join(dir, "redis.log")}
 	r.Start()

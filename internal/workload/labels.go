@@ -1,8 +1,10 @@
 // Package workload builds, as pure functions, everything the operator
 // creates for a Chain: the conserver config it renders from the Chain and
-// its Links and Storages, the ConfigMap holding it, and the worker
-// Deployment. Nothing here talks to a cluster; table-driven tests pin the
-// objects down.
+// its Links and Storages, the ConfigMap holding it, the Secret carrying its
+// Redis URL, and the worker Deployment; and it holds the checks a Link or
+// Storage must pass to be rendered (no literal credentials in options, no
+// ${VAR} its own Secret references do not provide). Nothing here talks to
+// a cluster; table-driven tests pin the objects down.
 package workload
 
 // Label and annotation keys the operator sets, in one place.

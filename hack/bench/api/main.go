@@ -70,13 +70,13 @@ func bareHandler(rdb *redis.Client) http.Handler {
 		}
 		ctx := r.Context()
 		pipe := rdb.TxPipeline()
-		pipe.Set(ctx, "vcon:"+doc.UUID, body, time.Hour)
+		pipe.Set(ctx, "vcon:"+doc.UUID, body, apiwire.DefaultVconTTL)
 		pipe.ZAdd(ctx, "vcons", redis.Z{Score: float64(doc.CreatedAt.Unix()), Member: "vcon:" + doc.UUID})
 		for _, p := range doc.Parties {
 			for _, k := range []string{"tel:" + p.Tel, "mailto:" + p.Mailto, "name:" + p.Name} {
 				if !strings.HasSuffix(k, ":") {
 					pipe.SAdd(ctx, k, doc.UUID)
-					pipe.Expire(ctx, k, 24*time.Hour)
+					pipe.Expire(ctx, k, api.DefaultIndexTTL)
 				}
 			}
 		}
@@ -184,7 +184,7 @@ func run() error {
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
 	defer rdb.Close()
 
-	srv, err := api.New(rdb, api.Options{Tokens: []string{token}, VconTTL: time.Hour, IndexTTL: 24 * time.Hour, ContextTTL: 24 * time.Hour})
+	srv, err := api.New(rdb, api.Options{Tokens: []string{token}, VconTTL: apiwire.DefaultVconTTL, IndexTTL: api.DefaultIndexTTL, ContextTTL: apiwire.DefaultContextTTL})
 	if err != nil {
 		return err
 	}

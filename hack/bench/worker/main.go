@@ -38,6 +38,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
@@ -345,7 +346,7 @@ func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redis
 				if traced {
 					ctxKey := "context:" + out + ":" + u
 					commit.RPush(stop, ctxKey, traceContext)
-					commit.Expire(stop, ctxKey, 86400*time.Second)
+					commit.Expire(stop, ctxKey, apiwire.DefaultContextTTL)
 				}
 				commit.RPush(stop, out, u)
 				commit.LRem(stop, inflight, 1, u)

@@ -1,7 +1,9 @@
-// Package apitest checks the vcon.dev API as a user meets it: the CRDs and
-// the manifests in config/ installed on a real kube-apiserver (envtest),
-// with the server, not our Go code, accepting, defaulting and rejecting.
-package apitest
+// Package crdtest checks the vcon.dev CRDs as a user meets them: the CRDs
+// (schema, defaults, CEL rules) and the manifests in config/ installed on a
+// real kube-apiserver (envtest), with the server, not our Go code,
+// accepting, defaulting and rejecting. The HTTP API's tests are in
+// internal/api.
+package crdtest
 
 import (
 	"bufio"
@@ -42,7 +44,7 @@ var namespaceSeq atomic.Int64
 func newNamespace(t *testing.T) string {
 	t.Helper()
 	ctx := testContext(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("apitest-%d-%d", os.Getpid()%10000, namespaceSeq.Add(1))}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("crdtest-%d-%d", os.Getpid()%10000, namespaceSeq.Add(1))}}
 	if err := kube.Client.Create(ctx, ns); err != nil {
 		t.Fatalf("create namespace: %v", err)
 	}
