@@ -14,7 +14,6 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
-	"github.com/vcon-operator/vcon-operator/internal/telemetry"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
@@ -179,7 +178,7 @@ const dedupScanLen = 10_000
 // queuePushOnce queues uuid on every list through pushScript, inside the
 // caller's transaction.
 func (s *Server) queuePushOnce(ctx context.Context, pipe redis.Pipeliner, lists []string, uuid string) {
-	tc, traced := telemetry.FromContext(ctx)
+	tc, traced := queue.TraceContextFrom(ctx)
 	window := s.opts.DedupWindow.Milliseconds()
 	for _, list := range lists {
 		keys := []string{queuedMarkerKey(list, uuid), list}
@@ -197,7 +196,7 @@ func (s *Server) queuePushOnce(ctx context.Context, pipe redis.Pipeliner, lists 
 // queuePush queues, per list, conserver's trace-context record (only when
 // the request has a span) and then the uuids.
 func (s *Server) queuePush(ctx context.Context, pipe redis.Pipeliner, lists []string, uuids ...string) {
-	tc, traced := telemetry.FromContext(ctx)
+	tc, traced := queue.TraceContextFrom(ctx)
 	record := ""
 	if traced {
 		record = tc.JSON()

@@ -24,7 +24,6 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
-	"github.com/vcon-operator/vcon-operator/internal/telemetry"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
@@ -283,7 +282,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	}
 
 	if tcRaw != "" {
-		if tc, err := telemetry.ParseTraceContext(tcRaw); err == nil {
+		if tc, err := queue.ParseTraceContext(tcRaw); err == nil {
 			ctx = tc.ContextWithRemote(ctx)
 		}
 	}
@@ -656,7 +655,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 			spans = append(spans, sp)
 			s.sink.Storage.(storage.Pipelined).AppendSave(pipe, s.v, out.body)
 		}
-		tc, traced := telemetry.FromContext(ctx)
+		tc, traced := queue.TraceContextFrom(ctx)
 		for _, l := range p.chain.Egress {
 			if traced {
 				key := queue.ContextKey(l, out.uuid)

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/vcon-operator/vcon-operator/internal/telemetry"
 )
 
 // DefaultContextTTL is conserver's VCON_CONTEXT_EXPIRY default: how long a
@@ -22,7 +20,7 @@ func QueuePush(ctx context.Context, pipe redis.Pipeliner, list string, contextTT
 	if len(uuids) == 0 {
 		return
 	}
-	if tc, traced := telemetry.FromContext(ctx); traced {
+	if tc, traced := TraceContextFrom(ctx); traced {
 		record := tc.JSON()
 		for _, u := range uuids {
 			key := ContextKey(list, u)

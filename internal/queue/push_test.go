@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/vcon-operator/vcon-operator/internal/telemetry"
 )
 
 func tracedContext(t *testing.T) context.Context {
@@ -73,7 +71,7 @@ func TestQueuePush(t *testing.T) {
 					}
 					continue
 				}
-				want, _ := telemetry.FromContext(ctx)
+				want, _ := TraceContextFrom(ctx)
 				if len(records) != 1 || records[0] != want.JSON() {
 					t.Fatalf("context records of %s = %v, want [%s]", u, records, want.JSON())
 				}
