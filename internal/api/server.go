@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
@@ -79,7 +80,7 @@ type Options struct {
 const (
 	DefaultMaxBodyBytes = 10 << 20
 	DefaultIndexTTL     = 86400 * time.Second
-	DefaultContextTTL   = 86400 * time.Second
+	DefaultContextTTL   = queue.DefaultContextTTL
 	DefaultHealthWait   = 2 * time.Second
 	// DefaultDedupWindow: producers retry within seconds to minutes.
 	DefaultDedupWindow       = 10 * time.Minute

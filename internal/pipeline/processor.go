@@ -98,7 +98,7 @@ func (o *Options) defaults() {
 		o.DLQExpiry = 604800 * time.Second
 	}
 	if o.ContextExpiry == 0 {
-		o.ContextExpiry = 86400 * time.Second
+		o.ContextExpiry = queue.DefaultContextTTL
 	}
 	if o.ReadThroughTTL == 0 {
 		o.ReadThroughTTL = 3600 * time.Second
@@ -655,14 +655,8 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 			spans = append(spans, sp)
 			s.sink.Storage.(storage.Pipelined).AppendSave(pipe, s.v, out.body)
 		}
-		tc, traced := queue.TraceContextFrom(ctx)
 		for _, l := range p.chain.Egress {
-			if traced {
-				key := queue.ContextKey(l, out.uuid)
-				pipe.RPush(ctx, key, tc.JSON())
-				pipe.Expire(ctx, key, p.opts.ContextExpiry)
-			}
-			pipe.RPush(ctx, l, out.uuid)
+			queue.QueuePush(ctx, pipe, l, p.opts.ContextExpiry, out.uuid)
 		}
 	}
 	if p.cluster {
