@@ -78,7 +78,7 @@ func (s crashScenario) run(t *testing.T) {
 	last := startWorker(t, cfg, s.redisURL, args("crash-final")...)
 	var d queue.Depths
 	for {
-		depths, err := queue.Measure(ctx, s.rdb, []queue.Target{{Ingress: []string{in}, Egress: []string{out}}})
+		depths, err := queue.ReapAndMeasure(ctx, s.rdb, []queue.Target{{Ingress: []string{in}, Egress: []string{out}}})
 		if err == nil {
 			d = depths[0]
 			if d.Ingress == 0 && d.InFlight == 0 && strayInFlight(t, s.rdb) == 0 {

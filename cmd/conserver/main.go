@@ -191,7 +191,7 @@ func run(log *slog.Logger, args []string) error {
 	bodies := vconstore.New(rdb, storeOpts)
 	opts := pipeline.Options{
 		DLQExpiry:      envSeconds("VCON_DLQ_EXPIRY", pipeline.DefaultDLQExpiry),
-		ContextExpiry:  envSeconds("VCON_CONTEXT_EXPIRY", apiwire.DefaultContextTTL),
+		ContextExpiry:  envSeconds("VCON_CONTEXT_EXPIRY", queue.DefaultContextTTL),
 		ReadThroughTTL: envSeconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL),
 		ReadThrough:    os.Getenv("VCON_STORAGE_FALLBACK_ENABLED") != "false",
 

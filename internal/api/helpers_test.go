@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ func newHarness(t *testing.T, mutate func(*Options)) *harness {
 		Tokens:     []string{testToken},
 		VconTTL:    apiwire.DefaultVconTTL,
 		IndexTTL:   DefaultIndexTTL,
-		ContextTTL: apiwire.DefaultContextTTL,
+		ContextTTL: queue.DefaultContextTTL,
 	}
 	if mutate != nil {
 		mutate(&opts)

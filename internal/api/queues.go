@@ -151,30 +151,23 @@ func (s *Server) dlq(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	uuids, err := s.rdb.LRange(ctx, queue.DLQKey(list), 0, -1).Result()
-	if err != nil {
-		s.internalError(w, r, "Failed to read DLQ", err)
-		return
-	}
 	if !withReasons {
+		uuids, err := queue.DeadLettered(ctx, s.rdb, list)
+		if err != nil {
+			s.internalError(w, r, "Failed to read DLQ", err)
+			return
+		}
 		writeJSON(w, http.StatusOK, uuids)
 		return
 	}
-	reasons, err := queue.Reasons(ctx, s.rdb, list, uuids)
+	dead, err := queue.ListDLQ(ctx, s.rdb, list)
 	if err != nil {
 		s.internalError(w, r, "Failed to read DLQ", err)
 		return
 	}
-	out := make([]dlqEntry, len(uuids))
-	for i, u := range uuids {
-		out[i] = dlqEntry{UUID: u}
-		if why, ok := reasons[u]; ok {
-			out[i].Reason, out[i].Chain, out[i].Step = why.Reason, why.Chain, why.Step
-			if !why.At.IsZero() {
-				at := why.At
-				out[i].At = &at
-			}
-		}
+	out := make([]dlqEntry, len(dead))
+	for i, d := range dead {
+		out[i] = dlqEntry{UUID: d.UUID, Reason: d.Reason.Reason, Chain: d.Reason.Chain, Step: d.Reason.Step, At: d.Reason.RecordedAt()}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
@@ -134,7 +135,7 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 	}
 	o.VconTTL = seconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL)
 	o.IndexTTL = seconds("VCON_INDEX_EXPIRY", DefaultIndexTTL)
-	o.ContextTTL = seconds("VCON_CONTEXT_EXPIRY", apiwire.DefaultContextTTL)
+	o.ContextTTL = seconds("VCON_CONTEXT_EXPIRY", queue.DefaultContextTTL)
 	o.Body, err = vconstore.OptionsFromEnv()
 	errs = append(errs, err)
 	return o, errors.Join(errs...)

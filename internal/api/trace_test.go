@@ -74,7 +74,7 @@ func TestTraceContinuesFromAPIToWorker(t *testing.T) {
 			if len(records) != 1 {
 				t.Fatalf("context:work:%s = %v, want one record", tc.uuid, records)
 			}
-			tcx, err := telemetry.ParseTraceContext(records[0])
+			tcx, err := queue.ParseTraceContext(records[0])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +86,7 @@ func TestTraceContinuesFromAPIToWorker(t *testing.T) {
 			}
 			// The worker's side: LPOP the record and start a span under it.
 			popped := h.rdb.LPop(ctx, queue.ContextKey("work", tc.uuid)).Val()
-			parsed, _ := telemetry.ParseTraceContext(popped)
+			parsed, _ := queue.ParseTraceContext(popped)
 			_, child := otel.Tracer("worker").Start(parsed.ContextWithRemote(ctx), "chain")
 			child.End()
 			if got := child.SpanContext().TraceID().String(); got != want {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
-	"github.com/vcon-operator/vcon-operator/internal/telemetry"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
@@ -177,9 +176,12 @@ return 1
 const dedupScanLen = 10_000
 
 // queuePushOnce queues uuid on every list through pushScript, inside the
-// caller's transaction.
+// caller's transaction. It cannot be queue.QueuePush: whether to push at
+// all is decided inside Redis, from the marker and the list, so the trace
+// record and the uuid are written by the script, in QueuePush's order and
+// with its TTL rule.
 func (s *Server) queuePushOnce(ctx context.Context, pipe redis.Pipeliner, lists []string, uuid string) {
-	tc, traced := telemetry.FromContext(ctx)
+	tc, traced := queue.TraceContextFrom(ctx)
 	window := s.opts.DedupWindow.Milliseconds()
 	for _, list := range lists {
 		keys := []string{queuedMarkerKey(list, uuid), list}
@@ -197,28 +199,8 @@ func (s *Server) queuePushOnce(ctx context.Context, pipe redis.Pipeliner, lists 
 // queuePush queues, per list, conserver's trace-context record (only when
 // the request has a span) and then the uuids.
 func (s *Server) queuePush(ctx context.Context, pipe redis.Pipeliner, lists []string, uuids ...string) {
-	tc, traced := telemetry.FromContext(ctx)
-	record := ""
-	if traced {
-		record = tc.JSON()
-	}
 	for _, list := range lists {
-		if traced {
-			for _, u := range uuids {
-				key := queue.ContextKey(list, u)
-				pipe.RPush(ctx, key, record)
-				if s.opts.ContextTTL > 0 {
-					pipe.Expire(ctx, key, s.opts.ContextTTL)
-				}
-			}
-		}
-		if len(uuids) > 0 {
-			args := make([]any, len(uuids))
-			for i, u := range uuids {
-				args[i] = u
-			}
-			pipe.RPush(ctx, list, args...)
-		}
+		queue.QueuePush(ctx, pipe, list, s.opts.ContextTTL, uuids...)
 	}
 }
 

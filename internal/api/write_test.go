@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
@@ -131,7 +132,7 @@ func newProxiedHarness(t *testing.T, mutate func(*Options)) (*harness, *faultPro
 	p := startFaultProxy(t, r.Addr)
 	proxied := redis.NewClient(&redis.Options{Addr: p.addr(), ReadTimeout: 300 * time.Millisecond})
 	t.Cleanup(func() { _ = proxied.Close() })
-	opts := Options{Tokens: []string{testToken}, VconTTL: apiwire.DefaultVconTTL, IndexTTL: DefaultIndexTTL, ContextTTL: apiwire.DefaultContextTTL}
+	opts := Options{Tokens: []string{testToken}, VconTTL: apiwire.DefaultVconTTL, IndexTTL: DefaultIndexTTL, ContextTTL: queue.DefaultContextTTL}
 	if mutate != nil {
 		mutate(&opts)
 	}

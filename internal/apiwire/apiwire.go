@@ -1,9 +1,10 @@
 // Package apiwire holds what the conserver HTTP API (internal/api) and its
 // clients (kubectl vcon push, hack/bench/api) agree on: the header the
-// token travels in, and where and for how long a POSTed vCon and its trace
-// context are kept in Redis, which `kubectl vcon push --direct` writes the
-// same way. The worker (internal/pipeline) keeps bodies and trace contexts
-// for the same times, from the same settings. It has no dependencies, so a
+// token travels in, and where and for how long a POSTed vCon is kept in
+// Redis, which `kubectl vcon push --direct` writes the same way (a trace
+// context's time to live is queue.DefaultContextTTL, beside the code that
+// writes it). The worker (internal/pipeline) keeps bodies for the same
+// time, from the same setting. It has no dependencies, so a
 // client names these without linking the server.
 package apiwire
 
@@ -19,7 +20,4 @@ const (
 	// DefaultVconTTL is the time to live of a POSTed body, and of a body
 	// the worker reads back from storage (VCON_REDIS_EXPIRY).
 	DefaultVconTTL = 3600 * time.Second
-	// DefaultContextTTL is the time to live of a trace context queued
-	// beside a uuid (VCON_CONTEXT_EXPIRY).
-	DefaultContextTTL = 86400 * time.Second
 )

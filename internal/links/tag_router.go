@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -78,10 +79,12 @@ func (l *tagRouter) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 	targets := l.targets(vcon.Tags(v))
 	if len(targets) > 0 {
 		// One round trip; each list still gets the uuid once even when
-		// several tags route to it, so no chain processes it twice.
+		// several tags route to it, so no chain processes it twice. The
+		// trace context goes with it, as on an egress list, so the chain
+		// that takes it continues this trace.
 		_, err := l.deps.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, t := range targets {
-				p.RPush(ctx, t, uuid)
+				queue.QueuePush(ctx, p, t, queue.DefaultContextTTL, uuid)
 			}
 			return nil
 		})

@@ -5,6 +5,9 @@ import (
 	"slices"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
@@ -112,4 +115,55 @@ func TestTagRouterBadOptions(t *testing.T) {
 	checkBadOptions(t, "links.tag_router", Deps{}, []badOptionCase{
 		{name: "no redis", opts: map[string]any{"tag_routes": map[string]any{"a": "l"}}, want: "needs a Redis client"},
 	})
+}
+
+// TestTagRouterTraceContext: a routed uuid carries the trace context, as an
+// egress push does, so the chain that takes it continues the trace; without
+// a span nothing but the uuid is written.
+func TestTagRouterTraceContext(t *testing.T) {
+	rdb := testenv.StartRedis(t).Client()
+	l := mustNew(t, "links.tag_router", map[string]any{"tag_routes": map[string]any{"urgent": []any{"a", "b"}}}, Deps{Redis: rdb})
+	doc := `{"uuid":"u1","attachments":[{"purpose":"tags","encoding":"json","body":"[\"urgent:yes\"]"}]}`
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		SpanID:     trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8},
+		TraceFlags: trace.FlagsSampled,
+	})
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"untraced", context.Background()},
+		{"traced", trace.ContextWithSpanContext(context.Background(), sc)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if err := rdb.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Run(tc.ctx, parseVCon(t, doc)); err != nil {
+				t.Fatal(err)
+			}
+			want, traced := queue.TraceContextFrom(tc.ctx)
+			for _, list := range []string{"a", "b"} {
+				if got := rdb.LRange(ctx, list, 0, -1).Val(); !slices.Equal(got, []string{"u1"}) {
+					t.Errorf("list %s = %q, want [u1]", list, got)
+				}
+				key := queue.ContextKey(list, "u1")
+				records := rdb.LRange(ctx, key, 0, -1).Val()
+				if !traced {
+					if len(records) != 0 {
+						t.Errorf("%s = %q without a span", key, records)
+					}
+					continue
+				}
+				if len(records) != 1 || records[0] != want.JSON() {
+					t.Errorf("%s = %q, want [%s]", key, records, want.JSON())
+				}
+				if ttl := rdb.TTL(ctx, key).Val(); ttl <= 0 || ttl > queue.DefaultContextTTL {
+					t.Errorf("%s TTL = %v, want at most %v", key, ttl, queue.DefaultContextTTL)
+				}
+			}
+		})
+	}
 }

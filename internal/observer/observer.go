@@ -138,7 +138,8 @@ func (o *Observer) Start(ctx context.Context) error {
 	}
 }
 
-// Poll measures every tracked Chain once.
+// Poll returns the orphaned work of every tracked Chain to its ingress
+// lists and measures the Chain, once.
 func (o *Observer) Poll(ctx context.Context) {
 	o.polls.Add(1)
 	byURL := map[string][]types.NamespacedName{}
@@ -171,7 +172,7 @@ func (o *Observer) pollServer(ctx context.Context, url string, keys []types.Name
 			list[i] = targets[k]
 		}
 		pctx, cancel := context.WithTimeout(ctx, max(o.interval, time.Second))
-		depths, err = queue.Measure(pctx, rdb, list)
+		depths, err = queue.ReapAndMeasure(pctx, rdb, list)
 		cancel()
 		o.roundTrips.Add(1)
 	}

@@ -25,7 +25,6 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
-	"github.com/vcon-operator/vcon-operator/internal/telemetry"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
@@ -104,7 +103,7 @@ func (o *Options) defaults() {
 		o.DLQExpiry = DefaultDLQExpiry
 	}
 	if o.ContextExpiry == 0 {
-		o.ContextExpiry = apiwire.DefaultContextTTL
+		o.ContextExpiry = queue.DefaultContextTTL
 	}
 	if o.ReadThroughTTL == 0 {
 		o.ReadThroughTTL = apiwire.DefaultVconTTL
@@ -288,7 +287,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	}
 
 	if tcRaw != "" {
-		if tc, err := telemetry.ParseTraceContext(tcRaw); err == nil {
+		if tc, err := queue.ParseTraceContext(tcRaw); err == nil {
 			ctx = tc.ContextWithRemote(ctx)
 		}
 	}
@@ -661,14 +660,8 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 			spans = append(spans, sp)
 			s.sink.Storage.(storage.Pipelined).AppendSave(pipe, s.v, out.body)
 		}
-		tc, traced := telemetry.FromContext(ctx)
 		for _, l := range p.chain.Egress {
-			if traced {
-				key := queue.ContextKey(l, out.uuid)
-				pipe.RPush(ctx, key, tc.JSON())
-				pipe.Expire(ctx, key, p.opts.ContextExpiry)
-			}
-			pipe.RPush(ctx, l, out.uuid)
+			queue.QueuePush(ctx, pipe, l, p.opts.ContextExpiry, out.uuid)
 		}
 	}
 	if p.cluster {

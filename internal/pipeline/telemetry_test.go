@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/vcon-operator/vcon-operator/internal/queue"
-	"github.com/vcon-operator/vcon-operator/internal/telemetry"
 )
 
 // TestTraceContinued: a producer's context record continues into one span
@@ -34,7 +33,7 @@ func TestTraceContinued(t *testing.T) {
 		[]mod{fileStore(dir), {"copy", "storage.redis_storage", nil}})
 	p, _, _ := e.processor(ch, testOptions(), "w")
 
-	producer := telemetry.TraceContext{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", TraceFlags: 1, IsSampled: true}
+	producer := queue.TraceContext{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", TraceFlags: 1, IsSampled: true}
 	uuid := testUUID(7)
 	e.putBody(t, uuid, document(uuid, 1500), 0)
 	e.rdb.RPush(ctx, queue.ContextKey("in", uuid), producer.JSON())
@@ -86,7 +85,7 @@ func TestTraceContinued(t *testing.T) {
 		if len(recs) != 1 {
 			t.Fatalf("context records for %s = %v, want one", l, recs)
 		}
-		tc, err := telemetry.ParseTraceContext(recs[0])
+		tc, err := queue.ParseTraceContext(recs[0])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,35 +27,17 @@ type DLQEntry struct {
 	At     *time.Time `json:"at,omitempty"`
 }
 
-// reasonBatch bounds one HMGET.
-const reasonBatch = 1000
-
 // ListDLQ reads DLQ:{ingress} of every list, in queue order, with the
 // recorded reasons.
 func ListDLQ(ctx context.Context, rdb redis.UniversalClient, lists []string) ([]DLQEntry, error) {
 	out := []DLQEntry{}
 	for _, list := range lists {
-		uuids, err := rdb.LRange(ctx, queue.DLQKey(list), 0, -1).Result()
+		dead, err := queue.ListDLQ(ctx, rdb, list)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", queue.DLQKey(list), err)
+			return nil, err
 		}
-		for start := 0; start < len(uuids); start += reasonBatch {
-			batch := uuids[start:min(start+reasonBatch, len(uuids))]
-			reasons, err := queue.Reasons(ctx, rdb, list, batch)
-			if err != nil {
-				return nil, fmt.Errorf("read the reasons recorded for %s: %w", queue.DLQKey(list), err)
-			}
-			for _, u := range batch {
-				e := DLQEntry{IngressList: list, UUID: u}
-				if rs, ok := reasons[u]; ok {
-					e.Reason, e.Chain, e.Step = rs.Reason, rs.Chain, rs.Step
-					if !rs.At.IsZero() {
-						at := rs.At
-						e.At = &at
-					}
-				}
-				out = append(out, e)
-			}
+		for _, d := range dead {
+			out = append(out, DLQEntry{IngressList: list, UUID: d.UUID, Reason: d.Reason.Reason, Chain: d.Reason.Chain, Step: d.Reason.Step, At: d.Reason.RecordedAt()})
 		}
 	}
 	return out, nil

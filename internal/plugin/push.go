@@ -332,7 +332,7 @@ func (d *directPusher) push(ctx context.Context, v *vcon.VCon) (string, error) {
 		}
 		pipe = d.rdb.TxPipeline()
 	}
-	pipe.RPush(ctx, d.list, uuid)
+	queue.QueuePush(ctx, pipe, d.list, queue.DefaultContextTTL, uuid)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return "", fmt.Errorf("write %s and push it onto %s: %w", vconstore.Key(uuid), d.list, err)
 	}

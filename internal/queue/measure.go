@@ -36,24 +36,26 @@ type Depths struct {
 	Lists  []ListDepth
 }
 
-// Measure observes every target on one Redis in ONE pipelined round trip
+// ReapAndMeasure returns the work of dead workers to the ingress lists and
+// then measures every target on one Redis, in ONE pipelined round trip
 // (one per node on a cluster), however many chains: per ingress list a
 // script that reaps orphaned work and counts ingress and in-flight, plus
-// LLEN of each DLQ and egress list. Orphan reaping rides along so that work
-// of dead workers returns even while no worker of the chain is running.
-func Measure(ctx context.Context, rdb redis.UniversalClient, targets []Target) ([]Depths, error) {
+// LLEN of each DLQ and egress list. It is a write, not only a read: the
+// reap rides along so that work of dead workers returns even while no
+// worker of the chain is running, and Depths.Reaped says how much moved.
+func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Target) ([]Depths, error) {
 	pipe := rdb.Pipeline()
 	type ingressCmds struct {
-		measure *redis.Cmd
-		dlq     *redis.IntCmd
+		reapAndMeasure *redis.Cmd
+		dlq            *redis.IntCmd
 	}
 	ingress := make([][]ingressCmds, len(targets))
 	egress := make([][]*redis.IntCmd, len(targets))
 	for i, t := range targets {
 		for _, l := range t.Ingress {
 			ingress[i] = append(ingress[i], ingressCmds{
-				measure: measureScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds()),
-				dlq:     pipe.LLen(ctx, DLQKey(l)),
+				reapAndMeasure: reapAndMeasureScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds()),
+				dlq:            pipe.LLen(ctx, DLQKey(l)),
 			})
 		}
 		for _, l := range t.Egress {
@@ -70,7 +72,7 @@ func Measure(ctx context.Context, rdb redis.UniversalClient, targets []Target) (
 	for i, t := range targets {
 		d := &out[i]
 		for j, l := range t.Ingress {
-			vals, err := ingress[i][j].measure.Int64Slice()
+			vals, err := ingress[i][j].reapAndMeasure.Int64Slice()
 			if err != nil || len(vals) != 3 {
 				return nil, fmt.Errorf("measure %s: unexpected reply %v: %w", l, vals, err)
 			}

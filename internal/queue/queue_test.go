@@ -319,7 +319,7 @@ func TestReapExactlyOnce(t *testing.T) {
 				n, err = Reap(ctx, rdb, []string{list})
 			} else {
 				var d []Depths
-				d, err = Measure(ctx, rdb, []Target{{Ingress: []string{list}}})
+				d, err = ReapAndMeasure(ctx, rdb, []Target{{Ingress: []string{list}}})
 				if err == nil {
 					n = int(d[0].Reaped)
 				}
@@ -411,7 +411,7 @@ func TestRelease(t *testing.T) {
 	}
 }
 
-func TestMeasure(t *testing.T) {
+func TestReapAndMeasure(t *testing.T) {
 	rdb := newClient(t)
 	ctx := context.Background()
 	dead := NewWorker(rdb, "dead", 30*time.Millisecond)
@@ -455,7 +455,7 @@ func TestMeasure(t *testing.T) {
 		{Ingress: []string{"in1", "in2"}, Egress: []string{"out"}},
 		{Ingress: []string{"empty"}, Egress: []string{"other-out"}},
 	}
-	got, err := Measure(ctx, rdb, targets)
+	got, err := ReapAndMeasure(ctx, rdb, targets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,8 +478,8 @@ func TestMeasure(t *testing.T) {
 	if d1 := got[1]; d1.Ingress != 0 || d1.InFlight != 0 || d1.DLQ != 0 || d1.Egress != 1 {
 		t.Fatalf("chain 1 = %+v", d1)
 	}
-	if got, err := Measure(ctx, rdb, nil); err != nil || len(got) != 0 {
-		t.Fatalf("Measure(nil) = %v, %v", got, err)
+	if got, err := ReapAndMeasure(ctx, rdb, nil); err != nil || len(got) != 0 {
+		t.Fatalf("ReapAndMeasure(nil) = %v, %v", got, err)
 	}
 }
 

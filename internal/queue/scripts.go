@@ -68,9 +68,9 @@ redis.call('ZREM', KEYS[1], ARGV[2])
 return n
 `)
 
-// measureScript reaps, then returns {ingress length, in-flight total,
+// reapAndMeasureScript reaps, then returns {ingress length, in-flight total,
 // items reaped} for one ingress list: the operator's per-list observation.
-var measureScript = redis.NewScript(reapLua + `
+var reapAndMeasureScript = redis.NewScript(reapLua + `
 local reaped = reap(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 local inflight = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -211,86 +210,6 @@ func Reap(ctx context.Context, rdb redis.UniversalClient, lists []string) (int, 
 		total += n
 	}
 	return total, nil
-}
-
-// DLQReason is what is recorded beside a dead-lettered uuid.
-type DLQReason struct {
-	Reason string    `json:"reason"`
-	Chain  string    `json:"chain,omitempty"`
-	Step   string    `json:"step,omitempty"`
-	At     time.Time `json:"at"`
-}
-
-// QueueDeadLetter queues the commands that put an item on DLQ:{ingress} and
-// record its reason. On a cluster these keys live in other slots than the
-// in-flight list: send them in a round trip before QueueDone's.
-func QueueDeadLetter(pipe redis.Pipeliner, it Item, reason DLQReason) {
-	ctx := context.Background()
-	b, _ := json.Marshal(reason)
-	pipe.RPush(ctx, DLQKey(it.List), it.UUID)
-	pipe.HSet(ctx, DLQReasonsKey(it.List), it.UUID, b)
-}
-
-// Reasons returns the recorded reasons of dead-lettered uuids (missing ones
-// are absent from the map).
-func Reasons(ctx context.Context, rdb redis.UniversalClient, ingress string, uuids []string) (map[string]DLQReason, error) {
-	out := make(map[string]DLQReason, len(uuids))
-	if len(uuids) == 0 {
-		return out, nil
-	}
-	vals, err := rdb.HMGet(ctx, DLQReasonsKey(ingress), uuids...).Result()
-	if err != nil {
-		return nil, err
-	}
-	for i, v := range vals {
-		s, ok := v.(string)
-		if !ok {
-			continue
-		}
-		var r DLQReason
-		if json.Unmarshal([]byte(s), &r) == nil {
-			out[uuids[i]] = r
-		}
-	}
-	return out, nil
-}
-
-// Replay moves up to count uuids from DLQ:{ingress} back to the tail of the
-// ingress list (conserver's reprocess: LPOP DLQ, RPUSH ingress) and drops
-// their recorded reasons. It returns how many moved.
-func Replay(ctx context.Context, rdb redis.UniversalClient, ingress string, count int) (int, error) {
-	moved := 0
-	for moved < count {
-		// LMOVE keeps each uuid in one list or the other at every moment;
-		// on a cluster the two lists may live on different nodes, so fall
-		// back to pop-then-push there.
-		uuid, err := moveOne(ctx, rdb, DLQKey(ingress), ingress)
-		if errors.Is(err, redis.Nil) {
-			break
-		}
-		if err != nil {
-			return moved, fmt.Errorf("replay DLQ:%s: %w", ingress, err)
-		}
-		rdb.HDel(ctx, DLQReasonsKey(ingress), uuid)
-		moved++
-	}
-	return moved, nil
-}
-
-func moveOne(ctx context.Context, rdb redis.UniversalClient, from, to string) (string, error) {
-	if _, cluster := rdb.(*redis.ClusterClient); !cluster || slotTag(from) == slotTag(to) {
-		return rdb.LMove(ctx, from, to, "LEFT", "RIGHT").Result()
-	}
-	uuid, err := rdb.LPop(ctx, from).Result()
-	if err != nil {
-		return "", err
-	}
-	if err := rdb.RPush(ctx, to, uuid).Err(); err != nil {
-		// Put it back rather than lose it.
-		rdb.LPush(ctx, from, uuid)
-		return "", err
-	}
-	return uuid, nil
 }
 
 // IsCluster reports whether commands on different keys may go to different

@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 )
 
 // setup runs Setup with only the given OTEL_* variables and restores the
@@ -30,7 +32,7 @@ func setup(t *testing.T, env map[string]string) func(context.Context) error {
 	return shutdown
 }
 
-var producer = TraceContext{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", TraceFlags: 1, IsSampled: true}
+var producer = queue.TraceContext{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", TraceFlags: 1, IsSampled: true}
 
 // Without an exporter nothing is recorded, and a producer's trace context
 // passes through unchanged: what the worker writes for egress is the
@@ -43,7 +45,7 @@ func TestSetupWithoutExporterRecordsNothingAndPassesContextThrough(t *testing.T)
 	if span.IsRecording() {
 		t.Error("span is recorded though no exporter is configured")
 	}
-	got, ok := FromContext(ctx)
+	got, ok := queue.TraceContextFrom(ctx)
 	if !ok || got != producer {
 		t.Errorf("context after the span = %+v (%v), want the producer's %+v", got, ok, producer)
 	}
@@ -51,7 +53,7 @@ func TestSetupWithoutExporterRecordsNothingAndPassesContextThrough(t *testing.T)
 
 	ctx, span = otel.Tracer("t").Start(context.Background(), "vcon.process")
 	defer span.End()
-	if _, ok := FromContext(ctx); ok {
+	if _, ok := queue.TraceContextFrom(ctx); ok {
 		t.Error("a vCon without a producer context got one: there is no trace to continue")
 	}
 }

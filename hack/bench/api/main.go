@@ -29,6 +29,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
 	"github.com/vcon-operator/vcon-operator/internal/api"
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
@@ -184,7 +185,7 @@ func run() error {
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
 	defer rdb.Close()
 
-	srv, err := api.New(rdb, api.Options{Tokens: []string{token}, VconTTL: apiwire.DefaultVconTTL, IndexTTL: api.DefaultIndexTTL, ContextTTL: apiwire.DefaultContextTTL})
+	srv, err := api.New(rdb, api.Options{Tokens: []string{token}, VconTTL: apiwire.DefaultVconTTL, IndexTTL: api.DefaultIndexTTL, ContextTTL: queue.DefaultContextTTL})
 	if err != nil {
 		return err
 	}

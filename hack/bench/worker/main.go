@@ -38,7 +38,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
-	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
@@ -346,7 +345,7 @@ func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redis
 				if traced {
 					ctxKey := "context:" + out + ":" + u
 					commit.RPush(stop, ctxKey, traceContext)
-					commit.Expire(stop, ctxKey, apiwire.DefaultContextTTL)
+					commit.Expire(stop, ctxKey, queue.DefaultContextTTL)
 				}
 				commit.RPush(stop, out, u)
 				commit.LRem(stop, inflight, 1, u)

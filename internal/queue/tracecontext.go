@@ -1,4 +1,4 @@
-package telemetry
+package queue
 
 import (
 	"context"
@@ -18,9 +18,9 @@ type TraceContext struct {
 	IsSampled  bool   `json:"is_sampled"`
 }
 
-// FromContext returns the trace context of the current span; false when
+// TraceContextFrom returns the trace context of the current span; false when
 // there is no valid span (conserver writes the record only when one exists).
-func FromContext(ctx context.Context) (TraceContext, bool) {
+func TraceContextFrom(ctx context.Context) (TraceContext, bool) {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
 		return TraceContext{}, false

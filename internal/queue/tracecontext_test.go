@@ -1,4 +1,4 @@
-package telemetry
+package queue
 
 import (
 	"context"
@@ -33,13 +33,13 @@ func TestTraceContextRoundTrip(t *testing.T) {
 			if sc.TraceID().String() != tc.TraceID || sc.SpanID().String() != tc.SpanID || sc.IsSampled() != tc.IsSampled {
 				t.Fatalf("remote span context %v does not match %+v", sc, tc)
 			}
-			back, ok := FromContext(ctx)
+			back, ok := TraceContextFrom(ctx)
 			if !ok || back != tc {
-				t.Fatalf("FromContext = %+v, %v; want %+v", back, ok, tc)
+				t.Fatalf("TraceContextFrom = %+v, %v; want %+v", back, ok, tc)
 			}
 		})
 	}
-	if _, ok := FromContext(context.Background()); ok {
-		t.Fatal("FromContext without a span must report false")
+	if _, ok := TraceContextFrom(context.Background()); ok {
+		t.Fatal("TraceContextFrom without a span must report false")
 	}
 }
