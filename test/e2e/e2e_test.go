@@ -350,7 +350,7 @@ func testVcons(t *testing.T) (map[string]kind, []string) {
 	return kinds, order
 }
 
-// chaos force-deletes a worker pod every 1.5–3 s (kubectl delete pod
+// chaos force-deletes a worker pod every 1–2 s (kubectl delete pod
 // --grace-period=0 --force) and, once, kills a worker container at the
 // runtime, behind the kubelet's back; the kubelet must restart it.
 type chaosRun struct {
@@ -388,7 +388,7 @@ func startChaos(t *testing.T, ctx context.Context, sys *devsys.System) *chaosRun
 			select {
 			case <-cctx.Done():
 				return
-			case <-time.After(time.Duration(1500+rng.IntN(1500)) * time.Millisecond):
+			case <-time.After(time.Duration(1000+rng.IntN(1000)) * time.Millisecond):
 			}
 			pods := runningWorkers(cctx, sys)
 			spared, _ := c.killedPod.Load().(string)
