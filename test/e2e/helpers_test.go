@@ -156,16 +156,7 @@ func checkReasons(t *testing.T, ctx context.Context, rdb *redis.Client, dlq []st
 type promClient struct{ url string }
 
 func (p promClient) get(ctx context.Context, path string, out any) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url+path, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return devsys.GetJSON(ctx, p.url+path, out)
 }
 
 type sample struct {

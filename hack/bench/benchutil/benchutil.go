@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -98,4 +99,29 @@ func Progress(name string) func(msg string) {
 	return func(msg string) {
 		fmt.Fprintf(os.Stderr, "bench %s: %s %s\n", time.Now().Format("15:04:05"), name, msg)
 	}
+}
+
+// EnvDuration is the Go duration in the environment variable name, else def.
+func EnvDuration(name string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return d, nil
+}
+
+// BuildConserver builds cmd/conserver into dir (run from the repository
+// root) and returns the binary's path.
+func BuildConserver(dir string) (string, error) {
+	bin := filepath.Join(dir, "conserver")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/conserver")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build conserver (run from the repository root): %w", err)
+	}
+	return bin, nil
 }

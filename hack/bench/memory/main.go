@@ -135,11 +135,9 @@ func run(size, rounds int, only string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "conserver")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/conserver")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build conserver (run from the repository root): %w", err)
+	bin, err := benchutil.BuildConserver(dir)
+	if err != nil {
+		return err
 	}
 	srv, err := testenv.RunRedis()
 	if err != nil {

@@ -73,14 +73,10 @@ func run() error {
 		bursts:    benchutil.EnvInt("BENCH_BURSTS", 20),
 		burstSize: benchutil.EnvInt("BENCH_BURST_SIZE", 250),
 		idle:      time.Duration(benchutil.EnvInt("BENCH_IDLE_SECONDS", 60)) * time.Second,
-		poll:      2 * time.Second,
 	}
-	if v := os.Getenv("BENCH_POLL"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("BENCH_POLL: %w", err)
-		}
-		s.poll = d
+	var err error
+	if s.poll, err = benchutil.EnvDuration("BENCH_POLL", 2*time.Second); err != nil {
+		return err
 	}
 	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel), zap.WriteTo(os.Stderr)))
 	ctx, cancel := context.WithCancel(context.Background())

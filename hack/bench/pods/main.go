@@ -94,14 +94,10 @@ func run() error {
 		burstTries: benchutil.EnvInt("BENCH_BURST_TRIES", 3),
 		burstSize:  benchutil.EnvInt("BENCH_BURST_SIZE", 1000),
 		load:       benchutil.EnvInt("BENCH_LOAD", 2000),
-		sinkDelay:  50 * time.Millisecond,
 	}
-	if v := os.Getenv("BENCH_SINK_DELAY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("BENCH_SINK_DELAY: %w", err)
-		}
-		set.sinkDelay = d
+	var err error
+	if set.sinkDelay, err = benchutil.EnvDuration("BENCH_SINK_DELAY", 50*time.Millisecond); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

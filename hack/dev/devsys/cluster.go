@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -134,6 +133,12 @@ func (s *System) stopCluster() {
 
 // script runs a repository script, its output in logs/NAME.log.
 func (s *System) script(ctx context.Context, name string, path string, args ...string) error {
+	return s.runLogged(name, exec.CommandContext(ctx, filepath.Join(s.opts.Root, path), args...))
+}
+
+// runLogged runs cmd in the repository with its output in logs/NAME.log;
+// a failure quotes the log's tail.
+func (s *System) runLogged(name string, cmd *exec.Cmd) error {
 	logPath := s.logPath(name)
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return err
@@ -143,11 +148,10 @@ func (s *System) script(ctx context.Context, name string, path string, args ...s
 		return err
 	}
 	defer f.Close()
-	cmd := exec.CommandContext(ctx, filepath.Join(s.opts.Root, path), args...)
 	cmd.Dir = s.opts.Root
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %v; log %s:\n%s", path, err, logPath, logTail(logPath, 15))
+		return fmt.Errorf("%s: %v; log %s:\n%s", strings.Join(cmd.Args, " "), err, logPath, logTail(logPath, 20))
 	}
 	return nil
 }
@@ -160,32 +164,27 @@ func ProjectImage(root string) (file, ref string, err error) {
 	if len(files) == 0 {
 		return "", "", errors.New("no bin/image/vcon-operator-*.docker.tar: run make image")
 	}
-	sort.Slice(files, func(i, j int) bool {
-		a, _ := os.Stat(files[i])
-		b, _ := os.Stat(files[j])
-		return a.ModTime().After(b.ModTime())
-	})
-	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(files[0]) })
-	if err != nil || len(m) == 0 || len(m[0].RepoTags) == 0 {
-		return "", "", fmt.Errorf("read %s: %v", files[0], err)
+	newest, newestTime := "", time.Time{}
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && st.ModTime().After(newestTime) {
+			newest, newestTime = f, st.ModTime()
+		}
 	}
-	return files[0], m[0].RepoTags[0], nil
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(newest) })
+	if err != nil || len(m) == 0 || len(m[0].RepoTags) == 0 {
+		return "", "", fmt.Errorf("read %s: %v", newest, err)
+	}
+	return newest, m[0].RepoTags[0], nil
 }
 
 // buildImage runs make image for this machine's architecture only (the
 // other platform would double the build for nothing here).
 func (s *System) buildImage(ctx context.Context) error {
-	f, err := os.Create(s.logPath("image"))
-	if err != nil {
+	build := exec.CommandContext(ctx, "make", "--no-print-directory", "image", "IMAGE_PLATFORMS=linux/"+runtime.GOARCH)
+	if err := s.runLogged("image", build); err != nil {
 		return err
 	}
-	defer f.Close()
-	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "image", "IMAGE_PLATFORMS=linux/"+runtime.GOARCH)
-	cmd.Dir = s.opts.Root
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("make image: %v; log %s:\n%s", err, f.Name(), logTail(f.Name(), 15))
-	}
+	var err error
 	s.imageFile, s.Image, err = ProjectImage(s.opts.Root)
 	return err
 }

@@ -3,8 +3,8 @@ package devsys
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -94,23 +94,13 @@ func (s *System) installChart(ctx context.Context) error {
 	return waitHTTP(ctx, nil, s.APIURL+"/api/health", time.Minute)
 }
 
-func (s *System) statePath(name string) string { return s.opts.StateDir + "/" + name }
+func (s *System) statePath(name string) string { return filepath.Join(s.opts.StateDir, name) }
 
 // helm runs bin/helm, its output in logs/NAME.log.
 func (s *System) helm(ctx context.Context, name string, args ...string) error {
-	f, err := os.Create(s.logPath(name))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	cmd := exec.CommandContext(ctx, s.bin("helm"), args...)
-	cmd.Dir = s.opts.Root
 	cmd.Env = append(baseEnv(), "HELM_CACHE_HOME="+s.statePath("helm/cache"), "HELM_CONFIG_HOME="+s.statePath("helm/config"), "HELM_DATA_HOME="+s.statePath("helm/data"))
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("helm %s: %v; log %s:\n%s", args[0], err, f.Name(), logTail(f.Name(), 20))
-	}
-	return nil
+	return s.runLogged(name, cmd)
 }
 
 // RestartOperator deletes the operator's pod (as `kubectl delete pod`

@@ -65,11 +65,11 @@ func (s *System) waitForMonitors(ctx context.Context) error {
 				} `json:"groups"`
 			} `json:"data"`
 		}
-		if err := getJSON(ctx, s.PrometheusURL+"/api/v1/scrape_pools", &pools); err != nil {
+		if err := GetJSON(ctx, s.PrometheusURL+"/api/v1/scrape_pools", &pools); err != nil {
 			last = err.Error()
 			return false, nil
 		}
-		if err := getJSON(ctx, s.PrometheusURL+"/api/v1/rules", &rules); err != nil {
+		if err := GetJSON(ctx, s.PrometheusURL+"/api/v1/rules", &rules); err != nil {
 			last = err.Error()
 			return false, nil
 		}
@@ -91,7 +91,8 @@ func (s *System) waitForMonitors(ctx context.Context) error {
 	return nil
 }
 
-func getJSON(ctx context.Context, url string, out any) error {
+// GetJSON decodes the JSON answer of a GET (Prometheus' HTTP API).
+func GetJSON(ctx context.Context, url string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
