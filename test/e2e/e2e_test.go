@@ -32,6 +32,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/hack/dev/devsys"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 const (
@@ -526,19 +527,26 @@ func fixValidate(t *testing.T, ctx context.Context, sys *devsys.System) {
 	opts["filter"] = validateFixed
 	raw, _ := json.Marshal(opts)
 	link.Spec.Options.Raw = raw
+	before, err := workerDeployment(ctx, sys)
+	must(t, err)
+	oldHash := before.Spec.Template.Annotations[workload.AnnotationConfigHash]
 	must(t, c.Patch(ctx, &link, lp))
 	// The fix reaches the workers through the config hash of the pod
-	// template: new pods start with it.
-	waitFor(t, ctx, "the fixed link in the worker Deployment", time.Minute, func() (bool, string) {
+	// template: until it changed and no pod of the old template runs, a
+	// replayed vCon could meet the broken filter again.
+	waitFor(t, ctx, "the fixed link in the worker Deployment", 2*time.Minute, func() (bool, string) {
 		d, err := workerDeployment(ctx, sys)
 		if err != nil {
 			return false, err.Error()
 		}
-		var ch vconv1.Chain
-		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: chain}, &ch); err != nil {
-			return false, err.Error()
+		hash := d.Spec.Template.Annotations[workload.AnnotationConfigHash]
+		stale := 0
+		for _, p := range runningWorkers(ctx, sys) {
+			if p.Annotations[workload.AnnotationConfigHash] != hash {
+				stale++
+			}
 		}
-		return d.Generation > 1 && ch.Status.ObservedGeneration == ch.Generation && chainReady(&ch), fmt.Sprintf("deployment generation %d", d.Generation)
+		return hash != oldHash && stale == 0, fmt.Sprintf("config hash %s (was %s), %d pods of the old template", hash, oldHash, stale)
 	})
 }
 
