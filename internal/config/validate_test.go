@@ -53,6 +53,8 @@ func TestInvalidConfigs(t *testing.T) {
 			[]string{"chains.c.ingress_lists[1]: is empty"}},
 		{"whitespace in a list name", base + "chains: {c: {links: [tag], ingress_lists: ['my list']}}\n",
 			[]string{`chains.c.ingress_lists[0]: list name "my list" contains whitespace`}},
+		{"ingress whose slot our keys cannot share", base + "chains: {c: {links: [tag], ingress_lists: [\"a}b\"], egress_lists: [out]}}\n",
+			[]string{`chains.c.ingress_lists[0]: list "a}b" cannot be a queue: its Redis Cluster hash slot`}},
 		{"egress onto the vCon index", base + "chains: {c: {links: [tag], ingress_lists: [in], egress_lists: [vcons]}}\n",
 			[]string{`chains.c.egress_lists[0]: list "vcons" cannot be a queue: "vcons" is the vCon index (a sorted set)`}},
 		{"ingress named like a body", base + "chains: {c: {links: [tag], ingress_lists: ['vcon:in']}}\n",

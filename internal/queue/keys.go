@@ -36,11 +36,6 @@ const keyPrefix = "vcon-operator:"
 // DLQKey is conserver's dead-letter list for an ingress list.
 func DLQKey(ingress string) string { return "DLQ:" + ingress }
 
-// DLQIngress returns the ingress list of a DLQ key, and whether it is one.
-func DLQIngress(dlq string) (string, bool) {
-	return strings.CutPrefix(dlq, "DLQ:")
-}
-
 // slotTag is the part of key Redis Cluster hashes: the content of the first
 // {...} when it is non-empty, else the whole key.
 func slotTag(key string) string {
@@ -79,7 +74,8 @@ func ContextKey(list, uuid string) string { return "context:" + list + ":" + uui
 // ValidSlotLayout reports whether our keys for ingress share its cluster
 // slot. It fails for names whose hashed part holds a '}', which no hash
 // tag can carry: a '}' before any '{...}' tag ("a}b") or an empty first tag
-// ("x{}y", hashed whole). A cluster deployment must not use such names.
+// ("x{}y", hashed whole). ListNameConflict refuses such names, so the
+// worker's atomic moves never cross a slot.
 func ValidSlotLayout(ingress string) bool {
 	return slotTag(WorkersKey(ingress)) == slotTag(ingress)
 }
@@ -103,6 +99,12 @@ func ListNameConflict(name string) string {
 		if strings.HasPrefix(name, p) {
 			return fmt.Sprintf("keys starting with %q hold vCon data, not queues", p)
 		}
+	}
+	if !ValidSlotLayout(name) {
+		// Refused on a single server too: the same config must run on a
+		// Redis Cluster, and such a name is a typo far more often than a
+		// choice.
+		return "its Redis Cluster hash slot cannot be shared by the worker's keys (a '}' outside a {tag}, or an empty {} tag)"
 	}
 	return ""
 }

@@ -79,6 +79,9 @@ func TestKeysShareIngressSlot(t *testing.T) {
 			if got := ValidSlotLayout(tc.ingress); got != tc.wantValid {
 				t.Fatalf("ValidSlotLayout(%q) = %v, want %v", tc.ingress, got, tc.wantValid)
 			}
+			if refused := ListNameConflict(tc.ingress) != ""; refused == tc.wantValid {
+				t.Errorf("ListNameConflict(%q) refuses = %v, want %v", tc.ingress, refused, !tc.wantValid)
+			}
 			want := clusterSlot(tc.ingress)
 			keys := map[string]string{
 				"workers":     WorkersKey(tc.ingress),
@@ -108,9 +111,6 @@ func TestKeyNames(t *testing.T) {
 	}
 	if got, want := DLQKey("default"), "DLQ:default"; got != want {
 		t.Errorf("DLQKey = %q, want %q", got, want)
-	}
-	if in, ok := DLQIngress("DLQ:default"); !ok || in != "default" {
-		t.Errorf("DLQIngress = %q, %v", in, ok)
 	}
 	if got, want := ContextKey("egress", "u1"), "context:egress:u1"; got != want {
 		t.Errorf("ContextKey = %q, want %q", got, want)
