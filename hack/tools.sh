@@ -23,7 +23,7 @@ PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}   # module version of github.com/
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-$PROMTOOL_VERSION}
 VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}  # S3-compatible server for the storage.s3 tests
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}      # cluster DNS of the real single-node cluster
-PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}  # hack/dev/promop, on the real cluster
+PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}  # internal/devsys/promop, on the real cluster
 
 log() { printf 'tools: %s\n' "$*" >&2; }
 
@@ -119,7 +119,7 @@ build_prometheus() {
 
 # build_prometheus_operator DIR VERSION: the operator, its config reloader
 # and, from the same module, the CRDs and the operator's ClusterRole that
-# hack/dev/promop applies (so they always match the binaries).
+# internal/devsys/promop applies (so they always match the binaries).
 build_prometheus_operator() {
   local dir=$1 version=$2 mod=github.com/prometheus-operator/prometheus-operator src
   TOOL_LDFLAGS="-X github.com/prometheus/common/version.Version=${version#v}" \
@@ -170,7 +170,7 @@ for tool in "$@"; do
     promtool) ensure promtool "$PROMTOOL_VERSION" promtool ;;
     prometheus) ensure prometheus "$PROMETHEUS_VERSION" prometheus ;;
     s3server) ensure versitygw "$VERSITYGW_VERSION" versitygw ;;
-    # The Prometheus Operator on the real cluster (hack/dev/promop): its two
+    # The Prometheus Operator on the real cluster (internal/devsys/promop): its two
     # binaries, plus its CRDs and ClusterRole as bin/prometheus-operator-crds
     # and bin/prometheus-operator-rbac.
     prometheus-operator)

@@ -95,7 +95,7 @@ serializeImagePulls: false
 # How often kubelet resyncs a running pod, and so how late an updated
 # Secret or ConfigMap reaches its volume: the default 1m made the
 # Prometheus Operator's config (a Secret the reloader watches) take up to
-# 83 s to apply (hack/dev/promop). A handful of test pods cost little.
+# 83 s to apply (internal/devsys/promop). A handful of test pods cost little.
 syncFrequency: 5s
 YAML
 

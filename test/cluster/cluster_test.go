@@ -31,7 +31,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"github.com/vcon-operator/vcon-operator/hack/dev/devsys"
+	"github.com/vcon-operator/vcon-operator/internal/devsys"
 )
 
 const (

@@ -1,7 +1,7 @@
 //go:build e2e
 
 // Package e2e runs the whole system on this machine's real single-node
-// Kubernetes (hack/dev/devsys: real pods on a real kubelet, the chart
+// Kubernetes (internal/devsys: real pods on a real kubelet, the chart
 // installed with helm, the Prometheus Operator scraping its monitors) under
 // load and faults, and checks that nothing is lost or duplicated. Run it
 // with `make e2e` (root, Linux; it builds what it needs).
@@ -29,7 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
-	"github.com/vcon-operator/vcon-operator/hack/dev/devsys"
+	"github.com/vcon-operator/vcon-operator/internal/devsys"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/workload"

@@ -31,7 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
-	"github.com/vcon-operator/vcon-operator/hack/dev/devsys"
+	"github.com/vcon-operator/vcon-operator/internal/devsys"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )

@@ -1,4 +1,4 @@
-// Command pods measures the system on real pods: hack/dev/devsys brings up
+// Command pods measures the system on real pods: internal/devsys brings up
 // this machine's single-node Kubernetes (kubelet, containerd), Redis on the
 // node's address and `helm install` of charts/vcon-operator, and the
 // benchmark drives it from outside as a user would, through the API's
@@ -50,7 +50,7 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/controllers"
 	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
-	"github.com/vcon-operator/vcon-operator/hack/dev/devsys"
+	"github.com/vcon-operator/vcon-operator/internal/devsys"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 

@@ -45,7 +45,7 @@ func (r report) markdown() []byte {
 	w("## Real pods\n\n")
 	w("Run %s at %s on %s; load average %s at the start, %s at the end. ",
 		time.Now().UTC().Format("2006-01-02"), commit(), machine(), r.load0, r.load1)
-	w("hack/dev/devsys brought up this machine's single-node Kubernetes (node %s: kubelet + containerd, real pods), "+
+	w("internal/devsys brought up this machine's single-node Kubernetes (node %s: kubelet + containerd, real pods), "+
 		"Redis on the node's address and `helm install` of charts/vcon-operator (operator and API as pods, image %s) in %v (image build, waiting for the machine's cluster lock, bring-up, install); "+
 		"no PostgreSQL, no Prometheus. The operator polls the queues every %v, the chart's default `operator.queuePollInterval`. "+
 		"The benchmark drives the system from outside, as a user: vCons are POSTed to the API's Service (`/api/vcon?ingress_lists=`), "+

@@ -1,7 +1,7 @@
 // Package oneimage wraps one static binary as a one-layer image in a docker
 // archive, the form `ctr -n k8s.io images import` loads. The real
 // single-node cluster runs only such images (nothing is ever pulled):
-// hack/cluster/binimage is its command line, hack/dev/promop wraps the
+// hack/cluster/binimage is its command line, internal/devsys/promop wraps the
 // Prometheus Operator's binaries with it.
 package oneimage
 

@@ -1,5 +1,5 @@
 // Command runner is `make dev`: it runs the whole system on this machine's
-// real single-node cluster (see hack/dev/devsys), applies the samples,
+// real single-node cluster (see internal/devsys), applies the samples,
 // writes .dev/env and prints what to do next, and on Ctrl-C tears it all
 // down, leaving nothing behind.
 package main
@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vcon-operator/vcon-operator/hack/dev/devsys"
+	"github.com/vcon-operator/vcon-operator/internal/devsys"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 

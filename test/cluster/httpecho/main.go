@@ -1,6 +1,6 @@
 // Command httpecho is the test/cluster Deployment's server: it answers
 // every request on :8080 with its pod's name, so the test sees which pod a
-// Service reached, and /metrics with one metric, so hack/dev/promop's test
+// Service reached, and /metrics with one metric, so internal/devsys/promop's test
 // has a target to scrape.
 package main
 

@@ -10,7 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/vcon-operator/vcon-operator/hack/dev/promop"
+	"github.com/vcon-operator/vcon-operator/internal/devsys/promop"
 )
 
 // installMonitoringCRDs applies the Prometheus Operator's CRDs before the
@@ -21,7 +21,7 @@ func (s *System) installMonitoringCRDs(ctx context.Context) error {
 
 // startPrometheus installs the Prometheus Operator and one Prometheus that
 // selects every ServiceMonitor, PodMonitor, ScrapeConfig and PrometheusRule
-// (hack/dev/promop), after the chart: its first configuration then has the
+// (internal/devsys/promop), after the chart: its first configuration then has the
 // chart's monitors already.
 func (s *System) startPrometheus(ctx context.Context) error {
 	bin := s.bin("")

@@ -28,7 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"github.com/vcon-operator/vcon-operator/hack/dev/promop"
+	"github.com/vcon-operator/vcon-operator/internal/devsys/promop"
 )
 
 const (
@@ -39,7 +39,7 @@ const (
 	alert = "PromopAlwaysFiring"
 )
 
-var fix = "run, as root: hack/tools.sh cluster prometheus prometheus-operator && flock /tmp/vcon-cluster.lock go test -tags cluster -count=1 -v ./hack/dev/promop/"
+var fix = "run, as root: hack/tools.sh cluster prometheus prometheus-operator && flock /tmp/vcon-cluster.lock go test -tags cluster -count=1 -v ./internal/devsys/promop/"
 
 // TestOperatorPicksUpMonitorsAndRules brings up the real cluster, installs
 // the operator and Prometheus, and checks that a ServiceMonitor's and a
