@@ -104,32 +104,33 @@ func (s *Server) egress(w http.ResponseWriter, r *http.Request) {
 
 // GET /api/vcon/count?egress_list=X → a bare integer.
 func (s *Server) count(w http.ResponseWriter, r *http.Request) {
-	q := newQuery(r, s.opts.SortedSet)
-	list := q.list("egress_list")
-	if !q.ok(w) {
-		return
+	if _, n, ok := s.listLength(w, r, "egress_list", "Failed to count egress list"); ok {
+		writeJSON(w, http.StatusOK, n)
 	}
-	n, err := s.rdb.LLen(r.Context(), list).Result()
-	if err != nil {
-		s.internalError(w, r, "Failed to count egress list", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, n)
 }
 
 // GET /api/stats/queue?list_name=X → {"list_name": X, "depth": N}.
 func (s *Server) queueDepth(w http.ResponseWriter, r *http.Request) {
+	if list, n, ok := s.listLength(w, r, "list_name", "Failed to get queue depth"); ok {
+		writeJSON(w, http.StatusOK, map[string]any{"list_name": list, "depth": n})
+	}
+}
+
+// listLength reads the list named by the query parameter param and its
+// length; on a bad name or a Redis error it has answered (failure is
+// conserver's message for that route) and ok is false.
+func (s *Server) listLength(w http.ResponseWriter, r *http.Request, param, failure string) (list string, n int64, ok bool) {
 	q := newQuery(r, s.opts.SortedSet)
-	list := q.list("list_name")
+	list = q.list(param)
 	if !q.ok(w) {
-		return
+		return "", 0, false
 	}
 	n, err := s.rdb.LLen(r.Context(), list).Result()
 	if err != nil {
-		s.internalError(w, r, "Failed to get queue depth", err)
-		return
+		s.internalError(w, r, failure, err)
+		return "", 0, false
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"list_name": list, "depth": n})
+	return list, n, true
 }
 
 // dlqEntry is one item of GET /api/dlq?with_reasons=true.

@@ -177,32 +177,35 @@ func (w *Worker) Done(ctx context.Context, it Item) error {
 // Release returns this worker's unfinished items to the head of their
 // ingress lists and unregisters it: the last step of a clean shutdown.
 func (w *Worker) Release(ctx context.Context, lists []string) (int, error) {
-	pipe := w.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(lists))
-	for i, l := range lists {
-		cmds[i] = releaseScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), w.id)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	n, err := evalPerList(ctx, w.rdb, releaseScript, lists, w.id)
+	if err != nil {
 		return 0, fmt.Errorf("release in-flight work: %w", err)
 	}
-	total := 0
-	for _, c := range cmds {
-		n, _ := c.Int()
-		total += n
-	}
-	return total, nil
+	return n, nil
 }
 
 // Reap returns the in-flight items of workers whose heartbeat expired to
 // the head of their ingress lists, exactly once, and returns how many.
 func Reap(ctx context.Context, rdb redis.UniversalClient, lists []string) (int, error) {
+	n, err := evalPerList(ctx, rdb, reapScript, lists, DeadWorkerRetention.Milliseconds())
+	if err != nil {
+		return 0, fmt.Errorf("reap orphaned work: %w", err)
+	}
+	return n, nil
+}
+
+// evalPerList runs script once per ingress list in one pipeline, with the
+// list's workers set and the list itself as keys (one slot per list), and
+// the list's in-flight prefix and arg as arguments. It returns the sum of
+// the integers the runs return.
+func evalPerList(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, lists []string, arg any) (int, error) {
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(lists))
 	for i, l := range lists {
-		cmds[i] = reapScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds())
+		cmds[i] = script.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), arg)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, fmt.Errorf("reap orphaned work: %w", err)
+		return 0, err
 	}
 	total := 0
 	for _, c := range cmds {

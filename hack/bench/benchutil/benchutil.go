@@ -1,5 +1,6 @@
 // Package benchutil holds what the benchmark programs share: reading a
-// process's peak RSS, waiting for a condition, a free loopback port.
+// process's peak RSS, waiting for a condition, a free loopback port, the
+// worker built with a Redis of its own.
 package benchutil
 
 import (
@@ -14,6 +15,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
 
 // VmHWM is a process's peak resident set size, in bytes.
@@ -124,4 +129,43 @@ func BuildConserver(dir string) (string, error) {
 		return "", fmt.Errorf("build conserver (run from the repository root): %w", err)
 	}
 	return bin, nil
+}
+
+// WorkerRig is what a worker benchmark starts from: a scratch directory,
+// the worker binary built into it, and a Redis of its own with a client.
+type WorkerRig struct {
+	Dir    string
+	Bin    string
+	Redis  *testenv.RedisProcess
+	Client *redis.Client
+}
+
+// NewWorkerRig builds the worker and starts Redis; Close undoes both.
+func NewWorkerRig(name string) (*WorkerRig, error) {
+	dir, err := os.MkdirTemp("", "bench-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	r := &WorkerRig{Dir: dir}
+	if r.Bin, err = BuildConserver(dir); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if r.Redis, err = testenv.RunRedis(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.Client = redis.NewClient(&redis.Options{Addr: r.Redis.Addr})
+	return r, nil
+}
+
+// Close stops Redis and removes the directory.
+func (r *WorkerRig) Close() {
+	if r.Client != nil {
+		_ = r.Client.Close()
+	}
+	if r.Redis != nil {
+		r.Redis.Stop()
+	}
+	_ = os.RemoveAll(r.Dir)
 }

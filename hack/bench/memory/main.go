@@ -34,7 +34,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
-	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
 )
 
@@ -130,22 +129,12 @@ func (v variant) String() string {
 }
 
 func run(size, rounds int, only string) error {
-	dir, err := os.MkdirTemp("", "bench-memory-")
+	rig, err := benchutil.NewWorkerRig("memory")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := benchutil.BuildConserver(dir)
-	if err != nil {
-		return err
-	}
-	srv, err := testenv.RunRedis()
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
+	defer rig.Close()
+	dir, bin, srv, rdb := rig.Dir, rig.Bin, rig.Redis, rig.Client
 
 	// The webhook's receiver reads and drops each delivery.
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -26,13 +26,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -266,51 +266,30 @@ func startOperator(ctx context.Context, kube *testenv.Kube, redisURL string, pol
 func chainName(i int) string { return fmt.Sprintf("chain-%04d", i) }
 
 func createChains(ctx context.Context, c client.Client, n int) error {
-	work := make(chan int)
-	errs := make(chan error, 8)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				ch := &vconv1.Chain{
-					ObjectMeta: metav1.ObjectMeta{Name: chainName(i), Namespace: namespace},
-					Spec: vconv1.ChainSpec{
-						IngressLists: []string{"ingress-" + chainName(i)},
-						EgressLists:  []string{"egress-" + chainName(i)},
-						// The CRD's defaults, spelled out: the typed
-						// struct would send zeros, which the schema refuses.
-						Workers: vconv1.WorkerSpec{
-							MinReplicas: 0, MaxReplicas: 10, TargetQueueDepth: 100, Concurrency: 4,
-							ScaleDownDelay: &metav1.Duration{Duration: time.Minute},
-						},
-					},
-				}
-				if err := c.Create(ctx, ch); err != nil {
-					errs <- fmt.Errorf("create %s: %w", ch.Name, err)
-					return
-				}
-			}
-		}()
-	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
 	for i := range n {
-		select {
-		case work <- i:
-		case err := <-errs:
-			close(work)
-			wg.Wait()
-			return err
-		}
+		g.Go(func() error {
+			ch := &vconv1.Chain{
+				ObjectMeta: metav1.ObjectMeta{Name: chainName(i), Namespace: namespace},
+				Spec: vconv1.ChainSpec{
+					IngressLists: []string{"ingress-" + chainName(i)},
+					EgressLists:  []string{"egress-" + chainName(i)},
+					// The CRD's defaults, spelled out: the typed struct
+					// would send zeros, which the schema refuses.
+					Workers: vconv1.WorkerSpec{
+						MinReplicas: 0, MaxReplicas: 10, TargetQueueDepth: 100, Concurrency: 4,
+						ScaleDownDelay: &metav1.Duration{Duration: time.Minute},
+					},
+				},
+			}
+			if err := c.Create(ctx, ch); err != nil {
+				return fmt.Errorf("create %s: %w", ch.Name, err)
+			}
+			return nil
+		})
 	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+	return g.Wait()
 }
 
 // waitAllRunning waits until every Chain is Ready with its queues measured.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -525,36 +526,15 @@ func (b *bench) apiLog(ctx context.Context) string {
 	return string(raw)
 }
 
-// pushAll POSTs n vCons from 32 clients at once and returns their uuids.
+// pushAll POSTs n vCons from 32 clients at once.
 func (b *bench) pushAll(ctx context.Context, chain string, n int) error {
-	work := make(chan string)
-	errs := make(chan error, 32)
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				if err := b.post(ctx, chain, id); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(32)
 	for range n {
-		work <- uuid.NewString()
+		id := uuid.NewString()
+		g.Go(func() error { return b.post(ctx, chain, id) })
 	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+	return g.Wait()
 }
 
 // waitEgress waits until n uuids are on the Chain's egress list.

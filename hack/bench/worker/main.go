@@ -39,7 +39,6 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
-	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
@@ -70,26 +69,14 @@ const (
 )
 
 func run(n, size, concurrency, rounds int) error {
-	dir, err := os.MkdirTemp("", "bench-worker-")
+	rig, err := benchutil.NewWorkerRig("worker")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-
-	bin, err := benchutil.BuildConserver(dir)
-	if err != nil {
-		return err
-	}
-
-	srv, err := testenv.RunRedis()
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
+	defer rig.Close()
+	dir, bin, srv, rdb := rig.Dir, rig.Bin, rig.Redis, rig.Client
 	addr := srv.Addr
 	opts, _ := redis.ParseURL("redis://" + addr)
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
 	ctx := context.Background()
 
 	cfg := filepath.Join(dir, "conserver.yml")
