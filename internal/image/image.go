@@ -182,9 +182,9 @@ func Build(in Inputs) (v1.ImageIndex, error) {
 }
 
 func platformImage(in Inputs, p Platform, base v1.Layer) (v1.Image, error) {
-	var files []file
+	var files []File
 	for _, b := range Binaries {
-		files = append(files, file{name: b, mode: 0o755, data: p.Binaries[b]})
+		files = append(files, File{Name: b, Mode: 0o755, Data: p.Binaries[b]})
 	}
 	bins, err := layer(files, in.Created)
 	if err != nil {
@@ -229,65 +229,71 @@ func ForPlatform(idx v1.ImageIndex, os, arch string) (v1.Image, error) {
 	return imgs[0], nil
 }
 
-// file is one tar entry. A name ending in "/" is a directory.
-type file struct {
-	name     string
-	mode     int64
-	uid, gid int
-	data     []byte
+// File is one tar entry of a layer. A Name ending in "/" is a directory.
+type File struct {
+	Name     string
+	Mode     int64
+	UID, GID int
+	Data     []byte
 }
 
 // baseFiles are what distroless/static:nonroot provides that our static
 // binaries use: user names for 65532, CA certificates, a writable /tmp and
 // the nonroot home. No shell, no libc.
-func baseFiles(caCerts []byte) []file {
-	return []file{
-		{name: "etc/", mode: 0o755},
-		{name: "etc/passwd", mode: 0o644, data: []byte(
+func baseFiles(caCerts []byte) []File {
+	return []File{
+		{Name: "etc/", Mode: 0o755},
+		{Name: "etc/passwd", Mode: 0o644, Data: []byte(
 			"root:x:0:0:root:/root:/sbin/nologin\n" +
 				"nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n" +
 				"nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
-		{name: "etc/group", mode: 0o644, data: []byte(
+		{Name: "etc/group", Mode: 0o644, Data: []byte(
 			"root:x:0:\n" +
 				"nobody:x:65534:\n" +
 				"nonroot:x:65532:\n")},
-		{name: "etc/ssl/", mode: 0o755},
-		{name: "etc/ssl/certs/", mode: 0o755},
-		{name: strings.TrimPrefix(CACertsPath, "/"), mode: 0o644, data: caCerts},
-		{name: "home/", mode: 0o755},
-		{name: "home/nonroot/", mode: 0o700, uid: nonrootID, gid: nonrootID},
-		{name: "tmp/", mode: 0o1777},
+		{Name: "etc/ssl/", Mode: 0o755},
+		{Name: "etc/ssl/certs/", Mode: 0o755},
+		{Name: strings.TrimPrefix(CACertsPath, "/"), Mode: 0o644, Data: caCerts},
+		{Name: "home/", Mode: 0o755},
+		{Name: "home/nonroot/", Mode: 0o700, UID: nonrootID, GID: nonrootID},
+		{Name: "tmp/", Mode: 0o1777},
 	}
 }
 
-// layer writes files as a tar, sorted by name, every entry stamped with
+// layer is an OCI layer of files (see Layer).
+func layer(files []File, mtime time.Time) (v1.Layer, error) {
+	return Layer(files, mtime, types.OCILayer)
+}
+
+// Layer writes files as a tar, sorted by name, every entry stamped with
 // mtime and nothing taken from the build machine, and wraps it as a gzip
-// OCI layer.
-func layer(files []file, mtime time.Time) (v1.Layer, error) {
+// layer of mediaType (OCI for our image, Docker for an archive ctr
+// imports).
+func Layer(files []File, mtime time.Time, mediaType types.MediaType) (v1.Layer, error) {
 	files = slices.Clone(files)
-	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
 		h := &tar.Header{
-			Name:    f.name,
-			Mode:    f.mode,
-			Uid:     f.uid,
-			Gid:     f.gid,
+			Name:    f.Name,
+			Mode:    f.Mode,
+			Uid:     f.UID,
+			Gid:     f.GID,
 			ModTime: mtime.UTC().Truncate(time.Second),
 			Format:  tar.FormatPAX,
 		}
-		if strings.HasSuffix(f.name, "/") {
+		if strings.HasSuffix(f.Name, "/") {
 			h.Typeflag = tar.TypeDir
 		} else {
 			h.Typeflag = tar.TypeReg
-			h.Size = int64(len(f.data))
+			h.Size = int64(len(f.Data))
 		}
 		if err := tw.WriteHeader(h); err != nil {
-			return nil, fmt.Errorf("tar %s: %w", f.name, err)
+			return nil, fmt.Errorf("tar %s: %w", f.Name, err)
 		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, fmt.Errorf("tar %s: %w", f.name, err)
+		if _, err := tw.Write(f.Data); err != nil {
+			return nil, fmt.Errorf("tar %s: %w", f.Name, err)
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -296,7 +302,7 @@ func layer(files []file, mtime time.Time) (v1.Layer, error) {
 	data := buf.Bytes()
 	return tarball.LayerFromOpener(
 		func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
-		tarball.WithMediaType(types.OCILayer),
+		tarball.WithMediaType(mediaType),
 		tarball.WithCompressedCaching,
 	)
 }

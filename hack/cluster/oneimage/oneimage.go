@@ -6,10 +6,7 @@
 package oneimage
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"runtime"
@@ -19,7 +16,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/vcon-operator/vcon-operator/internal/image"
@@ -54,30 +50,12 @@ func WriteArchive(out, tag, entry, bin, user string) error {
 
 // Image is an image of one executable, data, at /entry, run as user.
 func Image(entry string, data []byte, user string) (v1.Image, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	var files []image.File
 	for _, dir := range parents(entry) {
-		if err := tw.WriteHeader(&tar.Header{
-			Name: dir + "/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: time.Unix(0, 0), Format: tar.FormatPAX,
-		}); err != nil {
-			return nil, err
-		}
+		files = append(files, image.File{Name: dir + "/", Mode: 0o755})
 	}
-	if err := tw.WriteHeader(&tar.Header{
-		Name: entry, Mode: 0o755, Size: int64(len(data)),
-		Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0), Format: tar.FormatPAX,
-	}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(data); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	layer, err := tarball.LayerFromOpener(
-		func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil },
-		tarball.WithMediaType(types.DockerLayer))
+	files = append(files, image.File{Name: entry, Mode: 0o755, Data: data})
+	layer, err := image.Layer(files, time.Unix(0, 0), types.DockerLayer)
 	if err != nil {
 		return nil, err
 	}
