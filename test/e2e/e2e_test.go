@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -284,8 +285,16 @@ func TestEndToEnd(t *testing.T) {
 	waitFor(t, ctx, "replayed vCons stored", 3*time.Minute, func() (bool, string) {
 		d, _ := rdb.LLen(ctx, queue.DLQKey(ingress)).Result()
 		e, _ := rdb.LLen(ctx, egress).Result()
-		return d == 0 && e >= valid+malformed+cleanLoad && inFlight(ctx, rdb) == 0,
-			fmt.Sprintf("DLQ %d, egress %d/%d", d, e, valid+malformed+cleanLoad)
+		msg := fmt.Sprintf("DLQ %d, egress %d/%d", d, e, valid+malformed+cleanLoad)
+		if d > 0 {
+			// Say why a replayed vCon came back: a stale worker or a
+			// real failure.
+			last, _ := rdb.LIndex(ctx, queue.DLQKey(ingress), 0).Result()
+			if r, err := queue.Reasons(ctx, rdb, ingress, []string{last}); err == nil {
+				msg += fmt.Sprintf(", newest dead letter %s at %s: %s", r[last].Step, r[last].At.Format(time.RFC3339Nano), r[last].Reason)
+			}
+		}
+		return d == 0 && e >= valid+malformed+cleanLoad && inFlight(ctx, rdb) == 0, msg
 	})
 	waitFor(t, ctx, "DLQNotEmpty resolved", 2*time.Minute, func() (bool, string) {
 		st := prom.alertState(ctx, "DLQNotEmpty")
@@ -532,17 +541,26 @@ func fixValidate(t *testing.T, ctx context.Context, sys *devsys.System) {
 	oldHash := before.Spec.Template.Annotations[workload.AnnotationConfigHash]
 	must(t, c.Patch(ctx, &link, lp))
 	// The fix reaches the workers through the config hash of the pod
-	// template: until it changed and no pod of the old template runs, a
-	// replayed vCon could meet the broken filter again.
-	waitFor(t, ctx, "the fixed link in the worker Deployment", 2*time.Minute, func() (bool, string) {
+	// template: until it changed and no pod of the old template is left, a
+	// replayed vCon could meet the broken filter again. A terminating pod
+	// counts: until its container has stopped it may still take vCons (the
+	// kubelet sends SIGTERM some time after the deletion timestamp).
+	waitFor(t, ctx, "the fixed link in the worker Deployment", 3*time.Minute, func() (bool, string) {
 		d, err := workerDeployment(ctx, sys)
 		if err != nil {
 			return false, err.Error()
 		}
 		hash := d.Spec.Template.Annotations[workload.AnnotationConfigHash]
+		pods, err := sys.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+			LabelSelector: labels.SelectorFromSet(workload.SelectorLabels(chain)).String(),
+		})
+		if err != nil {
+			return false, err.Error()
+		}
 		stale := 0
-		for _, p := range runningWorkers(ctx, sys) {
-			if p.Annotations[workload.AnnotationConfigHash] != hash {
+		for _, p := range pods.Items {
+			done := p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+			if !done && p.Annotations[workload.AnnotationConfigHash] != hash {
 				stale++
 			}
 		}
