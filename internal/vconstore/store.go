@@ -446,11 +446,7 @@ func (s *Store) Delete(ctx context.Context, uuid string) error {
 
 // Expire sets a body's TTL; ErrNotFound when there is no body.
 func (s *Store) Expire(ctx context.Context, uuid string, ttl time.Duration) error {
-	ms := ttl.Milliseconds()
-	if ms < 1 {
-		ms = 1
-	}
-	cmd := keyCmd(ctx, "PEXPIRE", Key(uuid), ms)
+	cmd := expireCmd(ctx, uuid, ttl)
 	_ = s.client.Process(ctx, cmd)
 	n, err := cmd.Int64()
 	if err != nil {
@@ -460,6 +456,18 @@ func (s *Store) Expire(ctx context.Context, uuid string, ttl time.Duration) erro
 		return fmt.Errorf("%s: %w", Key(uuid), ErrNotFound)
 	}
 	return nil
+}
+
+// QueueExpire queues the setting of a body's TTL into pipe, e.g. after its
+// write in the same pipeline; a missing body stays missing.
+func (s *Store) QueueExpire(ctx context.Context, pipe redis.Pipeliner, uuid string, ttl time.Duration) {
+	_ = pipe.Process(ctx, expireCmd(ctx, uuid, ttl))
+}
+
+// expireCmd is PEXPIRE of a body, at least 1 ms: 0 would delete the key,
+// never what a TTL means.
+func expireCmd(ctx context.Context, uuid string, ttl time.Duration) *redis.Cmd {
+	return keyCmd(ctx, "PEXPIRE", Key(uuid), max(ttl.Milliseconds(), 1))
 }
 
 // MGet reads several bodies in one round trip (one per node in a cluster).
