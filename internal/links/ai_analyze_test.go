@@ -333,7 +333,7 @@ func TestAILinks(t *testing.T) {
 			} else if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if res != Continue {
+			if !continues(res) {
 				t.Errorf("result = %+v, want Continue", res)
 			}
 			reqs := fake.requests()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -24,6 +25,23 @@ type Result struct {
 	// of the chain run on that vCon instead (conserver's "return another
 	// uuid"). The pipeline loads it from Redis.
 	NextUUID string
+
+	// The effects below are applied by the pipeline in the vCon's outcome,
+	// together with the body write and the in-flight removal, never by the
+	// link itself: a link that wrote to Redis during Run would repeat its
+	// write when a crash before the outcome redelivers the vCon, and would
+	// act before the body it refers to is written. A vCon that is
+	// dead-lettered applies none of them; a halted one applies them all.
+
+	// Routes are extra lists the uuid of the vCon the link ran on is pushed
+	// to, after its body is written and with the trace context egress
+	// pushes carry. Each list once per link (a link names it once).
+	Routes []string
+	// TTL, when positive, is the expiry the body of the vCon the link ran on
+	// gets when it is written, replacing the TTL it had. When several links
+	// set one for the same vCon, the last link's wins, as each EXPIRE of
+	// conserver's links replaced the one before.
+	TTL time.Duration
 }
 
 // Continue is the result of a link that lets the vCon go on unchanged in identity.

@@ -3,6 +3,7 @@ package links
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -35,6 +36,10 @@ func run(t *testing.T, l Link, v *vcon.VCon) Result {
 	}
 	return res
 }
+
+// continues reports whether res is Continue: no halt, no other uuid, no
+// effects. (Result holds a slice, so it cannot be compared with ==.)
+func continues(res Result) bool { return reflect.DeepEqual(res, Continue) }
 
 // badOptionCase is a config a factory must refuse, with the text its error
 // must contain (the key's name, so the user finds the line to fix).

@@ -43,7 +43,7 @@ func TestTag(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := parseVCon(t, tc.doc)
 			l := mustNew(t, "links.tag", map[string]any{"tags": tc.tags}, Deps{})
-			if res := run(t, l, v); res != Continue {
+			if res := run(t, l, v); !continues(res) {
 				t.Fatalf("result %+v, want Continue", res)
 			}
 			if got := vcon.Tags(v); !slices.Equal(got, tc.want) {

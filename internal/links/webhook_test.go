@@ -125,7 +125,7 @@ func TestWebhookDelivery(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || res != Continue {
+			if err != nil || !continues(res) {
 				t.Fatalf("Run = %+v, %v; want Continue", res, err)
 			}
 			h := got[0].header

@@ -397,6 +397,37 @@ type outcome struct {
 	halted    bool
 	pipelined []pipelinedSave
 	recache   bool // body came from a storage: create the key
+	// What the links asked for (links.Result), applied by the commit only.
+	routes []route
+	ttls   []bodyTTL
+}
+
+// route is a push of uuid onto list that a link asked for.
+type route struct{ list, uuid string }
+
+// bodyTTL is the expiry a link gave the body of uuid.
+type bodyTTL struct {
+	uuid string
+	ttl  time.Duration
+}
+
+// addEffects records the effects of a link's result on the vCon it ran on,
+// uuid. A later TTL for the same vCon replaces an earlier one: the last
+// link to set one wins, as each EXPIRE replaced the one before.
+func (o *outcome) addEffects(uuid string, res links.Result) {
+	for _, l := range res.Routes {
+		o.routes = append(o.routes, route{list: l, uuid: uuid})
+	}
+	if res.TTL <= 0 {
+		return
+	}
+	for i := range o.ttls {
+		if o.ttls[i].uuid == uuid {
+			o.ttls[i].ttl = res.TTL
+			return
+		}
+	}
+	o.ttls = append(o.ttls, bodyTTL{uuid: uuid, ttl: res.TTL})
 }
 
 type pipelinedSave struct {
@@ -436,6 +467,7 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		if err != nil {
 			return nil, p.classify(ctx, ReasonLinkError, "link "+step.Name, err)
 		}
+		out.addEffects(out.uuid, res)
 		if res.Halt {
 			out.halted = true
 			break
@@ -628,9 +660,13 @@ func (p *Processor) writeBody(ctx context.Context, out *outcome, v *vcon.VCon) e
 }
 
 // commit writes a finished vCon's results and takes it out of flight in one
-// round trip: body, storages that are Redis commands, egress pushes with
-// their trace context, then the in-flight removal. On a cluster the removal
-// goes in a second round trip, after the others are known to be written.
+// round trip: body and the TTLs links set, storages that are Redis
+// commands, the pushes links asked for (even when the chain halted) and
+// egress pushes, each with its trace context, then the in-flight removal.
+// Pushing only here, after the body and with the removal, is what keeps a
+// link's push from being repeated by a redelivery or read before the body.
+// On a cluster the removal goes in a second round trip, after the others
+// are known to be written.
 func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
 	pipe := p.outcomePipeline()
 	var err error
@@ -641,6 +677,9 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	}
 	if err != nil {
 		return err
+	}
+	for _, t := range out.ttls {
+		p.bodies.QueueExpire(ctx, pipe, t.uuid, t.ttl)
 	}
 	// Storages written by the commit get their span too, ended with the
 	// round trip that carries their write.
@@ -660,6 +699,13 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 			spans = append(spans, sp)
 			s.sink.Storage.(storage.Pipelined).AppendSave(pipe, s.v, out.body)
 		}
+	}
+	// A halted vCon still gets the pushes its links asked for (a router
+	// that filters the original has routed it); only egress is skipped.
+	for _, r := range out.routes {
+		queue.QueuePush(ctx, pipe, r.list, p.opts.ContextExpiry, r.uuid)
+	}
+	if !out.halted {
 		for _, l := range p.chain.Egress {
 			queue.QueuePush(ctx, pipe, l, p.opts.ContextExpiry, out.uuid)
 		}
@@ -690,7 +736,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
 	pipe := p.outcomePipeline()
 	queue.QueueDeadLetter(pipe, it, queue.DLQReason{Reason: f.text(), Chain: p.chain.Name, Step: f.step, At: time.Now().UTC()})
-	pipe.Expire(ctx, vconstore.Key(it.UUID), p.opts.DLQExpiry)
+	p.bodies.QueueExpire(ctx, pipe, it.UUID, p.opts.DLQExpiry)
 	if p.cluster {
 		if err := queue.ExecChecked(ctx, p.rdb, pipe); err != nil {
 			return err
