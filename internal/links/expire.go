@@ -14,8 +14,8 @@ func init() { Register("links.expire_vcon", newExpire) }
 // defaultExpireSeconds is the default of the seconds option: a day.
 const defaultExpireSeconds = 86400
 
-// expireLink sets a TTL on the vCon body in Redis. The pipeline keeps the TTL
-// when it writes the document back, so the expiry survives the chain.
+// expireLink sets a TTL on the vCon body in Redis, as Result.TTL: the
+// pipeline applies it when it writes the document back.
 type expireLink struct {
 	deps Deps
 	ttl  time.Duration
@@ -37,17 +37,13 @@ func newExpire(_ string, raw map[string]any, deps Deps) (Link, error) {
 	return &expireLink{deps: deps, ttl: time.Duration(seconds) * time.Second}, nil
 }
 
-func (l *expireLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
-	uuid := v.UUID()
-	if uuid == "" {
+func (l *expireLink) Run(_ context.Context, v *vcon.VCon) (Result, error) {
+	if v.UUID() == "" {
 		return Result{}, errors.New("expire_vcon: vCon has no uuid")
 	}
-	set, err := l.deps.Redis.Expire(ctx, "vcon:"+uuid, l.ttl).Result()
-	if err != nil {
-		return Result{}, fmt.Errorf("expire_vcon: EXPIRE vcon:%s: %w", uuid, err)
-	}
-	if !set {
-		l.deps.Logger.WarnContext(ctx, "expire_vcon: vCon body not in Redis, no TTL set", "uuid", uuid)
-	}
-	return Continue, nil
+	// The pipeline sets the TTL when it writes the body, in the outcome:
+	// the body exists then (conserver's EXPIRE during the run missed a body
+	// that a storage was still to re-cache), and its key is the body
+	// store's to name.
+	return Result{TTL: l.ttl}, nil
 }

@@ -7,16 +7,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
 func init() { Register("links.tag_router", newTagRouter) }
 
 // tagRouter copies a vCon's uuid onto extra Redis lists chosen by its tags,
-// so other chains pick it up.
+// so other chains pick it up. It returns the lists as Result.Routes.
 type tagRouter struct {
 	deps            Deps
 	routes          map[string][]string
@@ -71,31 +68,20 @@ func (o options) routeTargets(tag string) ([]string, error) {
 	return lists, nil
 }
 
-func (l *tagRouter) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
-	uuid := v.UUID()
-	if uuid == "" {
+func (l *tagRouter) Run(_ context.Context, v *vcon.VCon) (Result, error) {
+	if v.UUID() == "" {
 		return Result{}, errors.New("tag_router: vCon has no uuid")
 	}
-	targets := l.targets(vcon.Tags(v))
-	if len(targets) > 0 {
-		// One round trip; each list still gets the uuid once even when
-		// several tags route to it, so no chain processes it twice. The
-		// trace context goes with it, as on an egress list, so the chain
-		// that takes it continues this trace.
-		_, err := l.deps.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, t := range targets {
-				queue.QueuePush(ctx, p, t, queue.DefaultContextTTL, uuid)
-			}
-			return nil
-		})
-		if err != nil {
-			return Result{}, fmt.Errorf("tag_router: push to %s: %w", strings.Join(targets, ", "), err)
-		}
-	}
+	// The pipeline pushes the routes in the vCon's outcome, after its body
+	// is written: a downstream chain reads the routed body, and a crash
+	// before the outcome pushes nothing twice. Each list is named once even
+	// when several tags route to it, so no chain processes the uuid twice.
+	res := Continue
 	if !l.forwardOriginal {
-		return Halted, nil
+		res = Halted
 	}
-	return Continue, nil
+	res.Routes = l.targets(vcon.Tags(v))
+	return res, nil
 }
 
 // targets matches each "name:value" tag against the route keys by its full
