@@ -3,7 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -267,4 +272,87 @@ chains:
 		},
 	}
 	s.run(t)
+}
+
+// TestCrashBetweenRouteAndOutcome SIGKILLs the worker after links.tag_router
+// has routed its vCons and while a later link holds them, before their
+// outcome. The routed list is empty at the kill (routes go with the
+// outcome), and after a second worker has the redelivered vCons done it
+// holds each uuid exactly once, as egress does.
+func TestCrashBetweenRouteAndOutcome(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	const n = 5
+
+	// The webhook holds every call while hold is set, until the killed
+	// worker's connection goes; then it answers 200.
+	var hold atomic.Bool
+	hold.Store(true)
+	var held atomic.Int64
+	release := make(chan struct{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if hold.Load() {
+			held.Add(1)
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(hook.Close)
+	t.Cleanup(func() { close(release) })
+
+	cfg := writeConfig(t, fmt.Sprintf(`
+links:
+  urgent: {module: links.tag, options: {tags: [urgent]}}
+  router: {module: links.tag_router, options: {tag_routes: {urgent: routed}}}
+  notify: {module: links.webhook, options: {webhook-urls: [%q], retries: 0}}
+chains:
+  main: {links: [urgent, router, notify], ingress_lists: [in], egress_lists: [out]}
+`, hook.URL))
+	uuids := enqueue(t, rdb, "in", n, 2000)
+	args := func(id string) []string {
+		return []string{"--worker-id", id, "--heartbeat-ttl", "2s", "--concurrency", "8"}
+	}
+
+	first := startWorker(t, cfg, srv.URL(), args("first")...)
+	first.waitReady(60 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for held.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d vCons reached the webhook\n%s", held.Load(), n, first.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := rdb.LRange(ctx, "routed", 0, -1).Val(); len(got) != 0 {
+		t.Errorf("routed list holds %d uuids before any outcome, want none", len(got))
+	}
+	first.kill()
+	if got := rdb.LLen(ctx, queue.InFlightKey("in", "first")).Val(); got != n {
+		t.Fatalf("%d vCons in flight at the kill, want %d: the kill was not between the link and the outcome", got, n)
+	}
+
+	hold.Store(false)
+	second := startWorker(t, cfg, srv.URL(), args("second")...)
+	deadline = time.Now().Add(60 * time.Second)
+	for rdb.LLen(ctx, "out").Val() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("egress %d of %d after the redelivery\n%s", rdb.LLen(ctx, "out").Val(), n, second.logTail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, list := range []string{"routed", "out"} {
+		got := rdb.LRange(ctx, list, 0, -1).Val()
+		slices.Sort(got)
+		if !slices.Equal(got, uuids) {
+			t.Errorf("%s holds %q, want each of the %d uuids once", list, got, n)
+		}
+	}
+	if got := rdb.LLen(ctx, queue.DLQKey("in")).Val(); got != 0 {
+		t.Errorf("%d vCons dead-lettered", got)
+	}
 }
