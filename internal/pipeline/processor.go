@@ -661,25 +661,25 @@ func (p *Processor) writeBody(ctx context.Context, out *outcome, v *vcon.VCon) e
 
 // commit writes a finished vCon's results and takes it out of flight in one
 // round trip: body and the TTLs links set, storages that are Redis
-// commands, the pushes links asked for (even when the chain halted) and
-// egress pushes, each with its trace context, then the in-flight removal.
-// Pushing only here, after the body and with the removal, is what keeps a
-// link's push from being repeated by a redelivery or read before the body.
-// On a cluster the removal goes in a second round trip, after the others
-// are known to be written.
+// commands, then the pushes links asked for (even when the chain halted)
+// and egress pushes, each with its trace context, then the in-flight
+// removal. Pushing only here, after the body and with the removal, is what
+// keeps a link's push from being repeated by a redelivery or read before
+// the body. On a cluster the pushes go in a second round trip, once the
+// writes are applied, and the removal in a third, once the pushes are.
 func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
-	pipe := p.outcomePipeline()
+	writes := p.outcomePipeline()
 	var err error
 	if out.recache {
-		err = p.bodies.QueueCreate(ctx, pipe, out.uuid, out.body, p.opts.ReadThroughTTL)
+		err = p.bodies.QueueCreate(ctx, writes, out.uuid, out.body, p.opts.ReadThroughTTL)
 	} else {
-		err = p.bodies.QueuePut(ctx, pipe, out.uuid, out.body, out.prev)
+		err = p.bodies.QueuePut(ctx, writes, out.uuid, out.body, out.prev)
 	}
 	if err != nil {
 		return err
 	}
 	for _, t := range out.ttls {
-		p.bodies.QueueExpire(ctx, pipe, t.uuid, t.ttl)
+		p.bodies.QueueExpire(ctx, writes, t.uuid, t.ttl)
 	}
 	// Storages written by the commit get their span too, ended with the
 	// round trip that carries their write.
@@ -693,36 +693,37 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 		}
 		spans = nil
 	}
-	if !out.halted {
-		for _, s := range out.pipelined {
-			_, sp := p.tracer.Start(ctx, "storage "+s.sink.Name, trace.WithAttributes(attribute.String("vcon.storage", s.sink.Name)))
-			spans = append(spans, sp)
-			s.sink.Storage.(storage.Pipelined).AppendSave(pipe, s.v, out.body)
-		}
+	for _, s := range out.pipelined {
+		_, sp := p.tracer.Start(ctx, "storage "+s.sink.Name, trace.WithAttributes(attribute.String("vcon.storage", s.sink.Name)))
+		spans = append(spans, sp)
+		s.sink.Storage.(storage.Pipelined).AppendSave(writes, s.v, out.body)
 	}
+	pushes := p.outcomePipeline()
 	// A halted vCon still gets the pushes its links asked for (a router
 	// that filters the original has routed it); only egress is skipped.
 	for _, r := range out.routes {
-		queue.QueuePush(ctx, pipe, r.list, p.opts.ContextExpiry, r.uuid)
+		queue.QueuePush(ctx, pushes, r.list, p.opts.ContextExpiry, r.uuid)
 	}
 	if !out.halted {
 		for _, l := range p.chain.Egress {
-			queue.QueuePush(ctx, pipe, l, p.opts.ContextExpiry, out.uuid)
+			queue.QueuePush(ctx, pushes, l, p.opts.ContextExpiry, out.uuid)
 		}
 	}
+	pipes := []redis.Pipeliner{writes, pushes}
 	if p.cluster {
-		err := queue.ExecChecked(ctx, p.rdb, pipe)
+		err := queue.ExecChecked(ctx, p.rdb, pipes...)
 		endSpans(err)
 		if err != nil {
 			return err
 		}
-		pipe = p.rdb.Pipeline()
+		pipes = []redis.Pipeliner{p.rdb.Pipeline()}
 	}
-	p.worker.QueueDone(pipe, it)
-	queueNext(pipe)
-	err = queue.ExecChecked(ctx, p.rdb, pipe)
+	last := pipes[len(pipes)-1]
+	p.worker.QueueDone(last, it)
+	queueNext(last)
+	err = queue.ExecChecked(ctx, p.rdb, pipes...)
 	endSpans(err)
-	if err == nil && !out.halted && len(out.pipelined) > 0 {
+	if err == nil {
 		for _, s := range out.pipelined {
 			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, s.sink.Name, OutcomeSuccess).Inc()
 		}
@@ -754,7 +755,8 @@ func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure, q
 // killed while sending it leaves all or nothing too (a plain pipeline cut
 // short could push to egress and leave the vCon in flight, so it would be
 // pushed again after its redelivery). A cluster cannot run a script across
-// slots; there the in-flight removal goes in a second round trip instead.
+// slots; there the pushes and the in-flight removal go in round trips of
+// their own instead, each after the writes it depends on.
 func (p *Processor) outcomePipeline() redis.Pipeliner {
 	return p.rdb.Pipeline()
 }

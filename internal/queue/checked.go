@@ -91,24 +91,34 @@ end
 return {'ok', out}
 `)
 
-// ExecChecked runs the commands queued on pipe (a plain pipeline, not yet
-// sent) so that they apply whole or not at all, and sets each command's
-// reply. It returns an *OutcomeError for a refusal that would repeat
-// (wrong key type, a command error), any other error for a failed round
-// trip (which may be retried). A command's redis.Nil reply (an LMOVE from
-// an empty list) is not a failure.
+// ExecChecked runs the commands queued on pipes (plain pipelines, not yet
+// sent), in order, so that they apply whole or not at all, and sets each
+// command's reply. It returns an *OutcomeError for a refusal that would
+// repeat (wrong key type, a command error), any other error for a failed
+// round trip (which may be retried). A command's redis.Nil reply (an LMOVE
+// from an empty list) is not a failure.
 //
 // On a cluster the keys of one outcome live in several slots, which no
 // script spans: there the types are checked in one round trip and the
-// commands sent in the next. A key changing type between the two is the
-// only way such an outcome applies in part.
-func ExecChecked(ctx context.Context, rdb redis.UniversalClient, pipe redis.Pipeliner) error {
-	cmds := pipe.Cmds()
+// commands sent after it, one pipe per round trip. A cluster pipeline sends
+// to every node at once, in no order between nodes; sending a pipe only
+// once the one before it is written keeps a push (the second pipe) from
+// landing before the body it points at (the first). A key changing type
+// after the check is the only way such an outcome applies in part.
+func ExecChecked(ctx context.Context, rdb redis.UniversalClient, pipes ...redis.Pipeliner) error {
+	var cmds []redis.Cmder
+	groups := make([][]redis.Cmder, 0, len(pipes))
+	for _, pipe := range pipes {
+		if g := pipe.Cmds(); len(g) > 0 {
+			cmds = append(cmds, g...)
+			groups = append(groups, g)
+		}
+	}
 	if len(cmds) == 0 {
 		return nil
 	}
 	if IsCluster(rdb) {
-		return execCheckedCluster(ctx, rdb, cmds)
+		return execCheckedCluster(ctx, rdb, cmds, groups)
 	}
 	argv := make([]any, 1, 1+4*len(cmds))
 	argv[0] = len(cmds)
@@ -158,7 +168,8 @@ func ExecChecked(ctx context.Context, rdb redis.UniversalClient, pipe redis.Pipe
 	}
 }
 
-func execCheckedCluster(ctx context.Context, rdb redis.UniversalClient, cmds []redis.Cmder) error {
+// execCheckedCluster: cmds are all of groups' commands, in order.
+func execCheckedCluster(ctx context.Context, rdb redis.UniversalClient, cmds []redis.Cmder, groups [][]redis.Cmder) error {
 	type check struct {
 		cmd  int
 		key  string
@@ -190,21 +201,27 @@ func execCheckedCluster(ctx context.Context, rdb redis.UniversalClient, cmds []r
 			}
 		}
 	}
-	send := rdb.Pipeline()
-	for _, c := range cmds {
-		_ = send.Process(ctx, c)
-	}
-	_, _ = send.Exec(ctx)
-	for i, c := range cmds {
-		err := c.Err()
-		if err == nil || errors.Is(err, redis.Nil) {
-			continue
+	sent := 0
+	for _, g := range groups {
+		send := rdb.Pipeline()
+		for _, c := range g {
+			_ = send.Process(ctx, c)
 		}
-		var rerr redis.Error
-		if errors.As(err, &rerr) {
-			return &OutcomeError{Command: commandName(cmds, i+1), Key: keyOf(cmds, i+1), Err: err.Error()}
+		_, _ = send.Exec(ctx)
+		for i, c := range g {
+			err := c.Err()
+			if err == nil || errors.Is(err, redis.Nil) {
+				continue
+			}
+			// The groups after this one were not sent.
+			failFrom(cmds, sent+len(g), err)
+			var rerr redis.Error
+			if errors.As(err, &rerr) {
+				return &OutcomeError{Command: commandName(cmds, sent+i+1), Key: keyOf(cmds, sent+i+1), Err: err.Error()}
+			}
+			return err
 		}
-		return err
+		sent += len(g)
 	}
 	return nil
 }

@@ -117,3 +117,48 @@ func TestExecCheckedFailedRoundTripFailsEveryCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestExecCheckedPipesInOrder: pipes apply in order, and one whose command
+// fails stops the pipes after it, on a cluster too, where one pipeline's
+// commands would all be sent at once (a push would land beside a failed
+// body write, or before a body write on another node).
+func TestExecCheckedPipesInOrder(t *testing.T) {
+	servers := map[string]func(*testing.T) redis.UniversalClient{
+		"single":  func(t *testing.T) redis.UniversalClient { return testenv.StartRedis(t).Client() },
+		"cluster": func(t *testing.T) redis.UniversalClient { return testenv.StartRedisCluster(t, 3).Client() },
+	}
+	for name, start := range servers {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb := start(t)
+			// Different slots, as a body and an egress list are.
+			body, out := "vcon:ordered", "ordered-out"
+
+			writes, pushes := rdb.Pipeline(), rdb.Pipeline()
+			set := writes.Set(ctx, body, "doc", 0)
+			push := pushes.RPush(ctx, out, "u1")
+			if err := ExecChecked(ctx, rdb, writes, pushes); err != nil {
+				t.Fatal(err)
+			}
+			if set.Val() != "OK" || push.Val() != 1 {
+				t.Fatalf("replies: set %q, push %d", set.Val(), push.Val())
+			}
+
+			rdb.Set(ctx, "ordered-count", "not a number", 0)
+			writes, pushes = rdb.Pipeline(), rdb.Pipeline()
+			writes.Incr(ctx, "ordered-count") // fails when run, past the type check
+			push = pushes.RPush(ctx, out, "u2")
+			err := ExecChecked(ctx, rdb, writes, pushes)
+			var refused *OutcomeError
+			if !errors.As(err, &refused) || refused.Command != "INCR" || refused.Key != "ordered-count" {
+				t.Fatalf("ExecChecked = %v, want a refusal naming INCR ordered-count", err)
+			}
+			if push.Err() == nil {
+				t.Error("the push after the failed pipe reports success")
+			}
+			if got := rdb.LRange(ctx, out, 0, -1).Val(); !slices.Equal(got, []string{"u1"}) {
+				t.Fatalf("%s = %q after a failed first pipe, want only the first push", out, got)
+			}
+		})
+	}
+}
