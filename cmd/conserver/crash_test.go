@@ -276,12 +276,29 @@ chains:
 
 // TestCrashBetweenRouteAndOutcome SIGKILLs the worker after links.tag_router
 // has routed its vCons and while a later link holds them, before their
-// outcome. The routed list is empty at the kill (routes go with the
-// outcome), and after a second worker has the redelivered vCons done it
-// holds each uuid exactly once, as egress does.
+// outcome, on one server and on a cluster. The routed list is empty at the
+// kill (routes go with the outcome), and after a second worker has the
+// redelivered vCons done it holds each uuid exactly once, as egress does.
 func TestCrashBetweenRouteAndOutcome(t *testing.T) {
-	srv := testenv.StartRedis(t)
-	rdb := srv.Client()
+	servers := map[string]func(t *testing.T) (url string, rdb redis.UniversalClient){
+		"single": func(t *testing.T) (string, redis.UniversalClient) {
+			srv := testenv.StartRedis(t)
+			return srv.URL(), srv.Client()
+		},
+		"cluster": func(t *testing.T) (string, redis.UniversalClient) {
+			c := testenv.StartRedisCluster(t, 3)
+			return c.URL(), c.Client()
+		},
+	}
+	for name, start := range servers {
+		t.Run(name, func(t *testing.T) {
+			url, rdb := start(t)
+			crashBetweenRouteAndOutcome(t, url, rdb)
+		})
+	}
+}
+
+func crashBetweenRouteAndOutcome(t *testing.T, redisURL string, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	const n = 5
 
@@ -319,7 +336,7 @@ chains:
 		return []string{"--worker-id", id, "--heartbeat-ttl", "2s", "--concurrency", "8"}
 	}
 
-	first := startWorker(t, cfg, srv.URL(), args("first")...)
+	first := startWorker(t, cfg, redisURL, args("first")...)
 	first.waitReady(60 * time.Second)
 	deadline := time.Now().Add(30 * time.Second)
 	for held.Load() < n {
@@ -337,7 +354,7 @@ chains:
 	}
 
 	hold.Store(false)
-	second := startWorker(t, cfg, srv.URL(), args("second")...)
+	second := startWorker(t, cfg, redisURL, args("second")...)
 	deadline = time.Now().Add(60 * time.Second)
 	for rdb.LLen(ctx, "out").Val() < n {
 		if time.Now().After(deadline) {
