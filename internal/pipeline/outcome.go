@@ -1,0 +1,205 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
+)
+
+// failure is why a vCon is dead-lettered.
+type failure struct {
+	reason string // one of the Reason* constants
+	step   string
+	err    error
+}
+
+func (f *failure) text() string {
+	if f.step != "" {
+		return fmt.Sprintf("%s: %s: %v", f.reason, f.step, f.err)
+	}
+	return fmt.Sprintf("%s: %v", f.reason, f.err)
+}
+
+// outcome is what a successful run leaves to write.
+type outcome struct {
+	uuid      string // the vCon the chain ended on (links may switch)
+	body      []byte // the document to write back (normalised)
+	prev      vconstore.Body
+	halted    bool
+	pipelined []pipelinedSave
+	recache   bool // body came from a storage: create the key
+	// What the links asked for (links.Result), applied by the commit only.
+	routes []route
+	ttls   []bodyTTL
+}
+
+// route is a push of uuid onto list that a link asked for.
+type route struct{ list, uuid string }
+
+// bodyTTL is the expiry a link gave the body of uuid.
+type bodyTTL struct {
+	uuid string
+	ttl  time.Duration
+}
+
+// addEffects records the effects of a link's result on the vCon it ran on,
+// uuid. A later TTL for the same vCon replaces an earlier one: the last
+// link to set one wins, as each EXPIRE replaced the one before.
+func (o *outcome) addEffects(uuid string, res links.Result) {
+	for _, l := range res.Routes {
+		o.routes = append(o.routes, route{list: l, uuid: uuid})
+	}
+	if res.TTL <= 0 {
+		return
+	}
+	for i := range o.ttls {
+		if o.ttls[i].uuid == uuid {
+			o.ttls[i].ttl = res.TTL
+			return
+		}
+	}
+	o.ttls = append(o.ttls, bodyTTL{uuid: uuid, ttl: res.TTL})
+}
+
+type pipelinedSave struct {
+	sink Sink
+	v    *vcon.VCon
+}
+
+// commit writes a finished vCon's results and takes it out of flight in one
+// round trip: body and the TTLs links set, storages that are Redis
+// commands, then the pushes links asked for (even when the chain halted)
+// and egress pushes, each with its trace context, then the in-flight
+// removal. Pushing only here, after the body and with the removal, is what
+// keeps a link's push from being repeated by a redelivery or read before
+// the body. On a cluster the pushes go in a second round trip, once the
+// writes are applied, and the removal in a third, once the pushes are.
+func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
+	writes := p.outcomePipeline()
+	var err error
+	if out.recache {
+		err = p.bodies.QueueCreate(ctx, writes, out.uuid, out.body, p.opts.ReadThroughTTL)
+	} else {
+		err = p.bodies.QueuePut(ctx, writes, out.uuid, out.body, out.prev)
+	}
+	if err != nil {
+		return err
+	}
+	for _, t := range out.ttls {
+		p.bodies.QueueExpire(ctx, writes, t.uuid, t.ttl)
+	}
+	// Storages written by the commit get their span too, ended with the
+	// round trip that carries their write.
+	var spans []trace.Span
+	endSpans := func(err error) {
+		for _, sp := range spans {
+			if err != nil {
+				sp.SetStatus(codes.Error, "storage write failed")
+			}
+			sp.End()
+		}
+		spans = nil
+	}
+	for _, s := range out.pipelined {
+		_, sp := p.tracer.Start(ctx, "storage "+s.sink.Name, trace.WithAttributes(attribute.String("vcon.storage", s.sink.Name)))
+		spans = append(spans, sp)
+		s.sink.Storage.(storage.Pipelined).AppendSave(writes, s.v, out.body)
+	}
+	pushes := p.outcomePipeline()
+	// A halted vCon still gets the pushes its links asked for (a router
+	// that filters the original has routed it); only egress is skipped.
+	for _, r := range out.routes {
+		queue.QueuePush(ctx, pushes, r.list, p.opts.ContextExpiry, r.uuid)
+	}
+	if !out.halted {
+		for _, l := range p.chain.Egress {
+			queue.QueuePush(ctx, pushes, l, p.opts.ContextExpiry, out.uuid)
+		}
+	}
+	pipes := []redis.Pipeliner{writes, pushes}
+	if p.cluster {
+		err := queue.ExecChecked(ctx, p.rdb, pipes...)
+		endSpans(err)
+		if err != nil {
+			return err
+		}
+		pipes = []redis.Pipeliner{p.rdb.Pipeline()}
+	}
+	last := pipes[len(pipes)-1]
+	p.worker.QueueDone(last, it)
+	queueNext(last)
+	err = queue.ExecChecked(ctx, p.rdb, pipes...)
+	endSpans(err)
+	if err == nil {
+		for _, s := range out.pipelined {
+			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, s.sink.Name, OutcomeSuccess).Inc()
+		}
+	}
+	return err
+}
+
+// deadLetter puts the item on DLQ:{ingress} with its reason, gives the body
+// the DLQ expiry, and takes it out of flight (last, in its own round trip on
+// a cluster, so the DLQ entry exists before the in-flight one goes).
+func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
+	pipe := p.outcomePipeline()
+	queue.QueueDeadLetter(pipe, it, queue.DLQReason{Reason: f.text(), Chain: p.chain.Name, Step: f.step, At: time.Now().UTC()})
+	p.bodies.QueueExpire(ctx, pipe, it.UUID, p.opts.DLQExpiry)
+	if p.cluster {
+		if err := queue.ExecChecked(ctx, p.rdb, pipe); err != nil {
+			return err
+		}
+		pipe = p.rdb.Pipeline()
+	}
+	p.worker.QueueDone(pipe, it)
+	queueNext(pipe)
+	return queue.ExecChecked(ctx, p.rdb, pipe)
+}
+
+// outcomePipeline collects the commands of a vCon's outcome, which
+// queue.ExecChecked sends. On one server they run as one script that
+// applies all of them or, when a key has the wrong type, none: a worker
+// killed while sending it leaves all or nothing too (a plain pipeline cut
+// short could push to egress and leave the vCon in flight, so it would be
+// pushed again after its redelivery). A cluster cannot run a script across
+// slots; there the pushes and the in-flight removal go in round trips of
+// their own instead, each after the writes it depends on.
+func (p *Processor) outcomePipeline() redis.Pipeliner {
+	return p.rdb.Pipeline()
+}
+
+// retryOutcome writes an outcome until it is written once. An outcome is
+// one transaction ending with the in-flight removal (on one server), so
+// when an attempt failed ambiguously (e.g. Redis restarting after it ran
+// the EXEC but before the reply), the item having left flight means the
+// outcome was applied: repeating it would push to egress twice.
+//
+// A refusal (*queue.OutcomeError) would repeat: it is returned at once
+// unless retryRefusals is set (a dead letter has nowhere else to go).
+func (p *Processor) retryOutcome(ctx context.Context, it queue.Item, retryRefusals bool, write func() error) error {
+	attempt := 0
+	return p.retryRedis(ctx, retryRefusals, func() error {
+		attempt++
+		if attempt > 1 && !p.cluster {
+			inFlight, err := p.worker.StillInFlight(ctx, it)
+			if err != nil {
+				return err
+			}
+			if !inFlight {
+				return nil
+			}
+		}
+		return write()
+	})
+}

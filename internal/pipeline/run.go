@@ -1,0 +1,265 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
+)
+
+// bodyBuffers recycles the buffers documents are encoded into: a vCon's
+// encoding is one of the largest allocations of its processing, and
+// reusing it spares the collector most of them.
+var bodyBuffers sync.Pool
+
+func getBodyBuffer() []byte {
+	if b, ok := bodyBuffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 8<<10)
+}
+
+// putBodyBuffer keeps b for reuse unless it is unusually large (one huge
+// vCon must not pin its memory for the life of the worker).
+func putBodyBuffer(b []byte) {
+	if cap(b) == 0 || cap(b) > 1<<20 {
+		return
+	}
+	bodyBuffers.Put(&b)
+}
+
+// run executes links and storages. It returns either what to commit or why
+// the vCon fails.
+func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body, readErr error) (*outcome, *failure) {
+	ctx, cancel := context.WithTimeout(ctx, p.chain.Timeout)
+	defer cancel()
+	out := &outcome{uuid: it.UUID, prev: body}
+	if readErr != nil {
+		if errors.Is(readErr, vconstore.ErrWrongType) {
+			return nil, &failure{reason: ReasonMalformed, err: errors.New("the body key holds neither a string nor a JSON document")}
+		}
+		if errors.Is(readErr, vconstore.ErrTooLarge) {
+			// Not decoded: one oversized document must not take the
+			// worker's memory (and every other vCon in flight) with it.
+			return nil, &failure{reason: ReasonTooLarge, err: errors.New(strings.TrimPrefix(readErr.Error(), vconstore.Key(it.UUID)+": "))}
+		}
+		data, ok := p.readThrough(ctx, it.UUID)
+		if !ok {
+			return nil, &failure{reason: ReasonNotFound, err: errors.New("no body in Redis or in any storage")}
+		}
+		body = vconstore.Body{Data: data}
+		out.recache = true
+	}
+	v, fail := parseBody(body.Data, it.UUID)
+	if fail != nil {
+		return nil, fail
+	}
+
+	for _, step := range p.chain.Links {
+		res, err := p.runLink(ctx, step, v)
+		if err != nil {
+			return nil, p.classify(ctx, ReasonLinkError, "link "+step.Name, err)
+		}
+		out.addEffects(out.uuid, res)
+		if res.Halt {
+			out.halted = true
+			break
+		}
+		if res.NextUUID != "" && res.NextUUID != v.UUID() {
+			// Finish the current document, then go on with the other one.
+			if err := p.writeBody(ctx, out, v); err != nil {
+				return nil, p.classify(ctx, ReasonLinkError, "link "+step.Name, err)
+			}
+			next, err := p.bodies.Get(ctx, res.NextUUID)
+			if err != nil {
+				return nil, p.classify(ctx, ReasonNotFound, "link "+step.Name, fmt.Errorf("forwarded vCon: %w", err))
+			}
+			if v, fail = parseBody(next.Data, res.NextUUID); fail != nil {
+				return nil, fail
+			}
+			out.uuid, out.prev, out.recache = res.NextUUID, next, false
+		}
+	}
+	vcon.Normalize(v)
+	data, err := v.AppendMarshal(getBodyBuffer())
+	if err != nil {
+		return nil, &failure{reason: ReasonMalformed, err: err}
+	}
+	out.body = data
+	if out.halted {
+		return out, nil
+	}
+	if fail := p.store(ctx, out, v, data); fail != nil {
+		return nil, fail
+	}
+	return out, nil
+}
+
+// parseBody decodes and checks a body. The reason names the field paths at
+// fault, never their values. data is a Redis reply (or a storage's read)
+// that nothing writes into, so the document's long strings are its bytes,
+// not copies: a large vCon is held once.
+func parseBody(data []byte, uuid string) (*vcon.VCon, *failure) {
+	v, err := vcon.ParseReadOnly(data)
+	if err != nil {
+		return nil, &failure{reason: ReasonMalformed, err: errors.New(strings.TrimPrefix(err.Error(), "vcon: "))}
+	}
+	if errs := vcon.Validate(v); len(errs) > 0 {
+		paths := make([]string, 0, 3)
+		for i, e := range errs {
+			if i == 3 {
+				paths = append(paths, fmt.Sprintf("and %d more", len(errs)-3))
+				break
+			}
+			paths = append(paths, e.Error())
+		}
+		return nil, &failure{reason: ReasonMalformed, err: errors.New(strings.Join(paths, "; "))}
+	}
+	if !strings.EqualFold(v.UUID(), uuid) {
+		return nil, &failure{reason: ReasonMalformed, err: errors.New("the document's uuid differs from its key")}
+	}
+	return v, nil
+}
+
+func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links.Result, error) {
+	ctx, span := p.tracer.Start(ctx, "link "+step.Name, trace.WithAttributes(attribute.String("vcon.link", step.Name)))
+	defer span.End()
+	start := time.Now()
+	res, err := step.Link.Run(ctx, v)
+	p.metrics.LinkDuration.WithLabelValues(p.chain.Name, step.Name).Observe(time.Since(start).Seconds())
+	outcome := OutcomeContinue
+	switch {
+	case err == nil && ctx.Err() != nil:
+		err = ctx.Err()
+		fallthrough
+	case err != nil:
+		outcome = OutcomeError
+		span.SetStatus(codes.Error, "link failed")
+	case res.Halt:
+		outcome = OutcomeHalt
+	case res.NextUUID != "" && res.NextUUID != v.UUID():
+		outcome = OutcomeForward
+	}
+	span.SetAttributes(attribute.String("vcon.outcome", outcome))
+	p.metrics.LinkOutcomes.WithLabelValues(p.chain.Name, step.Name, outcome).Inc()
+	return res, err
+}
+
+// classify turns a step error into a failure, recognising the chain timeout.
+func (p *Processor) classify(ctx context.Context, reason, step string, err error) *failure {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &failure{reason: ReasonTimeout, step: step, err: fmt.Errorf("chain timeout of %s exceeded", p.chain.Timeout)}
+	}
+	return &failure{reason: reason, step: step, err: err}
+}
+
+// store writes every storage, in parallel, each with retries. Storages whose
+// write is a Redis command are queued for the commit instead.
+func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data []byte) *failure {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first *failure
+	)
+	for _, sink := range p.chain.Storages {
+		if _, ok := sink.Storage.(storage.Pipelined); ok {
+			out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v})
+			continue
+		}
+		wg.Add(1)
+		go func(sink Sink) {
+			defer wg.Done()
+			if err := p.save(ctx, sink, v); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = p.classify(ctx, ReasonStorageError, "storage "+sink.Name, err)
+				}
+				mu.Unlock()
+			}
+		}(sink)
+	}
+	wg.Wait()
+	return first
+}
+
+func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
+	ctx, span := p.tracer.Start(ctx, "storage "+sink.Name, trace.WithAttributes(attribute.String("vcon.storage", sink.Name)))
+	defer span.End()
+	wait := p.opts.StorageBackoff
+	var err error
+	for attempt := 1; attempt <= p.opts.StorageAttempts; attempt++ {
+		start := time.Now()
+		callCtx, cancel := context.WithTimeout(ctx, p.opts.StorageCallTimeout)
+		err = sink.Storage.Save(callCtx, v)
+		if err != nil && callCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("attempt timed out after %s: %w", p.opts.StorageCallTimeout, err)
+		}
+		cancel()
+		p.metrics.StorageDuration.WithLabelValues(p.chain.Name, sink.Name).Observe(time.Since(start).Seconds())
+		if err == nil {
+			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeSuccess).Inc()
+			return nil
+		}
+		// A permanent error (a document over the storage's size limit)
+		// fails the same way every time: dead-letter it now, with its
+		// reason, instead of after every backoff.
+		if ctx.Err() != nil || attempt == p.opts.StorageAttempts || storage.IsPermanent(err) {
+			break
+		}
+		p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeRetry).Inc()
+		p.log.Info("storage write failed, retrying", "storage", sink.Name, "attempt", attempt, "error", err)
+		if !sleep(ctx, wait) {
+			break
+		}
+		wait = min(2*wait, p.opts.StorageBackoffMax)
+	}
+	p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeFailure).Inc()
+	span.SetStatus(codes.Error, "storage write failed")
+	if ctx.Err() != nil && err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// readThrough looks for a missing body in the storages that can read back.
+func (p *Processor) readThrough(ctx context.Context, uuid string) ([]byte, bool) {
+	if !p.opts.ReadThrough {
+		return nil, false
+	}
+	for _, s := range p.getters {
+		data, err := s.Storage.(storage.Getter).Get(ctx, uuid)
+		if err == nil && len(data) > 0 {
+			return data, true
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			p.log.Info("read-through failed", "storage", s.Name, "uuid", uuid, "error", err)
+		}
+	}
+	return nil, false
+}
+
+// writeBody writes the current document back before a link switches to
+// another vCon.
+func (p *Processor) writeBody(ctx context.Context, out *outcome, v *vcon.VCon) error {
+	vcon.Normalize(v)
+	data, err := v.Marshal()
+	if err != nil {
+		return err
+	}
+	if out.recache {
+		return p.bodies.Create(ctx, out.uuid, data, p.opts.ReadThroughTTL)
+	}
+	return p.bodies.Put(ctx, out.uuid, data, out.prev)
+}
