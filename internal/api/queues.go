@@ -174,14 +174,17 @@ func (s *Server) dlq(w http.ResponseWriter, r *http.Request) {
 }
 
 // POST /api/dlq/reprocess?ingress_list=X&count=N → a bare integer moved.
+// Replayed vCons resume after the links they completed; from_start=true
+// (ours, not conserver's) runs every link again.
 func (s *Server) reprocess(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, s.opts.SortedSet)
 	list := q.list("ingress_list")
 	count := q.integer("count", 1000, 1, maxReprocess)
+	fromStart := q.boolean("from_start")
 	if !q.ok(w) {
 		return
 	}
-	n, err := queue.Replay(r.Context(), s.rdb, list, count)
+	n, err := queue.Replay(r.Context(), s.rdb, list, count, fromStart)
 	if err != nil {
 		s.internalError(w, r, "Failed to reprocess DLQ", err)
 		return

@@ -20,4 +20,13 @@ const (
 	// DefaultVconTTL is the time to live of a POSTed body, and of a body
 	// the worker reads back from storage (VCON_REDIS_EXPIRY).
 	DefaultVconTTL = 3600 * time.Second
+	// DefaultQueuedRetention is the least time to live of a body queued
+	// on an ingress or egress list, in flight or waiting for a retry
+	// (VCON_QUEUED_RETENTION, ours): three days, so that a long weekend's
+	// backlog or an outage never expires bodies before they are
+	// processed. The API gives a queued body this TTL (or
+	// VCON_REDIS_EXPIRY when longer); the worker extends it when it takes
+	// the vCon and when it pushes it on, and gives a body at the end of
+	// its chains VCON_REDIS_EXPIRY back.
+	DefaultQueuedRetention = 72 * time.Hour
 )

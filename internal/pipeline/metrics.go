@@ -18,10 +18,15 @@ const (
 	// ReasonTooLarge: the body is over the worker's size limit and was not
 	// read.
 	ReasonTooLarge = "too_large"
+	// ReasonRedeliveryLimit: the vCon was delivered Chain.MaxDeliveries
+	// times without an outcome (a poison pill that kills its worker).
+	ReasonRedeliveryLimit = "redelivery_limit"
+	// ReasonPanic: a link or storage panicked on the vCon.
+	ReasonPanic = "panic"
 )
 
 // reasons are every dead-letter reason, for series that exist at zero.
-var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError, ReasonOutcomeFailed, ReasonTooLarge}
+var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError, ReasonOutcomeFailed, ReasonTooLarge, ReasonRedeliveryLimit, ReasonPanic}
 
 // Outcomes of a link or a storage write, for the outcome label.
 const (
@@ -51,6 +56,8 @@ type Metrics struct {
 	Reaped          *prometheus.CounterVec
 	Orphans         *prometheus.CounterVec
 	OutcomeRefusals *prometheus.CounterVec
+	Panics          *prometheus.CounterVec
+	RetriesAsked    *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them on reg.
@@ -90,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"chain", "storage"}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vcon_dead_letters_total",
-			Help: "vCons dead-lettered, by reason (timeout, not_found, malformed, link_error, storage_error, outcome_failed, too_large).",
+			Help: "vCons dead-lettered, by reason (timeout, not_found, malformed, link_error, storage_error, outcome_failed, too_large, redelivery_limit, panic).",
 		}, []string{"chain", "reason"}),
 		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vcon_worker_inflight",
@@ -109,8 +116,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Outcome writes Redis refused (a list or key of another type): the vCon is dead-lettered, or kept in flight when its DLQ is the key at fault.",
 		}, []string{"chain"}),
 	}
+	m.Panics = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vcon_worker_panics_total",
+		Help: "Panics in a link or storage the worker recovered from (the vCon was dead-lettered with reason panic).",
+	}, []string{"chain"})
+	m.RetriesAsked = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vcon_retries_scheduled_total",
+		Help: "vCons that failed for a reason that may pass and wait in their ingress list's retry set, by reason.",
+	}, []string{"chain", "reason"})
 	reg.MustRegister(m.Processed, m.Errors, m.Duration, m.LinkDuration, m.LinkOutcomes,
-		m.StorageWrites, m.StorageDuration, m.DeadLetters, m.InFlight, m.Reaped, m.Orphans, m.OutcomeRefusals)
+		m.StorageWrites, m.StorageDuration, m.DeadLetters, m.InFlight, m.Reaped, m.Orphans, m.OutcomeRefusals,
+		m.Panics, m.RetriesAsked)
 	return m
 }
 
@@ -123,6 +139,7 @@ func (m *Metrics) init(chain string, linkNames, storageNames []string) {
 	m.Reaped.WithLabelValues(chain)
 	m.Orphans.WithLabelValues(chain)
 	m.OutcomeRefusals.WithLabelValues(chain)
+	m.Panics.WithLabelValues(chain)
 	for _, r := range reasons {
 		m.DeadLetters.WithLabelValues(chain, r)
 	}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,11 +18,25 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
-// failure is why a vCon is dead-lettered.
+// failure is why a vCon is dead-lettered (or, when retryable and attempts
+// are left, waits for a delayed retry).
 type failure struct {
-	reason string // one of the Reason* constants
-	step   string
-	err    error
+	reason    string // one of the Reason* constants
+	step      string
+	err       error
+	retryable bool
+	// completed names the links the vCon has completed (this run's and an
+	// earlier one's); progress is the document holding this run's results,
+	// written with the failure so they are not paid for again.
+	completed []string
+	progress  *progress
+}
+
+// progress is a failed vCon's document as its completed links left it.
+type progress struct {
+	body    []byte
+	prev    vconstore.Body
+	recache bool
 }
 
 func (f *failure) text() string {
@@ -42,6 +57,13 @@ type outcome struct {
 	// What the links asked for (links.Result), applied by the commit only.
 	routes []route
 	ttls   []bodyTTL
+	// clearState: the queue remembers something of the vCon (deliveries,
+	// attempts, completed links) that its outcome makes moot.
+	clearState bool
+	// restoreTTL: the body's TTL was no longer than the queued retention
+	// it was extended to when taken; the processed body gets the normal
+	// expiry back (a link's TTL still wins).
+	restoreTTL bool
 }
 
 // route is a push of uuid onto list that a link asked for.
@@ -96,6 +118,15 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	if err != nil {
 		return err
 	}
+	// A body pushed on is queued again, for the next chain or a reader of
+	// egress: it keeps the queued retention. One at the end of its road
+	// gets the normal expiry back, counted from now, when its TTL was no
+	// longer than the retention it was extended to. A link's TTL wins.
+	if len(out.routes) > 0 || (!out.halted && len(p.chain.Egress) > 0) {
+		p.bodies.QueueExtend(ctx, writes, out.uuid, p.opts.QueuedRetention)
+	} else if out.restoreTTL && !hasTTL(out.ttls, out.uuid) {
+		p.bodies.QueueExpire(ctx, writes, out.uuid, p.opts.BodyExpiry)
+	}
 	for _, t := range out.ttls {
 		p.bodies.QueueExpire(ctx, writes, t.uuid, t.ttl)
 	}
@@ -137,6 +168,9 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 		pipes = []redis.Pipeliner{p.rdb.Pipeline()}
 	}
 	last := pipes[len(pipes)-1]
+	if out.clearState {
+		queue.QueueClearState(last, it)
+	}
 	p.worker.QueueDone(last, it)
 	queueNext(last)
 	err = queue.ExecChecked(ctx, p.rdb, pipes...)
@@ -149,12 +183,30 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	return err
 }
 
-// deadLetter puts the item on DLQ:{ingress} with its reason, gives the body
-// the DLQ expiry, and takes it out of flight (last, in its own round trip on
-// a cluster, so the DLQ entry exists before the in-flight one goes).
-func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
+func hasTTL(ttls []bodyTTL, uuid string) bool {
+	for _, t := range ttls {
+		if t.uuid == uuid {
+			return true
+		}
+	}
+	return false
+}
+
+// deadLetter writes the document its completed links left (when they ran
+// in this run), puts the item on DLQ:{ingress} with its reason, the links
+// it completed and its earlier attempts, gives the body the DLQ expiry,
+// remembers the completed links for a replay, and takes it out of flight
+// (last, in its own round trip on a cluster, so the DLQ entry exists
+// before the in-flight one goes).
+func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure, state queue.State, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
 	pipe := p.outcomePipeline()
-	queue.QueueDeadLetter(pipe, it, queue.DLQReason{Reason: f.text(), Chain: p.chain.Name, Step: f.step, At: time.Now().UTC()})
+	if err := p.queueProgress(ctx, pipe, it, f); err != nil {
+		return err
+	}
+	queue.QueueDeadLetter(pipe, it, queue.DLQReason{
+		Reason: f.text(), Chain: p.chain.Name, Step: f.step, At: time.Now().UTC(),
+		Completed: f.completed, Attempts: state.Attempts,
+	})
 	p.bodies.QueueExpire(ctx, pipe, it.UUID, p.opts.DLQExpiry)
 	if p.cluster {
 		if err := queue.ExecChecked(ctx, p.rdb, pipe); err != nil {
@@ -162,9 +214,49 @@ func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure, q
 		}
 		pipe = p.rdb.Pipeline()
 	}
+	if !state.Empty() || len(f.completed) > 0 {
+		queue.QueueKeepProgress(pipe, it, nil, f.completed)
+	}
 	p.worker.QueueDone(pipe, it)
 	queueNext(pipe)
 	return queue.ExecChecked(ctx, p.rdb, pipe)
+}
+
+// scheduleRetry writes the document its completed links left, keeps the
+// body for at least the wait plus the queued retention, and moves the item
+// from flight to its list's retry set, due at due, with this attempt
+// added to its attempts. The move is one step in the list's slot, so a
+// crash leaves the vCon either in flight (reaped, run again) or waiting,
+// never both.
+func (p *Processor) scheduleRetry(ctx context.Context, it queue.Item, f *failure, state queue.State, due time.Time, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
+	pipe := p.outcomePipeline()
+	if err := p.queueProgress(ctx, pipe, it, f); err != nil {
+		return err
+	}
+	p.bodies.QueueExtend(ctx, pipe, it.UUID, p.opts.QueuedRetention+time.Until(due))
+	if p.cluster {
+		if err := queue.ExecChecked(ctx, p.rdb, pipe); err != nil {
+			return err
+		}
+		pipe = p.rdb.Pipeline()
+	}
+	attempts := append(slices.Clone(state.Attempts), queue.Attempt{Reason: f.text(), Step: f.step, At: time.Now().UTC()})
+	queue.QueueScheduleRetry(pipe, it, due, attempts, f.completed)
+	p.worker.QueueDone(pipe, it)
+	queueNext(pipe)
+	return queue.ExecChecked(ctx, p.rdb, pipe)
+}
+
+// queueProgress queues the write of a failed vCon's document as its
+// completed links left it, when they ran in this run.
+func (p *Processor) queueProgress(ctx context.Context, pipe redis.Pipeliner, it queue.Item, f *failure) error {
+	if f.progress == nil {
+		return nil
+	}
+	if f.progress.recache {
+		return p.bodies.QueueCreate(ctx, pipe, it.UUID, f.progress.body, p.opts.ReadThroughTTL)
+	}
+	return p.bodies.QueuePut(ctx, pipe, it.UUID, f.progress.body, f.progress.prev)
 }
 
 // outcomePipeline collects the commands of a vCon's outcome, which

@@ -15,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 
@@ -216,7 +217,8 @@ func TestLinkEffects(t *testing.T) {
 			steps:  []Step{tagUrgent, router, probe},
 			routed: map[string][]string{"routed": {first}, "routed2": {first}},
 			egress: []string{first},
-			ttl:    map[string]ttlRange{first: {900 * second, 1000 * second}},
+			// On egress the body is queued again: the queued retention.
+			ttl: map[string]ttlRange{first: {apiwire.DefaultQueuedRetention - time.Minute, apiwire.DefaultQueuedRetention}},
 		},
 		{
 			name:   "halted after routing: routed, not egressed",

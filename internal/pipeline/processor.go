@@ -46,6 +46,14 @@ type Chain struct {
 	// Timeout bounds links and storages for one vCon; 0 takes the
 	// processor's DefaultTimeout (a chain is never unbounded).
 	Timeout time.Duration
+	// MaxDeliveries: a vCon whose deliveries ended this many times
+	// without an outcome (each time its worker died) is dead-lettered
+	// with reason redelivery_limit when taken again, instead of taking
+	// down the next worker; 0 takes DefaultMaxDeliveries.
+	MaxDeliveries int
+	// Retry is when a failure that may pass is tried again later; the
+	// zero policy dead-letters at the first failure.
+	Retry RetryPolicy
 }
 
 // Options tune the processor; zero values take conserver's defaults.
@@ -80,6 +88,13 @@ type Options struct {
 	// running before the processor reports it stalled: by then a link or
 	// storage ignored the cancellation, and only a restart frees the slot.
 	StallGrace time.Duration
+	// QueuedRetention is the least TTL a body keeps from the moment it is
+	// taken until its outcome (VCON_QUEUED_RETENTION): a vCon in flight or
+	// waiting for a retry never loses its body to the TTL the producer
+	// gave it. BodyExpiry (VCON_REDIS_EXPIRY) is the TTL a processed body
+	// gets back when its TTL was no longer than QueuedRetention.
+	QueuedRetention time.Duration
+	BodyExpiry      time.Duration
 }
 
 // Defaults of the options above (docs/migrating-from-conserver.md).
@@ -124,6 +139,12 @@ func (o *Options) defaults() {
 	if o.StallGrace <= 0 {
 		o.StallGrace = DefaultStallGrace
 	}
+	if o.QueuedRetention <= 0 {
+		o.QueuedRetention = apiwire.DefaultQueuedRetention
+	}
+	if o.BodyExpiry <= 0 {
+		o.BodyExpiry = apiwire.DefaultVconTTL
+	}
 }
 
 // Processor runs one chain.
@@ -152,6 +173,10 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	if chain.Timeout <= 0 {
 		chain.Timeout = opts.DefaultTimeout
 	}
+	if chain.MaxDeliveries <= 0 {
+		chain.MaxDeliveries = DefaultMaxDeliveries
+	}
+	chain.Retry = chain.Retry.withDefaults()
 	p := &Processor{
 		running: map[uint64]time.Time{},
 		rdb:     rdb, bodies: bodies, worker: worker, chain: chain, opts: opts, metrics: m,

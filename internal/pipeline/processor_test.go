@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/config"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
@@ -103,11 +104,13 @@ func TestProcessOutcomes(t *testing.T) {
 			},
 		},
 		{
-			name:     "TTL kept across the rewrite",
+			// Pushed on to egress, the body is queued again: it keeps the
+			// queued retention, however short the producer's TTL.
+			name:     "TTL extended to the queued retention while on egress",
 			links:    []mod{tag},
 			storages: func(dir string) []mod { return []mod{redisStore} },
 			bodyTTL:  1000 * time.Second,
-			want:     want{egress: true, stored: true, tagged: true, bodyTTL: [2]time.Duration{900 * time.Second, 1000 * time.Second}},
+			want:     want{egress: true, stored: true, tagged: true, bodyTTL: [2]time.Duration{apiwire.DefaultQueuedRetention - time.Minute, apiwire.DefaultQueuedRetention}},
 		},
 		{
 			name:     "halt: filtered, no storage, no egress, no DLQ",
@@ -177,7 +180,9 @@ func TestProcessOutcomes(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			want: want{egress: true, stored: true, tagged: true, bodyTTL: [2]time.Duration{3000 * time.Second, 3600 * time.Second}},
+			// Re-cached, then pushed on to egress: queued again, so the
+			// queued retention rather than the read-through TTL.
+			want: want{egress: true, stored: true, tagged: true, bodyTTL: [2]time.Duration{apiwire.DefaultQueuedRetention - time.Minute, apiwire.DefaultQueuedRetention}},
 		},
 		{
 			name:  "malformed: not JSON",

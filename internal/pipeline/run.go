@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -41,11 +43,19 @@ func putBodyBuffer(b []byte) {
 }
 
 // run executes links and storages. It returns either what to commit or why
-// the vCon fails.
-func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body, readErr error) (*outcome, *failure) {
+// the vCon fails. state is what the queue remembers of the vCon: a poison
+// pill (too many deliveries without an outcome) fails before anything
+// runs, and a vCon back from a retry or a replay resumes after the links
+// it completed.
+func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body, readErr error, state queue.State) (*outcome, *failure) {
 	ctx, cancel := context.WithTimeout(ctx, p.chain.Timeout)
 	defer cancel()
-	out := &outcome{uuid: it.UUID, prev: body}
+	out := &outcome{uuid: it.UUID, prev: body, clearState: !state.Empty()}
+	if n := state.Deliveries; n >= p.chain.MaxDeliveries {
+		// Not decoded, not run: whatever killed the last n workers that
+		// held it would kill this one too.
+		return nil, &failure{reason: ReasonRedeliveryLimit, err: fmt.Errorf("delivered %d times without an outcome (the worker holding it stopped each time: killed, out of memory, or its heartbeat lost); the limit is %d", n, p.chain.MaxDeliveries)}
+	}
 	if readErr != nil {
 		if errors.Is(readErr, vconstore.ErrWrongType) {
 			return nil, &failure{reason: ReasonMalformed, err: errors.New("the body key holds neither a string nor a JSON document")}
@@ -66,12 +76,21 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 	if fail != nil {
 		return nil, fail
 	}
+	out.restoreTTL = !out.recache && body.PTTL > 0 && body.PTTL <= p.opts.QueuedRetention
 
-	for _, step := range p.chain.Links {
+	resume := resumePoint(p.chain.Links, state.Completed)
+	completed := linkNames(p.chain.Links[:resume])
+	forwarded := false
+	for _, step := range p.chain.Links[resume:] {
 		res, err := p.runLink(ctx, step, v)
 		if err != nil {
-			return nil, p.classify(ctx, ReasonLinkError, "link "+step.Name, err)
+			f := p.classify(ctx, ReasonLinkError, "link "+step.Name, err)
+			if !forwarded {
+				p.keepProgress(f, out, v, nil, completed, len(completed) > resume)
+			}
+			return nil, f
 		}
+		completed = append(completed, step.Name)
 		out.addEffects(out.uuid, res)
 		if res.Halt {
 			out.halted = true
@@ -90,6 +109,9 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 				return nil, fail
 			}
 			out.uuid, out.prev, out.recache = res.NextUUID, next, false
+			// Progress is kept for the vCon the chain was given; the one
+			// it now runs on is another's.
+			forwarded, out.restoreTTL = true, false
 		}
 	}
 	vcon.Normalize(v)
@@ -102,9 +124,54 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		return out, nil
 	}
 	if fail := p.store(ctx, out, v, data); fail != nil {
+		if !forwarded {
+			p.keepProgress(fail, out, v, data, completed, len(completed) > resume)
+		}
 		return nil, fail
 	}
 	return out, nil
+}
+
+// keepProgress records on a failure what the vCon's links completed, so
+// that a retry or a replay resumes after them, and, when links ran in this
+// run (ran), the document holding their results, written before the vCon
+// waits or is dead-lettered: transcription and analysis already paid for
+// are not paid for again. data is the document's encoding when already
+// made.
+func (p *Processor) keepProgress(f *failure, out *outcome, v *vcon.VCon, data []byte, completed []string, ran bool) {
+	f.completed = completed
+	if !ran {
+		return
+	}
+	if data == nil {
+		vcon.Normalize(v)
+		var err error
+		if data, err = v.AppendMarshal(getBodyBuffer()); err != nil {
+			// The failure stands; the links run again next time.
+			f.completed = completed[:0:0]
+			return
+		}
+	}
+	f.progress = &progress{body: data, prev: out.prev, recache: out.recache}
+}
+
+// resumePoint is how many leading links of the chain the vCon completed in
+// an earlier run: as many as the recorded names match, in order. A chain
+// edited since (a link renamed or moved) resumes at the first difference.
+func resumePoint(steps []Step, completed []string) int {
+	n := 0
+	for n < len(steps) && n < len(completed) && steps[n].Name == completed[n] {
+		n++
+	}
+	return n
+}
+
+func linkNames(steps []Step) []string {
+	names := make([]string, len(steps))
+	for i, s := range steps {
+		names[i] = s.Name
+	}
+	return names
 }
 
 // parseBody decodes and checks a body. The reason names the field paths at
@@ -137,7 +204,7 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 	ctx, span := p.tracer.Start(ctx, "link "+step.Name, trace.WithAttributes(attribute.String("vcon.link", step.Name)))
 	defer span.End()
 	start := time.Now()
-	res, err := step.Link.Run(ctx, v)
+	res, err := recovered(p, "link "+step.Name, v.UUID(), func() (links.Result, error) { return step.Link.Run(ctx, v) })
 	p.metrics.LinkDuration.WithLabelValues(p.chain.Name, step.Name).Observe(time.Since(start).Seconds())
 	outcome := OutcomeContinue
 	switch {
@@ -157,12 +224,45 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 	return res, err
 }
 
-// classify turns a step error into a failure, recognising the chain timeout.
+// classify turns a step error into a failure, recognising the chain
+// timeout and a panic, and says whether it may pass on a later attempt.
 func (p *Processor) classify(ctx context.Context, reason, step string, err error) *failure {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &failure{reason: ReasonTimeout, step: step, err: fmt.Errorf("chain timeout of %s exceeded", p.chain.Timeout)}
+	var pe *panicError
+	switch {
+	case errors.As(err, &pe):
+		return &failure{reason: ReasonPanic, step: step, err: err}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return &failure{reason: ReasonTimeout, step: step, err: fmt.Errorf("chain timeout of %s exceeded", p.chain.Timeout), retryable: true}
 	}
-	return &failure{reason: reason, step: step, err: err}
+	return &failure{reason: reason, step: step, err: err, retryable: retryable(reason, err)}
+}
+
+// panicError is a link or storage that panicked. Its text names the step
+// and the panic value's type (a runtime error's own text, which holds no
+// data); the value itself could quote the vCon and is never kept.
+type panicError struct{ what string }
+
+func (e *panicError) Error() string { return e.what }
+
+// recovered runs f, turning a panic into a *panicError: that vCon is
+// dead-lettered and the worker lives on. The stack goes to the log (code
+// locations, never the vCon's content).
+func recovered[T any](p *Processor, step, uuid string, f func() (T, error)) (res T, err error) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		what := fmt.Sprintf("%s panicked (%T)", step, r)
+		if re, ok := r.(runtime.Error); ok {
+			what = fmt.Sprintf("%s panicked: %s", step, re.Error())
+		}
+		p.metrics.Panics.WithLabelValues(p.chain.Name).Inc()
+		p.log.Error("recovered a panic; the vCon is dead-lettered", "step", step, "uuid", uuid, "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+		var zero T
+		res, err = zero, &panicError{what: what}
+	}()
+	return f()
 }
 
 // store writes every storage, in parallel, each with retries. Storages whose
@@ -202,7 +302,7 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 	for attempt := 1; attempt <= p.opts.StorageAttempts; attempt++ {
 		start := time.Now()
 		callCtx, cancel := context.WithTimeout(ctx, p.opts.StorageCallTimeout)
-		err = sink.Storage.Save(callCtx, v)
+		_, err = recovered(p, "storage "+sink.Name, v.UUID(), func() (struct{}, error) { return struct{}{}, sink.Storage.Save(callCtx, v) })
 		if err != nil && callCtx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("attempt timed out after %s: %w", p.opts.StorageCallTimeout, err)
 		}
@@ -214,8 +314,9 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 		}
 		// A permanent error (a document over the storage's size limit)
 		// fails the same way every time: dead-letter it now, with its
-		// reason, instead of after every backoff.
-		if ctx.Err() != nil || attempt == p.opts.StorageAttempts || storage.IsPermanent(err) {
+		// reason, instead of after every backoff. So does a panic.
+		var pe *panicError
+		if ctx.Err() != nil || attempt == p.opts.StorageAttempts || storage.IsPermanent(err) || errors.As(err, &pe) {
 			break
 		}
 		p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeRetry).Inc()

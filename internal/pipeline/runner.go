@@ -24,6 +24,9 @@ type RunnerOptions struct {
 	// arrives meanwhile is taken at once; the wait only bounds how quickly
 	// a stop is noticed.
 	BlockFor time.Duration
+	// PromoteEvery is how often due retries move to the head of their
+	// ingress lists (one script per list): how late a retry may start.
+	PromoteEvery time.Duration
 }
 
 // Runner takes vCons from a chain's ingress lists and processes them.
@@ -52,6 +55,9 @@ func NewRunner(proc *Processor, opts RunnerOptions, log *slog.Logger) *Runner {
 	}
 	if opts.BlockFor <= 0 {
 		opts.BlockFor = time.Second
+	}
+	if opts.PromoteEvery <= 0 {
+		opts.PromoteEvery = time.Second
 	}
 	return &Runner{proc: proc, worker: proc.worker, opts: opts, log: log.With("chain", proc.chain.Name)}
 }
@@ -83,8 +89,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	hbCtx, stopHeartbeat := context.WithCancel(context.Background())
 	defer stopHeartbeat()
 	var background sync.WaitGroup
-	background.Add(1)
+	background.Add(2)
 	go func() { defer background.Done(); r.heartbeat(hbCtx, lists) }()
+	go func() { defer background.Done(); r.promoteDue(ctx, lists) }()
 
 	// A FIFO semaphore shared by one fetcher per ingress list: each fetcher
 	// holds at most one taken vCon while it waits for a slot, and slots are
@@ -229,6 +236,24 @@ func (r *Runner) settleHandoff() {
 		h := r.handoffs.Load()
 		if h <= 0 || r.handoffs.CompareAndSwap(h, h-1) {
 			return
+		}
+	}
+}
+
+// promoteDue moves due retries to the head of the ingress lists, every
+// PromoteEvery, until ctx ends (a stopping worker takes no more work, so it
+// has no reason to promote any).
+func (r *Runner) promoteDue(ctx context.Context, lists []string) {
+	t := time.NewTicker(r.opts.PromoteEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := queue.PromoteDue(ctx, r.proc.rdb, lists); err != nil && ctx.Err() == nil {
+			r.log.Warn("promoting due retries failed", "error", err)
 		}
 	}
 }

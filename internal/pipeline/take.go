@@ -39,22 +39,35 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	p.metrics.InFlight.WithLabelValues(chain).Inc()
 	defer p.metrics.InFlight.WithLabelValues(chain).Dec()
 
-	// One round trip: the body (whatever its type) and the producer's
-	// trace context.
+	// One round trip: the body (whatever its type), the producer's trace
+	// context and what the queue remembers of the vCon (deliveries,
+	// attempts, completed links). The body's TTL is extended to the queued
+	// retention in the same trip, after its TTL was read: a vCon in flight
+	// or waiting for a retry never loses its body to a producer's short
+	// TTL.
 	var (
 		body    vconstore.Body
 		readErr error
 		tcRaw   string
+		state   queue.State
 	)
 	err = p.retryRedis(ctx, false, func() error {
 		pipe := p.rdb.Pipeline()
 		pending := p.bodies.QueueGet(ctx, pipe, it.UUID)
+		extend := p.bodies.QueueExtend(ctx, pipe, it.UUID, p.opts.QueuedRetention)
 		tcCmd := pipe.LPop(ctx, queue.ContextKey(it.List, it.UUID))
+		stateCmd := queue.QueueReadState(ctx, pipe, it.List, it.UUID)
 		cmds, _ := pipe.Exec(ctx)
 		for _, c := range cmds {
-			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && c != tcCmd && !isProbeErr(e) {
+			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && c != tcCmd && c != extend && !isProbeErr(e) {
 				return e
 			}
+		}
+		var stErr error
+		if state, stErr = stateCmd.Result(); stErr != nil {
+			// A field written by hand: go on with what decoded rather
+			// than hold the vCon.
+			p.log.Warn("vcon state does not decode; ignoring the bad fields", "uuid", it.UUID, "list", it.List, "error", stErr)
 		}
 		// A context key of another type is a producer's mistake: process
 		// the vCon without the trace rather than retry forever.
@@ -82,7 +95,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	defer span.End()
 
 	finished := p.started(start)
-	outcome, fail := p.run(ctx, it, body, readErr)
+	outcome, fail := p.run(ctx, it, body, readErr, state)
 	finished()
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return queue.Item{}, false, ErrStopped
@@ -118,6 +131,31 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 			span.SetAttributes(attribute.Bool("vcon.filtered", outcome.halted))
 		}
 	}
+	retried := false
+	if fail != nil && fail.retryable {
+		due, again := p.chain.Retry.nextAttempt(len(state.Attempts)+1, time.Now())
+		if again {
+			err = p.retryOutcome(ctx, it, false, func() error { return p.scheduleRetry(ctx, it, fail, state, due, queueNext) })
+			var refused *queue.OutcomeError
+			switch {
+			case errors.As(err, &refused):
+				// A key of ours holds another type: the DLQ is where
+				// the vCon can still be found.
+				p.metrics.OutcomeRefusals.WithLabelValues(chain).Inc()
+				p.log.Error("retry refused by Redis; dead-lettering instead", "uuid", it.UUID, "list", it.List, "error", err)
+			case err != nil:
+				return queue.Item{}, false, err
+			default:
+				p.worker.Forget(it)
+				span.SetStatus(codes.Error, fail.reason)
+				span.SetAttributes(attribute.String("vcon.retry_reason", fail.reason), attribute.Int("vcon.attempt", len(state.Attempts)+1))
+				p.metrics.RetriesAsked.WithLabelValues(chain, fail.reason).Inc()
+				p.log.Info("vcon failed, retry scheduled", "uuid", it.UUID, "list", it.List, "reason", fail.reason, "step", fail.step,
+					"attempt", len(state.Attempts)+1, "due_in", time.Until(due).Round(time.Millisecond).String())
+				fail, retried = nil, true
+			}
+		}
+	}
 	if fail != nil {
 		span.SetStatus(codes.Error, fail.reason)
 		span.SetAttributes(attribute.String("vcon.dlq_reason", fail.reason))
@@ -125,7 +163,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		// type) keeps the vCon in flight, retried until the key is fixed:
 		// there is no other list left to keep it in.
 		err = p.retryOutcome(ctx, it, true, func() error {
-			err := p.deadLetter(ctx, it, fail, queueNext)
+			err := p.deadLetter(ctx, it, fail, state, queueNext)
 			var refused *queue.OutcomeError
 			if errors.As(err, &refused) {
 				p.metrics.OutcomeRefusals.WithLabelValues(chain).Inc()
@@ -141,8 +179,11 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		p.metrics.DeadLetters.WithLabelValues(chain, fail.reason).Inc()
 		p.log.Warn("vcon dead-lettered", "uuid", it.UUID, "list", it.List, "reason", fail.reason, "step", fail.step)
 	}
-	p.metrics.Processed.WithLabelValues(chain).Inc()
-	p.metrics.Duration.WithLabelValues(chain).Observe(time.Since(start).Seconds())
+	if !retried {
+		// A vCon waiting for a retry has not finished its chain.
+		p.metrics.Processed.WithLabelValues(chain).Inc()
+		p.metrics.Duration.WithLabelValues(chain).Observe(time.Since(start).Seconds())
+	}
 	if pendingNext != nil {
 		next, took = pendingNext.Item()
 	}

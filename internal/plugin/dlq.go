@@ -44,10 +44,11 @@ func ListDLQ(ctx context.Context, rdb redis.UniversalClient, lists []string) ([]
 }
 
 type dlqOptions struct {
-	redisURL string
-	list     string
-	output   string
-	count    int
+	redisURL  string
+	list      string
+	output    string
+	count     int
+	fromStart bool
 }
 
 func (r *root) dlqCommand() *cobra.Command {
@@ -122,7 +123,11 @@ func (r *root) dlqReplayCommand() *cobra.Command {
 		Short: "Move dead-lettered vCons back to the tail of their ingress lists (conserver's /dlq/reprocess)",
 		Long: `Move dead-lettered vCons back to the tail of their ingress lists, oldest
 first, and drop their recorded reasons. Fix what made them fail first: a vCon
-that fails again is dead-lettered again.`,
+that fails again is dead-lettered again.
+
+A replayed vCon resumes at the link that failed: the links it completed
+(transcription, analysis already paid for) are in its body and do not run
+again. --from-start runs every link again.`,
 		Args: exactArgs(1, "name the Chain: kubectl vcon dlq replay CHAIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.count < 0 {
@@ -143,7 +148,7 @@ that fails again is dead-lettered again.`,
 				if left == 0 {
 					break
 				}
-				n, err := queue.Replay(ctx, rdb, list, left)
+				n, err := queue.Replay(ctx, rdb, list, left, o.fromStart)
 				total += n
 				left -= n
 				if n > 0 || len(lists) > 1 {
@@ -157,6 +162,7 @@ that fails again is dead-lettered again.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&o.fromStart, "from-start", false, "run every link again, instead of resuming after the links each vCon completed")
 	dlqFlags(cmd, o)
 	cmd.Flags().IntVar(&o.count, "count", 0, "move at most this many vCons in all (default: all of them)")
 	return cmd

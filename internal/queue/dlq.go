@@ -16,6 +16,12 @@ type DLQReason struct {
 	Chain  string    `json:"chain,omitempty"`
 	Step   string    `json:"step,omitempty"`
 	At     time.Time `json:"at"`
+	// Completed names the links the vCon completed before it failed:
+	// their results are in its body, and a replay resumes after them.
+	Completed []string `json:"completed_links,omitempty"`
+	// Attempts are the earlier failed attempts, when delayed retries ran
+	// out (the last one is Reason).
+	Attempts []Attempt `json:"attempts,omitempty"`
 }
 
 // RecordedAt is At for an omitempty wire field: nil when no time was
@@ -124,38 +130,65 @@ func decodeReason(v any) (DLQReason, bool) {
 	return r, true
 }
 
+// replayLua forgets what a replayed uuid's last run left in the state hash:
+// its attempts and delivery count always (a replay starts a new retry
+// budget), and the links it completed when fromStart is "1".
+const replayLua = `
+local function forget(state, uuid, fromStart)
+  redis.call('HDEL', state, 'd:' .. uuid, 'a:' .. uuid)
+  if fromStart == '1' then
+    redis.call('HDEL', state, 'r:' .. uuid)
+  end
+end
+`
+
 // replayScript moves up to ARGV[1] uuids from the head of DLQ:{ingress}
-// (KEYS[1]) to the tail of the ingress list (KEYS[2]) and drops each one's
-// reason from KEYS[3], and returns how many moved: one batch, atomically.
-var replayScript = redis.NewScript(`
+// (KEYS[1]) to the tail of the ingress list (KEYS[2]), drops each one's
+// reason from KEYS[3] and its state from KEYS[4] (ARGV[2] is fromStart),
+// and returns how many moved: one batch, atomically.
+var replayScript = redis.NewScript(replayLua + `
 local n = 0
 for i = 1, tonumber(ARGV[1]) do
   local uuid = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
   if not uuid then break end
   redis.call('HDEL', KEYS[3], uuid)
+  forget(KEYS[4], uuid, ARGV[2])
   n = n + 1
 end
 return n
 `)
 
+// forgetScript is replayLua alone, for the replay across slots: KEYS[1] the
+// state hash, ARGV[1] the uuid, ARGV[2] fromStart.
+var forgetScript = redis.NewScript(replayLua + `
+forget(KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)
+
 // Replay moves up to count uuids from DLQ:{ingress} back to the tail of the
 // ingress list (conserver's reprocess: LPOP DLQ, RPUSH ingress) and drops
-// their recorded reasons. It returns how many moved.
+// their recorded reasons. Each replayed vCon resumes after the links it
+// completed (their results are in its body), unless fromStart: then every
+// link runs again. It returns how many moved.
 //
 // Where the three keys share a slot (always, but on a cluster whose ingress
 // name carries no hash tag) a script moves dlqBatch uuids per round trip,
 // each with its reason gone in the same step. Elsewhere each uuid is popped
 // and pushed in two commands, and put back when the push fails.
-func Replay(ctx context.Context, rdb redis.UniversalClient, ingress string, count int) (int, error) {
+func Replay(ctx context.Context, rdb redis.UniversalClient, ingress string, count int, fromStart bool) (int, error) {
 	dlq := DLQKey(ingress)
-	if IsCluster(rdb) && slotTag(dlq) != slotTag(ingress) {
-		return replayAcrossSlots(ctx, rdb, ingress, count)
+	flag := "0"
+	if fromStart {
+		flag = "1"
 	}
-	keys := []string{dlq, ingress, DLQReasonsKey(ingress)}
+	if IsCluster(rdb) && slotTag(dlq) != slotTag(ingress) {
+		return replayAcrossSlots(ctx, rdb, ingress, count, flag)
+	}
+	keys := []string{dlq, ingress, DLQReasonsKey(ingress), StateKey(ingress)}
 	moved := 0
 	for moved < count {
 		want := min(count-moved, dlqBatch)
-		n, err := replayScript.Run(ctx, rdb, keys, want).Int()
+		n, err := replayScript.Run(ctx, rdb, keys, want, flag).Int()
 		if err != nil {
 			return moved, fmt.Errorf("replay %s: %w", dlq, err)
 		}
@@ -167,7 +200,7 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, ingress string, coun
 	return moved, nil
 }
 
-func replayAcrossSlots(ctx context.Context, rdb redis.UniversalClient, ingress string, count int) (int, error) {
+func replayAcrossSlots(ctx context.Context, rdb redis.UniversalClient, ingress string, count int, fromStart string) (int, error) {
 	dlq := DLQKey(ingress)
 	moved := 0
 	for moved < count {
@@ -176,6 +209,12 @@ func replayAcrossSlots(ctx context.Context, rdb redis.UniversalClient, ingress s
 			break
 		}
 		if err != nil {
+			return moved, fmt.Errorf("replay %s: %w", dlq, err)
+		}
+		// Forget the state first: a vCon queued with its old attempts
+		// would get a smaller retry budget than the replay promises.
+		if err := forgetScript.Run(ctx, rdb, []string{StateKey(ingress)}, uuid, fromStart).Err(); err != nil {
+			rdb.LPush(ctx, dlq, uuid)
 			return moved, fmt.Errorf("replay %s: %w", dlq, err)
 		}
 		if err := rdb.RPush(ctx, ingress, uuid).Err(); err != nil {

@@ -68,6 +68,18 @@ func InFlightKey(ingress, workerID string) string { return InFlightPrefix(ingres
 // The DLQ list itself stays bare uuids for conserver's tools.
 func DLQReasonsKey(ingress string) string { return tagged("dlq-reasons", ingress) }
 
+// StateKey is the hash of what the queue remembers of each uuid of an
+// ingress list between its deliveries: "d:<uuid>" counts the deliveries
+// that ended without an outcome (a reaper returned them), "a:<uuid>" holds
+// the failed attempts of a vCon waiting for a delayed retry, and
+// "r:<uuid>" the links a vCon has completed, where a retry or a replay
+// resumes. Fields exist only for vCons that need them.
+func StateKey(ingress string) string { return tagged("vcon-state", ingress) }
+
+// RetryKey is the sorted set of uuids of an ingress list waiting for a
+// delayed retry, scored by the Redis time (ms) at which they are due.
+func RetryKey(ingress string) string { return tagged("retry", ingress) }
+
 // ContextKey is conserver's trace-context list for a uuid queued on a list.
 func ContextKey(list, uuid string) string { return "context:" + list + ":" + uuid }
 

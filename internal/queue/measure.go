@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -12,6 +13,8 @@ const (
 	KindIngress = "ingress"
 	KindDLQ     = "dlq"
 	KindEgress  = "egress"
+	// KindRetry is the set of vCons waiting for a delayed retry.
+	KindRetry = "retry"
 )
 
 // Target is what to measure for one chain.
@@ -30,14 +33,21 @@ type ListDepth struct {
 // Depths is where one chain's vCons are.
 type Depths struct {
 	Ingress, InFlight, DLQ, Egress int64
+	// Retry counts the vCons waiting for a delayed retry; NextRetry is how
+	// long until the first of them is due (-1 when none waits). Due
+	// retries were moved to their ingress lists by this measurement
+	// (Promoted), so they count as Ingress.
+	Retry     int64
+	NextRetry time.Duration
+	Promoted  int64
 	// Reaped is how many orphaned in-flight items this measurement returned
 	// to the ingress lists.
 	Reaped int64
 	Lists  []ListDepth
 }
 
-// ReapAndMeasure returns the work of dead workers to the ingress lists and
-// then measures every target on one Redis, in ONE pipelined round trip
+// ReapAndMeasure returns the work of dead workers and the due retries to
+// the ingress lists and then measures every target on one Redis, in ONE pipelined round trip
 // (one per node on a cluster), however many chains: per ingress list a
 // script that reaps orphaned work and counts ingress and in-flight, plus
 // LLEN of each DLQ and egress list. It is a write, not only a read: the
@@ -54,7 +64,7 @@ func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Ta
 	for i, t := range targets {
 		for _, l := range t.Ingress {
 			ingress[i] = append(ingress[i], ingressCmds{
-				reapAndMeasure: reapAndMeasureScript.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds()),
+				reapAndMeasure: reapAndMeasureScript.Eval(ctx, pipe, []string{WorkersKey(l), l, StateKey(l), RetryKey(l)}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds(), promoteBatch),
 				dlq:            pipe.LLen(ctx, DLQKey(l)),
 			})
 		}
@@ -71,19 +81,26 @@ func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Ta
 	out := make([]Depths, len(targets))
 	for i, t := range targets {
 		d := &out[i]
+		d.NextRetry = -1
 		for j, l := range t.Ingress {
 			vals, err := ingress[i][j].reapAndMeasure.Int64Slice()
-			if err != nil || len(vals) != 3 {
+			if err != nil || len(vals) != 6 {
 				return nil, fmt.Errorf("measure %s: unexpected reply %v: %w", l, vals, err)
 			}
 			dlq := ingress[i][j].dlq.Val()
 			d.Ingress += vals[0]
 			d.InFlight += vals[1]
 			d.Reaped += vals[2]
+			d.Retry += vals[3]
+			if next := time.Duration(vals[4]) * time.Millisecond; vals[4] >= 0 && (d.NextRetry < 0 || next < d.NextRetry) {
+				d.NextRetry = next
+			}
+			d.Promoted += vals[5]
 			d.DLQ += dlq
 			d.Lists = append(d.Lists,
 				ListDepth{List: l, Kind: KindIngress, Length: vals[0]},
-				ListDepth{List: DLQKey(l), Kind: KindDLQ, Length: dlq})
+				ListDepth{List: DLQKey(l), Kind: KindDLQ, Length: dlq},
+				ListDepth{List: RetryKey(l), Kind: KindRetry, Length: vals[3]})
 		}
 		for j, l := range t.Egress {
 			n := egress[i][j].Val()

@@ -435,6 +435,9 @@ func TestReapAndMeasure(t *testing.T) {
 	rdb.RPush(ctx, DLQKey("in2"), "z3")
 	rdb.RPush(ctx, "out", "o1", "o2", "o3", "o4")
 	rdb.RPush(ctx, "other-out", "p1")
+	// One retry of in1 is due (promoted by the measurement), one waits an
+	// hour.
+	rdb.ZAdd(ctx, RetryKey("in1"), redis.Z{Score: 1, Member: "r-due"}, redis.Z{Score: float64(time.Now().Add(time.Hour).UnixMilli()), Member: "r-later"})
 
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -462,20 +465,30 @@ func TestReapAndMeasure(t *testing.T) {
 	if n := hook.Total(); n != 1 {
 		t.Fatalf("Measure used %d round trips, want 1", n)
 	}
-	want0 := Depths{Ingress: 3 + 1 + 1, InFlight: 2, DLQ: 3, Egress: 4, Reaped: 1}
+	want0 := Depths{Ingress: 3 + 1 + 1 + 1, InFlight: 2, DLQ: 3, Egress: 4, Reaped: 1, Retry: 1, Promoted: 1}
 	d := got[0]
-	if d.Ingress != want0.Ingress || d.InFlight != want0.InFlight || d.DLQ != want0.DLQ || d.Egress != want0.Egress || d.Reaped != want0.Reaped {
+	if d.Ingress != want0.Ingress || d.InFlight != want0.InFlight || d.DLQ != want0.DLQ || d.Egress != want0.Egress || d.Reaped != want0.Reaped ||
+		d.Retry != want0.Retry || d.Promoted != want0.Promoted {
 		t.Fatalf("chain 0 = %+v, want %+v", d, want0)
 	}
+	if d.NextRetry < 59*time.Minute || d.NextRetry > time.Hour {
+		t.Errorf("next retry due in %s, want about an hour", d.NextRetry)
+	}
+	if head := rdb.LIndex(ctx, "in1", 0).Val(); head != "r-due" {
+		t.Errorf("head of in1 = %q, want the promoted retry r-due", head)
+	}
+	if n := rdb.HGet(ctx, StateKey("in1"), "d:a").Val(); n != "1" {
+		t.Errorf("deliveries of the reaped a = %q, want 1", n)
+	}
 	wantLists := []ListDepth{
-		{"in1", KindIngress, 4}, {"DLQ:in1", KindDLQ, 2},
-		{"in2", KindIngress, 1}, {"DLQ:in2", KindDLQ, 1},
+		{"in1", KindIngress, 5}, {"DLQ:in1", KindDLQ, 2}, {RetryKey("in1"), KindRetry, 1},
+		{"in2", KindIngress, 1}, {"DLQ:in2", KindDLQ, 1}, {RetryKey("in2"), KindRetry, 0},
 		{"out", KindEgress, 4},
 	}
 	if !slices.Equal(d.Lists, wantLists) {
 		t.Fatalf("lists = %+v\nwant %+v", d.Lists, wantLists)
 	}
-	if d1 := got[1]; d1.Ingress != 0 || d1.InFlight != 0 || d1.DLQ != 0 || d1.Egress != 1 {
+	if d1 := got[1]; d1.Ingress != 0 || d1.InFlight != 0 || d1.DLQ != 0 || d1.Egress != 1 || d1.Retry != 0 || d1.NextRetry != -1 {
 		t.Fatalf("chain 1 = %+v", d1)
 	}
 	if got, err := ReapAndMeasure(ctx, rdb, nil); err != nil || len(got) != 0 {
@@ -509,7 +522,7 @@ func TestReplayAndReasons(t *testing.T) {
 	}
 
 	rdb.RPush(ctx, "in", "fresh")
-	n, err := Replay(ctx, rdb, "in", 2)
+	n, err := Replay(ctx, rdb, "in", 2, false)
 	if err != nil || n != 2 {
 		t.Fatalf("Replay = %d, %v; want 2", n, err)
 	}
@@ -520,7 +533,7 @@ func TestReplayAndReasons(t *testing.T) {
 	if _, ok := reasons["u1"]; ok || len(reasons) != 1 {
 		t.Fatalf("reasons after replay = %+v, want only u3's", reasons)
 	}
-	n, err = Replay(ctx, rdb, "in", 10)
+	n, err = Replay(ctx, rdb, "in", 10, false)
 	if err != nil || n != 1 {
 		t.Fatalf("second Replay = %d, %v; want 1 (what was left)", n, err)
 	}

@@ -31,7 +31,9 @@ end
 `
 
 // reapLua returns the work of every worker whose heartbeat expired to the
-// ingress list. Running in one script makes it exactly once, however many
+// ingress list, and counts each item's delivery without an outcome in the
+// state hash (StateKey), so that a vCon that kills every worker that takes
+// it is recognised as a poison pill on its next take. Running in one script makes it exactly once, however many
 // workers and operators reap at the same time. An expired worker stays
 // registered (with its expired score) for retentionMs more: a worker that
 // stalled past its heartbeat may still take work before it notices (a
@@ -39,14 +41,19 @@ end
 // returns that work too instead of leaving it in a list no reaper reads. A
 // worker that resumes refreshes its score and is alive again.
 const reapLua = moveBackLua + `
-local function reap(workers, ingress, prefix, retentionMs)
+local function reap(workers, ingress, prefix, retentionMs, state)
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)
   local moved = 0
   local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now, 'WITHSCORES')
   for i = 1, #dead, 2 do
     local id, expired = dead[i], tonumber(dead[i + 1])
-    moved = moved + move_back(prefix .. id, ingress)
+    while true do
+      local uuid = redis.call('LMOVE', prefix .. id, ingress, 'RIGHT', 'LEFT')
+      if not uuid then break end
+      redis.call('HINCRBY', state, 'd:' .. uuid, 1)
+      moved = moved + 1
+    end
     if expired + retentionMs <= now then
       redis.call('ZREM', workers, id)
     end
@@ -55,9 +62,10 @@ local function reap(workers, ingress, prefix, retentionMs)
 end
 `
 
-// reapScript: returns the number of items moved back.
+// reapScript: KEYS[3] is the state hash; returns the number of items
+// moved back.
 var reapScript = redis.NewScript(reapLua + `
-return reap(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+return reap(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), KEYS[3])
 `)
 
 // releaseScript returns one worker's in-flight items (ARGV[2] = worker id)
@@ -68,13 +76,49 @@ redis.call('ZREM', KEYS[1], ARGV[2])
 return n
 `)
 
-// reapAndMeasureScript reaps, then returns {ingress length, in-flight total,
-// items reaped} for one ingress list: the operator's per-list observation.
-var reapAndMeasureScript = redis.NewScript(reapLua + `
-local reaped = reap(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+// promoteLua moves up to limit retries of the set retry that are due at
+// now (ms) to the head of the ingress list, the earliest due first in the
+// list, and returns how many moved. One script per list: a retry is never
+// both waiting and queued, however many workers and operators promote.
+const promoteLua = `
+local function promote(retry, ingress, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, limit)
+  for i = #due, 1, -1 do
+    redis.call('ZREM', retry, due[i])
+    redis.call('LPUSH', ingress, due[i])
+  end
+  return #due
+end
+`
+
+// promoteBatch bounds the retries one script moves, so that a large set
+// coming due at once never blocks Redis for long; the rest move next time.
+const promoteBatch = 500
+
+// promoteScript: KEYS[1] the retry set, KEYS[2] the ingress list.
+var promoteScript = redis.NewScript(promoteLua + `
+local t = redis.call('TIME')
+return promote(KEYS[1], KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), tonumber(ARGV[1]))
+`)
+
+// reapAndMeasureScript reaps and promotes due retries, then returns
+// {ingress length, in-flight total, items reaped, retries waiting, ms until
+// the next retry is due (-1 when none waits), retries promoted} for one
+// ingress list: the operator's per-list observation. KEYS: workers set,
+// ingress list, state hash, retry set.
+var reapAndMeasureScript = redis.NewScript(reapLua + promoteLua + `
+local reaped = reap(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), KEYS[3])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local promoted = promote(KEYS[4], KEYS[2], now, tonumber(ARGV[3]))
 local inflight = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   inflight = inflight + redis.call('LLEN', ARGV[1] .. id)
 end
-return {redis.call('LLEN', KEYS[2]), inflight, reaped}
+local nextDue = -1
+local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+if #first == 2 then
+  nextDue = math.max(0, tonumber(first[2]) - now)
+end
+return {redis.call('LLEN', KEYS[2]), inflight, reaped, redis.call('ZCARD', KEYS[4]), nextDue, promoted}
 `)

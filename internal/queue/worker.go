@@ -195,14 +195,15 @@ func Reap(ctx context.Context, rdb redis.UniversalClient, lists []string) (int, 
 }
 
 // evalPerList runs script once per ingress list in one pipeline, with the
-// list's workers set and the list itself as keys (one slot per list), and
+// list's workers set, the list itself and its state hash as keys (one slot
+// per list), and
 // the list's in-flight prefix and arg as arguments. It returns the sum of
 // the integers the runs return.
 func evalPerList(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, lists []string, arg any) (int, error) {
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(lists))
 	for i, l := range lists {
-		cmds[i] = script.Eval(ctx, pipe, []string{WorkersKey(l), l}, InFlightPrefix(l), arg)
+		cmds[i] = script.Eval(ctx, pipe, []string{WorkersKey(l), l, StateKey(l)}, InFlightPrefix(l), arg)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, err

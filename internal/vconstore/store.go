@@ -464,6 +464,17 @@ func (s *Store) QueueExpire(ctx context.Context, pipe redis.Pipeliner, uuid stri
 	_ = pipe.Process(ctx, expireCmd(ctx, uuid, ttl))
 }
 
+// QueueExtend queues the extension of a body's TTL to at least ttl: a
+// shorter TTL grows, a longer one and a body without TTL stay as they are
+// (PEXPIRE ... GT), and a missing body is left missing.
+// The command is returned so that a caller can ignore its error: Redis
+// before 7.0 has no GT, and a missed extension must not hold a vCon.
+func (s *Store) QueueExtend(ctx context.Context, pipe redis.Pipeliner, uuid string, ttl time.Duration) redis.Cmder {
+	c := keyCmd(ctx, "PEXPIRE", Key(uuid), max(ttl.Milliseconds(), 1), "GT")
+	_ = pipe.Process(ctx, c)
+	return c
+}
+
 // expireCmd is PEXPIRE of a body, at least 1 ms: 0 would delete the key,
 // never what a TTL means.
 func expireCmd(ctx context.Context, uuid string, ttl time.Duration) *redis.Cmd {
