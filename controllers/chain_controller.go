@@ -117,7 +117,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	if problem == nil {
 		if other := r.ingressConflict(ctx, &chain, in); other != "" {
-			problem = &notReady{"IngressConflict", other}
+			problem = &notReady{vconv1.ReasonIngressConflict, other}
 		}
 	}
 
@@ -128,14 +128,14 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		var forbidden *workload.ForbiddenReference
 		switch {
 		case errors.As(err, &forbidden):
-			problem = &notReady{ReasonEnvReferenceNotAllowed, err.Error()}
+			problem = &notReady{vconv1.ReasonEnvReferenceNotAllowed, err.Error()}
 		case err != nil:
-			problem = &notReady{"InvalidChain", err.Error()}
+			problem = &notReady{vconv1.ReasonInvalidChain, err.Error()}
 		}
 	}
 
 	// 4. Observe the queues (measured by the observer) and decide replicas.
-	if problem != nil && problem.reason == ReasonRedisNotAllowed {
+	if problem != nil && problem.reason == vconv1.ReasonRedisNotAllowed {
 		r.Observer.Forget(req.NamespacedName) // it may have been allowed before
 	}
 	if in.RedisURL != "" {
@@ -158,7 +158,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 	// 5. Apply. A Chain whose references are broken keeps its current
 	// workers (if any) running on their last good config.
-	if problem == nil || problem.reason == "IngressConflict" {
+	if problem == nil || problem.reason == vconv1.ReasonIngressConflict {
 		replicas := decision.Replicas
 		if problem != nil {
 			replicas = 0 // the earlier Chain owns the list
@@ -206,7 +206,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	status.Workers = fmt.Sprintf("%d/%d", status.ReadyReplicas, status.Replicas)
 	r.setQueueStatus(&chain, status, obs, measured)
 	setReady(status, gen, &chain, problem, workers, obs, measured)
-	setCondition(&status.Conditions, gen, ConditionScalingLimited, decision.Limited, limitedReason(decision), limitedMessage(&chain, decision))
+	setCondition(&status.Conditions, gen, vconv1.ConditionScalingLimited, decision.Limited, limitedReason(decision), limitedMessage(&chain, decision))
 
 	if !equalStatus(&chain.Status, status) {
 		if err := r.applyStatus(ctx, &chain, status); err != nil {
@@ -218,7 +218,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if decision.Reason == autoscale.ReasonScaleDownDelayed {
 		return ctrl.Result{RequeueAfter: r.PollInterval}, nil
 	}
-	if problem != nil && problem.reason == ReasonRedisSecretNotFound {
+	if problem != nil && problem.reason == vconv1.ReasonRedisSecretNotFound {
 		// Nothing else would wake this Chain: without a Redis it is not
 		// observed, and the Secret is not watched.
 		return ctrl.Result{RequeueAfter: r.secretRecheck()}, nil
@@ -233,10 +233,6 @@ func (r *ChainReconciler) secretRecheck() time.Duration {
 	return 30 * time.Second
 }
 
-// ReasonRedisSecretNotFound: the Secret (or its key) holding the Chain's
-// Redis URL does not exist.
-const ReasonRedisSecretNotFound = "RedisSecretNotFound"
-
 // notReady is why a Chain cannot run as specified.
 type notReady struct{ reason, message string }
 
@@ -249,7 +245,7 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 		if !policy.ImageAllowed(r.AllowedWorkerImagePrefixes, img) {
 			// Nothing is applied for a refused Chain: running workers keep
 			// their last accepted image, and no Deployment rolls to this one.
-			return in, &notReady{ReasonImageNotAllowed, imageNotAllowedMessage(img, r.AllowedWorkerImagePrefixes)}, nil
+			return in, &notReady{vconv1.ReasonImageNotAllowed, imageNotAllowedMessage(img, r.AllowedWorkerImagePrefixes)}, nil
 		}
 		in.Image = img
 	}
@@ -260,13 +256,13 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 		var s corev1.Secret
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: ref.Name}, &s); err != nil {
 			if apierrors.IsNotFound(err) {
-				return in, &notReady{ReasonRedisSecretNotFound, fmt.Sprintf("Secret %q holding the Redis URL not found", ref.Name)}, nil
+				return in, &notReady{vconv1.ReasonRedisSecretNotFound, fmt.Sprintf("Secret %q holding the Redis URL not found", ref.Name)}, nil
 			}
 			return in, nil, err
 		}
 		url, ok := s.Data[ref.Key]
 		if !ok {
-			return in, &notReady{ReasonRedisSecretNotFound, fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}, nil
+			return in, &notReady{vconv1.ReasonRedisSecretNotFound, fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}, nil
 		}
 		in.RedisURL, in.RedisSecret = string(url), ref
 	case chain.Spec.Redis.URL != "":
@@ -275,7 +271,7 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 		in.RedisURL = r.DefaultRedisURL
 	}
 	if in.RedisURL == "" {
-		return in, &notReady{"NoRedis", "the Chain names no Redis and the operator has no --redis-url default"}, nil
+		return in, &notReady{vconv1.ReasonNoRedis, "the Chain names no Redis and the operator has no --redis-url default"}, nil
 	}
 	if problem := r.redisPolicy(chain, in.RedisURL); problem != nil {
 		// Not observed either: the operator must not connect to it.
@@ -312,7 +308,7 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 		in.Storages[name] = &s
 	}
 	if len(missing) > 0 {
-		return in, &notReady{"ReferenceNotFound", fmt.Sprintf("not found in namespace %s: %v", chain.Namespace, missing)}, nil
+		return in, &notReady{vconv1.ReasonReferenceNotFound, fmt.Sprintf("not found in namespace %s: %v", chain.Namespace, missing)}, nil
 	}
 	var notReadySteps []string
 	for name, l := range in.Links {
@@ -327,7 +323,7 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 	}
 	if len(notReadySteps) > 0 {
 		sort.Strings(notReadySteps)
-		return in, &notReady{"ReferenceNotReady", fmt.Sprintf("not ready: %v", notReadySteps)}, nil
+		return in, &notReady{vconv1.ReasonReferenceNotReady, fmt.Sprintf("not ready: %v", notReadySteps)}, nil
 	}
 	return in, nil, nil
 }

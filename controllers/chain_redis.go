@@ -15,10 +15,6 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
-// ReasonRedisSecretConflict: a Secret with the name the operator projects
-// the Chain's Redis URL into exists and is not the operator's.
-const ReasonRedisSecretConflict = "RedisSecretConflict"
-
 // checkProjectedRedisSecret makes sure the name the operator projects the
 // Redis URL into (workload.RedisSecretName) is free or already ours: server-
 // side apply with ForceOwnership would otherwise take over a user's Secret,
@@ -39,7 +35,7 @@ func (r *ChainReconciler) checkProjectedRedisSecret(ctx context.Context, chain *
 	case err != nil:
 		return nil, fmt.Errorf("read projected redis secret: %w", err)
 	case !metav1.IsControlledBy(&s, chain):
-		return &notReady{ReasonRedisSecretConflict, fmt.Sprintf(
+		return &notReady{vconv1.ReasonRedisSecretConflict, fmt.Sprintf(
 			"Secret %q exists and is not owned by this Chain; the operator projects the Chain's Redis URL into a Secret of that name: rename or delete that Secret, or set redis.urlSecretRef", name)}, nil
 	}
 	return nil, nil

@@ -80,7 +80,7 @@ func (r *ChainReconciler) recordScaling(chain *vconv1.Chain, from, to int32, d a
 func (r *ChainReconciler) setQueueStatus(chain *vconv1.Chain, st *vconv1.ChainStatus, obs observer.Observation, measured bool) {
 	gen := chain.Generation
 	if !measured {
-		setCondition(&st.Conditions, gen, ConditionRedisReachable, false, "NotMeasured", "the queues have not been measured yet")
+		setCondition(&st.Conditions, gen, vconv1.ConditionRedisReachable, false, vconv1.ReasonNotMeasured, "the queues have not been measured yet")
 		return
 	}
 	q := vconv1.QueueStatus{Ingress: obs.Ingress, InFlight: obs.InFlight, DLQ: obs.DLQ, Egress: obs.Egress, Stale: obs.Stale}
@@ -91,15 +91,15 @@ func (r *ChainReconciler) setQueueStatus(chain *vconv1.Chain, st *vconv1.ChainSt
 		st.Queue = q
 	}
 	if obs.Stale {
-		setCondition(&st.Conditions, gen, ConditionRedisReachable, false, "RedisUnreachable", "cannot measure the queues: "+obs.Err)
+		setCondition(&st.Conditions, gen, vconv1.ConditionRedisReachable, false, vconv1.ReasonRedisUnreachable, "cannot measure the queues: "+obs.Err)
 	} else {
-		setCondition(&st.Conditions, gen, ConditionRedisReachable, true, "Measured", "queues measured")
+		setCondition(&st.Conditions, gen, vconv1.ConditionRedisReachable, true, vconv1.ReasonMeasured, "queues measured")
 	}
-	wasEmpty := apimeta.IsStatusConditionTrue(chain.Status.Conditions, ConditionDLQEmpty) || apimeta.FindStatusCondition(chain.Status.Conditions, ConditionDLQEmpty) == nil
+	wasEmpty := apimeta.IsStatusConditionTrue(chain.Status.Conditions, string(vconv1.ConditionDLQEmpty)) || apimeta.FindStatusCondition(chain.Status.Conditions, string(vconv1.ConditionDLQEmpty)) == nil
 	if obs.DLQ == 0 {
-		setCondition(&st.Conditions, gen, ConditionDLQEmpty, true, "Empty", "no dead-lettered vCons")
+		setCondition(&st.Conditions, gen, vconv1.ConditionDLQEmpty, true, vconv1.ReasonEmpty, "no dead-lettered vCons")
 	} else {
-		setCondition(&st.Conditions, gen, ConditionDLQEmpty, false, "DeadLetters", fmt.Sprintf("%d vCons in the dead-letter lists; see kubectl vcon dlq list %s", obs.DLQ, chain.Name))
+		setCondition(&st.Conditions, gen, vconv1.ConditionDLQEmpty, false, vconv1.ReasonDeadLetters, fmt.Sprintf("%d vCons in the dead-letter lists; see kubectl vcon dlq list %s", obs.DLQ, chain.Name))
 		if wasEmpty {
 			r.Recorder.Eventf(chain, corev1.EventTypeWarning, "DLQFilling", "%d vCons dead-lettered", obs.DLQ)
 		}
@@ -111,23 +111,23 @@ func (r *ChainReconciler) setQueueStatus(chain *vconv1.Chain, st *vconv1.ChainSt
 func setReady(st *vconv1.ChainStatus, gen int64, chain *vconv1.Chain, problem *notReady, workers string, obs observer.Observation, measured bool) {
 	switch {
 	case problem != nil:
-		setCondition(&st.Conditions, gen, ConditionReady, false, problem.reason, problem.message)
+		setCondition(&st.Conditions, gen, vconv1.ConditionReady, false, problem.reason, problem.message)
 	case !isEnabled(chain):
-		setCondition(&st.Conditions, gen, ConditionReady, false, "Disabled", "the Chain is disabled (enabled: false): workers scaled to zero, nothing is consumed")
+		setCondition(&st.Conditions, gen, vconv1.ConditionReady, false, vconv1.ReasonDisabled, "the Chain is disabled (enabled: false): workers scaled to zero, nothing is consumed")
 	case workers != "":
-		setCondition(&st.Conditions, gen, ConditionReady, false, ReasonWorkersFailing, workers)
+		setCondition(&st.Conditions, gen, vconv1.ConditionReady, false, vconv1.ReasonWorkersFailing, workers)
 	case measured && obs.Stale:
-		setCondition(&st.Conditions, gen, ConditionReady, false, "RedisUnreachable", "cannot reach the Chain's Redis: "+obs.Err)
+		setCondition(&st.Conditions, gen, vconv1.ConditionReady, false, vconv1.ReasonRedisUnreachable, "cannot reach the Chain's Redis: "+obs.Err)
 	default:
-		setCondition(&st.Conditions, gen, ConditionReady, true, "Running", fmt.Sprintf("%d/%d workers ready", st.ReadyReplicas, st.Replicas))
+		setCondition(&st.Conditions, gen, vconv1.ConditionReady, true, vconv1.ReasonRunning, fmt.Sprintf("%d/%d workers ready", st.ReadyReplicas, st.Replicas))
 	}
 }
 
 func limitedReason(d autoscale.Decision) string {
 	if d.Limited {
-		return "AtMaxReplicas"
+		return vconv1.ReasonAtMaxReplicas
 	}
-	return "WithinLimits"
+	return vconv1.ReasonWithinLimits
 }
 
 func limitedMessage(chain *vconv1.Chain, d autoscale.Decision) string {
@@ -163,7 +163,7 @@ func equalStatus(a, b *vconv1.ChainStatus) bool { return apiequality.Semantic.De
 // generation is False. Not yet evaluated counts as ready, so a Chain
 // created together with its steps does not flap.
 func stepNotReady(conds []metav1.Condition, generation int64) bool {
-	c := apimeta.FindStatusCondition(conds, ConditionReady)
+	c := apimeta.FindStatusCondition(conds, string(vconv1.ConditionReady))
 	return c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == generation
 }
 

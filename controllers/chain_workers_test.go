@@ -133,7 +133,7 @@ func TestReadyShowsFailingWorkers(t *testing.T) {
 		workers string
 		reason  string
 	}{
-		{"failing workers", nil, "pod w-a container worker is in CrashLoopBackOff", ReasonWorkersFailing},
+		{"failing workers", nil, "pod w-a container worker is in CrashLoopBackOff", vconv1.ReasonWorkersFailing},
 		{"a broken reference says more than its old workers", &notReady{"ReferenceNotFound", "Link x"}, "pod w-a crashed", "ReferenceNotFound"},
 		{"healthy", nil, "", "Running"},
 	} {
@@ -141,7 +141,7 @@ func TestReadyShowsFailingWorkers(t *testing.T) {
 			var st vconv1.ChainStatus
 			setReady(&st, chain.Generation, chain, tc.problem, tc.workers, observer.Observation{}, true)
 			c := st.Conditions[0]
-			if c.Reason != tc.reason || (tc.reason == ReasonWorkersFailing && c.Message != tc.workers) || c.ObservedGeneration != 4 {
+			if c.Reason != tc.reason || (tc.reason == vconv1.ReasonWorkersFailing && c.Message != tc.workers) || c.ObservedGeneration != 4 {
 				t.Fatalf("Ready %+v, want reason %s", c, tc.reason)
 			}
 		})

@@ -28,9 +28,9 @@ func (r *LinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.Get(ctx, req.NamespacedName, &l); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	ok, reason, msg := true, "Valid", "the worker runs this step"
+	ok, reason, msg := true, vconv1.ReasonValid, "the worker runs this step"
 	if l.Spec.Module != "" && !modules.IsLink(l.Spec.Module) {
-		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", l.Spec.Module, strings.Join(modules.Links(), ", "))
+		ok, reason, msg = false, vconv1.ReasonUnknownModule, fmt.Sprintf("module %q is not built into the worker (known: %s)", l.Spec.Module, strings.Join(modules.Links(), ", "))
 	}
 	return ctrl.Result{}, setStepStatus(ctx, r.Client, &l, &l.Status, ok, reason, msg, l.Spec.Options, workload.LinkReferences(&l))
 }
@@ -51,9 +51,9 @@ func (r *StorageReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err := r.Get(ctx, req.NamespacedName, &s); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	ok, reason, msg := true, "Valid", "the worker has this storage"
+	ok, reason, msg := true, vconv1.ReasonValid, "the worker has this storage"
 	if !modules.IsStorage(s.Spec.Module) {
-		ok, reason, msg = false, "UnknownModule", fmt.Sprintf("module %q is not built into the worker (known: %s)", s.Spec.Module, strings.Join(modules.Storages(), ", "))
+		ok, reason, msg = false, vconv1.ReasonUnknownModule, fmt.Sprintf("module %q is not built into the worker (known: %s)", s.Spec.Module, strings.Join(modules.Storages(), ", "))
 	}
 	return ctrl.Result{}, setStepStatus(ctx, r.Client, &s, &s.Status, ok, reason, msg, s.Spec.Options, workload.StorageReferences(&s))
 }
@@ -65,33 +65,21 @@ func (r *StorageReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// ConditionCredentialsInSecrets is False when options hold a credential
-// literally: options are rendered into a ConfigMap, so credentials belong
-// in a Secret, referenced as ${VAR} with env. The step still runs (a
-// migration should not stop), but the condition says what to fix.
-const ConditionCredentialsInSecrets = "CredentialsInSecrets"
-
-// ConditionEnvReferencesOwn is False when an option references a ${VAR}
-// the step's own env and envFrom do not provide: every Chain naming the
-// step is then refused (ReasonEnvReferenceNotAllowed). Said here too, so
-// that the step's author sees it without a Chain.
-const ConditionEnvReferencesOwn = "EnvReferencesOwn"
-
 func setStepStatus(ctx context.Context, c client.Client, obj client.Object, st *vconv1.StepStatus, ok bool, reason, msg string, options *apiextensionsv1.JSON, forbidden *workload.ForbiddenReference) error {
 	before := st.DeepCopy()
 	patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
 	st.ObservedGeneration = obj.GetGeneration()
-	setCondition(&st.Conditions, obj.GetGeneration(), ConditionReady, ok, reason, msg)
+	setCondition(&st.Conditions, obj.GetGeneration(), vconv1.ConditionReady, ok, reason, msg)
 	if literal, err := workload.LiteralCredentials(options); err == nil && len(literal) > 0 {
-		setCondition(&st.Conditions, obj.GetGeneration(), ConditionCredentialsInSecrets, false, "LiteralCredential",
+		setCondition(&st.Conditions, obj.GetGeneration(), vconv1.ConditionCredentialsInSecrets, false, vconv1.ReasonLiteralCredential,
 			fmt.Sprintf("options %s hold credentials in plain text, which end up in a ConfigMap: move them to a Secret and write ${VAR} with env", strings.Join(literal, ", ")))
 	} else {
-		setCondition(&st.Conditions, obj.GetGeneration(), ConditionCredentialsInSecrets, true, "NoLiteralCredentials", "no option holds a credential in plain text")
+		setCondition(&st.Conditions, obj.GetGeneration(), vconv1.ConditionCredentialsInSecrets, true, vconv1.ReasonNoLiteralCredentials, "no option holds a credential in plain text")
 	}
 	if forbidden != nil {
-		setCondition(&st.Conditions, obj.GetGeneration(), ConditionEnvReferencesOwn, false, ReasonEnvReferenceNotAllowed, forbidden.Error())
+		setCondition(&st.Conditions, obj.GetGeneration(), vconv1.ConditionEnvReferencesOwn, false, vconv1.ReasonEnvReferenceNotAllowed, forbidden.Error())
 	} else {
-		setCondition(&st.Conditions, obj.GetGeneration(), ConditionEnvReferencesOwn, true, "OwnVariablesOnly", "options reference only the step's own env variables")
+		setCondition(&st.Conditions, obj.GetGeneration(), vconv1.ConditionEnvReferencesOwn, true, vconv1.ReasonOwnVariablesOnly, "options reference only the step's own env variables")
 	}
 	if equalStepStatus(before, st) {
 		return nil

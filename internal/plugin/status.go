@@ -19,14 +19,6 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 )
 
-// Condition types and the reasons the check reads (set by the operator's
-// Chain reconciler).
-const (
-	conditionReady          = "Ready"
-	conditionRedisReachable = "RedisReachable"
-	reasonRedisUnreachable  = "RedisUnreachable"
-)
-
 // ChainSummary is what `status` shows of one Chain, and its -o yaml|json
 // shape.
 type ChainSummary struct {
@@ -90,7 +82,7 @@ func Summarize(ch *vconv1.Chain) ChainSummary {
 		Conditions:   ch.Status.Conditions,
 		StatusBehind: ch.Status.ObservedGeneration != 0 && ch.Status.ObservedGeneration < ch.Generation,
 	}
-	if c := apimeta.FindStatusCondition(ch.Status.Conditions, conditionReady); c != nil {
+	if c := apimeta.FindStatusCondition(ch.Status.Conditions, string(vconv1.ConditionReady)); c != nil {
 		s.Ready = ConditionSummary{Status: string(c.Status), Reason: c.Reason, Message: c.Message}
 	}
 	return s
@@ -99,11 +91,11 @@ func Summarize(ch *vconv1.Chain) ChainSummary {
 // redisUnreachable says whether the operator reports the Chain cannot reach
 // its Redis, and the operator's words for it.
 func (s ChainSummary) redisUnreachable() (bool, string) {
-	if s.Ready.Status != string(metav1.ConditionTrue) && s.Ready.Reason == reasonRedisUnreachable {
+	if s.Ready.Status != string(metav1.ConditionTrue) && s.Ready.Reason == vconv1.ReasonRedisUnreachable {
 		return true, s.Ready.Message
 	}
-	if c := apimeta.FindStatusCondition(s.Conditions, conditionRedisReachable); c != nil &&
-		c.Status == metav1.ConditionFalse && c.Reason == reasonRedisUnreachable {
+	if c := apimeta.FindStatusCondition(s.Conditions, string(vconv1.ConditionRedisReachable)); c != nil &&
+		c.Status == metav1.ConditionFalse && c.Reason == vconv1.ReasonRedisUnreachable {
 		return true, c.Message
 	}
 	return false, ""

@@ -323,8 +323,8 @@ func waitAllRunning(ctx context.Context, c client.Client, n int, within time.Dur
 		}
 		ok := 0
 		for _, ch := range list.Items {
-			if apimeta.IsStatusConditionTrue(ch.Status.Conditions, controllers.ConditionReady) &&
-				apimeta.IsStatusConditionTrue(ch.Status.Conditions, controllers.ConditionRedisReachable) &&
+			if apimeta.IsStatusConditionTrue(ch.Status.Conditions, string(vconv1.ConditionReady)) &&
+				apimeta.IsStatusConditionTrue(ch.Status.Conditions, string(vconv1.ConditionRedisReachable)) &&
 				ch.Status.ObservedGeneration == ch.Generation {
 				ok++
 			}
