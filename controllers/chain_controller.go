@@ -312,12 +312,12 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 	}
 	var notReadySteps []string
 	for name, l := range in.Links {
-		if stepNotReady(l.Status.Conditions, l.Generation) {
+		if l.Status.NotReadyAt(l.Generation) {
 			notReadySteps = append(notReadySteps, "Link "+name)
 		}
 	}
 	for name, s := range in.Storages {
-		if stepNotReady(s.Status.Conditions, s.Generation) {
+		if s.Status.NotReadyAt(s.Generation) {
 			notReadySteps = append(notReadySteps, "Storage "+name)
 		}
 	}
@@ -332,7 +332,7 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (wor
 // one of this Chain's ingress lists on the same Redis, or "". conserver
 // lets the last one silently win; here the earlier one keeps the list.
 func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Chain, in workload.Inputs) string {
-	if !isEnabled(chain) {
+	if !chain.IsEnabled() {
 		return ""
 	}
 	others, err := r.chainsConsuming(ctx, chain.Spec.IngressLists)
@@ -349,7 +349,7 @@ func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Cha
 	}
 	for i := range others {
 		other := &others[i]
-		if other.UID == chain.UID || !isEnabled(other) || !earlier(other, chain) {
+		if other.UID == chain.UID || !other.IsEnabled() || !other.CreatedBefore(chain) {
 			continue
 		}
 		shared := ""
@@ -424,18 +424,6 @@ func redisIdentity(url string) string {
 	}
 	return s.String()
 }
-
-func earlier(a, b *vconv1.Chain) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	if a.Namespace != b.Namespace {
-		return a.Namespace < b.Namespace
-	}
-	return a.Name < b.Name
-}
-
-func isEnabled(c *vconv1.Chain) bool { return c.Spec.Enabled == nil || *c.Spec.Enabled }
 
 // apply server-side applies an object we own, with our field manager:
 // fields the API server defaults are not ours, so an unchanged object is

@@ -20,7 +20,7 @@ func imageNotAllowedMessage(image string, prefixes []string) string {
 // itself (spec.redis.url or urlSecretRef). The operator's default is its
 // administrator's choice and always allowed, however a Chain spells it.
 func (r *ChainReconciler) redisPolicy(chain *vconv1.Chain, url string) *notReady {
-	if len(r.AllowedRedisHosts) == 0 || (chain.Spec.Redis.URL == "" && chain.Spec.Redis.URLSecretRef == nil) {
+	if len(r.AllowedRedisHosts) == 0 || !chain.NamesRedis() {
 		return nil
 	}
 	srv, err := redisconn.ParseServer(url)

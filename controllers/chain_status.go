@@ -23,7 +23,7 @@ import (
 func (r *ChainReconciler) decide(key types.NamespacedName, chain *vconv1.Chain, obs observer.Observation, measured bool, current int32, problem *notReady) autoscale.Decision {
 	w := chain.Spec.Workers
 	policy := autoscale.Policy{
-		Enabled:          isEnabled(chain),
+		Enabled:          chain.IsEnabled(),
 		MinReplicas:      w.MinReplicas,
 		MaxReplicas:      w.MaxReplicas,
 		TargetQueueDepth: w.TargetQueueDepth,
@@ -112,7 +112,7 @@ func setReady(st *vconv1.ChainStatus, gen int64, chain *vconv1.Chain, problem *n
 	switch {
 	case problem != nil:
 		setCondition(&st.Conditions, gen, vconv1.ConditionReady, false, problem.reason, problem.message)
-	case !isEnabled(chain):
+	case !chain.IsEnabled():
 		setCondition(&st.Conditions, gen, vconv1.ConditionReady, false, vconv1.ReasonDisabled, "the Chain is disabled (enabled: false): workers scaled to zero, nothing is consumed")
 	case workers != "":
 		setCondition(&st.Conditions, gen, vconv1.ConditionReady, false, vconv1.ReasonWorkersFailing, workers)
@@ -158,14 +158,6 @@ func (r *ChainReconciler) applyStatus(ctx context.Context, chain *vconv1.Chain, 
 
 // equalStatus ignores nothing: a status is written only when it differs.
 func equalStatus(a, b *vconv1.ChainStatus) bool { return apiequality.Semantic.DeepEqual(a, b) }
-
-// stepNotReady: a Link or Storage whose Ready condition for its current
-// generation is False. Not yet evaluated counts as ready, so a Chain
-// created together with its steps does not flap.
-func stepNotReady(conds []metav1.Condition, generation int64) bool {
-	c := apimeta.FindStatusCondition(conds, string(vconv1.ConditionReady))
-	return c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == generation
-}
 
 // toApplyConfiguration turns a built object into an apply configuration,
 // without status and creationTimestamp (typed objects always carry them).

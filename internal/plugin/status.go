@@ -66,7 +66,7 @@ func Summarize(ch *vconv1.Chain) ChainSummary {
 	s := ChainSummary{
 		Namespace:    ch.Namespace,
 		Name:         ch.Name,
-		Enabled:      ch.Spec.Enabled == nil || *ch.Spec.Enabled,
+		Enabled:      ch.IsEnabled(),
 		Ready:        ConditionSummary{Status: string(metav1.ConditionUnknown), Reason: "NotObserved", Message: "the operator has not reported on this Chain yet"},
 		IngressLists: ch.Spec.IngressLists,
 		EgressLists:  ch.Spec.EgressLists,
@@ -80,7 +80,7 @@ func Summarize(ch *vconv1.Chain) ChainSummary {
 			Min: ch.Spec.Workers.MinReplicas, Max: ch.Spec.Workers.MaxReplicas,
 		},
 		Conditions:   ch.Status.Conditions,
-		StatusBehind: ch.Status.ObservedGeneration != 0 && ch.Status.ObservedGeneration < ch.Generation,
+		StatusBehind: ch.StatusBehind(),
 	}
 	if c := apimeta.FindStatusCondition(ch.Status.Conditions, string(vconv1.ConditionReady)); c != nil {
 		s.Ready = ConditionSummary{Status: string(c.Status), Reason: c.Reason, Message: c.Message}
