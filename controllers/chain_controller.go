@@ -72,7 +72,6 @@ type ChainReconciler struct {
 	// would cache every Secret of the cluster and need list and watch on
 	// them.
 	SecretRecheck time.Duration
-	Now           func() time.Time
 
 	scaling sync.Map // types.NamespacedName -> autoscale.State
 }
@@ -154,7 +153,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if haveDeployment && current.Spec.Replicas != nil {
 		currentReplicas = *current.Spec.Replicas
 	}
-	decision := r.decide(req.NamespacedName, &chain, obs, measured, currentReplicas, problem)
+	decision := r.decide(req.NamespacedName, &chain, obs, currentReplicas, problem)
 
 	// 5. Apply. A Chain whose references are broken keeps its current
 	// workers (if any) running on their last good config.
@@ -454,9 +453,6 @@ func (r *ChainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return o.(*vconv1.Chain).Spec.IngressLists
 	}); err != nil {
 		return err
-	}
-	if r.Now == nil {
-		r.Now = time.Now
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&vconv1.Chain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).

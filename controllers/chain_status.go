@@ -20,7 +20,7 @@ import (
 )
 
 // decide runs the autoscaling policy on the latest observation.
-func (r *ChainReconciler) decide(key types.NamespacedName, chain *vconv1.Chain, obs observer.Observation, measured bool, current int32, problem *notReady) autoscale.Decision {
+func (r *ChainReconciler) decide(key types.NamespacedName, chain *vconv1.Chain, obs observer.Observation, current int32, problem *notReady) autoscale.Decision {
 	w := chain.Spec.Workers
 	policy := autoscale.Policy{
 		Enabled:          chain.IsEnabled(),
@@ -32,18 +32,11 @@ func (r *ChainReconciler) decide(key types.NamespacedName, chain *vconv1.Chain, 
 	if w.ScaleDownDelay != nil {
 		policy.ScaleDownDelay = w.ScaleDownDelay.Duration
 	}
-	o := autoscale.Observation{At: r.Now(), Stale: !measured || obs.Stale}
-	if measured {
-		o.Ingress, o.InFlight, o.DLQ = obs.Ingress, obs.InFlight, obs.DLQ
-		if !obs.Stale {
-			o.At = obs.At
-		}
-	}
 	var st autoscale.State
 	if v, ok := r.scaling.Load(key); ok {
 		st = v.(autoscale.State)
 	}
-	d, next := autoscale.Decide(policy, o, current, st)
+	d, next := autoscale.Decide(policy, obs, current, st)
 	if problem == nil {
 		r.scaling.Store(key, next)
 	}
