@@ -163,7 +163,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			replicas = 0 // the earlier Chain owns the list
 		}
 		if rendered != nil {
-			if err := r.apply(ctx, workload.ConfigMap(&chain, rendered)); err != nil {
+			if err := apply(ctx, r.Client, workload.ConfigMap(&chain, rendered)); err != nil {
 				return ctrl.Result{}, fmt.Errorf("apply configmap: %w", err)
 			}
 			var cur *appsv1.Deployment
@@ -174,7 +174,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			if err := r.applyRedis(ctx, &chain, in, cur); err != nil {
 				return ctrl.Result{}, fmt.Errorf("apply redis secret: %w", err)
 			}
-			if err := r.apply(ctx, workload.Deployment(in, rendered, replicas)); err != nil {
+			if err := apply(ctx, r.Client, workload.Deployment(in, rendered, replicas)); err != nil {
 				return ctrl.Result{}, fmt.Errorf("apply deployment: %w", err)
 			}
 		} else if haveDeployment && currentReplicas != replicas {
@@ -208,7 +208,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	setCondition(&status.Conditions, gen, vconv1.ConditionScalingLimited, decision.Limited, limitedReason(decision), limitedMessage(&chain, decision))
 
 	if !equalStatus(&chain.Status, status) {
-		if err := r.applyStatus(ctx, &chain, status); err != nil {
+		if err := applyStatus(ctx, r.Client, &chain, status); err != nil {
 			return ctrl.Result{}, fmt.Errorf("apply status: %w", err)
 		}
 		logger.V(1).Info("status updated", "workers", status.Workers, "ingress", status.Queue.Ingress)
@@ -422,17 +422,6 @@ func redisIdentity(url string) string {
 		return ""
 	}
 	return s.String()
-}
-
-// apply server-side applies an object we own, with our field manager:
-// fields the API server defaults are not ours, so an unchanged object is
-// a no-op instead of a write.
-func (r *ChainReconciler) apply(ctx context.Context, obj client.Object) error {
-	u, err := toApplyConfiguration(obj)
-	if err != nil {
-		return err
-	}
-	return r.Apply(ctx, u, client.FieldOwner(workload.FieldOwner), client.ForceOwnership)
 }
 
 // SetupWithManager registers the controller, its watches and indexes.

@@ -47,7 +47,7 @@ func (r *ChainReconciler) checkProjectedRedisSecret(ctx context.Context, chain *
 // operator's URL does not linger in the namespace.
 func (r *ChainReconciler) applyRedis(ctx context.Context, chain *vconv1.Chain, in workload.Inputs, current *appsv1.Deployment) error {
 	if in.RedisSecret == nil {
-		return r.apply(ctx, workload.RedisSecret(chain, in.RedisURL))
+		return apply(ctx, r.Client, workload.RedisSecret(chain, in.RedisURL))
 	}
 	if current == nil || !referencesProjectedRedis(current, chain.Name) {
 		return nil // never projected, or already cleaned up: no read needed

@@ -1,22 +1,17 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
-	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 // decide runs the autoscaling policy on the latest observation.
@@ -130,42 +125,5 @@ func limitedMessage(chain *vconv1.Chain, d autoscale.Decision) string {
 	return "demand is within workers.maxReplicas"
 }
 
-// applyStatus writes the whole status by server-side apply with our field
-// manager: every field is sent, zeros included, and one we stop sending
-// (queue.stale, queue.observedAt) is removed. A JSON merge patch against
-// the cached Chain left out the zeros the server had never stored (the
-// first status has no queue), so the next patch sent queue.observedAt
-// alone and the API server refused the incomplete queue: the figures never
-// reached the status.
-func (r *ChainReconciler) applyStatus(ctx context.Context, chain *vconv1.Chain, st *vconv1.ChainStatus) error {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(st)
-	if err != nil {
-		return err
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{"status": m}}
-	u.SetGroupVersionKind(vconv1.GroupVersion.WithKind("Chain"))
-	u.SetNamespace(chain.Namespace)
-	u.SetName(chain.Name)
-	return r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(workload.FieldOwner), client.ForceOwnership)
-}
-
 // equalStatus ignores nothing: a status is written only when it differs.
 func equalStatus(a, b *vconv1.ChainStatus) bool { return apiequality.Semantic.DeepEqual(a, b) }
-
-// toApplyConfiguration turns a built object into an apply configuration,
-// without status and creationTimestamp (typed objects always carry them).
-func toApplyConfiguration(obj client.Object) (runtime.ApplyConfiguration, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, err
-	}
-	delete(m, "status")
-	if md, ok := m["metadata"].(map[string]any); ok {
-		delete(md, "creationTimestamp")
-	}
-	if tmpl, ok, _ := unstructured.NestedMap(m, "spec", "template", "metadata"); ok {
-		delete(tmpl, "creationTimestamp")
-		_ = unstructured.SetNestedMap(m, tmpl, "spec", "template", "metadata")
-	}
-	return client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: m}), nil
-}

@@ -7,15 +7,25 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 )
 
-// setCondition sets a condition stamped with the generation it describes.
-// meta.SetStatusCondition keeps lastTransitionTime unless the status
-// really changes, so a condition re-asserted every reconcile stays stable.
+// condition is a condition stamped with the generation it describes.
+func condition(generation int64, typ vconv1.ConditionType, status metav1.ConditionStatus, reason, message string) metav1.Condition {
+	return metav1.Condition{Type: string(typ), Status: status, Reason: reason, Message: message, ObservedGeneration: generation}
+}
+
+// setConditions sets each of next in conds. meta.SetStatusCondition keeps
+// lastTransitionTime unless the status really changes, so a condition
+// re-asserted every reconcile stays stable.
+func setConditions(conds *[]metav1.Condition, next []metav1.Condition) {
+	for _, c := range next {
+		apimeta.SetStatusCondition(conds, c)
+	}
+}
+
+// setCondition sets one condition; see condition and setConditions.
 func setCondition(conds *[]metav1.Condition, generation int64, typ vconv1.ConditionType, status bool, reason, message string) {
 	s := metav1.ConditionFalse
 	if status {
 		s = metav1.ConditionTrue
 	}
-	apimeta.SetStatusCondition(conds, metav1.Condition{
-		Type: string(typ), Status: s, Reason: reason, Message: message, ObservedGeneration: generation,
-	})
+	setConditions(conds, []metav1.Condition{condition(generation, typ, s, reason, message)})
 }

@@ -141,10 +141,7 @@ func startOperatorSeeing(t *testing.T, others []string, options ...func(*control
 	if err := chains.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&controllers.LinkReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	if err := (&controllers.StorageReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.StepReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	mctx, cancel := context.WithCancel(ctx)

@@ -246,10 +246,7 @@ func startOperator(ctx context.Context, kube *testenv.Kube, redisURL string, pol
 	if err := chains.SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
-	if err := (&controllers.LinkReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		return nil, nil, err
-	}
-	if err := (&controllers.StorageReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.StepReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
 	mctx, cancel := context.WithCancel(ctx)
