@@ -4,12 +4,18 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/autoscale"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
@@ -73,4 +79,86 @@ func applyStatus(ctx context.Context, c client.Client, obj client.Object, status
 		return nil
 	}
 	return err
+}
+
+// applyPlan writes what the plan says to the Chain's objects, and keeps
+// the autoscaler's state once its decision is applied (a failed write
+// decides again from the previous state).
+func (r *ChainReconciler) applyPlan(ctx context.Context, chain *vconv1.Chain, current *appsv1.Deployment, p chainPlan) error {
+	switch p.mode {
+	case applyNothing:
+		return nil
+	case applyAll:
+		if err := apply(ctx, r.Client, p.configMap); err != nil {
+			return fmt.Errorf("apply configmap: %w", err)
+		}
+		// Before the Deployment: its pods reference the Secret.
+		if err := r.applyRedisSecret(ctx, chain, p); err != nil {
+			return fmt.Errorf("apply redis secret: %w", err)
+		}
+		if err := apply(ctx, r.Client, p.deployment); err != nil {
+			return fmt.Errorf("apply deployment: %w", err)
+		}
+		r.scaling.Store(client.ObjectKeyFromObject(chain), p.scaling)
+	case applyReplicas:
+		if current != nil && replicasOf(current) != p.replicas {
+			d := current.DeepCopy()
+			patch := client.MergeFrom(current)
+			d.Spec.Replicas = &p.replicas
+			if err := r.Patch(ctx, d, patch); err != nil {
+				return fmt.Errorf("scale deployment: %w", err)
+			}
+		}
+	}
+	r.recordScaling(chain, replicasOf(current), p.replicas, p.decision)
+	return nil
+}
+
+// applyRedisSecret gives the workers their Redis URL through a Secret:
+// the projected one when the Chain names no Secret of its own, else it
+// removes a projected copy the plan found left over.
+func (r *ChainReconciler) applyRedisSecret(ctx context.Context, chain *vconv1.Chain, p chainPlan) error {
+	if p.redisSecret != nil {
+		return apply(ctx, r.Client, p.redisSecret)
+	}
+	if !p.dropProjectedRedis {
+		return nil // never projected, or already cleaned up: no read needed
+	}
+	var s corev1.Secret
+	key := types.NamespacedName{Namespace: chain.Namespace, Name: workload.RedisSecretName(chain.Name)}
+	if err := r.APIReader.Get(ctx, key, &s); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(&s, chain) {
+		return nil
+	}
+	err := r.Delete(ctx, &s, client.Preconditions{UID: &s.UID})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+// recordScaling emits events for replica changes worth a human's eye.
+func (r *ChainReconciler) recordScaling(chain *vconv1.Chain, from, to int32, d autoscale.Decision) {
+	if from != to || d.Reason == autoscale.ReasonDLQStorm {
+		reason := d.Reason
+		if from != to && to == 0 && reason == "" {
+			reason = "ScaledToZero"
+		}
+		scalingDecisions.WithLabelValues(chain.Name, chain.Namespace, reason).Inc()
+	}
+	switch {
+	case from == to:
+		if d.Reason == autoscale.ReasonDLQStorm {
+			r.Recorder.Event(chain, corev1.EventTypeWarning, "DLQStorm", d.Message)
+		}
+		return
+	case from == 0:
+		r.Recorder.Eventf(chain, corev1.EventTypeNormal, "ScaledFromZero", "scaled workers from 0 to %d: %s", to, d.Message)
+	case to > from:
+		r.Recorder.Eventf(chain, corev1.EventTypeNormal, "ScaledUp", "scaled workers from %d to %d: %s", from, to, d.Message)
+	default:
+		r.Recorder.Eventf(chain, corev1.EventTypeNormal, "ScaledDown", "scaled workers from %d to %d: %s", from, to, d.Message)
+	}
 }
