@@ -84,8 +84,8 @@ type chainFacts struct {
 }
 
 // chainConditions are the Chain's conditions for its generation (pure):
-// RedisReachable and DLQEmpty from the measurement (DLQEmpty only once
-// the queues were observed); Ready from the first thing in the way of the workers;
+// RedisReachable and DLQEmpty from the measurement, Unknown until there is
+// one; Ready from the first thing in the way of the workers;
 // ScalingLimited from the autoscaler's decision.
 func chainConditions(chain *vconv1.Chain, f chainFacts) []metav1.Condition {
 	gen, obs := chain.Generation, f.observation
@@ -96,13 +96,13 @@ func chainConditions(chain *vconv1.Chain, f chainFacts) []metav1.Condition {
 	case obs.Measured:
 		reachable = condition(gen, vconv1.ConditionRedisReachable, metav1.ConditionTrue, vconv1.ReasonMeasured, "queues measured")
 	default:
-		reachable = condition(gen, vconv1.ConditionRedisReachable, metav1.ConditionFalse, vconv1.ReasonNotMeasured, "the queues have not been measured yet")
+		reachable = condition(gen, vconv1.ConditionRedisReachable, metav1.ConditionUnknown, vconv1.ReasonNotMeasured, "the queues have not been measured yet")
 	}
 
 	var dlq metav1.Condition
 	switch {
-	case !obs.Measured && !obs.Stale:
-		// Not observed yet: no DLQEmpty.
+	case !obs.Measured:
+		dlq = condition(gen, vconv1.ConditionDLQEmpty, metav1.ConditionUnknown, vconv1.ReasonNotMeasured, "the dead-letter lists have not been measured yet")
 	case obs.DLQ == 0:
 		dlq = condition(gen, vconv1.ConditionDLQEmpty, metav1.ConditionTrue, vconv1.ReasonEmpty, "no dead-lettered vCons")
 	default:
@@ -139,8 +139,5 @@ func chainConditions(chain *vconv1.Chain, f chainFacts) []metav1.Condition {
 	}
 	// In the order they were first written, which kubectl vcon status
 	// shows.
-	if dlq.Type == "" {
-		return []metav1.Condition{reachable, ready, limited}
-	}
 	return []metav1.Condition{reachable, dlq, ready, limited}
 }

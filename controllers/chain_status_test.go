@@ -43,10 +43,11 @@ func TestChainConditions(t *testing.T) {
 		want map[vconv1.ConditionType]want
 	}{
 		{
-			name:  "not measured yet",
+			name:  "not measured yet is Unknown, not False",
 			facts: chainFacts{replicas: 1, deployment: deployment(1)},
 			want: map[vconv1.ConditionType]want{
-				vconv1.ConditionRedisReachable: {metav1.ConditionFalse, "NotMeasured", "not been measured"},
+				vconv1.ConditionRedisReachable: {metav1.ConditionUnknown, "NotMeasured", "not been measured"},
+				vconv1.ConditionDLQEmpty:       {metav1.ConditionUnknown, "NotMeasured", "not been measured"},
 				vconv1.ConditionReady:          {metav1.ConditionTrue, "Running", "0/1 workers ready"},
 				vconv1.ConditionScalingLimited: {metav1.ConditionFalse, "WithinLimits", ""},
 			},
@@ -87,11 +88,11 @@ func TestChainConditions(t *testing.T) {
 			},
 		},
 		{
-			name:  "Redis never reached",
+			name:  "Redis never reached: its dead letters are unknown",
 			facts: chainFacts{observation: neverReached},
 			want: map[vconv1.ConditionType]want{
 				vconv1.ConditionRedisReachable: {metav1.ConditionFalse, "RedisUnreachable", "i/o timeout"},
-				vconv1.ConditionDLQEmpty:       {metav1.ConditionTrue, "Empty", ""},
+				vconv1.ConditionDLQEmpty:       {metav1.ConditionUnknown, "NotMeasured", ""},
 				vconv1.ConditionReady:          {metav1.ConditionFalse, "RedisUnreachable", "i/o timeout"},
 			},
 		},
@@ -137,8 +138,8 @@ func TestChainConditions(t *testing.T) {
 				tt.chain(chain)
 			}
 			got := chainConditions(chain, tt.facts)
-			if len(got) < 3 {
-				t.Fatalf("%d conditions, want Ready, RedisReachable, (DLQEmpty) and ScalingLimited: %+v", len(got), got)
+			if len(got) != 4 {
+				t.Fatalf("%d conditions, want Ready, RedisReachable, DLQEmpty and ScalingLimited: %+v", len(got), got)
 			}
 			byType := map[vconv1.ConditionType]metav1.Condition{}
 			for _, c := range got {
