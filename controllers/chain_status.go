@@ -9,6 +9,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
@@ -24,6 +25,7 @@ func (r *ChainReconciler) writeStatus(ctx context.Context, chain *vconv1.Chain, 
 	if err := applyStatus(ctx, r.Client, chain, next); err != nil {
 		return fmt.Errorf("apply status: %w", err)
 	}
+	log.FromContext(ctx).V(1).Info("status updated", "workers", next.Workers, "ingress", next.Queue.Ingress)
 	wasFilling := apimeta.IsStatusConditionFalse(chain.Status.Conditions, string(vconv1.ConditionDLQEmpty))
 	if !wasFilling && apimeta.IsStatusConditionFalse(next.Conditions, string(vconv1.ConditionDLQEmpty)) {
 		r.Recorder.Eventf(chain, corev1.EventTypeWarning, "DLQFilling", "%d vCons dead-lettered", next.Queue.DLQ)

@@ -20,12 +20,3 @@ func setConditions(conds *[]metav1.Condition, next []metav1.Condition) {
 		apimeta.SetStatusCondition(conds, c)
 	}
 }
-
-// setCondition sets one condition; see condition and setConditions.
-func setCondition(conds *[]metav1.Condition, generation int64, typ vconv1.ConditionType, status bool, reason, message string) {
-	s := metav1.ConditionFalse
-	if status {
-		s = metav1.ConditionTrue
-	}
-	setConditions(conds, []metav1.Condition{condition(generation, typ, s, reason, message)})
-}
