@@ -1,15 +1,15 @@
-// Package controllers holds the reconcilers. Each reads as a checklist:
-// fetch, resolve references, build the desired objects with the pure
-// builders of internal/workload, apply them, observe, set status. Decisions
-// live elsewhere: the autoscaling policy in internal/autoscale, the queue
-// measurements in internal/observer.
+// Package controllers holds the reconcilers. A Chain's reconcile reads as
+// its plan, one file per step: resolve what it references and owns
+// (chain_resolve.go), plan what to write (chain_plan.go, no I/O), apply
+// the plan (apply.go), write the status (chain_status.go). Decisions live
+// elsewhere: the autoscaling policy in internal/autoscale, the queue
+// measurements in internal/observer, the objects in internal/workload;
+// condition types and reasons in api/v1alpha1.
 package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -30,10 +30,6 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
-	"github.com/vcon-operator/vcon-operator/internal/policy"
-	"github.com/vcon-operator/vcon-operator/internal/queue"
-	"github.com/vcon-operator/vcon-operator/internal/redisconn"
-	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 // Field indexes: which Chains name a Link or Storage, so that one appearing
@@ -72,7 +68,6 @@ type ChainReconciler struct {
 	// would cache every Secret of the cluster and need list and watch on
 	// them.
 	SecretRecheck time.Duration
-	Now           func() time.Time
 
 	scaling sync.Map // types.NamespacedName -> autoscale.State
 }
@@ -91,139 +86,47 @@ type ChainReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
-// Reconcile implements reconcile.Reconciler.
+// Reconcile implements reconcile.Reconciler. It reads as its plan:
+// resolve what the Chain references and owns, plan what to write, apply
+// the plan, write the status.
 func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
-
-	// 1. Fetch.
 	var chain vconv1.Chain
 	if err := r.Get(ctx, req.NamespacedName, &chain); err != nil {
 		if apierrors.IsNotFound(err) {
-			// Children go with their owner references; forget the rest.
-			r.Observer.Forget(req.NamespacedName)
-			r.scaling.Delete(req.NamespacedName)
-			forgetChainMetrics(req.Namespace, req.Name)
+			r.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
 	}
-	status := chain.Status.DeepCopy()
-	gen := chain.Generation
-
-	// 2. Resolve references: Links, Storages, Redis.
-	in, problem, err := r.resolve(ctx, &chain)
+	res, err := r.resolve(ctx, &chain)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, fmt.Errorf("resolve chain %s: %w", req.NamespacedName, err)
 	}
-	if problem == nil {
-		if other := r.ingressConflict(ctx, &chain, in); other != "" {
-			problem = &notReady{"IngressConflict", other}
-		}
+	plan := r.plan(&chain, res, r.scalingState(req.NamespacedName))
+	if err := r.applyPlan(ctx, &chain, res.deployment, plan); err != nil {
+		return ctrl.Result{}, fmt.Errorf("apply chain %s: %w", req.NamespacedName, err)
 	}
+	if err := r.writeStatus(ctx, &chain, chainStatus(&chain, res, plan)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("status of chain %s: %w", req.NamespacedName, err)
+	}
+	return ctrl.Result{RequeueAfter: plan.requeueAfter}, nil
+}
 
-	// 3. Build the desired objects.
-	var rendered *workload.Rendered
-	if problem == nil {
-		rendered, err = workload.Render(in)
-		var forbidden *workload.ForbiddenReference
-		switch {
-		case errors.As(err, &forbidden):
-			problem = &notReady{ReasonEnvReferenceNotAllowed, err.Error()}
-		case err != nil:
-			problem = &notReady{"InvalidChain", err.Error()}
-		}
-	}
+// forget drops what the operator keeps of a deleted Chain beyond its
+// children, which go with their owner references.
+func (r *ChainReconciler) forget(key types.NamespacedName) {
+	r.Observer.Forget(key)
+	r.scaling.Delete(key)
+	forgetChainMetrics(key.Namespace, key.Name)
+}
 
-	// 4. Observe the queues (measured by the observer) and decide replicas.
-	if problem != nil && problem.reason == ReasonRedisNotAllowed {
-		r.Observer.Forget(req.NamespacedName) // it may have been allowed before
+// scalingState is the autoscaler's state kept from the Chain's last
+// applied decision; zero for a Chain not seen before.
+func (r *ChainReconciler) scalingState(key types.NamespacedName) autoscale.State {
+	if v, ok := r.scaling.Load(key); ok {
+		return v.(autoscale.State)
 	}
-	if in.RedisURL != "" {
-		r.Observer.Track(req.NamespacedName, in.RedisURL, queue.Target{Ingress: chain.Spec.IngressLists, Egress: chain.Spec.EgressLists})
-	}
-	obs, measured := r.Observer.Get(req.NamespacedName)
-	var current appsv1.Deployment
-	haveDeployment := true
-	if err := r.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: workload.DeploymentName(chain.Name)}, &current); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, err
-		}
-		haveDeployment = false
-	}
-	currentReplicas := int32(0)
-	if haveDeployment && current.Spec.Replicas != nil {
-		currentReplicas = *current.Spec.Replicas
-	}
-	decision := r.decide(req.NamespacedName, &chain, obs, measured, currentReplicas, problem)
-
-	// 5. Apply. A Chain whose references are broken keeps its current
-	// workers (if any) running on their last good config.
-	if problem == nil || problem.reason == "IngressConflict" {
-		replicas := decision.Replicas
-		if problem != nil {
-			replicas = 0 // the earlier Chain owns the list
-		}
-		if rendered != nil {
-			if err := r.apply(ctx, workload.ConfigMap(&chain, rendered)); err != nil {
-				return ctrl.Result{}, fmt.Errorf("apply configmap: %w", err)
-			}
-			var cur *appsv1.Deployment
-			if haveDeployment {
-				cur = &current
-			}
-			// Before the Deployment: its pods reference the Secret.
-			if err := r.applyRedis(ctx, &chain, in, cur); err != nil {
-				return ctrl.Result{}, fmt.Errorf("apply redis secret: %w", err)
-			}
-			if err := r.apply(ctx, workload.Deployment(in, rendered, replicas)); err != nil {
-				return ctrl.Result{}, fmt.Errorf("apply deployment: %w", err)
-			}
-		} else if haveDeployment && currentReplicas != replicas {
-			patch := client.MergeFrom(current.DeepCopy())
-			current.Spec.Replicas = &replicas
-			if err := r.Patch(ctx, &current, patch); err != nil {
-				return ctrl.Result{}, err
-			}
-		}
-		r.recordScaling(&chain, currentReplicas, replicas, decision)
-		currentReplicas = replicas
-	}
-
-	// 6. Observe the workers: why they fail, in their own words.
-	var workers string
-	if haveDeployment {
-		pods, err := r.workerPods(ctx, &chain)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		workers = workersFailing(&current, pods)
-	}
-
-	// 7. Set status.
-	status.ObservedGeneration = gen
-	status.Replicas = currentReplicas
-	status.ReadyReplicas = current.Status.ReadyReplicas
-	status.Workers = fmt.Sprintf("%d/%d", status.ReadyReplicas, status.Replicas)
-	r.setQueueStatus(&chain, status, obs, measured)
-	setReady(status, gen, &chain, problem, workers, obs, measured)
-	setCondition(&status.Conditions, gen, ConditionScalingLimited, decision.Limited, limitedReason(decision), limitedMessage(&chain, decision))
-
-	if !equalStatus(&chain.Status, status) {
-		if err := r.applyStatus(ctx, &chain, status); err != nil {
-			return ctrl.Result{}, fmt.Errorf("apply status: %w", err)
-		}
-		logger.V(1).Info("status updated", "workers", status.Workers, "ingress", status.Queue.Ingress)
-	}
-
-	if decision.Reason == autoscale.ReasonScaleDownDelayed {
-		return ctrl.Result{RequeueAfter: r.PollInterval}, nil
-	}
-	if problem != nil && problem.reason == ReasonRedisSecretNotFound {
-		// Nothing else would wake this Chain: without a Redis it is not
-		// observed, and the Secret is not watched.
-		return ctrl.Result{RequeueAfter: r.secretRecheck()}, nil
-	}
-	return ctrl.Result{}, nil
+	return autoscale.State{}
 }
 
 func (r *ChainReconciler) secretRecheck() time.Duration {
@@ -231,225 +134,6 @@ func (r *ChainReconciler) secretRecheck() time.Duration {
 		return r.SecretRecheck
 	}
 	return 30 * time.Second
-}
-
-// ReasonRedisSecretNotFound: the Secret (or its key) holding the Chain's
-// Redis URL does not exist.
-const ReasonRedisSecretNotFound = "RedisSecretNotFound"
-
-// notReady is why a Chain cannot run as specified.
-type notReady struct{ reason, message string }
-
-// resolve gathers what the Chain references. A missing reference is not an
-// error of the reconcile: it is reported in the status, and the Chain is
-// reconciled again when the object appears (field-indexed watches).
-func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (workload.Inputs, *notReady, error) {
-	in := workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: r.WorkerImage}
-	if img := chain.Spec.Workers.Image; img != "" && img != r.WorkerImage {
-		if !policy.ImageAllowed(r.AllowedWorkerImagePrefixes, img) {
-			// Nothing is applied for a refused Chain: running workers keep
-			// their last accepted image, and no Deployment rolls to this one.
-			return in, &notReady{ReasonImageNotAllowed, imageNotAllowedMessage(img, r.AllowedWorkerImagePrefixes)}, nil
-		}
-		in.Image = img
-	}
-	// Redis first: queues can be observed even while a Link is missing.
-	switch {
-	case chain.Spec.Redis.URLSecretRef != nil:
-		ref := chain.Spec.Redis.URLSecretRef
-		var s corev1.Secret
-		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: ref.Name}, &s); err != nil {
-			if apierrors.IsNotFound(err) {
-				return in, &notReady{ReasonRedisSecretNotFound, fmt.Sprintf("Secret %q holding the Redis URL not found", ref.Name)}, nil
-			}
-			return in, nil, err
-		}
-		url, ok := s.Data[ref.Key]
-		if !ok {
-			return in, &notReady{ReasonRedisSecretNotFound, fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}, nil
-		}
-		in.RedisURL, in.RedisSecret = string(url), ref
-	case chain.Spec.Redis.URL != "":
-		in.RedisURL = chain.Spec.Redis.URL
-	default:
-		in.RedisURL = r.DefaultRedisURL
-	}
-	if in.RedisURL == "" {
-		return in, &notReady{"NoRedis", "the Chain names no Redis and the operator has no --redis-url default"}, nil
-	}
-	if problem := r.redisPolicy(chain, in.RedisURL); problem != nil {
-		// Not observed either: the operator must not connect to it.
-		in.RedisURL = ""
-		return in, problem, nil
-	}
-	if in.RedisSecret == nil {
-		if problem, err := r.checkProjectedRedisSecret(ctx, chain); problem != nil || err != nil {
-			return in, problem, err
-		}
-	}
-
-	var missing []string
-	for _, name := range chain.Spec.Links {
-		var l vconv1.Link
-		if err := r.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: name}, &l); err != nil {
-			if apierrors.IsNotFound(err) {
-				missing = append(missing, "Link "+name)
-				continue
-			}
-			return in, nil, err
-		}
-		in.Links[name] = &l
-	}
-	for _, name := range chain.Spec.Storages {
-		var s vconv1.Storage
-		if err := r.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: name}, &s); err != nil {
-			if apierrors.IsNotFound(err) {
-				missing = append(missing, "Storage "+name)
-				continue
-			}
-			return in, nil, err
-		}
-		in.Storages[name] = &s
-	}
-	if len(missing) > 0 {
-		return in, &notReady{"ReferenceNotFound", fmt.Sprintf("not found in namespace %s: %v", chain.Namespace, missing)}, nil
-	}
-	var notReadySteps []string
-	for name, l := range in.Links {
-		if stepNotReady(l.Status.Conditions, l.Generation) {
-			notReadySteps = append(notReadySteps, "Link "+name)
-		}
-	}
-	for name, s := range in.Storages {
-		if stepNotReady(s.Status.Conditions, s.Generation) {
-			notReadySteps = append(notReadySteps, "Storage "+name)
-		}
-	}
-	if len(notReadySteps) > 0 {
-		sort.Strings(notReadySteps)
-		return in, &notReady{"ReferenceNotReady", fmt.Sprintf("not ready: %v", notReadySteps)}, nil
-	}
-	return in, nil, nil
-}
-
-// ingressConflict returns a message naming the earlier Chain that consumes
-// one of this Chain's ingress lists on the same Redis, or "". conserver
-// lets the last one silently win; here the earlier one keeps the list.
-func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Chain, in workload.Inputs) string {
-	if !isEnabled(chain) {
-		return ""
-	}
-	others, err := r.chainsConsuming(ctx, chain.Spec.IngressLists)
-	if err != nil {
-		return ""
-	}
-	mineRedis := redisIdentity(in.RedisURL)
-	if mineRedis == "" {
-		return "" // its workers cannot consume anything either
-	}
-	mine := map[string]bool{}
-	for _, l := range chain.Spec.IngressLists {
-		mine[l] = true
-	}
-	for i := range others {
-		other := &others[i]
-		if other.UID == chain.UID || !isEnabled(other) || !earlier(other, chain) {
-			continue
-		}
-		shared := ""
-		for _, l := range other.Spec.IngressLists {
-			if mine[l] {
-				shared = l
-				break
-			}
-		}
-		// Only a Chain sharing a list is worth learning the Redis of: for
-		// one with urlSecretRef that is an uncached Secret read, and asking
-		// every Chain cost each reconcile one API call per such Chain.
-		// Servers are compared normalised, so that writing the same server
-		// differently (redis://H, redis://user:pw@h:6379/0) is no way
-		// around the check.
-		if shared != "" && r.redisIdentity(ctx, other) == mineRedis {
-			// Another namespace's Chain names are not this namespace's
-			// business; that some Chain holds the list is.
-			who := "a Chain in another namespace"
-			if other.Namespace == chain.Namespace {
-				who = "Chain " + other.Name
-			}
-			return fmt.Sprintf("ingress list %q is already consumed by %s on the same Redis (%s)", shared, who, mineRedis)
-		}
-	}
-	return ""
-}
-
-// chainsConsuming returns the Chains, in every namespace (they may share a
-// Redis), that consume any of lists: one indexed cache lookup per list
-// instead of a scan of every Chain.
-func (r *ChainReconciler) chainsConsuming(ctx context.Context, lists []string) ([]vconv1.Chain, error) {
-	seen := map[types.UID]bool{}
-	var out []vconv1.Chain
-	for _, l := range lists {
-		var found vconv1.ChainList
-		if err := r.List(ctx, &found, client.MatchingFields{indexIngress: l}); err != nil {
-			return nil, err
-		}
-		for _, c := range found.Items {
-			if !seen[c.UID] {
-				seen[c.UID] = true
-				out = append(out, c)
-			}
-		}
-	}
-	return out, nil
-}
-
-// redisIdentity is the normalised identity of the Redis a Chain consumes
-// from, "" when it cannot be read.
-func (r *ChainReconciler) redisIdentity(ctx context.Context, c *vconv1.Chain) string {
-	switch {
-	case c.Spec.Redis.URLSecretRef != nil:
-		var s corev1.Secret
-		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.Redis.URLSecretRef.Name}, &s); err != nil {
-			return ""
-		}
-		return redisIdentity(string(s.Data[c.Spec.Redis.URLSecretRef.Key]))
-	case c.Spec.Redis.URL != "":
-		return redisIdentity(c.Spec.Redis.URL)
-	}
-	return redisIdentity(r.DefaultRedisURL)
-}
-
-// redisIdentity of a URL: redisconn.Server's, without credentials. A URL
-// that does not parse is nothing the workers could consume from either.
-func redisIdentity(url string) string {
-	s, err := redisconn.ParseServer(url)
-	if err != nil {
-		return ""
-	}
-	return s.String()
-}
-
-func earlier(a, b *vconv1.Chain) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	if a.Namespace != b.Namespace {
-		return a.Namespace < b.Namespace
-	}
-	return a.Name < b.Name
-}
-
-func isEnabled(c *vconv1.Chain) bool { return c.Spec.Enabled == nil || *c.Spec.Enabled }
-
-// apply server-side applies an object we own, with our field manager:
-// fields the API server defaults are not ours, so an unchanged object is
-// a no-op instead of a write.
-func (r *ChainReconciler) apply(ctx context.Context, obj client.Object) error {
-	u, err := toApplyConfiguration(obj)
-	if err != nil {
-		return err
-	}
-	return r.Apply(ctx, u, client.FieldOwner(workload.FieldOwner), client.ForceOwnership)
 }
 
 // SetupWithManager registers the controller, its watches and indexes.
@@ -470,9 +154,6 @@ func (r *ChainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return o.(*vconv1.Chain).Spec.IngressLists
 	}); err != nil {
 		return err
-	}
-	if r.Now == nil {
-		r.Now = time.Now
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&vconv1.Chain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
@@ -513,6 +194,9 @@ func (r *ChainReconciler) chainsSharingIngress(ctx context.Context, o client.Obj
 	}
 	others, err := r.chainsConsuming(ctx, changed.Spec.IngressLists)
 	if err != nil {
+		// A map function cannot return an error; the Chains it missed
+		// still see the change at their next reconcile.
+		log.FromContext(ctx).Error(err, "cannot map a Chain to those sharing its ingress lists", "chain", client.ObjectKeyFromObject(changed))
 		return nil
 	}
 	var reqs []reconcile.Request

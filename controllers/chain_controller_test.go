@@ -45,12 +45,12 @@ func fileStorage(name string) *vconv1.Storage {
 }
 
 func ready(ch *vconv1.Chain) error {
-	return hasCondition(controllers.ConditionReady, metav1.ConditionTrue, "Running")(ch)
+	return hasCondition(vconv1.ConditionReady, metav1.ConditionTrue, "Running")(ch)
 }
 
 // measured: the observer's figures have reached the status.
 func measured(ch *vconv1.Chain) error {
-	return hasCondition(controllers.ConditionRedisReachable, metav1.ConditionTrue, "Measured")(ch)
+	return hasCondition(vconv1.ConditionRedisReachable, metav1.ConditionTrue, "Measured")(ch)
 }
 
 // TestApplyBuildsConfigMapAndDeployment: kubectl apply of a Chain, its Links
@@ -202,7 +202,7 @@ func TestMissingReference(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			name := "waits-for-" + tt.name
 			op.create(t, op.chain(name, []string{fmt.Sprintf("in-%d", i)}, tt.chain))
-			op.waitChain(t, name, "ReferenceNotFound", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "ReferenceNotFound", tt.missing))
+			op.waitChain(t, name, "ReferenceNotFound", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "ReferenceNotFound", tt.missing))
 			if err := op.c.Get(context.Background(), op.key(workload.DeploymentName(name)), &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 				t.Errorf("a Chain with a missing reference got a Deployment (err %v)", err)
 			}
@@ -217,7 +217,7 @@ func TestMissingReference(t *testing.T) {
 	t.Run("unknown module", func(t *testing.T) {
 		bad := &vconv1.Link{ObjectMeta: metav1.ObjectMeta{Name: "bad"}, Spec: vconv1.LinkSpec{Module: "links.no_such_module"}}
 		op.create(t, bad, op.chain("uses-bad", []string{"in-bad"}, func(c *vconv1.Chain) { c.Spec.Links = []string{"bad"} }))
-		op.waitChain(t, "uses-bad", "ReferenceNotReady", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "ReferenceNotReady", "Link bad"))
+		op.waitChain(t, "uses-bad", "ReferenceNotReady", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "ReferenceNotReady", "Link bad"))
 	})
 }
 
@@ -267,7 +267,7 @@ func TestScalingFromQueue(t *testing.T) {
 					}
 					return nil
 				},
-				hasCondition(controllers.ConditionScalingLimited, limited, reason, tt.wantLimitText),
+				hasCondition(vconv1.ConditionScalingLimited, limited, reason, tt.wantLimitText),
 			))
 			waitEvent(t, op, name, "ScaledFromZero", fmt.Sprintf("from 0 to %d", tt.wantReplicas))
 			if n := scalingDecisionCount(t, op.ns, name); n < 1 {
@@ -315,11 +315,11 @@ func TestDLQ(t *testing.T) {
 	op := startOperator(t)
 	ctx := context.Background()
 	op.create(t, op.chain("dlq", []string{"calls"}))
-	op.waitChain(t, "dlq", "DLQEmpty", hasCondition(controllers.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
+	op.waitChain(t, "dlq", "DLQEmpty", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
 	if err := op.rdb.RPush(ctx, queue.DLQKey("calls"), uuids("dead", 3)...).Err(); err != nil {
 		t.Fatal(err)
 	}
-	ch := op.waitChain(t, "dlq", "DLQEmpty=False", hasCondition(controllers.ConditionDLQEmpty, metav1.ConditionFalse, "DeadLetters", "3 vCons"))
+	ch := op.waitChain(t, "dlq", "DLQEmpty=False", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionFalse, "DeadLetters", "3 vCons"))
 	if ch.Status.Queue.DLQ != 3 {
 		t.Errorf("status.queue.dlq %d, want 3", ch.Status.Queue.DLQ)
 	}
@@ -327,7 +327,7 @@ func TestDLQ(t *testing.T) {
 	if err := op.rdb.Del(ctx, queue.DLQKey("calls")).Err(); err != nil {
 		t.Fatal(err)
 	}
-	op.waitChain(t, "dlq", "DLQEmpty again", hasCondition(controllers.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
+	op.waitChain(t, "dlq", "DLQEmpty again", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
 }
 
 // TestRedisOutage: Redis going away is reported, the last figures are kept
@@ -352,8 +352,8 @@ func TestRedisOutage(t *testing.T) {
 
 	op.redis.Stop()
 	ch := op.waitChain(t, "outage", "RedisReachable=False", all(
-		hasCondition(controllers.ConditionRedisReachable, metav1.ConditionFalse, "RedisUnreachable"),
-		hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "RedisUnreachable"),
+		hasCondition(vconv1.ConditionRedisReachable, metav1.ConditionFalse, "RedisUnreachable"),
+		hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "RedisUnreachable"),
 	))
 	if !ch.Status.Queue.Stale || ch.Status.Queue.Ingress != 7 {
 		t.Errorf("queue %+v: want the last figures (ingress 7) marked stale", ch.Status.Queue)
@@ -392,7 +392,7 @@ func TestDisabled(t *testing.T) {
 	}
 	op.create(t, op.chain("paused", []string{"paused"}, func(c *vconv1.Chain) { c.Spec.Enabled = ptr.To(false) }))
 	op.waitChain(t, "paused", "Disabled", all(
-		hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "Disabled"),
+		hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "Disabled"),
 		func(c *vconv1.Chain) error {
 			if c.Status.Queue.Ingress != 50 {
 				return fmt.Errorf("ingress %d: a disabled chain is still observed", c.Status.Queue.Ingress)
@@ -418,7 +418,7 @@ func TestIngressConflict(t *testing.T) {
 	op.waitChain(t, "a-first", "Ready", ready)
 	op.create(t, op.chain("b-second", []string{"own-b", "shared"}))
 	op.waitChain(t, "b-second", "IngressConflict", all(
-		hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "IngressConflict", `"shared"`, "a-first"),
+		hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "IngressConflict", `"shared"`, "a-first"),
 		func(c *vconv1.Chain) error {
 			if c.Status.Replicas != 0 {
 				return fmt.Errorf("replicas %d", c.Status.Replicas)
@@ -434,13 +434,13 @@ func TestIngressConflict(t *testing.T) {
 		t.Errorf("the conflicting Chain runs %d workers", *d.Spec.Replicas)
 	}
 	// Still re-asserted after the queue moved.
-	op.waitChain(t, "b-second", "still IngressConflict", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "IngressConflict"))
+	op.waitChain(t, "b-second", "still IngressConflict", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "IngressConflict"))
 
 	// Another Redis is another queue: no conflict.
 	other := op.chain("c-elsewhere", []string{"shared"}, func(c *vconv1.Chain) { c.Spec.Redis.URL = "redis://127.0.0.1:1/0" })
 	op.create(t, other)
 	op.waitChain(t, "c-elsewhere", "no conflict on another Redis", func(c *vconv1.Chain) error {
-		r := apimeta.FindStatusCondition(c.Status.Conditions, controllers.ConditionReady)
+		r := apimeta.FindStatusCondition(c.Status.Conditions, string(vconv1.ConditionReady))
 		if r == nil || r.Reason == "IngressConflict" {
 			return fmt.Errorf("Ready %+v", r)
 		}
@@ -505,8 +505,8 @@ func TestConditionsStable(t *testing.T) {
 	op := startOperator(t)
 	op.create(t, op.chain("stable", []string{"stable-in"}))
 	before := op.waitChain(t, "stable", "measured", all(ready, measured,
-		hasCondition(controllers.ConditionDLQEmpty, metav1.ConditionTrue, ""),
-		hasCondition(controllers.ConditionScalingLimited, metav1.ConditionFalse, "")))
+		hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionTrue, ""),
+		hasCondition(vconv1.ConditionScalingLimited, metav1.ConditionFalse, "")))
 	if before.Status.ObservedGeneration != before.Generation {
 		t.Errorf("status.observedGeneration %d, generation %d", before.Status.ObservedGeneration, before.Generation)
 	}
@@ -690,7 +690,7 @@ func TestRedisURLFromSecret(t *testing.T) {
 	fromSecret := func(c *vconv1.Chain) { c.Spec.Redis.URLSecretRef = ref }
 
 	op.create(t, op.chain("early", []string{"early-in"}, fromSecret))
-	op.waitChain(t, "early", "RedisSecretNotFound", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "RedisSecretNotFound", `"redis"`))
+	op.waitChain(t, "early", "RedisSecretNotFound", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "RedisSecretNotFound", `"redis"`))
 
 	// The password is checked for below; redis-server ignores a password
 	// in the URL when it has none set.

@@ -9,20 +9,6 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 )
 
-// Reasons of a Ready=False Chain that asks for something the operator's
-// policy flags do not allow.
-const (
-	// ReasonImageNotAllowed: workers.image is outside
-	// --allowed-worker-image-prefixes.
-	ReasonImageNotAllowed = "ImageNotAllowed"
-	// ReasonRedisNotAllowed: the Chain's Redis URL names a host outside
-	// --allowed-redis-hosts.
-	ReasonRedisNotAllowed = "RedisNotAllowed"
-	// ReasonEnvReferenceNotAllowed: a Link's or Storage's option names a
-	// ${VAR} its own Secret references do not provide.
-	ReasonEnvReferenceNotAllowed = "EnvReferenceNotAllowed"
-)
-
 func imageNotAllowedMessage(image string, prefixes []string) string {
 	if len(prefixes) == 0 {
 		return fmt.Sprintf("workers.image %q is refused: this operator allows no worker image override (--allowed-worker-image-prefixes is empty); remove workers.image to run the operator's image, or ask the operator's administrator to allow the image's registry", image)
@@ -34,18 +20,18 @@ func imageNotAllowedMessage(image string, prefixes []string) string {
 // itself (spec.redis.url or urlSecretRef). The operator's default is its
 // administrator's choice and always allowed, however a Chain spells it.
 func (r *ChainReconciler) redisPolicy(chain *vconv1.Chain, url string) *notReady {
-	if len(r.AllowedRedisHosts) == 0 || (chain.Spec.Redis.URL == "" && chain.Spec.Redis.URLSecretRef == nil) {
+	if len(r.AllowedRedisHosts) == 0 || !chain.NamesRedis() {
 		return nil
 	}
 	srv, err := redisconn.ParseServer(url)
 	if err != nil {
-		return &notReady{ReasonRedisNotAllowed, fmt.Sprintf("the Chain's Redis URL cannot be checked against --allowed-redis-hosts: %v", err)}
+		return &notReady{vconv1.ReasonRedisNotAllowed, fmt.Sprintf("the Chain's Redis URL cannot be checked against --allowed-redis-hosts: %v", err)}
 	}
 	if def := redisIdentity(r.DefaultRedisURL); def != "" && srv.String() == def {
 		return nil
 	}
 	if refused := policy.RedisRefused(r.AllowedRedisHosts, srv); refused != "" {
-		return &notReady{ReasonRedisNotAllowed, fmt.Sprintf(
+		return &notReady{vconv1.ReasonRedisNotAllowed, fmt.Sprintf(
 			"Redis %s is refused: this operator lets Chains reach only %s (--allowed-redis-hosts); name a Redis there, or remove spec.redis to use the operator's default",
 			refused, strings.Join(r.AllowedRedisHosts, ", "))}
 	}

@@ -74,7 +74,7 @@ func TestDefaultRedisURLProjected(t *testing.T) {
 	// A Secret the operator did not make is left alone and reported.
 	op.create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: workload.RedisSecretName("taken")}, StringData: map[string]string{"url": "mine"}})
 	op.create(t, op.chain("taken", []string{"taken-in"}))
-	op.waitChain(t, "taken", "RedisSecretConflict", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonRedisSecretConflict, `"taken-redis"`))
+	op.waitChain(t, "taken", "RedisSecretConflict", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonRedisSecretConflict, `"taken-redis"`))
 	if err := op.c.Get(ctx, op.key(workload.RedisSecretName("taken")), &s); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestWorkerImageOverride(t *testing.T) {
 
 	const evil = "registry.example.com.evil.io/team/worker:1"
 	op.create(t, op.chain("lookalike", []string{"lookalike-in"}, image(evil)))
-	op.waitChain(t, "lookalike", "ImageNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonImageNotAllowed, evil, "registry.example.com", "remove workers.image"))
+	op.waitChain(t, "lookalike", "ImageNotAllowed", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonImageNotAllowed, evil, "registry.example.com", "remove workers.image"))
 	var d appsv1.Deployment
 	if err := op.c.Get(ctx, op.key(workload.DeploymentName("lookalike")), &d); !apierrors.IsNotFound(err) {
 		t.Errorf("a Deployment exists for a refused image (err %v, image %v)", err, d.Spec.Template.Spec.Containers)
@@ -132,7 +132,7 @@ func TestWorkerImageOverride(t *testing.T) {
 		return nil
 	})
 	patchChain(t, op, "allowed", image(evil))
-	op.waitChain(t, "allowed", "ImageNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonImageNotAllowed, evil))
+	op.waitChain(t, "allowed", "ImageNotAllowed", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonImageNotAllowed, evil))
 	if err := op.c.Get(ctx, op.key(workload.DeploymentName("allowed")), &d); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestWorkerImageOverride(t *testing.T) {
 func TestWorkerImageOverrideOffByDefault(t *testing.T) {
 	op := startOperator(t)
 	op.create(t, op.chain("mine", []string{"mine-in"}, func(c *vconv1.Chain) { c.Spec.Workers.Image = "docker.io/attacker/worker:1" }))
-	op.waitChain(t, "mine", "ImageNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonImageNotAllowed, "allows no worker image override"))
+	op.waitChain(t, "mine", "ImageNotAllowed", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonImageNotAllowed, "allows no worker image override"))
 	op.create(t, op.chain("same", []string{"same-in"}, func(c *vconv1.Chain) { c.Spec.Workers.Image = workerImage }))
 	op.waitChain(t, "same", "Ready", ready)
 }
@@ -168,14 +168,14 @@ func TestRedisAllowList(t *testing.T) {
 	op.create(t, op.chain("literal", []string{"literal-in"}, func(c *vconv1.Chain) {
 		c.Spec.Redis.URL = "redis://redis.example.com.evil.io:6379/0"
 	}))
-	op.waitChain(t, "literal", "RedisNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonRedisNotAllowed,
+	op.waitChain(t, "literal", "RedisNotAllowed", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonRedisNotAllowed,
 		"redis.example.com.evil.io:6379", "*.redis.example.com", "--allowed-redis-hosts"))
 
 	op.create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "evil"}, StringData: map[string]string{"url": "redis://user:hunter2-pw@evil.io/0"}})
 	op.create(t, op.chain("secret", []string{"secret-in"}, func(c *vconv1.Chain) {
 		c.Spec.Redis.URLSecretRef = &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "evil"}, Key: "url"}
 	}))
-	got := op.waitChain(t, "secret", "RedisNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonRedisNotAllowed, "evil.io:6379"))
+	got := op.waitChain(t, "secret", "RedisNotAllowed", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonRedisNotAllowed, "evil.io:6379"))
 	b, _ := json.Marshal(got.Status)
 	if strings.Contains(string(b), "hunter2") || strings.Contains(string(b), "user") {
 		t.Errorf("the status holds the URL's credentials: %s", b)
@@ -209,7 +209,7 @@ func TestIngressConflictNormalised(t *testing.T) {
 	} {
 		name := fmt.Sprintf("b-second-%d", i)
 		op.create(t, op.chain(name, []string{"shared"}, func(c *vconv1.Chain) { c.Spec.Redis.URL = url }))
-		op.waitChain(t, name, "IngressConflict", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "IngressConflict", `"shared"`, "Chain a-first"))
+		op.waitChain(t, name, "IngressConflict", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "IngressConflict", `"shared"`, "Chain a-first"))
 	}
 
 	// Another namespace: a Chain there is "a Chain in another namespace".
@@ -231,9 +231,9 @@ func TestIngressConflictNormalised(t *testing.T) {
 		if err := op.c.Get(context.Background(), client.ObjectKey{Namespace: otherNS, Name: "c-late"}, &c); err != nil {
 			return err
 		}
-		return hasCondition(controllers.ConditionReady, metav1.ConditionFalse, "IngressConflict", `"shared-2"`, "a Chain in another namespace")(&c)
+		return hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "IngressConflict", `"shared-2"`, "a Chain in another namespace")(&c)
 	})
-	if cond := apimeta.FindStatusCondition(c.Status.Conditions, controllers.ConditionReady); strings.Contains(cond.Message, "a-first") || strings.Contains(cond.Message, op.ns) {
+	if cond := apimeta.FindStatusCondition(c.Status.Conditions, string(vconv1.ConditionReady)); strings.Contains(cond.Message, "a-first") || strings.Contains(cond.Message, op.ns) {
 		t.Errorf("the message names the other namespace's Chain: %s", cond.Message)
 	}
 }
@@ -261,7 +261,7 @@ func TestEnvReferenceRefused(t *testing.T) {
 	if err := op.c.Update(ctx, &l); err != nil {
 		t.Fatal(err)
 	}
-	op.waitChain(t, "leaky", "EnvReferenceNotAllowed", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonEnvReferenceNotAllowed,
+	op.waitChain(t, "leaky", "EnvReferenceNotAllowed", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonEnvReferenceNotAllowed,
 		"link hook", "options.tags[0]", "${REDIS_URL}"))
 	if err := op.c.Get(ctx, op.key(workload.ConfigMapName("leaky")), &cm); err != nil {
 		t.Fatal(err)

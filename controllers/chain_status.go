@@ -4,183 +4,142 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
-	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
-// decide runs the autoscaling policy on the latest observation.
-func (r *ChainReconciler) decide(key types.NamespacedName, chain *vconv1.Chain, obs observer.Observation, measured bool, current int32, problem *notReady) autoscale.Decision {
-	w := chain.Spec.Workers
-	policy := autoscale.Policy{
-		Enabled:          isEnabled(chain),
-		MinReplicas:      w.MinReplicas,
-		MaxReplicas:      w.MaxReplicas,
-		TargetQueueDepth: w.TargetQueueDepth,
-		Concurrency:      w.Concurrency,
+// writeStatus writes the Chain's status when it changed, and says so when
+// dead letters start to pile up.
+func (r *ChainReconciler) writeStatus(ctx context.Context, chain *vconv1.Chain, next *vconv1.ChainStatus) error {
+	if apiequality.Semantic.DeepEqual(&chain.Status, next) {
+		return nil
 	}
-	if w.ScaleDownDelay != nil {
-		policy.ScaleDownDelay = w.ScaleDownDelay.Duration
+	if err := applyStatus(ctx, r.Client, chain, next); err != nil {
+		return fmt.Errorf("apply status: %w", err)
 	}
-	o := autoscale.Observation{At: r.Now(), Stale: !measured || obs.Stale}
-	if measured {
-		o.Ingress, o.InFlight, o.DLQ = obs.Ingress, obs.InFlight, obs.DLQ
-		if !obs.Stale {
-			o.At = obs.At
-		}
+	log.FromContext(ctx).V(1).Info("status updated", "workers", next.Workers, "ingress", next.Queue.Ingress)
+	wasFilling := apimeta.IsStatusConditionFalse(chain.Status.Conditions, string(vconv1.ConditionDLQEmpty))
+	if !wasFilling && apimeta.IsStatusConditionFalse(next.Conditions, string(vconv1.ConditionDLQEmpty)) {
+		r.Recorder.Eventf(chain, corev1.EventTypeWarning, "DLQFilling", "%d vCons dead-lettered", next.Queue.DLQ)
 	}
-	var st autoscale.State
-	if v, ok := r.scaling.Load(key); ok {
-		st = v.(autoscale.State)
-	}
-	d, next := autoscale.Decide(policy, o, current, st)
-	if problem == nil {
-		r.scaling.Store(key, next)
-	}
-	return d
+	return nil
 }
 
-// recordScaling emits events for replica changes worth a human's eye.
-func (r *ChainReconciler) recordScaling(chain *vconv1.Chain, from, to int32, d autoscale.Decision) {
-	if from != to || d.Reason == autoscale.ReasonDLQStorm {
-		reason := d.Reason
-		if from != to && to == 0 && reason == "" {
-			reason = "ScaledToZero"
-		}
-		scalingDecisions.WithLabelValues(chain.Name, chain.Namespace, reason).Inc()
+// chainStatus is the Chain's status once the plan is applied (pure).
+func chainStatus(chain *vconv1.Chain, res resolved, p chainPlan) *vconv1.ChainStatus {
+	st := chain.Status.DeepCopy()
+	st.ObservedGeneration = chain.Generation
+	st.Replicas = p.replicas
+	st.ReadyReplicas = 0
+	if res.deployment != nil {
+		st.ReadyReplicas = res.deployment.Status.ReadyReplicas
 	}
-	switch {
-	case from == to:
-		if d.Reason == autoscale.ReasonDLQStorm {
-			r.Recorder.Event(chain, corev1.EventTypeWarning, "DLQStorm", d.Message)
-		}
-		return
-	case from == 0:
-		r.Recorder.Eventf(chain, corev1.EventTypeNormal, "ScaledFromZero", "scaled workers from 0 to %d: %s", to, d.Message)
-	case to > from:
-		r.Recorder.Eventf(chain, corev1.EventTypeNormal, "ScaledUp", "scaled workers from %d to %d: %s", from, to, d.Message)
-	default:
-		r.Recorder.Eventf(chain, corev1.EventTypeNormal, "ScaledDown", "scaled workers from %d to %d: %s", from, to, d.Message)
-	}
+	st.Workers = fmt.Sprintf("%d/%d", st.ReadyReplicas, st.Replicas)
+	st.Queue = queueStatus(st.Queue, res.observation)
+	setConditions(&st.Conditions, chainConditions(chain, chainFacts{
+		problem:     p.problem,
+		observation: res.observation,
+		decision:    p.decision,
+		deployment:  res.deployment,
+		pods:        res.pods,
+		replicas:    st.Replicas,
+	}))
+	return st
 }
 
-// setQueueStatus copies the measurement into the status. observedAt moves
+// queueStatus is the measurement as the status shows it. observedAt moves
 // only when a figure changes, so an idle Chain's status is not rewritten
-// every poll.
-func (r *ChainReconciler) setQueueStatus(chain *vconv1.Chain, st *vconv1.ChainStatus, obs observer.Observation, measured bool) {
-	gen := chain.Generation
-	if !measured {
-		setCondition(&st.Conditions, gen, ConditionRedisReachable, false, "NotMeasured", "the queues have not been measured yet")
-		return
+// every poll; before the first poll the status keeps what it has.
+func queueStatus(prev vconv1.QueueStatus, obs observer.Observation) vconv1.QueueStatus {
+	if !obs.Measured && !obs.Stale {
+		return prev
 	}
 	q := vconv1.QueueStatus{Ingress: obs.Ingress, InFlight: obs.InFlight, DLQ: obs.DLQ, Egress: obs.Egress, Stale: obs.Stale}
-	prev := st.Queue
-	prev.ObservedAt = nil
-	if prev != q || st.Queue.ObservedAt == nil {
-		q.ObservedAt = &metav1.Time{Time: obs.At.Truncate(1e9)}
-		st.Queue = q
+	unstamped := prev
+	unstamped.ObservedAt = nil
+	if unstamped == q && prev.ObservedAt != nil {
+		return prev
 	}
-	if obs.Stale {
-		setCondition(&st.Conditions, gen, ConditionRedisReachable, false, "RedisUnreachable", "cannot measure the queues: "+obs.Err)
-	} else {
-		setCondition(&st.Conditions, gen, ConditionRedisReachable, true, "Measured", "queues measured")
-	}
-	wasEmpty := apimeta.IsStatusConditionTrue(chain.Status.Conditions, ConditionDLQEmpty) || apimeta.FindStatusCondition(chain.Status.Conditions, ConditionDLQEmpty) == nil
-	if obs.DLQ == 0 {
-		setCondition(&st.Conditions, gen, ConditionDLQEmpty, true, "Empty", "no dead-lettered vCons")
-	} else {
-		setCondition(&st.Conditions, gen, ConditionDLQEmpty, false, "DeadLetters", fmt.Sprintf("%d vCons in the dead-letter lists; see kubectl vcon dlq list %s", obs.DLQ, chain.Name))
-		if wasEmpty {
-			r.Recorder.Eventf(chain, corev1.EventTypeWarning, "DLQFilling", "%d vCons dead-lettered", obs.DLQ)
-		}
-	}
+	q.ObservedAt = &metav1.Time{Time: obs.At.Truncate(1e9)}
+	return q
 }
 
-// setReady sums the Chain up. workers is why its workers fail
-// (workersFailing), "" when they do not.
-func setReady(st *vconv1.ChainStatus, gen int64, chain *vconv1.Chain, problem *notReady, workers string, obs observer.Observation, measured bool) {
+// chainFacts is what a Chain's conditions are computed from.
+type chainFacts struct {
+	// problem is why the Chain cannot run as specified, nil when it can.
+	problem     *notReady
+	observation observer.Observation
+	decision    autoscale.Decision
+	// deployment is the worker Deployment (nil when none), pods its pods.
+	deployment *appsv1.Deployment
+	pods       []corev1.Pod
+	// replicas is what the Deployment runs once the plan is applied.
+	replicas int32
+}
+
+// chainConditions are the Chain's conditions for its generation (pure):
+// RedisReachable and DLQEmpty from the measurement, Unknown until there is
+// one; Ready from the first thing in the way of the workers;
+// ScalingLimited from the autoscaler's decision.
+func chainConditions(chain *vconv1.Chain, f chainFacts) []metav1.Condition {
+	gen, obs := chain.Generation, f.observation
+	var reachable metav1.Condition
 	switch {
-	case problem != nil:
-		setCondition(&st.Conditions, gen, ConditionReady, false, problem.reason, problem.message)
-	case !isEnabled(chain):
-		setCondition(&st.Conditions, gen, ConditionReady, false, "Disabled", "the Chain is disabled (enabled: false): workers scaled to zero, nothing is consumed")
-	case workers != "":
-		setCondition(&st.Conditions, gen, ConditionReady, false, ReasonWorkersFailing, workers)
-	case measured && obs.Stale:
-		setCondition(&st.Conditions, gen, ConditionReady, false, "RedisUnreachable", "cannot reach the Chain's Redis: "+obs.Err)
+	case obs.Stale:
+		reachable = condition(gen, vconv1.ConditionRedisReachable, metav1.ConditionFalse, vconv1.ReasonRedisUnreachable, "cannot measure the queues: "+obs.Err)
+	case obs.Measured:
+		reachable = condition(gen, vconv1.ConditionRedisReachable, metav1.ConditionTrue, vconv1.ReasonMeasured, "queues measured")
 	default:
-		setCondition(&st.Conditions, gen, ConditionReady, true, "Running", fmt.Sprintf("%d/%d workers ready", st.ReadyReplicas, st.Replicas))
+		reachable = condition(gen, vconv1.ConditionRedisReachable, metav1.ConditionUnknown, vconv1.ReasonNotMeasured, "the queues have not been measured yet")
 	}
-}
 
-func limitedReason(d autoscale.Decision) string {
-	if d.Limited {
-		return "AtMaxReplicas"
+	var dlq metav1.Condition
+	switch {
+	case !obs.Measured:
+		dlq = condition(gen, vconv1.ConditionDLQEmpty, metav1.ConditionUnknown, vconv1.ReasonNotMeasured, "the dead-letter lists have not been measured yet")
+	case obs.DLQ == 0:
+		dlq = condition(gen, vconv1.ConditionDLQEmpty, metav1.ConditionTrue, vconv1.ReasonEmpty, "no dead-lettered vCons")
+	default:
+		dlq = condition(gen, vconv1.ConditionDLQEmpty, metav1.ConditionFalse, vconv1.ReasonDeadLetters,
+			fmt.Sprintf("%d vCons in the dead-letter lists; see kubectl vcon dlq list %s", obs.DLQ, chain.Name))
 	}
-	return "WithinLimits"
-}
 
-func limitedMessage(chain *vconv1.Chain, d autoscale.Decision) string {
-	if d.Limited {
-		return fmt.Sprintf("the queue wants %d workers; workers.maxReplicas is %d", d.Desired, chain.Spec.Workers.MaxReplicas)
+	var workers string // why the workers fail, in their own words
+	if f.deployment != nil {
+		workers = workersFailing(f.deployment, f.pods)
 	}
-	return "demand is within workers.maxReplicas"
-}
+	var ready metav1.Condition
+	switch {
+	case f.problem != nil:
+		ready = condition(gen, vconv1.ConditionReady, metav1.ConditionFalse, f.problem.reason, f.problem.message)
+	case !chain.IsEnabled():
+		ready = condition(gen, vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonDisabled, "the Chain is disabled (enabled: false): workers scaled to zero, nothing is consumed")
+	case workers != "":
+		ready = condition(gen, vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonWorkersFailing, workers)
+	case obs.Stale:
+		ready = condition(gen, vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonRedisUnreachable, "cannot reach the Chain's Redis: "+obs.Err)
+	default:
+		var readyReplicas int32
+		if f.deployment != nil {
+			readyReplicas = f.deployment.Status.ReadyReplicas
+		}
+		ready = condition(gen, vconv1.ConditionReady, metav1.ConditionTrue, vconv1.ReasonRunning, fmt.Sprintf("%d/%d workers ready", readyReplicas, f.replicas))
+	}
 
-// applyStatus writes the whole status by server-side apply with our field
-// manager: every field is sent, zeros included, and one we stop sending
-// (queue.stale, queue.observedAt) is removed. A JSON merge patch against
-// the cached Chain left out the zeros the server had never stored (the
-// first status has no queue), so the next patch sent queue.observedAt
-// alone and the API server refused the incomplete queue: the figures never
-// reached the status.
-func (r *ChainReconciler) applyStatus(ctx context.Context, chain *vconv1.Chain, st *vconv1.ChainStatus) error {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(st)
-	if err != nil {
-		return err
+	limited := condition(gen, vconv1.ConditionScalingLimited, metav1.ConditionFalse, vconv1.ReasonWithinLimits, "demand is within workers.maxReplicas")
+	if f.decision.Limited {
+		limited = condition(gen, vconv1.ConditionScalingLimited, metav1.ConditionTrue, vconv1.ReasonAtMaxReplicas,
+			fmt.Sprintf("the queue wants %d workers; workers.maxReplicas is %d", f.decision.Desired, chain.Spec.Workers.MaxReplicas))
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{"status": m}}
-	u.SetGroupVersionKind(vconv1.GroupVersion.WithKind("Chain"))
-	u.SetNamespace(chain.Namespace)
-	u.SetName(chain.Name)
-	return r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(workload.FieldOwner), client.ForceOwnership)
-}
-
-// equalStatus ignores nothing: a status is written only when it differs.
-func equalStatus(a, b *vconv1.ChainStatus) bool { return apiequality.Semantic.DeepEqual(a, b) }
-
-// stepNotReady: a Link or Storage whose Ready condition for its current
-// generation is False. Not yet evaluated counts as ready, so a Chain
-// created together with its steps does not flap.
-func stepNotReady(conds []metav1.Condition, generation int64) bool {
-	c := apimeta.FindStatusCondition(conds, ConditionReady)
-	return c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == generation
-}
-
-// toApplyConfiguration turns a built object into an apply configuration,
-// without status and creationTimestamp (typed objects always carry them).
-func toApplyConfiguration(obj client.Object) (runtime.ApplyConfiguration, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, err
-	}
-	delete(m, "status")
-	if md, ok := m["metadata"].(map[string]any); ok {
-		delete(md, "creationTimestamp")
-	}
-	if tmpl, ok, _ := unstructured.NestedMap(m, "spec", "template", "metadata"); ok {
-		delete(tmpl, "creationTimestamp")
-		_ = unstructured.SetNestedMap(m, tmpl, "spec", "template", "metadata")
-	}
-	return client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: m}), nil
+	// In the order they were first written, which kubectl vcon status
+	// shows.
+	return []metav1.Condition{reachable, dlq, ready, limited}
 }

@@ -20,12 +20,6 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
-// ReasonWorkersFailing: the Chain's worker pods crash or cannot start, or
-// its Deployment cannot make progress. The message quotes what the worker
-// wrote to its termination log (a refused config says which key is wrong)
-// or what the Deployment and the kubelet say.
-const ReasonWorkersFailing = "WorkersFailing"
-
 // maxWorkersMessage bounds the part of the Ready message that quotes the
 // workers: enough for the worker's first error line, short enough for
 // `kubectl get chain -o wide` and for the condition not to grow the

@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
-	"github.com/vcon-operator/vcon-operator/controllers"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
@@ -58,7 +57,7 @@ func TestWorkersFailingInReady(t *testing.T) {
 	}
 	// Only the pod changed: the pod watch brings it to the Chain.
 	const quoted = "pod crashing-worker-1-abcde container worker is in CrashLoopBackOff, exit code 1: conserver: invalid config /etc/vcon/conserver.yml: links.tagger.module: unknown module \"links.tagg\" (known: links.analyze, links.tag)"
-	op.waitChain(t, "crashing", "WorkersFailing quoting the worker", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonWorkersFailing, quoted))
+	op.waitChain(t, "crashing", "WorkersFailing quoting the worker", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonWorkersFailing, quoted))
 
 	op.setDeploymentStatus(t, "crashing", appsv1.DeploymentStatus{
 		ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, UnavailableReplicas: 1,
@@ -67,7 +66,7 @@ func TestWorkersFailingInReady(t *testing.T) {
 			{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "ReplicaSetUpdated", Message: `ReplicaSet "crashing-worker-1" is progressing.`},
 		},
 	})
-	op.waitChain(t, "crashing", "WorkersFailing with the Deployment's view", hasCondition(controllers.ConditionReady, metav1.ConditionFalse, controllers.ReasonWorkersFailing,
+	op.waitChain(t, "crashing", "WorkersFailing with the Deployment's view", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonWorkersFailing,
 		quoted+"; Deployment not Available: Deployment does not have minimum availability."))
 
 	// The worker is fixed: running, the Deployment available.
@@ -83,7 +82,7 @@ func TestWorkersFailingInReady(t *testing.T) {
 			{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", Message: `ReplicaSet "crashing-worker-1" has successfully progressed.`},
 		},
 	})
-	op.waitChain(t, "crashing", "Ready again", all(ready, hasCondition(controllers.ConditionReady, metav1.ConditionTrue, "Running", "1/1 workers ready")))
+	op.waitChain(t, "crashing", "Ready again", all(ready, hasCondition(vconv1.ConditionReady, metav1.ConditionTrue, "Running", "1/1 workers ready")))
 }
 
 // setDeploymentStatus writes the status the Deployment controller would,

@@ -9,9 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-
-	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
-	"github.com/vcon-operator/vcon-operator/internal/observer"
 )
 
 const refused = "conserver: invalid config /etc/vcon/conserver.yml:\nlinks.tagger.module: unknown module \"links.tagg\""
@@ -121,29 +118,5 @@ func TestWorkersFailingBounded(t *testing.T) {
 	got := workersFailing(deployment(1), []corev1.Pod{pod("w-a", crashed(long, 1, time.Now()))})
 	if len(got) > maxWorkersMessage || !strings.HasSuffix(got, "…") || !strings.HasPrefix(got, "pod w-a container worker is in CrashLoopBackOff, exit code 1: conserver: invalid config: links.x") {
 		t.Fatalf("message of %d bytes: %q", len(got), got)
-	}
-}
-
-func TestReadyShowsFailingWorkers(t *testing.T) {
-	chain := &vconv1.Chain{}
-	chain.Generation = 4
-	for _, tc := range []struct {
-		name    string
-		problem *notReady
-		workers string
-		reason  string
-	}{
-		{"failing workers", nil, "pod w-a container worker is in CrashLoopBackOff", ReasonWorkersFailing},
-		{"a broken reference says more than its old workers", &notReady{"ReferenceNotFound", "Link x"}, "pod w-a crashed", "ReferenceNotFound"},
-		{"healthy", nil, "", "Running"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var st vconv1.ChainStatus
-			setReady(&st, chain.Generation, chain, tc.problem, tc.workers, observer.Observation{}, true)
-			c := st.Conditions[0]
-			if c.Reason != tc.reason || (tc.reason == ReasonWorkersFailing && c.Message != tc.workers) || c.ObservedGeneration != 4 {
-				t.Fatalf("Ready %+v, want reason %s", c, tc.reason)
-			}
-		})
 	}
 }

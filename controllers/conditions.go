@@ -3,25 +3,20 @@ package controllers
 import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 )
 
-// Condition types of a Chain.
-const (
-	ConditionReady          = "Ready"
-	ConditionRedisReachable = "RedisReachable"
-	ConditionDLQEmpty       = "DLQEmpty"
-	ConditionScalingLimited = "ScalingLimited"
-)
+// condition is a condition stamped with the generation it describes.
+func condition(generation int64, typ vconv1.ConditionType, status metav1.ConditionStatus, reason, message string) metav1.Condition {
+	return metav1.Condition{Type: string(typ), Status: status, Reason: reason, Message: message, ObservedGeneration: generation}
+}
 
-// setCondition sets a condition stamped with the generation it describes.
-// meta.SetStatusCondition keeps lastTransitionTime unless the status
-// really changes, so a condition re-asserted every reconcile stays stable.
-func setCondition(conds *[]metav1.Condition, generation int64, typ string, status bool, reason, message string) {
-	s := metav1.ConditionFalse
-	if status {
-		s = metav1.ConditionTrue
+// setConditions sets each of next in conds. meta.SetStatusCondition keeps
+// lastTransitionTime unless the status really changes, so a condition
+// re-asserted every reconcile stays stable.
+func setConditions(conds *[]metav1.Condition, next []metav1.Condition) {
+	for _, c := range next {
+		apimeta.SetStatusCondition(conds, c)
 	}
-	apimeta.SetStatusCondition(conds, metav1.Condition{
-		Type: typ, Status: s, Reason: reason, Message: message, ObservedGeneration: generation,
-	})
 }

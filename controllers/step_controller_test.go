@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
-	"github.com/vcon-operator/vcon-operator/controllers"
 )
 
 // Links and Storages report whether the worker can run them, and whether
@@ -70,7 +69,7 @@ func TestStepConditions(t *testing.T) {
 				c := conds()
 				ready := apimeta.FindStatusCondition(c, "Ready")
 				creds := apimeta.FindStatusCondition(c, "CredentialsInSecrets")
-				own := apimeta.FindStatusCondition(c, controllers.ConditionEnvReferencesOwn)
+				own := apimeta.FindStatusCondition(c, string(vconv1.ConditionEnvReferencesOwn))
 				if ready == nil || creds == nil || own == nil {
 					return fmt.Errorf("conditions not set yet: %+v", c)
 				}
@@ -84,7 +83,7 @@ func TestStepConditions(t *testing.T) {
 				if own.Status != wantOwn {
 					return fmt.Errorf("EnvReferencesOwn=%s (%s), want %s", own.Status, own.Message, wantOwn)
 				}
-				if wantOwn == metav1.ConditionFalse && (own.Reason != controllers.ReasonEnvReferenceNotAllowed || !strings.Contains(own.Message, "options.")) {
+				if wantOwn == metav1.ConditionFalse && (own.Reason != vconv1.ReasonEnvReferenceNotAllowed || !strings.Contains(own.Message, "options.")) {
 					return fmt.Errorf("EnvReferencesOwn %s: %s, want the option named", own.Reason, own.Message)
 				}
 				if ready.ObservedGeneration != 1 {

@@ -141,10 +141,7 @@ func startOperatorSeeing(t *testing.T, others []string, options ...func(*control
 	if err := chains.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&controllers.LinkReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	if err := (&controllers.StorageReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.StepReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	mctx, cancel := context.WithCancel(ctx)
@@ -290,9 +287,9 @@ func ptrString[T any](p *T) string {
 
 // hasCondition checks one condition of a Chain, stamped with the Chain's
 // current generation.
-func hasCondition(typ string, status metav1.ConditionStatus, reason string, msgContains ...string) func(*vconv1.Chain) error {
+func hasCondition(typ vconv1.ConditionType, status metav1.ConditionStatus, reason string, msgContains ...string) func(*vconv1.Chain) error {
 	return func(ch *vconv1.Chain) error {
-		c := apimeta.FindStatusCondition(ch.Status.Conditions, typ)
+		c := apimeta.FindStatusCondition(ch.Status.Conditions, string(typ))
 		if c == nil {
 			return fmt.Errorf("no %s condition in %+v", typ, ch.Status.Conditions)
 		}

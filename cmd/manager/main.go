@@ -108,12 +108,8 @@ func main() {
 		log.Error(err, "cannot set up the Chain controller")
 		os.Exit(1)
 	}
-	if err := (&controllers.LinkReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		log.Error(err, "cannot set up the Link controller")
-		os.Exit(1)
-	}
-	if err := (&controllers.StorageReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		log.Error(err, "cannot set up the Storage controller")
+	if err := (&controllers.StepReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		log.Error(err, "cannot set up the Link and Storage controllers")
 		os.Exit(1)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/vcon-operator/vcon-operator/internal/observer"
 )
 
 // Reasons are CamelCase so that they can be used as-is in a
@@ -93,17 +95,6 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// Observation is one poll of a Chain's Redis lists.
-type Observation struct {
-	At       time.Time
-	Ingress  int64
-	InFlight int64
-	DLQ      int64
-	// Stale means Redis could not be read and the figures are the last known
-	// ones; Decide then changes nothing.
-	Stale bool
-}
-
 // State is what Decide remembers between calls for one Chain. The zero value
 // is the state of a Chain never seen before. Keep one per Chain in memory and
 // pass back the State that Decide returned; Decide never modifies the State
@@ -158,8 +149,9 @@ type Decision struct {
 }
 
 // Decide returns the replica count for a Chain's workers given its policy,
-// the latest observation, the replicas currently set on the Deployment, and
-// the State returned by the previous call.
+// the latest observation (the observer's, as measured), the replicas
+// currently set on the Deployment, and the State returned by the previous
+// call. An observation that is stale or not measured yet changes nothing.
 //
 // Scale-up is immediate, to ceil((ingress+inFlight)/TargetQueueDepth) capped
 // at MaxReplicas; any work at all starts a worker. Scale-down waits until
@@ -168,7 +160,7 @@ type Decision struct {
 // vCons. While the DLQ is growing as fast as vCons finish the fault is
 // downstream, and more workers would only fail faster: no replicas are added
 // then, except one from zero so that work is still attempted.
-func Decide(p Policy, obs Observation, current int32, st State) (Decision, State) {
+func Decide(p Policy, obs observer.Observation, current int32, st State) (Decision, State) {
 	current = max(current, 0)
 	if !p.Enabled {
 		return Decision{
@@ -184,8 +176,8 @@ func Decide(p Policy, obs Observation, current int32, st State) (Decision, State
 			Message:  fmt.Sprintf("keeping %s because the scaling policy is invalid: %v", replicas(current), err),
 		}, st
 	}
-	if obs.Stale {
-		// Demand during the outage is unknown, so it cannot count towards
+	if !obs.Fresh() {
+		// Demand during the outage (or before the first poll) is unknown, so it cannot count towards
 		// "stayed lower": the scale-down clock starts again afterwards.
 		st.since = time.Time{}
 		st.peaks = nil

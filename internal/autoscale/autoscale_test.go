@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vcon-operator/vcon-operator/internal/observer"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 )
 
 var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -18,6 +21,17 @@ func basePolicy() Policy {
 		TargetQueueDepth: 10,
 		Concurrency:      2,
 		ScaleDownDelay:   5 * time.Minute,
+	}
+}
+
+// observed is the observer's measurement of the figures at at; stale marks
+// them as the last known ones, Redis being unreachable since.
+func observed(at time.Time, ingress, inFlight, dlq int64, stale bool) observer.Observation {
+	return observer.Observation{
+		Depths:   queue.Depths{Ingress: ingress, InFlight: inFlight, DLQ: dlq},
+		At:       at,
+		Measured: true,
+		Stale:    stale,
 	}
 }
 
@@ -305,7 +319,7 @@ func TestDecideSequences(t *testing.T) {
 			var st State
 			current := tt.current
 			for i, s := range tt.steps {
-				obs := Observation{At: t0.Add(s.at), Ingress: s.ingress, InFlight: s.inFlight, DLQ: s.dlq, Stale: s.stale}
+				obs := observed(t0.Add(s.at), s.ingress, s.inFlight, s.dlq, s.stale)
 				var d Decision
 				d, st = Decide(tt.policy, obs, current, st)
 				if d.Replicas != s.want || d.Reason != s.reason || d.Limited != s.limited || d.DLQStorm != s.storm {
@@ -325,60 +339,67 @@ func TestDecideSingleCall(t *testing.T) {
 	tests := []struct {
 		name    string
 		policy  Policy
-		obs     Observation
+		obs     observer.Observation
 		current int32
 		want    Decision // Message is checked only for being non-empty
 	}{
 		{
 			name:    "disabled runs no workers whatever the queue",
 			policy:  with(basePolicy(), func(p *Policy) { p.Enabled = false }),
-			obs:     Observation{At: t0, Ingress: 1000},
+			obs:     observed(t0, 1000, 0, 0, false),
 			current: 5,
 			want:    Decision{Replicas: 0, Reason: ReasonDisabled},
 		},
 		{
 			name:    "disabled wins over an invalid policy",
 			policy:  Policy{MaxReplicas: -1},
-			obs:     Observation{At: t0, Ingress: 1000},
+			obs:     observed(t0, 1000, 0, 0, false),
 			current: 5,
 			want:    Decision{Replicas: 0, Reason: ReasonDisabled},
 		},
 		{
 			name:    "invalid policy keeps current",
 			policy:  with(basePolicy(), func(p *Policy) { p.MinReplicas, p.MaxReplicas = 5, 3 }),
-			obs:     Observation{At: t0, Ingress: 1000},
+			obs:     observed(t0, 1000, 0, 0, false),
 			current: 4,
 			want:    Decision{Replicas: 4, Desired: 4, Reason: ReasonInvalidPolicy},
 		},
 		{
 			name:    "negative current is read as zero",
 			policy:  basePolicy(),
-			obs:     Observation{At: t0, Ingress: 15},
+			obs:     observed(t0, 15, 0, 0, false),
 			current: -3,
 			want:    Decision{Replicas: 2, Desired: 2, Reason: ReasonScaledUp},
 		},
 		{
 			name:   "desired is uncapped and counts in-flight",
 			policy: basePolicy(),
-			obs:    Observation{At: t0, Ingress: 150, InFlight: 1},
+			obs:    observed(t0, 150, 1, 0, false),
 			want:   Decision{Replicas: 10, Desired: 16, Reason: ReasonAtMaxReplicas, Limited: true},
 		},
 		{
 			name:   "huge figures saturate instead of overflowing",
 			policy: with(basePolicy(), func(p *Policy) { p.TargetQueueDepth = 1 }),
-			obs:    Observation{At: t0, Ingress: math.MaxInt64, InFlight: math.MaxInt64},
+			obs:    observed(t0, math.MaxInt64, math.MaxInt64, 0, false),
 			want:   Decision{Replicas: 10, Desired: math.MaxInt32, Reason: ReasonAtMaxReplicas, Limited: true},
 		},
 		{
 			name:   "negative figures are read as zero",
 			policy: basePolicy(),
-			obs:    Observation{At: t0, Ingress: -5, InFlight: -5, DLQ: -5},
+			obs:    observed(t0, -5, -5, -5, false),
 			want:   Decision{Replicas: 0, Desired: 0, Reason: ReasonIdle},
+		},
+		{
+			name:    "not measured yet keeps current",
+			policy:  basePolicy(),
+			obs:     observer.Observation{},
+			current: 3,
+			want:    Decision{Replicas: 3, Desired: 3, Reason: ReasonStale},
 		},
 		{
 			name:   "demand exactly at max is not limited",
 			policy: basePolicy(),
-			obs:    Observation{At: t0, Ingress: 100},
+			obs:    observed(t0, 100, 0, 0, false),
 			want:   Decision{Replicas: 10, Desired: 10, Reason: ReasonScaledUp},
 		},
 	}
@@ -424,7 +445,7 @@ func TestValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("got error %v, want one mentioning %q", err, tt.wantErr)
 			}
-			d, _ := Decide(p, Observation{At: t0, Ingress: 100}, 2, State{})
+			d, _ := Decide(p, observed(t0, 100, 0, 0, false), 2, State{})
 			if d.Replicas != 2 || d.Reason != ReasonInvalidPolicy || !strings.Contains(d.Message, tt.wantErr) {
 				t.Fatalf("Decide with invalid policy: got %+v", d)
 			}
@@ -453,7 +474,7 @@ func TestStateStaysBoundedAndConservative(t *testing.T) {
 		ingress := int64(max(0, 1000-i))
 		history = append(history, seen{at, ingress})
 		var d Decision
-		d, st = Decide(p, Observation{At: at, Ingress: ingress, DLQ: int64(i)}, current, st)
+		d, st = Decide(p, observed(at, ingress, 0, int64(i), false), current, st)
 		if len(st.samples) > maxSamples || len(st.peaks) > maxPeaks {
 			t.Fatalf("step %d: state grew to %d samples, %d peaks", i, len(st.samples), len(st.peaks))
 		}
@@ -481,14 +502,14 @@ func TestDecideDoesNotModifyGivenState(t *testing.T) {
 	p := basePolicy()
 	var st State
 	for i := 0; i < 20; i++ {
-		_, st = Decide(p, Observation{At: t0.Add(time.Duration(i) * time.Second), Ingress: int64(100 - 5*i), DLQ: int64(3 * i)}, 10, st)
+		_, st = Decide(p, observed(t0.Add(time.Duration(i)*time.Second), int64(100-5*i), 0, int64(3*i), false), 10, st)
 	}
 	before := State{
 		samples: append([]sample(nil), st.samples...),
 		peaks:   append([]peak(nil), st.peaks...),
 		since:   st.since,
 	}
-	next := Observation{At: t0.Add(time.Hour), Ingress: 0}
+	next := observed(t0.Add(time.Hour), 0, 0, 0, false)
 	first, _ := Decide(p, next, 10, st)
 	if !reflect.DeepEqual(st, before) {
 		t.Fatalf("Decide modified the state it was given")
@@ -527,7 +548,7 @@ func FuzzDecide(f *testing.F) {
 			steps = steps[5:]
 			at = at.Add(time.Duration(b[0]) * time.Second)
 			dlq += int64(b[3] % 40)
-			obs := Observation{At: at, Ingress: int64(b[1]) * 7, InFlight: int64(b[2]), DLQ: dlq, Stale: b[4]%11 == 0}
+			obs := observed(at, int64(b[1])*7, int64(b[2]), dlq, b[4]%11 == 0)
 			if b[4]%13 == 0 {
 				current = int32(b[4] % 20) // someone scaled the Deployment by hand
 			}

@@ -67,7 +67,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(desiredDesc, float64(chain.Status.Replicas))
 		gauge(readyDesc, float64(chain.Status.ReadyReplicas))
 		gauge(maxDesc, float64(chain.Spec.Workers.MaxReplicas))
-		gauge(chainReadyDesc, boolFloat(apimeta.IsStatusConditionTrue(chain.Status.Conditions, "Ready")))
+		gauge(chainReadyDesc, boolFloat(apimeta.IsStatusConditionTrue(chain.Status.Conditions, string(vconv1.ConditionReady))))
 
 		obs, ok := snapshot[types.NamespacedName{Namespace: chain.Namespace, Name: chain.Name}]
 		if !ok || !obs.Measured {

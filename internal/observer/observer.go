@@ -38,6 +38,11 @@ type Observation struct {
 	Measured bool
 }
 
+// Fresh is whether the figures are a current measurement: measured, and
+// Redis reachable at the last poll. Nothing is decided on figures that are
+// not.
+func (o Observation) Fresh() bool { return o.Measured && !o.Stale }
+
 type tracked struct {
 	url    string
 	target queue.Target

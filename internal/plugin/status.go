@@ -19,26 +19,19 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 )
 
-// Condition types and the reasons the check reads (set by the operator's
-// Chain reconciler).
-const (
-	conditionReady          = "Ready"
-	conditionRedisReachable = "RedisReachable"
-	reasonRedisUnreachable  = "RedisUnreachable"
-)
-
 // ChainSummary is what `status` shows of one Chain, and its -o yaml|json
 // shape.
 type ChainSummary struct {
-	Namespace    string             `json:"namespace"`
-	Name         string             `json:"name"`
-	Enabled      bool               `json:"enabled"`
-	Ready        ConditionSummary   `json:"ready"`
-	IngressLists []string           `json:"ingressLists"`
-	EgressLists  []string           `json:"egressLists,omitempty"`
-	Queue        QueueSummary       `json:"queue"`
-	Workers      WorkersSummary     `json:"workers"`
-	Conditions   []metav1.Condition `json:"conditions,omitempty"`
+	Namespace    string           `json:"namespace"`
+	Name         string           `json:"name"`
+	Enabled      bool             `json:"enabled"`
+	Ready        ConditionSummary `json:"ready"`
+	IngressLists []string         `json:"ingressLists"`
+	EgressLists  []string         `json:"egressLists,omitempty"`
+	// Queue is the Chain's status.queue as the operator last wrote it.
+	Queue      vconv1.QueueStatus `json:"queue"`
+	Workers    WorkersSummary     `json:"workers"`
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// StatusBehind is true when the status describes an older generation
 	// than the spec: the operator has not caught up (or is not running).
 	StatusBehind bool `json:"statusBehind,omitempty"`
@@ -49,16 +42,6 @@ type ConditionSummary struct {
 	Status  string `json:"status"`
 	Reason  string `json:"reason,omitempty"`
 	Message string `json:"message,omitempty"`
-}
-
-// QueueSummary is where the Chain's vCons were last measured.
-type QueueSummary struct {
-	Ingress    int64        `json:"ingress"`
-	InFlight   int64        `json:"inFlight"`
-	DLQ        int64        `json:"dlq"`
-	Egress     int64        `json:"egress"`
-	Stale      bool         `json:"stale"`
-	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
 }
 
 // WorkersSummary is the worker Deployment's size.
@@ -74,23 +57,19 @@ func Summarize(ch *vconv1.Chain) ChainSummary {
 	s := ChainSummary{
 		Namespace:    ch.Namespace,
 		Name:         ch.Name,
-		Enabled:      ch.Spec.Enabled == nil || *ch.Spec.Enabled,
+		Enabled:      ch.IsEnabled(),
 		Ready:        ConditionSummary{Status: string(metav1.ConditionUnknown), Reason: "NotObserved", Message: "the operator has not reported on this Chain yet"},
 		IngressLists: ch.Spec.IngressLists,
 		EgressLists:  ch.Spec.EgressLists,
-		Queue: QueueSummary{
-			Ingress: ch.Status.Queue.Ingress, InFlight: ch.Status.Queue.InFlight,
-			DLQ: ch.Status.Queue.DLQ, Egress: ch.Status.Queue.Egress,
-			Stale: ch.Status.Queue.Stale, ObservedAt: ch.Status.Queue.ObservedAt,
-		},
+		Queue:        ch.Status.Queue,
 		Workers: WorkersSummary{
 			Ready: ch.Status.ReadyReplicas, Desired: ch.Status.Replicas,
 			Min: ch.Spec.Workers.MinReplicas, Max: ch.Spec.Workers.MaxReplicas,
 		},
 		Conditions:   ch.Status.Conditions,
-		StatusBehind: ch.Status.ObservedGeneration != 0 && ch.Status.ObservedGeneration < ch.Generation,
+		StatusBehind: ch.StatusBehind(),
 	}
-	if c := apimeta.FindStatusCondition(ch.Status.Conditions, conditionReady); c != nil {
+	if c := apimeta.FindStatusCondition(ch.Status.Conditions, string(vconv1.ConditionReady)); c != nil {
 		s.Ready = ConditionSummary{Status: string(c.Status), Reason: c.Reason, Message: c.Message}
 	}
 	return s
@@ -99,11 +78,11 @@ func Summarize(ch *vconv1.Chain) ChainSummary {
 // redisUnreachable says whether the operator reports the Chain cannot reach
 // its Redis, and the operator's words for it.
 func (s ChainSummary) redisUnreachable() (bool, string) {
-	if s.Ready.Status != string(metav1.ConditionTrue) && s.Ready.Reason == reasonRedisUnreachable {
+	if s.Ready.Status != string(metav1.ConditionTrue) && s.Ready.Reason == vconv1.ReasonRedisUnreachable {
 		return true, s.Ready.Message
 	}
-	if c := apimeta.FindStatusCondition(s.Conditions, conditionRedisReachable); c != nil &&
-		c.Status == metav1.ConditionFalse && c.Reason == reasonRedisUnreachable {
+	if c := apimeta.FindStatusCondition(s.Conditions, string(vconv1.ConditionRedisReachable)); c != nil &&
+		c.Status == metav1.ConditionFalse && c.Reason == vconv1.ReasonRedisUnreachable {
 		return true, c.Message
 	}
 	return false, ""

@@ -112,7 +112,7 @@ func TestStatusCheck(t *testing.T) {
 		{"dlq", []chainDef{{"main", healthyStatus(5, 3)}}, []string{"main"}, nil, 1, "WARNING: DLQ has 3 items"},
 		{"dlq threshold flag", []chainDef{{"main", healthyStatus(5, 3)}}, []string{"main", "--threshold-dlq", "3"}, nil, 0, "OK: All checks passed"},
 		{"redis unreachable", []chainDef{{"main", redisDownStatus()}}, []string{"main"}, nil, 2, "CRITICAL: Redis unreachable for chain main: cannot reach the Chain's Redis: dial tcp 10.0.0.9:6379: connect: connection refused"},
-		{"not measured yet is not critical", []chainDef{{"main", &vconv1.ChainStatus{Conditions: []metav1.Condition{cond("RedisReachable", false, "NotMeasured", "the queues have not been measured yet")}}}}, []string{"main"}, nil, 0, "OK: All checks passed"},
+		{"not measured yet is not critical", []chainDef{{"main", notMeasuredStatus()}}, []string{"main"}, nil, 0, "OK: All checks passed"},
 		{"api healthy", []chainDef{{"main", healthyStatus(5, 2)}}, []string{"main", "--api-url", healthy.URL + "/api"}, nil, 1, "WARNING: DLQ has 2 items"},
 		{"api unhealthy", []chainDef{{"main", healthyStatus(5, 2)}}, []string{"main", "--api-url", unhealthy.URL + "/api"}, nil, 2, "CRITICAL: API health check failed"},
 		{"api unreachable", []chainDef{{"main", healthyStatus(5, 0)}}, []string{"main", "--api-url", goneURL}, nil, 2, "CRITICAL: API health check failed"},
@@ -246,4 +246,18 @@ func TestErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// notMeasuredStatus is a Chain's status before the operator's first poll:
+// what it cannot know yet is Unknown.
+func notMeasuredStatus() *vconv1.ChainStatus {
+	unknown := func(typ, msg string) metav1.Condition {
+		c := cond(typ, false, "NotMeasured", msg)
+		c.Status = metav1.ConditionUnknown
+		return c
+	}
+	return &vconv1.ChainStatus{Conditions: []metav1.Condition{
+		unknown("RedisReachable", "the queues have not been measured yet"),
+		unknown("DLQEmpty", "the dead-letter lists have not been measured yet"),
+	}}
 }

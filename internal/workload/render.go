@@ -111,7 +111,7 @@ func Render(in Inputs) (*Rendered, error) {
 		Storages:     append([]string{}, ch.Spec.Storages...),
 		IngressLists: append([]string{}, ch.Spec.IngressLists...),
 		EgressLists:  append([]string{}, ch.Spec.EgressLists...),
-		Enabled:      ch.Spec.Enabled == nil || *ch.Spec.Enabled,
+		Enabled:      ch.IsEnabled(),
 		Timeout:      timeout,
 		HasLinksKey:  true,
 	}

@@ -246,10 +246,7 @@ func startOperator(ctx context.Context, kube *testenv.Kube, redisURL string, pol
 	if err := chains.SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
-	if err := (&controllers.LinkReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		return nil, nil, err
-	}
-	if err := (&controllers.StorageReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.StepReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
 	mctx, cancel := context.WithCancel(ctx)
@@ -302,8 +299,8 @@ func waitAllRunning(ctx context.Context, c client.Client, n int, within time.Dur
 		}
 		ok := 0
 		for _, ch := range list.Items {
-			if apimeta.IsStatusConditionTrue(ch.Status.Conditions, controllers.ConditionReady) &&
-				apimeta.IsStatusConditionTrue(ch.Status.Conditions, controllers.ConditionRedisReachable) &&
+			if apimeta.IsStatusConditionTrue(ch.Status.Conditions, string(vconv1.ConditionReady)) &&
+				apimeta.IsStatusConditionTrue(ch.Status.Conditions, string(vconv1.ConditionRedisReachable)) &&
 				ch.Status.ObservedGeneration == ch.Generation {
 				ok++
 			}

@@ -49,7 +49,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
-	"github.com/vcon-operator/vcon-operator/controllers"
 	"github.com/vcon-operator/vcon-operator/hack/bench/benchutil"
 	"github.com/vcon-operator/vcon-operator/internal/devsys"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
@@ -204,7 +203,7 @@ func (b *bench) createChains(ctx context.Context, sinkURL string) error {
 			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ch.Name}, &got); err != nil {
 				return false, err.Error()
 			}
-			ok := apimeta.IsStatusConditionTrue(got.Status.Conditions, controllers.ConditionReady) && got.Status.ObservedGeneration == got.Generation
+			ok := apimeta.IsStatusConditionTrue(got.Status.Conditions, string(vconv1.ConditionReady)) && got.Status.ObservedGeneration == got.Generation
 			return ok, fmt.Sprintf("conditions %v", got.Status.Conditions)
 		}); err != nil {
 			return err

@@ -1,0 +1,141 @@
+package controllers
+
+import (
+	"errors"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/autoscale"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
+)
+
+// applyMode is how much of the Chain's objects a reconcile writes.
+type applyMode int
+
+const (
+	// applyNothing: a Chain whose references are broken or refused keeps
+	// its current workers (if any) running on their last good config.
+	applyNothing applyMode = iota
+	// applyReplicas: only the existing Deployment's replicas change, as
+	// for a Chain that lost its ingress list to an earlier one.
+	applyReplicas
+	// applyAll: the ConfigMap, the Redis Secret and the Deployment, as
+	// rendered.
+	applyAll
+)
+
+// chainPlan is what one reconcile does to a Chain's objects and why.
+type chainPlan struct {
+	mode applyMode
+	// problem is why the Chain cannot run as specified: resolve's, or the
+	// render's; nil when it can.
+	problem *notReady
+	// The rendered objects, for applyAll. redisSecret is the projected
+	// Redis Secret, nil when the Chain names its own; dropProjectedRedis
+	// removes a projected copy its workers no longer use.
+	configMap          *corev1.ConfigMap
+	redisSecret        *corev1.Secret
+	deployment         *appsv1.Deployment
+	dropProjectedRedis bool
+	// replicas is what the Deployment runs once the plan is applied.
+	replicas int32
+	decision autoscale.Decision
+	// scaling is the autoscaler's state to keep, once applyAll succeeded.
+	scaling autoscale.State
+	// requeueAfter is when to look again though nothing may wake the
+	// Chain; 0 is never.
+	requeueAfter time.Duration
+}
+
+// plan decides what to do with a resolved Chain, given the autoscaler's
+// state from the previous reconcile. It reads nothing and writes nothing:
+// rendering and the autoscaling decision are pure.
+func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autoscale.State) chainPlan {
+	current := replicasOf(res.deployment)
+	p := chainPlan{problem: res.problem, replicas: current}
+	var rendered *workload.Rendered
+	if p.problem == nil {
+		rendered, p.problem = render(res.in)
+	}
+	p.decision, p.scaling = autoscale.Decide(scalingPolicy(chain), res.observation, current, scaling)
+
+	switch {
+	case p.problem == nil:
+		p.mode = applyAll
+		p.replicas = p.decision.Replicas
+		p.configMap = workload.ConfigMap(chain, rendered)
+		p.deployment = workload.Deployment(res.in, rendered, p.replicas)
+		if res.in.RedisSecret == nil {
+			p.redisSecret = workload.RedisSecret(chain, res.in.RedisURL)
+		} else {
+			// A Chain that switched to its own Secret has the projected copy
+			// removed, so the operator's URL does not linger in the
+			// namespace.
+			p.dropProjectedRedis = res.deployment != nil && referencesProjectedRedis(res.deployment, chain.Name)
+		}
+	case p.problem.reason == vconv1.ReasonIngressConflict:
+		p.mode = applyReplicas
+		p.replicas = 0 // the earlier Chain owns the list
+	}
+
+	switch {
+	case p.decision.Reason == autoscale.ReasonScaleDownDelayed:
+		p.requeueAfter = r.PollInterval
+	case p.problem != nil && p.problem.reason == vconv1.ReasonRedisSecretNotFound:
+		// Nothing else would wake this Chain: without a Redis it is not
+		// observed, and the Secret is not watched.
+		p.requeueAfter = r.secretRecheck()
+	}
+	return p
+}
+
+// render builds the worker config, or says why the Chain cannot have one.
+func render(in workload.Inputs) (*workload.Rendered, *notReady) {
+	rendered, err := workload.Render(in)
+	var forbidden *workload.ForbiddenReference
+	switch {
+	case errors.As(err, &forbidden):
+		return nil, &notReady{vconv1.ReasonEnvReferenceNotAllowed, err.Error()}
+	case err != nil:
+		return nil, &notReady{vconv1.ReasonInvalidChain, err.Error()}
+	}
+	return rendered, nil
+}
+
+// scalingPolicy is the Chain's workers spec as the autoscaler reads it.
+func scalingPolicy(chain *vconv1.Chain) autoscale.Policy {
+	w := chain.Spec.Workers
+	p := autoscale.Policy{
+		Enabled:          chain.IsEnabled(),
+		MinReplicas:      w.MinReplicas,
+		MaxReplicas:      w.MaxReplicas,
+		TargetQueueDepth: w.TargetQueueDepth,
+		Concurrency:      w.Concurrency,
+	}
+	if w.ScaleDownDelay != nil {
+		p.ScaleDownDelay = w.ScaleDownDelay.Duration
+	}
+	return p
+}
+
+// replicasOf is what a Deployment is set to run; none runs nothing.
+func replicasOf(d *appsv1.Deployment) int32 {
+	if d == nil || d.Spec.Replicas == nil {
+		return 0
+	}
+	return *d.Spec.Replicas
+}
+
+func referencesProjectedRedis(d *appsv1.Deployment, chain string) bool {
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, e := range c.Env {
+			if e.Name == "REDIS_URL" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == workload.RedisSecretName(chain) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,119 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/autoscale"
+	"github.com/vcon-operator/vcon-operator/internal/observer"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
+)
+
+func TestPlan(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	r := &ChainReconciler{PollInterval: 2 * time.Second, SecretRecheck: 7 * time.Second}
+	queued := func(n int64) observer.Observation {
+		return observer.Observation{Depths: queue.Depths{Ingress: n}, At: t0, Measured: true}
+	}
+	projected := func(name string) *appsv1.Deployment {
+		d := deployment(2)
+		d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "worker", Env: []corev1.EnvVar{{Name: "REDIS_URL", ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: workload.RedisSecretName(name)}, Key: "url"}}}}}}
+		return d
+	}
+	own := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "mine"}, Key: "url"}
+
+	tests := []struct {
+		name  string
+		edit  func(*resolved)
+		state autoscale.State
+
+		mode         applyMode
+		reason       string // the plan's problem, "" for none
+		replicas     int32
+		projectRedis bool
+		dropRedis    bool
+		requeueAfter time.Duration
+	}{
+		{name: "a runnable Chain applies everything, scaled to its queue", edit: func(res *resolved) { res.observation = queued(25) },
+			mode: applyAll, replicas: 3, projectRedis: true},
+		{name: "not measured yet keeps the replicas it has", edit: func(res *resolved) { res.deployment = deployment(2) },
+			mode: applyAll, replicas: 2, projectRedis: true},
+		{name: "its own Secret: the projected copy goes", edit: func(res *resolved) {
+			res.in.RedisSecret, res.deployment, res.observation = own, projected("c"), queued(15)
+		}, mode: applyAll, replicas: 2, dropRedis: true},
+		{name: "its own Secret, never projected", edit: func(res *resolved) { res.in.RedisSecret = own },
+			mode: applyAll, replicas: 0},
+		{name: "a broken reference keeps the workers as they are", edit: func(res *resolved) {
+			res.problem, res.deployment, res.observation = &notReady{vconv1.ReasonReferenceNotFound, "Link x"}, deployment(4), queued(100)
+		}, mode: applyNothing, reason: vconv1.ReasonReferenceNotFound, replicas: 4},
+		{name: "an ingress conflict stops the workers", edit: func(res *resolved) {
+			res.problem, res.deployment, res.observation = &notReady{vconv1.ReasonIngressConflict, "list a"}, deployment(4), queued(100)
+		}, mode: applyReplicas, reason: vconv1.ReasonIngressConflict, replicas: 0},
+		{name: "a missing Redis Secret is looked for again", edit: func(res *resolved) {
+			res.problem = &notReady{vconv1.ReasonRedisSecretNotFound, "Secret r"}
+		}, mode: applyNothing, reason: vconv1.ReasonRedisSecretNotFound, requeueAfter: 7 * time.Second},
+		{name: "a Chain that does not render is refused", edit: func(res *resolved) { res.in.Chain.Spec.Links = []string{"gone"} },
+			mode: applyNothing, reason: vconv1.ReasonInvalidChain},
+		{name: "a disabled Chain runs nothing", edit: func(res *resolved) {
+			res.in.Chain.Spec.Enabled, res.deployment, res.observation = ptr.To(false), deployment(3), queued(100)
+		}, mode: applyAll, replicas: 0, projectRedis: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chain := &vconv1.Chain{
+				ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", Generation: 1},
+				Spec: vconv1.ChainSpec{IngressLists: []string{"in"}, Workers: vconv1.WorkerSpec{
+					MaxReplicas: 10, TargetQueueDepth: 10, Concurrency: 1, ScaleDownDelay: &metav1.Duration{Duration: time.Minute}}},
+			}
+			res := resolved{in: workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: "worker:1", RedisURL: "redis://r:6379"}}
+			tt.edit(&res)
+			p := r.plan(chain, res, tt.state)
+			reason := ""
+			if p.problem != nil {
+				reason = p.problem.reason
+			}
+			if p.mode != tt.mode || reason != tt.reason || p.replicas != tt.replicas || p.requeueAfter != tt.requeueAfter {
+				t.Fatalf("plan mode %d problem %q replicas %d requeue %v (decision %+v), want mode %d problem %q replicas %d requeue %v",
+					p.mode, reason, p.replicas, p.requeueAfter, p.decision, tt.mode, tt.reason, tt.replicas, tt.requeueAfter)
+			}
+			if (p.redisSecret != nil) != tt.projectRedis || p.dropProjectedRedis != tt.dropRedis {
+				t.Errorf("projected Secret %v, dropped %t; want %t, %t", p.redisSecret != nil, p.dropProjectedRedis, tt.projectRedis, tt.dropRedis)
+			}
+			if applied := p.configMap != nil && p.deployment != nil; applied != (tt.mode == applyAll) {
+				t.Errorf("rendered objects %t for mode %d", applied, p.mode)
+			}
+			if p.deployment != nil && (p.deployment.Spec.Replicas == nil || *p.deployment.Spec.Replicas != p.replicas) {
+				t.Errorf("Deployment replicas %v, plan %d", p.deployment.Spec.Replicas, p.replicas)
+			}
+		})
+	}
+}
+
+// A scale-down held back by scaleDownDelay is looked at again at the next
+// poll: nothing else would wake an idle Chain.
+func TestPlanRequeuesDelayedScaleDown(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	r := &ChainReconciler{PollInterval: 2 * time.Second}
+	chain := &vconv1.Chain{
+		ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns"},
+		Spec: vconv1.ChainSpec{IngressLists: []string{"in"}, Workers: vconv1.WorkerSpec{
+			MaxReplicas: 10, TargetQueueDepth: 10, Concurrency: 1, ScaleDownDelay: &metav1.Duration{Duration: time.Minute}}},
+	}
+	res := resolved{
+		in:          workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: "worker:1", RedisURL: "redis://r:6379"},
+		deployment:  deployment(5),
+		observation: observer.Observation{Depths: queue.Depths{Ingress: 10}, At: t0, Measured: true},
+	}
+	p := r.plan(chain, res, autoscale.State{})
+	if p.decision.Reason != autoscale.ReasonScaleDownDelayed || p.replicas != 5 || p.requeueAfter != 2*time.Second {
+		t.Fatalf("decision %+v, replicas %d, requeue %v; want ScaleDownDelayed keeping 5, requeue after the poll interval", p.decision, p.replicas, p.requeueAfter)
+	}
+}
