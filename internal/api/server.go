@@ -209,30 +209,45 @@ func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 // Close releases the storages' connections.
 func (s *Server) Close() error { return s.config.close() }
 
+// RootPath is conserver's API_ROOT_PATH default.
+const RootPath = "/api"
+
+// routes serves conserver's routes at both /api/X and /X. conserver's app
+// is FastAPI(root_path=API_ROOT_PATH), "/api" by default, with its routers
+// mounted without a prefix: Starlette strips the root path from a request
+// path that starts with it and matches the rest, so conserver answers
+// /api/vcon and /vcon alike, and its followers call {url}/vcon/egress and
+// {url}/vcon/{uuid} with whichever base their configuration names.
+// /metrics is ours and has no /api twin.
 func (s *Server) routes() *http.ServeMux {
 	m := http.NewServeMux()
 	auth := s.requireToken
+	handle := func(pattern string, h http.HandlerFunc) {
+		method, path, _ := strings.Cut(pattern, " ")
+		m.HandleFunc(method+" "+RootPath+path, h)
+		m.HandleFunc(method+" "+path, h)
+	}
 	// Open: health checks, monitoring and back-pressure.
-	m.HandleFunc("GET /api/health", s.health)
-	m.HandleFunc("GET /api/version", s.version)
-	m.HandleFunc("GET /api/stats/queue", s.queueDepth)
+	handle("GET /health", s.health)
+	handle("GET /version", s.version)
+	handle("GET /stats/queue", s.queueDepth)
 	m.Handle("GET /metrics", s.metrics.handler(s.opts.Registry))
 	// External ingress has its own per-list keys.
-	m.HandleFunc("POST /api/vcon/external-ingress", s.externalIngress)
+	handle("POST /vcon/external-ingress", s.externalIngress)
 
-	m.HandleFunc("POST /api/vcon", auth(s.postVcon))
-	m.HandleFunc("GET /api/vcon", auth(s.listVcons))
-	m.HandleFunc("GET /api/vcon/{uuid}", auth(s.getVcon))
-	m.HandleFunc("DELETE /api/vcon/{uuid}", auth(s.deleteVcon))
-	m.HandleFunc("GET /api/vcons", auth(s.getVcons))
-	m.HandleFunc("GET /api/vcons/search", auth(s.searchVcons))
-	m.HandleFunc("POST /api/vcon/ingress", auth(s.ingress))
-	m.HandleFunc("GET /api/vcon/egress", auth(s.egress))
-	m.HandleFunc("GET /api/vcon/count", auth(s.count))
-	m.HandleFunc("GET /api/dlq", auth(s.dlq))
-	m.HandleFunc("POST /api/dlq/reprocess", auth(s.reprocess))
-	m.HandleFunc("GET /api/config", auth(s.getConfig))
-	m.HandleFunc("POST /api/config", auth(s.postConfig))
-	m.HandleFunc("GET /api/index_vcons", auth(s.indexVcons))
+	handle("POST /vcon", auth(s.postVcon))
+	handle("GET /vcon", auth(s.listVcons))
+	handle("GET /vcon/{uuid}", auth(s.getVcon))
+	handle("DELETE /vcon/{uuid}", auth(s.deleteVcon))
+	handle("GET /vcons", auth(s.getVcons))
+	handle("GET /vcons/search", auth(s.searchVcons))
+	handle("POST /vcon/ingress", auth(s.ingress))
+	handle("GET /vcon/egress", auth(s.egress))
+	handle("GET /vcon/count", auth(s.count))
+	handle("GET /dlq", auth(s.dlq))
+	handle("POST /dlq/reprocess", auth(s.reprocess))
+	handle("GET /config", auth(s.getConfig))
+	handle("POST /config", auth(s.postConfig))
+	handle("GET /index_vcons", auth(s.indexVcons))
 	return m
 }
