@@ -69,6 +69,11 @@ type Options struct {
 	// written, as conserver does (VCON_CONFIG_SHOW_SECRETS,
 	// --config-show-secrets); by default they are masked.
 	ShowConfigSecrets bool
+	// CORSAllowedOrigins are the origins browsers may call the API from
+	// (--cors-allowed-origins): "*" for any, or exact origins such as
+	// https://app.example.com. nil means DefaultCORSAllowedOrigins,
+	// conserver's "*"; an empty list allows none.
+	CORSAllowedOrigins []string
 	// Body configures the body codec (VCON_BODY_FORMAT).
 	Body vconstore.Options
 	// Registry receives the HTTP metrics; nil makes a private one. Either
@@ -150,6 +155,7 @@ type Server struct {
 	config  *configSource
 	metrics *httpMetrics
 	tracer  trace.Tracer
+	cors    corsPolicy
 	mux     *http.ServeMux
 	log     *slog.Logger
 	ping    pinger
@@ -182,11 +188,19 @@ func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
+	if opts.CORSAllowedOrigins == nil {
+		opts.CORSAllowedOrigins = DefaultCORSAllowedOrigins
+	}
+	cors, err := newCORSPolicy(opts.CORSAllowedOrigins)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		opts:   opts,
 		rdb:    rdb,
 		store:  vconstore.New(rdb, opts.Body),
 		tracer: otel.Tracer("github.com/vcon-operator/vcon-operator/internal/api"),
+		cors:   cors,
 		log:    opts.Logger,
 	}
 	switch tokens := newTokenSet(opts.Tokens); {
@@ -195,7 +209,6 @@ func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 	case !opts.InsecureNoAuth:
 		return nil, ErrNoToken
 	}
-	var err error
 	if s.config, err = newConfigSource(opts.ConfigFile, rdb, opts.Logger); err != nil {
 		return nil, err
 	}
