@@ -1,5 +1,5 @@
-// Command api serves conserver's HTTP API (port 8000, root path /api) on
-// the Redis at REDIS_URL. See internal/api/README.md for its settings.
+// Command api serves conserver's HTTP API (port 8000, at /api/... and, as
+// conserver does, without the /api prefix) on the Redis at REDIS_URL. See internal/api/README.md for its settings.
 package main
 
 import (
@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ func run() error {
 		showSecrets      = flag.Bool("config-show-secrets", false, "answer GET /api/config with credentials as written, as conserver does (env VCON_CONFIG_SHOW_SECRETS; the flag wins)")
 		insecureNoAuth   = flag.Bool("insecure-no-auth", false, "serve without API token when none is configured (conserver's default; never do this on a reachable network)")
 		allowConfigWrite = flag.Bool("allow-config-write", false, "let POST /api/config overwrite CONSERVER_CONFIG_FILE")
+		corsOrigins      = corsOriginsFlag(flag.CommandLine)
 		shutdownWait     = flag.Duration("shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 		showVersion      = flag.Bool("version", false, "print the version and exit")
 	)
@@ -64,6 +66,7 @@ func run() error {
 	}
 	opts.InsecureNoAuth = *insecureNoAuth
 	opts.AllowConfigWrite = *allowConfigWrite
+	opts.CORSAllowedOrigins = corsOrigins()
 	opts.Logger = log
 
 	redisURL := os.Getenv("REDIS_URL")
@@ -96,7 +99,7 @@ func run() error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()
 	log.Info("api listening", "addr", *addr, "version", version.Version, "commit", version.GitCommit,
-		"tokens", len(opts.Tokens), "config", opts.ConfigFile != "")
+		"tokens", len(opts.Tokens), "config", opts.ConfigFile != "", "cors_allowed_origins", opts.CORSAllowedOrigins)
 
 	select {
 	case err := <-errc:
@@ -129,4 +132,12 @@ func applyFlags(fs *flag.FlagSet, opts *api.Options, maxBody int64, showSecrets 
 		}
 	})
 	return err
+}
+
+// corsOriginsFlag defines --cors-allowed-origins; the function it returns
+// gives the origins after parsing (api.Options.CORSAllowedOrigins).
+func corsOriginsFlag(fs *flag.FlagSet) func() []string {
+	v := fs.String("cors-allowed-origins", strings.Join(api.DefaultCORSAllowedOrigins, ","),
+		"comma-separated origins browsers may call the API from: * for any (conserver's default), or origins as browsers send them, such as https://app.example.com; empty allows none")
+	return func() []string { return api.ParseCORSOrigins(*v) }
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"testing"
 
 	"github.com/vcon-operator/vcon-operator/internal/api"
@@ -46,5 +47,26 @@ func TestFlagsOverrideTheEnvironment(t *testing.T) {
 				t.Errorf("MaxBodyBytes %d, ShowConfigSecrets %v; want %d, %v", opts.MaxBodyBytes, opts.ShowConfigSecrets, tc.wantBytes, tc.wantShow)
 			}
 		})
+	}
+}
+
+func TestCORSAllowedOriginsFlag(t *testing.T) {
+	cases := []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"*"}}, // conserver's allow_origins=["*"]
+		{[]string{"--cors-allowed-origins=https://app.example.com, http://localhost:3000"}, []string{"https://app.example.com", "http://localhost:3000"}},
+		{[]string{"--cors-allowed-origins="}, []string{}},
+	}
+	for _, tc := range cases {
+		fs := flag.NewFlagSet("api", flag.ContinueOnError)
+		origins := corsOriginsFlag(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := origins(); fmt.Sprint(got) != fmt.Sprint(tc.want) || got == nil {
+			t.Errorf("%v: origins %q, want %q", tc.args, got, tc.want)
+		}
 	}
 }

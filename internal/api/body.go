@@ -66,10 +66,12 @@ type incoming struct {
 }
 
 // parseVcon reads a request's vCon, answering 413/415/422 itself when it
-// is not acceptable. The stored document is the one sent, with the uuid
-// lower-cased (as conserver stores it), the arrays conserver's readers
-// index into present, and a version when none was given. When nothing
-// needed changing the bytes sent are stored as they are.
+// is not acceptable: vcon.CheckSubmission refuses what conserver's API
+// refuses. The stored document is the one sent, with the values pydantic
+// would have coerced stored coerced (the uuid canonical and lower-cased,
+// as conserver stores it; see CheckSubmission) and the arrays conserver's
+// readers index into present. When nothing needed changing the bytes sent
+// are stored as they are.
 func (s *Server) parseVcon(w http.ResponseWriter, r *http.Request) (*incoming, bool) {
 	data, ok := s.readBody(w, r)
 	if !ok {
@@ -88,23 +90,18 @@ func (s *Server) parseVcon(w http.ResponseWriter, r *http.Request) (*incoming, b
 		writeInvalid(w, bodyError(typ, msg))
 		return nil, false
 	}
-	if errs := vcon.Validate(v); len(errs) > 0 {
+	errs, changed := vcon.CheckSubmission(v)
+	if len(errs) > 0 {
 		writeInvalid(w, vcon.Details(errs)...)
 		return nil, false
 	}
-	in := &incoming{uuid: strings.ToLower(v.UUID())}
+	in := &incoming{uuid: v.UUID()}
 	in.createdAt, _ = vcon.CreatedAt(v)
-	changed := !utf8.Valid(data) // the decoder replaced invalid UTF-8; store what it read
-	if in.uuid != v.UUID() {
-		v.Doc["uuid"] = in.uuid
-		changed = true
-	}
-	if _, ok := v.Doc["vcon"]; !ok {
-		v.Doc["vcon"] = vcon.CurrentVersion
-		changed = true
+	if !utf8.Valid(data) {
+		changed = true // the decoder replaced invalid UTF-8; store what it read
 	}
 	for _, key := range []string{vcon.Parties, vcon.Dialog, vcon.Analysis, vcon.Attachments} {
-		if v.Doc[key] == nil {
+		if _, ok := v.Doc[key]; !ok {
 			v.Doc[key] = []any{}
 			changed = true
 		}

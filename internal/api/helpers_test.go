@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -20,6 +22,9 @@ import (
 )
 
 const testToken = "s3cret-token"
+
+// partnerKey is the ingress_auth key of list "partner" (newSubmitHarness).
+const partnerKey = "partner-key"
 
 type harness struct {
 	t     *testing.T
@@ -171,3 +176,14 @@ func httptestDo(srv *Server, method, target string) *httptest.ResponseRecorder {
 }
 
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+// newSubmitHarness is newHarness with a config whose ingress_auth gives
+// list "partner" the key partnerKey, for external ingress.
+func newSubmitHarness(t *testing.T) *harness {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(cfg, []byte("ingress_auth:\n  partner: "+partnerKey+"\nchains: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return newHarness(t, func(o *Options) { o.ConfigFile = cfg })
+}

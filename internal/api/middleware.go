@@ -90,8 +90,9 @@ var knownMethods = map[string]string{
 }
 
 // Handler is the whole API: version headers on every answer, a span and
-// request metrics per request labelled by route template, JSON answers for
-// unknown paths and methods, and the routes.
+// request metrics per request labelled by route template, CORS (preflights
+// answered before routing and authentication, as conserver's middleware
+// does), JSON answers for unknown paths and methods, and the routes.
 func (s *Server) Handler() http.Handler {
 	propagator := otel.GetTextMapPropagator
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +101,14 @@ func (s *Server) Handler() http.Handler {
 		h.Set(HeaderVersion, version.Version)
 		h.Set(HeaderCommit, version.GitCommit)
 
-		_, pattern := s.mux.Handler(r)
+		preflight := isPreflight(r)
+		lookup := r
+		if preflight {
+			// Label a preflight with the route it asks about.
+			lookup = r.Clone(r.Context())
+			lookup.Method = r.Header.Get("Access-Control-Request-Method")
+		}
+		_, pattern := s.mux.Handler(lookup)
 		route := unmatchedRoute
 		if pattern != "" {
 			// The pattern is "METHOD /path/{var}"; the method has its own label.
@@ -118,9 +126,14 @@ func (s *Server) Handler() http.Handler {
 				attribute.String("http.route", route),
 			))
 		sw := &statusWriter{ResponseWriter: w}
-		if pattern == "" {
+		switch {
+		case preflight:
+			s.cors.preflight(sw, r)
+		case pattern == "":
+			s.cors.simple(h, r)
 			s.notFound(sw, r)
-		} else {
+		default:
+			s.cors.simple(h, r)
 			s.mux.ServeHTTP(sw, r.WithContext(ctx))
 		}
 		if sw.code == 0 {

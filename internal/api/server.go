@@ -69,6 +69,11 @@ type Options struct {
 	// written, as conserver does (VCON_CONFIG_SHOW_SECRETS,
 	// --config-show-secrets); by default they are masked.
 	ShowConfigSecrets bool
+	// CORSAllowedOrigins are the origins browsers may call the API from
+	// (--cors-allowed-origins): "*" for any, or exact origins such as
+	// https://app.example.com. nil means DefaultCORSAllowedOrigins,
+	// conserver's "*"; an empty list allows none.
+	CORSAllowedOrigins []string
 	// Body configures the body codec (VCON_BODY_FORMAT).
 	Body vconstore.Options
 	// Registry receives the HTTP metrics; nil makes a private one. Either
@@ -150,6 +155,7 @@ type Server struct {
 	config  *configSource
 	metrics *httpMetrics
 	tracer  trace.Tracer
+	cors    corsPolicy
 	mux     *http.ServeMux
 	log     *slog.Logger
 	ping    pinger
@@ -182,11 +188,19 @@ func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
+	if opts.CORSAllowedOrigins == nil {
+		opts.CORSAllowedOrigins = DefaultCORSAllowedOrigins
+	}
+	cors, err := newCORSPolicy(opts.CORSAllowedOrigins)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		opts:   opts,
 		rdb:    rdb,
 		store:  vconstore.New(rdb, opts.Body),
 		tracer: otel.Tracer("github.com/vcon-operator/vcon-operator/internal/api"),
+		cors:   cors,
 		log:    opts.Logger,
 	}
 	switch tokens := newTokenSet(opts.Tokens); {
@@ -195,7 +209,6 @@ func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 	case !opts.InsecureNoAuth:
 		return nil, ErrNoToken
 	}
-	var err error
 	if s.config, err = newConfigSource(opts.ConfigFile, rdb, opts.Logger); err != nil {
 		return nil, err
 	}
@@ -209,30 +222,45 @@ func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 // Close releases the storages' connections.
 func (s *Server) Close() error { return s.config.close() }
 
+// RootPath is conserver's API_ROOT_PATH default.
+const RootPath = "/api"
+
+// routes serves conserver's routes at both /api/X and /X. conserver's app
+// is FastAPI(root_path=API_ROOT_PATH), "/api" by default, with its routers
+// mounted without a prefix: Starlette strips the root path from a request
+// path that starts with it and matches the rest, so conserver answers
+// /api/vcon and /vcon alike, and its followers call {url}/vcon/egress and
+// {url}/vcon/{uuid} with whichever base their configuration names.
+// /metrics is ours and has no /api twin.
 func (s *Server) routes() *http.ServeMux {
 	m := http.NewServeMux()
 	auth := s.requireToken
+	handle := func(pattern string, h http.HandlerFunc) {
+		method, path, _ := strings.Cut(pattern, " ")
+		m.HandleFunc(method+" "+RootPath+path, h)
+		m.HandleFunc(method+" "+path, h)
+	}
 	// Open: health checks, monitoring and back-pressure.
-	m.HandleFunc("GET /api/health", s.health)
-	m.HandleFunc("GET /api/version", s.version)
-	m.HandleFunc("GET /api/stats/queue", s.queueDepth)
+	handle("GET /health", s.health)
+	handle("GET /version", s.version)
+	handle("GET /stats/queue", s.queueDepth)
 	m.Handle("GET /metrics", s.metrics.handler(s.opts.Registry))
 	// External ingress has its own per-list keys.
-	m.HandleFunc("POST /api/vcon/external-ingress", s.externalIngress)
+	handle("POST /vcon/external-ingress", s.externalIngress)
 
-	m.HandleFunc("POST /api/vcon", auth(s.postVcon))
-	m.HandleFunc("GET /api/vcon", auth(s.listVcons))
-	m.HandleFunc("GET /api/vcon/{uuid}", auth(s.getVcon))
-	m.HandleFunc("DELETE /api/vcon/{uuid}", auth(s.deleteVcon))
-	m.HandleFunc("GET /api/vcons", auth(s.getVcons))
-	m.HandleFunc("GET /api/vcons/search", auth(s.searchVcons))
-	m.HandleFunc("POST /api/vcon/ingress", auth(s.ingress))
-	m.HandleFunc("GET /api/vcon/egress", auth(s.egress))
-	m.HandleFunc("GET /api/vcon/count", auth(s.count))
-	m.HandleFunc("GET /api/dlq", auth(s.dlq))
-	m.HandleFunc("POST /api/dlq/reprocess", auth(s.reprocess))
-	m.HandleFunc("GET /api/config", auth(s.getConfig))
-	m.HandleFunc("POST /api/config", auth(s.postConfig))
-	m.HandleFunc("GET /api/index_vcons", auth(s.indexVcons))
+	handle("POST /vcon", auth(s.postVcon))
+	handle("GET /vcon", auth(s.listVcons))
+	handle("GET /vcon/{uuid}", auth(s.getVcon))
+	handle("DELETE /vcon/{uuid}", auth(s.deleteVcon))
+	handle("GET /vcons", auth(s.getVcons))
+	handle("GET /vcons/search", auth(s.searchVcons))
+	handle("POST /vcon/ingress", auth(s.ingress))
+	handle("GET /vcon/egress", auth(s.egress))
+	handle("GET /vcon/count", auth(s.count))
+	handle("GET /dlq", auth(s.dlq))
+	handle("POST /dlq/reprocess", auth(s.reprocess))
+	handle("GET /config", auth(s.getConfig))
+	handle("POST /config", auth(s.postConfig))
+	handle("GET /index_vcons", auth(s.indexVcons))
 	return m
 }

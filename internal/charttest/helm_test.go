@@ -96,6 +96,8 @@ func TestTemplate(t *testing.T) {
 				if got := envFrom(api, "REDIS_URL"); got != "value redis://redis:6379/0" {
 					t.Errorf("API REDIS_URL = %s", got)
 				}
+				// conserver's CORSMiddleware(allow_origins=["*"]).
+				wantArgs(t, api, "--cors-allowed-origins=*")
 				secret := one(t, objs, "Secret", "vcon-operator-api-token")
 				token, _, _ := unstructured.NestedString(secret.Object, "data", "token")
 				if len(token) < 48 {
@@ -175,6 +177,7 @@ func TestTemplate(t *testing.T) {
 				if got := envFrom(api, "VCON_CONFIG_SHOW_SECRETS"); got != "value false" {
 					t.Errorf("VCON_CONFIG_SHOW_SECRETS = %s, want api.configShowSecrets", got)
 				}
+				wantArgs(t, api, "--cors-allowed-origins=https://app.example.com,http://localhost:3000", "--allow-config-write=false")
 			},
 		},
 		{
@@ -233,6 +236,7 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
 		{"bad-enum.yaml", "pullPolicy"},
 		{"unknown-alert.yaml", "disabledAlerts"},
 		{"bad-duration.yaml", "interval"},
+		{"bad-cors-origin.yaml", "allowedOrigins"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			out, err := p.Template([]string{filepath.Join(p.Root, "internal", "charttest", "testdata", "bad-values", tc.file)})
