@@ -244,23 +244,31 @@ func merge(spans []Span) []Span {
 	return out
 }
 
-// apply replaces sorted, disjoint spans. In Remove mode a space left doubled
-// by a removal is dropped, so "card is 4111... thanks" becomes "card is
-// thanks" rather than "card is  thanks".
+// apply replaces sorted, disjoint spans by their replacement.
 func (r *Redactor) apply(text string, spans []Span) string {
+	reps := make([]string, len(spans))
+	for i, s := range spans {
+		reps[i] = r.replacement(s.Type)
+	}
+	return applyReps(text, spans, reps)
+}
+
+// applyReps replaces sorted, disjoint spans by reps. Where a span is
+// removed, a space left doubled is dropped, so "card is 4111... thanks"
+// becomes "card is thanks" rather than "card is  thanks".
+func applyReps(text string, spans []Span, reps []string) string {
 	if len(spans) == 0 {
 		return text
 	}
 	var b strings.Builder
 	b.Grow(len(text))
 	at := 0
-	for _, s := range spans {
+	for i, s := range spans {
 		s.Start = max(s.Start, at) // after a dropped space
 		b.WriteString(text[at:s.Start])
-		rep := r.replacement(s.Type)
-		b.WriteString(rep)
-		at = s.End
-		if rep == "" && at < len(text) && text[at] == ' ' && (s.Start == 0 || text[s.Start-1] == ' ') {
+		b.WriteString(reps[i])
+		at = max(s.End, at)
+		if reps[i] == "" && at < len(text) && text[at] == ' ' && (s.Start == 0 || text[s.Start-1] == ' ') {
 			at++
 		}
 	}

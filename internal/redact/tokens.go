@@ -81,7 +81,7 @@ func isTokenRune(r rune) bool {
 		r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '’')
 }
 
-var unitWords = map[string]byte{
+var digitWords = map[string]byte{
 	"zero": '0', "oh": '0', "o": '0', "nought": '0', "naught": '0',
 	"one": '1', "two": '2', "three": '3', "four": '4', "five": '5',
 	"six": '6', "seven": '7', "eight": '8', "nine": '9',
@@ -149,14 +149,14 @@ func spokenItem(text string, toks []token, i int) (item, bool) {
 			return item{}, false
 		}
 		it.digits = "0"
-	case unitWords[w] != 0:
-		it.digits = string(unitWords[w])
+	case digitWords[w] != 0:
+		it.digits = string(digitWords[w])
 	case teenWords[w] != "":
 		it.digits = teenWords[w]
 	case tensWords[w] != 0:
 		it.digits = string(tensWords[w]) + "0"
-		if t, ok := next(i + 1); ok && t.kind == tokWord && unitWords[t.lower] != 0 && t.lower != "o" && t.lower != "oh" && t.lower != "zero" {
-			it.digits = string(tensWords[w]) + string(unitWords[t.lower])
+		if t, ok := next(i + 1); ok && t.kind == tokWord && digitWords[t.lower] != 0 && t.lower != "o" && t.lower != "oh" && t.lower != "zero" {
+			it.digits = string(tensWords[w]) + string(digitWords[t.lower])
 			it.last, it.end = i+1, t.end
 		}
 	case repeatWords[w] != 0:
@@ -166,8 +166,8 @@ func spokenItem(text string, toks []token, i int) (item, bool) {
 		}
 		var d byte
 		switch {
-		case t.kind == tokWord && unitWords[t.lower] != 0:
-			d = unitWords[t.lower]
+		case t.kind == tokWord && digitWords[t.lower] != 0:
+			d = digitWords[t.lower]
 		case t.kind == tokDigits && t.end-t.start == 1:
 			d = text[t.start]
 		default:
@@ -198,7 +198,7 @@ func spokenItem(text string, toks []token, i int) (item, bool) {
 func numericNeighbour(text string, toks []token, i int) bool {
 	isNum := func(t token) bool {
 		return t.kind == tokDigits || t.kind == tokWord && t.lower != "o" && t.lower != "oh" &&
-			(unitWords[t.lower] != 0 || teenWords[t.lower] != "" || tensWords[t.lower] != 0 || repeatWords[t.lower] != 0)
+			(digitWords[t.lower] != 0 || teenWords[t.lower] != "" || tensWords[t.lower] != 0 || repeatWords[t.lower] != 0)
 	}
 	if i > 0 && isNum(toks[i-1]) && joined(text, toks[i-1].end, toks[i].start) {
 		return true
