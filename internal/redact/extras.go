@@ -58,7 +58,7 @@ func (s *scan) cardExtras(card Span, expiry, cvv bool) {
 		switch {
 		case expiry && (expiryWords[lower] || lower == "through" && k > 0 && (s.toks[k-1].lower == "valid" || s.toks[k-1].lower == "good")):
 			s.expiryAfter(k + 1)
-		case cvv && (cvvWords[lower] || lower == "code" && k > 0 && codeWords[s.toks[k-1].lower]):
+		case cvv && (cvvWords[lower] || lower == "code" && (k > 0 && codeWords[s.toks[k-1].lower] || s.onTheBack(k+1))):
 			s.cvvAfter(k + 1)
 		}
 	}
@@ -86,8 +86,16 @@ func gapOnly(gap string) bool {
 	return len(gap) <= 3 && strings.Trim(gap, " ,;") == ""
 }
 
-// skipLinks returns the first token at or after k that is not a link word.
-func (s *scan) skipLinks(k int) int {
+// onTheBack reports whether toks[k:] read "on the back".
+func (s *scan) onTheBack(k int) bool {
+	return k+2 < len(s.toks) && s.toks[k].lower == "on" && s.toks[k+1].lower == "the" && s.toks[k+2].lower == "back"
+}
+
+// valueAfter returns the token where a keyword's value starts: after link
+// words, or, when the value is not there (the agent asked, the caller
+// answers after a speaker label: "expiration? Caller: twelve twenty
+// seven"), the first number or month within valueReach words.
+func (s *scan) valueAfter(k int) int {
 	for n := 0; k < len(s.toks) && n < 6; n++ {
 		t := s.toks[k]
 		if t.kind != tokWord || !linkWords[t.lower] || s.tokItem[k] >= 0 {
@@ -95,8 +103,15 @@ func (s *scan) skipLinks(k int) int {
 		}
 		k++
 	}
+	for n := 0; k+n < len(s.toks) && n <= valueReach; n++ {
+		if t := s.toks[k+n]; s.tokItem[k+n] >= 0 || t.kind == tokDigits || t.kind == tokWord && months[t.lower] != "" {
+			return k + n
+		}
+	}
 	return k
 }
+
+const valueReach = 6
 
 func (s *scan) writtenExpiryAt(k int) (end int, ok bool) {
 	if s.toks[k].kind != tokDigits {
@@ -116,7 +131,7 @@ func (s *scan) writtenExpiryAt(k int) (end int, ok bool) {
 }
 
 func (s *scan) expiryAfter(k int) {
-	k = s.skipLinks(k)
+	k = s.valueAfter(k)
 	if k >= len(s.toks) {
 		return
 	}
@@ -184,7 +199,7 @@ func plausibleExpiry(d string) bool {
 }
 
 func (s *scan) cvvAfter(k int) {
-	k = s.skipLinks(k)
+	k = s.valueAfter(k)
 	if k >= len(s.toks) || s.tokItem[k] < 0 {
 		return
 	}

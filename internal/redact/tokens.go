@@ -200,10 +200,15 @@ func numericNeighbour(text string, toks []token, i int) bool {
 		return t.kind == tokDigits || t.kind == tokWord && t.lower != "o" && t.lower != "oh" &&
 			(digitWords[t.lower] != 0 || teenWords[t.lower] != "" || tensWords[t.lower] != 0 || repeatWords[t.lower] != 0)
 	}
-	if i > 0 && isNum(toks[i-1]) && joined(text, toks[i-1].end, toks[i].start) {
-		return true
+	// Look past a run of o/oh both ways ("four oh oh one", "one oh oh").
+	for j := i - 1; j >= 0 && joined(text, toks[j].end, toks[j+1].start); j-- {
+		if isNum(toks[j]) {
+			return true
+		}
+		if toks[j].lower != "o" && toks[j].lower != "oh" {
+			break
+		}
 	}
-	// Look past a run of o/oh ("four oh oh one").
 	for j := i + 1; j < len(toks) && joined(text, toks[j-1].end, toks[j].start); j++ {
 		if isNum(toks[j]) {
 			return true
@@ -215,10 +220,6 @@ func numericNeighbour(text string, toks []token, i int) bool {
 	return false
 }
 
-// joined reports whether the text between two tokens lets a number go on:
-// spaces, dashes, parentheses, and a comma or full stop followed by a space
-// (how a recogniser punctuates spoken groups). A slash, colon or decimal
-// point ends a number: "12/27/2024" is not the digits 12272024.
 func joined(text string, from, to int) bool {
 	for k := from; k < to; k++ {
 		switch c := text[k]; c {
