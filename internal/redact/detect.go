@@ -2,6 +2,7 @@ package redact
 
 import (
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -44,10 +45,9 @@ func (s *scan) take(t Type, i, j int) Span {
 
 // mark takes the items inside text[start:end] without adding a span.
 func (s *scan) mark(start, end int) {
-	for i, it := range s.its {
-		if it.start >= start && it.end <= end {
-			s.used[i] = true
-		}
+	i := sort.Search(len(s.its), func(i int) bool { return s.its[i].start >= start })
+	for ; i < len(s.its) && s.its[i].end <= end; i++ {
+		s.used[i] = true
 	}
 }
 
@@ -66,6 +66,7 @@ func (s *scan) free(i, j int) bool {
 func (r *Redactor) builtin(text string) []Span {
 	s := newScan(text)
 	if r.enabled[Card] {
+		s.contiguousCards()
 		for _, c := range s.cards() {
 			if r.enabled[Expiry] || r.enabled[CVV] {
 				s.cardExtras(c, r.enabled[Expiry], r.enabled[CVV])
@@ -134,6 +135,30 @@ func (s *scan) cards() []Span {
 		}
 	}
 	return found
+}
+
+// contiguousCards is the backstop: 13 to 19 digits written together that
+// pass the Luhn check are a card whatever stands around them (an "order"
+// before, letters touching them, a leading 1), because a PCI scan of the
+// output would flag them all the same. Only grouped and spoken numbers are
+// judged by their context.
+func (s *scan) contiguousCards() {
+	t := s.text
+	for i := 0; i < len(t); {
+		if !isDigit(t[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(t) && isDigit(t[j]) {
+			j++
+		}
+		if n := j - i; n >= 13 && n <= 19 && luhn(t[i:j]) {
+			s.spans = append(s.spans, Span{Type: Card, Start: i, End: j})
+			s.mark(i, j)
+		}
+		i = j
+	}
 }
 
 // validSSN applies the SSA's rules: no area 000, 666 or 900-999, no group
@@ -211,27 +236,32 @@ var (
 // or eleven digit North American numbers, and, after a word such as
 // "phone" or "call", national numbers that start with 0.
 func (s *scan) phones() {
-	for _, m := range intlWritten.FindAllStringIndex(s.text, -1) {
-		if s.bounded(m[0], m[1]) {
-			s.spans = append(s.spans, Span{Type: Phone, Start: m[0], End: m[1]})
+	// The regular expressions run only over stretches of digits and phone
+	// punctuation long enough to hold a number: most of a transcript is
+	// words, and running them over all of it was most of the cost.
+	for _, w := range windows(s.text, phoneChar, 8) {
+		for _, m := range intlWritten.FindAllStringIndex(s.text[w[0]:w[1]], -1) {
+			if start, end := w[0]+m[0], w[0]+m[1]; s.bounded(start, end) {
+				s.spans = append(s.spans, Span{Type: Phone, Start: start, End: end})
+			}
 		}
-	}
-	for _, m := range nanpWritten.FindAllStringIndex(s.text, -1) {
-		start, end := m[0], m[1]
-		if !s.bounded(start, end) {
-			continue
+		for _, m := range nanpWritten.FindAllStringIndex(s.text[w[0]:w[1]], -1) {
+			start, end := w[0]+m[0], w[0]+m[1]
+			if !s.bounded(start, end) {
+				continue
+			}
+			d := digitsOnly.Replace(s.text[start:end])
+			if len(d) == 11 {
+				d = d[1:]
+			}
+			if d[0] < '2' || d[3] < '2' {
+				continue
+			}
+			if contextBefore(s.toks, tokenAt(s.toks, start), 4) == ctxOther {
+				continue
+			}
+			s.spans = append(s.spans, Span{Type: Phone, Start: start, End: end})
 		}
-		d := digitsOnly.Replace(s.text[start:end])
-		if len(d) == 11 {
-			d = d[1:]
-		}
-		if d[0] < '2' || d[3] < '2' {
-			continue
-		}
-		if contextBefore(s.toks, tokenAt(s.toks, start), 4) == ctxOther {
-			continue
-		}
-		s.spans = append(s.spans, Span{Type: Phone, Start: start, End: end})
 	}
 	for _, r := range s.runs {
 		ctx := contextBefore(s.toks, s.its[r.lo].first, 6)
@@ -295,9 +325,87 @@ var (
 )
 
 func (s *scan) emails() {
-	for _, re := range []*regexp.Regexp{emailWritten, emailSpoken} {
-		for _, m := range re.FindAllStringIndex(s.text, -1) {
-			s.spans = append(s.spans, Span{Type: Email, Start: m[0], End: m[1]})
+	for at := 0; at < len(s.text); {
+		i := strings.IndexByte(s.text[at:], '@')
+		if i < 0 {
+			break
+		}
+		a, b := at+i, at+i+1
+		for a > 0 && emailChar(s.text[a-1]) {
+			a--
+		}
+		for b < len(s.text) && emailChar(s.text[b]) {
+			b++
+		}
+		for _, m := range emailWritten.FindAllStringIndex(s.text[a:b], -1) {
+			s.spans = append(s.spans, Span{Type: Email, Start: a + m[0], End: a + m[1]})
+		}
+		at = b
+	}
+	// A spoken address has an "at" and, after it, a "dot": read a few words
+	// either side.
+	for k, t := range s.toks {
+		if t.kind != tokWord || t.lower != "at" || !s.wordWithin(k+1, spokenDomainWords, "dot") {
+			continue
+		}
+		from := s.toks[max(0, k-spokenLocalWords)].start
+		to := s.toks[min(len(s.toks)-1, k+spokenDomainWords)].end
+		for _, m := range emailSpoken.FindAllStringIndex(s.text[from:to], -1) {
+			if from+m[0] <= t.start && t.end <= from+m[1] {
+				s.spans = append(s.spans, Span{Type: Email, Start: from + m[0], End: from + m[1]})
+			}
 		}
 	}
+}
+
+func (s *scan) wordWithin(k, n int, w string) bool {
+	for ; k < len(s.toks) && n > 0; k, n = k+1, n-1 {
+		if s.toks[k].lower == w {
+			return true
+		}
+	}
+	return false
+}
+
+// How far a spoken address reaches around its "at": "john dot q dot
+// public at mail dot example dot co dot uk".
+const (
+	spokenLocalWords  = 9
+	spokenDomainWords = 12
+)
+
+func phoneChar(c byte) bool {
+	return isDigit(c) || c == ' ' || c == '(' || c == ')' || c == '.' || c == '-' || c == '+'
+}
+
+func emailChar(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '%' || c == '+' || c == '-' || c == '@'
+}
+
+// windows returns the maximal stretches of text made of in, trimmed of
+// spaces, that are at least min bytes long.
+func windows(text string, in func(byte) bool, min int) [][2]int {
+	var out [][2]int
+	for i := 0; i < len(text); {
+		if !in(text[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(text) && in(text[j]) {
+			j++
+		}
+		a, b := i, j
+		for a < b && text[a] == ' ' {
+			a++
+		}
+		for b > a && text[b-1] == ' ' {
+			b--
+		}
+		if b-a >= min {
+			out = append(out, [2]int{a, b})
+		}
+		i = j
+	}
+	return out
 }

@@ -15,9 +15,9 @@ const (
 )
 
 var (
-	// writtenExpiry is MM/YY or MM/YYYY (also with a dash or dot) at the
-	// start of the text it is matched against.
-	writtenExpiry = regexp.MustCompile(`^(0?[1-9]|1[0-2]) ?[/.-] ?(\d{4}|\d{2})`)
+	// writtenExpiry is MM/YY or MM/YYYY (also with a dash) at the start of
+	// the text it is matched against. Not with a dot: "1.00" is an amount.
+	writtenExpiry = regexp.MustCompile(`^(0?[1-9]|1[0-2]) ?[/-] ?(\d{4}|\d{2})`)
 
 	expiryWords = map[string]bool{
 		"expires": true, "expiry": true, "expiration": true, "exp": true, "expire": true,
@@ -64,12 +64,12 @@ func (s *scan) cardExtras(card Span, expiry, cvv bool) {
 	}
 	// Written right after the number.
 	k := tokenAt(s.toks, card.End)
-	if k < len(s.toks) && gapOnly(s.text[card.End:s.toks[k].start]) {
+	if k < len(s.toks) && s.toks[k].start >= card.End && gapOnly(s.text[card.End:s.toks[k].start]) {
 		if end, ok := s.writtenExpiryAt(k); ok && expiry {
 			s.spans = append(s.spans, Span{Type: Expiry, Start: s.toks[k].start, End: end})
 			s.mark(s.toks[k].start, end)
 			k = tokenAt(s.toks, end)
-			if cvv && k < len(s.toks) && s.toks[k].kind == tokDigits && gapOnly(s.text[end:s.toks[k].start]) {
+			if cvv && k < len(s.toks) && s.toks[k].kind == tokDigits && s.toks[k].start >= end && gapOnly(s.text[end:s.toks[k].start]) {
 				if n := s.toks[k].end - s.toks[k].start; n == 3 || n == 4 {
 					if i := s.tokItem[k]; i >= 0 && s.free(i, i) {
 						s.take(CVV, i, i)
@@ -124,7 +124,8 @@ func (s *scan) writtenExpiryAt(k int) (end int, ok bool) {
 	}
 	end = start + m[1]
 	// Neither part of a longer number nor a full date: 12/27/2024 is a day.
-	if end < len(s.text) && (isAlnum(s.text[end]) || end+1 < len(s.text) && strings.ContainsRune("/.-", rune(s.text[end])) && isDigit(s.text[end+1])) {
+	if end < len(s.text) && (isAlnum(s.text[end]) || s.text[end] == '\'' ||
+		end+1 < len(s.text) && strings.ContainsRune("/.-", rune(s.text[end])) && isDigit(s.text[end+1])) {
 		return 0, false
 	}
 	return end, true

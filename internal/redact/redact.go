@@ -266,7 +266,13 @@ func applyReps(text string, spans []Span, reps []string) string {
 	for i, s := range spans {
 		s.Start = max(s.Start, at) // after a dropped space
 		b.WriteString(text[at:s.Start])
-		b.WriteString(reps[i])
+		rep := reps[i]
+		// Removing "a@b.co" from "4111a@b.co1111" must not join the digits
+		// around it into a new number.
+		if rep == "" && s.Start > 0 && s.End < len(text) && isAlnum(text[s.Start-1]) && isAlnum(text[s.End]) {
+			rep = " "
+		}
+		b.WriteString(rep)
 		at = max(s.End, at)
 		if reps[i] == "" && at < len(text) && text[at] == ' ' && (s.Start == 0 || text[s.Start-1] == ' ') {
 			at++

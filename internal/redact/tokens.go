@@ -200,8 +200,9 @@ func numericNeighbour(text string, toks []token, i int) bool {
 		return t.kind == tokDigits || t.kind == tokWord && t.lower != "o" && t.lower != "oh" &&
 			(digitWords[t.lower] != 0 || teenWords[t.lower] != "" || tensWords[t.lower] != 0 || repeatWords[t.lower] != 0)
 	}
-	// Look past a run of o/oh both ways ("four oh oh one", "one oh oh").
-	for j := i - 1; j >= 0 && joined(text, toks[j].end, toks[j+1].start); j-- {
+	// Look past a run of o/oh both ways ("four oh oh one", "one oh oh"),
+	// not far: a text of a thousand o's must not cost a million steps.
+	for j := i - 1; j >= 0 && j >= i-ohReach && joined(text, toks[j].end, toks[j+1].start); j-- {
 		if isNum(toks[j]) {
 			return true
 		}
@@ -209,7 +210,7 @@ func numericNeighbour(text string, toks []token, i int) bool {
 			break
 		}
 	}
-	for j := i + 1; j < len(toks) && joined(text, toks[j-1].end, toks[j].start); j++ {
+	for j := i + 1; j < len(toks) && j <= i+ohReach && joined(text, toks[j-1].end, toks[j].start); j++ {
 		if isNum(toks[j]) {
 			return true
 		}
@@ -219,6 +220,8 @@ func numericNeighbour(text string, toks []token, i int) bool {
 	}
 	return false
 }
+
+const ohReach = 8
 
 func joined(text string, from, to int) bool {
 	for k := from; k < to; k++ {
