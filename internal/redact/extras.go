@@ -118,7 +118,9 @@ func (s *scan) writtenExpiryAt(k int) (end int, ok bool) {
 		return 0, false
 	}
 	start := s.toks[k].start
-	m := writtenExpiry.FindStringSubmatchIndex(s.text[start:])
+	// A bounded slice: the matcher's cost grows with its input even when
+	// the expression is anchored, and this runs once per card.
+	m := writtenExpiry.FindStringSubmatchIndex(s.text[start:min(len(s.text), start+12)])
 	if m == nil {
 		return 0, false
 	}
