@@ -52,6 +52,9 @@ type ChainReconciler struct {
 	// DefaultRedisURL is used by Chains that name no Redis.
 	DefaultRedisURL string
 	WorkerImage     string
+	// QueuedRetention is the least TTL workers keep on queued bodies
+	// (VCON_QUEUED_RETENTION on their pods); 0 leaves theirs.
+	QueuedRetention time.Duration
 	// AllowedWorkerImagePrefixes are the registry or repository prefixes a
 	// Chain's workers.image may name (policy.ImageAllowed); none means a
 	// Chain always runs WorkerImage. The image decides what code gets the

@@ -23,6 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/redis/go-redis/v9"
+
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/controllers"
 	"github.com/vcon-operator/vcon-operator/internal/config"
@@ -81,7 +83,9 @@ func TestApplyBuildsConfigMapAndDeployment(t *testing.T) {
 		Storages: map[string]config.Module{"archive": {Module: "storage.file", Options: map[string]any{"path": "/data", "max_files": int64(1000)}}},
 		Chains: map[string]config.Chain{"billing": {
 			Links: []string{"tag"}, Storages: []string{"archive"}, IngressLists: []string{"billing-in"}, EgressLists: []string{"billing-out"},
-			Enabled: true, Timeout: 90 * time.Second, HasLinksKey: true,
+			Enabled: true, Timeout: 90 * time.Second, HasLinksKey: true, MaxDeliveries: 3,
+			// The CRD's defaults, filled in by the API server.
+			Retry: &config.Retry{Attempts: 5, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2},
 		}},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -594,13 +598,19 @@ func TestListLengthSeries(t *testing.T) {
 	pipe.RPush(ctx, "default", uuids("in", 4)...)
 	pipe.RPush(ctx, "DLQ:default", uuids("dead", 2)...)
 	pipe.RPush(ctx, "processed", uuids("out", 5)...)
+	// Two retries waiting an hour: the retry set is a sorted set, measured
+	// under kind="retry".
+	later := float64(time.Now().Add(time.Hour).UnixMilli())
+	pipe.ZAdd(ctx, queue.RetryKey("default"), redis.Z{Score: later, Member: "r1"}, redis.Z{Score: later, Member: "r2"})
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
+	retry := queue.RetryKey("default")
 	want := map[string]map[string]string{
 		"default":     {"list": "default", "kind": "ingress", "chain": "guide", "namespace": op.ns, "value": "4"},
 		"DLQ:default": {"list": "DLQ:default", "kind": "dlq", "chain": "guide", "namespace": op.ns, "value": "2"},
 		"processed":   {"list": "processed", "kind": "egress", "chain": "guide", "namespace": op.ns, "value": "5"},
+		retry:         {"list": retry, "kind": "retry", "chain": "guide", "namespace": op.ns, "value": "2"},
 	}
 	eventually(t, waitFor, "redis_list_length series", func() error {
 		got := map[string]map[string]string{}

@@ -69,7 +69,7 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (res
 // references gathers the image, Redis, Links and Storages the Chain names,
 // and the first reason it cannot run with them.
 func (r *ChainReconciler) references(ctx context.Context, chain *vconv1.Chain) (workload.Inputs, *notReady, error) {
-	in := workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: r.WorkerImage}
+	in := workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: r.WorkerImage, QueuedRetention: r.QueuedRetention}
 	if img := chain.Spec.Workers.Image; img != "" && img != r.WorkerImage {
 		if !policy.ImageAllowed(r.AllowedWorkerImagePrefixes, img) {
 			// Nothing is applied for a refused Chain: running workers keep

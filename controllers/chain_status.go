@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -62,10 +63,20 @@ func queueStatus(prev vconv1.QueueStatus, obs observer.Observation) vconv1.Queue
 	if !obs.Measured && !obs.Stale {
 		return prev
 	}
-	q := vconv1.QueueStatus{Ingress: obs.Ingress, InFlight: obs.InFlight, DLQ: obs.DLQ, Egress: obs.Egress, Stale: obs.Stale}
+	q := vconv1.QueueStatus{Ingress: obs.Ingress, InFlight: obs.InFlight, DLQ: obs.DLQ, Egress: obs.Egress, Retry: obs.Retry, Stale: obs.Stale}
+	if obs.NextRetry >= 0 && obs.Retry > 0 {
+		// The due time itself, to the second: the same across polls, so
+		// a waiting retry does not rewrite the status at every one.
+		q.NextRetryAt = &metav1.Time{Time: obs.At.Add(obs.NextRetry).Truncate(time.Second)}
+	}
+	if obs.Ingress > 0 && obs.OldestAge > 0 {
+		// A fixed instant (the marker's), to the second: stable across
+		// polls while the same vCon waits.
+		q.OldestQueuedSince = &metav1.Time{Time: obs.At.Add(-obs.OldestAge).Truncate(time.Second)}
+	}
 	unstamped := prev
 	unstamped.ObservedAt = nil
-	if unstamped == q && prev.ObservedAt != nil {
+	if apiequality.Semantic.DeepEqual(unstamped, q) && prev.ObservedAt != nil {
 		return prev
 	}
 	q.ObservedAt = &metav1.Time{Time: obs.At.Truncate(1e9)}

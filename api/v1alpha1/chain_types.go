@@ -55,6 +55,14 @@ type ChainSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="timeout must be a duration with a unit, such as 30s, 5m or 1h30m"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// Retry is when a vCon that failed for a reason that may pass (a
+	// vendor's 5xx or 429, a timeout, a refused connection, a storage
+	// write) runs again later instead of being dead-lettered at once.
+	// While it waits it holds no worker. attempts: 1 dead-letters at the
+	// first failure, as conserver does.
+	// +kubebuilder:default={}
+	// +optional
+	Retry RetryPolicy `json:"retry,omitempty"`
 	// Redis the chain's lists live in. Empty means the operator's default.
 	// +optional
 	Redis RedisConnection `json:"redis,omitempty"`
@@ -62,6 +70,40 @@ type ChainSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Workers WorkerSpec `json:"workers,omitempty"`
+}
+
+// RetryPolicy spaces the attempts of a vCon whose failure may pass: the
+// wait before attempt n+1 is initialBackoff * 2^(n-1), at most maxBackoff,
+// spread by ± jitterPercent.
+// +kubebuilder:validation:XValidation:rule="!has(self.initialBackoff) || !has(self.maxBackoff) || duration(self.initialBackoff) <= duration(self.maxBackoff)",message="retry.initialBackoff must not be longer than retry.maxBackoff"
+type RetryPolicy struct {
+	// Attempts is the number of runs in all, the first included.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Attempts *int32 `json:"attempts,omitempty"`
+	// InitialBackoff is the wait before the second attempt.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="retry.initialBackoff must be a duration with a unit, such as 30s or 5m"
+	// +optional
+	InitialBackoff *metav1.Duration `json:"initialBackoff,omitempty"`
+	// MaxBackoff caps the wait between two attempts.
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="retry.maxBackoff must be a duration with a unit, such as 10m or 1h"
+	// +optional
+	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+	// JitterPercent spreads each wait by up to ± this share, so that a
+	// backlog failed by one outage does not come due in one instant.
+	// +kubebuilder:default=20
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	JitterPercent *int32 `json:"jitterPercent,omitempty"`
 }
 
 // RedisConnection says which Redis to use: a URL, or a Secret holding one.
@@ -101,6 +143,15 @@ type WorkerSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	TargetQueueDepth int64 `json:"targetQueueDepth"`
+	// MaxDeliveries: a vCon taken this many times by a worker that then
+	// died (killed, out of memory, its heartbeat lost) is a poison pill:
+	// when taken again it is dead-lettered with reason redelivery_limit
+	// instead of taking down the next worker.
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxDeliveries *int32 `json:"maxDeliveries,omitempty"`
 	// Concurrency is how many vCons one pod processes at once.
 	// +kubebuilder:default=4
 	// +kubebuilder:validation:Minimum=1
@@ -161,6 +212,18 @@ type QueueStatus struct {
 	DLQ int64 `json:"dlq"`
 	// Egress is the total length of the egress lists.
 	Egress int64 `json:"egress"`
+	// Retry counts the vCons waiting for a delayed retry (they hold no
+	// worker); NextRetryAt is when the first of them is due.
+	// +optional
+	Retry int64 `json:"retry"`
+	// +optional
+	NextRetryAt *metav1.Time `json:"nextRetryAt,omitempty"`
+	// OldestQueuedSince is about when the oldest vCon waiting on an
+	// ingress list was queued (no later than this; empty when none waits):
+	// its wait is the queue's age, exported as
+	// vcon_queue_oldest_age_seconds.
+	// +optional
+	OldestQueuedSince *metav1.Time `json:"oldestQueuedSince,omitempty"`
 	// ObservedAt is when these figures were measured.
 	// +optional
 	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
@@ -200,6 +263,7 @@ type ChainStatus struct {
 // +kubebuilder:printcolumn:name="Workers",type=string,JSONPath=`.status.workers`
 // +kubebuilder:printcolumn:name="Ingress",type=integer,JSONPath=`.status.queue.ingress`
 // +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.queue.inFlight`
+// +kubebuilder:printcolumn:name="Retry",type=integer,JSONPath=`.status.queue.retry`
 // +kubebuilder:printcolumn:name="DLQ",type=integer,JSONPath=`.status.queue.dlq`
 // +kubebuilder:printcolumn:name="Egress",type=integer,JSONPath=`.status.queue.egress`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

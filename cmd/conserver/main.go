@@ -193,7 +193,11 @@ func run(log *slog.Logger, args []string) error {
 		DLQExpiry:      envSeconds("VCON_DLQ_EXPIRY", pipeline.DefaultDLQExpiry),
 		ContextExpiry:  envSeconds("VCON_CONTEXT_EXPIRY", queue.DefaultContextTTL),
 		ReadThroughTTL: envSeconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL),
-		ReadThrough:    os.Getenv("VCON_STORAGE_FALLBACK_ENABLED") != "false",
+		BodyExpiry:     envSeconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL),
+		// The operator sets it on worker pods from its own setting, so
+		// that its QueueBacklogNearExpiry alert and the API agree.
+		QueuedRetention: envSeconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention),
+		ReadThrough:     os.Getenv("VCON_STORAGE_FALLBACK_ENABLED") != "false",
 
 		DefaultTimeout:     f.defaultTimeout,
 		StorageCallTimeout: f.storageTimeout,

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/controllers"
+	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/version"
@@ -32,7 +34,7 @@ func main() {
 	var (
 		redisURL, workerImage, metricsAddr, probeAddr string
 		allowedImages, allowedRedis                   string
-		pollInterval                                  time.Duration
+		pollInterval, queuedRetention                 time.Duration
 		leaderElect                                   bool
 		leaderElectionNamespace                       string
 	)
@@ -41,6 +43,7 @@ func main() {
 	flag.StringVar(&allowedImages, "allowed-worker-image-prefixes", "", "comma-separated registry or repository prefixes a Chain's workers.image may name, matched on path boundaries (registry.example.com, ghcr.io/acme/worker); empty: Chains always run --worker-image")
 	flag.StringVar(&allowedRedis, "allowed-redis-hosts", "", "comma-separated host or host:port patterns (*.example.com allowed) a Chain's own Redis URL may name; empty: any. The --redis-url default is always allowed")
 	flag.DurationVar(&pollInterval, "queue-poll-interval", 2*time.Second, "how often every Chain's queues are measured")
+	flag.DurationVar(&queuedRetention, "queued-retention", envSeconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention), "least TTL of a queued vCon body, set on worker pods and exported as vcon_queue_body_ttl_seconds for QueueBacklogNearExpiry (env VCON_QUEUED_RETENTION, seconds)")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader so that only one replica reconciles and measures")
@@ -90,7 +93,7 @@ func main() {
 		log.Error(err, "cannot add the queue observer")
 		os.Exit(1)
 	}
-	crmetrics.Registry.MustRegister(&observer.Collector{Reader: mgr.GetCache(), Observer: obs})
+	crmetrics.Registry.MustRegister(&observer.Collector{Reader: mgr.GetCache(), Observer: obs, BodyTTL: queuedRetention})
 
 	chains := &controllers.ChainReconciler{
 		Client:          mgr.GetClient(),
@@ -99,6 +102,7 @@ func main() {
 		Observer:        obs,
 		DefaultRedisURL: redisURL,
 		WorkerImage:     workerImage,
+		QueuedRetention: queuedRetention,
 		PollInterval:    pollInterval,
 
 		AllowedWorkerImagePrefixes: splitList(allowedImages),
@@ -155,4 +159,14 @@ func podNamespace() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// envSeconds reads a whole number of seconds from the environment, as the
+// API and the worker read the same settings; def when unset or not one.
+func envSeconds(name string, def time.Duration) time.Duration {
+	n, err := strconv.ParseInt(strings.TrimSpace(os.Getenv(name)), 10, 64)
+	if err != nil || n <= 0 {
+		return def
+	}
+	return time.Duration(n) * time.Second
 }

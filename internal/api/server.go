@@ -47,6 +47,10 @@ type Options struct {
 	// (VCON_INDEX_EXPIRY); ContextTTL of trace-context lists
 	// (VCON_CONTEXT_EXPIRY). Zero means no TTL.
 	VconTTL, IndexTTL, ContextTTL time.Duration
+	// QueuedRetention is the least TTL of a body the API queues
+	// (VCON_QUEUED_RETENTION, ours): a backlog longer than VconTTL must
+	// not expire bodies before a worker takes them. Zero keeps VconTTL.
+	QueuedRetention time.Duration
 	// EgressFormat "0.0.1" answers vCon reads in the 0.0.1 shape
 	// (EGRESS_FORMAT_VERSION); anything else answers them as stored.
 	EgressFormat string
@@ -141,6 +145,7 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 	o.VconTTL = seconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL)
 	o.IndexTTL = seconds("VCON_INDEX_EXPIRY", DefaultIndexTTL)
 	o.ContextTTL = seconds("VCON_CONTEXT_EXPIRY", queue.DefaultContextTTL)
+	o.QueuedRetention = seconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention)
 	o.Body, err = vconstore.OptionsFromEnv()
 	errs = append(errs, err)
 	return o, errors.Join(errs...)

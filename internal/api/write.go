@@ -52,7 +52,7 @@ func indexMember(uuid string) string { return "vcon:" + uuid }
 func (s *Server) save(ctx context.Context, in *incoming, lists []string) error {
 	cluster := queue.IsCluster(s.rdb)
 	pipe := s.rdb.TxPipeline()
-	if err := s.store.QueueCreate(ctx, pipe, in.uuid, in.body, s.opts.VconTTL); err != nil {
+	if err := s.store.QueueCreate(ctx, pipe, in.uuid, in.body, s.bodyTTL(len(lists) > 0)); err != nil {
 		return err
 	}
 	pipe.ZAdd(ctx, s.opts.SortedSet, redis.Z{Score: float64(in.createdAt.Unix()), Member: indexMember(in.uuid)})
@@ -209,12 +209,31 @@ func (s *Server) enqueue(ctx context.Context, list string, uuids []string) error
 	if len(uuids) == 0 {
 		return nil
 	}
+	if s.opts.QueuedRetention > 0 {
+		// Before the push: a queued body must outlive the backlog ahead
+		// of it. Best effort (Redis before 7.0 has no PEXPIRE GT): the
+		// worker extends it again when it takes the vCon.
+		ext := s.rdb.Pipeline()
+		for _, u := range uuids {
+			s.store.QueueExtend(ctx, ext, u, s.opts.QueuedRetention)
+		}
+		_, _ = ext.Exec(ctx)
+	}
 	pipe := s.rdb.TxPipeline()
 	s.queuePush(ctx, pipe, []string{list}, uuids...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("push %d uuids onto %s: %w", len(uuids), list, err)
 	}
 	return nil
+}
+
+// bodyTTL is the TTL of a body the API writes: VconTTL, or at least the
+// queued retention when it is queued (0, no TTL, stays 0).
+func (s *Server) bodyTTL(queued bool) time.Duration {
+	if queued && s.opts.VconTTL > 0 && s.opts.VconTTL < s.opts.QueuedRetention {
+		return s.opts.QueuedRetention
+	}
+	return s.opts.VconTTL
 }
 
 // errNotFound: neither Redis nor any storage has the vCon.

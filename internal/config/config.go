@@ -59,10 +59,27 @@ type Chain struct {
 	// dead-letters every vCon of a chain without one, so Validate refuses
 	// it; `links: []` (a storage-only chain) sets it.
 	HasLinksKey bool
+	// MaxDeliveries (max_deliveries, ours) is how many deliveries without
+	// an outcome make a vCon a poison pill; 0 takes the worker's default.
+	MaxDeliveries int
+	// Retry (retry:, ours) is when a failure that may pass runs again
+	// later; nil dead-letters at the first failure, as conserver does.
+	Retry *Retry
+}
+
+// Retry is a chain's retry: entry: {attempts, initial_backoff,
+// max_backoff, jitter}; backoffs as seconds or durations ("30s"), jitter a
+// fraction from 0 to 1.
+type Retry struct {
+	Attempts       int
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	Jitter         float64
 }
 
 var (
-	chainKeys  = []string{"links", "storages", "ingress_lists", "egress_lists", "enabled", "timeout"}
+	chainKeys  = []string{"links", "storages", "ingress_lists", "egress_lists", "enabled", "timeout", "max_deliveries", "retry"}
+	retryKeys  = []string{"attempts", "initial_backoff", "max_backoff", "jitter"}
 	moduleKeys = []string{"module", "options"}
 )
 
@@ -221,11 +238,86 @@ func (d *decoder) chain(v any, path string) Chain {
 				d.fail(p, "%v", err)
 			}
 			ch.Timeout = t
+		case "max_deliveries":
+			n, ok := wholeNumber(kv)
+			if !ok {
+				d.fail(p, "must be a whole number of deliveries, e.g. 3, got %s", describe(kv))
+			}
+			ch.MaxDeliveries = n
+		case "retry":
+			ch.Retry = d.retry(kv, p)
 		default:
 			d.fail(p, "unknown key; a chain takes %s", strings.Join(chainKeys, ", "))
 		}
 	}
 	return ch
+}
+
+// retry reads a chain's retry: map.
+func (d *decoder) retry(v any, path string) *Retry {
+	if v == nil {
+		return nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		d.fail(path, "must be a map such as {attempts: 5, initial_backoff: 30s, max_backoff: 10m}, got %s", describe(v))
+		return nil
+	}
+	r := &Retry{}
+	for _, k := range sortedKeys(m) {
+		kv, p := m[k], childPath(path, k)
+		switch k {
+		case "attempts":
+			n, ok := wholeNumber(kv)
+			if !ok {
+				d.fail(p, "must be a whole number of attempts, the first included, e.g. 5, got %s", describe(kv))
+			}
+			r.Attempts = n
+		case "initial_backoff", "max_backoff":
+			t, err := parseTimeout(kv)
+			if err != nil {
+				d.fail(p, "%v", err)
+			}
+			if k == "initial_backoff" {
+				r.InitialBackoff = t
+			} else {
+				r.MaxBackoff = t
+			}
+		case "jitter":
+			f, ok := number(kv)
+			if !ok {
+				d.fail(p, "must be a fraction from 0 to 1, e.g. 0.2, got %s", describe(kv))
+			}
+			r.Jitter = f
+		default:
+			d.fail(p, "unknown key; retry takes %s", strings.Join(retryKeys, ", "))
+		}
+	}
+	return r
+}
+
+// wholeNumber reads an integer the YAML decoder produced (a float without
+// a fraction too).
+func wholeNumber(v any) (int, bool) {
+	switch x := v.(type) {
+	case int64:
+		return int(x), true
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1e9 {
+			return int(x), true
+		}
+	}
+	return 0, false
+}
+
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
 }
 
 func (d *decoder) stringList(v any, path string) []string {

@@ -114,7 +114,28 @@ func chainNode(ch Chain) *yaml.Node {
 		}
 		addPair(n, "timeout", v)
 	}
+	if ch.MaxDeliveries != 0 {
+		addPair(n, "max_deliveries", intNode(int64(ch.MaxDeliveries)))
+	}
+	if r := ch.Retry; r != nil {
+		m := mappingNode()
+		addPair(m, "attempts", intNode(int64(r.Attempts)))
+		if r.InitialBackoff != 0 {
+			addPair(m, "initial_backoff", strNode(r.InitialBackoff.String()))
+		}
+		if r.MaxBackoff != 0 {
+			addPair(m, "max_backoff", strNode(r.MaxBackoff.String()))
+		}
+		if r.Jitter != 0 {
+			addPair(m, "jitter", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: strconv.FormatFloat(r.Jitter, 'g', -1, 64)})
+		}
+		addPair(n, "retry", m)
+	}
 	return n
+}
+
+func intNode(v int64) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(v, 10)}
 }
 
 func mappingNode() *yaml.Node { return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"} }

@@ -74,6 +74,23 @@ func (c *Config) Validate(v Validator) error {
 		if ch.Timeout < 0 {
 			fail(p+".timeout", "is negative; use 0 for no timeout or a positive number of seconds")
 		}
+		if ch.MaxDeliveries < 0 || ch.MaxDeliveries > 100 {
+			fail(p+".max_deliveries", "is %d; use 1 to 100 (or leave it out for 3)", ch.MaxDeliveries)
+		}
+		if r := ch.Retry; r != nil {
+			if r.Attempts < 1 || r.Attempts > 100 {
+				fail(p+".retry.attempts", "is %d; use 1 (no retry) to 100", r.Attempts)
+			}
+			if r.InitialBackoff < 0 || r.MaxBackoff < 0 {
+				fail(p+".retry", "a backoff is negative; use seconds or a duration such as 30s")
+			}
+			if r.MaxBackoff > 0 && r.InitialBackoff > r.MaxBackoff {
+				fail(p+".retry.initial_backoff", "is longer than max_backoff")
+			}
+			if r.Jitter < 0 || r.Jitter > 1 {
+				fail(p+".retry.jitter", "is %g; use a fraction from 0 to 1", r.Jitter)
+			}
+		}
 		if !ch.Enabled {
 			continue
 		}

@@ -207,6 +207,7 @@ func TestPrinterColumns(t *testing.T) {
 			{"WORKERS", ".status.workers"},
 			{"INGRESS", ".status.queue.ingress"},
 			{"IN-FLIGHT", ".status.queue.inFlight"},
+			{"RETRY", ".status.queue.retry"},
 			{"DLQ", ".status.queue.dlq"},
 			{"EGRESS", ".status.queue.egress"},
 			{"AGE", ".metadata.creationTimestamp"},

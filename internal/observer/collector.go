@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
 )
 
 var (
@@ -30,6 +31,14 @@ var (
 		"1 when the operator could measure the Chain's queues at the last poll.", []string{"chain", "namespace"}, nil)
 	measuredAgeDesc = prometheus.NewDesc("vcon_chain_queue_observation_age_seconds",
 		"Seconds since the Chain's queues were last measured successfully.", []string{"chain", "namespace"}, nil)
+	oldestAgeDesc = prometheus.NewDesc("vcon_queue_oldest_age_seconds",
+		"How long the oldest vCon of an ingress list has waited (a lower bound, short by at most one poll); 0 when the list is empty.",
+		[]string{"list", "chain", "namespace"}, nil)
+	bodyTTLDesc = prometheus.NewDesc("vcon_queue_body_ttl_seconds",
+		"Least TTL of a queued vCon body (VCON_QUEUED_RETENTION): a vCon waiting longer may lose its body.",
+		[]string{"chain", "namespace"}, nil)
+	retryDueDesc = prometheus.NewDesc("vcon_chain_next_retry_seconds",
+		"Seconds until the Chain's next delayed retry is due; absent when none waits.", []string{"chain", "namespace"}, nil)
 )
 
 // Collector exports the figures at scrape time from the Chains that exist
@@ -39,11 +48,14 @@ var (
 type Collector struct {
 	Reader   client.Reader
 	Observer *Observer
+	// BodyTTL is the operator's queued retention, exported per Chain so
+	// an alert can compare the queue's age with it; 0 exports nothing.
+	BodyTTL time.Duration
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{listLengthDesc, inflightDesc, desiredDesc, readyDesc, maxDesc, chainReadyDesc, redisReachableDesc, measuredAgeDesc} {
+	for _, d := range []*prometheus.Desc{listLengthDesc, inflightDesc, desiredDesc, readyDesc, maxDesc, chainReadyDesc, redisReachableDesc, measuredAgeDesc, oldestAgeDesc, bodyTTLDesc, retryDueDesc} {
 		ch <- d
 	}
 }
@@ -68,6 +80,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(readyDesc, float64(chain.Status.ReadyReplicas))
 		gauge(maxDesc, float64(chain.Spec.Workers.MaxReplicas))
 		gauge(chainReadyDesc, boolFloat(apimeta.IsStatusConditionTrue(chain.Status.Conditions, string(vconv1.ConditionReady))))
+		if c.BodyTTL > 0 {
+			gauge(bodyTTLDesc, c.BodyTTL.Seconds())
+		}
 
 		obs, ok := snapshot[types.NamespacedName{Namespace: chain.Namespace, Name: chain.Name}]
 		if !ok || !obs.Measured {
@@ -81,6 +96,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(inflightDesc, float64(obs.InFlight))
 		for _, l := range obs.Lists {
 			gauge(listLengthDesc, float64(l.Length), l.List, l.Kind)
+			if l.Kind == queue.KindIngress {
+				gauge(oldestAgeDesc, l.OldestAge.Seconds(), l.List)
+			}
+		}
+		if obs.Retry > 0 && obs.NextRetry >= 0 {
+			gauge(retryDueDesc, obs.NextRetry.Seconds())
 		}
 	}
 }

@@ -43,7 +43,10 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 		if !cc.Enabled {
 			continue // conserver ignores enabled; a disabled chain consumes nothing here
 		}
-		ch := Chain{Name: name, Ingress: cc.IngressLists, Egress: cc.EgressLists, Timeout: cc.Timeout}
+		ch := Chain{Name: name, Ingress: cc.IngressLists, Egress: cc.EgressLists, Timeout: cc.Timeout, MaxDeliveries: cc.MaxDeliveries}
+		if r := cc.Retry; r != nil {
+			ch.Retry = RetryPolicy{Attempts: r.Attempts, InitialBackoff: r.InitialBackoff, MaxBackoff: r.MaxBackoff, Jitter: r.Jitter}
+		}
 		for _, ln := range cc.Links {
 			m := cfg.Links[ln]
 			l, err := links.New(ln, m.Module, m.Options, linkDeps)

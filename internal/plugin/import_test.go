@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
@@ -256,7 +257,10 @@ func TestImport(t *testing.T) {
 				IngressLists: []string{"default"}, EgressLists: []string{"processed"},
 				Links:    []string{"tag", "jq-filter", "notify-webhook", "openai-summary"},
 				Storages: []string{"postgres", "file"},
-				Enabled:  ptr(true), Timeout: spec.Timeout,
+				Enabled:  ptr.To(true), Timeout: spec.Timeout,
+				// No retry: in the conserver config, so conserver's
+				// dead-letter at the first failure.
+				Retry: vconv1.RetryPolicy{Attempts: ptr.To(int32(1))},
 			}
 			if !reflect.DeepEqual(spec, wantSpec) || spec.Timeout == nil || spec.Timeout.Duration.Seconds() != 90 {
 				t.Errorf("main-chain spec = %+v, want %+v with timeout 90s", spec, wantSpec)
@@ -525,8 +529,6 @@ func fromUnstructured(u *unstructured.Unstructured, field string, into any) erro
 	}
 	return json.Unmarshal(b, into)
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // TestImportNamespace: -n puts every manifest in that namespace; without it
 // the namespace is left to kubectl apply -n.

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
@@ -217,6 +219,23 @@ func (im *importer) chain(name string, ch config.Chain) {
 	}
 	if ch.Timeout > 0 {
 		spec.Timeout = &metav1.Duration{Duration: ch.Timeout}
+	}
+	if ch.MaxDeliveries > 0 {
+		spec.Workers.MaxDeliveries = ptr.To(int32(ch.MaxDeliveries))
+	}
+	if r := ch.Retry; r != nil {
+		spec.Retry = vconv1.RetryPolicy{Attempts: ptr.To(int32(r.Attempts)), JitterPercent: ptr.To(int32(math.Round(r.Jitter * 100)))}
+		if r.InitialBackoff > 0 {
+			spec.Retry.InitialBackoff = &metav1.Duration{Duration: r.InitialBackoff}
+		}
+		if r.MaxBackoff > 0 {
+			spec.Retry.MaxBackoff = &metav1.Duration{Duration: r.MaxBackoff}
+		}
+	} else {
+		// conserver dead-letters at the first failure; a migrated chain
+		// keeps doing so until someone opts into retries.
+		spec.Retry.Attempts = ptr.To(int32(1))
+		comments = append(comments, "no retry: in conserver: attempts 1 keeps its dead-letter-at-once behaviour; raise it to retry vendor outages")
 	}
 	if !ch.HasLinksKey {
 		warnings = append(warnings, "it has no links: key, so conserver dead-lettered every vCon; imported as a chain that only stores")

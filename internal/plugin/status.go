@@ -340,6 +340,18 @@ func printSummary(w io.Writer, s ChainSummary, now time.Time) {
 		// The operator moves observedAt only when a figure changes.
 		fmt.Fprintf(w, "            figures last changed %s ago\n", age(now, s.Queue.ObservedAt.Time))
 	}
+	if at := s.Queue.OldestQueuedSince; at != nil && s.Queue.Ingress > 0 {
+		fmt.Fprintf(w, "            oldest waiting vCon queued %s ago\n", age(now, at.Time))
+	}
+	if s.Queue.Retry > 0 {
+		due := "due now"
+		if at := s.Queue.NextRetryAt; at != nil && at.After(now) {
+			due = "next due in " + age(at.Time, now)
+		} else if at != nil {
+			due = "next due " + age(now, at.Time) + " ago (promoted at the next poll)"
+		}
+		fmt.Fprintf(w, "            %d waiting for a retry (holding no worker), %s\n", s.Queue.Retry, due)
+	}
 	if s.Queue.DLQ > 0 {
 		fmt.Fprintf(w, "            %d dead-lettered: kubectl vcon dlq list %s -n %s\n", s.Queue.DLQ, s.Name, s.Namespace)
 	}

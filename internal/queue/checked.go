@@ -47,7 +47,7 @@ func (e *OutcomeError) Error() string {
 var keyTypes = map[string]string{
 	"rpush": "list", "lpush": "list", "lrem": "list", "lmove": "list", "lpop": "list",
 	"hset": "hash", "hdel": "hash",
-	"zadd": "zset",
+	"zadd":     "zset",
 	"set":      "string",
 	"json.set": "ReJSON-RL",
 }

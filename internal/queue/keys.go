@@ -80,6 +80,11 @@ func StateKey(ingress string) string { return tagged("vcon-state", ingress) }
 // delayed retry, scored by the Redis time (ms) at which they are due.
 func RetryKey(ingress string) string { return tagged("retry", ingress) }
 
+// AgeKey is the sorted set of age markers of an ingress list: uuids seen
+// at its tail, scored by the Redis time (ms) they were first seen there
+// (see oldestLua).
+func AgeKey(ingress string) string { return tagged("age", ingress) }
+
 // ContextKey is conserver's trace-context list for a uuid queued on a list.
 func ContextKey(list, uuid string) string { return "context:" + list + ":" + uuid }
 

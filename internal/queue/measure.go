@@ -28,6 +28,10 @@ type ListDepth struct {
 	List   string
 	Kind   string
 	Length int64
+	// OldestAge is how long the oldest vCon of an ingress list has waited
+	// (0 for an empty list and for other kinds): a lower bound, short by
+	// at most one measurement interval.
+	OldestAge time.Duration
 }
 
 // Depths is where one chain's vCons are.
@@ -40,6 +44,9 @@ type Depths struct {
 	Retry     int64
 	NextRetry time.Duration
 	Promoted  int64
+	// OldestAge is the longest wait of the oldest vCon over the ingress
+	// lists (ListDepth.OldestAge).
+	OldestAge time.Duration
 	// Reaped is how many orphaned in-flight items this measurement returned
 	// to the ingress lists.
 	Reaped int64
@@ -64,7 +71,7 @@ func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Ta
 	for i, t := range targets {
 		for _, l := range t.Ingress {
 			ingress[i] = append(ingress[i], ingressCmds{
-				reapAndMeasure: reapAndMeasureScript.Eval(ctx, pipe, []string{WorkersKey(l), l, StateKey(l), RetryKey(l)}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds(), promoteBatch),
+				reapAndMeasure: reapAndMeasureScript.Eval(ctx, pipe, []string{WorkersKey(l), l, StateKey(l), RetryKey(l), AgeKey(l)}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds(), promoteBatch),
 				dlq:            pipe.LLen(ctx, DLQKey(l)),
 			})
 		}
@@ -84,7 +91,7 @@ func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Ta
 		d.NextRetry = -1
 		for j, l := range t.Ingress {
 			vals, err := ingress[i][j].reapAndMeasure.Int64Slice()
-			if err != nil || len(vals) != 6 {
+			if err != nil || len(vals) != 7 {
 				return nil, fmt.Errorf("measure %s: unexpected reply %v: %w", l, vals, err)
 			}
 			dlq := ingress[i][j].dlq.Val()
@@ -96,9 +103,11 @@ func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Ta
 				d.NextRetry = next
 			}
 			d.Promoted += vals[5]
+			age := time.Duration(vals[6]) * time.Millisecond
+			d.OldestAge = max(d.OldestAge, age)
 			d.DLQ += dlq
 			d.Lists = append(d.Lists,
-				ListDepth{List: l, Kind: KindIngress, Length: vals[0]},
+				ListDepth{List: l, Kind: KindIngress, Length: vals[0], OldestAge: age},
 				ListDepth{List: DLQKey(l), Kind: KindDLQ, Length: dlq},
 				ListDepth{List: RetryKey(l), Kind: KindRetry, Length: vals[3]})
 		}

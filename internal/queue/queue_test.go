@@ -480,10 +480,12 @@ func TestReapAndMeasure(t *testing.T) {
 	if n := rdb.HGet(ctx, StateKey("in1"), "d:a").Val(); n != "1" {
 		t.Errorf("deliveries of the reaped a = %q, want 1", n)
 	}
+	// A first measurement knows no older marker than the tail it records
+	// now: the age is 0.
 	wantLists := []ListDepth{
-		{"in1", KindIngress, 5}, {"DLQ:in1", KindDLQ, 2}, {RetryKey("in1"), KindRetry, 1},
-		{"in2", KindIngress, 1}, {"DLQ:in2", KindDLQ, 1}, {RetryKey("in2"), KindRetry, 0},
-		{"out", KindEgress, 4},
+		{"in1", KindIngress, 5, 0}, {"DLQ:in1", KindDLQ, 2, 0}, {RetryKey("in1"), KindRetry, 1, 0},
+		{"in2", KindIngress, 1, 0}, {"DLQ:in2", KindDLQ, 1, 0}, {RetryKey("in2"), KindRetry, 0, 0},
+		{"out", KindEgress, 4, 0},
 	}
 	if !slices.Equal(d.Lists, wantLists) {
 		t.Fatalf("lists = %+v\nwant %+v", d.Lists, wantLists)
@@ -597,5 +599,46 @@ func TestSweepOrphans(t *testing.T) {
 	_, _ = w.SweepOrphans(ctx, lists)
 	if n, _ := w.SweepOrphans(ctx, lists); n != 1 {
 		t.Fatalf("forgotten item still in flight: swept %d, want 1", n)
+	}
+}
+
+// TestOldestAge: the age of the oldest waiting vCon is measured from
+// markers of the list's tail, producers unchanged; it follows the head as
+// the list drains and is 0 for an empty list.
+func TestOldestAge(t *testing.T) {
+	rdb := newClient(t)
+	ctx := context.Background()
+	measure := func() time.Duration {
+		t.Helper()
+		d, err := ReapAndMeasure(ctx, rdb, []Target{{Ingress: []string{"in"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d[0].OldestAge
+	}
+	between := func(what string, got, lo, hi time.Duration) {
+		t.Helper()
+		if got < lo || got > hi {
+			t.Errorf("%s: oldest age %s, want %s to %s", what, got, lo, hi)
+		}
+	}
+	between("empty list", measure(), 0, 0)
+	rdb.RPush(ctx, "in", "a1", "a2")
+	between("first sight", measure(), 0, 50*time.Millisecond)
+	time.Sleep(time.Second)
+	rdb.RPush(ctx, "in", "b1", "b2")
+	// a2 was seen a second ago and is still queued.
+	between("backlog growing", measure(), time.Second, 3*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	between("nothing taken", measure(), 1300*time.Millisecond, 3*time.Second)
+	// The a's are taken: the oldest waiting is b2's cohort, seen 300 ms
+	// ago (a2's marker would say 1.3 s).
+	rdb.LPop(ctx, "in")
+	rdb.LPop(ctx, "in")
+	between("head taken", measure(), 300*time.Millisecond, 1200*time.Millisecond)
+	rdb.Del(ctx, "in")
+	between("drained", measure(), 0, 0)
+	if n := rdb.Exists(ctx, AgeKey("in")).Val(); n != 0 {
+		t.Errorf("markers of an empty list kept: %d", n)
 	}
 }

@@ -101,12 +101,47 @@ local t = redis.call('TIME')
 return promote(KEYS[1], KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), tonumber(ARGV[1]))
 `)
 
+// oldestLua measures how long the oldest vCon of an ingress list has
+// waited, without producers writing anything beside the uuid: at each
+// measurement the list's tail is recorded in a marker set with the time it
+// was first seen there. The list is FIFO, so the oldest marker still in
+// the list (LPOS, which scans from the head and finds it within the first
+// poll's worth of items) was pushed after the head: now minus its time is
+// a lower bound of the head's wait, short by at most one measurement
+// interval (and by the wait before the first measurement of a backlog).
+// Markers no longer in the list are dropped, at most maxChecks per call
+// (each such check scans the list); an empty list forgets its markers.
+const oldestLua = `
+local function oldest_age(list, markers, now, len)
+  if len == 0 then
+    redis.call('DEL', markers)
+    return 0
+  end
+  local tail = redis.call('LINDEX', list, -1)
+  if tail and not redis.call('ZSCORE', markers, tail) then
+    redis.call('ZADD', markers, now, tail)
+  end
+  for i = 1, 8 do
+    local m = redis.call('ZRANGE', markers, 0, 0, 'WITHSCORES')
+    if #m == 0 then return 0 end
+    if redis.call('LPOS', list, m[1]) then
+      return now - tonumber(m[2])
+    end
+    redis.call('ZREM', markers, m[1])
+  end
+  local m = redis.call('ZRANGE', markers, 0, 0, 'WITHSCORES')
+  if #m == 0 then return 0 end
+  return now - tonumber(m[2])
+end
+`
+
 // reapAndMeasureScript reaps and promotes due retries, then returns
 // {ingress length, in-flight total, items reaped, retries waiting, ms until
-// the next retry is due (-1 when none waits), retries promoted} for one
-// ingress list: the operator's per-list observation. KEYS: workers set,
-// ingress list, state hash, retry set.
-var reapAndMeasureScript = redis.NewScript(reapLua + promoteLua + `
+// the next retry is due (-1 when none waits), retries promoted, ms the
+// oldest vCon has waited} for one ingress list: the operator's per-list
+// observation. KEYS: workers set, ingress list, state hash, retry set, age
+// markers.
+var reapAndMeasureScript = redis.NewScript(reapLua + promoteLua + oldestLua + `
 local reaped = reap(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), KEYS[3])
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -120,5 +155,6 @@ local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 if #first == 2 then
   nextDue = math.max(0, tonumber(first[2]) - now)
 end
-return {redis.call('LLEN', KEYS[2]), inflight, reaped, redis.call('ZCARD', KEYS[4]), nextDue, promoted}
+local len = redis.call('LLEN', KEYS[2])
+return {len, inflight, reaped, redis.call('ZCARD', KEYS[4]), nextDue, promoted, oldest_age(KEYS[2], KEYS[5], now, len)}
 `)

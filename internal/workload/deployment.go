@@ -56,6 +56,9 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 		concurrency = 1
 	}
 	env := []corev1.EnvVar{redisEnv(in)}
+	if in.QueuedRetention > 0 {
+		env = append(env, corev1.EnvVar{Name: "VCON_QUEUED_RETENTION", Value: strconv.FormatInt(int64(in.QueuedRetention/time.Second), 10)})
+	}
 	env = append(env, r.Env...)
 
 	worker := corev1.Container{

@@ -35,6 +35,9 @@ type Inputs struct {
 	RedisSecret *corev1.SecretKeySelector
 	// Image is the worker image (the chain's override, else the operator's).
 	Image string
+	// QueuedRetention is the least TTL workers keep on the bodies they take
+	// and push on (VCON_QUEUED_RETENTION); 0 leaves the worker's default.
+	QueuedRetention time.Duration
 }
 
 // Rendered is the conserver config of a Chain and what its pods need
@@ -114,6 +117,12 @@ func Render(in Inputs) (*Rendered, error) {
 		Enabled:      ch.IsEnabled(),
 		Timeout:      timeout,
 		HasLinksKey:  true,
+		Retry:        retryConfig(ch.Spec.Retry),
+	}
+	if d := ch.Spec.Workers.MaxDeliveries; d != nil {
+		c := cfg.Chains[ch.Name]
+		c.MaxDeliveries = int(*d)
+		cfg.Chains[ch.Name] = c
 	}
 	data, err := cfg.Marshal()
 	if err != nil {
@@ -306,6 +315,26 @@ func (e *envSet) sorted() []corev1.EnvVar {
 	out := make([]corev1.EnvVar, 0, len(names))
 	for _, n := range names {
 		out = append(out, e.byName[n])
+	}
+	return out
+}
+
+// retryConfig is a Chain's spec.retry in the worker's config, with the
+// CRD's defaults for what the API server did not fill in (a Chain built
+// in Go and never stored).
+func retryConfig(r vconv1.RetryPolicy) *config.Retry {
+	out := &config.Retry{Attempts: 5, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2}
+	if r.Attempts != nil {
+		out.Attempts = int(*r.Attempts)
+	}
+	if r.InitialBackoff != nil {
+		out.InitialBackoff = r.InitialBackoff.Duration
+	}
+	if r.MaxBackoff != nil {
+		out.MaxBackoff = r.MaxBackoff.Duration
+	}
+	if r.JitterPercent != nil {
+		out.Jitter = float64(*r.JitterPercent) / 100
 	}
 	return out
 }

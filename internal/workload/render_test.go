@@ -287,6 +287,50 @@ func normalize(c *config.Config) {
 	if len(c.Storages) == 0 {
 		c.Storages = nil
 	}
+	// Every rendered chain says its retry policy; a want that gives none
+	// means the CRD's defaults (TestRenderRetry checks them).
+	for name, ch := range c.Chains {
+		if ch.Retry == nil {
+			ch.Retry = &config.Retry{Attempts: 5, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2}
+			c.Chains[name] = ch
+		}
+	}
+}
+
+// TestRenderRetry: spec.retry and workers.maxDeliveries reach the worker's
+// config; what the API server did not default takes the CRD's defaults.
+func TestRenderRetry(t *testing.T) {
+	tests := []struct {
+		name          string
+		retry         vconv1.RetryPolicy
+		maxDeliveries *int32
+		want          config.Retry
+		wantMax       int
+	}{
+		{"defaults", vconv1.RetryPolicy{}, nil, config.Retry{Attempts: 5, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2}, 0},
+		{"conserver's dead-letter at once", vconv1.RetryPolicy{Attempts: ptr.To(int32(1))}, ptr.To(int32(7)),
+			config.Retry{Attempts: 1, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2}, 7},
+		{"every field", vconv1.RetryPolicy{Attempts: ptr.To(int32(12)), InitialBackoff: &metav1.Duration{Duration: time.Second}, MaxBackoff: &metav1.Duration{Duration: time.Hour}, JitterPercent: ptr.To(int32(0))}, ptr.To(int32(1)),
+			config.Retry{Attempts: 12, InitialBackoff: time.Second, MaxBackoff: time.Hour, Jitter: 0}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := &vconv1.Chain{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Spec: vconv1.ChainSpec{IngressLists: []string{"in"}, Retry: tc.retry}}
+			ch.Spec.Workers.MaxDeliveries = tc.maxDeliveries
+			r, err := Render(Inputs{Chain: ch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Parse(r.Config, nil)
+			if err != nil {
+				t.Fatalf("rendered config does not parse: %v\n%s", err, r.Config)
+			}
+			got := cfg.Chains["c"]
+			if got.Retry == nil || *got.Retry != tc.want || got.MaxDeliveries != tc.wantMax {
+				t.Errorf("retry %+v, max deliveries %d; want %+v, %d\n%s", got.Retry, got.MaxDeliveries, tc.want, tc.wantMax, r.Config)
+			}
+		})
+	}
 }
 
 // TestRenderKeepsCredentialsOut: the ConfigMap is readable by anyone who
