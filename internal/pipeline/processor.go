@@ -160,6 +160,11 @@ type Processor struct {
 	cluster bool
 	getters []Sink
 
+	// isolation lets a suspect (a vCon that was in flight when a worker
+	// died) run alone: it takes the write lock, every other run a read
+	// lock. A second death is then the suspect's alone.
+	isolation sync.RWMutex
+
 	// running holds the start of every vCon between its read and the end
 	// of its links and storages, for Stalled.
 	runningMu sync.Mutex

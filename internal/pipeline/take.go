@@ -94,9 +94,11 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		trace.WithAttributes(attribute.String("vcon.chain", chain), attribute.String("vcon.ingress_list", it.List), attribute.String("vcon.uuid", it.UUID)))
 	defer span.End()
 
+	release := p.admit(ctx, it, state)
 	finished := p.started(start)
 	outcome, fail := p.run(ctx, it, body, readErr, state)
 	finished()
+	release()
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return queue.Item{}, false, ErrStopped
 	}
@@ -188,6 +190,32 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		next, took = pendingNext.Item()
 	}
 	return next, took, nil
+}
+
+// admit waits until the vCon may run. A suspect (its last delivery ended
+// with its worker dead) runs alone, recorded as such in Redis, so that the
+// reaper blames it alone if this worker dies too; every other vCon runs
+// beside the others. The returned func ends the run's admission.
+func (p *Processor) admit(ctx context.Context, it queue.Item, state queue.State) (release func()) {
+	if state.Deliveries == 0 || state.Deliveries >= p.chain.MaxDeliveries {
+		// A poison pill is dead-lettered without running: no need to
+		// isolate it.
+		p.isolation.RLock()
+		return p.isolation.RUnlock
+	}
+	p.isolation.Lock()
+	if err := p.worker.Isolate(ctx, it); err != nil {
+		// Blame falls on every vCon in flight if this worker dies now;
+		// that is the worst case, not a loss.
+		p.log.Warn("could not record an isolated run", "uuid", it.UUID, "error", err)
+	}
+	p.log.Info("running a vCon alone: it was in flight when a worker died", "uuid", it.UUID, "list", it.List, "deliveries", state.Deliveries)
+	return func() {
+		if err := p.worker.EndIsolation(context.WithoutCancel(ctx), it); err != nil {
+			p.log.Warn("could not clear an isolated run's record", "uuid", it.UUID, "error", err)
+		}
+		p.isolation.Unlock()
+	}
 }
 
 func isProbeErr(err error) bool {

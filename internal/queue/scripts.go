@@ -33,7 +33,9 @@ end
 // reapLua returns the work of every worker whose heartbeat expired to the
 // ingress list, and counts each item's delivery without an outcome in the
 // state hash (StateKey), so that a vCon that kills every worker that takes
-// it is recognised as a poison pill on its next take. Running in one script makes it exactly once, however many
+// it is recognised as a poison pill on its next take. When the dead worker
+// was running a suspect alone (field "q:<worker>", see
+// Worker.Isolate), only the suspect is blamed: the others waited. Running in one script makes it exactly once, however many
 // workers and operators reap at the same time. An expired worker stays
 // registered (with its expired score) for retentionMs more: a worker that
 // stalled past its heartbeat may still take work before it notices (a
@@ -48,12 +50,16 @@ local function reap(workers, ingress, prefix, retentionMs, state)
   local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now, 'WITHSCORES')
   for i = 1, #dead, 2 do
     local id, expired = dead[i], tonumber(dead[i + 1])
+    local suspect = redis.call('HGET', state, 'q:' .. id)
     while true do
       local uuid = redis.call('LMOVE', prefix .. id, ingress, 'RIGHT', 'LEFT')
       if not uuid then break end
-      redis.call('HINCRBY', state, 'd:' .. uuid, 1)
+      if not suspect or suspect == uuid then
+        redis.call('HINCRBY', state, 'd:' .. uuid, 1)
+      end
       moved = moved + 1
     end
+    if suspect then redis.call('HDEL', state, 'q:' .. id) end
     if expired + retentionMs <= now then
       redis.call('ZREM', workers, id)
     end

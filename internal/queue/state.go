@@ -171,3 +171,17 @@ func Retries(ctx context.Context, rdb redis.UniversalClient, ingress string, lim
 	}
 	return out, nil
 }
+
+// Isolate records that this worker runs the suspect it alone (a vCon that
+// was in flight when a worker died), with nothing else running: if the
+// worker dies now, the reaper blames only it. Without this, the vCons that
+// happened to share a worker with a poison pill would have their
+// deliveries counted with it, and be dead-lettered with it.
+func (w *Worker) Isolate(ctx context.Context, it Item) error {
+	return w.rdb.HSet(ctx, StateKey(it.List), "q:"+w.id, it.UUID).Err()
+}
+
+// EndIsolation clears Isolate's record once the suspect's run is over.
+func (w *Worker) EndIsolation(ctx context.Context, it Item) error {
+	return w.rdb.HDel(ctx, StateKey(it.List), "q:"+w.id).Err()
+}
