@@ -22,15 +22,15 @@ func aiTestWaits(t *testing.T) *[]time.Duration {
 		mu    sync.Mutex
 		waits []time.Duration
 	)
-	oldSleep, oldBase := aiSleep, aiBackoffBase
-	aiBackoffBase = 10 * time.Millisecond
-	aiSleep = func(ctx context.Context, d time.Duration) error {
+	old := vendorPolicy
+	vendorPolicy.Base = 10 * time.Millisecond
+	vendorPolicy.Sleep = func(ctx context.Context, d time.Duration) error {
 		mu.Lock()
 		waits = append(waits, d)
 		mu.Unlock()
 		return ctx.Err()
 	}
-	t.Cleanup(func() { aiSleep, aiBackoffBase = oldSleep, oldBase })
+	t.Cleanup(func() { vendorPolicy = old })
 	return &waits
 }
 

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 )
 
 var (
@@ -144,6 +146,7 @@ type openaiClient struct {
 	http     *http.Client
 	timeout  time.Duration
 	retries  int
+	policy   httpx.Policy
 }
 
 func newOpenAIClient(link string, o aiOpts, hc *http.Client) (*openaiClient, error) {
@@ -152,15 +155,16 @@ func newOpenAIClient(link string, o aiOpts, hc *http.Client) (*openaiClient, err
 		return nil, err
 	}
 	c := &openaiClient{link: link, endpoint: ep, http: hc}
-	if c.timeout, err = o.duration("timeout", aiDefaultTimeout); err != nil {
+	if c.timeout, err = o.duration("timeout", httpx.DefaultVendorTimeout); err != nil {
 		return nil, err
 	}
-	if c.retries, err = o.nonNegInt("max_retries", aiDefaultRetries); err != nil {
+	if c.retries, err = o.nonNegInt("max_retries", vendorPolicy.Retries); err != nil {
 		return nil, err
 	}
 	if c.http == nil {
 		c.http = http.DefaultClient
 	}
+	c.policy = vendorRetries(c.retries)
 	return c, nil
 }
 
@@ -198,15 +202,15 @@ func (c *openaiClient) chat(ctx context.Context, req openaiChatRequest) (string,
 	if err != nil {
 		return "", fmt.Errorf("encode chat request: %w", err)
 	}
-	call := &aiCall{
-		vendor:    c.endpoint.vendor,
-		operation: "chat/completions",
-		link:      c.link,
-		model:     req.Model,
-		retries:   c.retries,
-		timeout:   c.timeout,
-		secrets:   []string{c.endpoint.key},
-		newRequest: func(ctx context.Context) (*http.Request, error) {
+	record := llmRecorder(c.link, req.Model)
+	call := &httpx.Call{
+		Vendor:    c.endpoint.vendor,
+		Operation: "chat/completions",
+		Policy:    c.policy,
+		Timeout:   c.timeout,
+		Secrets:   []string{c.endpoint.key},
+		Record:    record,
+		NewRequest: func(ctx context.Context) (*http.Request, error) {
 			r, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint.url(req.Model, "chat/completions"), bytes.NewReader(payload))
 			if err != nil {
 				return nil, err
@@ -217,32 +221,32 @@ func (c *openaiClient) chat(ctx context.Context, req openaiChatRequest) (string,
 			return r, nil
 		},
 	}
-	body, err := call.do(ctx, c.http)
+	body, err := call.Do(ctx, c.http)
 	if err != nil {
 		return "", err
 	}
 	var resp openaiChatResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
-		call.record("invalid_response")
-		return "", fmt.Errorf("%s: malformed answer: %v", call.name(), aiJSONErr(err))
+		record("invalid_response")
+		return "", fmt.Errorf("%s: malformed answer: %v", call.Name(), aiJSONErr(err))
 	}
 	if resp.Usage != nil {
 		llmTokens.WithLabelValues(c.link, req.Model, "prompt").Add(max(resp.Usage.PromptTokens, 0))
 		llmTokens.WithLabelValues(c.link, req.Model, "completion").Add(max(resp.Usage.CompletionTokens, 0))
 	}
 	if len(resp.Choices) == 0 {
-		call.record("invalid_response")
-		return "", fmt.Errorf("%s: malformed answer: no choices", call.name())
+		record("invalid_response")
+		return "", fmt.Errorf("%s: malformed answer: no choices", call.Name())
 	}
 	msg := resp.Choices[0].Message
 	if msg.Content == nil {
-		call.record("invalid_response")
+		record("invalid_response")
 		if msg.Refusal != nil {
-			return "", fmt.Errorf("%s: the model refused to answer", call.name())
+			return "", fmt.Errorf("%s: the model refused to answer", call.Name())
 		}
-		return "", fmt.Errorf("%s: %w (finish_reason %q)", call.name(), errOpenAIEmpty, resp.Choices[0].FinishReason)
+		return "", fmt.Errorf("%s: %w (finish_reason %q)", call.Name(), errOpenAIEmpty, resp.Choices[0].FinishReason)
 	}
-	call.record("ok")
+	record("ok")
 	return *msg.Content, nil
 }
 

@@ -207,7 +207,7 @@ func TestOpenAIChatFailures(t *testing.T) {
 			name:         "Retry-After is capped",
 			replies:      []aiReply{{status: 503, header: map[string]string{"Retry-After": "86400"}}, aiChatAnswer("ok", 1, 1)},
 			wantRequests: 2,
-			wantWaits:    func(w []time.Duration) bool { return len(w) == 1 && w[0] == aiRetryAfterMax },
+			wantWaits:    func(w []time.Duration) bool { return len(w) == 1 && w[0] == vendorPolicy.MaxRetryAfter },
 		},
 		{
 			name:         "500 until retries are exhausted",
@@ -216,7 +216,7 @@ func TestOpenAIChatFailures(t *testing.T) {
 			wantErr:      "openai chat/completions: HTTP 500 after 3 attempts: server_error: The server had an error",
 			wantRequests: 3,
 			wantWaits: func(w []time.Duration) bool {
-				return len(w) == 2 && w[0] == aiBackoffBase && w[1] == 2*aiBackoffBase
+				return len(w) == 2 && w[0] == vendorPolicy.Base && w[1] == 2*vendorPolicy.Base
 			},
 			wantOutcomes: map[string]float64{"server_error": 3, "ok": 0},
 		},
@@ -309,52 +309,6 @@ func TestOpenAIVendorName(t *testing.T) {
 	for _, tt := range tests {
 		if got := openaiVendorName(tt.ep, tt.model); got != tt.want {
 			t.Errorf("openaiVendorName(%s, %q) = %q, want %q", tt.ep.vendor, tt.model, got, tt.want)
-		}
-	}
-}
-
-func TestAIRetryAfter(t *testing.T) {
-	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	tests := []struct {
-		header map[string]string
-		want   time.Duration
-	}{
-		{map[string]string{}, 0},
-		{map[string]string{"Retry-After": "3"}, 3 * time.Second},
-		{map[string]string{"Retry-After": "0.5"}, 500 * time.Millisecond},
-		{map[string]string{"Retry-After": now.Add(9 * time.Second).Format(http.TimeFormat)}, 9 * time.Second},
-		{map[string]string{"Retry-After": now.Add(-9 * time.Second).Format(http.TimeFormat)}, 0},
-		{map[string]string{"Retry-After": "soon"}, 0},
-		{map[string]string{"Retry-After": "99999"}, aiRetryAfterMax},
-		{map[string]string{"Retry-After-Ms": "250", "Retry-After": "3"}, 250 * time.Millisecond},
-	}
-	for _, tt := range tests {
-		h := http.Header{}
-		for k, v := range tt.header {
-			h.Set(k, v)
-		}
-		if got := aiRetryAfter(h, now); got != tt.want {
-			t.Errorf("aiRetryAfter(%v) = %v, want %v", tt.header, got, tt.want)
-		}
-	}
-}
-
-func TestAIVendorMessage(t *testing.T) {
-	tests := []struct {
-		body    string
-		secrets []string
-		want    string
-	}{
-		{`{"error":{"message":"bad key sk-abcdef123456 here","code":"invalid_api_key"}}`, nil, "invalid_api_key: bad key [redacted] here"},
-		{`{"error":{"message":"token TOKEN1 is wrong"}}`, []string{"TOKEN1"}, "token [redacted] is wrong"},
-		{`{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials.","request_id":"x"}`, nil, "INVALID_AUTH: Invalid credentials."},
-		{`{"ok":false,"error":"channel_not_found"}`, nil, "channel_not_found"},
-		{"no_service\n", nil, "no_service"},
-		{strings.Repeat("x", 500), nil, strings.Repeat("x", 200) + "…"},
-	}
-	for _, tt := range tests {
-		if got := aiVendorMessage([]byte(tt.body), tt.secrets); got != tt.want {
-			t.Errorf("aiVendorMessage(%q) = %q, want %q", tt.body, got, tt.want)
 		}
 	}
 }

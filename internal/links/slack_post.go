@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -240,10 +241,10 @@ func (s *slackPost) post(ctx context.Context, msg map[string]any) error {
 	if s.webhookURL != "" {
 		target, operation, secret = s.webhookURL, "incoming webhook", s.webhookURL
 	}
-	call := &aiCall{
-		vendor: "slack", operation: operation, retries: s.retries, timeout: s.timeout,
-		secrets: []string{secret},
-		newRequest: func(ctx context.Context) (*http.Request, error) {
+	call := &httpx.Call{
+		Vendor: "slack", Operation: operation, Policy: vendorRetries(s.retries), Timeout: s.timeout,
+		Secrets: []string{secret},
+		NewRequest: func(ctx context.Context) (*http.Request, error) {
 			r, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(payload))
 			if err != nil {
 				return nil, err
@@ -255,7 +256,7 @@ func (s *slackPost) post(ctx context.Context, msg map[string]any) error {
 			return r, nil
 		},
 	}
-	body, err := call.do(ctx, s.http)
+	body, err := call.Do(ctx, s.http)
 	if err != nil {
 		return err
 	}
@@ -271,7 +272,7 @@ func (s *slackPost) post(ctx context.Context, msg map[string]any) error {
 	}
 	if !resp.OK {
 		channel, _ := msg["channel"].(string)
-		code := aiVendorMessage([]byte(`{"error":`+aiJSONString(resp.Error)+`}`), []string{s.token})
+		code := httpx.VendorMessage([]byte(`{"error":`+aiJSONString(resp.Error)+`}`), []string{s.token})
 		if code == "" {
 			code = "ok is false"
 		}

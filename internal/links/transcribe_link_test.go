@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 )
 
 // transcribeTestDoc: dialog 0 inline audio (base64), 1 a text dialog, 2 a
@@ -400,7 +402,7 @@ func TestTranscribeRedirectGuard(t *testing.T) {
 	entry, _ := transcribeMedia(t)
 	entryPort := netip.MustParseAddrPort(strings.TrimPrefix(entry.URL, "http://")).Port()
 	f := &transcribeFetcher{
-		client: transcribeGuardedClient(func(ap netip.AddrPort) error {
+		client: httpx.GuardedClient(func(ap netip.AddrPort) error {
 			if ap.Port() != entryPort {
 				return fmt.Errorf("refusing %s", ap)
 			}
@@ -420,24 +422,6 @@ func TestTranscribeRedirectGuard(t *testing.T) {
 		_, err := f.audio(context.Background(), map[string]any{"type": "recording", "url": tt.url})
 		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 			t.Errorf("audio(%s): err = %v, want %q", tt.url, err, tt.wantErr)
-		}
-	}
-}
-
-func TestTranscribeForbiddenAddr(t *testing.T) {
-	tests := []struct {
-		addr    string
-		refused bool
-	}{
-		{"127.0.0.1", true}, {"10.1.2.3", true}, {"172.16.0.1", true}, {"192.168.1.1", true},
-		{"169.254.169.254", true}, {"100.64.0.1", true}, {"0.0.0.0", true}, {"::1", true},
-		{"fd00::1", true}, {"fe80::1", true}, {"::ffff:127.0.0.1", true}, {"224.0.0.1", true},
-		{"8.8.8.8", false}, {"2606:4700:4700::1111", false}, {"100.128.0.1", false},
-	}
-	for _, tt := range tests {
-		err := transcribeForbiddenAddr(netip.MustParseAddr(tt.addr))
-		if (err != nil) != tt.refused {
-			t.Errorf("%s: err = %v, want refused=%v", tt.addr, err, tt.refused)
 		}
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 )
 
 const (
@@ -29,11 +31,11 @@ const (
 
 // transcribeCallOpts are the per-call limits every vendor reads.
 func transcribeCallOpts(o aiOpts) (time.Duration, int, error) {
-	timeout, err := o.duration("timeout", aiDefaultTimeout)
+	timeout, err := o.duration("timeout", httpx.DefaultVendorTimeout)
 	if err != nil {
 		return 0, 0, err
 	}
-	retries, err := o.nonNegInt("max_retries", aiDefaultRetries)
+	retries, err := o.nonNegInt("max_retries", vendorPolicy.Retries)
 	return timeout, retries, err
 }
 
@@ -155,11 +157,12 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 		return nil, nil, err
 	}
 	payload, contentType := buf.Bytes(), mw.FormDataContentType()
-	call := &aiCall{
-		vendor: t.endpoint.vendor, operation: "audio/transcriptions",
-		link: t.link, model: t.model, retries: t.retries, timeout: t.timeout,
-		secrets: []string{t.endpoint.key},
-		newRequest: func(ctx context.Context) (*http.Request, error) {
+	record := llmRecorder(t.link, t.model)
+	call := &httpx.Call{
+		Vendor: t.endpoint.vendor, Operation: "audio/transcriptions",
+		Policy: vendorRetries(t.retries), Timeout: t.timeout,
+		Secrets: []string{t.endpoint.key}, Record: record,
+		NewRequest: func(ctx context.Context) (*http.Request, error) {
 			r, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.url(t.model, "audio/transcriptions"), bytes.NewReader(payload))
 			if err != nil {
 				return nil, err
@@ -170,24 +173,24 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 			return r, nil
 		},
 	}
-	body, err := call.do(ctx, t.http)
+	body, err := call.Do(ctx, t.http)
 	if err != nil {
 		return nil, nil, err
 	}
 	parsed, err := aiDecodeJSON(body)
 	obj, isObj := parsed.(map[string]any)
 	if err != nil || !isObj {
-		call.record("invalid_response")
+		record("invalid_response")
 		if err == nil {
-			return nil, nil, fmt.Errorf("%s: malformed answer: not a JSON object", call.name())
+			return nil, nil, fmt.Errorf("%s: malformed answer: not a JSON object", call.Name())
 		}
-		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.name(), aiJSONErr(err))
+		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), aiJSONErr(err))
 	}
 	if _, ok := obj["text"].(string); !ok {
-		call.record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: no text", call.name())
+		record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: no text", call.Name())
 	}
-	call.record("ok")
+	record("ok")
 	var u transcribeUsage
 	if json.Unmarshal(body, &u) == nil && u.Usage != nil {
 		llmTokens.WithLabelValues(t.link, t.model, "prompt").Add(max(u.Usage.InputTokens, 0))
@@ -269,11 +272,12 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 		ct = "application/octet-stream"
 	}
 	endpoint := t.base + "/listen?" + t.query.Encode()
-	call := &aiCall{
-		vendor: "deepgram", operation: "listen",
-		link: t.link, model: t.model, retries: t.retries, timeout: t.timeout,
-		secrets: []string{t.key},
-		newRequest: func(ctx context.Context) (*http.Request, error) {
+	record := llmRecorder(t.link, t.model)
+	call := &httpx.Call{
+		Vendor: "deepgram", Operation: "listen",
+		Policy: vendorRetries(t.retries), Timeout: t.timeout,
+		Secrets: []string{t.key}, Record: record,
+		NewRequest: func(ctx context.Context) (*http.Request, error) {
 			r, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(audio.data))
 			if err != nil {
 				return nil, err
@@ -284,7 +288,7 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 			return r, nil
 		},
 	}
-	body, err := call.do(ctx, t.http)
+	body, err := call.Do(ctx, t.http)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -292,29 +296,29 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 	// keep every field of it as Deepgram sent it.
 	var typed transcribeDGResponse
 	if err := json.Unmarshal(body, &typed); err != nil {
-		call.record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.name(), aiJSONErr(err))
+		record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), aiJSONErr(err))
 	}
 	if typed.Results == nil || len(typed.Results.Channels) == 0 || len(typed.Results.Channels[0].Alternatives) == 0 {
-		call.record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: no results.channels[0].alternatives[0]", call.name())
+		record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: no results.channels[0].alternatives[0]", call.Name())
 	}
 	generic, err := aiDecodeJSON(body)
 	if err != nil {
-		call.record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.name(), aiJSONErr(err))
+		record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), aiJSONErr(err))
 	}
 	ch0 := generic.(map[string]any)["results"].(map[string]any)["channels"].([]any)[0].(map[string]any)
 	alt, ok := ch0["alternatives"].([]any)[0].(map[string]any)
 	if !ok {
-		call.record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: alternative is not an object", call.name())
+		record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: alternative is not an object", call.Name())
 	}
 	if _, ok := alt["transcript"].(string); !ok {
-		call.record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: no transcript", call.name())
+		record("invalid_response")
+		return nil, nil, fmt.Errorf("%s: malformed answer: no transcript", call.Name())
 	}
-	call.record("ok")
+	record("ok")
 	// conserver adds the channel's detected language ("en" when absent).
 	lang := "en"
 	if l := typed.Results.Channels[0].DetectedLanguage; l != nil {
