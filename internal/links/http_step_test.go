@@ -35,7 +35,7 @@ func newTestHTTPStep(t *testing.T, opts map[string]any) *httpStep {
 		t.Fatalf("build links.http_step: %v", err)
 	}
 	s := l.(*httpStep)
-	s.backoff = func(int) time.Duration { return time.Millisecond }
+	s.policy.Base, s.policy.Max = time.Millisecond, time.Millisecond
 	return s
 }
 
@@ -287,7 +287,7 @@ func TestHTTPStepCancelStopsRetrying(t *testing.T) {
 	}))
 	defer srv.Close()
 	step := newTestHTTPStep(t, map[string]any{"url": srv.URL, "retries": 10})
-	step.backoff = func(int) time.Duration { return time.Hour }
+	step.policy.Base, step.policy.Max = time.Hour, time.Hour
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -348,20 +348,5 @@ func TestHTTPStepOptions(t *testing.T) {
 				t.Errorf("timeout, retries = %s, %d; want %s, %d", s.timeout, s.retries, tc.timeout, tc.retries)
 			}
 		})
-	}
-}
-
-func TestHTTPStepBackoffGrowsAndIsCapped(t *testing.T) {
-	for attempt, want := range map[int][2]time.Duration{
-		1:  {250 * time.Millisecond, 500 * time.Millisecond},
-		2:  {500 * time.Millisecond, time.Second},
-		3:  {time.Second, 2 * time.Second},
-		20: {5 * time.Second, 10 * time.Second},
-	} {
-		for range 50 {
-			if d := httpStepBackoff(attempt); d < want[0] || d > want[1] {
-				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", attempt, d, want[0], want[1])
-			}
-		}
 	}
 }

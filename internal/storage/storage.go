@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/registry"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
@@ -118,5 +119,5 @@ func IsPermanent(err error) bool {
 // 408 (the server gave up waiting for it) and 429 (too many requests),
 // which ask to be tried again.
 func permanentStatus(code int) bool {
-	return code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
+	return code >= 400 && code < 500 && !httpx.RetryableStatus(code)
 }

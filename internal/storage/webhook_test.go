@@ -238,8 +238,8 @@ func TestWebhookOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := s.(*webhookStorage)
-			if len(w.targets) != tc.targets || w.timeout != tc.timeout {
-				t.Errorf("targets, timeout = %d, %s; want %d, %s", len(w.targets), w.timeout, tc.targets, tc.timeout)
+			if len(w.targets) != tc.targets || w.post.Timeout != tc.timeout {
+				t.Errorf("targets, timeout = %d, %s; want %d, %s", len(w.targets), w.post.Timeout, tc.targets, tc.timeout)
 			}
 		})
 	}
