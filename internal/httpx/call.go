@@ -227,3 +227,17 @@ func errorField(m map[string]any) string {
 	}
 	return strings.Join(parts, ": ")
 }
+
+// JSONError describes a JSON decoding error without quoting the input: a
+// vendor's answer may quote the vCon.
+func JSONError(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q has the wrong type", te.Field)
+	}
+	return "invalid JSON"
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/vcon-operator/vcon-operator/internal/openai"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -27,7 +28,7 @@ type aiLLMDefaults struct {
 type aiLLM struct {
 	name     string
 	logger   *slog.Logger
-	client   *openaiClient
+	client   *openai.Client
 	onlyIf   *aiOnlyIf
 	sampling aiSampler
 
@@ -46,7 +47,7 @@ func newAILLM(name string, raw map[string]any, deps Deps, def aiLLMDefaults) (*a
 		l.logger = slog.Default()
 	}
 	var err error
-	if l.client, err = newOpenAIClient(name, o, deps.HTTP); err != nil {
+	if l.client, err = newLLMClient(name, o, deps); err != nil {
 		return nil, err
 	}
 	if l.onlyIf, err = aiParseOnlyIf(o); err != nil {
@@ -139,10 +140,10 @@ func (l *aiLLM) eachSource(ctx context.Context, v *vcon.VCon, fn func(index int,
 	return nil
 }
 
-func (l *aiLLM) request(system, user string) openaiChatRequest {
-	return openaiChatRequest{
+func (l *aiLLM) request(system, user string) openai.ChatRequest {
+	return openai.ChatRequest{
 		Model: l.model,
-		Messages: []openaiMessage{
+		Messages: []openai.Message{
 			{Role: "system", Content: system},
 			{Role: "user", Content: user},
 		},
@@ -172,9 +173,9 @@ func (l *aiAnalyze) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 	if !l.selected(v) {
 		return Continue, nil
 	}
-	vendor := openaiVendorName(l.client.endpoint, l.model)
+	vendor := openai.VendorName(l.client.Endpoint, l.model)
 	err := l.eachSource(ctx, v, func(index int, text string) error {
-		answer, err := l.client.chat(ctx, l.request(l.systemPrompt, l.prompt+"\n\n"+text))
+		answer, err := l.client.Chat(ctx, l.request(l.systemPrompt, l.prompt+"\n\n"+text))
 		if err != nil {
 			return err
 		}

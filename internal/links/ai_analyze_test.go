@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/vcon-operator/vcon-operator/internal/openai"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -33,10 +34,10 @@ const aiTestDoc = `{
 
 // aiChatBody decodes a chat request a fake received.
 type aiChatBody struct {
-	Model          string          `json:"model"`
-	Messages       []openaiMessage `json:"messages"`
-	Temperature    *float64        `json:"temperature"`
-	ResponseFormat map[string]any  `json:"response_format"`
+	Model          string           `json:"model"`
+	Messages       []openai.Message `json:"messages"`
+	Temperature    *float64         `json:"temperature"`
+	ResponseFormat map[string]any   `json:"response_format"`
 }
 
 func aiChatBodies(t *testing.T, reqs []aiSeen) []aiChatBody {
@@ -75,7 +76,7 @@ func TestAILinks(t *testing.T) {
 				if r.Model != "gpt-3.5-turbo-16k" || r.Temperature == nil || *r.Temperature != 0 || r.ResponseFormat != nil {
 					t.Errorf("request = %+v", r)
 				}
-				want := []openaiMessage{{"system", "You are a helpful assistant."}, {"user", "Summarize this\n\nI want a refund"}}
+				want := []openai.Message{{Role: "system", Content: "You are a helpful assistant."}, {Role: "user", Content: "Summarize this\n\nI want a refund"}}
 				if len(r.Messages) != 2 || r.Messages[0] != want[0] || r.Messages[1] != want[1] {
 					t.Errorf("messages = %q", r.Messages)
 				}
@@ -88,7 +89,7 @@ func TestAILinks(t *testing.T) {
 				if string(b) != wantJSON {
 					t.Errorf("analysis = %s\nwant       %s", b, wantJSON)
 				}
-				if testutil.ToFloat64(llmTokens.WithLabelValues(link, "gpt-3.5-turbo-16k", "prompt")) != 20 {
+				if testutil.ToFloat64(testVendorMetrics(t).tokens.WithLabelValues(link, "gpt-3.5-turbo-16k", "prompt")) != 20 {
 					t.Error("prompt tokens not recorded under the link's name")
 				}
 			},

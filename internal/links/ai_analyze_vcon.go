@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -60,13 +61,13 @@ func (a *aiAnalyzeVCon) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 	if err != nil {
 		return Continue, fmt.Errorf("analyze_vcon %s: encode vCon: %w", a.analysisType, err)
 	}
-	answer, err := a.client.chat(ctx, a.request(a.systemPrompt, a.prompt+"\n\n"+string(doc)))
+	answer, err := a.client.Chat(ctx, a.request(a.systemPrompt, a.prompt+"\n\n"+string(doc)))
 	if err != nil {
 		return Continue, fmt.Errorf("analyze_vcon %s: %w", a.analysisType, err)
 	}
 	parsed, err := aiDecodeJSON([]byte(answer))
 	if err != nil {
-		return Continue, fmt.Errorf("analyze_vcon %s: model answer is not JSON: %s", a.analysisType, aiJSONErr(err))
+		return Continue, fmt.Errorf("analyze_vcon %s: model answer is not JSON: %s", a.analysisType, httpx.JSONError(err))
 	}
 	// conserver stores json.dumps(json.loads(answer)): the parsed value,
 	// re-encoded, as a JSON string body.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -175,4 +177,15 @@ func aiTagsOf(t *testing.T, v *vcon.VCon) []string {
 		}
 	}
 	return nil
+}
+
+// testVendorMetrics are the counters links built by New count into (the
+// default registerer's).
+func testVendorMetrics(t *testing.T) *vendorMetrics {
+	t.Helper()
+	m, err := newVendorMetrics(prometheus.DefaultRegisterer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -50,7 +51,7 @@ func (l *aiLabel) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 		return Continue, nil
 	}
 	err := l.eachSource(ctx, v, func(index int, text string) error {
-		answer, err := l.client.chat(ctx, l.request(l.systemPrompt, l.prompt+"\n\n"+text))
+		answer, err := l.client.Chat(ctx, l.request(l.systemPrompt, l.prompt+"\n\n"+text))
 		if err != nil {
 			return err
 		}
@@ -59,7 +60,7 @@ func (l *aiLabel) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 		if perr != nil {
 			// conserver keeps an unparsable answer as plain text and
 			// records why, so the vCon is not analysed again forever.
-			schema["parse_error"] = aiJSONErr(perr)
+			schema["parse_error"] = httpx.JSONError(perr)
 			aiAddAnalysis(v, l.analysisType, index, "openai", answer, "none", map[string]any{"vendor_schema": schema})
 			l.logger.Warn("model answer is not JSON; stored as text", "link", l.name, "vcon", v.UUID(), "dialog", index)
 			return nil
@@ -136,13 +137,13 @@ func (c *aiCheckAndTag) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 		user := "Question: " + c.question + "\n\nText to evaluate:\n" + text + "\n\n" +
 			"Please answer with a JSON object containing a single key 'applies' with a boolean value " +
 			"(true if the tag applies, false if it doesn't)."
-		answer, err := c.client.chat(ctx, c.request(c.systemPrompt, user))
+		answer, err := c.client.Chat(ctx, c.request(c.systemPrompt, user))
 		if err != nil {
 			return err
 		}
 		parsed, err := aiDecodeJSON([]byte(answer))
 		if err != nil {
-			return fmt.Errorf("model answer is not JSON: %s", aiJSONErr(err))
+			return fmt.Errorf("model answer is not JSON: %s", httpx.JSONError(err))
 		}
 		obj, _ := parsed.(map[string]any)
 		applies := aiApplies(obj["applies"])

@@ -67,7 +67,7 @@ func newSlackPost(name string, raw map[string]any, deps Deps) (Link, error) {
 	case s.token != "" && s.webhookURL != "":
 		return nil, errors.New(`set only one of "token" and "webhook_url"`)
 	case s.webhookURL != "":
-		if err := openaiCheckURL("webhook_url", s.webhookURL); err != nil {
+		if err := checkHTTPURL("webhook_url", s.webhookURL); err != nil {
 			return nil, err
 		}
 	}
@@ -81,7 +81,7 @@ func newSlackPost(name string, raw map[string]any, deps Deps) (Link, error) {
 		return nil, err
 	}
 	s.apiURL = strings.TrimRight(s.apiURL, "/")
-	if err := openaiCheckURL("api_url", s.apiURL); err != nil {
+	if err := checkHTTPURL("api_url", s.apiURL); err != nil {
 		return nil, err
 	}
 	if s.detailsURL, err = o.str("url", ""); err != nil {
@@ -268,7 +268,7 @@ func (s *slackPost) post(ctx context.Context, msg map[string]any) error {
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(body, &resp); err != nil {
-		return fmt.Errorf("slack chat.postMessage: malformed answer: %s", aiJSONErr(err))
+		return fmt.Errorf("slack chat.postMessage: malformed answer: %s", httpx.JSONError(err))
 	}
 	if !resp.OK {
 		channel, _ := msg["channel"].(string)

@@ -139,10 +139,10 @@ func TestTranscribeVendors(t *testing.T) {
 			},
 			wantBody: []string{openaiStored, openaiStored},
 			check: func(t *testing.T, link string) {
-				if got := testutil.ToFloat64(llmTokens.WithLabelValues(link, "gpt-4o-transcribe", "prompt")); got != 28 {
+				if got := testutil.ToFloat64(testVendorMetrics(t).tokens.WithLabelValues(link, "gpt-4o-transcribe", "prompt")); got != 28 {
 					t.Errorf("prompt tokens = %v, want 28", got)
 				}
-				if got := testutil.ToFloat64(llmRequests.WithLabelValues(link, "gpt-4o-transcribe", "ok")); got != 2 {
+				if got := testutil.ToFloat64(testVendorMetrics(t).requests.WithLabelValues(link, "gpt-4o-transcribe", "ok")); got != 2 {
 					t.Errorf("ok requests = %v, want 2", got)
 				}
 			},

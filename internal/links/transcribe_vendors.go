@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/openai"
 )
 
 const (
@@ -42,8 +43,8 @@ func transcribeCallOpts(o aiOpts) (time.Duration, int, error) {
 // transcribeMultipart is the OpenAI-style upload (OpenAI, Azure, LiteLLM,
 // Groq).
 type transcribeMultipart struct {
-	link, name  string
-	endpoint    openaiEndpoint
+	metrics     linkMetrics
+	endpoint    openai.Endpoint
 	http        *http.Client
 	model       string
 	fields      map[string]string // extra form fields (language, response_format, ...)
@@ -55,7 +56,7 @@ type transcribeMultipart struct {
 func (t *transcribeMultipart) vendor() string { return t.vendorLabel }
 
 func newTranscribeOpenAI(link string, o aiOpts, deps Deps) (transcribeVendor, error) {
-	ep, err := openaiResolveEndpoint(o, openaiDefaultBaseURL)
+	ep, err := resolveEndpoint(o, openai.DefaultBaseURL)
 	if err != nil {
 		return nil, err
 	}
@@ -82,19 +83,22 @@ func newTranscribeGroq(link string, o aiOpts, deps Deps) (transcribeVendor, erro
 		base = transcribeGroqBaseURL
 	}
 	base = strings.TrimRight(base, "/")
-	if err := openaiCheckURL("base_url", base); err != nil {
+	if err := checkHTTPURL("base_url", base); err != nil {
 		return nil, err
 	}
-	ep := openaiEndpoint{vendor: "groq", base: base, key: key}
+	ep := openai.Endpoint{Vendor: "groq", Base: base, Key: key}
 	return newTranscribeMultipart(link, "groq_whisper", ep, o, deps, transcribeGroqModel, map[string]string{"response_format": "json"})
 }
 
-func newTranscribeMultipart(link, vendorLabel string, ep openaiEndpoint, o aiOpts, deps Deps, defModel string, fields map[string]string) (*transcribeMultipart, error) {
-	t := &transcribeMultipart{link: link, endpoint: ep, http: deps.HTTP, vendorLabel: vendorLabel, fields: map[string]string{}}
+func newTranscribeMultipart(link, vendorLabel string, ep openai.Endpoint, o aiOpts, deps Deps, defModel string, fields map[string]string) (*transcribeMultipart, error) {
+	m, err := newVendorMetrics(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	t := &transcribeMultipart{metrics: m.forLink(link), endpoint: ep, http: deps.HTTP, vendorLabel: vendorLabel, fields: map[string]string{}}
 	if t.http == nil {
 		t.http = http.DefaultClient
 	}
-	var err error
 	if t.model, err = o.str("model", defModel); err != nil {
 		return nil, err
 	}
@@ -157,19 +161,19 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 		return nil, nil, err
 	}
 	payload, contentType := buf.Bytes(), mw.FormDataContentType()
-	record := llmRecorder(t.link, t.model)
+	record := t.metrics.recorder(t.model)
 	call := &httpx.Call{
-		Vendor: t.endpoint.vendor, Operation: "audio/transcriptions",
+		Vendor: t.endpoint.Vendor, Operation: "audio/transcriptions",
 		Policy: vendorRetries(t.retries), Timeout: t.timeout,
-		Secrets: []string{t.endpoint.key}, Record: record,
+		Secrets: []string{t.endpoint.Key}, Record: record,
 		NewRequest: func(ctx context.Context) (*http.Request, error) {
-			r, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.url(t.model, "audio/transcriptions"), bytes.NewReader(payload))
+			r, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.URL(t.model, "audio/transcriptions"), bytes.NewReader(payload))
 			if err != nil {
 				return nil, err
 			}
 			r.Header.Set("Content-Type", contentType)
 			r.Header.Set("Accept", "application/json")
-			t.endpoint.authorize(r.Header)
+			t.endpoint.Authorize(r.Header)
 			return r, nil
 		},
 	}
@@ -184,7 +188,7 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 		if err == nil {
 			return nil, nil, fmt.Errorf("%s: malformed answer: not a JSON object", call.Name())
 		}
-		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), aiJSONErr(err))
+		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), httpx.JSONError(err))
 	}
 	if _, ok := obj["text"].(string); !ok {
 		record("invalid_response")
@@ -193,15 +197,14 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 	record("ok")
 	var u transcribeUsage
 	if json.Unmarshal(body, &u) == nil && u.Usage != nil {
-		llmTokens.WithLabelValues(t.link, t.model, "prompt").Add(max(u.Usage.InputTokens, 0))
-		llmTokens.WithLabelValues(t.link, t.model, "completion").Add(max(u.Usage.OutputTokens, 0))
+		t.metrics.Tokens(t.model, max(u.Usage.InputTokens, 0), max(u.Usage.OutputTokens, 0))
 	}
 	return obj, nil, nil
 }
 
 // transcribeDeepgram posts audio to Deepgram's pre-recorded API.
 type transcribeDeepgram struct {
-	link    string
+	metrics linkMetrics
 	http    *http.Client
 	base    string
 	key     string
@@ -214,11 +217,14 @@ type transcribeDeepgram struct {
 func (t *transcribeDeepgram) vendor() string { return "deepgram" }
 
 func newTranscribeDeepgram(link string, o aiOpts, deps Deps) (transcribeVendor, error) {
-	t := &transcribeDeepgram{link: link, http: deps.HTTP, query: url.Values{}}
+	m, err := newVendorMetrics(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	t := &transcribeDeepgram{metrics: m.forLink(link), http: deps.HTTP, query: url.Values{}}
 	if t.http == nil {
 		t.http = http.DefaultClient
 	}
-	var err error
 	if t.key, err = o.secret("DEEPGRAM_KEY", "api_key"); err != nil {
 		return nil, err
 	}
@@ -232,7 +238,7 @@ func newTranscribeDeepgram(link string, o aiOpts, deps Deps) (transcribeVendor, 
 		t.base = transcribeDGBaseURL
 	}
 	t.base = strings.TrimRight(t.base, "/")
-	if err := openaiCheckURL("api_url", t.base); err != nil {
+	if err := checkHTTPURL("api_url", t.base); err != nil {
 		return nil, err
 	}
 	api, err := o.mapping("api")
@@ -272,7 +278,7 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 		ct = "application/octet-stream"
 	}
 	endpoint := t.base + "/listen?" + t.query.Encode()
-	record := llmRecorder(t.link, t.model)
+	record := t.metrics.recorder(t.model)
 	call := &httpx.Call{
 		Vendor: "deepgram", Operation: "listen",
 		Policy: vendorRetries(t.retries), Timeout: t.timeout,
@@ -297,7 +303,7 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 	var typed transcribeDGResponse
 	if err := json.Unmarshal(body, &typed); err != nil {
 		record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), aiJSONErr(err))
+		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), httpx.JSONError(err))
 	}
 	if typed.Results == nil || len(typed.Results.Channels) == 0 || len(typed.Results.Channels[0].Alternatives) == 0 {
 		record("invalid_response")
@@ -306,7 +312,7 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 	generic, err := aiDecodeJSON(body)
 	if err != nil {
 		record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), aiJSONErr(err))
+		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), httpx.JSONError(err))
 	}
 	ch0 := generic.(map[string]any)["results"].(map[string]any)["channels"].([]any)[0].(map[string]any)
 	alt, ok := ch0["alternatives"].([]any)[0].(map[string]any)
