@@ -27,7 +27,7 @@ func vendorRetries(retries int) httpx.Policy {
 // resolveEndpoint reads the credentials and endpoint options.
 // defaultBase and extra key names let OpenAI-compatible vendors (Groq) reuse
 // it. A missing credential is a configuration error, reported at load.
-func resolveEndpoint(o aiOpts, defaultBase string, keyNames ...string) (openai.Endpoint, error) {
+func resolveEndpoint(o vendorOpts, defaultBase string, keyNames ...string) (openai.Endpoint, error) {
 	litellmURL, err := o.str("LITELLM_PROXY_URL", "")
 	if err != nil {
 		return openai.Endpoint{}, err
@@ -100,7 +100,7 @@ func checkHTTPURL(option, raw string) error {
 }
 
 // newLLMClient builds the chat client of one LLM link from its options.
-func newLLMClient(link string, o aiOpts, deps Deps) (*openai.Client, error) {
+func newLLMClient(link string, o vendorOpts, deps Deps) (*openai.Client, error) {
 	ep, err := resolveEndpoint(o, openai.DefaultBaseURL)
 	if err != nil {
 		return nil, err

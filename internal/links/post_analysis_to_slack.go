@@ -46,7 +46,7 @@ type slackPost struct {
 }
 
 func newSlackPost(name string, raw map[string]any, deps Deps) (Link, error) {
-	o := aiOpts(raw)
+	o := vendorOpts(raw)
 	s := &slackPost{name: name, logger: deps.Logger, http: deps.HTTP}
 	if s.logger == nil {
 		s.logger = slog.Default()
@@ -152,7 +152,7 @@ func slackDealer(v *vcon.VCon) (team, dealer string) {
 		if a["purpose"] != "strolid_dealer" && a["type"] != "strolid_dealer" {
 			continue
 		}
-		body, _ := aiDecodedBody(a).(map[string]any)
+		body, _ := decodedBody(a).(map[string]any)
 		if d, ok := body["name"].(string); ok {
 			dealer = d
 		}
@@ -174,7 +174,7 @@ func slackBodyText(body any) string {
 	if body == nil {
 		return ""
 	}
-	return aiJSONString(body)
+	return jsonString(body)
 }
 
 func (s *slackPost) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
@@ -185,7 +185,7 @@ func (s *slackPost) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 		if posted, _ := a["was_posted_to_slack"].(bool); posted {
 			continue
 		}
-		index, _ := aiNumber(a["dialog"])
+		index, _ := vendorNumber(a["dialog"])
 		abstract := slackBodyText(a["body"])
 		if summary := vcon.FindAnalysis(v, int(index), s.summaryType); summary != nil {
 			abstract = slackBodyText(summary["body"])
@@ -272,7 +272,7 @@ func (s *slackPost) post(ctx context.Context, msg map[string]any) error {
 	}
 	if !resp.OK {
 		channel, _ := msg["channel"].(string)
-		code := httpx.VendorMessage([]byte(`{"error":`+aiJSONString(resp.Error)+`}`), []string{s.token})
+		code := httpx.VendorMessage([]byte(`{"error":`+jsonString(resp.Error)+`}`), []string{s.token})
 		if code == "" {
 			code = "ok is false"
 		}

@@ -65,7 +65,7 @@ type transcribeUpload struct {
 	file     string
 }
 
-func transcribeParseUpload(t *testing.T, r aiSeen) transcribeUpload {
+func transcribeParseUpload(t *testing.T, r fakeRequest) transcribeUpload {
 	t.Helper()
 	mt, params, err := mime.ParseMediaType(r.header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" {
@@ -99,19 +99,19 @@ func TestTranscribeVendors(t *testing.T) {
 	)
 	openaiAnswer := `{"text":"hello there","usage":{"type":"tokens","input_tokens":14,"output_tokens":3,"total_tokens":17}}`
 	openaiStored := `{"text":"hello there","usage":{"input_tokens":14,"output_tokens":3,"total_tokens":17,"type":"tokens"}}`
-	dgAnswer := func(transcript string, confidence float64) aiReply {
-		return aiReply{status: 200, body: fmt.Sprintf(`{"metadata":{"request_id":"r","duration":91.5,"channels":1},
+	dgAnswer := func(transcript string, confidence float64) fakeReply {
+		return fakeReply{status: 200, body: fmt.Sprintf(`{"metadata":{"request_id":"r","duration":91.5,"channels":1},
  "results":{"channels":[{"alternatives":[{"transcript":%q,"confidence":%v,"words":[{"word":"hello","start":0.1,"end":0.4,"confidence":0.99}]}]}]}}`, transcript, confidence)}
 	}
 	tests := []struct {
 		name       string
 		module     string
 		opts       func(vendorURL string) map[string]any
-		replies    []aiReply
+		replies    []fakeReply
 		wantVendor string
 		wantDialog []int // dialogs transcribed, in order
 		secret     string
-		checkReq   func(t *testing.T, i int, r aiSeen)
+		checkReq   func(t *testing.T, i int, r fakeRequest)
 		wantBody   []string
 		check      func(t *testing.T, link string)
 	}{
@@ -122,9 +122,9 @@ func TestTranscribeVendors(t *testing.T) {
 				return map[string]any{"vendor": "openai", "vendor_options": map[string]any{
 					"OPENAI_API_KEY": openaiKey, "base_url": u + "/v1", "allow_private_networks": true}}
 			},
-			replies:    []aiReply{{status: 200, body: openaiAnswer}},
+			replies:    []fakeReply{{status: 200, body: openaiAnswer}},
 			wantVendor: "openai", wantDialog: []int{0, 2}, secret: openaiKey,
-			checkReq: func(t *testing.T, i int, r aiSeen) {
+			checkReq: func(t *testing.T, i int, r fakeRequest) {
 				if r.path != "/v1/audio/transcriptions" || r.header.Get("Authorization") != "Bearer "+openaiKey {
 					t.Errorf("request %d: %s auth %q", i, r.path, r.header.Get("Authorization"))
 				}
@@ -153,9 +153,9 @@ func TestTranscribeVendors(t *testing.T) {
 			opts: func(u string) map[string]any {
 				return map[string]any{"API_KEY": groqKey, "base_url": u + "/openai/v1", "allow_private_networks": true, "language": "en"}
 			},
-			replies:    []aiReply{{status: 200, body: `{"text":" Hello.","x_groq":{"id":"req_1"}}`}},
+			replies:    []fakeReply{{status: 200, body: `{"text":" Hello.","x_groq":{"id":"req_1"}}`}},
 			wantVendor: "groq_whisper", wantDialog: []int{0, 2}, secret: groqKey,
-			checkReq: func(t *testing.T, i int, r aiSeen) {
+			checkReq: func(t *testing.T, i int, r fakeRequest) {
 				if r.path != "/openai/v1/audio/transcriptions" || r.header.Get("Authorization") != "Bearer "+groqKey {
 					t.Errorf("request %d: %s auth %q", i, r.path, r.header.Get("Authorization"))
 				}
@@ -173,9 +173,9 @@ func TestTranscribeVendors(t *testing.T) {
 				return map[string]any{"DEEPGRAM_KEY": dgKey, "api_url": u + "/v1", "allow_private_networks": true,
 					"api": map[string]any{"model": "nova-2", "language": "en", "punctuate": true}}
 			},
-			replies:    []aiReply{dgAnswer("hello there", 0.93), dgAnswer("mumble", 0.2)},
+			replies:    []fakeReply{dgAnswer("hello there", 0.93), dgAnswer("mumble", 0.2)},
 			wantVendor: "deepgram", wantDialog: []int{0}, secret: dgKey,
-			checkReq: func(t *testing.T, i int, r aiSeen) {
+			checkReq: func(t *testing.T, i int, r fakeRequest) {
 				if r.path != "/v1/listen" || r.rawQuery != "language=en&model=nova-2&punctuate=true&smart_format=true" {
 					t.Errorf("request %d: %s?%s", i, r.path, r.rawQuery)
 				}
@@ -196,9 +196,9 @@ func TestTranscribeVendors(t *testing.T) {
 				return map[string]any{"vendor": "deepgram", "transcribe_options": map[string]any{
 					"DEEPGRAM_KEY": dgKey, "api_url": u + "/v1", "allow_private_networks": true, "minimum_duration": 100, "minimum_confidence": 0}}
 			},
-			replies:    []aiReply{dgAnswer("x", 0.1)},
+			replies:    []fakeReply{dgAnswer("x", 0.1)},
 			wantVendor: "deepgram", wantDialog: []int{2}, secret: dgKey,
-			checkReq: func(t *testing.T, _ int, r aiSeen) {
+			checkReq: func(t *testing.T, _ int, r fakeRequest) {
 				if r.rawQuery != "model=nova-3&smart_format=true" {
 					t.Errorf("query = %s", r.rawQuery)
 				}
@@ -207,12 +207,12 @@ func TestTranscribeVendors(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			aiTestWaits(t)
+			instantVendorRetries(t)
 			media, _ := transcribeMedia(t)
-			fake := newAIFake(t, tt.replies...)
+			fake := newVendorFake(t, tt.replies...)
 			link := fmt.Sprintf("transcribe-%d", i)
-			l := aiNew(t, link, tt.module, tt.opts(fake.srv.URL))
-			v := aiParseVCon(t, transcribeTestDoc(media.URL+"/calls/c2.mp3"))
+			l := newTestLink(t, link, tt.module, tt.opts(fake.srv.URL))
+			v := mustParseVCon(t, transcribeTestDoc(media.URL+"/calls/c2.mp3"))
 			if _, err := l.Run(context.Background(), v); err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -225,7 +225,7 @@ func TestTranscribeVendors(t *testing.T) {
 			}
 			var got []int
 			var transcripts []map[string]any
-			for _, a := range aiAnalyses(v, "transcript") {
+			for _, a := range analysesOfType(v, "transcript") {
 				if a["vendor"] == "x" {
 					continue
 				}
@@ -236,7 +236,7 @@ func TestTranscribeVendors(t *testing.T) {
 					t.Errorf("transcript = %v", a)
 				}
 				raw, _ := json.Marshal(a)
-				aiAssertNoSecret(t, string(raw), tt.secret, fake.srv.URL)
+				assertNoSecret(t, string(raw), tt.secret, fake.srv.URL)
 				if _, ok := a["vendor_schema"].(map[string]any)["opts"].(map[string]any); !ok {
 					t.Errorf("vendor_schema = %v", a["vendor_schema"])
 				}
@@ -270,42 +270,42 @@ func TestTranscribeFailures(t *testing.T) {
 		name         string
 		opts         map[string]any
 		dialog       string // the one recording dialog; %s is the media server URL
-		replies      []aiReply
+		replies      []fakeReply
 		wantErr      string
 		wantRequests int
 	}{
 		{
 			name:         "401 fails at once",
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 401, body: `{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials: ` + key + `"}`}},
+			replies:      []fakeReply{{status: 401, body: `{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials: ` + key + `"}`}},
 			wantErr:      "transcribe dialog 0: deepgram listen: HTTP 401: INVALID_AUTH: Invalid credentials",
 			wantRequests: 1,
 		},
 		{
 			name:         "500 then success",
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 502}, {status: 200, body: `{"results":{"channels":[{"alternatives":[{"transcript":"ok","confidence":0.9}]}]}}`}},
+			replies:      []fakeReply{{status: 502}, {status: 200, body: `{"results":{"channels":[{"alternatives":[{"transcript":"ok","confidence":0.9}]}]}}`}},
 			wantRequests: 2,
 		},
 		{
 			name:         "500 until retries run out",
 			opts:         map[string]any{"max_retries": 1},
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 503, body: `{"err_code":"BUSY","err_msg":"try later"}`}},
+			replies:      []fakeReply{{status: 503, body: `{"err_code":"BUSY","err_msg":"try later"}`}},
 			wantErr:      "deepgram listen: HTTP 503 after 2 attempts: BUSY",
 			wantRequests: 2,
 		},
 		{
 			name:         "malformed answer",
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 200, body: `{"results":{"channels":[]}}`}},
+			replies:      []fakeReply{{status: 200, body: `{"results":{"channels":[]}}`}},
 			wantErr:      "malformed answer",
 			wantRequests: 1,
 		},
 		{
 			name:         "not JSON at all",
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 200, body: `<html>`}},
+			replies:      []fakeReply{{status: 200, body: `<html>`}},
 			wantErr:      "malformed answer",
 			wantRequests: 1,
 		},
@@ -313,7 +313,7 @@ func TestTranscribeFailures(t *testing.T) {
 			name:         "timeout",
 			opts:         map[string]any{"timeout": 0.05, "max_retries": 0},
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{hang: true}},
+			replies:      []fakeReply{{hang: true}},
 			wantErr:      "deepgram listen: no answer within 50ms",
 			wantRequests: 1,
 		},
@@ -358,33 +358,33 @@ func TestTranscribeFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			aiTestWaits(t)
+			instantVendorRetries(t)
 			media, _ := transcribeMedia(t)
-			fake := newAIFake(t, tt.replies...)
+			fake := newVendorFake(t, tt.replies...)
 			opts := map[string]any{"DEEPGRAM_KEY": key, "api_url": fake.srv.URL, "allow_private_networks": true, "minimum_duration": 0}
 			for k, v := range tt.opts {
 				opts[k] = v
 			}
-			l := aiNew(t, "transcribe-failures", "links.deepgram_link", opts)
+			l := newTestLink(t, "transcribe-failures", "links.deepgram_link", opts)
 			dialog := tt.dialog
 			if strings.Contains(dialog, "%s") {
 				dialog = fmt.Sprintf(dialog, media.URL)
 			}
-			v := aiParseVCon(t, `{"uuid":"u1","dialog":[`+dialog+`]}`)
+			v := mustParseVCon(t, `{"uuid":"u1","dialog":[`+dialog+`]}`)
 			_, err := l.Run(context.Background(), v)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Run: %v", err)
 				}
-				if len(aiAnalyses(v, "transcript")) != 1 {
+				if len(analysesOfType(v, "transcript")) != 1 {
 					t.Error("transcript not stored")
 				}
 			} else {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
 				}
-				aiAssertNoSecret(t, err.Error(), key, "PRESIGNED", "/etc/passwd")
-				if len(aiAnalyses(v, "transcript")) != 0 {
+				assertNoSecret(t, err.Error(), key, "PRESIGNED", "/etc/passwd")
+				if len(analysesOfType(v, "transcript")) != 0 {
 					t.Error("a transcript was stored despite the error")
 				}
 			}
