@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/vcon-operator/vcon-operator/internal/openai"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -17,7 +18,8 @@ func init() { Register("links.analyze", newAnalyze) }
 type analyzeLink struct{ *llmLink }
 
 func newAnalyze(name string, raw map[string]any, deps Deps) (Link, error) {
-	l, err := newLLMLink(name, raw, deps, llmDefaults{
+	o := options.New(raw)
+	l, err := newLLMLink(name, o, deps, llmDefaults{
 		analysisType: "summary",
 		model:        "gpt-3.5-turbo-16k",
 		temperature:  floatPtr(0),
@@ -26,6 +28,9 @@ func newAnalyze(name string, raw map[string]any, deps Deps) (Link, error) {
 		textLocation: "body.paragraphs.transcript",
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return &analyzeLink{l}, nil

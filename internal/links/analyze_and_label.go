@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -24,7 +25,8 @@ const (
 type labelLink struct{ *llmLink }
 
 func newAnalyzeAndLabel(name string, raw map[string]any, deps Deps) (Link, error) {
-	l, err := newLLMLink(name, raw, deps, llmDefaults{
+	o := options.New(raw)
+	l, err := newLLMLink(name, o, deps, llmDefaults{
 		prompt:       labelPrompt,
 		analysisType: "labeled_analysis",
 		model:        "gpt-4-turbo",
@@ -35,6 +37,9 @@ func newAnalyzeAndLabel(name string, raw map[string]any, deps Deps) (Link, error
 		jsonResponse: true,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return &labelLink{l}, nil

@@ -374,19 +374,19 @@ func TestAILinksRefuseBadOptions(t *testing.T) {
 		wantErr string
 	}{
 		{"links.analyze", map[string]any{}, "no credentials"},
-		{"links.analyze", with("temperature", "hot"), `"temperature" must be a number`},
-		{"links.analyze", with("sampling_rate", 2), `"sampling_rate" must be a number between 0 and 1`},
-		{"links.analyze", with("only_if", map[string]any{"section": "dialog", "includes": "x"}), `"section" must be`},
-		{"links.analyze", with("only_if", map[string]any{"section": "analysis", "type": "x"}), `"includes" is required`},
-		{"links.analyze", with("source", "transcript"), `"source" must be a mapping`},
-		{"links.analyze", with("model", ""), `"model" must not be empty`},
-		{"links.analyze", with("timeout", -1), `"timeout" must be a positive number`},
-		{"links.analyze", with("max_retries", 1.5), `"max_retries" must be a whole number`},
-		{"links.analyze_vcon", with("remove_body_properties", "maybe"), `"remove_body_properties" must be true or false`},
-		{"links.analyze_and_label", with("response_format", "json"), `"response_format" must be a mapping`},
-		{"links.check_and_tag", with("tag_value", "v", "evaluation_question", "q"), `"tag_name" is required`},
-		{"links.check_and_tag", with("tag_name", "n", "evaluation_question", "q"), `"tag_value" is required`},
-		{"links.check_and_tag", with("tag_name", "n", "tag_value", "v"), `"evaluation_question" is required`},
+		{"links.analyze", with("temperature", "hot"), `option "temperature": want a number, got "hot"`},
+		{"links.analyze", with("sampling_rate", 2), `option "sampling_rate": want a number between 0 and 1, got 2`},
+		{"links.analyze", with("only_if", map[string]any{"section": "dialog", "includes": "x"}), `option "only_if.section": want "analysis" or "attachments", got "dialog"`},
+		{"links.analyze", with("only_if", map[string]any{"section": "analysis", "type": "x"}), `option "only_if.includes": required`},
+		{"links.analyze", with("source", "transcript"), `option "source": want a map, got "transcript"`},
+		{"links.analyze", with("model", ""), `option "model": must not be empty`},
+		{"links.analyze", with("timeout", -1), `option "timeout": want a duration such as 30s or 30 (seconds), got -1`},
+		{"links.analyze", with("max_retries", 1.5), `option "max_retries": want a whole number from 0 to 2147483647, got 1.5`},
+		{"links.analyze_vcon", with("remove_body_properties", "maybe"), `option "remove_body_properties": want true or false (or 1 or 0), got "maybe"`},
+		{"links.analyze_and_label", with("response_format", "json"), `option "response_format": want a map like {type: json_object}, got "json"`},
+		{"links.check_and_tag", with("tag_value", "v", "evaluation_question", "q"), `option "tag_name": required, missing`},
+		{"links.check_and_tag", with("tag_name", "n", "evaluation_question", "q"), `option "tag_value": required, missing`},
+		{"links.check_and_tag", with("tag_name", "n", "tag_value", "v"), `option "evaluation_question": required, missing`},
 	}
 	for _, tt := range tests {
 		_, err := New("bad", tt.module, tt.opts, Deps{HTTP: &http.Client{}})

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -20,7 +21,8 @@ type analyzeVConLink struct {
 }
 
 func newAnalyzeVCon(name string, raw map[string]any, deps Deps) (Link, error) {
-	l, err := newLLMLink(name, raw, deps, llmDefaults{
+	o := options.New(raw)
+	l, err := newLLMLink(name, o, deps, llmDefaults{
 		prompt:       "Analyze this vCon and return a JSON object with your analysis.",
 		analysisType: "json_analysis",
 		model:        "gpt-3.5-turbo-16k",
@@ -31,8 +33,8 @@ func newAnalyzeVCon(name string, raw map[string]any, deps Deps) (Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &analyzeVConLink{llmLink: l}
-	if a.removeBodies, err = vendorOpts(raw).boolean("remove_body_properties", true); err != nil {
+	a := &analyzeVConLink{llmLink: l, removeBodies: o.Bool("remove_body_properties", true)}
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return a, nil

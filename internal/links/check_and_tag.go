@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -22,21 +23,16 @@ type checkAndTagLink struct {
 }
 
 func newCheckAndTag(name string, raw map[string]any, deps Deps) (Link, error) {
-	o := vendorOpts(raw)
+	o := options.New(raw)
 	c := &checkAndTagLink{}
-	var err error
 	for _, f := range []struct {
 		dst *string
 		key string
 	}{{&c.tagName, "tag_name"}, {&c.tagValue, "tag_value"}, {&c.question, "evaluation_question"}} {
-		if *f.dst, err = o.str(f.key, ""); err != nil {
-			return nil, err
-		}
-		if strings.TrimSpace(*f.dst) == "" {
-			return nil, fmt.Errorf("option %q is required", f.key)
-		}
+		*f.dst = o.Required(f.key)
 	}
-	c.llmLink, err = newLLMLink(name, raw, deps, llmDefaults{
+	var err error
+	c.llmLink, err = newLLMLink(name, o, deps, llmDefaults{
 		analysisType: "tag_evaluation",
 		model:        "gpt-5",
 		systemPrompt: checkSystemPrompt,
@@ -45,6 +41,9 @@ func newCheckAndTag(name string, raw map[string]any, deps Deps) (Link, error) {
 		jsonResponse: true,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil

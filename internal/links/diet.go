@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -34,38 +35,23 @@ type diet struct {
 }
 
 func newDiet(_ string, raw map[string]any, deps Deps) (Link, error) {
-	o := options(raw)
-	d := &diet{deps: deps}
-	var err error
-	if d.removeDialogBody, err = o.boolean("remove_dialog_body", false); err != nil {
-		return nil, err
+	o := options.New(raw)
+	d := &diet{
+		deps:                deps,
+		removeDialogBody:    o.Bool("remove_dialog_body", false),
+		removeAnalysis:      o.Bool("remove_analysis", false),
+		removeAttachments:   o.Strings("remove_attachment_types"),
+		removeSystemPrompts: o.Bool("remove_system_prompts", false),
 	}
-	postTo, err := o.str("post_media_to_url", "")
-	if err != nil {
-		return nil, err
-	}
-	if postTo != "" {
-		t, err := httpx.ParseTarget(postTo)
-		if err != nil {
-			return nil, fmt.Errorf("option %q: %w", "post_media_to_url", err)
-		}
+	if postTo := o.URL("post_media_to_url", ""); postTo != "" {
+		t, _ := httpx.ParseTarget(postTo) // the reader checked it
 		d.postMediaTo = &t
 	}
-	if d.removeAnalysis, err = o.boolean("remove_analysis", false); err != nil {
-		return nil, err
+	if o.Name("s3_bucket", "") != "" {
+		o.Failf("s3_bucket", "uploading dialog bodies to S3 is not supported by this link; use storage.s3 to keep whole vCons in S3, or post_media_to_url")
 	}
-	if d.removeAttachments, err = o.strings("remove_attachment_types"); err != nil {
+	if err := o.Err(); err != nil {
 		return nil, err
-	}
-	if d.removeSystemPrompts, err = o.boolean("remove_system_prompts", false); err != nil {
-		return nil, err
-	}
-	bucket, err := o.str("s3_bucket", "")
-	if err != nil {
-		return nil, err
-	}
-	if bucket != "" {
-		return nil, errors.New(`option "s3_bucket": uploading dialog bodies to S3 is not supported by this link; use storage.s3 to keep whole vCons in S3, or post_media_to_url`)
 	}
 	return d, nil
 }

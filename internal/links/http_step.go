@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"regexp"
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
-	optval "github.com/vcon-operator/vcon-operator/internal/options"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -52,48 +50,31 @@ type httpStep struct {
 	policy httpx.Policy
 }
 
-func newHTTPStep(name string, options map[string]any, deps Deps) (Link, error) {
-	raw, err := optval.String(options, "url")
-	if err != nil {
-		return nil, err
-	}
-	if raw == "" {
-		return nil, errors.New(`option "url" is required: the http(s) URL the step listens on`)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		// The URL may carry a token in its query, so it is not quoted.
-		return nil, errors.New(`option "url": want an absolute http:// or https:// URL`)
-	}
-	headers, err := stepHeaders(options)
-	if err != nil {
-		return nil, err
-	}
-	timeout, err := optval.Duration(options, "timeout", httpStepDefaultTimeout)
-	if err != nil {
-		return nil, err
-	}
-	retries, err := countOption(options, "retries", httpStepDefaultRetries, httpStepMaxRetries)
-	if err != nil {
-		return nil, err
-	}
-	client := deps.HTTP
-	if client == nil {
-		client = http.DefaultClient
-	}
-	return &httpStep{
+func newHTTPStep(name string, raw map[string]any, deps Deps) (Link, error) {
+	o := options.New(raw)
+	s := &httpStep{
 		name:    name,
-		url:     raw,
-		host:    u.Host,
-		headers: headers,
-		timeout: timeout,
-		retries: retries,
-		client:  client,
-		// 0.5 s, 1 s, 2 s, ... up to 10 s, with jitter; a step's
-		// Retry-After is honoured up to 30 s, so one answer cannot park a
-		// worker.
-		policy: httpx.Policy{Retries: retries, Base: 500 * time.Millisecond, Max: 10 * time.Second, Jitter: true, MaxRetryAfter: 30 * time.Second},
-	}, nil
+		url:     o.URL("url", ""),
+		headers: o.Headers("headers"),
+		timeout: o.Duration("timeout", httpStepDefaultTimeout),
+		retries: o.IntRange("retries", httpStepDefaultRetries, 0, httpStepMaxRetries),
+		client:  deps.HTTP,
+	}
+	if !o.Has("url") {
+		o.Failf("url", "required: the http(s) URL the step listens on")
+	}
+	if err := o.Err(); err != nil {
+		return nil, err
+	}
+	t, _ := httpx.ParseTarget(s.url) // the reader checked it
+	s.host = t.Host
+	if s.client == nil {
+		s.client = http.DefaultClient
+	}
+	// 0.5 s, 1 s, 2 s, ... up to 10 s, with jitter; a step's Retry-After
+	// is honoured up to 30 s, so one answer cannot park a worker.
+	s.policy = httpx.Policy{Retries: s.retries, Base: 500 * time.Millisecond, Max: 10 * time.Second, Jitter: true, MaxRetryAfter: 30 * time.Second}
+	return s, nil
 }
 
 func (s *httpStep) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
@@ -162,7 +143,7 @@ func (s *httpStep) call(ctx context.Context, uuid string, body []byte, v *vcon.V
 			return Result{}, fmt.Errorf("step %s: 200 response is not a vCon JSON object (answer 204 to filter the vCon): %v", s.host, parseErrText(err))
 		}
 		if got := doc.UUID(); got != uuid {
-			return Result{}, fmt.Errorf("step %s: step changed the uuid (sent %s, got %q): a step must return the vCon it was given", s.host, uuid, optval.Truncate(got, 64))
+			return Result{}, fmt.Errorf("step %s: step changed the uuid (sent %s, got %q): a step must return the vCon it was given", s.host, uuid, options.Truncate(got, 64))
 		}
 		v.Doc = doc.Doc
 		return Continue, nil
@@ -181,38 +162,5 @@ func parseErrText(err error) string {
 	if errors.Is(err, vcon.ErrNotObject) {
 		return "not a JSON object"
 	}
-	return optval.Truncate(err.Error(), 120)
-}
-
-func countOption(o map[string]any, key string, def, maximum int) (int, error) {
-	v, ok := o[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	f, ok := optval.Float(v)
-	if !ok || f != float64(int(f)) || f < 0 || f > float64(maximum) {
-		return 0, fmt.Errorf("option %q: want a whole number from 0 to %d", key, maximum)
-	}
-	return int(f), nil
-}
-
-// unexpandedRef finds a `${NAME}` left in a header value. The config
-// loader interpolates `${VAR}` from the environment (where the operator
-// mounts the Link's Secrets); one that is still there means the variable
-// was not set, and sending it literally would only earn a 401 per vCon.
-var unexpandedRef = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`)
-
-// stepHeaders reads the headers option and refuses a `${NAME}` the config
-// loader could not resolve.
-func stepHeaders(o map[string]any) (map[string]string, error) {
-	headers, err := optval.Headers(o, "headers")
-	if err != nil {
-		return nil, err
-	}
-	for name, value := range headers {
-		if ref := unexpandedRef.FindString(value); ref != "" {
-			return nil, fmt.Errorf("option %q: value of %q still holds %s: that environment variable is not set (is the Secret mounted?)", "headers", name, ref)
-		}
-	}
-	return headers, nil
+	return options.Truncate(err.Error(), 120)
 }

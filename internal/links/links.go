@@ -75,8 +75,9 @@ type Deps struct {
 }
 
 // Factory builds a link from its options (the YAML value as written, nil when
-// absent). It validates the options and returns an error naming the bad key,
-// so that a broken config is refused at load time, never at the first vCon.
+// absent). It reads them with internal/options and returns every bad key in
+// one error, so that a broken config is refused at load time, never at the
+// first vCon.
 type Factory func(name string, options map[string]any, deps Deps) (Link, error)
 
 var modules = registry.New[Factory]("link")

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vcon-operator/vcon-operator/internal/openai"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -39,8 +40,9 @@ type llmLink struct {
 
 func floatPtr(f float64) *float64 { return &f }
 
-func newLLMLink(name string, raw map[string]any, deps Deps, def llmDefaults) (*llmLink, error) {
-	o := vendorOpts(raw)
+// newLLMLink reads the options every LLM link shares from o; the caller
+// reads its own and returns o.Err().
+func newLLMLink(name string, o *options.Reader, deps Deps, def llmDefaults) (*llmLink, error) {
 	l := &llmLink{name: name, logger: deps.Logger}
 	if l.logger == nil {
 		l.logger = slog.Default()
@@ -49,52 +51,35 @@ func newLLMLink(name string, raw map[string]any, deps Deps, def llmDefaults) (*l
 	if l.client, err = newLLMClient(name, o, deps); err != nil {
 		return nil, err
 	}
-	if l.onlyIf, err = parseOnlyIf(o); err != nil {
-		return nil, err
-	}
-	if l.sampling, err = parseSamplingRate(o); err != nil {
-		return nil, err
-	}
-	for _, s := range []struct {
-		dst      *string
-		key, def string
-		required bool
-	}{
-		{&l.prompt, "prompt", def.prompt, false},
-		{&l.analysisType, "analysis_type", def.analysisType, true},
-		{&l.model, "model", def.model, true},
-		{&l.systemPrompt, "system_prompt", def.systemPrompt, false},
-	} {
-		if *s.dst, err = o.str(s.key, s.def); err != nil {
-			return nil, err
-		}
-		if s.required && *s.dst == "" {
-			return nil, fmt.Errorf("option %q must not be empty", s.key)
+	l.onlyIf = parseOnlyIf(o)
+	l.sampling = parseSamplingRate(o)
+	l.prompt = o.String("prompt", def.prompt)
+	l.analysisType = o.String("analysis_type", def.analysisType)
+	l.model = o.String("model", def.model)
+	l.systemPrompt = o.String("system_prompt", def.systemPrompt)
+	for _, s := range []struct{ key, value string }{{"analysis_type", l.analysisType}, {"model", l.model}} {
+		if s.value == "" && o.Has(s.key) {
+			o.Failf(s.key, "must not be empty")
 		}
 	}
-	if l.temperature, err = o.optFloat("temperature", def.temperature); err != nil {
-		return nil, err
+	l.temperature = def.temperature
+	if o.Has("temperature") {
+		t := o.Float("temperature", 0)
+		l.temperature = &t
 	}
 	if def.jsonResponse {
 		l.responseFormat = map[string]any{"type": "json_object"}
 	}
-	if o.set("response_format") {
-		rf, ok := asOptionMap(o["response_format"])
-		if !ok {
-			return nil, vendorOptError("response_format", `a mapping like {type: json_object}`, o["response_format"])
+	if o.Has("response_format") {
+		if rf, ok := o.Raw("response_format").(map[string]any); ok {
+			l.responseFormat = rf
+		} else {
+			o.Fail("response_format", "a map like {type: json_object}")
 		}
-		l.responseFormat = map[string]any(rf)
 	}
-	src, err := o.mapping("source")
-	if err != nil {
-		return nil, err
-	}
-	if l.sourceType, err = src.str("analysis_type", def.sourceType); err != nil {
-		return nil, fmt.Errorf("source: %w", err)
-	}
-	if l.textLocation, err = src.str("text_location", def.textLocation); err != nil {
-		return nil, fmt.Errorf("source: %w", err)
-	}
+	src := o.Map("source")
+	l.sourceType = src.String("analysis_type", def.sourceType)
+	l.textLocation = src.String("text_location", def.textLocation)
 	return l, nil
 }
 
@@ -189,28 +174,19 @@ type onlyIfFilter struct {
 	section, target, includes string
 }
 
-func parseOnlyIf(o vendorOpts) (*onlyIfFilter, error) {
-	m, err := o.mapping("only_if")
-	if err != nil || len(m) == 0 {
-		return nil, err
+func parseOnlyIf(o *options.Reader) *onlyIfFilter {
+	m := o.Map("only_if")
+	if m.Empty() {
+		return nil
 	}
-	f := &onlyIfFilter{}
-	if f.section, err = m.str("section", ""); err != nil {
-		return nil, fmt.Errorf("only_if: %w", err)
-	}
+	f := &onlyIfFilter{section: m.String("section", ""), target: m.First("purpose", "type"), includes: m.String("includes", "")}
 	if f.section != "analysis" && f.section != "attachments" {
-		return nil, fmt.Errorf(`only_if: "section" must be "analysis" or "attachments"`)
+		m.Fail("section", `"analysis" or "attachments"`)
 	}
-	if f.target, err = m.firstStr("purpose", "type"); err != nil {
-		return nil, fmt.Errorf("only_if: %w", err)
+	if !m.Has("includes") {
+		m.Failf("includes", "required")
 	}
-	if f.includes, err = m.str("includes", ""); err != nil {
-		return nil, fmt.Errorf("only_if: %w", err)
-	}
-	if !m.set("includes") {
-		return nil, fmt.Errorf(`only_if: "includes" is required`)
-	}
-	return f, nil
+	return f
 }
 
 // samplingRate is conserver's sampling_rate: a rate in (0,1) runs the link on
@@ -220,15 +196,13 @@ type samplingRate float64
 // samplingRandom is replaced by tests.
 var samplingRandom = rand.Float64
 
-func parseSamplingRate(o vendorOpts) (samplingRate, error) {
-	r, err := o.float("sampling_rate", 1)
-	if err != nil {
-		return 0, err
-	}
+func parseSamplingRate(o *options.Reader) samplingRate {
+	r := o.Float("sampling_rate", 1)
 	if r < 0 || r > 1 {
-		return 0, vendorOptError("sampling_rate", "a number between 0 and 1", o["sampling_rate"])
+		o.Fail("sampling_rate", "a number between 0 and 1")
+		return 1
 	}
-	return samplingRate(r), nil
+	return samplingRate(r)
 }
 
 func (s samplingRate) pick() bool {
@@ -249,7 +223,7 @@ func sensitiveOption(key string) bool {
 }
 
 // publicOptions copies opts without sensitive keys, for vendor_schema.
-func publicOptions(opts vendorOpts) map[string]any {
+func publicOptions(opts map[string]any) map[string]any {
 	out := make(map[string]any, len(opts))
 	for k, v := range opts {
 		if !sensitiveOption(k) {

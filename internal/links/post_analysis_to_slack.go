@@ -19,11 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -46,7 +48,7 @@ type slackPost struct {
 }
 
 func newSlackPost(name string, raw map[string]any, deps Deps) (Link, error) {
-	o := vendorOpts(raw)
+	o := options.New(raw)
 	s := &slackPost{name: name, logger: deps.Logger, http: deps.HTTP}
 	if s.logger == nil {
 		s.logger = slog.Default()
@@ -54,59 +56,35 @@ func newSlackPost(name string, raw map[string]any, deps Deps) (Link, error) {
 	if s.http == nil {
 		s.http = http.DefaultClient
 	}
-	var err error
-	if s.token, err = o.secret("token"); err != nil {
-		return nil, err
-	}
-	if s.webhookURL, err = o.secret("webhook_url"); err != nil {
-		return nil, err
-	}
+	s.token = o.Secret("token")
+	// The incoming webhook's URL is its credential.
+	s.webhookURL = options.CheckURL(o, "webhook_url", o.Secret("webhook_url"))
 	switch {
-	case s.token == "" && s.webhookURL == "":
-		return nil, errors.New(`set "token" (a Slack bot token) or "webhook_url" (an incoming webhook)`)
+	case s.token == "" && s.webhookURL == "" && o.Err() == nil:
+		o.Errorf(`set "token" (a Slack bot token) or "webhook_url" (an incoming webhook)`)
 	case s.token != "" && s.webhookURL != "":
-		return nil, errors.New(`set only one of "token" and "webhook_url"`)
-	case s.webhookURL != "":
-		if err := checkHTTPURL("webhook_url", s.webhookURL); err != nil {
-			return nil, err
-		}
+		o.Errorf(`set only one of "token" and "webhook_url"`)
 	}
-	if s.defaultChannel, err = o.firstStr("default_channel_name", "channel_name"); err != nil {
-		return nil, err
-	}
+	s.defaultChannel = o.First("default_channel_name", "channel_name")
 	if s.token != "" && s.defaultChannel == "" {
-		return nil, errors.New(`option "default_channel_name" is required with "token"`)
+		o.Failf("default_channel_name", `required with "token"`)
 	}
-	if s.apiURL, err = o.str("api_url", slackDefaultAPIURL); err != nil {
-		return nil, err
-	}
-	s.apiURL = strings.TrimRight(s.apiURL, "/")
-	if err := checkHTTPURL("api_url", s.apiURL); err != nil {
-		return nil, err
-	}
-	if s.detailsURL, err = o.str("url", ""); err != nil {
-		return nil, err
-	}
-	if s.summaryType, err = o.str("analysis_to_post", "summary"); err != nil {
-		return nil, err
-	}
+	s.apiURL = strings.TrimRight(o.URL("api_url", slackDefaultAPIURL), "/")
+	s.detailsURL = o.String("url", "")
+	s.summaryType = o.String("analysis_to_post", "summary")
 	s.onlyType, s.onlyIncludes = "customer_frustration", "NEEDS REVIEW"
-	if o.set("only_if") {
-		m, err := o.mapping("only_if")
-		if err != nil {
-			return nil, err
+	if o.Has("only_if") {
+		m := o.Map("only_if")
+		if s.onlyType = m.String("analysis_type", ""); s.onlyType == "" {
+			m.Failf("analysis_type", "required")
 		}
-		if s.onlyType, err = m.str("analysis_type", ""); err != nil || s.onlyType == "" {
-			return nil, errors.New(`only_if: "analysis_type" is required`)
-		}
-		if s.onlyIncludes, err = m.str("includes", ""); err != nil || !m.set("includes") {
-			return nil, errors.New(`only_if: "includes" is required`)
+		if s.onlyIncludes = m.String("includes", ""); !m.Has("includes") {
+			m.Failf("includes", "required")
 		}
 	}
-	if s.timeout, err = o.duration("timeout", 30*time.Second); err != nil {
-		return nil, err
-	}
-	if s.retries, err = o.nonNegInt("max_retries", 3); err != nil {
+	s.timeout = o.Duration("timeout", 30*time.Second)
+	s.retries = o.IntRange("max_retries", 3, 0, math.MaxInt32)
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -185,7 +163,7 @@ func (s *slackPost) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 		if posted, _ := a["was_posted_to_slack"].(bool); posted {
 			continue
 		}
-		index, _ := vendorNumber(a["dialog"])
+		index, _ := entryNumber(a["dialog"])
 		abstract := slackBodyText(a["body"])
 		if summary := vcon.FindAnalysis(v, int(index), s.summaryType); summary != nil {
 			abstract = slackBodyText(summary["body"])

@@ -204,10 +204,10 @@ func TestSlackRefusesBadOptions(t *testing.T) {
 		wantErr string
 	}{
 		{map[string]any{}, `set "token"`},
-		{map[string]any{"token": "xoxb-1"}, `"default_channel_name" is required`},
+		{map[string]any{"token": "xoxb-1"}, `option "default_channel_name": required with "token"`},
 		{map[string]any{"token": "xoxb-1", "webhook_url": "https://hooks.slack.com/x", "default_channel_name": "c"}, "only one of"},
-		{map[string]any{"webhook_url": "hooks.slack.com/x"}, `"webhook_url" must be an http(s) URL`},
-		{map[string]any{"token": "xoxb-1", "default_channel_name": "c", "only_if": map[string]any{"includes": "x"}}, `"analysis_type" is required`},
+		{map[string]any{"webhook_url": "hooks.slack.com/x"}, `option "webhook_url": want an absolute http:// or https:// URL`},
+		{map[string]any{"token": "xoxb-1", "default_channel_name": "c", "only_if": map[string]any{"includes": "x"}}, `option "only_if.analysis_type": required`},
 		{map[string]any{"token": "${AI_TEST_SLACK_UNSET}", "default_channel_name": "c"}, "AI_TEST_SLACK_UNSET"},
 	}
 	for _, tt := range tests {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/openai"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -64,44 +65,34 @@ type transcribeLink struct {
 }
 
 func newTranscribe(name string, raw map[string]any, deps Deps) (Link, error) {
-	o := vendorOpts(raw)
-	vendor, err := o.str("vendor", "")
-	if err != nil {
-		return nil, err
+	o := options.New(raw)
+	vendor := o.String("vendor", "")
+	vopts := o.Map("vendor_options")
+	if !o.Has("vendor_options") {
+		vopts = o.Map("transcribe_options")
 	}
-	var vopts vendorOpts
-	switch {
-	case o.set("vendor_options"):
-		vopts, err = o.mapping("vendor_options")
-	case o.set("transcribe_options"):
-		vopts, err = o.mapping("transcribe_options")
-	}
-	if err != nil {
-		return nil, err
-	}
-	return newTranscribeVendor(name, vendor, vopts, deps)
+	return newTranscribeVendor(name, vendor, o, vopts, deps)
 }
 
 // transcribeAlias is a legacy module: its options are the vendor options,
 // unless they are already shaped for links.transcribe (conserver's rule).
 func transcribeAlias(vendor string) Factory {
 	return func(name string, raw map[string]any, deps Deps) (Link, error) {
-		o := vendorOpts(raw)
-		if o.set("vendor") || o.set("vendor_options") {
-			merged := vendorOpts{"vendor": vendor}
-			for k, v := range o {
+		o := options.New(raw)
+		if o.Has("vendor") || o.Has("vendor_options") {
+			merged := map[string]any{"vendor": vendor}
+			for k, v := range raw {
 				merged[k] = v
 			}
 			return newTranscribe(name, merged, deps)
 		}
-		return newTranscribeVendor(name, vendor, o, deps)
+		return newTranscribeVendor(name, vendor, o, o, deps)
 	}
 }
 
-func newTranscribeVendor(name, vendor string, o vendorOpts, deps Deps) (Link, error) {
-	if o == nil {
-		o = vendorOpts{}
-	}
+// newTranscribeVendor reads the vendor's options from vo; top is the
+// link's options, where every problem is collected.
+func newTranscribeVendor(name, vendor string, top, vo *options.Reader, deps Deps) (Link, error) {
 	l := &transcribeLink{name: name, logger: deps.Logger}
 	if l.logger == nil {
 		l.logger = slog.Default()
@@ -109,51 +100,39 @@ func newTranscribeVendor(name, vendor string, o vendorOpts, deps Deps) (Link, er
 	var err error
 	switch vendor {
 	case "openai":
-		l.vendor, err = newTranscribeOpenAI(name, o, deps)
+		l.vendor, err = newTranscribeOpenAI(name, vo, deps)
 	case "groq":
-		l.vendor, err = newTranscribeGroq(name, o, deps)
+		l.vendor, err = newTranscribeGroq(name, vo, deps)
 	case "deepgram":
-		l.vendor, err = newTranscribeDeepgram(name, o, deps)
-		if err == nil {
-			var c float64
-			if c, err = o.float("minimum_confidence", 0.5); err == nil {
-				l.minConfidence = &c
-			}
-		}
+		l.vendor, err = newTranscribeDeepgram(name, vo, deps)
+		c := vo.Float("minimum_confidence", 0.5)
+		l.minConfidence = &c
 	case "", "whisper_builtin":
-		return nil, fmt.Errorf(`option "vendor" is required: openai, groq or deepgram (conserver's built-in whisper is not available)`)
+		top.Failf("vendor", "required: openai, groq or deepgram (conserver's built-in whisper is not available)")
 	default:
-		return nil, fmt.Errorf(`option "vendor": %q is not supported; use openai, groq or deepgram`, vendor)
+		top.Failf("vendor", "%q is not supported; use openai, groq or deepgram", vendor)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("vendor %s: %w", vendor, err)
-	}
-	if l.minDuration, err = o.float("minimum_duration", transcribeVendorDefaults[vendor]); err != nil {
-		return nil, err
-	}
-	maxBytes, err := o.float("max_download_bytes", transcribeDefaultMaxDownload)
 	if err != nil {
 		return nil, err
 	}
+	l.minDuration = vo.Float("minimum_duration", transcribeVendorDefaults[vendor])
+	maxBytes := vo.Float("max_download_bytes", transcribeDefaultMaxDownload)
 	if maxBytes < 1 {
-		return nil, vendorOptError("max_download_bytes", "a positive number of bytes", o["max_download_bytes"])
+		vo.Fail("max_download_bytes", "a positive number of bytes")
 	}
-	timeout, err := o.duration("download_timeout", transcribeDefaultDownloadTimeout)
-	if err != nil {
-		return nil, err
-	}
-	allowPrivate, err := o.boolean("allow_private_networks", false)
-	if err != nil {
+	timeout := vo.Duration("download_timeout", transcribeDefaultDownloadTimeout)
+	allowPrivate := vo.Bool("allow_private_networks", false)
+	if err := top.Err(); err != nil {
 		return nil, err
 	}
 	l.fetcher = newTranscribeFetcher(deps.HTTP, allowPrivate, int64(maxBytes), timeout)
-	l.schema = map[string]any{"opts": transcribeSchemaOptions(vendor, o, l.minDuration)}
+	l.schema = map[string]any{"opts": transcribeSchemaOptions(vendor, vo.Values(), l.minDuration)}
 	return l, nil
 }
 
 // transcribeSchemaOptions is what conserver writes as vendor_schema.opts:
 // the options with their defaults, credentials and endpoints left out.
-func transcribeSchemaOptions(vendor string, o vendorOpts, minDuration float64) map[string]any {
+func transcribeSchemaOptions(vendor string, o map[string]any, minDuration float64) map[string]any {
 	out := publicOptions(o)
 	out["minimum_duration"] = minDuration
 	if _, ok := out["model"]; !ok {
@@ -175,7 +154,7 @@ func (l *transcribeLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) 
 		if d["type"] != "recording" {
 			continue
 		}
-		if dur, ok := vendorNumber(d["duration"]); ok && dur < l.minDuration {
+		if dur, ok := entryNumber(d["duration"]); ok && dur < l.minDuration {
 			l.logger.Debug("recording shorter than minimum_duration", "link", l.name, "vcon", v.UUID(), "dialog", index)
 			continue
 		}
@@ -220,7 +199,7 @@ func transcribeQueryValues(v any) []string {
 	case bool:
 		return []string{fmt.Sprint(t)}
 	}
-	if f, ok := vendorNumber(v); ok {
+	if f, ok := entryNumber(v); ok {
 		return []string{strconv.FormatFloat(f, 'f', -1, 64)}
 	}
 	return []string{fmt.Sprint(v)}
@@ -248,16 +227,6 @@ const (
 	transcribeDGModel     = "nova-3"
 )
 
-// transcribeCallOpts are the per-call limits every vendor reads.
-func transcribeCallOpts(o vendorOpts) (time.Duration, int, error) {
-	timeout, err := o.duration("timeout", httpx.DefaultVendorTimeout)
-	if err != nil {
-		return 0, 0, err
-	}
-	retries, err := o.nonNegInt("max_retries", vendorPolicy.Retries)
-	return timeout, retries, err
-}
-
 // transcribeMultipart is the OpenAI-style upload (OpenAI, Azure, LiteLLM,
 // Groq).
 type transcribeMultipart struct {
@@ -267,48 +236,31 @@ type transcribeMultipart struct {
 	model       string
 	fields      map[string]string // extra form fields (language, response_format, ...)
 	timeout     time.Duration
-	retries     int
+	policy      httpx.Policy
 	vendorLabel string
 }
 
 func (t *transcribeMultipart) vendor() string { return t.vendorLabel }
 
-func newTranscribeOpenAI(link string, o vendorOpts, deps Deps) (transcribeVendor, error) {
-	ep, err := resolveEndpoint(o, openai.DefaultBaseURL)
-	if err != nil {
-		return nil, err
-	}
+func newTranscribeOpenAI(link string, o *options.Reader, deps Deps) (transcribeVendor, error) {
+	ep := resolveEndpoint(o, openai.DefaultBaseURL)
 	return newTranscribeMultipart(link, "openai", ep, o, deps, transcribeOpenAIModel, nil)
 }
 
-func newTranscribeGroq(link string, o vendorOpts, deps Deps) (transcribeVendor, error) {
-	key, err := o.secret("API_KEY", "api_key", "GROQ_API_KEY")
-	if err != nil {
-		return nil, err
-	}
+func newTranscribeGroq(link string, o *options.Reader, deps Deps) (transcribeVendor, error) {
+	key := o.Secret("API_KEY", "api_key", "GROQ_API_KEY")
 	if key == "" {
 		// conserver's groq_whisper reads GROQ_API_KEY from its environment.
 		key = strings.TrimSpace(os.Getenv("GROQ_API_KEY"))
 	}
-	if key == "" {
-		return nil, fmt.Errorf(`no credentials: set "API_KEY" (or "api_key") or the GROQ_API_KEY environment variable`)
+	if key == "" && o.Err() == nil {
+		o.Errorf(`no credentials: set "API_KEY" (or "api_key") or the GROQ_API_KEY environment variable`)
 	}
-	base, err := o.firstStr("base_url", "api_url")
-	if err != nil {
-		return nil, err
-	}
-	if base == "" {
-		base = transcribeGroqBaseURL
-	}
-	base = strings.TrimRight(base, "/")
-	if err := checkHTTPURL("base_url", base); err != nil {
-		return nil, err
-	}
-	ep := openai.Endpoint{Vendor: "groq", Base: base, Key: key}
+	ep := openai.Endpoint{Vendor: "groq", Base: baseURL(o, transcribeGroqBaseURL), Key: key}
 	return newTranscribeMultipart(link, "groq_whisper", ep, o, deps, transcribeGroqModel, map[string]string{"response_format": "json"})
 }
 
-func newTranscribeMultipart(link, vendorLabel string, ep openai.Endpoint, o vendorOpts, deps Deps, defModel string, fields map[string]string) (*transcribeMultipart, error) {
+func newTranscribeMultipart(link, vendorLabel string, ep openai.Endpoint, o *options.Reader, deps Deps, defModel string, fields map[string]string) (*transcribeMultipart, error) {
 	m, err := newVendorMetrics(deps.Metrics)
 	if err != nil {
 		return nil, err
@@ -317,28 +269,24 @@ func newTranscribeMultipart(link, vendorLabel string, ep openai.Endpoint, o vend
 	if t.http == nil {
 		t.http = http.DefaultClient
 	}
-	if t.model, err = o.str("model", defModel); err != nil {
-		return nil, err
-	}
-	if t.model == "" {
-		return nil, fmt.Errorf(`option "model" must not be empty`)
+	if t.model = o.String("model", defModel); t.model == "" && o.Has("model") {
+		o.Failf("model", "must not be empty")
 	}
 	for k, v := range fields {
 		t.fields[k] = v
 	}
 	for _, k := range []string{"language", "prompt", "response_format", "temperature"} {
-		if !o.set(k) {
+		if !o.Has(k) {
 			continue
 		}
-		vals := transcribeQueryValues(o[k])
+		vals := transcribeQueryValues(o.Raw(k))
 		if len(vals) != 1 {
-			return nil, vendorOptError(k, "a single value", o[k])
+			o.Fail(k, "a single value")
+			continue
 		}
 		t.fields[k] = vals[0]
 	}
-	if t.timeout, t.retries, err = transcribeCallOpts(o); err != nil {
-		return nil, err
-	}
+	t.timeout, t.policy = vendorCallOptions(o)
 	return t, nil
 }
 
@@ -382,7 +330,7 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 	record := t.metrics.recorder(t.model)
 	call := &httpx.Call{
 		Vendor: t.endpoint.Vendor, Operation: "audio/transcriptions",
-		Policy: vendorRetries(t.retries), Timeout: t.timeout,
+		Policy: t.policy, Timeout: t.timeout,
 		Secrets: []string{t.endpoint.Key}, Record: record,
 		NewRequest: func(ctx context.Context) (*http.Request, error) {
 			r, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.URL(t.model, "audio/transcriptions"), bytes.NewReader(payload))
@@ -429,12 +377,12 @@ type transcribeDeepgram struct {
 	query   url.Values
 	model   string
 	timeout time.Duration
-	retries int
+	policy  httpx.Policy
 }
 
 func (t *transcribeDeepgram) vendor() string { return "deepgram" }
 
-func newTranscribeDeepgram(link string, o vendorOpts, deps Deps) (transcribeVendor, error) {
+func newTranscribeDeepgram(link string, o *options.Reader, deps Deps) (transcribeVendor, error) {
 	m, err := newVendorMetrics(deps.Metrics)
 	if err != nil {
 		return nil, err
@@ -443,28 +391,13 @@ func newTranscribeDeepgram(link string, o vendorOpts, deps Deps) (transcribeVend
 	if t.http == nil {
 		t.http = http.DefaultClient
 	}
-	if t.key, err = o.secret("DEEPGRAM_KEY", "api_key"); err != nil {
-		return nil, err
+	if t.key = o.Secret("DEEPGRAM_KEY", "api_key"); t.key == "" && o.Err() == nil {
+		o.Errorf(`no credentials: set "DEEPGRAM_KEY"`)
 	}
-	if t.key == "" {
-		return nil, fmt.Errorf(`no credentials: set "DEEPGRAM_KEY"`)
-	}
-	if t.base, err = o.firstStr("api_url", "base_url"); err != nil {
-		return nil, err
-	}
-	if t.base == "" {
-		t.base = transcribeDGBaseURL
-	}
-	t.base = strings.TrimRight(t.base, "/")
-	if err := checkHTTPURL("api_url", t.base); err != nil {
-		return nil, err
-	}
-	api, err := o.mapping("api")
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range transcribeSortedKeys(api) {
-		for _, v := range transcribeQueryValues(api[k]) {
+	t.base = baseURL(o, transcribeDGBaseURL, "api_url", "base_url")
+	api := o.Map("api")
+	for _, k := range api.Keys() {
+		for _, v := range transcribeQueryValues(api.Raw(k)) {
 			t.query.Add(k, v)
 		}
 	}
@@ -475,9 +408,7 @@ func newTranscribeDeepgram(link string, o vendorOpts, deps Deps) (transcribeVend
 		t.query.Set("smart_format", "true")
 	}
 	t.model = t.query.Get("model")
-	if t.timeout, t.retries, err = transcribeCallOpts(o); err != nil {
-		return nil, err
-	}
+	t.timeout, t.policy = vendorCallOptions(o)
 	return t, nil
 }
 
@@ -499,7 +430,7 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 	record := t.metrics.recorder(t.model)
 	call := &httpx.Call{
 		Vendor: "deepgram", Operation: "listen",
-		Policy: vendorRetries(t.retries), Timeout: t.timeout,
+		Policy: t.policy, Timeout: t.timeout,
 		Secrets: []string{t.key}, Record: record,
 		NewRequest: func(ctx context.Context) (*http.Request, error) {
 			r, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(audio.data))
@@ -550,7 +481,7 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 	}
 	alt["detected_language"] = lang
 	var confidence *float64
-	if c, ok := vendorNumber(alt["confidence"]); ok {
+	if c, ok := entryNumber(alt["confidence"]); ok {
 		confidence = &c
 	}
 	return alt, confidence, nil

@@ -433,18 +433,18 @@ func TestTranscribeRefusesBadOptions(t *testing.T) {
 		opts    map[string]any
 		wantErr string
 	}{
-		{"links.transcribe", map[string]any{}, `"vendor" is required`},
-		{"links.transcribe", map[string]any{"vendor": "whisper_builtin"}, `"vendor" is required`},
+		{"links.transcribe", map[string]any{}, `option "vendor": required: openai, groq or deepgram`},
+		{"links.transcribe", map[string]any{"vendor": "whisper_builtin"}, `option "vendor": required: openai, groq or deepgram (conserver's built-in whisper is not available)`},
 		{"links.transcribe", map[string]any{"vendor": "hugging_face"}, `"hugging_face" is not supported`},
-		{"links.transcribe", map[string]any{"vendor": "openai", "vendor_options": "x"}, `"vendor_options" must be a mapping`},
+		{"links.transcribe", map[string]any{"vendor": "openai", "vendor_options": "x"}, `option "vendor_options": want a map, got "x"`},
 		{"links.transcribe", map[string]any{"vendor": "openai"}, "no credentials"},
 		{"links.groq_whisper", map[string]any{}, "GROQ_API_KEY"},
 		{"links.deepgram_link", map[string]any{"api": map[string]any{}}, `"DEEPGRAM_KEY"`},
-		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "api": "nova"}, `"api" must be a mapping`},
+		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "api": "nova"}, `option "api": want a map, got "nova"`},
 		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "max_download_bytes": 0}, `"max_download_bytes"`},
 		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "allow_private_networks": "perhaps"}, `"allow_private_networks"`},
-		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "model": ""}, `"model" must not be empty`},
-		{"links.deepgram_link", map[string]any{"vendor": "openai", "vendor_options": map[string]any{}}, "vendor openai: no credentials"},
+		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "model": ""}, `option "model": must not be empty`},
+		{"links.deepgram_link", map[string]any{"vendor": "openai", "vendor_options": map[string]any{}}, "vendor_options: no credentials"},
 	}
 	for _, tt := range tests {
 		_, err := New("bad", tt.module, tt.opts, Deps{})

@@ -6,12 +6,13 @@ package links
 // LiteLLM > Azure > OpenAI).
 
 import (
-	"fmt"
-	"net/url"
+	"math"
 	"strings"
+	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/openai"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 )
 
 // vendorPolicy is how the links that call external vendors retry; a link's
@@ -24,98 +25,57 @@ func vendorRetries(retries int) httpx.Policy {
 	return p
 }
 
-// resolveEndpoint reads the credentials and endpoint options.
-// defaultBase and extra key names let OpenAI-compatible vendors (Groq) reuse
-// it. A missing credential is a configuration error, reported at load.
-func resolveEndpoint(o vendorOpts, defaultBase string, keyNames ...string) (openai.Endpoint, error) {
-	litellmURL, err := o.str("LITELLM_PROXY_URL", "")
-	if err != nil {
-		return openai.Endpoint{}, err
+// resolveEndpoint reads the credentials and endpoint options. defaultBase
+// and extra key names let OpenAI-compatible vendors (Groq) reuse it. A
+// missing credential is a configuration error, reported at load.
+func resolveEndpoint(o *options.Reader, defaultBase string, keyNames ...string) openai.Endpoint {
+	litellmURL := strings.TrimRight(o.URL("LITELLM_PROXY_URL", ""), "/")
+	if litellmKey := o.Secret("LITELLM_MASTER_KEY"); litellmURL != "" && litellmKey != "" {
+		return openai.Endpoint{Vendor: "litellm", Base: litellmURL, Key: litellmKey}
 	}
-	litellmKey, err := o.secret("LITELLM_MASTER_KEY")
-	if err != nil {
-		return openai.Endpoint{}, err
-	}
-	if u := strings.TrimRight(strings.TrimSpace(litellmURL), "/"); u != "" && litellmKey != "" {
-		if err := checkHTTPURL("LITELLM_PROXY_URL", u); err != nil {
-			return openai.Endpoint{}, err
-		}
-		return openai.Endpoint{Vendor: "litellm", Base: u, Key: litellmKey}, nil
-	}
-
-	azureURL, err := o.str("AZURE_OPENAI_ENDPOINT", "")
-	if err != nil {
-		return openai.Endpoint{}, err
-	}
-	azureKey, err := o.secret("AZURE_OPENAI_API_KEY")
-	if err != nil {
-		return openai.Endpoint{}, err
-	}
-	if u := strings.TrimRight(strings.TrimSpace(azureURL), "/"); u != "" && azureKey != "" {
-		if err := checkHTTPURL("AZURE_OPENAI_ENDPOINT", u); err != nil {
-			return openai.Endpoint{}, err
-		}
-		version, err := o.str("AZURE_OPENAI_API_VERSION", "")
-		if err != nil {
-			return openai.Endpoint{}, err
-		}
+	azureURL := strings.TrimRight(o.URL("AZURE_OPENAI_ENDPOINT", ""), "/")
+	if azureKey := o.Secret("AZURE_OPENAI_API_KEY"); azureURL != "" && azureKey != "" {
+		version := o.Name("AZURE_OPENAI_API_VERSION", "")
 		if version == "" {
 			version = openai.DefaultAzureVersion
 		}
-		return openai.Endpoint{Vendor: "azure", Base: u, Azure: true, APIVersion: version, Key: azureKey}, nil
+		return openai.Endpoint{Vendor: "azure", Base: azureURL, Azure: true, APIVersion: version, Key: azureKey}
 	}
-
 	if len(keyNames) == 0 {
 		keyNames = []string{"OPENAI_API_KEY", "openai_api_key", "api_key"}
 	}
-	key, err := o.secret(keyNames...)
-	if err != nil {
-		return openai.Endpoint{}, err
+	key := o.Secret(keyNames...)
+	if key == "" && o.Err() == nil {
+		o.Errorf("no credentials: set LITELLM_PROXY_URL + LITELLM_MASTER_KEY, or AZURE_OPENAI_ENDPOINT + AZURE_OPENAI_API_KEY, or one of %s", strings.Join(keyNames, ", "))
 	}
-	if key == "" {
-		return openai.Endpoint{}, fmt.Errorf("no credentials: set LITELLM_PROXY_URL + LITELLM_MASTER_KEY, or AZURE_OPENAI_ENDPOINT + AZURE_OPENAI_API_KEY, or one of %s", strings.Join(keyNames, ", "))
-	}
-	base, err := o.firstStr("base_url", "api_url")
-	if err != nil {
-		return openai.Endpoint{}, err
-	}
-	if base == "" {
-		base = defaultBase
-	}
-	base = strings.TrimRight(base, "/")
-	if err := checkHTTPURL("base_url", base); err != nil {
-		return openai.Endpoint{}, err
-	}
-	return openai.Endpoint{Vendor: "openai", Base: base, Key: key}, nil
+	return openai.Endpoint{Vendor: "openai", Base: baseURL(o, defaultBase), Key: key}
 }
 
-// checkHTTPURL refuses anything but an absolute http(s) URL; the error does
-// not quote it (it may carry a token).
-func checkHTTPURL(option, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("option %q must be an http(s) URL", option)
+// baseURL is conserver's base_url or api_url, or the vendor's default.
+func baseURL(o *options.Reader, def string, keys ...string) string {
+	if len(keys) == 0 {
+		keys = []string{"base_url", "api_url"}
 	}
-	return nil
+	base := o.First(keys...)
+	if base == "" {
+		return def
+	}
+	return strings.TrimRight(options.CheckURL(o, keys[0], base), "/")
+}
+
+// vendorCallOptions are the per-call limits every vendor link reads.
+func vendorCallOptions(o *options.Reader) (time.Duration, httpx.Policy) {
+	timeout := o.Duration("timeout", httpx.DefaultVendorTimeout)
+	return timeout, vendorRetries(o.IntRange("max_retries", vendorPolicy.Retries, 0, math.MaxInt32))
 }
 
 // newLLMClient builds the chat client of one LLM link from its options.
-func newLLMClient(link string, o vendorOpts, deps Deps) (*openai.Client, error) {
-	ep, err := resolveEndpoint(o, openai.DefaultBaseURL)
-	if err != nil {
-		return nil, err
-	}
-	timeout, err := o.duration("timeout", httpx.DefaultVendorTimeout)
-	if err != nil {
-		return nil, err
-	}
-	retries, err := o.nonNegInt("max_retries", vendorPolicy.Retries)
-	if err != nil {
-		return nil, err
-	}
+func newLLMClient(link string, o *options.Reader, deps Deps) (*openai.Client, error) {
+	ep := resolveEndpoint(o, openai.DefaultBaseURL)
+	timeout, policy := vendorCallOptions(o)
 	m, err := newVendorMetrics(deps.Metrics)
 	if err != nil {
 		return nil, err
 	}
-	return &openai.Client{Endpoint: ep, HTTP: deps.HTTP, Timeout: timeout, Policy: vendorRetries(retries), Metrics: m.forLink(link)}, nil
+	return &openai.Client{Endpoint: ep, HTTP: deps.HTTP, Timeout: timeout, Policy: policy, Metrics: m.forLink(link)}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vcon-operator/vcon-operator/internal/openai"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 )
 
 func TestResolveEndpoint(t *testing.T) {
@@ -62,12 +63,14 @@ func TestResolveEndpoint(t *testing.T) {
 		},
 		{name: "no credentials", opts: map[string]any{}, wantErr: "no credentials"},
 		{name: "unexpanded variable", opts: map[string]any{"OPENAI_API_KEY": "${AI_TEST_UNSET_VAR}"}, wantErr: "AI_TEST_UNSET_VAR"},
-		{name: "key of the wrong type", opts: map[string]any{"OPENAI_API_KEY": 12}, wantErr: `"OPENAI_API_KEY" must be a string`},
+		{name: "key of the wrong type", opts: map[string]any{"OPENAI_API_KEY": 12}, wantErr: `option "OPENAI_API_KEY": want a string, got a number`},
 		{name: "bad base url", opts: map[string]any{"OPENAI_API_KEY": "sk-x", "base_url": "ftp://x"}, wantErr: "base_url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ep, err := resolveEndpoint(tt.opts, openai.DefaultBaseURL)
+			o := options.New(tt.opts)
+			ep := resolveEndpoint(o, openai.DefaultBaseURL)
+			err := o.Err()
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)

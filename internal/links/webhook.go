@@ -2,12 +2,12 @@ package links
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -29,54 +29,40 @@ type webhook struct {
 }
 
 func newWebhook(_ string, raw map[string]any, deps Deps) (Link, error) {
-	o := options(raw)
-	rawURLs, err := o.strings("webhook-urls")
-	if err != nil {
-		return nil, err
-	}
-	if len(rawURLs) == 0 {
-		return nil, errors.New(`option "webhook-urls": required, a list of http(s) URLs`)
-	}
+	o := options.New(raw)
 	w := &webhook{post: httpx.Post{Client: deps.HTTP}, policy: webhookPolicy}
-	for i, s := range rawURLs {
-		t, err := httpx.ParseTarget(s)
-		if err != nil {
-			return nil, fmt.Errorf("option %q: item %d: %w", "webhook-urls", i, err)
-		}
-		w.targets = append(w.targets, t)
+	w.targets = webhookTargets(o, "webhook-urls")
+	if len(w.targets) == 0 && o.Err() == nil {
+		o.Failf("webhook-urls", "required, a list of http(s) URLs")
 	}
-	if w.post.Headers, err = o.stringMap("headers"); err != nil {
-		return nil, err
-	}
-	seconds, err := o.number("timeout", 30)
-	if err != nil {
-		return nil, err
-	}
-	if seconds <= 0 {
-		return nil, fmt.Errorf("option %q: want a positive number of seconds, got %v", "timeout", seconds)
-	}
-	w.post.Timeout = time.Duration(seconds * float64(time.Second))
-	retries, err := o.integer("retries", 3)
-	if err != nil {
-		return nil, err
-	}
-	if retries < 0 || retries > 20 {
-		return nil, fmt.Errorf("option %q: want 0 to 20, got %d", "retries", retries)
-	}
-	w.policy.Retries = int(retries)
-	version, err := o.str("egress_format_version", os.Getenv("EGRESS_FORMAT_VERSION"))
-	if err != nil {
-		return nil, err
-	}
+	w.post.Headers = o.Headers("headers")
+	w.post.Timeout = o.Duration("timeout", 30*time.Second)
+	w.policy.Retries = o.IntRange("retries", 3, 0, 20)
+	version := o.String("egress_format_version", os.Getenv("EGRESS_FORMAT_VERSION"))
 	switch version {
 	case vcon.Version001:
 		w.version001 = true
 	case "", vcon.CurrentVersion:
 	default:
-		return nil, fmt.Errorf("option %q (or env EGRESS_FORMAT_VERSION): want %q or %q, got %q",
-			"egress_format_version", vcon.Version001, vcon.CurrentVersion, version)
+		o.Failf("egress_format_version", "(or env EGRESS_FORMAT_VERSION): want %q or %q, got %q",
+			vcon.Version001, vcon.CurrentVersion, version)
+	}
+	if err := o.Err(); err != nil {
+		return nil, err
 	}
 	return w, nil
+}
+
+// webhookTargets reads a list of webhook URLs (checked by the reader, so
+// ParseTarget cannot fail).
+func webhookTargets(o *options.Reader, key string) []httpx.Target {
+	var targets []httpx.Target
+	for _, u := range o.URLs(key) {
+		if t, err := httpx.ParseTarget(u); err == nil {
+			targets = append(targets, t)
+		}
+	}
+	return targets
 }
 
 func (w *webhook) Run(ctx context.Context, v *vcon.VCon) (Result, error) {

@@ -208,10 +208,10 @@ func TestWebhookBadOptions(t *testing.T) {
 	ok := []any{"https://hooks.example/x"}
 	checkBadOptions(t, "links.webhook", Deps{}, []badOptionCase{
 		{name: "no urls", opts: nil, want: `option "webhook-urls": required`},
-		{name: "urls not a list", opts: map[string]any{"webhook-urls": "https://x"}, want: `option "webhook-urls": want a list of strings`},
+		{name: "urls not a list", opts: map[string]any{"webhook-urls": map[string]any{"a": "https://x"}}, want: `option "webhook-urls": want a list of strings, got a map`},
 		{name: "relative url", opts: map[string]any{"webhook-urls": []any{"/hook"}}, want: `option "webhook-urls": item 0: want an absolute http:// or https:// URL`},
 		{name: "headers list", opts: map[string]any{"webhook-urls": ok, "headers": []any{"a"}}, want: `option "headers": want a map`},
-		{name: "negative timeout", opts: map[string]any{"webhook-urls": ok, "timeout": -1}, want: `option "timeout": want a positive number`},
+		{name: "negative timeout", opts: map[string]any{"webhook-urls": ok, "timeout": -1}, want: `option "timeout": want a duration such as 30s or 30 (seconds), got -1`},
 		{name: "fractional retries", opts: map[string]any{"webhook-urls": ok, "retries": 1.5}, want: `option "retries": want a whole number`},
 		{name: "unknown format", opts: map[string]any{"webhook-urls": ok, "egress_format_version": "9"}, want: `option "egress_format_version"`},
 	})
