@@ -50,8 +50,9 @@ type Deps struct {
 	Logger *slog.Logger
 }
 
-// Factory builds a storage from its options (nil when absent). It validates
-// the options, naming the bad key, and may connect; it must not block for
+// Factory builds a storage from its options (nil when absent). It reads them
+// with internal/options, returning every bad key in one error, and may
+// connect; it must not block for
 // long when the backend is down (Save reports that, and is retried).
 type Factory func(ctx context.Context, name string, options map[string]any, deps Deps) (Storage, error)
 

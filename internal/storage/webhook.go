@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
-	optval "github.com/vcon-operator/vcon-operator/internal/options"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -27,33 +26,25 @@ type webhookStorage struct {
 	post    httpx.Post
 }
 
-func newWebhook(_ context.Context, _ string, options map[string]any, deps Deps) (Storage, error) {
-	urls, err := webhookOptURLs(options, "webhook-urls")
-	if err != nil {
-		return nil, err
-	}
-	if len(urls) == 0 {
-		return nil, errors.New(`option "webhook-urls" is required: a list of http(s) URLs to POST each vCon to`)
-	}
-	targets := make([]httpx.Target, len(urls))
-	for i, raw := range urls {
-		if targets[i], err = httpx.ParseTarget(raw); err != nil {
-			return nil, fmt.Errorf(`option "webhook-urls": item %d: %w`, i, err)
+func newWebhook(_ context.Context, _ string, raw map[string]any, deps Deps) (Storage, error) {
+	o := options.New(raw)
+	var targets []httpx.Target
+	for _, u := range o.URLs("webhook-urls") {
+		if t, err := httpx.ParseTarget(u); err == nil { // the reader checked it
+			targets = append(targets, t)
 		}
 	}
-	headers, err := optval.Headers(options, "headers")
-	if err != nil {
+	if len(targets) == 0 && o.Err() == nil {
+		o.Failf("webhook-urls", "required: a list of http(s) URLs to POST each vCon to")
+	}
+	post := httpx.Post{Client: deps.HTTP, Headers: o.Headers("headers"), Timeout: o.Duration("timeout", webhookDefaultTimeout)}
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
-	timeout, err := optval.Duration(options, "timeout", webhookDefaultTimeout)
-	if err != nil {
-		return nil, err
+	if post.Client == nil {
+		post.Client = http.DefaultClient
 	}
-	client := deps.HTTP
-	if client == nil {
-		client = http.DefaultClient
-	}
-	return &webhookStorage{targets: targets, post: httpx.Post{Client: client, Headers: headers, Timeout: timeout}}, nil
+	return &webhookStorage{targets: targets, post: post}, nil
 }
 
 // Save posts to every URL, even after one failed, and reports every
@@ -80,33 +71,4 @@ func (w *webhookStorage) Save(ctx context.Context, v *vcon.VCon) error {
 		return Permanent(errors.Join(errs...))
 	}
 	return errors.Join(errs...)
-}
-
-// webhookOptURLs reads a list of URLs; a single string is taken as a list
-// of one, a forgiving reading of a common YAML slip.
-func webhookOptURLs(o map[string]any, key string) ([]string, error) {
-	v, ok := o[key]
-	if !ok || v == nil {
-		return nil, nil
-	}
-	switch t := v.(type) {
-	case string:
-		if strings.TrimSpace(t) == "" {
-			return nil, nil
-		}
-		return []string{strings.TrimSpace(t)}, nil
-	case []string:
-		return t, nil
-	case []any:
-		out := make([]string, len(t))
-		for i, e := range t {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("option %q: item %d: want a URL string, got %T", key, i, e)
-			}
-			out[i] = strings.TrimSpace(s)
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("option %q: want a list of URLs, got %T", key, v)
 }
