@@ -172,3 +172,18 @@ func TestModuleOptionErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingCredentialsWithOtherErrors checks that a missing credential is
+// reported beside a bad key read before it, not only once that is fixed.
+func TestMissingCredentialsWithOtherErrors(t *testing.T) {
+	for module, opts := range map[string]map[string]any{
+		"links.analyze":      {"LITELLM_PROXY_URL": "litellm:4000"},
+		"links.analyze_vcon": {"AZURE_OPENAI_ENDPOINT": "azure"},
+		"links.transcribe":   {"vendor": "openai", "vendor_options": map[string]any{"LITELLM_PROXY_URL": "litellm:4000"}},
+	} {
+		_, err := New("bad", module, opts, Deps{})
+		if err == nil || !strings.Contains(err.Error(), "want an absolute http:// or https:// URL") || !strings.Contains(err.Error(), "no credentials") {
+			t.Errorf("%s: err = %v, want both the bad URL and the missing credential", module, err)
+		}
+	}
+}

@@ -56,11 +56,12 @@ func newSlackPost(name string, raw map[string]any, deps Deps) (Link, error) {
 	if s.http == nil {
 		s.http = http.DefaultClient
 	}
+	before := o.Problems()
 	s.token = o.Secret("token")
 	// The incoming webhook's URL is its credential.
 	s.webhookURL = options.CheckURL(o, "webhook_url", o.Secret("webhook_url"))
 	switch {
-	case s.token == "" && s.webhookURL == "" && o.Err() == nil:
+	case s.token == "" && s.webhookURL == "" && o.Problems() == before:
 		o.Errorf(`set "token" (a Slack bot token) or "webhook_url" (an incoming webhook)`)
 	case s.token != "" && s.webhookURL != "":
 		o.Errorf(`set only one of "token" and "webhook_url"`)

@@ -21,7 +21,7 @@ type tagPair struct{ name, value string }
 func newTag(_ string, raw map[string]any, _ Deps) (Link, error) {
 	o := options.New(raw)
 	items := o.Strings("tags")
-	if len(items) == 0 && o.Err() == nil {
+	if len(items) == 0 && o.Problems() == 0 {
 		o.Failf("tags", `required, a list like ["reviewed", "team:sales"]`)
 	}
 	l := &tagLink{}

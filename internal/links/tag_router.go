@@ -23,7 +23,7 @@ type tagRouter struct {
 func newTagRouter(_ string, raw map[string]any, deps Deps) (Link, error) {
 	o := options.New(raw)
 	routes := o.Map("tag_routes")
-	if routes.Empty() && o.Err() == nil {
+	if routes.Empty() && o.Problems() == 0 {
 		o.Failf("tag_routes", "required, a map from tag to Redis list, e.g. {urgent: urgent_vcons}")
 	}
 	l := &tagRouter{deps: deps, routes: map[string][]string{}}

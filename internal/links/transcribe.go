@@ -248,12 +248,13 @@ func newTranscribeOpenAI(link string, o *options.Reader, deps Deps) (transcribeV
 }
 
 func newTranscribeGroq(link string, o *options.Reader, deps Deps) (transcribeVendor, error) {
+	before := o.Problems()
 	key := o.Secret("API_KEY", "api_key", "GROQ_API_KEY")
 	if key == "" {
 		// conserver's groq_whisper reads GROQ_API_KEY from its environment.
 		key = strings.TrimSpace(os.Getenv("GROQ_API_KEY"))
 	}
-	if key == "" && o.Err() == nil {
+	if key == "" && o.Problems() == before {
 		o.Errorf(`no credentials: set "API_KEY" (or "api_key") or the GROQ_API_KEY environment variable`)
 	}
 	ep := openai.Endpoint{Vendor: "groq", Base: baseURL(o, transcribeGroqBaseURL), Key: key}
@@ -391,7 +392,8 @@ func newTranscribeDeepgram(link string, o *options.Reader, deps Deps) (transcrib
 	if t.http == nil {
 		t.http = http.DefaultClient
 	}
-	if t.key = o.Secret("DEEPGRAM_KEY", "api_key"); t.key == "" && o.Err() == nil {
+	before := o.Problems()
+	if t.key = o.Secret("DEEPGRAM_KEY", "api_key"); t.key == "" && o.Problems() == before {
 		o.Errorf(`no credentials: set "DEEPGRAM_KEY"`)
 	}
 	t.base = baseURL(o, transcribeDGBaseURL, "api_url", "base_url")

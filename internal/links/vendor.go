@@ -44,8 +44,9 @@ func resolveEndpoint(o *options.Reader, defaultBase string, keyNames ...string) 
 	if len(keyNames) == 0 {
 		keyNames = []string{"OPENAI_API_KEY", "openai_api_key", "api_key"}
 	}
+	before := o.Problems()
 	key := o.Secret(keyNames...)
-	if key == "" && o.Err() == nil {
+	if key == "" && o.Problems() == before {
 		o.Errorf("no credentials: set LITELLM_PROXY_URL + LITELLM_MASTER_KEY, or AZURE_OPENAI_ENDPOINT + AZURE_OPENAI_API_KEY, or one of %s", strings.Join(keyNames, ", "))
 	}
 	return openai.Endpoint{Vendor: "openai", Base: baseURL(o, defaultBase), Key: key}

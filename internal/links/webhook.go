@@ -32,7 +32,7 @@ func newWebhook(_ string, raw map[string]any, deps Deps) (Link, error) {
 	o := options.New(raw)
 	w := &webhook{post: httpx.Post{Client: deps.HTTP}, policy: webhookPolicy}
 	w.targets = webhookTargets(o, "webhook-urls")
-	if len(w.targets) == 0 && o.Err() == nil {
+	if len(w.targets) == 0 && o.Problems() == 0 {
 		o.Failf("webhook-urls", "required, a list of http(s) URLs")
 	}
 	w.post.Headers = o.Headers("headers")

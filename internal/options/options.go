@@ -73,6 +73,11 @@ func New(raw map[string]any) *Reader {
 // or nil.
 func (r *Reader) Err() error { return errors.Join(*r.errs...) }
 
+// Problems is how many problems were found so far. A module that requires
+// a key compares it before and after reading the key, and reports the key
+// missing only when the read itself found nothing wrong.
+func (r *Reader) Problems() int { return len(*r.errs) }
+
 // Has says whether key is set to something other than null.
 func (r *Reader) Has(key string) bool {
 	v, ok := r.raw[key]

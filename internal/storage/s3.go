@@ -46,7 +46,7 @@ type s3Storage struct {
 func newS3(ctx context.Context, _ string, raw map[string]any, _ Deps) (Storage, error) {
 	o := options.New(raw)
 	bucket := o.Name("aws_bucket", "")
-	if bucket == "" && o.Err() == nil { // nothing read before it: a wrong type is reported already
+	if bucket == "" && o.Problems() == 0 { // a wrong type is reported already
 		o.Failf("aws_bucket", "required: the name of the bucket to write vCons to")
 	}
 	keyID := o.Secret("aws_access_key_id")

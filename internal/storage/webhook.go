@@ -34,7 +34,7 @@ func newWebhook(_ context.Context, _ string, raw map[string]any, deps Deps) (Sto
 			targets = append(targets, t)
 		}
 	}
-	if len(targets) == 0 && o.Err() == nil {
+	if len(targets) == 0 && o.Problems() == 0 {
 		o.Failf("webhook-urls", "required: a list of http(s) URLs to POST each vCon to")
 	}
 	post := httpx.Post{Client: deps.HTTP, Headers: o.Headers("headers"), Timeout: o.Duration("timeout", webhookDefaultTimeout)}
