@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -27,56 +28,32 @@ const mediaPostTimeout = 60 * time.Second
 type diet struct {
 	deps                Deps
 	removeDialogBody    bool
-	postMediaTo         *url.URL
+	postMediaTo         *httpx.Target
 	removeAnalysis      bool
 	removeAttachments   []string
 	removeSystemPrompts bool
 }
 
 func newDiet(_ string, raw map[string]any, deps Deps) (Link, error) {
-	o := options(raw)
-	d := &diet{deps: deps}
-	var err error
-	if d.removeDialogBody, err = o.boolean("remove_dialog_body", false); err != nil {
+	o := options.New(raw)
+	d := &diet{
+		deps:                deps,
+		removeDialogBody:    o.Bool("remove_dialog_body", false),
+		removeAnalysis:      o.Bool("remove_analysis", false),
+		removeAttachments:   o.Strings("remove_attachment_types"),
+		removeSystemPrompts: o.Bool("remove_system_prompts", false),
+	}
+	if postTo := o.URL("post_media_to_url", ""); postTo != "" {
+		t, _ := httpx.ParseTarget(postTo) // the reader checked it
+		d.postMediaTo = &t
+	}
+	if o.Name("s3_bucket", "") != "" {
+		o.Failf("s3_bucket", "uploading dialog bodies to S3 is not supported by this link; use storage.s3 to keep whole vCons in S3, or post_media_to_url")
+	}
+	if err := o.Err(); err != nil {
 		return nil, err
-	}
-	postTo, err := o.str("post_media_to_url", "")
-	if err != nil {
-		return nil, err
-	}
-	if postTo != "" {
-		if d.postMediaTo, err = parseHTTPURL(postTo); err != nil {
-			return nil, fmt.Errorf("option %q: %w", "post_media_to_url", err)
-		}
-	}
-	if d.removeAnalysis, err = o.boolean("remove_analysis", false); err != nil {
-		return nil, err
-	}
-	if d.removeAttachments, err = o.strings("remove_attachment_types"); err != nil {
-		return nil, err
-	}
-	if d.removeSystemPrompts, err = o.boolean("remove_system_prompts", false); err != nil {
-		return nil, err
-	}
-	bucket, err := o.str("s3_bucket", "")
-	if err != nil {
-		return nil, err
-	}
-	if bucket != "" {
-		return nil, errors.New(`option "s3_bucket": uploading dialog bodies to S3 is not supported by this link; use storage.s3 to keep whole vCons in S3, or post_media_to_url`)
 	}
 	return d, nil
-}
-
-func parseHTTPURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, errors.New("not a valid URL")
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("want an http:// or https:// URL with a host")
-	}
-	return u, nil
 }
 
 func (d *diet) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
@@ -137,14 +114,14 @@ func (d *diet) postMedia(ctx context.Context, payload map[string]any) (string, e
 	}
 	ctx, cancel := context.WithTimeout(ctx, mediaPostTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.postMediaTo.String(), bytes.NewReader(data))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.postMediaTo.URL, bytes.NewReader(data))
 	if err != nil {
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := d.deps.HTTP.Do(req)
 	if err != nil {
-		return "", transportError(err)
+		return "", httpx.StripURL(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -225,14 +202,4 @@ func withoutSystemPrompts(body string) (string, bool) {
 		return "", false
 	}
 	return string(bytes.TrimRight(buf.Bytes(), "\n")), true
-}
-
-// transportError drops the *url.Error wrapper, whose text repeats the whole
-// URL: query strings often carry tokens.
-func transportError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

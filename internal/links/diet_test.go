@@ -173,8 +173,8 @@ func TestDietPostMedia(t *testing.T) {
 func TestDietBadOptions(t *testing.T) {
 	checkBadOptions(t, "links.diet", Deps{}, []badOptionCase{
 		{name: "bool as string", opts: map[string]any{"remove_analysis": "yes"}, want: `option "remove_analysis": want true or false`},
-		{name: "types not a list", opts: map[string]any{"remove_attachment_types": "image/png"}, want: `option "remove_attachment_types": want a list of strings`},
-		{name: "post url scheme", opts: map[string]any{"post_media_to_url": "ftp://host/x"}, want: `option "post_media_to_url": want an http:// or https:// URL`},
+		{name: "types not a list", opts: map[string]any{"remove_attachment_types": int64(5)}, want: `option "remove_attachment_types": want a list of strings, got 5`},
+		{name: "post url scheme", opts: map[string]any{"post_media_to_url": "ftp://host/x"}, want: `option "post_media_to_url": want an absolute http:// or https:// URL`},
 		{name: "s3 upload", opts: map[string]any{"s3_bucket": "media"}, want: `option "s3_bucket": uploading dialog bodies to S3 is not supported by this link; use storage.s3`},
 	})
 	if _, err := New("ok", "links.diet", map[string]any{"s3_bucket": "", "aws_region": "us-east-1"}, Deps{}); err != nil {

@@ -6,15 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
-	"net/url"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
-	optval "github.com/vcon-operator/vcon-operator/internal/options"
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -26,7 +22,7 @@ import (
 //	POST {url}  Content-Type: application/json, X-Vcon-Uuid: {uuid}, + headers
 //	200 + vCon JSON (same uuid)  → the document is replaced, the chain goes on
 //	204                          → halt (the vCon is filtered)
-//	429, 5xx, transport error    → retried with backoff, then an error (DLQ)
+//	408, 429, 5xx, transport error → retried with backoff, then an error (DLQ)
 //	anything else                → an error (DLQ)
 func init() { Register("links.http_step", newHTTPStep) }
 
@@ -42,10 +38,6 @@ const (
 	httpStepMaxBody = 256 << 20
 )
 
-// stepUUIDHeader is the request header carrying the uuid, so a step can log and
-// deduplicate without parsing the body.
-const stepUUIDHeader = "X-Vcon-Uuid"
-
 type httpStep struct {
 	name    string
 	url     string
@@ -54,58 +46,35 @@ type httpStep struct {
 	timeout time.Duration
 	retries int
 	client  *http.Client
-	// backoff is the wait before retry number attempt (1-based); tests
-	// shorten it.
-	backoff func(attempt int) time.Duration
+	// policy retries transient failures; tests shorten its waits.
+	policy httpx.Policy
 }
 
-func newHTTPStep(name string, options map[string]any, deps Deps) (Link, error) {
-	raw, err := optval.String(options, "url")
-	if err != nil {
-		return nil, err
-	}
-	if raw == "" {
-		return nil, errors.New(`option "url" is required: the http(s) URL the step listens on`)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		// The URL may carry a token in its query, so it is not quoted.
-		return nil, errors.New(`option "url": want an absolute http:// or https:// URL`)
-	}
-	headers, err := stepHeaders(options)
-	if err != nil {
-		return nil, err
-	}
-	timeout, err := optval.Duration(options, "timeout", httpStepDefaultTimeout)
-	if err != nil {
-		return nil, err
-	}
-	retries, err := stepoptCount(options, "retries", httpStepDefaultRetries, httpStepMaxRetries)
-	if err != nil {
-		return nil, err
-	}
-	client := deps.HTTP
-	if client == nil {
-		client = http.DefaultClient
-	}
-	return &httpStep{
+func newHTTPStep(name string, raw map[string]any, deps Deps) (Link, error) {
+	o := options.New(raw)
+	s := &httpStep{
 		name:    name,
-		url:     raw,
-		host:    u.Host,
-		headers: headers,
-		timeout: timeout,
-		retries: retries,
-		client:  client,
-		backoff: httpStepBackoff,
-	}, nil
-}
-
-// httpStepBackoff waits 0.5 s, 1 s, 2 s, ... (capped at 10 s), each with up
-// to 50 % jitter so that workers retrying the same step do not beat in step.
-func httpStepBackoff(attempt int) time.Duration {
-	d := 500 * time.Millisecond << min(attempt-1, 5)
-	d = min(d, 10*time.Second)
-	return d/2 + rand.N(d/2+1)
+		url:     o.URL("url", ""),
+		headers: o.Headers("headers"),
+		timeout: o.Duration("timeout", httpStepDefaultTimeout),
+		retries: o.IntRange("retries", httpStepDefaultRetries, 0, httpStepMaxRetries),
+		client:  deps.HTTP,
+	}
+	if !o.Has("url") {
+		o.Failf("url", "required: the http(s) URL the step listens on")
+	}
+	if err := o.Err(); err != nil {
+		return nil, err
+	}
+	t, _ := httpx.ParseTarget(s.url) // the reader checked it
+	s.host = t.Host
+	if s.client == nil {
+		s.client = http.DefaultClient
+	}
+	// 0.5 s, 1 s, 2 s, ... up to 10 s, with jitter; a step's Retry-After
+	// is honoured up to 30 s, so one answer cannot park a worker.
+	s.policy = httpx.Policy{Retries: s.retries, Base: 500 * time.Millisecond, Max: 10 * time.Second, Jitter: true, MaxRetryAfter: 30 * time.Second}
+	return s, nil
 }
 
 func (s *httpStep) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
@@ -114,52 +83,19 @@ func (s *httpStep) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("step %s: encode vcon: %w", s.host, err)
 	}
-	var lastErr error
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			wait := s.backoff(attempt)
-			if ra, ok := stepRetryAfter(lastErr); ok {
-				wait = max(wait, ra)
-			}
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return Result{}, fmt.Errorf("%w (gave up waiting to retry: %v)", lastErr, ctx.Err())
-			case <-t.C:
-			}
+	var res Result
+	attempts, err := httpx.Retry(ctx, s.policy, func(ctx context.Context) error {
+		var err error
+		res, err = s.call(ctx, uuid, body, v)
+		return err
+	})
+	if err != nil {
+		if attempts > 1 {
+			return Result{}, fmt.Errorf("%w (after %d attempts)", err, attempts)
 		}
-		res, err := s.call(ctx, uuid, body, v)
-		if err == nil {
-			return res, nil
-		}
-		lastErr = err
-		var te *stepTransientError
-		if !errors.As(err, &te) || attempt >= s.retries || ctx.Err() != nil {
-			if attempt > 0 {
-				return Result{}, fmt.Errorf("%w (after %d attempts)", err, attempt+1)
-			}
-			return Result{}, err
-		}
+		return Result{}, err
 	}
-}
-
-// stepTransientError marks a failure worth retrying: the step may answer
-// next time (transport error, timeout, 429, 5xx).
-type stepTransientError struct {
-	err        error
-	retryAfter time.Duration
-}
-
-func (e *stepTransientError) Error() string { return e.err.Error() }
-func (e *stepTransientError) Unwrap() error { return e.err }
-
-func stepRetryAfter(err error) (time.Duration, bool) {
-	var te *stepTransientError
-	if errors.As(err, &te) && te.retryAfter > 0 {
-		return te.retryAfter, true
-	}
-	return 0, false
+	return res, nil
 }
 
 // call makes one attempt. Errors name the step's host, never its full URL
@@ -170,20 +106,20 @@ func (s *httpStep) call(ctx context.Context, uuid string, body []byte, v *vcon.V
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {
-		return Result{}, fmt.Errorf("step %s: build request: %v", s.host, stepoptURLErr(err))
+		return Result{}, fmt.Errorf("step %s: build request: %v", s.host, httpx.StripURL(err))
 	}
 	for k, val := range s.headers {
 		req.Header.Set(k, val)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set(stepUUIDHeader, uuid)
+	req.Header.Set(httpx.UUIDHeader, uuid)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return Result{}, &stepTransientError{err: fmt.Errorf("step %s: no answer within %s", s.host, s.timeout)}
+			return Result{}, httpx.Retryable(fmt.Errorf("step %s: no answer within %s", s.host, s.timeout), 0)
 		}
-		return Result{}, &stepTransientError{err: fmt.Errorf("step %s: %v", s.host, stepoptURLErr(err))}
+		return Result{}, httpx.Retryable(fmt.Errorf("step %s: %v", s.host, httpx.StripURL(err)), 0)
 	}
 	defer resp.Body.Close()
 
@@ -195,96 +131,36 @@ func (s *httpStep) call(ctx context.Context, uuid string, body []byte, v *vcon.V
 		data, err := io.ReadAll(io.LimitReader(resp.Body, httpStepMaxBody+1))
 		if err != nil {
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				return Result{}, &stepTransientError{err: fmt.Errorf("step %s: response not read within %s", s.host, s.timeout)}
+				return Result{}, httpx.Retryable(fmt.Errorf("step %s: response not read within %s", s.host, s.timeout), 0)
 			}
-			return Result{}, &stepTransientError{err: fmt.Errorf("step %s: read response: %v", s.host, err)}
+			return Result{}, httpx.Retryable(fmt.Errorf("step %s: read response: %v", s.host, err), 0)
 		}
 		if len(data) > httpStepMaxBody {
 			return Result{}, fmt.Errorf("step %s: response larger than %d MiB", s.host, httpStepMaxBody>>20)
 		}
 		doc, err := vcon.Parse(data)
 		if err != nil {
-			return Result{}, fmt.Errorf("step %s: 200 response is not a vCon JSON object (answer 204 to filter the vCon): %v", s.host, stepoptParseErr(err))
+			return Result{}, fmt.Errorf("step %s: 200 response is not a vCon JSON object (answer 204 to filter the vCon): %v", s.host, parseErrText(err))
 		}
 		if got := doc.UUID(); got != uuid {
-			return Result{}, fmt.Errorf("step %s: step changed the uuid (sent %s, got %q): a step must return the vCon it was given", s.host, uuid, optval.Truncate(got, 64))
+			return Result{}, fmt.Errorf("step %s: step changed the uuid (sent %s, got %q): a step must return the vCon it was given", s.host, uuid, options.Truncate(got, 64))
 		}
 		v.Doc = doc.Doc
 		return Continue, nil
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	err = fmt.Errorf("step %s answered %s", s.host, stepoptStatus(resp))
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		return Result{}, &stepTransientError{err: err, retryAfter: stepoptRetryAfter(resp.Header.Get("Retry-After"))}
+	err = fmt.Errorf("step %w", &httpx.AnswerError{Host: s.host, Status: resp.StatusCode})
+	if httpx.RetryableStatus(resp.StatusCode) {
+		return Result{}, httpx.Retryable(err, httpx.RetryAfter(resp.Header, time.Now()))
 	}
 	return Result{}, fmt.Errorf("%w (want 200 with the vCon or 204 to filter)", err)
 }
 
-func stepoptStatus(resp *http.Response) string {
-	if t := http.StatusText(resp.StatusCode); t != "" {
-		return fmt.Sprintf("%d %s", resp.StatusCode, t)
-	}
-	return strconv.Itoa(resp.StatusCode)
-}
-
-// stepoptRetryAfter reads Retry-After in seconds (the HTTP-date form is
-// rare from services and ignored); capped so a step cannot park a worker.
-func stepoptRetryAfter(h string) time.Duration {
-	n, err := strconv.Atoi(strings.TrimSpace(h))
-	if err != nil || n <= 0 {
-		return 0
-	}
-	return min(time.Duration(n)*time.Second, 30*time.Second)
-}
-
-// stepoptURLErr drops the URL *url.Error puts in its message: it may carry
-// credentials in its query or userinfo.
-func stepoptURLErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-// stepoptParseErr keeps the parse error's kind but not its text beyond a
+// parseErrText keeps the parse error's kind but not its text beyond a
 // short bound: JSON errors can quote the offending input.
-func stepoptParseErr(err error) string {
+func parseErrText(err error) string {
 	if errors.Is(err, vcon.ErrNotObject) {
 		return "not a JSON object"
 	}
-	return optval.Truncate(err.Error(), 120)
-}
-
-func stepoptCount(o map[string]any, key string, def, maximum int) (int, error) {
-	v, ok := o[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	f, ok := optval.Float(v)
-	if !ok || f != float64(int(f)) || f < 0 || f > float64(maximum) {
-		return 0, fmt.Errorf("option %q: want a whole number from 0 to %d", key, maximum)
-	}
-	return int(f), nil
-}
-
-// stepoptUnexpanded finds a `${NAME}` left in a header value. The config
-// loader interpolates `${VAR}` from the environment (where the operator
-// mounts the Link's Secrets); one that is still there means the variable
-// was not set, and sending it literally would only earn a 401 per vCon.
-var stepoptUnexpanded = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`)
-
-// stepHeaders reads the headers option and refuses a `${NAME}` the config
-// loader could not resolve.
-func stepHeaders(o map[string]any) (map[string]string, error) {
-	headers, err := optval.Headers(o, "headers")
-	if err != nil {
-		return nil, err
-	}
-	for name, value := range headers {
-		if ref := stepoptUnexpanded.FindString(value); ref != "" {
-			return nil, fmt.Errorf("option %q: value of %q still holds %s: that environment variable is not set (is the Secret mounted?)", "headers", name, ref)
-		}
-	}
-	return headers, nil
+	return options.Truncate(err.Error(), 120)
 }

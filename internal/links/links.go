@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/registry"
@@ -67,11 +68,16 @@ type Deps struct {
 	HTTP *http.Client
 	// Logger never receives vCon content or secrets.
 	Logger *slog.Logger
+	// Metrics is where links that call vendors register their counters
+	// (vcon_llm_*); New makes it prometheus.DefaultRegisterer when nil.
+	// Many links share one registerer: the counters are registered once.
+	Metrics prometheus.Registerer
 }
 
 // Factory builds a link from its options (the YAML value as written, nil when
-// absent). It validates the options and returns an error naming the bad key,
-// so that a broken config is refused at load time, never at the first vCon.
+// absent). It reads them with internal/options and returns every bad key in
+// one error, so that a broken config is refused at load time, never at the
+// first vCon.
 type Factory func(name string, options map[string]any, deps Deps) (Link, error)
 
 var modules = registry.New[Factory]("link")
@@ -93,6 +99,9 @@ func New(name, module string, options map[string]any, deps Deps) (Link, error) {
 	}
 	if deps.HTTP == nil {
 		deps.HTTP = http.DefaultClient
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = prometheus.DefaultRegisterer
 	}
 	l, err := f(name, options, deps)
 	if err != nil {

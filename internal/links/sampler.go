@@ -6,12 +6,12 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
 	"time"
 
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -31,46 +31,40 @@ type sampler struct {
 }
 
 func newSampler(_ string, raw map[string]any, _ Deps) (Link, error) {
-	o := options(raw)
-	method, err := o.str("method", "percentage")
-	if err != nil {
-		return nil, err
-	}
-	value, err := o.number("value", 50)
-	if err != nil {
-		return nil, err
-	}
+	o := options.New(raw)
+	method := o.String("method", "percentage")
+	value := o.Float("value", 50)
 	s := &sampler{method: method, value: value, now: time.Now, uniform: rand.Float64}
 	switch method {
 	case "percentage":
 		if value < 0 || value > 100 {
-			return nil, fmt.Errorf("option %q: percentage must be between 0 and 100, got %v", "value", value)
+			o.Failf("value", "percentage must be between 0 and 100, got %v", value)
 		}
 	case "rate":
 		if value <= 0 {
-			return nil, fmt.Errorf("option %q: rate must be a positive number of seconds, got %v", "value", value)
+			o.Failf("value", "rate must be a positive number of seconds, got %v", value)
 		}
 	case "modulo", "time_based":
 		if value < 1 || value != math.Trunc(value) {
-			return nil, fmt.Errorf("option %q: %s needs a whole number of at least 1, got %v", "value", method, value)
+			o.Failf("value", "%s needs a whole number of at least 1, got %v", method, value)
 		}
 	default:
-		return nil, fmt.Errorf("option %q: unknown method %q (known: percentage, rate, modulo, time_based)", "method", method)
+		o.Failf("method", "unknown method %q (known: percentage, rate, modulo, time_based)", method)
 	}
-	if o.has("seed") {
-		switch seed := o["seed"].(type) {
+	if o.Has("seed") {
+		// A seed is text, but YAML reads an unquoted 42 as a number.
+		switch seed := o.Raw("seed").(type) {
 		case string:
 			s.seed = seed
-		case bool:
-			return nil, optionError("seed", "a string or a number", seed)
+		case int, int64, float64:
+			s.seed = strconv.FormatFloat(o.Float("seed", 0), 'f', -1, 64)
 		default:
-			f, ok := toFloat(seed)
-			if !ok {
-				return nil, optionError("seed", "a string or a number", seed)
-			}
-			s.seed = strconv.FormatFloat(f, 'f', -1, 64)
+			o.Fail("seed", "a string or a number")
 		}
 		s.seeded = true
+	}
+	if err := o.Err(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -116,7 +116,7 @@ func TestSamplerBadOptions(t *testing.T) {
 		{name: "rate zero", opts: map[string]any{"method": "rate", "value": 0}, want: `option "value": rate must be a positive`},
 		{name: "modulo fraction", opts: map[string]any{"method": "modulo", "value": 2.5}, want: `option "value": modulo needs a whole number`},
 		{name: "time_based zero", opts: map[string]any{"method": "time_based", "value": 0}, want: `option "value": time_based needs`},
-		{name: "value string", opts: map[string]any{"value": "50%"}, want: `option "value": want a number, got a string`},
+		{name: "value string", opts: map[string]any{"value": "50%"}, want: `option "value": want a number, got "50%"`},
 		{name: "seed list", opts: map[string]any{"seed": []any{1}}, want: `option "seed": want a string or a number, got a list`},
 	})
 }

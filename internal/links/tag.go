@@ -2,10 +2,10 @@ package links
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -19,20 +19,22 @@ type tagLink struct {
 type tagPair struct{ name, value string }
 
 func newTag(_ string, raw map[string]any, _ Deps) (Link, error) {
-	items, err := options(raw).strings("tags")
-	if err != nil {
-		return nil, err
-	}
-	if len(items) == 0 {
-		return nil, errors.New(`option "tags": required, a list like ["reviewed", "team:sales"]`)
+	o := options.New(raw)
+	items := o.Strings("tags")
+	if len(items) == 0 && o.Problems() == 0 {
+		o.Failf("tags", `required, a list like ["reviewed", "team:sales"]`)
 	}
 	l := &tagLink{}
 	for i, item := range items {
 		p, err := parseTag(item)
 		if err != nil {
-			return nil, fmt.Errorf("option %q: item %d: %w", "tags", i, err)
+			o.Failf("tags", "item %d: %v", i, err)
+			continue
 		}
 		l.tags = append(l.tags, p)
+	}
+	if err := o.Err(); err != nil {
+		return nil, err
 	}
 	return l, nil
 }

@@ -3,10 +3,10 @@ package links
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -21,51 +21,33 @@ type tagRouter struct {
 }
 
 func newTagRouter(_ string, raw map[string]any, deps Deps) (Link, error) {
-	o := options(raw)
-	routes, err := o.mapping("tag_routes")
-	if err != nil {
-		return nil, err
-	}
-	if len(routes) == 0 {
-		return nil, errors.New(`option "tag_routes": required, a map from tag to Redis list, e.g. {urgent: urgent_vcons}`)
+	o := options.New(raw)
+	routes := o.Map("tag_routes")
+	if routes.Empty() && o.Problems() == 0 {
+		o.Failf("tag_routes", "required, a map from tag to Redis list, e.g. {urgent: urgent_vcons}")
 	}
 	l := &tagRouter{deps: deps, routes: map[string][]string{}}
-	for _, tag := range sortedKeys(routes) {
-		lists, err := options{tag: routes[tag]}.routeTargets(tag)
-		if err != nil {
-			return nil, fmt.Errorf("option %q: %w", "tag_routes", err)
+	// A route is a list name or a list of list names.
+	for _, tag := range routes.Keys() {
+		lists := routes.Strings(tag)
+		if l, isList := routes.Raw(tag).([]any); isList && len(l) == 0 {
+			routes.Failf(tag, "no target list")
+		}
+		for _, name := range lists {
+			if strings.TrimSpace(name) == "" {
+				routes.Failf(tag, "empty list name")
+			}
 		}
 		l.routes[tag] = lists
 	}
-	if l.forwardOriginal, err = o.boolean("forward_original", true); err != nil {
+	l.forwardOriginal = o.Bool("forward_original", true)
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	if deps.Redis == nil {
 		return nil, errors.New("needs a Redis client to push routed uuids")
 	}
 	return l, nil
-}
-
-// routeTargets reads one route: a list name or a list of list names.
-func (o options) routeTargets(tag string) ([]string, error) {
-	var lists []string
-	if s, ok := o[tag].(string); ok {
-		lists = []string{s}
-	} else {
-		var err error
-		if lists, err = o.strings(tag); err != nil {
-			return nil, err
-		}
-	}
-	if len(lists) == 0 {
-		return nil, fmt.Errorf("route %q: no target list", tag)
-	}
-	for _, l := range lists {
-		if strings.TrimSpace(l) == "" {
-			return nil, fmt.Errorf("route %q: empty list name", tag)
-		}
-	}
-	return lists, nil
 }
 
 func (l *tagRouter) Run(_ context.Context, v *vcon.VCon) (Result, error) {

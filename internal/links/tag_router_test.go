@@ -94,8 +94,8 @@ func TestTagRouterBadOptions(t *testing.T) {
 	checkBadOptions(t, "links.tag_router", deps, []badOptionCase{
 		{name: "absent", opts: nil, want: `option "tag_routes": required`},
 		{name: "not a map", opts: map[string]any{"tag_routes": []any{"a"}}, want: `option "tag_routes": want a map`},
-		{name: "number target", opts: map[string]any{"tag_routes": map[string]any{"a": 5}}, want: `option "tag_routes"`},
-		{name: "empty target", opts: map[string]any{"tag_routes": map[string]any{"a": ""}}, want: `route "a": empty list name`},
+		{name: "number target", opts: map[string]any{"tag_routes": map[string]any{"a": 5}}, want: `option "tag_routes.a": want a list of strings, got 5`},
+		{name: "empty target", opts: map[string]any{"tag_routes": map[string]any{"a": ""}}, want: `option "tag_routes.a": empty list name`},
 		{name: "bad forward_original", opts: map[string]any{"tag_routes": map[string]any{"a": "l"}, "forward_original": "no"}, want: `option "forward_original"`},
 	})
 	checkBadOptions(t, "links.tag_router", Deps{}, []badOptionCase{

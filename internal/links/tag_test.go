@@ -69,7 +69,7 @@ func TestTagBadOptions(t *testing.T) {
 	checkBadOptions(t, "links.tag", Deps{}, []badOptionCase{
 		{name: "absent", opts: nil, want: `option "tags": required`},
 		{name: "empty", opts: map[string]any{"tags": []any{}}, want: `option "tags": required`},
-		{name: "not a list", opts: map[string]any{"tags": "a,b"}, want: `option "tags": want a list of strings`},
+		{name: "not a list", opts: map[string]any{"tags": map[string]any{"a": "b"}}, want: `option "tags": want a list of strings, got a map`},
 		{name: "item not a string", opts: map[string]any{"tags": []any{"a", 3}}, want: `option "tags": item 1`},
 		{name: "no name", opts: map[string]any{"tags": []any{":x"}}, want: `option "tags": item 0: tag ":x" has no name`},
 	})

@@ -60,9 +60,9 @@ func (r *receiver) requests() []received {
 }
 
 func fastWebhookBackoff(t *testing.T) {
-	old := webhookBackoff
-	webhookBackoff = time.Millisecond
-	t.Cleanup(func() { webhookBackoff = old })
+	old := webhookPolicy
+	webhookPolicy.Base = time.Millisecond
+	t.Cleanup(func() { webhookPolicy = old })
 }
 
 const webhookDoc = `{"uuid":"u1","vcon":"0.0.1","dialog":[{"type":"text","body":"hello","mimetype":"text/plain"}],
@@ -83,10 +83,10 @@ func TestWebhookDelivery(t *testing.T) {
 		{name: "retries 500 then succeeds", statuses: []int{500, 503, 200}, calls: 3},
 		{name: "retries 429", statuses: []int{429, 202}, calls: 2},
 		{name: "gives up after retries", statuses: []int{500}, opts: map[string]any{"retries": 2}, calls: 3,
-			wantErr: "status 500 (3 attempts)"},
+			wantErr: "answered 500 Internal Server Error (3 attempts)"},
 		{name: "no retries when asked", statuses: []int{502}, opts: map[string]any{"retries": 0}, calls: 1,
-			wantErr: "status 502 (1 attempts)"},
-		{name: "client error is final", statuses: []int{401, 200}, calls: 1, wantErr: "status 401"},
+			wantErr: "answered 502 Bad Gateway (1 attempts)"},
+		{name: "client error is final", statuses: []int{401, 200}, calls: 1, wantErr: "answered 401 Unauthorized"},
 		{name: "timeout honoured", statuses: []int{200}, delay: 5 * time.Second,
 			opts: map[string]any{"timeout": 0.1, "retries": 1}, calls: 2, wantErr: "no answer within 100ms"},
 	}
@@ -191,9 +191,9 @@ func TestWebhookEgressFormat(t *testing.T) {
 }
 
 func TestWebhookContextCancelStopsRetries(t *testing.T) {
-	old := webhookBackoff
-	webhookBackoff = time.Hour
-	t.Cleanup(func() { webhookBackoff = old })
+	old := webhookPolicy
+	webhookPolicy.Base, webhookPolicy.Max = time.Hour, time.Hour
+	t.Cleanup(func() { webhookPolicy = old })
 	r := newReceiver(t, 0, 500)
 	l := mustNew(t, "links.webhook", map[string]any{"webhook-urls": []any{r.srv.URL}}, Deps{HTTP: r.srv.Client()})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -208,10 +208,10 @@ func TestWebhookBadOptions(t *testing.T) {
 	ok := []any{"https://hooks.example/x"}
 	checkBadOptions(t, "links.webhook", Deps{}, []badOptionCase{
 		{name: "no urls", opts: nil, want: `option "webhook-urls": required`},
-		{name: "urls not a list", opts: map[string]any{"webhook-urls": "https://x"}, want: `option "webhook-urls": want a list of strings`},
-		{name: "relative url", opts: map[string]any{"webhook-urls": []any{"/hook"}}, want: `option "webhook-urls": item 0: want an http:// or https:// URL`},
+		{name: "urls not a list", opts: map[string]any{"webhook-urls": map[string]any{"a": "https://x"}}, want: `option "webhook-urls": want a list of strings, got a map`},
+		{name: "relative url", opts: map[string]any{"webhook-urls": []any{"/hook"}}, want: `option "webhook-urls": item 0: want an absolute http:// or https:// URL`},
 		{name: "headers list", opts: map[string]any{"webhook-urls": ok, "headers": []any{"a"}}, want: `option "headers": want a map`},
-		{name: "negative timeout", opts: map[string]any{"webhook-urls": ok, "timeout": -1}, want: `option "timeout": want a positive number`},
+		{name: "negative timeout", opts: map[string]any{"webhook-urls": ok, "timeout": -1}, want: `option "timeout": want a duration such as 30s or 30 (seconds), got -1`},
 		{name: "fractional retries", opts: map[string]any{"webhook-urls": ok, "retries": 1.5}, want: `option "retries": want a whole number`},
 		{name: "unknown format", opts: map[string]any{"webhook-urls": ok, "egress_format_version": "9"}, want: `option "egress_format_version"`},
 	})

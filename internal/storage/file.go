@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -64,25 +65,25 @@ type fileStorage struct {
 }
 
 func newFileStorage(_ context.Context, _ string, raw map[string]any, _ Deps) (Storage, error) {
-	o := newOptions(raw)
+	o := options.New(raw)
 	s := &fileStorage{
-		root:           o.string("path", "/data/vcons"),
-		organizeByDate: o.bool("organize_by_date", true),
-		compress:       o.bool("compression", false),
-		maxSize:        o.int("max_file_size", 10<<20),
-		fileMode:       o.fileMode("file_permissions", 0o644),
-		dirMode:        o.fileMode("dir_permissions", 0o755),
+		root:           o.String("path", "/data/vcons"),
+		organizeByDate: o.Bool("organize_by_date", true),
+		compress:       o.Bool("compression", false),
+		maxSize:        o.Int("max_file_size", 10<<20),
+		fileMode:       o.FileMode("file_permissions", 0o644),
+		dirMode:        o.FileMode("dir_permissions", 0o755),
 		fsys:           osFS{},
 		searchBudget:   defaultSearchBudget,
 		now:            time.Now,
 	}
 	if s.root == "" {
-		o.fail("path", "must not be empty")
+		o.Failf("path", "must not be empty")
 	}
 	if s.maxSize <= 0 {
-		o.fail("max_file_size", "must be positive, got %d", s.maxSize)
+		o.Failf("max_file_size", "must be positive, got %d", s.maxSize)
 	}
-	if err := o.err(); err != nil {
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return s, nil

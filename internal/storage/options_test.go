@@ -1,8 +1,9 @@
 package storage
 
 import (
+	"context"
 	"encoding/json"
-	"os"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -30,65 +31,92 @@ func testVCon(t testing.TB, uuid, createdAt, subject string) *vcon.VCon {
 	return &vcon.VCon{Doc: doc}
 }
 
-func TestOptions(t *testing.T) {
-	tests := []struct {
-		name    string
-		raw     map[string]any
-		read    func(o *options) any
-		want    any
-		wantErr string // substring; "" means no error
+// TestModuleOptionErrors is each storage module's table of refused
+// options: the error names the storage, its module and every bad key, and
+// never quotes a credential or a URL.
+func TestModuleOptionErrors(t *testing.T) {
+	pg := map[string]any{"database": "db", "user": "u", "password": "pw-s3cret", "host": "h", "port": int64(5432)}
+	with := func(base map[string]any, kv ...any) map[string]any {
+		out := map[string]any{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i].(string)] = kv[i+1]
+		}
+		return out
+	}
+	hook := map[string]any{"webhook-urls": []any{"https://hooks.example/x"}}
+	s3 := map[string]any{"aws_bucket": "b"}
+	tests := map[string][]struct {
+		name string
+		opts map[string]any
+		want []string // each must appear
 	}{
-		{"string default on nil map", nil, func(o *options) any { return o.string("k", "d") }, "d", ""},
-		{"string default on explicit null", map[string]any{"k": nil}, func(o *options) any { return o.string("k", "d") }, "d", ""},
-		{"string", map[string]any{"k": "v"}, func(o *options) any { return o.string("k", "d") }, "v", ""},
-		{"string wrong type", map[string]any{"k": 5}, func(o *options) any { return o.string("k", "d") }, "d", `option "k": want a string`},
-		{"bool", map[string]any{"k": false}, func(o *options) any { return o.bool("k", true) }, false, ""},
-		{"bool from 1", map[string]any{"k": 1}, func(o *options) any { return o.bool("k", false) }, true, ""},
-		{"bool from \"false\"", map[string]any{"k": "false"}, func(o *options) any { return o.bool("k", true) }, false, ""},
-		{"bool wrong", map[string]any{"k": "maybe"}, func(o *options) any { return o.bool("k", true) }, true, `option "k": want true or false`},
-		{"bool from 2", map[string]any{"k": 2}, func(o *options) any { return o.bool("k", true) }, true, `option "k"`},
-		{"int from int", map[string]any{"k": 7}, func(o *options) any { return o.int("k", 1) }, int64(7), ""},
-		{"int from float64", map[string]any{"k": 7.0}, func(o *options) any { return o.int("k", 1) }, int64(7), ""},
-		{"int from json.Number", map[string]any{"k": json.Number("7")}, func(o *options) any { return o.int("k", 1) }, int64(7), ""},
-		{"int from string", map[string]any{"k": " 7"}, func(o *options) any { return o.int("k", 1) }, int64(7), ""},
-		{"int fraction", map[string]any{"k": 7.5}, func(o *options) any { return o.int("k", 1) }, int64(1), `option "k": want a whole number`},
-		{"int word", map[string]any{"k": "big"}, func(o *options) any { return o.int("k", 1) }, int64(1), `option "k": want a whole number`},
-		{"required string", map[string]any{"k": "v"}, func(o *options) any { return o.required("k") }, "v", ""},
-		{"required number", map[string]any{"k": 5432}, func(o *options) any { return o.required("k") }, "5432", ""},
-		{"required float", map[string]any{"k": 5432.0}, func(o *options) any { return o.required("k") }, "5432", ""},
-		{"required missing", map[string]any{}, func(o *options) any { return o.required("k") }, "", `option "k": required, missing`},
-		{"required empty", map[string]any{"k": ""}, func(o *options) any { return o.required("k") }, "", `option "k": required, empty`},
-		{"mode from PyYAML octal", map[string]any{"k": 420}, func(o *options) any { return o.fileMode("k", 0) }, os.FileMode(0o644), ""},
-		{"mode from YAML 1.2 decimal", map[string]any{"k": 644}, func(o *options) any { return o.fileMode("k", 0) }, os.FileMode(0o644), ""},
-		{"mode from string", map[string]any{"k": "0750"}, func(o *options) any { return o.fileMode("k", 0) }, os.FileMode(0o750), ""},
-		{"mode from 0o string", map[string]any{"k": "0o600"}, func(o *options) any { return o.fileMode("k", 0) }, os.FileMode(0o600), ""},
-		{"mode too large", map[string]any{"k": 1023}, func(o *options) any { return o.fileMode("k", 0o644) }, os.FileMode(0o644), `option "k": want permissions between`},
-		{"mode not octal", map[string]any{"k": "rwx"}, func(o *options) any { return o.fileMode("k", 0o644) }, os.FileMode(0o644), `option "k": want octal`},
+		"storage.file": {
+			{"path empty", map[string]any{"path": ""}, []string{`option "path": must not be empty`}},
+			{"size and modes", map[string]any{"max_file_size": int64(0), "file_permissions": "rwx", "compression": "maybe"}, []string{
+				`option "compression": want true or false (or 1 or 0), got "maybe"`,
+				`option "max_file_size": must be positive, got 0`,
+				`option "file_permissions": want octal permissions such as "0644", got "rwx"`,
+			}},
+			{"size not a number", map[string]any{"max_file_size": "10MB"}, []string{`option "max_file_size": want a whole number, got "10MB"`}},
+		},
+		"storage.postgres": {
+			{"nothing set", nil, []string{`option "database": required, missing`, `option "user": required, missing`, `option "password": required, missing`, `option "host": required, missing`, `option "port": required, missing`}},
+			{"bad port", with(pg, "port", "http"), []string{`option "port": want a TCP port number, got "http"`}},
+			{"bad table", with(pg, "table_name", "a-b"), []string{`option "table_name": want letters, digits and _ (not starting with a digit, at most 63), got "a-b"`}},
+			{"password of the wrong type", with(pg, "password", []any{"pw-s3cret"}), []string{`option "password": want a string, got a list`}},
+		},
+		"storage.redis_storage": {
+			{"expires zero", map[string]any{"expires": int64(0)}, []string{`option "expires": must be a positive number of seconds, got 0`}},
+			{"expires words", map[string]any{"expires": "a week", "prefix": int64(3)}, []string{`option "prefix": want a string, got 3`, `option "expires": want a whole number, got "a week"`}},
+		},
+		"storage.s3": {
+			{"no bucket", nil, []string{`option "aws_bucket": required: the name of the bucket`}},
+			{"bucket a number", map[string]any{"aws_bucket": int64(3)}, []string{`option "aws_bucket": want a string, got 3`}},
+			{"half the keys", with(s3, "aws_access_key_id", "AKIA"), []string{`options "aws_access_key_id" and "aws_secret_access_key" go together`}},
+			{"endpoint not a URL", with(s3, "endpoint_url", "minio:9000"), []string{`option "endpoint_url": want an absolute http:// or https:// URL`}},
+			{"endpoint with credentials", with(s3, "endpoint_url", "http://u:pw-s3cret@minio:9000"), []string{`option "endpoint_url": must not hold credentials`}},
+			{"secret unexpanded", with(s3, "aws_access_key_id", "AKIA", "aws_secret_access_key", "${S3_SECRET_NOT_SET}"), []string{`option "aws_secret_access_key": refers to ${S3_SECRET_NOT_SET}`}},
+		},
+		"storage.webhook": {
+			{"no urls", nil, []string{`option "webhook-urls": required`}},
+			{"every bad key", with(hook, "webhook-urls", []any{"https://a", "/b?token=s3cret"}, "timeout", "later", "headers", map[string]any{"A B": "pw-s3cret"}), []string{
+				`option "webhook-urls": item 1: want an absolute http:// or https:// URL`,
+				`option "headers": "A B" is not a valid header name`,
+				`option "timeout": want a duration such as 30s or 30 (seconds), got "later"`,
+			}},
+		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			o := newOptions(tc.raw)
-			got := tc.read(o)
-			if got != tc.want {
-				t.Errorf("value = %#v, want %#v", got, tc.want)
-			}
-			err := o.err()
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Errorf("unexpected error: %v", err)
-			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-				t.Errorf("error = %v, want one containing %q", err, tc.wantErr)
-			}
-		})
+	for _, module := range Known() {
+		if _, ok := tests[module]; !ok {
+			t.Errorf("%s has no option error cases", module)
+		}
 	}
-}
-
-func TestOptionsNamesEveryBadKey(t *testing.T) {
-	o := newOptions(map[string]any{"b": "x", "a": "y"})
-	o.int("b", 0)
-	o.bool("a", false)
-	err := o.err()
-	if err == nil || !strings.Contains(err.Error(), `"a"`) || !strings.Contains(err.Error(), `"b"`) {
-		t.Fatalf("error = %v, want both keys named", err)
+	for module, cases := range tests {
+		for _, tc := range cases {
+			t.Run(module+"/"+tc.name, func(t *testing.T) {
+				s, err := New(context.Background(), "bad", module, tc.opts, Deps{})
+				if err == nil {
+					if c, ok := s.(Closer); ok {
+						_ = c.Close()
+					}
+					t.Fatalf("New accepted %v", tc.opts)
+				}
+				msg := err.Error()
+				if !strings.HasPrefix(msg, fmt.Sprintf("storage %q (%s): ", "bad", module)) {
+					t.Errorf("error %q does not name the storage and its module", msg)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(msg, w) {
+						t.Errorf("error %q\ndoes not contain %q", msg, w)
+					}
+				}
+				if strings.Contains(msg, "s3cret") {
+					t.Errorf("error %q quotes a secret", msg)
+				}
+			})
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -41,20 +42,20 @@ type postgresStorage struct {
 }
 
 func newPostgresStorage(_ context.Context, _ string, raw map[string]any, _ Deps) (Storage, error) {
-	o := newOptions(raw)
-	database := o.required("database")
-	user := o.required("user")
-	password := o.required("password")
-	host := o.required("host")
-	port := o.required("port")
-	table := o.string("table_name", "vcons")
+	o := options.New(raw)
+	database := o.Required("database")
+	user := o.Required("user")
+	password := o.Required("password")
+	host := o.Required("host")
+	port := o.Required("port")
+	table := o.String("table_name", "vcons")
 	if n, err := strconv.Atoi(port); port != "" && (err != nil || n < 1 || n > 65535) {
-		o.fail("port", "want a TCP port number, got %q", port)
+		o.Fail("port", "a TCP port number")
 	}
 	if !safeIdentifier.MatchString(table) {
-		o.fail("table_name", "want letters, digits and _ (not starting with a digit, at most 63), got %q", table)
+		o.Fail("table_name", "letters, digits and _ (not starting with a digit, at most 63)")
 	}
-	if err := o.err(); err != nil {
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	dsn := url.URL{

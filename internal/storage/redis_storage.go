@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -27,16 +28,16 @@ type redisStorage struct {
 }
 
 func newRedisStorage(_ context.Context, _ string, raw map[string]any, deps Deps) (Storage, error) {
-	o := newOptions(raw)
+	o := options.New(raw)
 	s := &redisStorage{
 		client:  deps.Redis,
-		prefix:  o.string("prefix", "vcon_storage"),
-		expires: time.Duration(o.int("expires", defaultRedisExpires)) * time.Second,
+		prefix:  o.String("prefix", "vcon_storage"),
+		expires: time.Duration(o.Int("expires", defaultRedisExpires)) * time.Second,
 	}
 	if s.expires <= 0 {
-		o.fail("expires", "must be a positive number of seconds, got %d", s.expires/time.Second)
+		o.Failf("expires", "must be a positive number of seconds, got %d", s.expires/time.Second)
 	}
-	if err := o.err(); err != nil {
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	if s.client == nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	optval "github.com/vcon-operator/vcon-operator/internal/options"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -43,44 +43,24 @@ type s3Storage struct {
 	now    func() time.Time
 }
 
-func newS3(ctx context.Context, _ string, options map[string]any, _ Deps) (Storage, error) {
-	bucket, err := optval.String(options, "aws_bucket")
-	if err != nil {
-		return nil, err
+func newS3(ctx context.Context, _ string, raw map[string]any, _ Deps) (Storage, error) {
+	o := options.New(raw)
+	bucket := o.Name("aws_bucket", "")
+	if bucket == "" && o.Problems() == 0 { // a wrong type is reported already
+		o.Failf("aws_bucket", "required: the name of the bucket to write vCons to")
 	}
-	if bucket == "" {
-		return nil, errors.New(`option "aws_bucket" is required: the name of the bucket to write vCons to`)
-	}
-	keyID, err := optval.String(options, "aws_access_key_id")
-	if err != nil {
-		return nil, err
-	}
-	secret, err := optval.String(options, "aws_secret_access_key")
-	if err != nil {
-		return nil, err
-	}
+	keyID := o.Secret("aws_access_key_id")
+	secret := o.Secret("aws_secret_access_key")
 	if (keyID == "") != (secret == "") {
-		return nil, errors.New(`options "aws_access_key_id" and "aws_secret_access_key" go together: set both, or neither to use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the pod's web identity`)
+		o.Errorf(`options "aws_access_key_id" and "aws_secret_access_key" go together: set both, or neither to use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the pod's web identity`)
 	}
-	region, err := optval.String(options, "aws_region")
-	if err != nil {
-		return nil, err
+	region := o.Name("aws_region", "")
+	endpoint := o.URL("endpoint_url", "")
+	if u, err := url.Parse(endpoint); endpoint != "" && err == nil && u.User != nil {
+		o.Failf("endpoint_url", "must not hold credentials; use aws_access_key_id and aws_secret_access_key")
 	}
-	endpoint, err := optval.String(options, "endpoint_url")
-	if err != nil {
-		return nil, err
-	}
-	if endpoint != "" {
-		u, err := url.Parse(endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, errors.New(`option "endpoint_url": want an absolute http:// or https:// URL of an S3-compatible server`)
-		}
-		if u.User != nil {
-			return nil, errors.New(`option "endpoint_url": must not hold credentials; use aws_access_key_id and aws_secret_access_key`)
-		}
-	}
-	prefix, err := optval.String(options, "s3_path")
-	if err != nil {
+	prefix := o.Name("s3_path", "")
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 
@@ -318,7 +298,7 @@ func s3CheckUUID(uuid string) error {
 		return errors.New("s3: vcon has no uuid")
 	}
 	if strings.ContainsAny(uuid, "/\\") || uuid == "." || uuid == ".." || len(uuid) > 200 {
-		return fmt.Errorf("s3: uuid %q cannot be part of an object key", optval.Truncate(uuid, 64))
+		return fmt.Errorf("s3: uuid %q cannot be part of an object key", options.Truncate(uuid, 64))
 	}
 	return nil
 }

@@ -262,7 +262,7 @@ func TestS3Errors(t *testing.T) {
 		{
 			name:     "missing bucket",
 			opts:     map[string]any{"aws_access_key_id": "a", "aws_secret_access_key": "b", "endpoint_url": srv.Endpoint},
-			buildErr: `option "aws_bucket" is required`,
+			buildErr: `option "aws_bucket": required`,
 		},
 		{
 			name:     "bucket not a string",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/registry"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
@@ -49,8 +50,9 @@ type Deps struct {
 	Logger *slog.Logger
 }
 
-// Factory builds a storage from its options (nil when absent). It validates
-// the options, naming the bad key, and may connect; it must not block for
+// Factory builds a storage from its options (nil when absent). It reads them
+// with internal/options, returning every bad key in one error, and may
+// connect; it must not block for
 // long when the backend is down (Save reports that, and is retried).
 type Factory func(ctx context.Context, name string, options map[string]any, deps Deps) (Storage, error)
 
@@ -118,5 +120,5 @@ func IsPermanent(err error) bool {
 // 408 (the server gave up waiting for it) and 429 (too many requests),
 // which ask to be tried again.
 func permanentStatus(code int) bool {
-	return code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
+	return code >= 400 && code < 500 && !httpx.RetryableStatus(code)
 }

@@ -214,9 +214,9 @@ func TestWebhookOptions(t *testing.T) {
 		{name: "single string", opts: map[string]any{"webhook-urls": "http://a/x"}, targets: 1, timeout: 30 * time.Second},
 		{name: "timeout seconds", opts: map[string]any{"webhook-urls": []any{"http://a"}, "timeout": 5}, targets: 1, timeout: 5 * time.Second},
 		{name: "timeout duration", opts: map[string]any{"webhook-urls": []any{"http://a"}, "timeout": "250ms"}, targets: 1, timeout: 250 * time.Millisecond},
-		{name: "missing urls", opts: map[string]any{}, errHas: `"webhook-urls" is required`},
-		{name: "nil options", opts: nil, errHas: `"webhook-urls" is required`},
-		{name: "empty list", opts: map[string]any{"webhook-urls": []any{}}, errHas: `"webhook-urls" is required`},
+		{name: "missing urls", opts: map[string]any{}, errHas: `option "webhook-urls": required`},
+		{name: "nil options", opts: nil, errHas: `option "webhook-urls": required`},
+		{name: "empty list", opts: map[string]any{"webhook-urls": []any{}}, errHas: `option "webhook-urls": required`},
 		{name: "not a URL", opts: map[string]any{"webhook-urls": []any{"http://a", "a/b"}}, errHas: "item 1"},
 		{name: "item not a string", opts: map[string]any{"webhook-urls": []any{7}}, errHas: "item 0"},
 		{name: "map instead of list", opts: map[string]any{"webhook-urls": map[string]any{}}, errHas: `option "webhook-urls"`},
@@ -238,8 +238,8 @@ func TestWebhookOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := s.(*webhookStorage)
-			if len(w.targets) != tc.targets || w.timeout != tc.timeout {
-				t.Errorf("targets, timeout = %d, %s; want %d, %s", len(w.targets), w.timeout, tc.targets, tc.timeout)
+			if len(w.targets) != tc.targets || w.post.Timeout != tc.timeout {
+				t.Errorf("targets, timeout = %d, %s; want %d, %s", len(w.targets), w.post.Timeout, tc.targets, tc.timeout)
 			}
 		})
 	}

@@ -11,31 +11,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
-// aiTestWaits makes retries instant and records the waits asked for. Tests
+// instantVendorRetries makes retries instant and records the waits asked for. Tests
 // that use it must not run in parallel (it swaps package variables).
-func aiTestWaits(t *testing.T) *[]time.Duration {
+func instantVendorRetries(t *testing.T) *[]time.Duration {
 	t.Helper()
 	var (
 		mu    sync.Mutex
 		waits []time.Duration
 	)
-	oldSleep, oldBase := aiSleep, aiBackoffBase
-	aiBackoffBase = 10 * time.Millisecond
-	aiSleep = func(ctx context.Context, d time.Duration) error {
+	old := vendorPolicy
+	vendorPolicy.Base = 10 * time.Millisecond
+	vendorPolicy.Sleep = func(ctx context.Context, d time.Duration) error {
 		mu.Lock()
 		waits = append(waits, d)
 		mu.Unlock()
 		return ctx.Err()
 	}
-	t.Cleanup(func() { aiSleep, aiBackoffBase = oldSleep, oldBase })
+	t.Cleanup(func() { vendorPolicy = old })
 	return &waits
 }
 
-// aiReply is one scripted vendor answer.
-type aiReply struct {
+// fakeReply is one scripted vendor answer.
+type fakeReply struct {
 	status int
 	header map[string]string
 	body   string
@@ -43,31 +45,31 @@ type aiReply struct {
 	hang bool
 }
 
-// aiSeen is one request a fake vendor received.
-type aiSeen struct {
+// fakeRequest is one request a fake vendor received.
+type fakeRequest struct {
 	method, path, rawQuery string
 	header                 http.Header
 	body                   []byte
 }
 
-// aiFake is a vendor double: it records every request and answers from a
+// vendorFake is a vendor double: it records every request and answers from a
 // script (the last reply repeats).
-type aiFake struct {
+type vendorFake struct {
 	mu      sync.Mutex
-	seen    []aiSeen
-	replies []aiReply
+	seen    []fakeRequest
+	replies []fakeReply
 	srv     *httptest.Server
 }
 
-func newAIFake(t *testing.T, replies ...aiReply) *aiFake {
+func newVendorFake(t *testing.T, replies ...fakeReply) *vendorFake {
 	t.Helper()
-	f := &aiFake{replies: replies}
+	f := &vendorFake{replies: replies}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		n := len(f.seen)
-		f.seen = append(f.seen, aiSeen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
-		reply := aiReply{status: 500, body: `{"error":{"message":"no scripted reply"}}`}
+		f.seen = append(f.seen, fakeRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
+		reply := fakeReply{status: 500, body: `{"error":{"message":"no scripted reply"}}`}
 		if len(f.replies) > 0 {
 			reply = f.replies[min(n, len(f.replies)-1)]
 		}
@@ -92,14 +94,14 @@ func newAIFake(t *testing.T, replies ...aiReply) *aiFake {
 	return f
 }
 
-func (f *aiFake) requests() []aiSeen {
+func (f *vendorFake) requests() []fakeRequest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]aiSeen(nil), f.seen...)
+	return append([]fakeRequest(nil), f.seen...)
 }
 
-// aiChatAnswer is an OpenAI chat completion answer with usage.
-func aiChatAnswer(content string, prompt, completion int) aiReply {
+// chatAnswer is an OpenAI chat completion answer with usage.
+func chatAnswer(content string, prompt, completion int) fakeReply {
 	b, _ := json.Marshal(map[string]any{
 		"id":      "chatcmpl-1",
 		"object":  "chat.completion",
@@ -107,10 +109,10 @@ func aiChatAnswer(content string, prompt, completion int) aiReply {
 		"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": content}, "finish_reason": "stop"}},
 		"usage":   map[string]any{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
 	})
-	return aiReply{status: 200, body: string(b)}
+	return fakeReply{status: 200, body: string(b)}
 }
 
-func aiParseVCon(t *testing.T, doc string) *vcon.VCon {
+func mustParseVCon(t *testing.T, doc string) *vcon.VCon {
 	t.Helper()
 	v, err := vcon.Parse([]byte(doc))
 	if err != nil {
@@ -119,7 +121,7 @@ func aiParseVCon(t *testing.T, doc string) *vcon.VCon {
 	return v
 }
 
-func aiJSONMap(t *testing.T, data []byte) map[string]any {
+func jsonMap(t *testing.T, data []byte) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(data, &m); err != nil {
@@ -128,8 +130,8 @@ func aiJSONMap(t *testing.T, data []byte) map[string]any {
 	return m
 }
 
-// aiAssertNoSecret fails when any secret shows up in s.
-func aiAssertNoSecret(t *testing.T, s string, secrets ...string) {
+// assertNoSecret fails when any secret shows up in s.
+func assertNoSecret(t *testing.T, s string, secrets ...string) {
 	t.Helper()
 	for _, sec := range secrets {
 		if sec != "" && strings.Contains(s, sec) {
@@ -138,8 +140,8 @@ func aiAssertNoSecret(t *testing.T, s string, secrets ...string) {
 	}
 }
 
-// aiNew builds a link through the registry, failing the test on error.
-func aiNew(t *testing.T, name, module string, opts map[string]any) Link {
+// newTestLink builds a link through the registry, failing the test on error.
+func newTestLink(t *testing.T, name, module string, opts map[string]any) Link {
 	t.Helper()
 	l, err := New(name, module, opts, Deps{HTTP: &http.Client{}})
 	if err != nil {
@@ -148,8 +150,8 @@ func aiNew(t *testing.T, name, module string, opts map[string]any) Link {
 	return l
 }
 
-// aiAnalyses returns the analysis entries of one type.
-func aiAnalyses(v *vcon.VCon, typ string) []map[string]any {
+// analysesOfType returns the analysis entries of one type.
+func analysesOfType(v *vcon.VCon, typ string) []map[string]any {
 	var out []map[string]any
 	for _, a := range v.List(vcon.Analysis) {
 		if a["type"] == typ {
@@ -159,8 +161,8 @@ func aiAnalyses(v *vcon.VCon, typ string) []map[string]any {
 	return out
 }
 
-// aiTagsOf reads the tag list from the tags attachment.
-func aiTagsOf(t *testing.T, v *vcon.VCon) []string {
+// tagsOf reads the tag list from the tags attachment.
+func tagsOf(t *testing.T, v *vcon.VCon) []string {
 	t.Helper()
 	for _, a := range v.List(vcon.Attachments) {
 		if a["purpose"] == "tags" {
@@ -175,4 +177,15 @@ func aiTagsOf(t *testing.T, v *vcon.VCon) []string {
 		}
 	}
 	return nil
+}
+
+// testVendorMetrics are the counters links built by New count into (the
+// default registerer's).
+func testVendorMetrics(t *testing.T) *vendorMetrics {
+	t.Helper()
+	m, err := newVendorMetrics(prometheus.DefaultRegisterer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
-// aiHasAnalysisType says whether any analysis has type typ.
-func aiHasAnalysisType(v *vcon.VCon, typ string) bool {
+// hasAnalysisType says whether any analysis has type typ.
+func hasAnalysisType(v *vcon.VCon, typ string) bool {
 	for _, a := range v.List(vcon.Analysis) {
 		if a["type"] == typ {
 			return true
@@ -25,8 +25,8 @@ func aiHasAnalysisType(v *vcon.VCon, typ string) bool {
 	return false
 }
 
-// aiDecodeJSON decodes with json.Number, the document's number convention.
-func aiDecodeJSON(data []byte) (any, error) {
+// decodeJSON decodes with json.Number, the document's number convention.
+func decodeJSON(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var out any
@@ -39,28 +39,28 @@ func aiDecodeJSON(data []byte) (any, error) {
 	return out, nil
 }
 
-// aiDecodedBody is the entry's body as a value: parsed when it is a JSON
+// decodedBody is the entry's body as a value: parsed when it is a JSON
 // string (encoding "json"), as written otherwise.
-func aiDecodedBody(entry map[string]any) any {
+func decodedBody(entry map[string]any) any {
 	body := entry["body"]
 	if s, ok := body.(string); ok && entry["encoding"] == "json" {
-		if v, err := aiDecodeJSON([]byte(s)); err == nil {
+		if v, err := decodeJSON([]byte(s)); err == nil {
 			return v
 		}
 	}
 	return body
 }
 
-// aiTextAt follows a dotted path (conserver's pydash.get: map keys and list
+// textAt follows a dotted path (conserver's pydash.get: map keys and list
 // indices) into an analysis entry whose body is decoded first. A string body
 // whose encoding is not "json" is still parsed when the path goes through
 // it, because older writers stored JSON strings with encoding "none". A
 // non-string result (an object) is returned as its JSON text.
-func aiTextAt(entry map[string]any, path string) string {
+func textAt(entry map[string]any, path string) string {
 	var cur any = map[string]any(entry)
 	for i, seg := range strings.Split(path, ".") {
 		if s, ok := cur.(string); ok {
-			v, err := aiDecodeJSON([]byte(s))
+			v, err := decodeJSON([]byte(s))
 			if err != nil {
 				return ""
 			}
@@ -69,7 +69,7 @@ func aiTextAt(entry map[string]any, path string) string {
 		switch t := cur.(type) {
 		case map[string]any:
 			if i == 0 && seg == "body" {
-				cur = aiDecodedBody(t)
+				cur = decodedBody(t)
 			} else {
 				cur = t[seg]
 			}
@@ -97,15 +97,15 @@ func aiTextAt(entry map[string]any, path string) string {
 	}
 }
 
-// aiNormalize round-trips a value through JSON so that what a link appends
+// normalizeEntry round-trips a value through JSON so that what a link appends
 // looks exactly like what Parse would have produced (json.Number numbers,
 // map[string]any objects).
-func aiNormalize(v map[string]any) map[string]any {
+func normalizeEntry(v map[string]any) map[string]any {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return v
 	}
-	out, err := aiDecodeJSON(b)
+	out, err := decodeJSON(b)
 	if err != nil {
 		return v
 	}
@@ -113,9 +113,9 @@ func aiNormalize(v map[string]any) map[string]any {
 	return m
 }
 
-// aiAddAnalysis appends an analysis entry the way conserver's add_analysis
+// addAnalysis appends an analysis entry the way conserver's add_analysis
 // does: type, dialog, vendor, body, encoding, then the extra fields.
-func aiAddAnalysis(v *vcon.VCon, typ string, dialog int, vendor string, body string, encoding string, extra map[string]any) {
+func addAnalysis(v *vcon.VCon, typ string, dialog int, vendor string, body string, encoding string, extra map[string]any) {
 	entry := map[string]any{
 		"type":     typ,
 		"dialog":   dialog,
@@ -126,11 +126,11 @@ func aiAddAnalysis(v *vcon.VCon, typ string, dialog int, vendor string, body str
 	for k, e := range extra {
 		entry[k] = e
 	}
-	v.Append(vcon.Analysis, aiNormalize(entry))
+	v.Append(vcon.Analysis, normalizeEntry(entry))
 }
 
-// aiJSONString encodes a body for encoding "json" without HTML escaping.
-func aiJSONString(x any) string {
+// jsonString encodes a body for encoding "json" without HTML escaping.
+func jsonString(x any) string {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -140,32 +140,19 @@ func aiJSONString(x any) string {
 	return strings.TrimRight(buf.String(), "\n")
 }
 
-// included applies an only_if filter (nil passes everything).
-func (f *aiOnlyIf) included(v *vcon.VCon) bool {
-	if f == nil {
-		return true
+// entryNumber reads a number in a vCon: json.Number as Parse leaves it, or
+// a Go number a link wrote.
+func entryNumber(v any) (float64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
 	}
-	for _, e := range v.List(f.section) {
-		if f.section == vcon.Attachments {
-			if e["purpose"] != f.target && e["type"] != f.target {
-				continue
-			}
-		} else if e["type"] != f.target {
-			continue
-		}
-		if f.target == "tags" {
-			if tags, ok := aiDecodedBody(e).([]any); ok {
-				for _, t := range tags {
-					if t == f.includes {
-						return true
-					}
-				}
-			}
-			continue
-		}
-		if s, ok := e["body"].(string); ok && strings.Contains(s, f.includes) {
-			return true
-		}
-	}
-	return false
+	return 0, false
 }

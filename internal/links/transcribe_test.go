@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 )
 
 // transcribeTestDoc: dialog 0 inline audio (base64), 1 a text dialog, 2 a
@@ -63,7 +65,7 @@ type transcribeUpload struct {
 	file     string
 }
 
-func transcribeParseUpload(t *testing.T, r aiSeen) transcribeUpload {
+func transcribeParseUpload(t *testing.T, r fakeRequest) transcribeUpload {
 	t.Helper()
 	mt, params, err := mime.ParseMediaType(r.header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" {
@@ -97,19 +99,19 @@ func TestTranscribeVendors(t *testing.T) {
 	)
 	openaiAnswer := `{"text":"hello there","usage":{"type":"tokens","input_tokens":14,"output_tokens":3,"total_tokens":17}}`
 	openaiStored := `{"text":"hello there","usage":{"input_tokens":14,"output_tokens":3,"total_tokens":17,"type":"tokens"}}`
-	dgAnswer := func(transcript string, confidence float64) aiReply {
-		return aiReply{status: 200, body: fmt.Sprintf(`{"metadata":{"request_id":"r","duration":91.5,"channels":1},
+	dgAnswer := func(transcript string, confidence float64) fakeReply {
+		return fakeReply{status: 200, body: fmt.Sprintf(`{"metadata":{"request_id":"r","duration":91.5,"channels":1},
  "results":{"channels":[{"alternatives":[{"transcript":%q,"confidence":%v,"words":[{"word":"hello","start":0.1,"end":0.4,"confidence":0.99}]}]}]}}`, transcript, confidence)}
 	}
 	tests := []struct {
 		name       string
 		module     string
 		opts       func(vendorURL string) map[string]any
-		replies    []aiReply
+		replies    []fakeReply
 		wantVendor string
 		wantDialog []int // dialogs transcribed, in order
 		secret     string
-		checkReq   func(t *testing.T, i int, r aiSeen)
+		checkReq   func(t *testing.T, i int, r fakeRequest)
 		wantBody   []string
 		check      func(t *testing.T, link string)
 	}{
@@ -120,9 +122,9 @@ func TestTranscribeVendors(t *testing.T) {
 				return map[string]any{"vendor": "openai", "vendor_options": map[string]any{
 					"OPENAI_API_KEY": openaiKey, "base_url": u + "/v1", "allow_private_networks": true}}
 			},
-			replies:    []aiReply{{status: 200, body: openaiAnswer}},
+			replies:    []fakeReply{{status: 200, body: openaiAnswer}},
 			wantVendor: "openai", wantDialog: []int{0, 2}, secret: openaiKey,
-			checkReq: func(t *testing.T, i int, r aiSeen) {
+			checkReq: func(t *testing.T, i int, r fakeRequest) {
 				if r.path != "/v1/audio/transcriptions" || r.header.Get("Authorization") != "Bearer "+openaiKey {
 					t.Errorf("request %d: %s auth %q", i, r.path, r.header.Get("Authorization"))
 				}
@@ -137,10 +139,10 @@ func TestTranscribeVendors(t *testing.T) {
 			},
 			wantBody: []string{openaiStored, openaiStored},
 			check: func(t *testing.T, link string) {
-				if got := testutil.ToFloat64(llmTokens.WithLabelValues(link, "gpt-4o-transcribe", "prompt")); got != 28 {
+				if got := testutil.ToFloat64(testVendorMetrics(t).tokens.WithLabelValues(link, "gpt-4o-transcribe", "prompt")); got != 28 {
 					t.Errorf("prompt tokens = %v, want 28", got)
 				}
-				if got := testutil.ToFloat64(llmRequests.WithLabelValues(link, "gpt-4o-transcribe", "ok")); got != 2 {
+				if got := testutil.ToFloat64(testVendorMetrics(t).requests.WithLabelValues(link, "gpt-4o-transcribe", "ok")); got != 2 {
 					t.Errorf("ok requests = %v, want 2", got)
 				}
 			},
@@ -151,9 +153,9 @@ func TestTranscribeVendors(t *testing.T) {
 			opts: func(u string) map[string]any {
 				return map[string]any{"API_KEY": groqKey, "base_url": u + "/openai/v1", "allow_private_networks": true, "language": "en"}
 			},
-			replies:    []aiReply{{status: 200, body: `{"text":" Hello.","x_groq":{"id":"req_1"}}`}},
+			replies:    []fakeReply{{status: 200, body: `{"text":" Hello.","x_groq":{"id":"req_1"}}`}},
 			wantVendor: "groq_whisper", wantDialog: []int{0, 2}, secret: groqKey,
-			checkReq: func(t *testing.T, i int, r aiSeen) {
+			checkReq: func(t *testing.T, i int, r fakeRequest) {
 				if r.path != "/openai/v1/audio/transcriptions" || r.header.Get("Authorization") != "Bearer "+groqKey {
 					t.Errorf("request %d: %s auth %q", i, r.path, r.header.Get("Authorization"))
 				}
@@ -171,9 +173,9 @@ func TestTranscribeVendors(t *testing.T) {
 				return map[string]any{"DEEPGRAM_KEY": dgKey, "api_url": u + "/v1", "allow_private_networks": true,
 					"api": map[string]any{"model": "nova-2", "language": "en", "punctuate": true}}
 			},
-			replies:    []aiReply{dgAnswer("hello there", 0.93), dgAnswer("mumble", 0.2)},
+			replies:    []fakeReply{dgAnswer("hello there", 0.93), dgAnswer("mumble", 0.2)},
 			wantVendor: "deepgram", wantDialog: []int{0}, secret: dgKey,
-			checkReq: func(t *testing.T, i int, r aiSeen) {
+			checkReq: func(t *testing.T, i int, r fakeRequest) {
 				if r.path != "/v1/listen" || r.rawQuery != "language=en&model=nova-2&punctuate=true&smart_format=true" {
 					t.Errorf("request %d: %s?%s", i, r.path, r.rawQuery)
 				}
@@ -194,9 +196,9 @@ func TestTranscribeVendors(t *testing.T) {
 				return map[string]any{"vendor": "deepgram", "transcribe_options": map[string]any{
 					"DEEPGRAM_KEY": dgKey, "api_url": u + "/v1", "allow_private_networks": true, "minimum_duration": 100, "minimum_confidence": 0}}
 			},
-			replies:    []aiReply{dgAnswer("x", 0.1)},
+			replies:    []fakeReply{dgAnswer("x", 0.1)},
 			wantVendor: "deepgram", wantDialog: []int{2}, secret: dgKey,
-			checkReq: func(t *testing.T, _ int, r aiSeen) {
+			checkReq: func(t *testing.T, _ int, r fakeRequest) {
 				if r.rawQuery != "model=nova-3&smart_format=true" {
 					t.Errorf("query = %s", r.rawQuery)
 				}
@@ -205,12 +207,12 @@ func TestTranscribeVendors(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			aiTestWaits(t)
+			instantVendorRetries(t)
 			media, _ := transcribeMedia(t)
-			fake := newAIFake(t, tt.replies...)
+			fake := newVendorFake(t, tt.replies...)
 			link := fmt.Sprintf("transcribe-%d", i)
-			l := aiNew(t, link, tt.module, tt.opts(fake.srv.URL))
-			v := aiParseVCon(t, transcribeTestDoc(media.URL+"/calls/c2.mp3"))
+			l := newTestLink(t, link, tt.module, tt.opts(fake.srv.URL))
+			v := mustParseVCon(t, transcribeTestDoc(media.URL+"/calls/c2.mp3"))
 			if _, err := l.Run(context.Background(), v); err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -223,7 +225,7 @@ func TestTranscribeVendors(t *testing.T) {
 			}
 			var got []int
 			var transcripts []map[string]any
-			for _, a := range aiAnalyses(v, "transcript") {
+			for _, a := range analysesOfType(v, "transcript") {
 				if a["vendor"] == "x" {
 					continue
 				}
@@ -234,7 +236,7 @@ func TestTranscribeVendors(t *testing.T) {
 					t.Errorf("transcript = %v", a)
 				}
 				raw, _ := json.Marshal(a)
-				aiAssertNoSecret(t, string(raw), tt.secret, fake.srv.URL)
+				assertNoSecret(t, string(raw), tt.secret, fake.srv.URL)
 				if _, ok := a["vendor_schema"].(map[string]any)["opts"].(map[string]any); !ok {
 					t.Errorf("vendor_schema = %v", a["vendor_schema"])
 				}
@@ -268,42 +270,42 @@ func TestTranscribeFailures(t *testing.T) {
 		name         string
 		opts         map[string]any
 		dialog       string // the one recording dialog; %s is the media server URL
-		replies      []aiReply
+		replies      []fakeReply
 		wantErr      string
 		wantRequests int
 	}{
 		{
 			name:         "401 fails at once",
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 401, body: `{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials: ` + key + `"}`}},
+			replies:      []fakeReply{{status: 401, body: `{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials: ` + key + `"}`}},
 			wantErr:      "transcribe dialog 0: deepgram listen: HTTP 401: INVALID_AUTH: Invalid credentials",
 			wantRequests: 1,
 		},
 		{
 			name:         "500 then success",
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 502}, {status: 200, body: `{"results":{"channels":[{"alternatives":[{"transcript":"ok","confidence":0.9}]}]}}`}},
+			replies:      []fakeReply{{status: 502}, {status: 200, body: `{"results":{"channels":[{"alternatives":[{"transcript":"ok","confidence":0.9}]}]}}`}},
 			wantRequests: 2,
 		},
 		{
 			name:         "500 until retries run out",
 			opts:         map[string]any{"max_retries": 1},
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 503, body: `{"err_code":"BUSY","err_msg":"try later"}`}},
+			replies:      []fakeReply{{status: 503, body: `{"err_code":"BUSY","err_msg":"try later"}`}},
 			wantErr:      "deepgram listen: HTTP 503 after 2 attempts: BUSY",
 			wantRequests: 2,
 		},
 		{
 			name:         "malformed answer",
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 200, body: `{"results":{"channels":[]}}`}},
+			replies:      []fakeReply{{status: 200, body: `{"results":{"channels":[]}}`}},
 			wantErr:      "malformed answer",
 			wantRequests: 1,
 		},
 		{
 			name:         "not JSON at all",
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{status: 200, body: `<html>`}},
+			replies:      []fakeReply{{status: 200, body: `<html>`}},
 			wantErr:      "malformed answer",
 			wantRequests: 1,
 		},
@@ -311,7 +313,7 @@ func TestTranscribeFailures(t *testing.T) {
 			name:         "timeout",
 			opts:         map[string]any{"timeout": 0.05, "max_retries": 0},
 			dialog:       `{"type":"recording","body":"QVVESU9CWVRFUw","encoding":"base64url"}`,
-			replies:      []aiReply{{hang: true}},
+			replies:      []fakeReply{{hang: true}},
 			wantErr:      "deepgram listen: no answer within 50ms",
 			wantRequests: 1,
 		},
@@ -356,33 +358,33 @@ func TestTranscribeFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			aiTestWaits(t)
+			instantVendorRetries(t)
 			media, _ := transcribeMedia(t)
-			fake := newAIFake(t, tt.replies...)
+			fake := newVendorFake(t, tt.replies...)
 			opts := map[string]any{"DEEPGRAM_KEY": key, "api_url": fake.srv.URL, "allow_private_networks": true, "minimum_duration": 0}
 			for k, v := range tt.opts {
 				opts[k] = v
 			}
-			l := aiNew(t, "transcribe-failures", "links.deepgram_link", opts)
+			l := newTestLink(t, "transcribe-failures", "links.deepgram_link", opts)
 			dialog := tt.dialog
 			if strings.Contains(dialog, "%s") {
 				dialog = fmt.Sprintf(dialog, media.URL)
 			}
-			v := aiParseVCon(t, `{"uuid":"u1","dialog":[`+dialog+`]}`)
+			v := mustParseVCon(t, `{"uuid":"u1","dialog":[`+dialog+`]}`)
 			_, err := l.Run(context.Background(), v)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Run: %v", err)
 				}
-				if len(aiAnalyses(v, "transcript")) != 1 {
+				if len(analysesOfType(v, "transcript")) != 1 {
 					t.Error("transcript not stored")
 				}
 			} else {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
 				}
-				aiAssertNoSecret(t, err.Error(), key, "PRESIGNED", "/etc/passwd")
-				if len(aiAnalyses(v, "transcript")) != 0 {
+				assertNoSecret(t, err.Error(), key, "PRESIGNED", "/etc/passwd")
+				if len(analysesOfType(v, "transcript")) != 0 {
 					t.Error("a transcript was stored despite the error")
 				}
 			}
@@ -400,7 +402,7 @@ func TestTranscribeRedirectGuard(t *testing.T) {
 	entry, _ := transcribeMedia(t)
 	entryPort := netip.MustParseAddrPort(strings.TrimPrefix(entry.URL, "http://")).Port()
 	f := &transcribeFetcher{
-		client: transcribeGuardedClient(func(ap netip.AddrPort) error {
+		client: httpx.GuardedClient(func(ap netip.AddrPort) error {
 			if ap.Port() != entryPort {
 				return fmt.Errorf("refusing %s", ap)
 			}
@@ -424,24 +426,6 @@ func TestTranscribeRedirectGuard(t *testing.T) {
 	}
 }
 
-func TestTranscribeForbiddenAddr(t *testing.T) {
-	tests := []struct {
-		addr    string
-		refused bool
-	}{
-		{"127.0.0.1", true}, {"10.1.2.3", true}, {"172.16.0.1", true}, {"192.168.1.1", true},
-		{"169.254.169.254", true}, {"100.64.0.1", true}, {"0.0.0.0", true}, {"::1", true},
-		{"fd00::1", true}, {"fe80::1", true}, {"::ffff:127.0.0.1", true}, {"224.0.0.1", true},
-		{"8.8.8.8", false}, {"2606:4700:4700::1111", false}, {"100.128.0.1", false},
-	}
-	for _, tt := range tests {
-		err := transcribeForbiddenAddr(netip.MustParseAddr(tt.addr))
-		if (err != nil) != tt.refused {
-			t.Errorf("%s: err = %v, want refused=%v", tt.addr, err, tt.refused)
-		}
-	}
-}
-
 func TestTranscribeRefusesBadOptions(t *testing.T) {
 	t.Setenv("GROQ_API_KEY", "")
 	tests := []struct {
@@ -449,18 +433,18 @@ func TestTranscribeRefusesBadOptions(t *testing.T) {
 		opts    map[string]any
 		wantErr string
 	}{
-		{"links.transcribe", map[string]any{}, `"vendor" is required`},
-		{"links.transcribe", map[string]any{"vendor": "whisper_builtin"}, `"vendor" is required`},
+		{"links.transcribe", map[string]any{}, `option "vendor": required: openai, groq or deepgram`},
+		{"links.transcribe", map[string]any{"vendor": "whisper_builtin"}, `option "vendor": required: openai, groq or deepgram (conserver's built-in whisper is not available)`},
 		{"links.transcribe", map[string]any{"vendor": "hugging_face"}, `"hugging_face" is not supported`},
-		{"links.transcribe", map[string]any{"vendor": "openai", "vendor_options": "x"}, `"vendor_options" must be a mapping`},
+		{"links.transcribe", map[string]any{"vendor": "openai", "vendor_options": "x"}, `option "vendor_options": want a map, got "x"`},
 		{"links.transcribe", map[string]any{"vendor": "openai"}, "no credentials"},
 		{"links.groq_whisper", map[string]any{}, "GROQ_API_KEY"},
 		{"links.deepgram_link", map[string]any{"api": map[string]any{}}, `"DEEPGRAM_KEY"`},
-		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "api": "nova"}, `"api" must be a mapping`},
+		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "api": "nova"}, `option "api": want a map, got "nova"`},
 		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "max_download_bytes": 0}, `"max_download_bytes"`},
 		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "allow_private_networks": "perhaps"}, `"allow_private_networks"`},
-		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "model": ""}, `"model" must not be empty`},
-		{"links.deepgram_link", map[string]any{"vendor": "openai", "vendor_options": map[string]any{}}, "vendor openai: no credentials"},
+		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "model": ""}, `option "model": must not be empty`},
+		{"links.deepgram_link", map[string]any{"vendor": "openai", "vendor_options": map[string]any{}}, "vendor_options: no credentials"},
 	}
 	for _, tt := range tests {
 		_, err := New("bad", tt.module, tt.opts, Deps{})

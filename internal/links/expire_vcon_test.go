@@ -48,7 +48,7 @@ func TestExpireVConBadOptions(t *testing.T) {
 		{name: "zero", opts: map[string]any{"seconds": 0}, want: `option "seconds": want a positive number`},
 		{name: "negative", opts: map[string]any{"seconds": -5}, want: `option "seconds"`},
 		{name: "fraction", opts: map[string]any{"seconds": 1.5}, want: `option "seconds": want a whole number`},
-		{name: "string", opts: map[string]any{"seconds": "1h"}, want: `option "seconds": want a whole number, got a string`},
+		{name: "string", opts: map[string]any{"seconds": "1h"}, want: `option "seconds": want a whole number, got "1h"`},
 	})
 	checkBadOptions(t, "links.expire_vcon", Deps{}, []badOptionCase{
 		{name: "no redis", opts: nil, want: "needs a Redis client"},

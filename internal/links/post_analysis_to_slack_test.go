@@ -35,25 +35,25 @@ type slackSent struct {
 
 func TestSlackPost(t *testing.T) {
 	const token = "xoxb-0000-secret-token"
-	okReply := aiReply{status: 200, body: `{"ok":true,"channel":"C1","ts":"1.2"}`}
+	okReply := fakeReply{status: 200, body: `{"ok":true,"channel":"C1","ts":"1.2"}`}
 	tests := []struct {
 		name     string
 		team     string
 		opts     map[string]any
 		webhook  bool
-		replies  []aiReply
+		replies  []fakeReply
 		wantErr  string
 		wantSent []slackSent // channel and text only
 		posted   bool
-		checkReq func(t *testing.T, r aiSeen, sent slackSent)
+		checkReq func(t *testing.T, r fakeRequest, sent slackSent)
 	}{
 		{
 			name:     "bot token posts conserver's message to the default channel",
 			opts:     map[string]any{"url": "https://portal.example/vcons/{vcon_id}"},
-			replies:  []aiReply{okReply},
+			replies:  []fakeReply{okReply},
 			wantSent: []slackSent{{Channel: "alerts", Text: "Customer asked for a refund."}},
 			posted:   true,
-			checkReq: func(t *testing.T, r aiSeen, sent slackSent) {
+			checkReq: func(t *testing.T, r fakeRequest, sent slackSent) {
 				if r.path != "/api/chat.postMessage" || r.header.Get("Authorization") != "Bearer "+token ||
 					!strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
 					t.Errorf("request %s auth %q type %q", r.path, r.header.Get("Authorization"), r.header.Get("Content-Type"))
@@ -76,13 +76,13 @@ func TestSlackPost(t *testing.T) {
 			name:    "a team channel is posted first, with the dealer",
 			team:    "Boston",
 			opts:    map[string]any{"url": "https://hex.example/app"},
-			replies: []aiReply{okReply},
+			replies: []fakeReply{okReply},
 			wantSent: []slackSent{
 				{Channel: "team-boston-alerts", Text: "Customer asked for a refund. #Acme Motors"},
 				{Channel: "alerts", Text: "Customer asked for a refund. #Acme Motors"},
 			},
 			posted: true,
-			checkReq: func(t *testing.T, _ aiSeen, sent slackSent) {
+			checkReq: func(t *testing.T, _ fakeRequest, sent slackSent) {
 				b, _ := json.Marshal(sent.Blocks)
 				if !strings.Contains(string(b), `"url":"https://hex.example/app?_vcon_id=\"018f0000-0000-8000-8000-0000000000bb\""`) {
 					t.Errorf("legacy details url missing: %s", b)
@@ -92,7 +92,7 @@ func TestSlackPost(t *testing.T) {
 		{
 			name:    "an unknown team channel is reported to the default channel and fails",
 			team:    "Nowhere",
-			replies: []aiReply{{status: 200, body: `{"ok":false,"error":"channel_not_found"}`}, okReply},
+			replies: []fakeReply{{status: 200, body: `{"ok":false,"error":"channel_not_found"}`}, okReply},
 			wantErr: "slack chat.postMessage to team-nowhere-alerts: channel_not_found",
 			wantSent: []slackSent{
 				{Channel: "team-nowhere-alerts", Text: "Customer asked for a refund. #Acme Motors"},
@@ -101,13 +101,13 @@ func TestSlackPost(t *testing.T) {
 		},
 		{
 			name:     "Slack's ok:false on the default channel is an error",
-			replies:  []aiReply{{status: 200, body: `{"ok":false,"error":"invalid_auth"}`}},
+			replies:  []fakeReply{{status: 200, body: `{"ok":false,"error":"invalid_auth"}`}},
 			wantErr:  "slack chat.postMessage to alerts: invalid_auth",
 			wantSent: []slackSent{{Channel: "alerts", Text: "Customer asked for a refund."}},
 		},
 		{
 			name:     "rate limited, then posted",
-			replies:  []aiReply{{status: 429, header: map[string]string{"Retry-After": "1"}, body: `{"ok":false,"error":"ratelimited"}`}, okReply},
+			replies:  []fakeReply{{status: 429, header: map[string]string{"Retry-After": "1"}, body: `{"ok":false,"error":"ratelimited"}`}, okReply},
 			wantSent: []slackSent{{Channel: "alerts", Text: "Customer asked for a refund."}, {Channel: "alerts", Text: "Customer asked for a refund."}},
 			posted:   true,
 		},
@@ -120,10 +120,10 @@ func TestSlackPost(t *testing.T) {
 			name:     "incoming webhook",
 			webhook:  true,
 			opts:     map[string]any{"url": "https://portal.example/{vcon_id}"},
-			replies:  []aiReply{{status: 200, header: map[string]string{"Content-Type": "text/html"}, body: "ok"}},
+			replies:  []fakeReply{{status: 200, header: map[string]string{"Content-Type": "text/html"}, body: "ok"}},
 			wantSent: []slackSent{{Text: "Customer asked for a refund."}},
 			posted:   true,
-			checkReq: func(t *testing.T, r aiSeen, _ slackSent) {
+			checkReq: func(t *testing.T, r fakeRequest, _ slackSent) {
 				if r.path != "/services/T0/B0/hooksecret" || r.header.Get("Authorization") != "" {
 					t.Errorf("webhook request %s auth %q", r.path, r.header.Get("Authorization"))
 				}
@@ -135,15 +135,15 @@ func TestSlackPost(t *testing.T) {
 		{
 			name:     "incoming webhook failure does not quote the webhook url",
 			webhook:  true,
-			replies:  []aiReply{{status: 404, header: map[string]string{"Content-Type": "text/html"}, body: "no_service"}},
+			replies:  []fakeReply{{status: 404, header: map[string]string{"Content-Type": "text/html"}, body: "no_service"}},
 			wantErr:  "slack incoming webhook: HTTP 404: no_service",
 			wantSent: []slackSent{{Text: "Customer asked for a refund."}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			aiTestWaits(t)
-			fake := newAIFake(t, tt.replies...)
+			instantVendorRetries(t)
+			fake := newVendorFake(t, tt.replies...)
 			opts := map[string]any{"max_retries": 2}
 			if tt.webhook {
 				opts["webhook_url"] = fake.srv.URL + "/services/T0/B0/hooksecret"
@@ -153,14 +153,14 @@ func TestSlackPost(t *testing.T) {
 			for k, v := range tt.opts {
 				opts[k] = v
 			}
-			l := aiNew(t, "slack", "links.post_analysis_to_slack", opts)
-			v := aiParseVCon(t, slackTestDoc(tt.team))
+			l := newTestLink(t, "slack", "links.post_analysis_to_slack", opts)
+			v := mustParseVCon(t, slackTestDoc(tt.team))
 			_, err := l.Run(context.Background(), v)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
 				}
-				aiAssertNoSecret(t, err.Error(), token, "hooksecret")
+				assertNoSecret(t, err.Error(), token, "hooksecret")
 			} else if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -204,10 +204,10 @@ func TestSlackRefusesBadOptions(t *testing.T) {
 		wantErr string
 	}{
 		{map[string]any{}, `set "token"`},
-		{map[string]any{"token": "xoxb-1"}, `"default_channel_name" is required`},
+		{map[string]any{"token": "xoxb-1"}, `option "default_channel_name": required with "token"`},
 		{map[string]any{"token": "xoxb-1", "webhook_url": "https://hooks.slack.com/x", "default_channel_name": "c"}, "only one of"},
-		{map[string]any{"webhook_url": "hooks.slack.com/x"}, `"webhook_url" must be an http(s) URL`},
-		{map[string]any{"token": "xoxb-1", "default_channel_name": "c", "only_if": map[string]any{"includes": "x"}}, `"analysis_type" is required`},
+		{map[string]any{"webhook_url": "hooks.slack.com/x"}, `option "webhook_url": want an absolute http:// or https:// URL`},
+		{map[string]any{"token": "xoxb-1", "default_channel_name": "c", "only_if": map[string]any{"includes": "x"}}, `option "only_if.analysis_type": required`},
 		{map[string]any{"token": "${AI_TEST_SLACK_UNSET}", "default_channel_name": "c"}, "AI_TEST_SLACK_UNSET"},
 	}
 	for _, tt := range tests {

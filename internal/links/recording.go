@@ -14,20 +14,18 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"path"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 )
 
 const (
 	transcribeDefaultMaxDownload     = 100 << 20
 	transcribeDefaultDownloadTimeout = 5 * time.Minute
-	transcribeMaxRedirects           = 5
 )
 
 // transcribeAudio is a recording ready to send.
@@ -44,72 +42,18 @@ type transcribeFetcher struct {
 	timeout  time.Duration
 }
 
-// transcribeForbiddenAddr refuses addresses a vCon's url must not reach.
-func transcribeForbiddenAddr(a netip.Addr) error {
-	a = a.Unmap()
-	cgnat := netip.MustParsePrefix("100.64.0.0/10")
-	switch {
-	case !a.IsValid(),
-		a.IsLoopback(), a.IsPrivate(), a.IsUnspecified(),
-		a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(), a.IsInterfaceLocalMulticast(), a.IsMulticast(),
-		cgnat.Contains(a):
-		return fmt.Errorf("refusing to download from internal address %s (set allow_private_networks: true to allow)", a)
-	}
-	return nil
-}
-
 // newTranscribeFetcher builds the download client. With allowPrivate the
-// shared client is used as is (tests, in-cluster media servers); otherwise
-// a client whose dialer checks each address it connects to.
+// shared client is used (tests, in-cluster media servers), still following
+// only http(s) redirects; otherwise a client that checks every address it
+// connects to.
 func newTranscribeFetcher(shared *http.Client, allowPrivate bool, maxBytes int64, timeout time.Duration) *transcribeFetcher {
 	f := &transcribeFetcher{maxBytes: maxBytes, timeout: timeout}
 	if allowPrivate {
-		base := shared
-		if base == nil {
-			base = http.DefaultClient
-		}
-		c := *base
-		c.CheckRedirect = transcribeCheckRedirect
-		f.client = &c
-		return f
+		f.client = httpx.WithRedirectCheck(shared)
+	} else {
+		f.client = httpx.GuardedClient(nil)
 	}
-	f.client = transcribeGuardedClient(func(ap netip.AddrPort) error { return transcribeForbiddenAddr(ap.Addr()) })
 	return f
-}
-
-// transcribeGuardedClient connects directly (no proxy: a proxy would hide
-// the real destination from the check) and runs check on every address.
-func transcribeGuardedClient(check func(netip.AddrPort) error) *http.Client {
-	dialer := &net.Dialer{
-		Timeout: 30 * time.Second,
-		Control: func(_, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return fmt.Errorf("refusing to connect to unparsable address")
-			}
-			return check(ap)
-		},
-	}
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSHandshakeTimeout:   15 * time.Second,
-		ResponseHeaderTimeout: time.Minute,
-		MaxIdleConns:          10,
-		IdleConnTimeout:       90 * time.Second,
-	}
-	return &http.Client{Transport: tr, CheckRedirect: transcribeCheckRedirect}
-}
-
-func transcribeCheckRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= transcribeMaxRedirects {
-		return errors.New("too many redirects")
-	}
-	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return fmt.Errorf("refusing redirect to a %q URL", req.URL.Scheme)
-	}
-	return nil
 }
 
 // audio returns the dialog's recording, or nil when it has neither an
@@ -189,7 +133,7 @@ func (f *transcribeFetcher) download(ctx context.Context, raw string) ([]byte, s
 		if ctx.Err() == context.DeadlineExceeded {
 			return nil, "", "", fmt.Errorf("download recording from %s: no complete answer within %s", u.Host, f.timeout)
 		}
-		return nil, "", "", fmt.Errorf("download recording from %s: %w", u.Host, aiStripURL(err))
+		return nil, "", "", fmt.Errorf("download recording from %s: %w", u.Host, httpx.StripURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -200,7 +144,7 @@ func (f *transcribeFetcher) download(ctx context.Context, raw string) ([]byte, s
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, f.maxBytes+1))
 	if err != nil {
-		return nil, "", "", fmt.Errorf("download recording from %s: %w", u.Host, aiStripURL(err))
+		return nil, "", "", fmt.Errorf("download recording from %s: %w", u.Host, httpx.StripURL(err))
 	}
 	if int64(len(data)) > f.maxBytes {
 		return nil, "", "", fmt.Errorf("download recording from %s: over max_download_bytes %d", u.Host, f.maxBytes)

@@ -19,10 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -45,7 +48,7 @@ type slackPost struct {
 }
 
 func newSlackPost(name string, raw map[string]any, deps Deps) (Link, error) {
-	o := aiOpts(raw)
+	o := options.New(raw)
 	s := &slackPost{name: name, logger: deps.Logger, http: deps.HTTP}
 	if s.logger == nil {
 		s.logger = slog.Default()
@@ -53,59 +56,36 @@ func newSlackPost(name string, raw map[string]any, deps Deps) (Link, error) {
 	if s.http == nil {
 		s.http = http.DefaultClient
 	}
-	var err error
-	if s.token, err = o.secret("token"); err != nil {
-		return nil, err
-	}
-	if s.webhookURL, err = o.secret("webhook_url"); err != nil {
-		return nil, err
-	}
+	before := o.Problems()
+	s.token = o.Secret("token")
+	// The incoming webhook's URL is its credential.
+	s.webhookURL = options.CheckURL(o, "webhook_url", o.Secret("webhook_url"))
 	switch {
-	case s.token == "" && s.webhookURL == "":
-		return nil, errors.New(`set "token" (a Slack bot token) or "webhook_url" (an incoming webhook)`)
+	case s.token == "" && s.webhookURL == "" && o.Problems() == before:
+		o.Errorf(`set "token" (a Slack bot token) or "webhook_url" (an incoming webhook)`)
 	case s.token != "" && s.webhookURL != "":
-		return nil, errors.New(`set only one of "token" and "webhook_url"`)
-	case s.webhookURL != "":
-		if err := openaiCheckURL("webhook_url", s.webhookURL); err != nil {
-			return nil, err
-		}
+		o.Errorf(`set only one of "token" and "webhook_url"`)
 	}
-	if s.defaultChannel, err = o.firstStr("default_channel_name", "channel_name"); err != nil {
-		return nil, err
-	}
+	s.defaultChannel = o.First("default_channel_name", "channel_name")
 	if s.token != "" && s.defaultChannel == "" {
-		return nil, errors.New(`option "default_channel_name" is required with "token"`)
+		o.Failf("default_channel_name", `required with "token"`)
 	}
-	if s.apiURL, err = o.str("api_url", slackDefaultAPIURL); err != nil {
-		return nil, err
-	}
-	s.apiURL = strings.TrimRight(s.apiURL, "/")
-	if err := openaiCheckURL("api_url", s.apiURL); err != nil {
-		return nil, err
-	}
-	if s.detailsURL, err = o.str("url", ""); err != nil {
-		return nil, err
-	}
-	if s.summaryType, err = o.str("analysis_to_post", "summary"); err != nil {
-		return nil, err
-	}
+	s.apiURL = strings.TrimRight(o.URL("api_url", slackDefaultAPIURL), "/")
+	s.detailsURL = o.String("url", "")
+	s.summaryType = o.String("analysis_to_post", "summary")
 	s.onlyType, s.onlyIncludes = "customer_frustration", "NEEDS REVIEW"
-	if o.set("only_if") {
-		m, err := o.mapping("only_if")
-		if err != nil {
-			return nil, err
+	if o.Has("only_if") {
+		m := o.Map("only_if")
+		if s.onlyType = m.String("analysis_type", ""); s.onlyType == "" {
+			m.Failf("analysis_type", "required")
 		}
-		if s.onlyType, err = m.str("analysis_type", ""); err != nil || s.onlyType == "" {
-			return nil, errors.New(`only_if: "analysis_type" is required`)
-		}
-		if s.onlyIncludes, err = m.str("includes", ""); err != nil || !m.set("includes") {
-			return nil, errors.New(`only_if: "includes" is required`)
+		if s.onlyIncludes = m.String("includes", ""); !m.Has("includes") {
+			m.Failf("includes", "required")
 		}
 	}
-	if s.timeout, err = o.duration("timeout", 30*time.Second); err != nil {
-		return nil, err
-	}
-	if s.retries, err = o.nonNegInt("max_retries", 3); err != nil {
+	s.timeout = o.Duration("timeout", 30*time.Second)
+	s.retries = o.IntRange("max_retries", 3, 0, math.MaxInt32)
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -151,7 +131,7 @@ func slackDealer(v *vcon.VCon) (team, dealer string) {
 		if a["purpose"] != "strolid_dealer" && a["type"] != "strolid_dealer" {
 			continue
 		}
-		body, _ := aiDecodedBody(a).(map[string]any)
+		body, _ := decodedBody(a).(map[string]any)
 		if d, ok := body["name"].(string); ok {
 			dealer = d
 		}
@@ -173,7 +153,7 @@ func slackBodyText(body any) string {
 	if body == nil {
 		return ""
 	}
-	return aiJSONString(body)
+	return jsonString(body)
 }
 
 func (s *slackPost) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
@@ -184,7 +164,7 @@ func (s *slackPost) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 		if posted, _ := a["was_posted_to_slack"].(bool); posted {
 			continue
 		}
-		index, _ := aiNumber(a["dialog"])
+		index, _ := entryNumber(a["dialog"])
 		abstract := slackBodyText(a["body"])
 		if summary := vcon.FindAnalysis(v, int(index), s.summaryType); summary != nil {
 			abstract = slackBodyText(summary["body"])
@@ -240,10 +220,10 @@ func (s *slackPost) post(ctx context.Context, msg map[string]any) error {
 	if s.webhookURL != "" {
 		target, operation, secret = s.webhookURL, "incoming webhook", s.webhookURL
 	}
-	call := &aiCall{
-		vendor: "slack", operation: operation, retries: s.retries, timeout: s.timeout,
-		secrets: []string{secret},
-		newRequest: func(ctx context.Context) (*http.Request, error) {
+	call := &httpx.Call{
+		Vendor: "slack", Operation: operation, Policy: vendorRetries(s.retries), Timeout: s.timeout,
+		Secrets: []string{secret},
+		NewRequest: func(ctx context.Context) (*http.Request, error) {
 			r, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(payload))
 			if err != nil {
 				return nil, err
@@ -255,7 +235,7 @@ func (s *slackPost) post(ctx context.Context, msg map[string]any) error {
 			return r, nil
 		},
 	}
-	body, err := call.do(ctx, s.http)
+	body, err := call.Do(ctx, s.http)
 	if err != nil {
 		return err
 	}
@@ -267,11 +247,11 @@ func (s *slackPost) post(ctx context.Context, msg map[string]any) error {
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(body, &resp); err != nil {
-		return fmt.Errorf("slack chat.postMessage: malformed answer: %s", aiJSONErr(err))
+		return fmt.Errorf("slack chat.postMessage: malformed answer: %s", httpx.JSONError(err))
 	}
 	if !resp.OK {
 		channel, _ := msg["channel"].(string)
-		code := aiVendorMessage([]byte(`{"error":`+aiJSONString(resp.Error)+`}`), []string{s.token})
+		code := httpx.VendorMessage([]byte(`{"error":`+jsonString(resp.Error)+`}`), []string{s.token})
 		if code == "" {
 			code = "ok is false"
 		}

@@ -3,9 +3,9 @@ package links
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -22,14 +22,15 @@ type expireLink struct {
 }
 
 func newExpire(_ string, raw map[string]any, deps Deps) (Link, error) {
-	seconds, err := options(raw).integer("seconds", defaultExpireSeconds)
-	if err != nil {
-		return nil, err
-	}
+	o := options.New(raw)
+	seconds := o.Int("seconds", defaultExpireSeconds)
 	if seconds <= 0 {
 		// EXPIRE with 0 or less deletes the key at once: never what a
 		// retention setting means.
-		return nil, fmt.Errorf("option %q: want a positive number of seconds, got %d", "seconds", seconds)
+		o.Failf("seconds", "want a positive number of seconds, got %d", seconds)
+	}
+	if err := o.Err(); err != nil {
+		return nil, err
 	}
 	if deps.Redis == nil {
 		return nil, errors.New("needs a Redis client to set the expiry")

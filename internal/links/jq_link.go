@@ -10,6 +10,7 @@ import (
 
 	"github.com/itchyny/gojq"
 
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -23,31 +24,31 @@ type jqLink struct {
 }
 
 func newJQ(_ string, raw map[string]any, _ Deps) (Link, error) {
-	o := options(raw)
-	filter, err := o.str("filter", ".")
-	if err != nil {
-		return nil, err
+	o := options.New(raw)
+	l := &jqLink{filter: o.String("filter", "."), forwardMatches: o.Bool("forward_matches", true)}
+	if strings.TrimSpace(l.filter) == "" {
+		o.Failf("filter", "empty jq program")
+	} else if code, err := compileJQ(l.filter); err != nil {
+		o.Failf("filter", "invalid jq program: %v", err)
+	} else {
+		l.code = code
 	}
-	if strings.TrimSpace(filter) == "" {
-		return nil, errors.New(`option "filter": empty jq program`)
-	}
-	// conserver compiles on every vCon and silently filters everything when
-	// the program is broken; refusing it at load time surfaces the typo.
-	q, err := gojq.Parse(filter)
-	if err != nil {
-		return nil, fmt.Errorf("option %q: invalid jq program: %w", "filter", err)
-	}
-	// No environment loader: $ENV and env stay empty, so a filter cannot
-	// read the operator's secrets.
-	code, err := gojq.Compile(q)
-	if err != nil {
-		return nil, fmt.Errorf("option %q: invalid jq program: %w", "filter", err)
-	}
-	l := &jqLink{filter: filter, code: code}
-	if l.forwardMatches, err = o.boolean("forward_matches", true); err != nil {
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// compileJQ compiles at load time: conserver compiles on every vCon and
+// silently filters everything when the program is broken, which hides the
+// typo. No environment loader: $ENV and env stay empty, so a filter cannot
+// read the operator's secrets.
+func compileJQ(filter string) (*gojq.Code, error) {
+	q, err := gojq.Parse(filter)
+	if err != nil {
+		return nil, err
+	}
+	return gojq.Compile(q)
 }
 
 func (l *jqLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) {

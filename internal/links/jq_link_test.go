@@ -119,7 +119,7 @@ func TestJQBadOptions(t *testing.T) {
 	checkBadOptions(t, "links.jq_link", Deps{}, []badOptionCase{
 		{name: "syntax error", opts: map[string]any{"filter": `.[`}, want: `option "filter": invalid jq program`},
 		{name: "unknown function", opts: map[string]any{"filter": `nosuchfunc(1)`}, want: `option "filter": invalid jq program`},
-		{name: "not a string", opts: map[string]any{"filter": 3}, want: `option "filter": want a string, got a number`},
+		{name: "not a string", opts: map[string]any{"filter": 3}, want: `option "filter": want a string, got 3`},
 		{name: "empty", opts: map[string]any{"filter": "  "}, want: `option "filter": empty`},
 		{name: "bad forward_matches", opts: map[string]any{"filter": ".", "forward_matches": "yes"}, want: `option "forward_matches"`},
 	})

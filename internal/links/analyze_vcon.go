@@ -8,37 +8,40 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
+	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
-func init() { Register("links.analyze_vcon", newAIAnalyzeVCon) }
+func init() { Register("links.analyze_vcon", newAnalyzeVCon) }
 
-type aiAnalyzeVCon struct {
-	*aiLLM
+type analyzeVConLink struct {
+	*llmLink
 	removeBodies bool
 }
 
-func newAIAnalyzeVCon(name string, raw map[string]any, deps Deps) (Link, error) {
-	l, err := newAILLM(name, raw, deps, aiLLMDefaults{
+func newAnalyzeVCon(name string, raw map[string]any, deps Deps) (Link, error) {
+	o := options.New(raw)
+	l, err := newLLMLink(name, o, deps, llmDefaults{
 		prompt:       "Analyze this vCon and return a JSON object with your analysis.",
 		analysisType: "json_analysis",
 		model:        "gpt-3.5-turbo-16k",
-		temperature:  aiFloatPtr(0),
+		temperature:  floatPtr(0),
 		systemPrompt: "You are a helpful assistant that analyzes conversation data and returns structured JSON output.",
 		jsonResponse: true,
 	})
 	if err != nil {
 		return nil, err
 	}
-	a := &aiAnalyzeVCon{aiLLM: l}
-	if a.removeBodies, err = aiOpts(raw).boolean("remove_body_properties", true); err != nil {
+	a := &analyzeVConLink{llmLink: l, removeBodies: o.Bool("remove_body_properties", true)}
+	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-// aiVConForModel is the document the model sees.
-func aiVConForModel(v *vcon.VCon, removeBodies bool) ([]byte, error) {
+// vconForModel is the document the model sees.
+func vconForModel(v *vcon.VCon, removeBodies bool) ([]byte, error) {
 	c := v.Clone()
 	if removeBodies {
 		for _, d := range c.List(vcon.Dialog) {
@@ -48,33 +51,33 @@ func aiVConForModel(v *vcon.VCon, removeBodies bool) ([]byte, error) {
 	return c.Marshal()
 }
 
-func (a *aiAnalyzeVCon) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
+func (a *analyzeVConLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 	if !a.selected(v) {
 		return Continue, nil
 	}
-	if aiHasAnalysisType(v, a.analysisType) {
+	if hasAnalysisType(v, a.analysisType) {
 		a.logger.Debug("vCon already analysed", "link", a.name, "vcon", v.UUID(), "analysis_type", a.analysisType)
 		return Continue, nil
 	}
-	doc, err := aiVConForModel(v, a.removeBodies)
+	doc, err := vconForModel(v, a.removeBodies)
 	if err != nil {
 		return Continue, fmt.Errorf("analyze_vcon %s: encode vCon: %w", a.analysisType, err)
 	}
-	answer, err := a.client.chat(ctx, a.request(a.systemPrompt, a.prompt+"\n\n"+string(doc)))
+	answer, err := a.client.Chat(ctx, a.request(a.systemPrompt, a.prompt+"\n\n"+string(doc)))
 	if err != nil {
 		return Continue, fmt.Errorf("analyze_vcon %s: %w", a.analysisType, err)
 	}
-	parsed, err := aiDecodeJSON([]byte(answer))
+	parsed, err := decodeJSON([]byte(answer))
 	if err != nil {
-		return Continue, fmt.Errorf("analyze_vcon %s: model answer is not JSON: %s", a.analysisType, aiJSONErr(err))
+		return Continue, fmt.Errorf("analyze_vcon %s: model answer is not JSON: %s", a.analysisType, httpx.JSONError(err))
 	}
 	// conserver stores json.dumps(json.loads(answer)): the parsed value,
 	// re-encoded, as a JSON string body.
-	body, encoding := aiJSONString(parsed), "json"
+	body, encoding := jsonString(parsed), "json"
 	if s, isString := parsed.(string); isString {
 		body, encoding = s, "none"
 	}
-	aiAddAnalysis(v, a.analysisType, 0, "openai", body, encoding, map[string]any{
+	addAnalysis(v, a.analysisType, 0, "openai", body, encoding, map[string]any{
 		"vendor_schema": map[string]any{"model": a.model, "prompt": a.prompt, "system_prompt": a.systemPrompt},
 	})
 	return Continue, nil

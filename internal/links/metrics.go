@@ -1,0 +1,77 @@
+package links
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// vendorMetrics count what the links that call model and transcription
+// vendors spend. The names and labels are in docs and alerts: keep them.
+type vendorMetrics struct {
+	requests, tokens *prometheus.CounterVec
+}
+
+// newVendorMetrics registers the collectors on reg once: every link asks,
+// and a second registration reuses the first one's collectors. A nil reg
+// counts into collectors nobody scrapes (a factory called without New).
+func newVendorMetrics(reg prometheus.Registerer) (*vendorMetrics, error) {
+	m := &vendorMetrics{
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_llm_tokens_total",
+			Help: "Tokens reported by model vendors, by link name, configured model and kind (prompt or completion).",
+		}, []string{"link", "model", "kind"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vcon_llm_requests_total",
+			Help: "HTTP requests to model vendors, by link name, configured model and outcome (ok, rate_limited, server_error, client_error, transport_error, invalid_response).",
+		}, []string{"link", "model", "outcome"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.tokens, err = registerOnce(reg, m.tokens); err != nil {
+		return nil, err
+	}
+	if m.requests, err = registerOnce(reg, m.requests); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func registerOnce(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			return existing, nil
+		}
+	}
+	return nil, err
+}
+
+// forLink labels the counters with one link's name.
+func (m *vendorMetrics) forLink(link string) linkMetrics { return linkMetrics{m: m, link: link} }
+
+// linkMetrics is one link's view of vendorMetrics (an openai.Metrics).
+type linkMetrics struct {
+	m    *vendorMetrics
+	link string
+}
+
+func (l linkMetrics) Request(model, outcome string) {
+	l.m.requests.WithLabelValues(l.link, model, outcome).Inc()
+}
+
+func (l linkMetrics) Tokens(model string, prompt, completion float64) {
+	l.m.tokens.WithLabelValues(l.link, model, "prompt").Add(prompt)
+	l.m.tokens.WithLabelValues(l.link, model, "completion").Add(completion)
+}
+
+// recorder is Request for one model, as httpx.Call.Record wants it.
+func (l linkMetrics) recorder(model string) func(outcome string) {
+	return func(outcome string) { l.Request(model, outcome) }
+}
