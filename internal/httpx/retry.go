@@ -77,6 +77,13 @@ type retryableError struct {
 func (e *retryableError) Error() string { return e.err.Error() }
 func (e *retryableError) Unwrap() error { return e.err }
 
+// Retryable says the failure may pass: the worker's delayed retries
+// (internal/pipeline) read it once the call's own retries are spent.
+func (e *retryableError) Retryable() bool { return true }
+
+// RetryAfter is the wait the server asked for, 0 when none.
+func (e *retryableError) RetryAfter() time.Duration { return e.retryAfter }
+
 // Retryable marks err as worth trying again, after at least retryAfter
 // when the server asked for a wait (0 when it did not); nil stays nil.
 func Retryable(err error, retryAfter time.Duration) error {

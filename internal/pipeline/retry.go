@@ -62,12 +62,18 @@ func (r RetryPolicy) backoff(failed int, u float64) time.Duration {
 }
 
 // nextAttempt says when a vCon whose attempt number failed (1 for the first
-// run) runs again, and false when its attempts are spent.
-func (r RetryPolicy) nextAttempt(failed int, now time.Time) (time.Time, bool) {
+// run) with err runs again, and false when its attempts are spent. A
+// vendor's Retry-After longer than the backoff wins, up to MaxBackoff.
+func (r RetryPolicy) nextAttempt(failed int, err error, now time.Time) (time.Time, bool) {
 	if failed >= r.Attempts {
 		return time.Time{}, false
 	}
-	return now.Add(r.backoff(failed, rand.Float64())), true
+	wait := r.backoff(failed, rand.Float64())
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		wait = max(wait, min(ra.RetryAfter(), r.MaxBackoff))
+	}
+	return now.Add(wait), true
 }
 
 // Retryable is implemented by errors that know whether trying again later

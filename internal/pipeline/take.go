@@ -135,7 +135,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	}
 	retried := false
 	if fail != nil && fail.retryable {
-		due, again := p.chain.Retry.nextAttempt(len(state.Attempts)+1, time.Now())
+		due, again := p.chain.Retry.nextAttempt(len(state.Attempts)+1, fail.err, time.Now())
 		if again {
 			err = p.retryOutcome(ctx, it, false, func() error { return p.scheduleRetry(ctx, it, fail, state, due, queueNext) })
 			var refused *queue.OutcomeError
