@@ -65,13 +65,22 @@ type worker struct {
 
 func startWorker(t *testing.T, cfg, redisURL string, args ...string) *worker {
 	t.Helper()
+	return startWorkerWrapped(t, nil, cfg, redisURL, args...)
+}
+
+// startWorkerWrapped runs the worker through wrap (a command that execs
+// the rest of its arguments, such as prlimit), so that its limits hold
+// from the first instruction.
+func startWorkerWrapped(t *testing.T, wrap []string, cfg, redisURL string, args ...string) *worker {
+	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	logs := filepath.Join(t.TempDir(), "worker.log")
 	f, err := os.Create(logs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, append([]string{"--config", cfg, "--redis-url", redisURL, "--http-addr", addr}, args...)...)
+	argv := append(append(append([]string{}, wrap...), binary, "--config", cfg, "--redis-url", redisURL, "--http-addr", addr), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
