@@ -17,11 +17,10 @@ const defaultExpireSeconds = 86400
 // expireLink sets a TTL on the vCon body in Redis, as Result.TTL: the
 // pipeline applies it when it writes the document back.
 type expireLink struct {
-	deps Deps
-	ttl  time.Duration
+	ttl time.Duration
 }
 
-func newExpire(_ string, raw map[string]any, deps Deps) (Link, error) {
+func newExpire(_ string, raw map[string]any, _ Deps) (Link, error) {
 	o := options.New(raw)
 	seconds := o.Int("seconds", defaultExpireSeconds)
 	if seconds <= 0 {
@@ -32,10 +31,7 @@ func newExpire(_ string, raw map[string]any, deps Deps) (Link, error) {
 	if err := o.Err(); err != nil {
 		return nil, err
 	}
-	if deps.Redis == nil {
-		return nil, errors.New("needs a Redis client to set the expiry")
-	}
-	return &expireLink{deps: deps, ttl: time.Duration(seconds) * time.Second}, nil
+	return &expireLink{ttl: time.Duration(seconds) * time.Second}, nil
 }
 
 func (l *expireLink) Run(_ context.Context, v *vcon.VCon) (Result, error) {

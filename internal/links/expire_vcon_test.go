@@ -50,7 +50,5 @@ func TestExpireVConBadOptions(t *testing.T) {
 		{name: "fraction", opts: map[string]any{"seconds": 1.5}, want: `option "seconds": want a whole number`},
 		{name: "string", opts: map[string]any{"seconds": "1h"}, want: `option "seconds": want a whole number, got "1h"`},
 	})
-	checkBadOptions(t, "links.expire_vcon", Deps{}, []badOptionCase{
-		{name: "no redis", opts: nil, want: "needs a Redis client"},
-	})
+	checkBadOptions(t, "links.expire_vcon", Deps{}, []badOptionCase{})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/openai"
 	"github.com/vcon-operator/vcon-operator/internal/options"
+	"github.com/vcon-operator/vcon-operator/internal/secrets"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
@@ -213,13 +214,13 @@ func (s samplingRate) pick() bool {
 // into a vCon (vendor_schema) or a log: credentials, and endpoints, which may
 // carry tokens in their paths.
 func sensitiveOption(key string) bool {
-	k := strings.ToLower(key)
-	for _, s := range []string{"key", "token", "secret", "password", "url", "endpoint", "authorization"} {
-		if strings.Contains(k, s) {
-			return true
-		}
+	if secrets.IsCredentialKey(key) {
+		return true
 	}
-	return false
+	// Where the vendor lives is not the vCon's business either: an
+	// internal host name, or a URL that carries a token in its query.
+	k := strings.ToLower(key)
+	return strings.Contains(k, "url") || strings.Contains(k, "endpoint")
 }
 
 // publicOptions copies opts without sensitive keys, for vendor_schema.

@@ -98,7 +98,5 @@ func TestTagRouterBadOptions(t *testing.T) {
 		{name: "empty target", opts: map[string]any{"tag_routes": map[string]any{"a": ""}}, want: `option "tag_routes.a": empty list name`},
 		{name: "bad forward_original", opts: map[string]any{"tag_routes": map[string]any{"a": "l"}, "forward_original": "no"}, want: `option "forward_original"`},
 	})
-	checkBadOptions(t, "links.tag_router", Deps{}, []badOptionCase{
-		{name: "no redis", opts: map[string]any{"tag_routes": map[string]any{"a": "l"}}, want: "needs a Redis client"},
-	})
+	checkBadOptions(t, "links.tag_router", Deps{}, []badOptionCase{})
 }
