@@ -239,11 +239,7 @@ func (d *decoder) chain(v any, path string) Chain {
 			}
 			ch.Timeout = t
 		case "max_deliveries":
-			n, ok := wholeNumber(kv)
-			if !ok {
-				d.fail(p, "must be a whole number of deliveries, e.g. 3, got %s", describe(kv))
-			}
-			ch.MaxDeliveries = n
+			ch.MaxDeliveries = d.whole(kv, p, "deliveries, e.g. 3")
 		case "retry":
 			ch.Retry = d.retry(kv, p)
 		default:
@@ -268,11 +264,7 @@ func (d *decoder) retry(v any, path string) *Retry {
 		kv, p := m[k], childPath(path, k)
 		switch k {
 		case "attempts":
-			n, ok := wholeNumber(kv)
-			if !ok {
-				d.fail(p, "must be a whole number of attempts, the first included, e.g. 5, got %s", describe(kv))
-			}
-			r.Attempts = n
+			r.Attempts = d.whole(kv, p, "attempts, the first included, e.g. 5")
 		case "initial_backoff", "max_backoff":
 			t, err := parseTimeout(kv)
 			if err != nil {
@@ -296,18 +288,19 @@ func (d *decoder) retry(v any, path string) *Retry {
 	return r
 }
 
-// wholeNumber reads an integer the YAML decoder produced (a float without
-// a fraction too).
-func wholeNumber(v any) (int, bool) {
+// whole reads an integer the YAML decoder produced (a float without a
+// fraction too), or fails path saying it wants a whole number of what.
+func (d *decoder) whole(v any, path, what string) int {
 	switch x := v.(type) {
 	case int64:
-		return int(x), true
+		return int(x)
 	case float64:
 		if x == math.Trunc(x) && math.Abs(x) < 1e9 {
-			return int(x), true
+			return int(x)
 		}
 	}
-	return 0, false
+	d.fail(path, "must be a whole number of %s, got %s", what, describe(v))
+	return 0
 }
 
 func number(v any) (float64, bool) {

@@ -23,6 +23,19 @@ func TestInvalidConfigs(t *testing.T) {
 		{"not a map", "- a\n- b\n", []string{"the document must be a map"}},
 		{"bad YAML", "links: [\n", []string{"not valid YAML"}},
 		{"no chains", base, []string{"chains: no chain is defined"}},
+		{"max_deliveries not a number", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], max_deliveries: many}}\n",
+			[]string{"chains.c.max_deliveries: must be a whole number of deliveries, e.g. 3, got a string"}},
+		{"max_deliveries out of range", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], max_deliveries: 1000}}\n",
+			[]string{"chains.c.max_deliveries: is 1000; use 1 to 100"}},
+		{"retry not a map", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], retry: 5}}\n",
+			[]string{"chains.c.retry: must be a map such as {attempts: 5, initial_backoff: 30s, max_backoff: 10m}, got a number"}},
+		{"retry's unreadable keys, every one", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], retry: {initial_backoff: soon, jitter: lots, backoff: 1}}}\n",
+			[]string{"chains.c.retry.backoff: unknown key; retry takes attempts, initial_backoff, max_backoff, jitter",
+				"chains.c.retry.initial_backoff: must be seconds", "chains.c.retry.jitter: must be a fraction from 0 to 1, e.g. 0.2, got a string"}},
+		{"retry's values out of range, every one", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], retry: {attempts: 0, jitter: 2}}}\n",
+			[]string{"chains.c.retry.attempts: is 0; use 1 (no retry) to 100", "chains.c.retry.jitter: is 2; use a fraction from 0 to 1"}},
+		{"retry backoffs crossed", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], retry: {attempts: 3, initial_backoff: 10m, max_backoff: 1m}}}\n",
+			[]string{"chains.c.retry.initial_backoff: is longer than max_backoff"}},
 		{"module missing", base + "  bad: {options: {}}\nchains: {c: {links: [], storages: [file], ingress_lists: [in]}}\n",
 			[]string{"storages.bad.module: is missing", "storage.file, storage.postgres"}},
 		{"module not a string", "links:\n  t: {module: [links.tag]}\nchains: {c: {links: [t], ingress_lists: [in]}}\n",
@@ -261,4 +274,41 @@ func TestTimeoutForms(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRetryRoundTrip: a chain's retry: and max_deliveries: read back as
+// written (seconds or durations), and survive Marshal.
+func TestRetryRoundTrip(t *testing.T) {
+	doc := `
+storages:
+  file: {module: storage.file, options: {path: /tmp/x}}
+chains:
+  c:
+    links: []
+    storages: [file]
+    ingress_lists: [in]
+    max_deliveries: 5
+    retry: {attempts: 7, initial_backoff: 2, max_backoff: 90s, jitter: 0.25}
+`
+	cfg, err := Parse([]byte(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Retry{Attempts: 7, InitialBackoff: 2 * time.Second, MaxBackoff: 90 * time.Second, Jitter: 0.25}
+	check := func(cfg *Config, when string) {
+		ch := cfg.Chains["c"]
+		if ch.MaxDeliveries != 5 || ch.Retry == nil || *ch.Retry != want {
+			t.Errorf("%s: max_deliveries %d, retry %+v; want 5, %+v", when, ch.MaxDeliveries, ch.Retry, want)
+		}
+	}
+	check(cfg, "parsed")
+	out, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(out, nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	check(again, "after Marshal")
 }

@@ -139,20 +139,3 @@ func jsonString(x any) string {
 	}
 	return strings.TrimRight(buf.String(), "\n")
 }
-
-// entryNumber reads a number in a vCon: json.Number as Parse leaves it, or
-// a Go number a link wrote.
-func entryNumber(v any) (float64, bool) {
-	switch n := v.(type) {
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	case float64:
-		return n, true
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	}
-	return 0, false
-}

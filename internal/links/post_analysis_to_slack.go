@@ -164,7 +164,7 @@ func (s *slackPost) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 		if posted, _ := a["was_posted_to_slack"].(bool); posted {
 			continue
 		}
-		index, _ := entryNumber(a["dialog"])
+		index, _ := vcon.Number(a["dialog"])
 		abstract := slackBodyText(a["body"])
 		if summary := vcon.FindAnalysis(v, int(index), s.summaryType); summary != nil {
 			abstract = slackBodyText(summary["body"])

@@ -154,7 +154,7 @@ func (l *transcribeLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) 
 		if d["type"] != "recording" {
 			continue
 		}
-		if dur, ok := entryNumber(d["duration"]); ok && dur < l.minDuration {
+		if dur, ok := vcon.Number(d["duration"]); ok && dur < l.minDuration {
 			l.logger.Debug("recording shorter than minimum_duration", "link", l.name, "vcon", v.UUID(), "dialog", index)
 			continue
 		}
@@ -199,7 +199,7 @@ func transcribeQueryValues(v any) []string {
 	case bool:
 		return []string{fmt.Sprint(t)}
 	}
-	if f, ok := entryNumber(v); ok {
+	if f, ok := vcon.Number(v); ok {
 		return []string{strconv.FormatFloat(f, 'f', -1, 64)}
 	}
 	return []string{fmt.Sprint(v)}
@@ -483,7 +483,7 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 	}
 	alt["detected_language"] = lang
 	var confidence *float64
-	if c, ok := entryNumber(alt["confidence"]); ok {
+	if c, ok := vcon.Number(alt["confidence"]); ok {
 		confidence = &c
 	}
 	return alt, confidence, nil

@@ -223,25 +223,12 @@ func dialogRef(x any) *int {
 	if l, ok := x.([]any); ok && len(l) == 1 {
 		x = l[0]
 	}
-	f, ok := number(x)
+	f, ok := vcon.Number(x)
 	if !ok || f < 0 || f != float64(int(f)) {
 		return nil
 	}
 	i := int(f)
 	return &i
-}
-
-func number(x any) (float64, bool) {
-	switch n := x.(type) {
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	case float64:
-		return n, true
-	case int:
-		return float64(n), true
-	}
-	return 0, false
 }
 
 // textMediatype reports whether a base64url body of this media type is
@@ -466,25 +453,21 @@ func segmentKey(elems []map[string]any) string {
 
 func (w *walker) words(elems []map[string]any, path string, bs *bodyState, setArr func([]any)) {
 	u := &unit{kind: unitWords, path: path, body: bs, elems: elems, setArr: setArr}
-	var b strings.Builder
-	for i, e := range elems {
-		s, _ := wordText(e)
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		u.offsets = append(u.offsets, b.Len())
-		u.lengths = append(u.lengths, len(s))
-		b.WriteString(s)
-	}
-	u.text = b.String()
-	w.units = append(w.units, u)
+	w.join(u, func(e map[string]any) string { s, _ := wordText(e); return s })
 }
 
 func (w *walker) segments(elems []map[string]any, key, path string, bs *bodyState, setArr func([]any)) {
 	u := &unit{kind: unitSegments, path: path, body: bs, elems: elems, textKey: key, setArr: setArr}
+	w.join(u, func(e map[string]any) string { return e[key].(string) })
+}
+
+// join reads u's elements as one text, each element's text (textOf)
+// separated by a space, so a number split across words or segments is
+// found; it records where each element starts.
+func (w *walker) join(u *unit, textOf func(map[string]any) string) {
 	var b strings.Builder
-	for i, e := range elems {
-		s := e[key].(string)
+	for i, e := range u.elems {
+		s := textOf(e)
 		if i > 0 {
 			b.WriteByte(' ')
 		}
@@ -499,7 +482,7 @@ func (w *walker) segments(elems []map[string]any, key, path string, bs *bodyStat
 // timeOf reads a word's or segment's time in seconds from the recording's
 // start: a number, or a date measured from the dialog's start.
 func (bs *bodyState) timeOf(x any) (float64, bool) {
-	if f, ok := number(x); ok {
+	if f, ok := vcon.Number(x); ok {
 		return f, true
 	}
 	if s, ok := x.(string); ok && !bs.base.IsZero() {
@@ -518,7 +501,7 @@ func (bs *bodyState) elemTimes(e map[string]any) (start, end float64, ok bool) {
 	if end, ok = bs.timeOf(e["end"]); ok {
 		return start, end, true
 	}
-	if d, ok := number(e["duration"]); ok {
+	if d, ok := vcon.Number(e["duration"]); ok {
 		return start, start + d, true
 	}
 	return 0, 0, false

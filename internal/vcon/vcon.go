@@ -5,6 +5,7 @@
 package vcon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -130,4 +131,21 @@ func cloneValue(x any) any {
 	default:
 		return x
 	}
+}
+
+// Number reads a number of the document: a json.Number as Parse leaves
+// it, or a Go number a link wrote. ok is false for anything else.
+func Number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	}
+	return 0, false
 }
