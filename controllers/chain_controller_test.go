@@ -284,6 +284,44 @@ func TestScalingFromQueue(t *testing.T) {
 	}
 }
 
+// TestRetriesInStatus: vCons waiting for a delayed retry hold no worker
+// and show as RETRY with the next due time; a retry coming due wakes the
+// Chain from zero workers, the operator moving it to the ingress list.
+func TestRetriesInStatus(t *testing.T) {
+	op := startOperator(t)
+	ctx := context.Background()
+	op.create(t, op.chain("retrying", []string{"calls"}))
+	op.waitChain(t, "retrying", "measured", all(ready, measured))
+	later := time.Now().Add(time.Hour)
+	soon := time.Now().Add(3 * time.Second)
+	if err := op.rdb.ZAdd(ctx, queue.RetryKey("calls"),
+		redis.Z{Score: float64(later.UnixMilli()), Member: "waits-an-hour"},
+		redis.Z{Score: float64(soon.UnixMilli()), Member: "due-soon"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	op.waitChain(t, "retrying", "two retries waiting", func(c *vconv1.Chain) error {
+		q := c.Status.Queue
+		if q.Retry != 2 || q.NextRetryAt == nil || q.NextRetryAt.Sub(soon).Abs() > 2*time.Second {
+			return fmt.Errorf("queue %+v, want 2 retries, next due about %s", q, soon.Format(time.RFC3339))
+		}
+		return nil
+	})
+	if got := printerColumn(t, op, "retrying", "Retry"); got != "2" {
+		t.Errorf("kubectl get chains shows RETRY %s, want 2", got)
+	}
+	op.waitDeployment(t, "retrying", "still idle while the retries wait", replicasAre(0))
+	op.waitDeployment(t, "retrying", "woken by the due retry", replicasAre(1))
+	if head := op.rdb.LIndex(ctx, "calls", 0).Val(); head != "due-soon" {
+		t.Errorf("head of the ingress list %q, want the promoted retry", head)
+	}
+	op.waitChain(t, "retrying", "one retry left", func(c *vconv1.Chain) error {
+		if q := c.Status.Queue; q.Retry != 1 || q.Ingress != 1 || q.NextRetryAt == nil || q.NextRetryAt.Sub(later).Abs() > 2*time.Second {
+			return fmt.Errorf("queue %+v", q)
+		}
+		return nil
+	})
+}
+
 // printerColumn reads one column of `kubectl get chain NAME` (the API
 // server's Table rendering of the CRD's printer columns).
 func printerColumn(t *testing.T, op *operator, name, column string) string {
