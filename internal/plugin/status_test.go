@@ -17,10 +17,13 @@ import (
 
 func healthyStatus(ingress, dlq int64) *vconv1.ChainStatus {
 	at := metav1.NewTime(testNow.Add(-30 * time.Second))
+	due := metav1.NewTime(testNow.Add(90 * time.Second))
+	since := metav1.NewTime(testNow.Add(-5 * time.Minute))
 	return &vconv1.ChainStatus{
 		ObservedGeneration: 1,
 		Replicas:           2, ReadyReplicas: 2, Workers: "2/2",
-		Queue: vconv1.QueueStatus{Ingress: ingress, InFlight: 4, DLQ: dlq, Egress: 7, ObservedAt: &at},
+		Queue: vconv1.QueueStatus{Ingress: ingress, InFlight: 4, DLQ: dlq, Egress: 7, ObservedAt: &at,
+			Retry: 2, NextRetryAt: &due, OldestQueuedSince: &since},
 		Conditions: []metav1.Condition{
 			cond("Ready", true, "Running", "2/2 workers ready"),
 			cond("RedisReachable", true, "Measured", "queues measured"),
@@ -161,6 +164,8 @@ func TestStatusShow(t *testing.T) {
 			"Ready:    True (Running): 2/2 workers ready",
 			"ingress 12  in-flight 4  DLQ 3  egress 7",
 			"figures last changed 30s ago",
+			"oldest waiting vCon queued 5m ago",
+			"2 waiting for a retry (holding no worker), next due in 90s",
 			"kubectl vcon dlq list main -n " + ns,
 			"Workers:  2/2 ready (min 0, max 10)",
 			"RedisReachable",
@@ -202,6 +207,9 @@ func TestStatusShow(t *testing.T) {
 				t.Fatalf("want chains flaky and main, got %+v", got)
 			}
 			m := got[1]
+			if m.Queue.Retry != 2 || m.Queue.NextRetryAt == nil || m.Queue.OldestQueuedSince == nil {
+				t.Errorf("main's retries and age summarised as %+v", m.Queue)
+			}
 			if m.Queue.Ingress != 12 || m.Queue.DLQ != 3 || m.Queue.InFlight != 4 || m.Queue.Egress != 7 || m.Ready.Status != "True" || m.Workers.Ready != 2 || len(m.Conditions) != 4 {
 				t.Errorf("main summarised as %+v", m)
 			}
