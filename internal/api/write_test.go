@@ -17,6 +17,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
 // faultProxy forwards TCP connections to a redis-server and injects one
@@ -275,4 +276,40 @@ func TestManyPartiesBoundIndexWrites(t *testing.T) {
 	if n := h.rdb.Exists(ctx, "tel:+1000000000").Val(); n != 0 {
 		t.Error("DELETE left the index entry")
 	}
+}
+
+// TestQueuedBodyOutlivesItsBacklog: a body the API queues gets at least
+// the queued retention, however short VCON_REDIS_EXPIRY is, so a backlog
+// longer than that cannot expire it before a worker takes it; a body that
+// is only stored keeps VCON_REDIS_EXPIRY. Queuing stored vCons by uuid
+// extends their bodies the same way.
+func TestQueuedBodyOutlivesItsBacklog(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.VconTTL, o.QueuedRetention = 2*time.Second, time.Hour })
+	ctx := context.Background()
+	queued, stored := "0190d6f0-1c2d-7a00-8000-00000000a001", "0190d6f0-1c2d-7a00-8000-00000000a002"
+	mustStatus(t, h.doJSON("POST", "/api/vcon?ingress_lists=backlog", testVcon(queued)), http.StatusCreated)
+	mustStatus(t, h.doJSON("POST", "/api/vcon", testVcon(stored)), http.StatusCreated)
+	between := func(what, uuid string, lo, hi time.Duration) {
+		t.Helper()
+		if ttl := h.rdb.PTTL(ctx, vconstore.Key(uuid)).Val(); ttl < lo || ttl > hi {
+			t.Errorf("%s: body TTL %s, want %s to %s", what, ttl, lo, hi)
+		}
+	}
+	between("queued", queued, 59*time.Minute, time.Hour)
+	between("stored only", stored, time.Second, 2*time.Second)
+
+	// The backlog outlasts VCON_REDIS_EXPIRY: the queued body is there.
+	time.Sleep(2500 * time.Millisecond)
+	if n := h.rdb.Exists(ctx, vconstore.Key(queued)).Val(); n != 1 {
+		t.Fatal("the queued body expired while it waited")
+	}
+	if n := h.rdb.Exists(ctx, vconstore.Key(stored)).Val(); n != 0 {
+		t.Error("the stored-only body outlived VCON_REDIS_EXPIRY")
+	}
+
+	// Queued later by uuid: extended too.
+	late := "0190d6f0-1c2d-7a00-8000-00000000a003"
+	mustStatus(t, h.doJSON("POST", "/api/vcon", testVcon(late)), http.StatusCreated)
+	mustStatus(t, h.doJSON("POST", "/api/vcon/ingress?ingress_list=backlog", `["`+late+`"]`), http.StatusNoContent)
+	between("queued by uuid", late, 59*time.Minute, time.Hour)
 }
