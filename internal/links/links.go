@@ -94,12 +94,8 @@ func New(name, module string, options map[string]any, deps Deps) (Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.Default()
-	}
-	if deps.HTTP == nil {
-		deps.HTTP = http.DefaultClient
-	}
+	shared := registry.Shared{Logger: deps.Logger, HTTP: deps.HTTP}.WithDefaults()
+	deps.Logger, deps.HTTP = shared.Logger, shared.HTTP
 	if deps.Metrics == nil {
 		deps.Metrics = prometheus.DefaultRegisterer
 	}

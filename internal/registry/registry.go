@@ -5,6 +5,8 @@ package registry
 
 import (
 	"fmt"
+	"log/slog"
+	"net/http"
 	"sort"
 	"strings"
 )
@@ -46,4 +48,23 @@ func (r *Registry[F]) Lookup(name, module string) (F, error) {
 		return f, fmt.Errorf("%s %q: unknown module %q (known: %s)", r.kind, name, module, strings.Join(r.Known(), ", "))
 	}
 	return f, nil
+}
+
+// Shared are the clients every kind of module gets, defaulted in one place:
+// a logger (which never receives vCon content or secrets) and the HTTP
+// client for outbound calls (tests point it at local servers).
+type Shared struct {
+	Logger *slog.Logger
+	HTTP   *http.Client
+}
+
+// WithDefaults fills what the caller left nil.
+func (s Shared) WithDefaults() Shared {
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.HTTP == nil {
+		s.HTTP = http.DefaultClient
+	}
+	return s
 }

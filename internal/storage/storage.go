@@ -70,12 +70,8 @@ func New(ctx context.Context, name, module string, options map[string]any, deps 
 	if err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.Default()
-	}
-	if deps.HTTP == nil {
-		deps.HTTP = http.DefaultClient
-	}
+	shared := registry.Shared{Logger: deps.Logger, HTTP: deps.HTTP}.WithDefaults()
+	deps.Logger, deps.HTTP = shared.Logger, shared.HTTP
 	s, err := f(ctx, name, options, deps)
 	if err != nil {
 		return nil, fmt.Errorf("storage %q (%s): %w", name, module, err)
