@@ -89,6 +89,8 @@ func main() {
 	}
 
 	obs := observer.New(pollInterval, ctrl.Log.WithName("observer"))
+	// A backlog's bodies stay alive whoever wrote them (docs/migrating-from-conserver.md).
+	obs.KeepBodies = queuedRetention
 	if err := mgr.Add(obs); err != nil {
 		log.Error(err, "cannot add the queue observer")
 		os.Exit(1)

@@ -21,6 +21,7 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
 // Observation is the latest measurement of one Chain.
@@ -62,7 +63,20 @@ type Observer struct {
 	events     chan event.GenericEvent
 	roundTrips atomic.Int64
 	polls      atomic.Int64
+
+	// KeepBodies, when set, is the least TTL the observer keeps on the
+	// bodies of vCons waiting in ingress lists (the queued retention):
+	// each poll extends the next keepBatch of every non-empty list, so a
+	// backlog's bodies stay alive whoever wrote them. keepCursor is where
+	// each list's next window starts.
+	KeepBodies time.Duration
+	keepCursor map[string]int64
 }
+
+// keepBatch bounds the bodies one poll extends per list: a backlog of
+// 100,000 is swept every 200 polls (under seven minutes at 2 s), far
+// within any TTL worth having.
+const keepBatch = 500
 
 // New returns an observer polling every interval.
 func New(interval time.Duration, log logr.Logger) *Observer {
@@ -74,6 +88,8 @@ func New(interval time.Duration, log logr.Logger) *Observer {
 		last:     map[types.NamespacedName]Observation{},
 		clients:  map[string]redis.UniversalClient{},
 		events:   make(chan event.GenericEvent, 1024),
+
+		keepCursor: map[string]int64{},
 	}
 }
 
@@ -180,6 +196,9 @@ func (o *Observer) pollServer(ctx context.Context, url string, keys []types.Name
 		depths, err = queue.ReapAndMeasure(pctx, rdb, list)
 		cancel()
 		o.roundTrips.Add(1)
+		if err == nil && o.KeepBodies > 0 {
+			o.keepBodies(ctx, rdb, depths)
+		}
 	}
 	now := time.Now()
 	var notify []types.NamespacedName
@@ -212,6 +231,46 @@ func (o *Observer) pollServer(ctx context.Context, url string, keys []types.Name
 		if !o.notify(ctx, k) {
 			return
 		}
+	}
+}
+
+// keepBodies extends the bodies of the next window of every non-empty
+// ingress list just measured. Only a server with a backlog pays for it.
+func (o *Observer) keepBodies(ctx context.Context, rdb redis.UniversalClient, depths []queue.Depths) {
+	var windows []queue.KeepWindow
+	o.mu.Lock()
+	for _, d := range depths {
+		for _, l := range d.Lists {
+			if l.Kind != queue.KindIngress || l.Length == 0 {
+				continue
+			}
+			start := o.keepCursor[l.List]
+			if start >= l.Length {
+				start = 0
+			}
+			windows = append(windows, queue.KeepWindow{List: l.List, Start: start, Count: keepBatch})
+		}
+	}
+	o.mu.Unlock()
+	if len(windows) == 0 {
+		return
+	}
+	kctx, cancel := context.WithTimeout(ctx, max(o.interval, time.Second))
+	defer cancel()
+	counts, err := queue.KeepQueuedBodies(kctx, rdb, windows, o.KeepBodies, vconstore.Key)
+	o.roundTrips.Add(2)
+	if err != nil {
+		o.log.Info("could not extend the bodies of queued vCons", "error", err.Error())
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, w := range windows {
+		next := w.Start + int64(counts[i])
+		if int64(counts[i]) < w.Count {
+			next = 0 // the list ended: start over from its head
+		}
+		o.keepCursor[w.List] = next
 	}
 }
 

@@ -198,3 +198,59 @@ func TestUnreachableFromTheStart(t *testing.T) {
 		t.Errorf("observation %+v (present %v), want not measured, stale, with the error", obs, ok)
 	}
 }
+
+// TestKeepsQueuedBodies: with KeepBodies set, each poll extends the bodies
+// of the next window of every non-empty ingress list to at least that TTL
+// (a longer TTL and a body without one stay as they are), wrapping round
+// the list; an idle server pays nothing for it.
+func TestKeepsQueuedBodies(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	const n = keepBatch + 100 // two polls to sweep the list
+	pipe := rdb.Pipeline()
+	for i := range n {
+		u := fmt.Sprintf("u-%04d", i)
+		pipe.Set(ctx, "vcon:"+u, "{}", 5*time.Second)
+		pipe.RPush(ctx, "backlog", u)
+	}
+	pipe.Set(ctx, "vcon:u-0001", "{}", 0)            // no TTL: stays so
+	pipe.Set(ctx, "vcon:u-0002", "{}", 48*time.Hour) // longer: stays so
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o, counter := newCounted(t, time.Second)
+	o.KeepBodies = time.Hour
+	o.Track(key(1), srv.URL(), queue.Target{Ingress: []string{"backlog"}})
+	o.Track(key(2), srv.URL(), queue.Target{Ingress: []string{"idle"}})
+
+	ttl := func(u string) time.Duration { return rdb.PTTL(ctx, "vcon:"+u).Val() }
+	o.Poll(ctx)
+	if d := ttl("u-0000"); d < 59*time.Minute {
+		t.Errorf("first window: TTL %s, want about an hour", d)
+	}
+	if d := ttl(fmt.Sprintf("u-%04d", keepBatch)); d > 5*time.Second {
+		t.Errorf("beyond the first window: TTL %s, want untouched", d)
+	}
+	o.Poll(ctx)
+	if d := ttl(fmt.Sprintf("u-%04d", n-1)); d < 59*time.Minute {
+		t.Errorf("second window: TTL %s, want about an hour", d)
+	}
+	if d := ttl("u-0001"); d != -1 {
+		t.Errorf("a body without TTL got %s", d)
+	}
+	if d := ttl("u-0002"); d < 47*time.Hour {
+		t.Errorf("a longer TTL was shortened to %s", d)
+	}
+	if got := counter.Pipelines.Load(); got != 2*3 {
+		t.Errorf("%d pipelines for two polls of a backlog, want 6 (measure, read, extend)", got)
+	}
+
+	// An idle server: one round trip per poll, as without the keeper.
+	rdb.Del(ctx, "backlog")
+	before := counter.Pipelines.Load()
+	o.Poll(ctx)
+	if got := counter.Pipelines.Load() - before; got != 1 {
+		t.Errorf("an idle poll used %d pipelines, want 1", got)
+	}
+}
