@@ -16,6 +16,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
@@ -405,4 +406,46 @@ func contains(s []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestRetrySurvivesRedisRestart: a vCon waiting for its retry is in Redis's
+// data like any list (AOF here), so a Redis restart and a worker that
+// never comes back lose nothing and repeat nothing: another worker takes
+// it when due, once.
+func TestRetrySurvivesRedisRestart(t *testing.T) {
+	srv := testenv.StartRedis(t, testenv.WithAOF())
+	rdb := srv.Client()
+	e := &env{rdb: rdb, bodies: vconstore.New(rdb, vconstore.Options{}), log: newEnv(t).log}
+	ctx := context.Background()
+	calls := 0
+	flaky := &paidLink{name: "vendor", fail: func(n int32) error {
+		calls++
+		if n == 1 {
+			return mayPassErr{"vendor answered 503"}
+		}
+		return nil
+	}}
+	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"},
+		Retry: RetryPolicy{Attempts: 3, InitialBackoff: 200 * time.Millisecond, MaxBackoff: time.Second},
+		Links: []Step{{Name: "vendor", Link: flaky}}}
+	first, _, _ := e.processor(ch, testOptions(), "w1")
+	uuid := testUUID(1)
+	e.queued(t, uuid)
+	e.runOnce(t, first, uuid)
+	if rdb.ZCard(ctx, queue.RetryKey("in")).Val() != 1 {
+		t.Fatal("no retry waiting")
+	}
+	srv.Restart()
+	time.Sleep(300 * time.Millisecond)
+	if n, err := queue.PromoteDue(ctx, rdb, []string{"in"}); err != nil || n != 1 {
+		t.Fatalf("after the restart: promoted %d, %v; want the waiting retry", n, err)
+	}
+	second, _, _ := e.processor(ch, testOptions(), "w2")
+	e.runOnce(t, second, uuid)
+	if where := e.whereIs(t, uuid, "in", []string{"out"}); len(where) != 1 || where[0] != "egress out" {
+		t.Fatalf("the vCon ends in %v, want egress once", where)
+	}
+	if calls != 2 {
+		t.Errorf("the vendor was called %d times, want 2", calls)
+	}
 }
