@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
@@ -40,6 +41,10 @@ type chainPlan struct {
 	redisSecret        *corev1.Secret
 	deployment         *appsv1.Deployment
 	dropProjectedRedis bool
+	// pdb is the worker PodDisruptionBudget, nil when the Chain asks for
+	// none; dropPDB is the one it had and no longer asks for.
+	pdb     *policyv1.PodDisruptionBudget
+	dropPDB *policyv1.PodDisruptionBudget
 	// replicas is what the Deployment runs once the plan is applied.
 	replicas int32
 	decision autoscale.Decision
@@ -68,6 +73,10 @@ func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autosc
 		p.replicas = p.decision.Replicas
 		p.configMap = workload.ConfigMap(chain, rendered)
 		p.deployment = workload.Deployment(res.in, rendered, p.replicas)
+		p.pdb = workload.PodDisruptionBudget(chain)
+		if p.pdb == nil {
+			p.dropPDB = res.pdb
+		}
 		if res.in.RedisSecret == nil {
 			p.redisSecret = workload.RedisSecret(chain, res.in.RedisURL)
 		} else {
