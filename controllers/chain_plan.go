@@ -17,8 +17,9 @@ import (
 type applyMode int
 
 const (
-	// applyNothing: a Chain whose references are broken or refused keeps
-	// its current workers (if any) running on their last good config.
+	// applyNothing: a Chain whose references are broken or refused, or
+	// that is paused, keeps its current workers (if any) running on their
+	// last good config.
 	applyNothing applyMode = iota
 	// applyReplicas: only the existing Deployment's replicas change, as
 	// for a Chain that lost its ingress list to an earlier one.
@@ -31,6 +32,9 @@ const (
 // chainPlan is what one reconcile does to a Chain's objects and why.
 type chainPlan struct {
 	mode applyMode
+	// paused: the Chain carries vcon.dev/paused: "true"; nothing is
+	// written but its status.
+	paused bool
 	// problem is why the Chain cannot run as specified: resolve's, or the
 	// render's; nil when it can.
 	problem *notReady
@@ -66,6 +70,12 @@ func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autosc
 		rendered, p.problem = render(res.in)
 	}
 	p.decision, p.scaling = autoscale.Decide(scalingPolicy(chain), res.observation, current, scaling)
+	if chain.IsPaused() {
+		// Frozen where it is: replicas, config and spec edits wait for the
+		// annotation to go, whose removal reconciles the Chain at once.
+		p.paused = true
+		return p
+	}
 
 	switch {
 	case p.problem == nil:

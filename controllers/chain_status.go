@@ -46,6 +46,7 @@ func chainStatus(chain *vconv1.Chain, res resolved, p chainPlan) *vconv1.ChainSt
 	st.Workers = fmt.Sprintf("%d/%d", st.ReadyReplicas, st.Replicas)
 	st.Queue = queueStatus(st.Queue, res.observation)
 	setConditions(&st.Conditions, chainConditions(chain, chainFacts{
+		paused:      p.paused,
 		problem:     p.problem,
 		observation: res.observation,
 		decision:    p.decision,
@@ -85,6 +86,8 @@ func queueStatus(prev vconv1.QueueStatus, obs observer.Observation) vconv1.Queue
 
 // chainFacts is what a Chain's conditions are computed from.
 type chainFacts struct {
+	// paused: the Chain carries vcon.dev/paused: "true".
+	paused bool
 	// problem is why the Chain cannot run as specified, nil when it can.
 	problem     *notReady
 	observation observer.Observation
@@ -129,6 +132,9 @@ func chainConditions(chain *vconv1.Chain, f chainFacts) []metav1.Condition {
 	}
 	var ready metav1.Condition
 	switch {
+	case f.paused:
+		ready = condition(gen, vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonPaused,
+			fmt.Sprintf("the Chain is paused (%s: \"true\"): the operator changes none of its objects and its workers stay at %d; remove the annotation to resume", vconv1.AnnotationPaused, f.replicas))
 	case f.problem != nil:
 		ready = condition(gen, vconv1.ConditionReady, metav1.ConditionFalse, f.problem.reason, f.problem.message)
 	case !chain.IsEnabled():
