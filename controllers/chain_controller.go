@@ -113,7 +113,12 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	plan := r.plan(&chain, res, r.scalingState(req.NamespacedName))
 	if err := r.applyPlan(ctx, &chain, res.deployment, plan); err != nil {
-		return ctrl.Result{}, fmt.Errorf("apply chain %s: %w", req.NamespacedName, err)
+		if !apierrors.IsInvalid(err) {
+			return ctrl.Result{}, fmt.Errorf("apply chain %s: %w", req.NamespacedName, err)
+		}
+		// Retrying cannot help until the Chain changes: say why in the
+		// status instead of only in the operator's log.
+		plan.refusedByAPIServer(res.deployment, err)
 	}
 	if err := r.writeStatus(ctx, &chain, chainStatus(&chain, res, plan)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("status of chain %s: %w", req.NamespacedName, err)

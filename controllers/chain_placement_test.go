@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -117,4 +118,21 @@ func TestWorkerPodDisruptionBudget(t *testing.T) {
 		}
 		return fmt.Errorf("still there (err %v)", err)
 	})
+}
+
+// TestWorkerPodRefusedByAPIServer: placement the CRD lets through and the
+// API server refuses on the Deployment (a toleration with operator Exists
+// and a value) is reported as InvalidChain in the server's words, not
+// only retried in the operator's log; a fixed Chain runs.
+func TestWorkerPodRefusedByAPIServer(t *testing.T) {
+	op := startOperator(t)
+	const name = "misplaced"
+	op.create(t, op.chain(name, []string{"m-in"}, func(c *vconv1.Chain) {
+		c.Spec.Workers.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists, Value: "vcon"}}
+	}))
+	op.waitChain(t, name, "InvalidChain", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonInvalidChain,
+		"the API server refused an object built from the Chain's spec.workers", "spec.template.spec.tolerations[0].operator"))
+	patchChain(t, op, name, func(c *vconv1.Chain) { c.Spec.Workers.Tolerations[0].Value = "" })
+	op.waitChain(t, name, "Ready once fixed", ready)
+	op.waitDeployment(t, name, "created", func(*appsv1.Deployment) error { return nil })
 }

@@ -111,6 +111,16 @@ func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autosc
 	return p
 }
 
+// refusedByAPIServer is the plan once the API server refused an object
+// built from the Chain (a toleration or an affinity the CRD's schema lets
+// through and Kubernetes' own validation does not): the Chain is
+// InvalidChain in the server's words, its workers at the replicas they
+// have.
+func (p *chainPlan) refusedByAPIServer(current *appsv1.Deployment, err error) {
+	p.problem = &notReady{vconv1.ReasonInvalidChain, "the API server refused an object built from the Chain's spec.workers: " + err.Error()}
+	p.replicas = replicasOf(current)
+}
+
 // render builds the worker config, or says why the Chain cannot have one.
 func render(in workload.Inputs) (*workload.Rendered, *notReady) {
 	rendered, err := workload.Render(in)
