@@ -46,6 +46,7 @@ func TestPaused(t *testing.T) {
 		metav1.SetMetaDataAnnotation(&c.ObjectMeta, vconv1.AnnotationPaused, "true")
 	})
 	op.waitChain(t, name, "Paused", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonPaused, "workers stay at 2", "remove the annotation to resume"))
+	waitEvent(t, op, name, vconv1.ReasonPaused, "until the annotation goes")
 
 	if err := op.rdb.RPush(ctx, list, uuids("b", 400)...).Err(); err != nil {
 		t.Fatal(err)
@@ -98,6 +99,7 @@ func TestPaused(t *testing.T) {
 		t.Errorf("no PodDisruptionBudget once resumed: %v", err)
 	}
 	op.waitChain(t, name, "Ready again", ready)
+	waitEvent(t, op, name, "Resumed", "applied again")
 	if err := op.c.Get(ctx, op.key(workload.ConfigMapName(name)), &cm); err != nil {
 		t.Fatal(err)
 	}

@@ -27,11 +27,25 @@ func (r *ChainReconciler) writeStatus(ctx context.Context, chain *vconv1.Chain, 
 		return fmt.Errorf("apply status: %w", err)
 	}
 	log.FromContext(ctx).V(1).Info("status updated", "workers", next.Workers, "ingress", next.Queue.Ingress)
+	wasPaused, paused := readyReason(chain.Status.Conditions) == vconv1.ReasonPaused, readyReason(next.Conditions) == vconv1.ReasonPaused
+	switch {
+	case paused && !wasPaused:
+		r.Recorder.Eventf(chain, corev1.EventTypeNormal, vconv1.ReasonPaused, "paused (%s: \"true\"): the operator changes none of the Chain's objects until the annotation goes", vconv1.AnnotationPaused)
+	case wasPaused && !paused:
+		r.Recorder.Event(chain, corev1.EventTypeNormal, "Resumed", "resumed: the Chain's objects are applied again")
+	}
 	wasFilling := apimeta.IsStatusConditionFalse(chain.Status.Conditions, string(vconv1.ConditionDLQEmpty))
 	if !wasFilling && apimeta.IsStatusConditionFalse(next.Conditions, string(vconv1.ConditionDLQEmpty)) {
 		r.Recorder.Eventf(chain, corev1.EventTypeWarning, "DLQFilling", "%d vCons dead-lettered", next.Queue.DLQ)
 	}
 	return nil
+}
+
+func readyReason(conds []metav1.Condition) string {
+	if c := apimeta.FindStatusCondition(conds, string(vconv1.ConditionReady)); c != nil {
+		return c.Reason
+	}
+	return ""
 }
 
 // chainStatus is the Chain's status once the plan is applied (pure).
