@@ -99,6 +99,9 @@ func (r *ChainReconciler) applyPlan(ctx context.Context, chain *vconv1.Chain, cu
 		if err := apply(ctx, r.Client, p.deployment); err != nil {
 			return fmt.Errorf("apply deployment: %w", err)
 		}
+		if err := r.applyPDB(ctx, p); err != nil {
+			return fmt.Errorf("apply poddisruptionbudget: %w", err)
+		}
 		r.scaling.Store(client.ObjectKeyFromObject(chain), p.scaling)
 	case applyReplicas:
 		if current != nil && replicasOf(current) != p.replicas {
@@ -133,6 +136,23 @@ func (r *ChainReconciler) applyRedisSecret(ctx context.Context, chain *vconv1.Ch
 		return nil
 	}
 	err := r.Delete(ctx, &s, client.Preconditions{UID: &s.UID})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+// applyPDB gives the workers the PodDisruptionBudget the Chain asks for,
+// or deletes the one it no longer asks for (resolve found it and checked
+// it is the Chain's).
+func (r *ChainReconciler) applyPDB(ctx context.Context, p chainPlan) error {
+	if p.pdb != nil {
+		return apply(ctx, r.Client, p.pdb)
+	}
+	if p.dropPDB == nil {
+		return nil
+	}
+	err := r.Delete(ctx, p.dropPDB, client.Preconditions{UID: &p.dropPDB.UID})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
@@ -30,6 +31,7 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 // Field indexes: which Chains name a Link or Storage, so that one appearing
@@ -55,6 +57,9 @@ type ChainReconciler struct {
 	// QueuedRetention is the least TTL workers keep on queued bodies
 	// (VCON_QUEUED_RETENTION on their pods); 0 leaves theirs.
 	QueuedRetention time.Duration
+	// PodDefaults place the worker pods of Chains that set no placement
+	// of their own (--worker-pod-defaults).
+	PodDefaults workload.PodDefaults
 	// AllowedWorkerImagePrefixes are the registry or repository prefixes a
 	// Chain's workers.image may name (policy.ImageAllowed); none means a
 	// Chain always runs WorkerImage. The image decides what code gets the
@@ -80,6 +85,7 @@ type ChainReconciler struct {
 // +kubebuilder:rbac:groups=vcon.dev,resources=chains/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // Secrets: get reads the Redis URL Secrets Chains name, past the cache (no
 // list or watch: that would cache every Secret of the cluster); create,
 // patch, update and delete manage the one Secret per Chain the operator
@@ -107,7 +113,12 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	plan := r.plan(&chain, res, r.scalingState(req.NamespacedName))
 	if err := r.applyPlan(ctx, &chain, res.deployment, plan); err != nil {
-		return ctrl.Result{}, fmt.Errorf("apply chain %s: %w", req.NamespacedName, err)
+		if !apierrors.IsInvalid(err) {
+			return ctrl.Result{}, fmt.Errorf("apply chain %s: %w", req.NamespacedName, err)
+		}
+		// Retrying cannot help until the Chain changes: say why in the
+		// status instead of only in the operator's log.
+		plan.refusedByAPIServer(res.deployment, err)
 	}
 	if err := r.writeStatus(ctx, &chain, chainStatus(&chain, res, plan)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("status of chain %s: %w", req.NamespacedName, err)
@@ -159,9 +170,12 @@ func (r *ChainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&vconv1.Chain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		// Annotations too: vcon.dev/paused is one, and its removal must
+		// resume the Chain at once.
+		For(&vconv1.Chain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.ConfigMap{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		// Worker pods belong to a ReplicaSet, not to the Chain: mapped by
 		// label. Their crashes reach the Ready condition this way.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(chainOfPod), builder.WithPredicates(podFailureChanged)).

@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
@@ -16,8 +17,9 @@ import (
 type applyMode int
 
 const (
-	// applyNothing: a Chain whose references are broken or refused keeps
-	// its current workers (if any) running on their last good config.
+	// applyNothing: a Chain whose references are broken or refused, or
+	// that is paused, keeps its current workers (if any) running on their
+	// last good config.
 	applyNothing applyMode = iota
 	// applyReplicas: only the existing Deployment's replicas change, as
 	// for a Chain that lost its ingress list to an earlier one.
@@ -30,6 +32,9 @@ const (
 // chainPlan is what one reconcile does to a Chain's objects and why.
 type chainPlan struct {
 	mode applyMode
+	// paused: the Chain carries vcon.dev/paused: "true"; nothing is
+	// written but its status.
+	paused bool
 	// problem is why the Chain cannot run as specified: resolve's, or the
 	// render's; nil when it can.
 	problem *notReady
@@ -40,6 +45,10 @@ type chainPlan struct {
 	redisSecret        *corev1.Secret
 	deployment         *appsv1.Deployment
 	dropProjectedRedis bool
+	// pdb is the worker PodDisruptionBudget, nil when the Chain asks for
+	// none; dropPDB is the one it had and no longer asks for.
+	pdb     *policyv1.PodDisruptionBudget
+	dropPDB *policyv1.PodDisruptionBudget
 	// replicas is what the Deployment runs once the plan is applied.
 	replicas int32
 	decision autoscale.Decision
@@ -61,6 +70,12 @@ func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autosc
 		rendered, p.problem = render(res.in)
 	}
 	p.decision, p.scaling = autoscale.Decide(scalingPolicy(chain), res.observation, current, scaling)
+	if chain.IsPaused() {
+		// Frozen where it is: replicas, config and spec edits wait for the
+		// annotation to go, whose removal reconciles the Chain at once.
+		p.paused = true
+		return p
+	}
 
 	switch {
 	case p.problem == nil:
@@ -68,6 +83,10 @@ func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autosc
 		p.replicas = p.decision.Replicas
 		p.configMap = workload.ConfigMap(chain, rendered)
 		p.deployment = workload.Deployment(res.in, rendered, p.replicas)
+		p.pdb = workload.PodDisruptionBudget(chain)
+		if p.pdb == nil {
+			p.dropPDB = res.pdb
+		}
 		if res.in.RedisSecret == nil {
 			p.redisSecret = workload.RedisSecret(chain, res.in.RedisURL)
 		} else {
@@ -90,6 +109,16 @@ func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autosc
 		p.requeueAfter = r.secretRecheck()
 	}
 	return p
+}
+
+// refusedByAPIServer is the plan once the API server refused an object
+// built from the Chain (a toleration or an affinity the CRD's schema lets
+// through and Kubernetes' own validation does not): the Chain is
+// InvalidChain in the server's words, its workers at the replicas they
+// have.
+func (p *chainPlan) refusedByAPIServer(current *appsv1.Deployment, err error) {
+	p.problem = &notReady{vconv1.ReasonInvalidChain, "the API server refused an object built from the Chain's spec.workers: " + err.Error()}
+	p.replicas = replicasOf(current)
 }
 
 // render builds the worker config, or says why the Chain cannot have one.

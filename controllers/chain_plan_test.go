@@ -6,7 +6,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
@@ -41,6 +43,8 @@ func TestPlan(t *testing.T) {
 		projectRedis bool
 		dropRedis    bool
 		requeueAfter time.Duration
+		paused       bool
+		pdb, dropPDB bool
 	}{
 		{name: "a runnable Chain applies everything, scaled to its queue", edit: func(res *resolved) { res.observation = queued(25) },
 			mode: applyAll, replicas: 3, projectRedis: true},
@@ -65,6 +69,23 @@ func TestPlan(t *testing.T) {
 		{name: "a disabled Chain runs nothing", edit: func(res *resolved) {
 			res.in.Chain.Spec.Enabled, res.deployment, res.observation = ptr.To(false), deployment(3), queued(100)
 		}, mode: applyAll, replicas: 0, projectRedis: true},
+		{name: "a paused Chain writes nothing, its replicas kept", edit: func(res *resolved) {
+			res.in.Chain.Annotations = map[string]string{vconv1.AnnotationPaused: "true"}
+			res.deployment, res.observation = deployment(2), queued(100)
+		}, mode: applyNothing, replicas: 2, paused: true},
+		{name: "a paused Chain with a broken reference: paused, the problem kept for later", edit: func(res *resolved) {
+			res.in.Chain.Annotations = map[string]string{vconv1.AnnotationPaused: "true"}
+			res.problem, res.deployment = &notReady{vconv1.ReasonRedisSecretNotFound, "Secret r"}, deployment(1)
+		}, mode: applyNothing, reason: vconv1.ReasonRedisSecretNotFound, replicas: 1, paused: true},
+		{name: "paused only by \"true\"", edit: func(res *resolved) {
+			res.in.Chain.Annotations = map[string]string{vconv1.AnnotationPaused: "yes"}
+		}, mode: applyAll, projectRedis: true},
+		{name: "a disruption budget asked for is applied", edit: func(res *resolved) {
+			res.in.Chain.Spec.Workers.PodDisruptionBudget = &vconv1.WorkerDisruptionBudget{MaxUnavailable: ptr.To(intstr.FromInt32(1))}
+		}, mode: applyAll, projectRedis: true, pdb: true},
+		{name: "a disruption budget no longer asked for goes", edit: func(res *resolved) {
+			res.pdb = &policyv1.PodDisruptionBudget{}
+		}, mode: applyAll, projectRedis: true, dropPDB: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,6 +104,9 @@ func TestPlan(t *testing.T) {
 			if p.mode != tt.mode || reason != tt.reason || p.replicas != tt.replicas || p.requeueAfter != tt.requeueAfter {
 				t.Fatalf("plan mode %d problem %q replicas %d requeue %v (decision %+v), want mode %d problem %q replicas %d requeue %v",
 					p.mode, reason, p.replicas, p.requeueAfter, p.decision, tt.mode, tt.reason, tt.replicas, tt.requeueAfter)
+			}
+			if p.paused != tt.paused || (p.pdb != nil) != tt.pdb || (p.dropPDB != nil) != tt.dropPDB {
+				t.Errorf("paused %t, pdb %t, drop pdb %t; want %t, %t, %t", p.paused, p.pdb != nil, p.dropPDB != nil, tt.paused, tt.pdb, tt.dropPDB)
 			}
 			if (p.redisSecret != nil) != tt.projectRedis || p.dropProjectedRedis != tt.dropRedis {
 				t.Errorf("projected Secret %v, dropped %t; want %t, %t", p.redisSecret != nil, p.dropProjectedRedis, tt.projectRedis, tt.dropRedis)

@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -35,6 +36,9 @@ type resolved struct {
 	// none; pods are its pods.
 	deployment *appsv1.Deployment
 	pods       []corev1.Pod
+	// pdb is the Chain's worker PodDisruptionBudget as it is, nil when it
+	// has none.
+	pdb *policyv1.PodDisruptionBudget
 	// observation is the observer's latest; zero before the first poll.
 	observation observer.Observation
 }
@@ -63,13 +67,16 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (res
 			return res, err
 		}
 	}
+	if res.pdb, err = r.workerPDB(ctx, chain); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
 // references gathers the image, Redis, Links and Storages the Chain names,
 // and the first reason it cannot run with them.
 func (r *ChainReconciler) references(ctx context.Context, chain *vconv1.Chain) (workload.Inputs, *notReady, error) {
-	in := workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: r.WorkerImage, QueuedRetention: r.QueuedRetention}
+	in := workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: r.WorkerImage, QueuedRetention: r.QueuedRetention, PodDefaults: r.PodDefaults}
 	if img := chain.Spec.Workers.Image; img != "" && img != r.WorkerImage {
 		if !policy.ImageAllowed(r.AllowedWorkerImagePrefixes, img) {
 			// Nothing is applied for a refused Chain: running workers keep
@@ -313,4 +320,20 @@ func (r *ChainReconciler) workerDeployment(ctx context.Context, chain *vconv1.Ch
 		return nil, fmt.Errorf("get worker deployment: %w", err)
 	}
 	return &d, nil
+}
+
+// workerPDB is the Chain's worker PodDisruptionBudget from the cache, nil
+// when there is none or it is not the Chain's.
+func (r *ChainReconciler) workerPDB(ctx context.Context, chain *vconv1.Chain) (*policyv1.PodDisruptionBudget, error) {
+	var b policyv1.PodDisruptionBudget
+	if err := r.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: workload.PodDisruptionBudgetName(chain.Name)}, &b); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("get worker poddisruptionbudget: %w", err)
+	}
+	if !metav1.IsControlledBy(&b, chain) {
+		return nil, nil
+	}
+	return &b, nil
 }

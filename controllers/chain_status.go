@@ -27,11 +27,25 @@ func (r *ChainReconciler) writeStatus(ctx context.Context, chain *vconv1.Chain, 
 		return fmt.Errorf("apply status: %w", err)
 	}
 	log.FromContext(ctx).V(1).Info("status updated", "workers", next.Workers, "ingress", next.Queue.Ingress)
+	wasPaused, paused := readyReason(chain.Status.Conditions) == vconv1.ReasonPaused, readyReason(next.Conditions) == vconv1.ReasonPaused
+	switch {
+	case paused && !wasPaused:
+		r.Recorder.Eventf(chain, corev1.EventTypeNormal, vconv1.ReasonPaused, "paused (%s: \"true\"): the operator changes none of the Chain's objects until the annotation goes", vconv1.AnnotationPaused)
+	case wasPaused && !paused:
+		r.Recorder.Event(chain, corev1.EventTypeNormal, "Resumed", "resumed: the Chain's objects are applied again")
+	}
 	wasFilling := apimeta.IsStatusConditionFalse(chain.Status.Conditions, string(vconv1.ConditionDLQEmpty))
 	if !wasFilling && apimeta.IsStatusConditionFalse(next.Conditions, string(vconv1.ConditionDLQEmpty)) {
 		r.Recorder.Eventf(chain, corev1.EventTypeWarning, "DLQFilling", "%d vCons dead-lettered", next.Queue.DLQ)
 	}
 	return nil
+}
+
+func readyReason(conds []metav1.Condition) string {
+	if c := apimeta.FindStatusCondition(conds, string(vconv1.ConditionReady)); c != nil {
+		return c.Reason
+	}
+	return ""
 }
 
 // chainStatus is the Chain's status once the plan is applied (pure).
@@ -46,6 +60,7 @@ func chainStatus(chain *vconv1.Chain, res resolved, p chainPlan) *vconv1.ChainSt
 	st.Workers = fmt.Sprintf("%d/%d", st.ReadyReplicas, st.Replicas)
 	st.Queue = queueStatus(st.Queue, res.observation)
 	setConditions(&st.Conditions, chainConditions(chain, chainFacts{
+		paused:      p.paused,
 		problem:     p.problem,
 		observation: res.observation,
 		decision:    p.decision,
@@ -85,6 +100,8 @@ func queueStatus(prev vconv1.QueueStatus, obs observer.Observation) vconv1.Queue
 
 // chainFacts is what a Chain's conditions are computed from.
 type chainFacts struct {
+	// paused: the Chain carries vcon.dev/paused: "true".
+	paused bool
 	// problem is why the Chain cannot run as specified, nil when it can.
 	problem     *notReady
 	observation observer.Observation
@@ -129,6 +146,9 @@ func chainConditions(chain *vconv1.Chain, f chainFacts) []metav1.Condition {
 	}
 	var ready metav1.Condition
 	switch {
+	case f.paused:
+		ready = condition(gen, vconv1.ConditionReady, metav1.ConditionFalse, vconv1.ReasonPaused,
+			fmt.Sprintf("the Chain is paused (%s: \"true\"): the operator changes none of its objects and its workers stay at %d; remove the annotation to resume", vconv1.AnnotationPaused, f.replicas))
 	case f.problem != nil:
 		ready = condition(gen, vconv1.ConditionReady, metav1.ConditionFalse, f.problem.reason, f.problem.message)
 	case !chain.IsEnabled():

@@ -105,6 +105,14 @@ func TestChainConditions(t *testing.T) {
 			},
 		},
 		{
+			name:  "paused before everything else",
+			facts: chainFacts{paused: true, problem: &notReady{"ReferenceNotFound", "Link x"}, observation: stale, deployment: deployment(3), pods: crashing, replicas: 3},
+			want: map[vconv1.ConditionType]want{
+				vconv1.ConditionReady:          {metav1.ConditionFalse, vconv1.ReasonPaused, `paused (vcon.dev/paused: "true"): the operator changes none of its objects and its workers stay at 3`},
+				vconv1.ConditionRedisReachable: {metav1.ConditionFalse, "RedisUnreachable", ""},
+			},
+		},
+		{
 			name:  "disabled before failing workers",
 			chain: disabled,
 			facts: chainFacts{observation: measured(0), deployment: deployment(1), pods: crashing},

@@ -1,5 +1,15 @@
 package v1alpha1
 
+// AnnotationPaused "true" on a Chain freezes it: the operator writes
+// nothing to its Deployment, ConfigMap, Secret or PodDisruptionBudget
+// (replicas stay where they are, spec edits wait) and only its status
+// moves, with Ready reason Paused. Removing it, or any other value,
+// resumes the Chain at once.
+const AnnotationPaused = "vcon.dev/paused"
+
+// IsPaused is whether the Chain carries vcon.dev/paused: "true".
+func (c *Chain) IsPaused() bool { return c.Annotations[AnnotationPaused] == "true" }
+
 // IsEnabled is spec.enabled, which defaults to true: a disabled Chain runs
 // no workers and consumes nothing.
 func (c *Chain) IsEnabled() bool { return c.Spec.Enabled == nil || *c.Spec.Enabled }

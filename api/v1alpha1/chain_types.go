@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // ChainSpec defines a pipeline: the Redis lists it drains, the Links each
@@ -179,6 +180,170 @@ type WorkerSpec struct {
 	// +listMapKey=name
 	// +optional
 	Volumes []WorkerVolume `json:"volumes,omitempty"`
+
+	// WorkerPod places the worker pods and gives them an identity.
+	WorkerPod `json:",inline"`
+	// PodDisruptionBudget, when set, limits how many worker pods a
+	// voluntary disruption (a node drain) may take at once. The operator
+	// owns it: removing this field deletes it.
+	// +optional
+	PodDisruptionBudget *WorkerDisruptionBudget `json:"podDisruptionBudget,omitempty"`
+}
+
+// WorkerPod is the part of the worker pod template a Chain may set: where
+// the pods run, under which service account, pulled with which Secrets,
+// with which extra labels, annotations and settings. It has no field that
+// could weaken the pod's hardening (privileged, host namespaces or paths,
+// root, capabilities), and its rules refuse what could sneak in through
+// the fields it has.
+type WorkerPod struct {
+	// NodeSelector must match a node's labels for a worker to run there.
+	// Empty takes the operator's default (the chart's
+	// workers.defaults.nodeSelector).
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// Tolerations let workers run on tainted nodes. Empty takes the
+	// operator's default.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// Affinity of the worker pods to nodes and to other pods. Empty takes
+	// the operator's default.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// TopologySpreadConstraints spread the workers across zones or nodes.
+	// Their labelSelector is the user's to write; the worker pods carry
+	// vcon.dev/chain: <chain name>. Empty takes the operator's default.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+	// PriorityClassName of the worker pods. Empty takes the operator's
+	// default.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="priorityClassName must be the name of a PriorityClass: lower-case letters, digits, '-' and '.'"
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+	// ServiceAccountName runs the workers as this ServiceAccount of the
+	// Chain's namespace, with its token mounted, for cloud identities
+	// (EKS IRSA, GKE Workload Identity, Azure Workload Identity) that
+	// storages and links authenticate with. Empty runs them as the
+	// namespace's default account with no token mounted: the workers never
+	// talk to the Kubernetes API.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="serviceAccountName must be the name of a ServiceAccount: lower-case letters, digits, '-' and '.'"
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// ImagePullSecrets pull the worker image (and container steps'
+	// images) from a private registry. Empty takes the operator's default.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	// PodLabels are added to the worker pods' labels. The operator's own
+	// (app.kubernetes.io/name, instance, component, managed-by and every
+	// vcon.dev/ key) select the pods and are refused here.
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by']) && !k.startsWith('vcon.dev/'))",messageExpression="'podLabels cannot set ' + self.filter(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by'] || k.startsWith('vcon.dev/'))[0] + ': app.kubernetes.io/name, instance, component, managed-by and vcon.dev/ labels belong to the operator, which selects the pods of the Chain by them; use another key'"
+	// +optional
+	PodLabels map[string]string `json:"podLabels,omitempty"`
+	// PodAnnotations are added to the worker pods' annotations. vcon.dev/
+	// keys are the operator's (vcon.dev/config-hash rolls the workers), and
+	// the legacy seccomp and AppArmor annotations would loosen the pod's
+	// profiles: both are refused.
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('vcon.dev/'))",messageExpression="'podAnnotations cannot set ' + self.filter(k, k.startsWith('vcon.dev/'))[0] + ': vcon.dev/ annotations belong to the operator (vcon.dev/config-hash rolls the workers); use another key'"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('seccomp.security.alpha.kubernetes.io/') && !k.startsWith('container.seccomp.security.alpha.kubernetes.io/') && !k.startsWith('container.apparmor.security.beta.kubernetes.io/'))",messageExpression="'podAnnotations cannot set ' + self.filter(k, k.startsWith('seccomp.security.alpha.kubernetes.io/') || k.startsWith('container.seccomp.security.alpha.kubernetes.io/') || k.startsWith('container.apparmor.security.beta.kubernetes.io/'))[0] + ': the worker pods run with the default seccomp and AppArmor profiles of the runtime, which a Chain cannot loosen'"
+	// +optional
+	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
+	// Env adds settings to the worker container's environment, e.g.
+	// AWS_REGION or OTEL_EXPORTER_OTLP_ENDPOINT. The variables the operator
+	// sets cannot be overridden: REDIS_URL, VCON_QUEUED_RETENTION and the
+	// VCON_LINK<n>_, VCON_STORAGE<n>_ and VCON_STEP_ variables that carry
+	// steps' Secrets are refused.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Env []WorkerEnvVar `json:"env,omitempty"`
+	// EnvFrom adds every key of ConfigMaps or Secrets to the worker
+	// container's environment. A key that is also a variable the operator
+	// sets does not override it (Kubernetes gives env precedence over
+	// envFrom, and the operator's envFrom come after these); a prefix in
+	// the operator's names is refused.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	EnvFrom []WorkerEnvFromSource `json:"envFrom,omitempty"`
+}
+
+// WorkerEnvVar is one variable of the worker's environment: a value, or a
+// reference to a Secret or ConfigMap key, a field of the pod or a
+// resource of the container.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="an env variable has a value or a valueFrom, not both and not neither"
+type WorkerEnvVar struct {
+	// Name of the variable.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z_][A-Za-z0-9_.-]*$')",message="an env name is letters, digits, _, '.' and '-', not starting with a digit, e.g. AWS_REGION"
+	// +kubebuilder:validation:XValidation:rule="!(self in ['REDIS_URL', 'VCON_QUEUED_RETENTION']) && !self.matches('^VCON_(LINK|STORAGE)[0-9]') && !self.startsWith('VCON_STEP_')",messageExpression="'env ' + self + ' is set by the operator (REDIS_URL, VCON_QUEUED_RETENTION, and VCON_LINK<n>_, VCON_STORAGE<n>_ and VCON_STEP_ variables carrying the Secrets of steps): set spec.redis or the env of the step instead, or use another name'"
+	Name string `json:"name"`
+	// Value of the variable.
+	// +kubebuilder:validation:MaxLength=32768
+	// +optional
+	Value *string `json:"value,omitempty"`
+	// ValueFrom takes the value from elsewhere.
+	// +optional
+	ValueFrom *WorkerEnvVarSource `json:"valueFrom,omitempty"`
+}
+
+// WorkerEnvVarSource is where a variable's value comes from: exactly one
+// of a Secret key, a ConfigMap key, a pod field or a container resource.
+// +kubebuilder:validation:XValidation:rule="[has(self.secretKeyRef), has(self.configMapKeyRef), has(self.fieldRef), has(self.resourceFieldRef)].filter(x, x).size() == 1",message="valueFrom takes exactly one of secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef"
+type WorkerEnvVarSource struct {
+	// +optional
+	SecretKeyRef *corev1.SecretKeySelector `json:"secretKeyRef,omitempty"`
+	// +optional
+	ConfigMapKeyRef *corev1.ConfigMapKeySelector `json:"configMapKeyRef,omitempty"`
+	// FieldRef selects a field of the pod, e.g. metadata.name or
+	// spec.nodeName.
+	// +optional
+	FieldRef *corev1.ObjectFieldSelector `json:"fieldRef,omitempty"`
+	// ResourceFieldRef selects a limit or request of the worker container.
+	// +optional
+	ResourceFieldRef *corev1.ResourceFieldSelector `json:"resourceFieldRef,omitempty"`
+}
+
+// WorkerEnvFromSource adds the keys of one ConfigMap or Secret to the
+// worker's environment.
+// +kubebuilder:validation:XValidation:rule="has(self.configMapRef) != has(self.secretRef)",message="envFrom takes exactly one of configMapRef or secretRef"
+type WorkerEnvFromSource struct {
+	// Prefix is put before every key.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('REDIS_URL') && !self.matches('^VCON_(LINK|STORAGE)[0-9]') && !self.startsWith('VCON_STEP_')",message="envFrom prefix is in the operator's names (REDIS_URL, VCON_LINK<n>_, VCON_STORAGE<n>_, VCON_STEP_): use another prefix"
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+	// +optional
+	ConfigMapRef *corev1.ConfigMapEnvSource `json:"configMapRef,omitempty"`
+	// +optional
+	SecretRef *corev1.SecretEnvSource `json:"secretRef,omitempty"`
+}
+
+// WorkerDisruptionBudget is the worker PodDisruptionBudget: at most
+// maxUnavailable or at least minAvailable worker pods (a number, or a
+// percentage of the pods the Chain runs at the time).
+// +kubebuilder:validation:XValidation:rule="has(self.minAvailable) != has(self.maxUnavailable)",message="podDisruptionBudget takes exactly one of minAvailable or maxUnavailable"
+type WorkerDisruptionBudget struct {
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')",message="minAvailable is a number of pods or a percentage, e.g. 1 or 50%"
+	// +optional
+	MinAvailable *intstr.IntOrString `json:"minAvailable,omitempty"`
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')",message="maxUnavailable is a number of pods or a percentage, e.g. 1 or 25%"
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
 }
 
 // WorkerVolume is a volume mounted into the worker container: a

@@ -44,6 +44,10 @@ const (
 const (
 	// ReasonRunning: Ready=True, the workers run as specified.
 	ReasonRunning = "Running"
+	// ReasonPaused: the Chain carries vcon.dev/paused: "true"
+	// (AnnotationPaused); the operator changes none of its objects, and
+	// its workers run on as they were.
+	ReasonPaused = "Paused"
 	// ReasonDisabled: the Chain is disabled (enabled: false); its workers
 	// are scaled to zero.
 	ReasonDisabled = "Disabled"

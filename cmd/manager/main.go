@@ -28,6 +28,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/observer"
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/version"
+	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 		pollInterval, queuedRetention                 time.Duration
 		leaderElect                                   bool
 		leaderElectionNamespace                       string
+		podDefaults                                   string
 	)
 	flag.StringVar(&redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis for Chains that name none (env REDIS_URL)")
 	flag.StringVar(&workerImage, "worker-image", envOr("WORKER_IMAGE", "ghcr.io/vcon-operator/vcon-operator:"+version.Version), "image the worker Deployments run (env WORKER_IMAGE)")
@@ -44,6 +46,7 @@ func main() {
 	flag.StringVar(&allowedRedis, "allowed-redis-hosts", "", "comma-separated host or host:port patterns (*.example.com allowed) a Chain's own Redis URL may name; empty: any. The --redis-url default is always allowed")
 	flag.DurationVar(&pollInterval, "queue-poll-interval", 2*time.Second, "how often every Chain's queues are measured")
 	flag.DurationVar(&queuedRetention, "queued-retention", envSeconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention), "least TTL of a queued vCon body, set on worker pods and exported as vcon_queue_body_ttl_seconds for QueueBacklogNearExpiry (env VCON_QUEUED_RETENTION, seconds)")
+	flag.StringVar(&podDefaults, "worker-pod-defaults", os.Getenv("WORKER_POD_DEFAULTS"), `placement of the worker pods of Chains that set none, as JSON: {"nodeSelector":{...},"tolerations":[...],"affinity":{...},"topologySpreadConstraints":[...],"priorityClassName":"...","imagePullSecrets":[{"name":"..."}]}; each field applies where a Chain's spec.workers leaves it empty (env WORKER_POD_DEFAULTS)`)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader so that only one replica reconciles and measures")
@@ -64,6 +67,11 @@ func main() {
 		}
 	}
 
+	workerPodDefaults, err := workload.ParsePodDefaults(podDefaults)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "--worker-pod-defaults: %v\n", err)
+		os.Exit(2)
+	}
 	if pollInterval < 100*time.Millisecond {
 		fmt.Fprintln(os.Stderr, "--queue-poll-interval must be at least 100ms")
 		os.Exit(2)
@@ -106,6 +114,7 @@ func main() {
 		WorkerImage:     workerImage,
 		QueuedRetention: queuedRetention,
 		PollInterval:    pollInterval,
+		PodDefaults:     workerPodDefaults,
 
 		AllowedWorkerImagePrefixes: splitList(allowedImages),
 		AllowedRedisHosts:          splitList(allowedRedis),

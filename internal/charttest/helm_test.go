@@ -237,6 +237,7 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
 		{"unknown-alert.yaml", "disabledAlerts"},
 		{"bad-duration.yaml", "interval"},
 		{"bad-cors-origin.yaml", "allowedOrigins"},
+		{"typo-worker-defaults.yaml", "nodeSelecter"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			out, err := p.Template([]string{filepath.Join(p.Root, "internal", "charttest", "testdata", "bad-values", tc.file)})

@@ -229,6 +229,125 @@ spec: {module: links.tag, env: [{name: 1PASSWORD, secretKeyRef: {name: s, key: k
 			want: []string{"spec.env[0].name", "an env name is letters, digits and _, not starting with a digit"},
 		},
 		{
+			name: "pod label selecting the workers",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {podLabels: {team: a, app.kubernetes.io/name: mine}}}`,
+			want: []string{"spec.workers.podLabels", "podLabels cannot set app.kubernetes.io/name: app.kubernetes.io/name, instance, component, managed-by and vcon.dev/ labels belong to the operator"},
+		},
+		{
+			name: "pod label in the operator's domain",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {podLabels: {vcon.dev/chain: other}}}`,
+			want: []string{"spec.workers.podLabels", "podLabels cannot set vcon.dev/chain"},
+		},
+		{
+			name: "pod annotation overriding the config hash",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {podAnnotations: {vcon.dev/config-hash: x}}}`,
+			want: []string{"spec.workers.podAnnotations", "podAnnotations cannot set vcon.dev/config-hash: vcon.dev/ annotations belong to the operator"},
+		},
+		{
+			name: "pod annotation loosening AppArmor",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {podAnnotations: {container.apparmor.security.beta.kubernetes.io/worker: unconfined}}}`,
+			want: []string{"spec.workers.podAnnotations", "podAnnotations cannot set container.apparmor.security.beta.kubernetes.io/worker", "which a Chain cannot loosen"},
+		},
+		{
+			name: "pod annotation loosening seccomp",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {podAnnotations: {seccomp.security.alpha.kubernetes.io/pod: unconfined}}}`,
+			want: []string{"spec.workers.podAnnotations", "podAnnotations cannot set seccomp.security.alpha.kubernetes.io/pod"},
+		},
+		{
+			name: "worker env overriding REDIS_URL",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {env: [{name: REDIS_URL, value: "redis://elsewhere:6379"}]}}`,
+			want: []string{"spec.workers.env[0].name", "env REDIS_URL is set by the operator", "set spec.redis"},
+		},
+		{
+			name: "worker env in a step's names",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {env: [{name: VCON_LINK6_OPENAI_TOKEN, value: x}]}}`,
+			want: []string{"spec.workers.env[0].name", "env VCON_LINK6_OPENAI_TOKEN is set by the operator"},
+		},
+		{
+			name: "worker env overriding the queued retention",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {env: [{name: VCON_QUEUED_RETENTION, value: "1"}]}}`,
+			want: []string{"spec.workers.env[0].name", "env VCON_QUEUED_RETENTION is set by the operator"},
+		},
+		{
+			name: "worker env with a value and a valueFrom",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {env: [{name: A, value: x, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]}}`,
+			want: []string{"spec.workers.env[0]", "an env variable has a value or a valueFrom, not both and not neither"},
+		},
+		{
+			name: "worker env from two places",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {env: [{name: A, valueFrom: {fieldRef: {fieldPath: metadata.name}, secretKeyRef: {name: s, key: k}}}]}}`,
+			want: []string{"spec.workers.env[0].valueFrom", "valueFrom takes exactly one of secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef"},
+		},
+		{
+			name: "worker env from a file",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {env: [{name: A, valueFrom: {fileKeyRef: {volumeName: user-data, path: env, key: A}}}]}}`,
+			want: []string{"spec.workers.env[0].valueFrom", "valueFrom takes exactly one of"},
+		},
+		{
+			name: "worker envFrom with the operator's prefix",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {envFrom: [{prefix: VCON_STORAGE2_S3_, secretRef: {name: s}}]}}`,
+			want: []string{"spec.workers.envFrom[0].prefix", "envFrom prefix is in the operator's names"},
+		},
+		{
+			name: "worker envFrom with two sources",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {envFrom: [{configMapRef: {name: c}, secretRef: {name: s}}]}}`,
+			want: []string{"spec.workers.envFrom[0]", "envFrom takes exactly one of configMapRef or secretRef"},
+		},
+		{
+			name: "service account name in upper case",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {serviceAccountName: Uploader}}`,
+			want: []string{"spec.workers.serviceAccountName", "serviceAccountName must be the name of a ServiceAccount"},
+		},
+		{
+			name: "disruption budget with both bounds",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {podDisruptionBudget: {minAvailable: 1, maxUnavailable: 1}}}`,
+			want: []string{"spec.workers.podDisruptionBudget", "podDisruptionBudget takes exactly one of minAvailable or maxUnavailable"},
+		},
+		{
+			name: "disruption budget with neither bound",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {podDisruptionBudget: {}}}`,
+			want: []string{"spec.workers.podDisruptionBudget", "podDisruptionBudget takes exactly one of minAvailable or maxUnavailable"},
+		},
+		{
+			name: "disruption budget in words",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {podDisruptionBudget: {maxUnavailable: half}}}`,
+			want: []string{"spec.workers.podDisruptionBudget.maxUnavailable", "maxUnavailable is a number of pods or a percentage"},
+		},
+		{
 			name: "storage module without the storage. prefix",
 			manifest: `
 kind: Storage
@@ -323,6 +442,36 @@ spec:
   options: {webhook-urls: ["https://example.com"]}
   env: [{name: _TOKEN2, secretKeyRef: {name: s, key: k}}]
   envFrom: [{name: more-secrets}]`},
+		{"worker pod placement and identity", `
+kind: Chain
+spec:
+  ingressLists: [in]
+  workers:
+    nodeSelector: {kubernetes.io/arch: arm64}
+    tolerations: [{key: dedicated, operator: Equal, value: vcon, effect: NoSchedule}]
+    affinity:
+      nodeAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          nodeSelectorTerms: [{matchExpressions: [{key: topology.kubernetes.io/zone, operator: In, values: [a, b]}]}]
+    topologySpreadConstraints:
+    - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {vcon.dev/chain: good}}}
+    priorityClassName: vcon-high
+    serviceAccountName: vcon-uploader
+    imagePullSecrets: [{name: registry}]
+    podLabels: {team: calls, app.kubernetes.io/part-of: calls}
+    podAnnotations: {cluster-autoscaler.kubernetes.io/safe-to-evict: "false"}
+    env:
+    - {name: AWS_REGION, value: eu-west-1}
+    - {name: VCON_STORAGE_FALLBACK_ENABLED, value: "false"}
+    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory}}}
+    - {name: KEY, valueFrom: {secretKeyRef: {name: s, key: k}}}
+    - {name: OTEL_EXPORTER_OTLP_ENDPOINT, valueFrom: {configMapKeyRef: {name: otel, key: endpoint}}}
+    envFrom: [{configMapRef: {name: settings}}, {prefix: EXTRA_, secretRef: {name: more}}]
+    podDisruptionBudget: {maxUnavailable: 25%}`},
+		{"disruption budget as a number", `
+kind: Chain
+spec: {ingressLists: [in], workers: {podDisruptionBudget: {minAvailable: 1}}}`},
 		{"storage with a digit in the module name", `
 kind: Storage
 spec: {module: storage.s3, options: {bucket: vcons}}`},

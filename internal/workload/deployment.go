@@ -55,7 +55,7 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 	if concurrency < 1 {
 		concurrency = 1
 	}
-	env := []corev1.EnvVar{redisEnv(in)}
+	env := append(userEnv(ch), redisEnv(in))
 	if in.QueuedRetention > 0 {
 		env = append(env, corev1.EnvVar{Name: "VCON_QUEUED_RETENTION", Value: strconv.FormatInt(int64(in.QueuedRetention/time.Second), 10)})
 	}
@@ -76,7 +76,7 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 			"--grace-period=" + (grace - 10*time.Second).String(),
 		},
 		Env:     env,
-		EnvFrom: r.EnvFrom,
+		EnvFrom: append(userEnvFrom(ch), r.EnvFrom...),
 		Ports:   []corev1.ContainerPort{{Name: "metrics", ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP}},
 		// Until the worker is first ready, ask every second: a new pod of a
 		// burst is counted Ready (and `kubectl get chains` says so) about a
@@ -117,7 +117,7 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 	}
 
 	labels := Labels(ch.Name)
-	return &appsv1.Deployment{
+	d := &appsv1.Deployment{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: DeploymentName(ch.Name), Namespace: ch.Namespace,
@@ -135,11 +135,10 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 			},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
-					Labels:      labels,
-					Annotations: map[string]string{AnnotationConfigHash: r.Hash},
+					Labels:      podLabels(ch),
+					Annotations: podAnnotations(ch, r.Hash),
 				},
 				Spec: corev1.PodSpec{
-					AutomountServiceAccountToken:  ptr.To(false),
 					EnableServiceLinks:            ptr.To(false),
 					TerminationGracePeriodSeconds: ptr.To(int64(grace.Seconds())),
 					SecurityContext: &corev1.PodSecurityContext{
@@ -161,6 +160,8 @@ func Deployment(in Inputs, r *Rendered, replicas int32) *appsv1.Deployment {
 			},
 		},
 	}
+	placePod(&d.Spec.Template.Spec, ch, in.PodDefaults)
+	return d
 }
 
 // redisEnv is always a Secret reference: the Chain's own Secret, else the

@@ -38,6 +38,9 @@ type Inputs struct {
 	// QueuedRetention is the least TTL workers keep on the bodies they take
 	// and push on (VCON_QUEUED_RETENTION); 0 leaves the worker's default.
 	QueuedRetention time.Duration
+	// PodDefaults place the pods of a Chain that sets no placement of its
+	// own.
+	PodDefaults PodDefaults
 }
 
 // Rendered is the conserver config of a Chain and what its pods need

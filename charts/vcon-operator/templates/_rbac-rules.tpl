@@ -54,6 +54,18 @@ change the markers. internal/charttest checks the rendered chart against it.
   - update
   - watch
 - apiGroups:
+  - policy
+  resources:
+  - poddisruptionbudgets
+  verbs:
+  - create
+  - delete
+  - get
+  - list
+  - patch
+  - update
+  - watch
+- apiGroups:
   - vcon.dev
   resources:
   - chains
