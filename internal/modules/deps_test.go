@@ -26,6 +26,8 @@ var workerOnly = []string{
 	"github.com/aws/smithy-go",
 	"github.com/jackc/pgx",
 	"github.com/itchyny/gojq",
+	"github.com/pkg/sftp",
+	"golang.org/x/crypto/ssh",
 }
 
 // TestOperatorLinksNoWorkerCode fails when the manager or the kubectl

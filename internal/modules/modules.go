@@ -34,6 +34,7 @@ var (
 		"storage.postgres",
 		"storage.redis_storage",
 		"storage.s3",
+		"storage.sftp",
 		"storage.webhook",
 	}
 )

@@ -48,6 +48,7 @@ func TestModuleOptionErrors(t *testing.T) {
 	}
 	hook := map[string]any{"webhook-urls": []any{"https://hooks.example/x"}}
 	s3 := map[string]any{"aws_bucket": "b"}
+	sftp := map[string]any{"url": "sftp.example", "username": "u", "password": "pw-s3cret", "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMniNrGYD5ZHx4K05nczBG0BnteScV4XKc5r0+d6g/mq"}
 	tests := map[string][]struct {
 		name string
 		opts map[string]any
@@ -79,6 +80,19 @@ func TestModuleOptionErrors(t *testing.T) {
 			{"endpoint not a URL", with(s3, "endpoint_url", "minio:9000"), []string{`option "endpoint_url": want an absolute http:// or https:// URL`}},
 			{"endpoint with credentials", with(s3, "endpoint_url", "http://u:pw-s3cret@minio:9000"), []string{`option "endpoint_url": must not hold credentials`}},
 			{"secret unexpanded", with(s3, "aws_access_key_id", "AKIA", "aws_secret_access_key", "${S3_SECRET_NOT_SET}"), []string{`option "aws_secret_access_key": refers to ${S3_SECRET_NOT_SET}`}},
+		},
+		"storage.sftp": {
+			{"nothing set", nil, []string{`option "url": required: the SFTP server's host name`, `option "username": required, missing`}},
+			{"no password or key", with(sftp, "password", nil), []string{`set option "password" or "key_file"`}},
+			{"no host key", with(sftp, "host_key", nil), []string{`option "host_key": required: the server's public key`, "insecure_skip_host_key_check: true accepts any key"}},
+			{"host key not a key", with(sftp, "host_key", []any{"sftp.example fingerprint"}), []string{`option "host_key": item 0: want a public key such as "ssh-ed25519 AAAA..."`}},
+			{"host key and insecure", with(sftp, "insecure_skip_host_key_check", true), []string{`options "host_key" and "insecure_skip_host_key_check" exclude each other`}},
+			{"insecure not a boolean", with(sftp, "host_key", nil, "insecure_skip_host_key_check", "sure"), []string{`option "insecure_skip_host_key_check": want true or false (or 1 or 0), got "sure"`}},
+			{"url a web address", with(sftp, "url", "https://sftp.example/x"), []string{`option "url": want a host name, or sftp://host[:port], got "https://sftp.example/x"`}},
+			{"bad port", with(sftp, "port", int64(70000), "url", "sftp://h:0"), []string{`option "port": want a whole number from 1 to 65535, got 70000`, `option "url": want a host name, or sftp://host[:port]`}},
+			{"file name parts", with(sftp, "filename", "a/b", "extension", ""), []string{`option "filename": want a file name part without / or \, got "a/b"`, `option "extension": must not be empty`}},
+			{"key file missing", with(sftp, "key_file", "/nonexistent/id_ed25519"), []string{`option "key_file": read the private key: no such file or directory`}},
+			{"password unexpanded", with(sftp, "password", "${SFTP_PASSWORD_NOT_SET}"), []string{`option "password": refers to ${SFTP_PASSWORD_NOT_SET}`}},
 		},
 		"storage.webhook": {
 			{"no urls", nil, []string{`option "webhook-urls": required`}},
