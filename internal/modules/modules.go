@@ -31,6 +31,7 @@ var (
 	}
 	storages = []string{
 		"storage.file",
+		"storage.mongo",
 		"storage.postgres",
 		"storage.redis_storage",
 		"storage.s3",

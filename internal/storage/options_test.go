@@ -63,6 +63,18 @@ func TestModuleOptionErrors(t *testing.T) {
 			}},
 			{"size not a number", map[string]any{"max_file_size": "10MB"}, []string{`option "max_file_size": want a whole number, got "10MB"`}},
 		},
+		"storage.mongo": {
+			{"nothing set", nil, []string{`option "url": required, missing: the server's mongodb:// URL`}},
+			{"uri as its README shows", map[string]any{"uri": "mongodb://h/"}, []string{`option "url": required, missing (conserver reads "url"; the "uri" its README shows is not read)`}},
+			{"url not mongodb", map[string]any{"url": "https://u:pw-s3cret@h/"}, []string{`option "url": want a mongodb:// or mongodb+srv:// URL`}},
+			{"url not a connection string", map[string]any{"url": "mongodb://u:pw-s3cret@h:port/"}, []string{`option "url": not a MongoDB connection string`}},
+			{"url unexpanded", map[string]any{"url": "${MONGO_URL_NOT_SET}"}, []string{`option "url": refers to ${MONGO_URL_NOT_SET}`}},
+			{"names", map[string]any{"url": "mongodb://h/", "database": "a.b", "collection": "system.users"}, []string{
+				`option "database": want a database name (at most 63 bytes, none of /\. "$*<>:|?), got "a.b"`,
+				`option "collection": want a collection name (no "$", not starting with "system."), got "system.users"`,
+			}},
+			{"collection empty", map[string]any{"url": "mongodb://h/", "collection": " "}, []string{`option "collection": want a collection name`}},
+		},
 		"storage.postgres": {
 			{"nothing set", nil, []string{`option "database": required, missing`, `option "user": required, missing`, `option "password": required, missing`, `option "host": required, missing`, `option "port": required, missing`}},
 			{"bad port", with(pg, "port", "http"), []string{`option "port": want a TCP port number, got "http"`}},
