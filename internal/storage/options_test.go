@@ -95,7 +95,9 @@ func TestModuleOptionErrors(t *testing.T) {
 		},
 		"storage.sftp": {
 			{"nothing set", nil, []string{`option "url": required: the SFTP server's host name`, `option "username": required, missing`}},
-			{"no password or key", with(sftp, "password", nil), []string{`set option "password" or "key_file"`}},
+			{"no password or key", with(sftp, "password", nil), []string{`set option "password", "private_key" or "key_file"`}},
+			{"key twice", with(sftp, "key_file", "/k", "private_key", "pem-s3cret"), []string{`options "key_file" and "private_key" exclude each other`}},
+			{"private key not a key", with(sftp, "private_key", "-----BEGIN s3cret"), []string{`option "private_key": holds no private key ssh can read`}},
 			{"no host key", with(sftp, "host_key", nil), []string{`option "host_key": required: the server's public key`, "insecure_skip_host_key_check: true accepts any key"}},
 			{"host key not a key", with(sftp, "host_key", []any{"sftp.example fingerprint"}), []string{`option "host_key": item 0: want a public key such as "ssh-ed25519 AAAA..."`}},
 			{"host key and insecure", with(sftp, "insecure_skip_host_key_check", true), []string{`options "host_key" and "insecure_skip_host_key_check" exclude each other`}},

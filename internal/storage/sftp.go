@@ -45,9 +45,10 @@ import (
 //
 // Host keys are checked, where conserver (paramiko.Transport) accepts any
 // key: host_key names the server's public key(s), and only
-// insecure_skip_host_key_check: true connects without one. key_file
-// (conserver's README names it; its code has password only) logs in with a
-// private key instead of, or as well as, the password.
+// insecure_skip_host_key_check: true connects without one. A private key
+// logs in instead of, or as well as, the password: private_key holds it
+// (usually ${VAR} from the Storage's Secret), key_file names a file holding
+// it (conserver's README names key_file; its code has password only).
 func init() { Register("storage.sftp", newSFTP) }
 
 const (
@@ -91,6 +92,7 @@ func newSFTP(_ context.Context, _ string, raw map[string]any, deps Deps) (Storag
 	username := o.Required("username")
 	password := o.Secret("password")
 	keyFile := o.Name("key_file", "")
+	privateKey := o.Secret("private_key")
 	dir := o.Name("path", ".")
 	filename := o.Name("filename", "vcon")
 	ext := strings.TrimPrefix(o.Name("extension", "json"), ".")
@@ -110,9 +112,18 @@ func newSFTP(_ context.Context, _ string, raw map[string]any, deps Deps) (Storag
 	hostKeys := sftpHostKeys(o)
 
 	var auth []ssh.AuthMethod
-	if keyFile != "" {
-		if signer, err := sftpSigner(keyFile); err != nil {
+	switch {
+	case keyFile != "" && privateKey != "":
+		o.Errorf(`options "key_file" and "private_key" exclude each other: set one`)
+	case keyFile != "":
+		if signer, err := sftpKeyFile(keyFile); err != nil {
 			o.Failf("key_file", "%v", err)
+		} else {
+			auth = append(auth, ssh.PublicKeys(signer))
+		}
+	case privateKey != "":
+		if signer, err := sftpSigner([]byte(privateKey)); err != nil {
+			o.Failf("private_key", "%v", err)
 		} else {
 			auth = append(auth, ssh.PublicKeys(signer))
 		}
@@ -120,8 +131,8 @@ func newSFTP(_ context.Context, _ string, raw map[string]any, deps Deps) (Storag
 	if password != "" {
 		auth = append(auth, ssh.Password(password))
 	}
-	if password == "" && keyFile == "" && o.Problems() == 0 {
-		o.Errorf(`set option "password" or "key_file" (or both): the SFTP server needs one to log in`)
+	if password == "" && keyFile == "" && privateKey == "" && o.Problems() == 0 {
+		o.Errorf(`set option "password", "private_key" or "key_file": the SFTP server needs one to log in`)
 	}
 	switch {
 	case insecure && len(hostKeys) > 0:
@@ -238,18 +249,27 @@ func sftpHostKeyAlgorithms(keys []ssh.PublicKey) []string {
 	return algos
 }
 
-func sftpSigner(keyFile string) (ssh.Signer, error) {
+func sftpKeyFile(keyFile string) (ssh.Signer, error) {
 	pem, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("read the private key: %v", errors.Unwrap(err))
 	}
+	signer, err := sftpSigner(pem)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyFile, err)
+	}
+	return signer, nil
+}
+
+// sftpSigner parses an unencrypted private key; the error never quotes it.
+func sftpSigner(pem []byte) (ssh.Signer, error) {
 	signer, err := ssh.ParsePrivateKey(pem)
 	var missing *ssh.PassphraseMissingError
 	if errors.As(err, &missing) {
-		return nil, fmt.Errorf("%s holds a passphrase-protected key; give it without a passphrase (kept in a Secret)", keyFile)
+		return nil, errors.New("a passphrase-protected key; give it without a passphrase (kept in a Secret)")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s holds no private key ssh can read (want OpenSSH or PEM format)", keyFile)
+		return nil, errors.New("holds no private key ssh can read (want OpenSSH or PEM format, as ssh-keygen writes it)")
 	}
 	return signer, nil
 }

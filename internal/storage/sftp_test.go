@@ -2,6 +2,9 @@ package storage
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
 )
@@ -65,6 +70,10 @@ func dirNames(t *testing.T, dir string) []string {
 func TestSftpSaveOverwriteGetDelete(t *testing.T) {
 	srv := testenv.StartSFTP(t)
 	ctx := context.Background()
+	privateKey, err := os.ReadFile(srv.ClientKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, tc := range []struct {
 		name     string
 		extra    []any
@@ -74,6 +83,7 @@ func TestSftpSaveOverwriteGetDelete(t *testing.T) {
 		{"filename and extension", []any{"filename", "call", "extension", ".vcon"}, "call_" + sftpTestUUID + ".vcon"},
 		{"no filename", []any{"filename", ""}, sftpTestUUID + ".json"},
 		{"sftp:// url with its port", []any{"url", "sftp://" + srv.Addr(), "port", nil}, "vcon_" + sftpTestUUID + ".json"},
+		{"private_key instead of key_file", []any{"key_file", nil, "private_key", string(privateKey)}, "vcon_" + sftpTestUUID + ".json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(srv.Dir, strconv.Itoa(i))
@@ -224,5 +234,25 @@ func TestSftpReconnects(t *testing.T) {
 	cancel()
 	if err := st.Save(cancelled, v); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Save with a cancelled context: %v", err)
+	}
+}
+
+// A key the worker cannot use without a passphrase is refused at load,
+// saying so, rather than on every vCon.
+func TestSftpPassphraseKeyRefused(t *testing.T) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("phrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(context.Background(), "sftp", "storage.sftp", map[string]any{
+		"url": "sftp.example", "username": "u", "insecure_skip_host_key_check": true,
+		"private_key": string(pem.EncodeToMemory(block)),
+	}, Deps{})
+	if err == nil || !strings.Contains(err.Error(), `option "private_key": a passphrase-protected key`) {
+		t.Fatalf("New = %v, want the passphrase named", err)
 	}
 }
