@@ -48,7 +48,7 @@ func TestModuleOptionErrors(t *testing.T) {
 	}
 	hook := map[string]any{"webhook-urls": []any{"https://hooks.example/x"}}
 	s3 := map[string]any{"aws_bucket": "b"}
-	sftp := map[string]any{"url": "sftp.example", "username": "u", "password": "pw-s3cret", "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMniNrGYD5ZHx4K05nczBG0BnteScV4XKc5r0+d6g/mq"}
+	sftp := map[string]any{"url": "sftp.example", "username": "u", "password": "pw-s3cret", "known_hosts": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMniNrGYD5ZHx4K05nczBG0BnteScV4XKc5r0+d6g/mq"}
 	tests := map[string][]struct {
 		name string
 		opts map[string]any
@@ -98,10 +98,12 @@ func TestModuleOptionErrors(t *testing.T) {
 			{"no password or key", with(sftp, "password", nil), []string{`set option "password", "private_key" or "key_file"`}},
 			{"key twice", with(sftp, "key_file", "/k", "private_key", "pem-s3cret"), []string{`options "key_file" and "private_key" exclude each other`}},
 			{"private key not a key", with(sftp, "private_key", "-----BEGIN s3cret"), []string{`option "private_key": holds no private key ssh can read`}},
-			{"no host key", with(sftp, "host_key", nil), []string{`option "host_key": required: the server's public key`, "insecure_skip_host_key_check: true accepts any key"}},
-			{"host key not a key", with(sftp, "host_key", []any{"sftp.example fingerprint"}), []string{`option "host_key": item 0: want a public key such as "ssh-ed25519 AAAA..."`}},
-			{"host key and insecure", with(sftp, "insecure_skip_host_key_check", true), []string{`options "host_key" and "insecure_skip_host_key_check" exclude each other`}},
-			{"insecure not a boolean", with(sftp, "host_key", nil, "insecure_skip_host_key_check", "sure"), []string{`option "insecure_skip_host_key_check": want true or false (or 1 or 0), got "sure"`}},
+			{"no host key", with(sftp, "known_hosts", nil), []string{`option "known_hosts": required: the server's public key`, "insecure_skip_host_key_check: true accepts any key"}},
+			{"host key not a key", with(sftp, "known_hosts", []any{"sftp.example fingerprint"}), []string{`option "known_hosts": item 0, line 1: want a public key such as "ssh-ed25519 AAAA..."`}},
+			{"known hosts revoked", with(sftp, "known_hosts", "@revoked * "+sftp["known_hosts"].(string)), []string{`option "known_hosts": item 0, line 1: @revoked entries are not supported`}},
+			{"known hosts only comments", with(sftp, "known_hosts", "# sftp.example:22 SSH-2.0-OpenSSH\n"), []string{`option "known_hosts": holds no key`}},
+			{"host key and insecure", with(sftp, "insecure_skip_host_key_check", true), []string{`options "known_hosts" and "insecure_skip_host_key_check" exclude each other`}},
+			{"insecure not a boolean", with(sftp, "known_hosts", nil, "insecure_skip_host_key_check", "sure"), []string{`option "insecure_skip_host_key_check": want true or false (or 1 or 0), got "sure"`}},
 			{"url a web address", with(sftp, "url", "https://sftp.example/x"), []string{`option "url": want a host name, or sftp://host[:port], got "https://sftp.example/x"`}},
 			{"bad port", with(sftp, "port", int64(70000), "url", "sftp://h:0"), []string{`option "port": want a whole number from 1 to 65535, got 70000`, `option "url": want a host name, or sftp://host[:port]`}},
 			{"file name parts", with(sftp, "filename", "a/b", "extension", ""), []string{`option "filename": want a file name part without / or \, got "a/b"`, `option "extension": must not be empty`}},

@@ -44,7 +44,7 @@ import (
 // so a reader never sees half a vCon.
 //
 // Host keys are checked, where conserver (paramiko.Transport) accepts any
-// key: host_key names the server's public key(s), and only
+// key: known_hosts names the server's public key(s), and only
 // insecure_skip_host_key_check: true connects without one. A private key
 // logs in instead of, or as well as, the password: private_key holds it
 // (usually ${VAR} from the Storage's Secret), key_file names a file holding
@@ -136,9 +136,9 @@ func newSFTP(_ context.Context, _ string, raw map[string]any, deps Deps) (Storag
 	}
 	switch {
 	case insecure && len(hostKeys) > 0:
-		o.Errorf(`options "host_key" and "insecure_skip_host_key_check" exclude each other: keep host_key`)
-	case !insecure && len(hostKeys) == 0 && !o.Has("host_key"):
-		o.Failf("host_key", "required: the server's public key as ssh-keyscan prints it (\"ssh-ed25519 AAAA...\"), so that vCons go to that server only; insecure_skip_host_key_check: true accepts any key, as conserver does")
+		o.Errorf(`options "known_hosts" and "insecure_skip_host_key_check" exclude each other: keep known_hosts`)
+	case !insecure && len(hostKeys) == 0 && !o.Has("known_hosts"):
+		o.Failf("known_hosts", "required: the server's public key as ssh-keyscan prints it (\"ssh-ed25519 AAAA...\"), so that vCons go to that server only; insecure_skip_host_key_check: true accepts any key, as conserver does")
 	}
 	if err := o.Err(); err != nil {
 		return nil, err
@@ -191,28 +191,37 @@ func sftpURLHost(s string) (port int, host string, ok bool) {
 	return 0, strings.Trim(s, "[]"), true
 }
 
-// sftpHostKeys reads host_key: one key or a list, each as ssh-keyscan or
-// a known_hosts file has it ("ssh-ed25519 AAAA...", with or without the
-// host names in front).
+// sftpHostKeys reads known_hosts: text or a list of texts, each line a
+// key as ssh-keyscan prints it or a known_hosts file holds it
+// ("ssh-ed25519 AAAA...", with or without host names in front; # starts a
+// comment). Host names are not matched: every key listed is accepted for
+// this storage's server, and only those.
 func sftpHostKeys(o *options.Reader) []ssh.PublicKey {
 	var keys []ssh.PublicKey
-	for i, line := range o.Strings("host_key") {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
+	for i, text := range o.Strings("known_hosts") {
+		for n, line := range strings.Split(text, "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			where := fmt.Sprintf("item %d, line %d", i, n+1)
+			if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err == nil {
+				keys = append(keys, k)
+				continue
+			}
+			marker, _, k, _, _, err := ssh.ParseKnownHosts([]byte(line))
+			switch {
+			case err != nil:
+				o.Failf("known_hosts", "%s: want a public key such as \"ssh-ed25519 AAAA...\" (ssh-keyscan -t ed25519 HOST prints it)", where)
+			case marker != "":
+				o.Failf("known_hosts", "%s: @%s entries are not supported; list the server's own keys", where, marker)
+			default:
+				keys = append(keys, k)
+			}
 		}
-		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err == nil {
-			keys = append(keys, k)
-			continue
-		}
-		if _, _, k, _, _, err := ssh.ParseKnownHosts([]byte(line)); err == nil {
-			keys = append(keys, k)
-			continue
-		}
-		o.Failf("host_key", "item %d: want a public key such as \"ssh-ed25519 AAAA...\" (ssh-keyscan -t ed25519 HOST prints it)", i)
 	}
-	if o.Has("host_key") && len(keys) == 0 && o.Problems() == 0 {
-		o.Failf("host_key", "holds no key")
+	if o.Has("known_hosts") && len(keys) == 0 && o.Problems() == 0 {
+		o.Failf("known_hosts", "holds no key")
 	}
 	return keys
 }
@@ -224,12 +233,12 @@ func sftpHostKeyCallback(keys []ssh.PublicKey) ssh.HostKeyCallback {
 				return nil
 			}
 		}
-		return fmt.Errorf("host key %s %s of %s is not in option \"host_key\" (a different server, or its key changed)",
+		return fmt.Errorf("host key %s %s of %s is not in option \"known_hosts\" (a different server, or its key changed)",
 			key.Type(), ssh.FingerprintSHA256(key), hostname)
 	}
 }
 
-// sftpHostKeyAlgorithms asks the server for a key of a type host_key has,
+// sftpHostKeyAlgorithms asks the server for a key of a type known_hosts has,
 // so that a server holding several is not refused for offering another.
 func sftpHostKeyAlgorithms(keys []ssh.PublicKey) []string {
 	var algos []string
@@ -446,7 +455,7 @@ func sftpLoginError(addr, user string, err error) error {
 	switch {
 	case strings.Contains(msg, "unable to authenticate"):
 		return fmt.Errorf("sftp: log in to %s as %s: refused (check username, password and key_file)", addr, user)
-	case strings.Contains(msg, `option "host_key"`):
+	case strings.Contains(msg, `option "known_hosts"`):
 		return fmt.Errorf("sftp: %s: %w", addr, err)
 	}
 	return fmt.Errorf("sftp: ssh handshake with %s: %w", addr, err)

@@ -26,12 +26,12 @@ const sftpTestUUID = "018f1c1e-8d2a-7c3e-9a55-1f2e3d4c5b6b"
 
 func sftpTestOptions(srv *testenv.SFTP, extra ...any) map[string]any {
 	opts := map[string]any{
-		"url":      srv.Host,
-		"port":     int64(srv.Port),
-		"username": srv.User,
-		"key_file": srv.ClientKeyFile,
-		"host_key": srv.HostKey,
-		"path":     srv.Dir,
+		"url":         srv.Host,
+		"port":        int64(srv.Port),
+		"username":    srv.User,
+		"key_file":    srv.ClientKeyFile,
+		"known_hosts": srv.HostKey,
+		"path":        srv.Dir,
 	}
 	for i := 0; i < len(extra); i += 2 {
 		if extra[i+1] == nil {
@@ -83,6 +83,7 @@ func TestSftpSaveOverwriteGetDelete(t *testing.T) {
 		{"filename and extension", []any{"filename", "call", "extension", ".vcon"}, "call_" + sftpTestUUID + ".vcon"},
 		{"no filename", []any{"filename", ""}, sftpTestUUID + ".json"},
 		{"sftp:// url with its port", []any{"url", "sftp://" + srv.Addr(), "port", nil}, "vcon_" + sftpTestUUID + ".json"},
+		{"known_hosts as ssh-keyscan prints it", []any{"known_hosts", "# " + srv.Addr() + " SSH-2.0-OpenSSH\n[" + srv.Host + "]:" + strconv.Itoa(srv.Port) + " " + srv.HostKey + "\n"}, "vcon_" + sftpTestUUID + ".json"},
 		{"private_key instead of key_file", []any{"key_file", nil, "private_key", string(privateKey)}, "vcon_" + sftpTestUUID + ".json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -148,8 +149,8 @@ func TestSftpRefusals(t *testing.T) {
 	}{
 		{
 			name: "another server's host key",
-			opts: sftpTestOptions(srv, "host_key", other.HostKey),
-			want: `is not in option "host_key"`,
+			opts: sftpTestOptions(srv, "known_hosts", other.HostKey),
+			want: `is not in option "known_hosts"`,
 		},
 		{
 			name: "wrong password, no key",
@@ -201,7 +202,7 @@ func TestSftpRefusals(t *testing.T) {
 	}
 
 	t.Run("insecure_skip_host_key_check accepts any key", func(t *testing.T) {
-		st := newTestSFTP(t, sftpTestOptions(srv, "host_key", nil, "insecure_skip_host_key_check", true))
+		st := newTestSFTP(t, sftpTestOptions(srv, "known_hosts", nil, "insecure_skip_host_key_check", true))
 		if err := st.Save(ctx, v); err != nil {
 			t.Fatalf("Save: %v", err)
 		}
