@@ -36,6 +36,7 @@ var (
 		"storage.redis_storage",
 		"storage.s3",
 		"storage.sftp",
+		"storage.vcon_mcp",
 		"storage.webhook",
 	}
 )

@@ -110,6 +110,13 @@ func TestModuleOptionErrors(t *testing.T) {
 			{"key file missing", with(sftp, "key_file", "/nonexistent/id_ed25519"), []string{`option "key_file": read the private key: no such file or directory`}},
 			{"password unexpanded", with(sftp, "password", "${SFTP_PASSWORD_NOT_SET}"), []string{`option "password": refers to ${SFTP_PASSWORD_NOT_SET}`}},
 		},
+		"storage.vcon_mcp": {
+			{"base_url not a URL", map[string]any{"base_url": "vcon-mcp:3000"}, []string{`option "base_url": want an absolute http:// or https:// URL`}},
+			{"key and timeout", map[string]any{"api_key": "${MCP_KEY_NOT_SET}", "timeout": "soon"}, []string{
+				`option "api_key": refers to ${MCP_KEY_NOT_SET}`,
+				`option "timeout": want a duration such as 30s or 30 (seconds), got "soon"`,
+			}},
+		},
 		"storage.webhook": {
 			{"no urls", nil, []string{`option "webhook-urls": required`}},
 			{"every bad key", with(hook, "webhook-urls", []any{"https://a", "/b?token=s3cret"}, "timeout", "later", "headers", map[string]any{"A B": "pw-s3cret"}), []string{
