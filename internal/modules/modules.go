@@ -30,6 +30,7 @@ var (
 		"links.webhook",
 	}
 	storages = []string{
+		"storage.elasticsearch",
 		"storage.file",
 		"storage.mongo",
 		"storage.postgres",

@@ -54,6 +54,19 @@ func TestModuleOptionErrors(t *testing.T) {
 		opts map[string]any
 		want []string // each must appear
 	}{
+		"storage.elasticsearch": {
+			{"nothing set", nil, []string{`set option "url" (the cluster's http(s):// address) or "cloud_id"`}},
+			{"url and cloud_id", map[string]any{"url": "https://es:9200", "cloud_id": "c:eA=="}, []string{`options "url" and "cloud_id" exclude each other`}},
+			{"cloud_id not one", map[string]any{"cloud_id": "not base64!"}, []string{`option "cloud_id": want an Elastic Cloud id`}},
+			{"url with credentials", map[string]any{"url": "https://elastic:pw-s3cret@es:9200"}, []string{`option "url": must not hold credentials`}},
+			{"logins", map[string]any{"url": "https://es:9200", "api_key": "k-s3cret", "password": "pw-s3cret"}, []string{`options "api_key" and "username"/"password" exclude each other`}},
+			{"password alone", map[string]any{"url": "https://es:9200", "password": "pw-s3cret"}, []string{`options "username" and "password" go together`}},
+			{"tls", map[string]any{"url": "https://es:9200", "ca_certs": "/nonexistent/ca.pem", "verify_certs": "no"}, []string{
+				`option "ca_certs": read /nonexistent/ca.pem: no such file or directory`,
+				`option "verify_certs": want true or false (or 1 or 0), got "no"`,
+			}},
+			{"prefix", map[string]any{"url": "https://es:9200", "index_prefix": "Acme/"}, []string{`option "index_prefix": want lower-case letters, digits, -, _ and .`}},
+		},
 		"storage.file": {
 			{"path empty", map[string]any{"path": ""}, []string{`option "path": must not be empty`}},
 			{"size and modes", map[string]any{"max_file_size": int64(0), "file_permissions": "rwx", "compression": "maybe"}, []string{

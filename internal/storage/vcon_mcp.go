@@ -93,7 +93,9 @@ func (s *vconMCPStorage) call(ctx context.Context, method, path, operation strin
 	return c.Do(ctx, s.client)
 }
 
-func vconMCPStatus(err error) int {
+// httpStatusOf is the status of a non-2xx answer to an httpx.Call, 0 for
+// other failures.
+func httpStatusOf(err error) int {
 	var se *httpx.StatusError
 	if errors.As(err, &se) {
 		return se.Status
@@ -107,7 +109,7 @@ func (s *vconMCPStorage) Save(ctx context.Context, v *vcon.VCon) error {
 		return Permanent(fmt.Errorf("vcon_mcp: encode vcon %s: %w", v.UUID(), err))
 	}
 	if _, err := s.call(ctx, http.MethodPost, "/vcons", "save vcon "+v.UUID(), body); err != nil {
-		switch code := vconMCPStatus(err); {
+		switch code := httpStatusOf(err); {
 		case code == http.StatusUnauthorized || code == http.StatusForbidden:
 			return fmt.Errorf("%w (check api_key)", err)
 		case permanentStatus(code):
@@ -124,7 +126,7 @@ func (s *vconMCPStorage) Get(ctx context.Context, uuid string) ([]byte, error) {
 		return nil, ErrNotFound // vcon-mcp answers 400 for it
 	}
 	answer, err := s.call(ctx, http.MethodGet, "/vcons/"+url.PathEscape(uuid), "get vcon "+uuid, nil)
-	if vconMCPStatus(err) == http.StatusNotFound {
+	if httpStatusOf(err) == http.StatusNotFound {
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -151,7 +153,7 @@ func (s *vconMCPStorage) Delete(ctx context.Context, uuid string) error {
 		return nil
 	}
 	_, err := s.call(ctx, http.MethodDelete, "/vcons/"+url.PathEscape(uuid), "delete vcon "+uuid, nil)
-	if vconMCPStatus(err) == http.StatusNotFound {
+	if httpStatusOf(err) == http.StatusNotFound {
 		return nil
 	}
 	return err
