@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -38,6 +41,20 @@ func startFakeES(t *testing.T) *fakeES {
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
 	return f
+}
+
+// startFakeESTLS serves HTTPS with a certificate of its own CA, written to
+// the returned PEM file.
+func startFakeESTLS(t *testing.T) (*fakeES, string) {
+	f := &fakeES{user: "elastic", password: "es-pw-s3cret", docs: map[string]map[string]map[string]any{}}
+	f.Server = httptest.NewTLSServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.Certificate().Raw})
+	if err := os.WriteFile(ca, block, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f, ca
 }
 
 func (f *fakeES) fail(w http.ResponseWriter, status int, typ, reason string) {
@@ -333,6 +350,35 @@ func TestElasticsearchFailures(t *testing.T) {
 			}
 			if IsPermanent(err) != tc.permanent {
 				t.Errorf("IsPermanent = %v, want %v", IsPermanent(err), tc.permanent)
+			}
+		})
+	}
+}
+
+// Certificates are checked, against ca_certs when it is set; only
+// verify_certs: false skips the check.
+func TestElasticsearchTLS(t *testing.T) {
+	f, ca := startFakeESTLS(t)
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		want  string
+	}{
+		{"system roots", nil, "certificate"},
+		{"ca_certs", map[string]any{"ca_certs": ca}, ""},
+		{"verify_certs false", map[string]any{"verify_certs": false}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := map[string]any{"url": f.URL, "username": f.user, "password": f.password}
+			for k, v := range tc.extra {
+				opts[k] = v
+			}
+			err := newTestES(t, opts).Save(context.Background(), esTestVCon(t, esTestUUID, "t-42"))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Save: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Save = %v, want an error about the %s", err, tc.want)
 			}
 		})
 	}
