@@ -275,7 +275,7 @@ func (s *esStorage) Save(ctx context.Context, v *vcon.VCon) error {
 			return err
 		}
 	}
-	return s.deleteParts(ctx, uuid, parts)
+	return s.deleteParts(ctx, uuid, parts, false)
 }
 
 func (s *esStorage) bulk(ctx context.Context, uuid string, parts []esPart) error {
@@ -340,8 +340,10 @@ func (s *esStorage) bulk(ctx context.Context, uuid string, parts []esPart) error
 // deleteParts deletes the vCon's documents other than keep, from every
 // index of the prefix. vcon_id is matched as a phrase: conserver's match
 // query matches any of the uuid's words, and so other vCons sharing its
-// first group (uuid v7 and v8 timestamps).
-func (s *esStorage) deleteParts(ctx context.Context, uuid string, keep []esPart) error {
+// first group (uuid v7 and v8 timestamps). refresh makes the deletion
+// visible at once (API DELETE), at the cost of a refresh of the indices;
+// a save's cleanup does without.
+func (s *esStorage) deleteParts(ctx context.Context, uuid string, keep []esPart, refresh bool) error {
 	var mustNot []any
 	byIndex := map[string][]string{}
 	var order []string
@@ -364,14 +366,17 @@ func (s *esStorage) deleteParts(ctx context.Context, uuid string, keep []esPart)
 		query["bool"].(map[string]any)["must_not"] = mustNot
 	}
 	body, _ := json.Marshal(map[string]any{"query": query})
-	path := "/" + url.PathEscape(esIndex(s.prefix+"vcon")+"*") + "/_delete_by_query?allow_no_indices=true&ignore_unavailable=true&conflicts=proceed&refresh=true"
+	path := "/" + url.PathEscape(esIndex(s.prefix+"vcon")+"*") + "/_delete_by_query?allow_no_indices=true&ignore_unavailable=true&conflicts=proceed"
+	if refresh {
+		path += "&refresh=true"
+	}
 	_, err := s.call(ctx, http.MethodPost, path, "delete old parts of vcon "+uuid, "application/json", body)
 	return err
 }
 
 // Delete removes every document of the vCon.
 func (s *esStorage) Delete(ctx context.Context, uuid string) error {
-	return s.deleteParts(ctx, uuid, nil)
+	return s.deleteParts(ctx, uuid, nil, true)
 }
 
 func (s *esStorage) call(ctx context.Context, method, path, operation, contentType string, body []byte) ([]byte, error) {
