@@ -28,7 +28,8 @@ import (
 // conserver's option names:
 //
 //	url       the server's host name (conserver hands it to paramiko as a
-//	          host); sftp://host[:port] is read too
+//	          host); sftp://host[:port] is read too, its port used unless
+//	          port is set
 //	port      22
 //	username, password
 //	path      the remote directory, "."
@@ -96,9 +97,9 @@ func newSFTP(_ context.Context, _ string, raw map[string]any, deps Deps) (Storag
 	dir := o.Name("path", ".")
 	filename := o.Name("filename", "vcon")
 	ext := strings.TrimPrefix(o.Name("extension", "json"), ".")
-	for key, v := range map[string]string{"filename": filename, "extension": ext} {
-		if strings.ContainsAny(v, "/\\\x00") {
-			o.Fail(key, "a file name part without / or \\")
+	for _, part := range []struct{ key, value string }{{"filename", filename}, {"extension", ext}} {
+		if strings.ContainsAny(part.value, "/\\\x00") {
+			o.Fail(part.key, "a file name part without / or \\")
 		}
 	}
 	if ext == "" {
