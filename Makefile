@@ -55,10 +55,10 @@ generate: tools-gen ## Regenerate deepcopy code.
 .PHONY: tools tools-gen tools-test deps
 tools-gen:
 	@hack/tools.sh controller-gen
-TEST_TOOLS ?= envtest helm promtool s3server
-tools-test: ## envtest binaries, helm, promtool and the S3 test server.
+TEST_TOOLS ?= envtest helm promtool s3server ferretdb
+tools-test: ## envtest binaries, helm, promtool and the S3 and MongoDB test servers.
 	@hack/tools.sh $(TEST_TOOLS)
-deps: ## Debian packages the tests run (redis-server, PostgreSQL); installs them when missing.
+deps: ## Debian packages the tests run (redis-server, PostgreSQL, sshd); installs them when missing.
 	@hack/deps.sh
 tools: tools-gen tools-test deps
 .PHONY: tools-cluster

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh [cluster]: install the Debian packages the tests need when they
-# are missing. Tests start their own private redis-server and PostgreSQL
-# instances; they only need the binaries. With "cluster", also what the real
+# are missing. Tests start their own private redis-server, PostgreSQL and
+# sshd instances; they only need the binaries. With "cluster", also what the real
 # single-node cluster runs (containerd, runc, CNI plugins, iptables,
 # conntrack, openssl, curl). Missing binaries that cannot be installed are
 # a loud failure, never a silent skip.
@@ -11,6 +11,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null || need+=(postgresql)
 [ -r /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)   # storage.sftp's test server
 if [ "${1:-}" = cluster ]; then
   for b in containerd runc iptables conntrack openssl curl; do
     command -v "$b" >/dev/null || need+=("$b")
@@ -30,6 +31,6 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian starts the packaged services; the tests run their own instances.
-for svc in redis-server postgresql containerd; do
+for svc in redis-server postgresql ssh containerd; do
   $sudo service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -22,6 +22,7 @@ HELM_VERSION=${HELM_VERSION:-v3.22.0}
 PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}   # module version of github.com/prometheus/prometheus
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-$PROMTOOL_VERSION}
 VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}  # S3-compatible server for the storage.s3 tests
+FERRETDB_VERSION=${FERRETDB_VERSION:-v1.24.2}    # MongoDB wire protocol on SQLite, for the storage.mongo tests
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}      # cluster DNS of the real single-node cluster
 PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}  # internal/devsys/promop, on the real cluster
 
@@ -140,6 +141,24 @@ build_versitygw() {
   build_in_module "$1" "github.com/versity/versitygw@$2" github.com/versity/versitygw/cmd/versitygw "$1/versitygw"
 }
 
+build_ferretdb() {
+  # FerretDB speaks the MongoDB wire protocol; its SQLite backend (pure Go)
+  # keeps a database as files in a directory, which is all the
+  # storage.mongo tests need. v1 is the last line with that backend. Its
+  # binary refuses to start without build/version/version.txt, which
+  # FerretDB's release build generates and the module does not ship, so it
+  # is built from a copy of the module with that file written.
+  local dir=$1 version=$2 src
+  src=$(GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src/cmd/ferretdb" ] || { log "no cmd/ferretdb in $src"; return 1; }
+  mkdir -p "$dir/src"
+  cp -R "$src/." "$dir/src/"
+  chmod -R u+w "$dir/src"
+  printf '%s\n' "$version" >"$dir/src/build/version/version.txt"
+  (cd "$dir/src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w" -o "$dir/ferretdb" ./cmd/ferretdb >&2)
+  rm -rf "$dir/src"
+}
+
 # envtest binaries: setup-envtest first (works where downloads do), else build.
 ensure_envtest() {
   local dir="$CACHE/envtest-${KUBE_VERSION#v}"
@@ -170,6 +189,7 @@ for tool in "$@"; do
     promtool) ensure promtool "$PROMTOOL_VERSION" promtool ;;
     prometheus) ensure prometheus "$PROMETHEUS_VERSION" prometheus ;;
     s3server) ensure versitygw "$VERSITYGW_VERSION" versitygw ;;
+    ferretdb) ensure ferretdb "$FERRETDB_VERSION" ferretdb ;;
     # The Prometheus Operator on the real cluster (internal/devsys/promop): its two
     # binaries, plus its CRDs and ClusterRole as bin/prometheus-operator-crds
     # and bin/prometheus-operator-rbac.

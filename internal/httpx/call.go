@@ -218,6 +218,9 @@ func errorField(m map[string]any) string {
 		add(e["message"])
 	case string:
 		add(e)
+		// Express and Koa envelopes put a status word in "error" and the
+		// reason in "message" (vcon-mcp: {"error":"Error","message":...}).
+		add(m["message"])
 	}
 	add(m["err_code"])
 	add(m["err_msg"])

@@ -131,6 +131,7 @@ func TestVendorMessage(t *testing.T) {
 		{`{"error":{"message":"token TOKEN1 is wrong"}}`, []string{"TOKEN1"}, "token [redacted] is wrong"},
 		{`{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials.","request_id":"x"}`, nil, "INVALID_AUTH: Invalid credentials."},
 		{`{"ok":false,"error":"channel_not_found"}`, nil, "channel_not_found"},
+		{`{"success":false,"error":"Error","message":"parties is required"}`, nil, "Error: parties is required"},
 		{"no_service\n", nil, "no_service"},
 		{strings.Repeat("x", 500), nil, strings.Repeat("x", 200) + "…"},
 	}

@@ -25,7 +25,10 @@ var workerOnly = []string{
 	"github.com/aws/aws-sdk-go-v2",
 	"github.com/aws/smithy-go",
 	"github.com/jackc/pgx",
+	"go.mongodb.org/mongo-driver",
 	"github.com/itchyny/gojq",
+	"github.com/pkg/sftp",
+	"golang.org/x/crypto/ssh",
 }
 
 // TestOperatorLinksNoWorkerCode fails when the manager or the kubectl

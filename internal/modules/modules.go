@@ -30,10 +30,14 @@ var (
 		"links.webhook",
 	}
 	storages = []string{
+		"storage.elasticsearch",
 		"storage.file",
+		"storage.mongo",
 		"storage.postgres",
 		"storage.redis_storage",
 		"storage.s3",
+		"storage.sftp",
+		"storage.vcon_mcp",
 		"storage.webhook",
 	}
 )
