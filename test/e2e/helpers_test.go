@@ -38,14 +38,24 @@ import (
 
 func kubectlVcon(t *testing.T, sys *devsys.System, plugin string, args ...string) {
 	t.Helper()
+	out, errOut := runKubectlVcon(t, sys, plugin, args...)
+	t.Logf("kubectl vcon %s:\n%s", strings.Join(args, " "), strings.TrimSpace(out+errOut))
+}
+
+// runKubectlVcon runs the plugin and returns its standard output and
+// standard error; it fails the test when the plugin fails.
+func runKubectlVcon(t *testing.T, sys *devsys.System, plugin string, args ...string) (stdout, stderr string) {
+	t.Helper()
 	full := append([]string{"--kubeconfig", sys.KubeconfigPath, "-n", ns}, args...)
 	cmd := exec.Command(plugin, full...)
 	cmd.Env = append(os.Environ(), "REDIS_URL="+sys.RedisURL)
-	out, err := cmd.CombinedOutput()
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kubectl vcon %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("kubectl vcon %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut.Bytes())
 	}
-	t.Logf("kubectl vcon %s:\n%s", strings.Join(args, " "), strings.TrimSpace(string(out)))
+	return string(out), errOut.String()
 }
 
 func workerDeployment(ctx context.Context, sys *devsys.System) (*appsv1.Deployment, error) {
@@ -105,14 +115,20 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// patchWorkers changes the Chain's spec.workers with a merge patch.
-func patchWorkers(t *testing.T, ctx context.Context, sys *devsys.System, change func(*vconv1.WorkerSpec)) {
+// patchChain changes the Chain's spec with a merge patch.
+func patchChain(t *testing.T, ctx context.Context, sys *devsys.System, change func(*vconv1.ChainSpec)) {
 	t.Helper()
 	var ch vconv1.Chain
 	must(t, sys.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: chain}, &ch))
 	p := client.MergeFrom(ch.DeepCopy())
-	change(&ch.Spec.Workers)
+	change(&ch.Spec)
 	must(t, sys.Client.Patch(ctx, &ch, p))
+}
+
+// patchWorkers changes the Chain's spec.workers with a merge patch.
+func patchWorkers(t *testing.T, ctx context.Context, sys *devsys.System, change func(*vconv1.WorkerSpec)) {
+	t.Helper()
+	patchChain(t, ctx, sys, func(spec *vconv1.ChainSpec) { change(&spec.Workers) })
 }
 
 func setMinReplicas(t *testing.T, ctx context.Context, sys *devsys.System, n int32) {
