@@ -145,26 +145,37 @@ func chainReady(ch *vconv1.Chain) bool {
 	return meta.IsStatusConditionTrue(ch.Status.Conditions, "Ready")
 }
 
-// checkReasons: every dead letter says which link failed.
-func checkReasons(t *testing.T, ctx context.Context, rdb *redis.Client, dlq []string) {
+// checkReasons: every dead letter says why: a malformed vCon names the
+// link that failed, the poison pill the limit of deliveries that ended
+// without an outcome.
+func checkReasons(t *testing.T, ctx context.Context, rdb *redis.Client, dlq []string, kinds map[string]kind) {
 	t.Helper()
 	reasons, err := queue.Reasons(ctx, rdb, ingress, dlq)
 	must(t, err)
-	noReason := 0
+	wrong := 0
+	var linkReason queue.DLQReason
 	for _, id := range dlq {
 		r := reasons[id]
-		if r.Reason == "" || !strings.Contains(r.Reason+r.Step, "validate") && !strings.Contains(r.Reason, "jq") {
-			noReason++
-			if noReason < 4 {
-				t.Errorf("DLQ %s: reason %+v does not name the failing link", id, r)
+		var ok bool
+		if kinds[id] == kindPoison {
+			if ok = strings.HasPrefix(r.Reason, "redelivery_limit"); ok {
+				t.Logf("poison pill %s dead-lettered: %q", id, r.Reason)
+			}
+		} else {
+			ok = r.Reason != "" && (strings.Contains(r.Reason+r.Step, "validate") || strings.Contains(r.Reason, "jq"))
+			linkReason = r
+		}
+		if !ok {
+			wrong++
+			if wrong < 4 {
+				t.Errorf("DLQ %s (kind %d): reason %+v does not say why", id, kinds[id], r)
 			}
 		}
 	}
-	if noReason > 0 {
-		t.Errorf("%d of %d dead letters without a reason naming the link", noReason, len(dlq))
-	} else if len(dlq) > 0 {
-		r := reasons[dlq[0]]
-		t.Logf("dead-letter reason: %q (chain %q, step %q)", r.Reason, r.Chain, r.Step)
+	if wrong > 0 {
+		t.Errorf("%d of %d dead letters without the reason their kind should have", wrong, len(dlq))
+	} else if linkReason.Reason != "" {
+		t.Logf("dead-letter reason: %q (chain %q, step %q)", linkReason.Reason, linkReason.Chain, linkReason.Step)
 	}
 }
 
@@ -286,17 +297,19 @@ func waitFor(t *testing.T, ctx context.Context, what string, timeout time.Durati
 }
 
 func vconBody(id string, k kind, i int) []byte {
-	score := strconv.Itoa(i % 10)
+	subject := "score:" + strconv.Itoa(i%10)
 	parties := []map[string]any{{"tel": "+1555" + fmt.Sprintf("%07d", i)}, {"tel": "+15550000000"}}
 	switch k {
 	case kindMalformed:
-		score = "n/a"
+		subject = "score:n/a"
 	case kindFiltered:
 		parties = parties[:1]
+	case kindPoison:
+		subject = "poison"
 	}
 	b, _ := json.Marshal(map[string]any{
 		"uuid": id, "vcon": "0.0.1", "created_at": "2024-01-15T10:30:00Z",
-		"subject": "score:" + score, "parties": parties,
+		"subject": subject, "parties": parties,
 	})
 	return b
 }
@@ -494,6 +507,80 @@ func (w *watch) check(t *testing.T) {
 	if in < 3 || fl < 2 || dl < 3 || eg < 3 {
 		t.Errorf("the queue columns did not move: distinct ingress %d, in-flight %d, DLQ %d, egress %d", in, fl, dl, eg)
 	}
+}
+
+// oomWatch records every worker container the kubelet reports OOMKilled
+// (killed by the kernel at the container's memory limit), once each, from
+// a poll of the Chain's pods every 250 ms.
+type oomWatch struct {
+	mu    sync.Mutex
+	kills map[string]oomKill // by container ID
+}
+
+type oomKill struct {
+	pod      string
+	at       time.Time
+	exitCode int32
+	// restarted: the kubelet restarted the container after the kill (it
+	// shows as the last termination); restarts is its restart count then.
+	restarted bool
+	restarts  int32
+}
+
+func startOOMWatch(ctx context.Context, sys *devsys.System) *oomWatch {
+	w := &oomWatch{kills: map[string]oomKill{}}
+	sel := labels.SelectorFromSet(workload.SelectorLabels(chain)).String()
+	go func() {
+		for ctx.Err() == nil {
+			pods, err := sys.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err == nil {
+				w.record(pods.Items)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+// record: a kill shows as the container's state until the kubelet
+// restarts it (for good when its pod is terminating), then as its last
+// termination.
+func (w *oomWatch) record(pods []corev1.Pod) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			for _, term := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
+				if term == nil || term.Reason != "OOMKilled" {
+					continue
+				}
+				id := term.ContainerID
+				if id == "" {
+					id = p.Name + "@" + term.FinishedAt.String()
+				}
+				k, seen := w.kills[id]
+				if !seen {
+					k = oomKill{pod: p.Name, at: term.FinishedAt.Time, exitCode: term.ExitCode, restarts: cs.RestartCount}
+				}
+				if term == cs.LastTerminationState.Terminated && !k.restarted {
+					k.restarted, k.restarts = true, cs.RestartCount
+				}
+				w.kills[id] = k
+			}
+		}
+	}
+}
+
+// list returns the kills seen so far, oldest first.
+func (w *oomWatch) list() []oomKill {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]oomKill, 0, len(w.kills))
+	for _, k := range w.kills {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
 }
 
 // processesMentioning lists processes whose command line contains s.
