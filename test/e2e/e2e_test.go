@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -62,6 +63,16 @@ const (
 	workerMemoryLimit = "128Mi"
 	maxDeliveries     = 3
 
+	// The vendor outage: the webhook receiver answers 503 for outageFor
+	// from the start of the load. The Chain's retry policy outlasts it:
+	// waits of 5 s doubling to at most 20 s (±20 %) add up to 124 s or
+	// more before the tenth and last attempt, twice the outage.
+	outageFor      = 60 * time.Second
+	retryAttempts  = 10
+	retryInitial   = 5 * time.Second
+	retryMaxWait   = 20 * time.Second
+	retryJitterPct = 20
+
 	// The second, fault-free load: scale 0 → N → 0 with every removed pod
 	// given its grace period. The receiver answers each delivery after
 	// cleanDelay, so every pod holds vCons (4 pods × 8 at a time, about
@@ -87,7 +98,8 @@ const (
 // not a number: valid for the API, not for the chain. The fix is
 // validateFixed. notify posts every vCon to the test's receiver, which
 // counts deliveries per uuid: a vCon processed twice (redelivered) is
-// delivered twice.
+// delivered twice. notify does not retry a 503 itself (retries: 0): the
+// Chain's delayed retries wait out the outage without holding a worker.
 const (
 	explodeFilter  = `if .subject == "poison" then ([range(0; 100000000)] | length > 0) else true end`
 	validateBroken = `(.subject | ltrimstr("score:") | tonumber) >= 0`
@@ -119,6 +131,7 @@ func conserverConfig(pg *devsys.Postgres, webhook string) string {
     module: links.webhook
     options:
       webhook-urls: [%s]
+      retries: 0
 storages:
   postgres:
     module: storage.postgres
@@ -193,8 +206,9 @@ func TestEndToEnd(t *testing.T) {
 	checkOperatorIdentity(t, ctx, sys)
 
 	// 1. Import the conserver config with kubectl vcon, give the Secret
-	// it refers to, and size the workers for the test (a memory limit
-	// the poison pill exceeds).
+	// it refers to, size the workers for the test (a memory limit the
+	// poison pill exceeds) and give the Chain a retry policy for the
+	// outage (the import keeps conserver's dead-letter-at-once).
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	cfgFile := filepath.Join(state, "conserver.yml")
 	must(t, os.WriteFile(cfgFile, []byte(conserverConfig(sys.Postgres, sink.URL)), 0o644))
@@ -209,6 +223,12 @@ func TestEndToEnd(t *testing.T) {
 		w.ScaleDownDelay = &metav1.Duration{Duration: 5 * time.Second}
 		w.MaxDeliveries = ptr.To[int32](maxDeliveries)
 		w.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(workerMemoryLimit)}
+		spec.Retry = vconv1.RetryPolicy{
+			Attempts:       ptr.To[int32](retryAttempts),
+			InitialBackoff: &metav1.Duration{Duration: retryInitial},
+			MaxBackoff:     &metav1.Duration{Duration: retryMaxWait},
+			JitterPercent:  ptr.To[int32](retryJitterPct),
+		}
 	})
 	waitFor(t, ctx, "the Chain Ready at 0 workers", 2*time.Minute, func() (bool, string) {
 		var ch vconv1.Chain
@@ -229,16 +249,28 @@ func TestEndToEnd(t *testing.T) {
 
 	// 3. Push 5,000 vCons through the API's Service while worker pods are
 	// force-deleted, one worker container is killed at the runtime, Redis
-	// restarts once and the operator's pod is deleted once; one of the
-	// vCons is a poison pill. It shares the chaos phase, whose checks are
-	// on outcomes (PostgreSQL, egress and DLQ exactly once), which it must
-	// not change; not the clean phase, which checks that the receiver got
-	// each vCon once, which a poison pill's death rightly breaks for the
-	// vCons in flight beside it (at least once). The chaos spares the pod
-	// whose worker holds the poison pill, so that each of its deaths is
-	// the kernel's OOM kill, and the kubelet reports it before the pod can
-	// go.
+	// restarts once and the operator's pod is deleted once; meanwhile the
+	// webhook receiver is down for a minute (503) and one of the vCons is
+	// a poison pill.
+	//
+	// The outage and the poison pill share the chaos phase instead of
+	// having phases of their own: each needs about a minute that no load
+	// shortens (the outage by definition; the poison pill a heartbeat TTL,
+	// 15 s, before each of its three deaths is noticed), while the chaos
+	// alone drains in about 15 s: together they add about 70 s, on their
+	// own two or three minutes. It is sound: the chaos phase checks outcomes
+	// (PostgreSQL, egress and DLQ exactly once), which neither may change,
+	// and vCons waiting for a retry must outlive the Redis restart (AOF)
+	// and the operator's replacement (the operator promotes due retries
+	// too). Not the clean phase: it checks that the receiver got each vCon
+	// once, which a poison pill's death rightly breaks for the vCons in
+	// flight beside it (at least once), and it needs busy workers for its
+	// scale-down, which an outage would leave idle. The chaos spares the
+	// pod whose worker holds the poison pill, so that each of its deaths
+	// is the kernel's OOM kill, and the kubelet reports it before the pod
+	// can go.
 	kinds, order, poison := testVcons(t)
+	outage := startOutage(t, sink, outageFor)
 	chaos := startChaos(t, ctx, sys, rdb, poison)
 	pushStart := time.Now()
 	push(t, ctx, sys, kinds, order[:total/2])
@@ -250,26 +282,33 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("operator pod replaced and Ready")
 
 	// 4. Wait until every vCon has an outcome: valid ones on egress,
-	// malformed ones and the poison pill in the DLQ, nothing queued or in
-	// flight.
+	// malformed ones and the poison pill in the DLQ, nothing queued,
+	// waiting for a retry or in flight, and the outage over. The retry
+	// set's size is sampled from Redis too while the outage lasts.
+	var retrySetMax int64
 	waitFor(t, ctx, "every vCon to reach an outcome", 6*time.Minute, func() (bool, string) {
 		e, _ := rdb.LLen(ctx, egress).Result()
 		d, _ := rdb.LLen(ctx, queue.DLQKey(ingress)).Result()
 		in, _ := rdb.LLen(ctx, ingress).Result()
+		r, _ := rdb.ZCard(ctx, queue.RetryKey(ingress)).Result()
 		fl := inFlight(ctx, rdb)
+		if outage.active() {
+			retrySetMax = max(retrySetMax, r)
+		}
 		// Every outcome counted and nothing left anywhere: the checks
 		// below say what went where.
-		done := in == 0 && fl == 0 && e+d >= valid+malformed+poisonPills
-		return done, fmt.Sprintf("ingress %d, in-flight %d, egress %d/%d, DLQ %d/%d, %s",
-			in, fl, e, valid, d, malformed+poisonPills, chaos)
+		done := !outage.active() && in == 0 && fl == 0 && r == 0 && e+d >= valid+malformed+poisonPills
+		return done, fmt.Sprintf("ingress %d, in-flight %d, retry %d, egress %d/%d, DLQ %d/%d, %s, %s",
+			in, fl, r, e, valid, d, malformed+poisonPills, outage, chaos)
 	})
 	chaos.stop()
-	t.Logf("drained %d vCons in %s; %s", total, time.Since(pushStart).Round(time.Second), chaos)
+	t.Logf("drained %d vCons in %s; %s; %s", total, time.Since(pushStart).Round(time.Second), outage, chaos)
 	chaos.check(t)
 
 	// 5. Exactly once: PostgreSQL, egress, DLQ (the malformed ones and the
-	// poison pill); the poison pill's deaths were the kernel's OOM kills,
-	// no more than maxDeliveries.
+	// poison pill, nothing the outage failed); the poison pill's deaths
+	// were the kernel's OOM kills, no more than maxDeliveries; retries
+	// were scheduled during the outage.
 	want := func(ks ...kind) map[string]bool {
 		m := map[string]bool{}
 		for id, kk := range kinds {
@@ -285,6 +324,7 @@ func TestEndToEnd(t *testing.T) {
 	checkExactlyOnce(t, "DLQ", dlq, want(kindMalformed, kindPoison))
 	checkReasons(t, ctx, rdb, dlq, kinds)
 	poisonKills := checkPoisonKills(t, ooms)
+	outage.check(t, watch, retrySetMax)
 
 	// 6. Back to 0 workers once idle; it had scaled up during the burst.
 	waitForReplicas(t, ctx, sys, 0)
@@ -303,8 +343,8 @@ func TestEndToEnd(t *testing.T) {
 			return false, err.Error()
 		}
 		q := ch.Status.Queue
-		return q.Ingress == 0 && q.InFlight == 0 && q.Egress == valid && q.DLQ == malformed+poisonPills,
-			fmt.Sprintf("status.queue %+v, want ingress 0, in-flight 0, egress %d, DLQ %d", q, valid, malformed+poisonPills)
+		return q.Ingress == 0 && q.InFlight == 0 && q.Retry == 0 && q.Egress == valid && q.DLQ == malformed+poisonPills,
+			fmt.Sprintf("status.queue %+v, want ingress 0, in-flight 0, retry 0, egress %d, DLQ %d", q, valid, malformed+poisonPills)
 	})
 
 	// 8. A fault-free load: 0 → N → 0 again, and every pod the scale-down
@@ -318,6 +358,7 @@ func TestEndToEnd(t *testing.T) {
 	prom := promClient{url: sys.PrometheusURL}
 	checkTargets(t, ctx, sys, prom)
 	checkGuideQueries(t, ctx, prom)
+	checkRetryMetrics(t, ctx, prom)
 	waitFor(t, ctx, "DLQNotEmpty firing", 2*time.Minute, func() (bool, string) {
 		st := prom.alertState(ctx, "DLQNotEmpty")
 		return st == "firing", "state " + st
@@ -554,6 +595,53 @@ func holdersOf(ctx context.Context, rdb *redis.Client, uuid string) map[string]b
 	return pods
 }
 
+// outage is a vendor's: the webhook receiver answers 503 from start for
+// its duration.
+type outage struct {
+	sink  *devsys.WebhookSink
+	start time.Time
+	end   atomic.Int64 // unix ns; 0 while it lasts
+}
+
+func startOutage(t *testing.T, sink *devsys.WebhookSink, d time.Duration) *outage {
+	t.Helper()
+	o := &outage{sink: sink, start: time.Now()}
+	sink.SetStatus(http.StatusServiceUnavailable)
+	time.AfterFunc(d, func() {
+		sink.SetStatus(0)
+		o.end.Store(time.Now().UnixNano())
+	})
+	t.Logf("vendor outage: the webhook receiver answers 503 for %s", d)
+	return o
+}
+
+func (o *outage) active() bool { return o.end.Load() == 0 }
+
+func (o *outage) String() string {
+	if o.active() {
+		return fmt.Sprintf("outage on for %s, %d posts refused", time.Since(o.start).Round(time.Second), o.sink.Refused.Load())
+	}
+	return fmt.Sprintf("outage over after %s, %d posts refused", time.Unix(0, o.end.Load()).Sub(o.start).Round(time.Second), o.sink.Refused.Load())
+}
+
+// check: the outage refused posts, and the Chain's status (the RETRY
+// column) showed vCons waiting for a retry while it lasted, so that the
+// exactly-once checks and the DLQ's contents (nothing the outage failed)
+// did not pass for want of an outage. retrySetMax is the largest retry
+// set seen in Redis during it.
+func (o *outage) check(t *testing.T, w *watch, retrySetMax int64) {
+	t.Helper()
+	refused := o.sink.Refused.Load()
+	waiting := w.maxRetry(o.start, time.Unix(0, o.end.Load()))
+	if refused == 0 || waiting == 0 {
+		t.Errorf("the outage tested nothing: %d posts refused, at most %d vCons waiting for a retry in status.queue.retry (%d in Redis' retry set)",
+			refused, waiting, retrySetMax)
+		return
+	}
+	t.Logf("vendor outage of %s: %d posts answered 503; up to %d vCons waiting for a retry in the Chain's status (RETRY column), %d in Redis' retry set; none dead-lettered by it",
+		outageFor, refused, waiting, retrySetMax)
+}
+
 // cleanPhase pushes cleanLoad valid vCons with no fault: the Chain goes
 // 0 → N → 0, and the receiver saw each exactly once.
 func cleanPhase(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redis.Client, sink *devsys.WebhookSink, w *watch) {
@@ -680,6 +768,28 @@ func checkPoisonKills(t *testing.T, ooms *oomWatch) int {
 		t.Logf("poison pill: %d OOM kills (at most %d), then dead-lettered", len(kills), maxDeliveries)
 	}
 	return len(kills)
+}
+
+// checkRetryMetrics: Prometheus saw the outage's retries: the workers'
+// vcon_retries_scheduled_total (summed over each series' maximum, a lower
+// bound: pods came and went, and a restarted container starts from 0)
+// and the operator's measurement of the retry set.
+func checkRetryMetrics(t *testing.T, ctx context.Context, prom promClient) {
+	t.Helper()
+	for _, q := range []string{
+		fmt.Sprintf(`sum(max_over_time(vcon_retries_scheduled_total{chain=%q}[15m]))`, chain),
+		fmt.Sprintf(`max(max_over_time(redis_list_length{chain=%q,kind="retry"}[15m]))`, chain),
+	} {
+		waitFor(t, ctx, "retries in "+q, time.Minute, func() (bool, string) {
+			v, err := prom.query(ctx, q)
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(v) > 0 && v[0].Value != "0", fmt.Sprintf("%v", v)
+		})
+		v, _ := prom.query(ctx, q)
+		t.Logf("%s = %s", q, v[0].Value)
+	}
 }
 
 // setAside finds the dead letters with reason redelivery_limit through

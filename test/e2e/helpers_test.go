@@ -476,6 +476,20 @@ func (w *watch) scaleDownsWhileBusy() int {
 	return w.busyScaleDowns
 }
 
+// maxRetry is the largest RETRY column the Chain's status showed from
+// from to to.
+func (w *watch) maxRetry(from, to time.Time) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var m int64
+	for _, r := range w.rows {
+		if r.ObservedAt != nil && !r.ObservedAt.Time.Before(from) && !r.ObservedAt.Time.After(to) {
+			m = max(m, r.Retry)
+		}
+	}
+	return m
+}
+
 func (w *watch) maxReplicas() int32 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -501,7 +515,7 @@ func (w *watch) check(t *testing.T) {
 	t.Logf("kubectl get chains: %d status samples; distinct values: ingress %d, in-flight %d, DLQ %d, egress %d", len(w.rows), in, fl, dl, eg)
 	for i, r := range w.rows {
 		if i%max(1, len(w.rows)/8) == 0 {
-			t.Logf("  INGRESS %5d  IN-FLIGHT %3d  DLQ %4d  EGRESS %5d", r.Ingress, r.InFlight, r.DLQ, r.Egress)
+			t.Logf("  INGRESS %5d  IN-FLIGHT %3d  RETRY %4d  DLQ %4d  EGRESS %5d", r.Ingress, r.InFlight, r.Retry, r.DLQ, r.Egress)
 		}
 	}
 	if in < 3 || fl < 2 || dl < 3 || eg < 3 {
