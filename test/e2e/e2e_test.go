@@ -284,9 +284,19 @@ func TestEndToEnd(t *testing.T) {
 	// 4. Wait until every vCon has an outcome: valid ones on egress,
 	// malformed ones and the poison pill in the DLQ, nothing queued,
 	// waiting for a retry or in flight, and the outage over. The retry
-	// set's size is sampled from Redis too while the outage lasts.
+	// set's size is sampled from Redis too while the outage lasts, and the
+	// poison pill's count of deliveries without an outcome logged.
 	var retrySetMax int64
+	poisonDeaths, poisonDead := 0, false
 	waitFor(t, ctx, "every vCon to reach an outcome", 6*time.Minute, func() (bool, string) {
+		if n := deliveriesOf(ctx, rdb, poison); n > poisonDeaths {
+			poisonDeaths = n
+			t.Logf("poison pill: %d deliveries ended without an outcome (reaped %s after the load began)", n, time.Since(pushStart).Round(time.Second))
+		}
+		if _, err := rdb.LPos(ctx, queue.DLQKey(ingress), poison, redis.LPosArgs{}).Result(); err == nil && !poisonDead {
+			poisonDead = true
+			t.Logf("poison pill: dead-lettered %s after the load began", time.Since(pushStart).Round(time.Second))
+		}
 		e, _ := rdb.LLen(ctx, egress).Result()
 		d, _ := rdb.LLen(ctx, queue.DLQKey(ingress)).Result()
 		in, _ := rdb.LLen(ctx, ingress).Result()
@@ -323,7 +333,7 @@ func TestEndToEnd(t *testing.T) {
 	dlq := lrange(t, ctx, rdb, queue.DLQKey(ingress))
 	checkExactlyOnce(t, "DLQ", dlq, want(kindMalformed, kindPoison))
 	checkReasons(t, ctx, rdb, dlq, kinds)
-	poisonKills := checkPoisonKills(t, ooms)
+	poisonKills := checkPoisonKills(t, ooms, chaos)
 	outage.check(t, watch, retrySetMax)
 
 	// 6. Back to 0 workers once idle; it had scaled up during the burst.
@@ -470,8 +480,9 @@ type chaosRun struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	deleted atomic.Int64
-	// spared counts the rounds that left the poison pill's pod alone.
-	spared atomic.Int64
+	// spared counts the rounds that left the poison pill's pod alone;
+	// poisonHits the deletions of a pod that had taken it meanwhile.
+	spared, poisonHits atomic.Int64
 	// killed is the pod whose container was killed, and its restart count
 	// before; the loop spares that pod afterwards.
 	killedPod      atomic.Value
@@ -538,6 +549,12 @@ func startChaos(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redi
 			if err == nil {
 				c.deleted.Add(1)
 				t.Logf("chaos: force-deleted %s", p.Name)
+				// Taken between the look above and the deletion: that
+				// delivery may end without an OOM kill.
+				if holdersOf(cctx, rdb, poison)[p.Name] {
+					c.poisonHits.Add(1)
+					t.Logf("chaos: %s held the poison pill when deleted", p.Name)
+				}
 			}
 		}
 	}()
@@ -593,6 +610,18 @@ func holdersOf(ctx context.Context, rdb *redis.Client, uuid string) map[string]b
 		}
 	}
 	return pods
+}
+
+// deliveriesOf is how many deliveries of uuid ended without an outcome so
+// far, as the reapers counted them (0 again once it has an outcome).
+func deliveriesOf(ctx context.Context, rdb *redis.Client, uuid string) int {
+	pipe := rdb.Pipeline()
+	pending := queue.QueueReadState(ctx, pipe, ingress, uuid)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0
+	}
+	st, _ := pending.Result()
+	return st.Deliveries
 }
 
 // outage is a vendor's: the webhook receiver answers 503 from start for
@@ -749,7 +778,7 @@ func fixValidate(t *testing.T, ctx context.Context, sys *devsys.System) {
 // enforced), and no more often than maxDeliveries: each kill is one
 // restart of a worker container (or the end of a terminating pod's), and
 // only the poison pill exceeds the limit. It returns the kills seen.
-func checkPoisonKills(t *testing.T, ooms *oomWatch) int {
+func checkPoisonKills(t *testing.T, ooms *oomWatch, chaos *chaosRun) int {
 	t.Helper()
 	kills := ooms.list()
 	for _, k := range kills {
@@ -765,7 +794,8 @@ func checkPoisonKills(t *testing.T, ooms *oomWatch) int {
 	case len(kills) > maxDeliveries:
 		t.Errorf("%d worker containers OOMKilled, want at most maxDeliveries (%d): the poison pill ran again after its limit", len(kills), maxDeliveries)
 	default:
-		t.Logf("poison pill: %d OOM kills (at most %d), then dead-lettered", len(kills), maxDeliveries)
+		t.Logf("poison pill: %d OOM kills (at most %d), then dead-lettered; the chaos deleted its pod %d times",
+			len(kills), maxDeliveries, chaos.poisonHits.Load())
 	}
 	return len(kills)
 }

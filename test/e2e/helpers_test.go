@@ -524,8 +524,10 @@ func (w *watch) check(t *testing.T) {
 }
 
 // oomWatch records every worker container the kubelet reports OOMKilled
-// (killed by the kernel at the container's memory limit), once each, from
-// a poll of the Chain's pods every 250 ms.
+// (killed by the kernel at the container's memory limit), once each. It
+// watches the Chain's pods rather than polling them: a container killed
+// in a terminating pod shows OOMKilled only in the pod's last status
+// update, a moment before the pod is gone.
 type oomWatch struct {
 	mu    sync.Mutex
 	kills map[string]oomKill // by container ID
@@ -544,13 +546,26 @@ type oomKill struct {
 func startOOMWatch(ctx context.Context, sys *devsys.System) *oomWatch {
 	w := &oomWatch{kills: map[string]oomKill{}}
 	sel := labels.SelectorFromSet(workload.SelectorLabels(chain)).String()
+	pods := sys.Kube.CoreV1().Pods(ns)
 	go func() {
 		for ctx.Err() == nil {
-			pods, err := sys.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
-			if err == nil {
-				w.record(pods.Items)
+			list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err != nil {
+				time.Sleep(250 * time.Millisecond)
+				continue
 			}
-			time.Sleep(250 * time.Millisecond)
+			w.record(list.Items)
+			events, err := pods.Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion})
+			if err != nil {
+				time.Sleep(250 * time.Millisecond)
+				continue
+			}
+			for ev := range events.ResultChan() {
+				if p, ok := ev.Object.(*corev1.Pod); ok {
+					w.record([]corev1.Pod{*p})
+				}
+			}
+			events.Stop()
 		}
 	}()
 	return w
