@@ -692,12 +692,16 @@ func cleanPhase(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redi
 		return n == maxReplicas && inFlight(ctx, rdb) > 0, fmt.Sprintf("%d running, %d in flight", n, inFlight(ctx, rdb))
 	})
 	setMaxReplicas(t, ctx, sys, cleanCut)
+	// The watch must have sampled the cut too: maxReplicas restored at
+	// once can undo it between two of its samples, and the scale-down
+	// would go uncounted.
 	waitFor(t, ctx, fmt.Sprintf("the cut to %d workers", cleanCut), 2*time.Minute, func() (bool, string) {
 		d, err := workerDeployment(ctx, sys)
 		if err != nil {
 			return false, err.Error()
 		}
-		return *d.Spec.Replicas == cleanCut, fmt.Sprintf("spec.replicas %d", *d.Spec.Replicas)
+		return *d.Spec.Replicas == cleanCut && w.replicas() == cleanCut,
+			fmt.Sprintf("spec.replicas %d, %d at the watch's last sample", *d.Spec.Replicas, w.replicas())
 	})
 	setMaxReplicas(t, ctx, sys, maxReplicas)
 	waitFor(t, ctx, "the fault-free load to drain", 5*time.Minute, func() (bool, string) {

@@ -490,6 +490,13 @@ func (w *watch) maxRetry(from, to time.Time) int64 {
 	return m
 }
 
+// replicas is the worker Deployment's spec.replicas at the last sample.
+func (w *watch) replicas() int32 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastRepl
+}
+
 func (w *watch) maxReplicas() int32 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
