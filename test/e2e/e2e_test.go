@@ -788,7 +788,7 @@ func checkPoisonKills(t *testing.T, ooms *oomWatch, chaos *chaosRun) int {
 	for _, k := range kills {
 		after := fmt.Sprintf("the kubelet restarted it (restart count %d)", k.restarts)
 		if !k.restarted {
-			after = "not restarted: its pod went first"
+			after = "not restarted before its pod went"
 		}
 		t.Logf("poison pill: worker container of %s OOMKilled at %s (exit code %d); %s", k.pod, k.at.Format(time.TimeOnly), k.exitCode, after)
 	}

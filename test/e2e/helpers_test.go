@@ -544,8 +544,8 @@ type oomKill struct {
 	pod      string
 	at       time.Time
 	exitCode int32
-	// restarted: the kubelet restarted the container after the kill (it
-	// shows as the last termination); restarts is its restart count then.
+	// restarted: the kubelet started the container again after the kill
+	// (a newer one runs or ended); restarts is its restart count then.
 	restarted bool
 	restarts  int32
 }
@@ -579,8 +579,9 @@ func startOOMWatch(ctx context.Context, sys *devsys.System) *oomWatch {
 }
 
 // record: a kill shows as the container's state until the kubelet
-// restarts it (for good when its pod is terminating), then as its last
-// termination.
+// restarts it (for good when its pod is terminating), as its last
+// termination while it waits to be restarted (crash-loop back-off), and
+// beside a newer container once it was.
 func (w *oomWatch) record(pods []corev1.Pod) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -598,7 +599,8 @@ func (w *oomWatch) record(pods []corev1.Pod) {
 				if !seen {
 					k = oomKill{pod: p.Name, at: term.FinishedAt.Time, exitCode: term.ExitCode, restarts: cs.RestartCount}
 				}
-				if term == cs.LastTerminationState.Terminated && !k.restarted {
+				newer := cs.State.Running != nil || cs.State.Terminated != nil && cs.State.Terminated.ContainerID != term.ContainerID
+				if term == cs.LastTerminationState.Terminated && newer && !k.restarted {
 					k.restarted, k.restarts = true, cs.RestartCount
 				}
 				w.kills[id] = k
