@@ -30,11 +30,15 @@ import (
 type WebhookSink struct {
 	URL      string
 	Received atomic.Int64
-	srv      *http.Server
+	// Refused counts the posts answered with an error status (SetStatus):
+	// a vendor's outage as the worker met it.
+	Refused atomic.Int64
+	srv     *http.Server
 
 	mu         sync.Mutex
-	deliveries map[string]int // by vCon uuid
+	deliveries map[string]int // by vCon uuid, accepted posts only
 	delay      time.Duration
+	status     int // 0: accept
 }
 
 // SetDelay makes every later delivery wait d before it is answered, as a
@@ -45,7 +49,16 @@ func (k *WebhookSink) SetDelay(d time.Duration) {
 	k.mu.Unlock()
 }
 
-// Deliveries is how many times each vCon uuid was posted so far.
+// SetStatus makes every later post be answered with code, as a vendor in
+// an outage answers 503: such a post is counted in Refused, not as a
+// delivery. 0 (or any 2xx) accepts posts again.
+func (k *WebhookSink) SetStatus(code int) {
+	k.mu.Lock()
+	k.status = code
+	k.mu.Unlock()
+}
+
+// Deliveries is how many times each vCon uuid was accepted so far.
 func (k *WebhookSink) Deliveries() map[string]int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -59,6 +72,10 @@ func (s *System) StartWebhookSink() (*WebhookSink, error) {
 	if err != nil {
 		return nil, err
 	}
+	return serveWebhookSink(l), nil
+}
+
+func serveWebhookSink(l net.Listener) *WebhookSink {
 	sink := &WebhookSink{URL: "http://" + l.Addr().String() + "/webhook", deliveries: map[string]int{}}
 	sink.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var v struct {
@@ -72,17 +89,25 @@ func (s *System) StartWebhookSink() (*WebhookSink, error) {
 		}
 		sink.Received.Add(1)
 		sink.mu.Lock()
-		sink.deliveries[v.UUID]++
-		delay := sink.delay
+		status, delay := sink.status, sink.delay
+		accepted := status == 0 || status/100 == 2
+		if accepted {
+			sink.deliveries[v.UUID]++
+		}
 		sink.mu.Unlock()
 		select {
 		case <-time.After(delay):
 		case <-r.Context().Done():
 		}
+		if !accepted {
+			sink.Refused.Add(1)
+			http.Error(w, "outage", status)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})}
 	go func() { _ = sink.srv.Serve(l) }()
-	return sink, nil
+	return sink
 }
 
 // Close stops the sink.

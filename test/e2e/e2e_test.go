@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +25,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -45,7 +48,30 @@ const (
 	total     = 5000
 	malformed = 250 // accepted by the API, dead-lettered by the validate link
 	filtered  = 500 // one party: halted by the only-calls link
-	valid     = total - malformed - filtered
+	// A poison pill: a valid vCon whose subject makes the explode link
+	// take more memory than the worker's limit, so the kernel OOM-kills
+	// every worker that runs it. Queued among the first, it must be
+	// dead-lettered (redelivery_limit) after at most maxDeliveries deaths.
+	poisonPills = 1
+	poisonAt    = 11 // its index in the load
+	valid       = total - malformed - filtered - poisonPills
+
+	// The worker's memory limit: a normal worker peaks under 70 MiB
+	// (docs/benchmarks.md: 69 MiB at concurrency 32 on 5 KB vCons; these
+	// are smaller and run 8 at a time), the poison pill's list of 10^8
+	// numbers needs gigabytes.
+	workerMemoryLimit = "128Mi"
+	maxDeliveries     = 3
+
+	// The vendor outage: the webhook receiver answers 503 for outageFor
+	// from the start of the load. The Chain's retry policy outlasts it:
+	// waits of 5 s doubling to at most 20 s (±20 %) add up to 124 s or
+	// more before the tenth and last attempt, twice the outage.
+	outageFor      = 60 * time.Second
+	retryAttempts  = 10
+	retryInitial   = 5 * time.Second
+	retryMaxWait   = 20 * time.Second
+	retryJitterPct = 20
 
 	// The second, fault-free load: scale 0 → N → 0 with every removed pod
 	// given its grace period. The receiver answers each delivery after
@@ -65,18 +91,28 @@ const (
 	backlog      = 1100
 )
 
-// The conserver config the test imports. validate fails (a jq runtime
-// error) on a subject whose score is not a number: valid for the API, not
-// for the chain. The fix is validateFixed. notify posts every vCon to the
-// test's receiver, which counts deliveries per uuid: a vCon processed twice
-// (redelivered) is delivered twice.
+// The conserver config the test imports. explode runs first (before
+// validate would dead-letter the poison pill's subject) and builds a list
+// of 10^8 numbers for the poison pill only, as cmd/conserver's poison test
+// does. validate fails (a jq runtime error) on a subject whose score is
+// not a number: valid for the API, not for the chain. The fix is
+// validateFixed. notify posts every vCon to the test's receiver, which
+// counts deliveries per uuid: a vCon processed twice (redelivered) is
+// delivered twice. notify does not retry a 503 itself (retries: 0): the
+// Chain's delayed retries wait out the outage without holding a worker.
 const (
+	explodeFilter  = `if .subject == "poison" then ([range(0; 100000000)] | length > 0) else true end`
 	validateBroken = `(.subject | ltrimstr("score:") | tonumber) >= 0`
 	validateFixed  = `((.subject | ltrimstr("score:") | tonumber?) // 0) >= 0`
 )
 
 func conserverConfig(pg *devsys.Postgres, webhook string) string {
 	return fmt.Sprintf(`links:
+  explode:
+    module: links.jq_link
+    options:
+      filter: '%s'
+      forward_matches: true
   validate:
     module: links.jq_link
     options:
@@ -95,6 +131,7 @@ func conserverConfig(pg *devsys.Postgres, webhook string) string {
     module: links.webhook
     options:
       webhook-urls: [%s]
+      retries: 0
 storages:
   postgres:
     module: storage.postgres
@@ -107,12 +144,12 @@ storages:
       table_name: vcons
 chains:
   %s:
-    links: [validate, only_calls, tag, notify]
+    links: [explode, validate, only_calls, tag, notify]
     storages: [postgres]
     ingress_lists: [%s]
     egress_lists: [%s]
     enabled: 1
-`, validateBroken, webhook, devsys.DatabaseNamespace, pg.Port, pg.Database, pg.User, chain, ingress, egress)
+`, explodeFilter, validateBroken, webhook, devsys.DatabaseNamespace, pg.Port, pg.Database, pg.User, chain, ingress, egress)
 }
 
 type kind int
@@ -121,6 +158,7 @@ const (
 	kindValid kind = iota
 	kindMalformed
 	kindFiltered
+	kindPoison
 )
 
 func TestEndToEnd(t *testing.T) {
@@ -168,7 +206,9 @@ func TestEndToEnd(t *testing.T) {
 	checkOperatorIdentity(t, ctx, sys)
 
 	// 1. Import the conserver config with kubectl vcon, give the Secret
-	// it refers to, and size the workers for the test.
+	// it refers to, size the workers for the test (a memory limit the
+	// poison pill exceeds) and give the Chain a retry policy for the
+	// outage (the import keeps conserver's dead-letter-at-once).
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	cfgFile := filepath.Join(state, "conserver.yml")
 	must(t, os.WriteFile(cfgFile, []byte(conserverConfig(sys.Postgres, sink.URL)), 0o644))
@@ -177,9 +217,18 @@ func TestEndToEnd(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "conserver-env", Namespace: ns},
 		StringData: map[string]string{"PG_PASSWORD": sys.Postgres.Password},
 	}))
-	patchWorkers(t, ctx, sys, func(w *vconv1.WorkerSpec) {
+	patchChain(t, ctx, sys, func(spec *vconv1.ChainSpec) {
+		w := &spec.Workers
 		w.MinReplicas, w.MaxReplicas, w.TargetQueueDepth, w.Concurrency = 0, maxReplicas, 250, 8
 		w.ScaleDownDelay = &metav1.Duration{Duration: 5 * time.Second}
+		w.MaxDeliveries = ptr.To[int32](maxDeliveries)
+		w.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(workerMemoryLimit)}
+		spec.Retry = vconv1.RetryPolicy{
+			Attempts:       ptr.To[int32](retryAttempts),
+			InitialBackoff: &metav1.Duration{Duration: retryInitial},
+			MaxBackoff:     &metav1.Duration{Duration: retryMaxWait},
+			JitterPercent:  ptr.To[int32](retryJitterPct),
+		}
 	})
 	waitFor(t, ctx, "the Chain Ready at 0 workers", 2*time.Minute, func() (bool, string) {
 		var ch vconv1.Chain
@@ -193,14 +242,36 @@ func TestEndToEnd(t *testing.T) {
 		return chainReady(&ch) && d.Spec.Replicas != nil && *d.Spec.Replicas == 0, fmt.Sprintf("conditions %v", ch.Status.Conditions)
 	})
 
-	// 2. Watch what `kubectl get chains` shows, and the worker count.
+	// 2. Watch what `kubectl get chains` shows, the worker count, and the
+	// worker containers the kernel OOM-kills.
 	watch := startWatch(ctx, sys)
+	ooms := startOOMWatch(ctx, sys)
 
 	// 3. Push 5,000 vCons through the API's Service while worker pods are
 	// force-deleted, one worker container is killed at the runtime, Redis
-	// restarts once and the operator's pod is deleted once.
-	kinds, order := testVcons(t)
-	chaos := startChaos(t, ctx, sys)
+	// restarts once and the operator's pod is deleted once; meanwhile the
+	// webhook receiver is down for a minute (503) and one of the vCons is
+	// a poison pill.
+	//
+	// The outage and the poison pill share the chaos phase instead of
+	// having phases of their own: each needs about a minute that no load
+	// shortens (the outage by definition; the poison pill a heartbeat TTL,
+	// 15 s, before each of its three deaths is noticed), while the chaos
+	// alone drains in about 15 s: together they add about 70 s, on their
+	// own two or three minutes. It is sound: the chaos phase checks outcomes
+	// (PostgreSQL, egress and DLQ exactly once), which neither may change,
+	// and vCons waiting for a retry must outlive the Redis restart (AOF)
+	// and the operator's replacement (the operator promotes due retries
+	// too). Not the clean phase: it checks that the receiver got each vCon
+	// once, which a poison pill's death rightly breaks for the vCons in
+	// flight beside it (at least once), and it needs busy workers for its
+	// scale-down, which an outage would leave idle. The chaos spares the
+	// pod whose worker holds the poison pill, so that each of its deaths
+	// is the kernel's OOM kill, and the kubelet reports it before the pod
+	// can go.
+	kinds, order, poison := testVcons(t)
+	outage := startOutage(t, sink, outageFor)
+	chaos := startChaos(t, ctx, sys, rdb, poison)
 	pushStart := time.Now()
 	push(t, ctx, sys, kinds, order[:total/2])
 	t.Logf("pushed %d vCons in %s; restarting Redis (SHUTDOWN, AOF)", total/2, time.Since(pushStart).Round(time.Millisecond))
@@ -211,27 +282,47 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("operator pod replaced and Ready")
 
 	// 4. Wait until every vCon has an outcome: valid ones on egress,
-	// malformed ones in the DLQ, nothing queued or in flight.
+	// malformed ones and the poison pill in the DLQ, nothing queued,
+	// waiting for a retry or in flight, and the outage over. The retry
+	// set's size is sampled from Redis too while the outage lasts, and the
+	// poison pill's count of deliveries without an outcome logged.
+	var retrySetMax int64
+	poisonDeaths, poisonDead := 0, false
 	waitFor(t, ctx, "every vCon to reach an outcome", 6*time.Minute, func() (bool, string) {
+		if n := deliveriesOf(ctx, rdb, poison); n > poisonDeaths {
+			poisonDeaths = n
+			t.Logf("poison pill: %d deliveries ended without an outcome (reaped %s after the load began)", n, time.Since(pushStart).Round(time.Second))
+		}
+		if _, err := rdb.LPos(ctx, queue.DLQKey(ingress), poison, redis.LPosArgs{}).Result(); err == nil && !poisonDead {
+			poisonDead = true
+			t.Logf("poison pill: dead-lettered %s after the load began", time.Since(pushStart).Round(time.Second))
+		}
 		e, _ := rdb.LLen(ctx, egress).Result()
 		d, _ := rdb.LLen(ctx, queue.DLQKey(ingress)).Result()
 		in, _ := rdb.LLen(ctx, ingress).Result()
+		r, _ := rdb.ZCard(ctx, queue.RetryKey(ingress)).Result()
 		fl := inFlight(ctx, rdb)
-		if in == 0 && fl == 0 && e+d >= valid+malformed {
-			chaos.stop()
+		if outage.active() {
+			retrySetMax = max(retrySetMax, r)
 		}
-		return in == 0 && fl == 0 && e >= valid && d >= malformed,
-			fmt.Sprintf("ingress %d, in-flight %d, egress %d/%d, DLQ %d/%d, %s", in, fl, e, valid, d, malformed, chaos)
+		// Every outcome counted and nothing left anywhere: the checks
+		// below say what went where.
+		done := !outage.active() && in == 0 && fl == 0 && r == 0 && e+d >= valid+malformed+poisonPills
+		return done, fmt.Sprintf("ingress %d, in-flight %d, retry %d, egress %d/%d, DLQ %d/%d, %s, %s",
+			in, fl, r, e, valid, d, malformed+poisonPills, outage, chaos)
 	})
 	chaos.stop()
-	t.Logf("drained %d vCons in %s; %s", total, time.Since(pushStart).Round(time.Second), chaos)
+	t.Logf("drained %d vCons in %s; %s; %s", total, time.Since(pushStart).Round(time.Second), outage, chaos)
 	chaos.check(t)
 
-	// 5. Exactly once: PostgreSQL, egress, DLQ.
-	want := func(k kind) map[string]bool {
+	// 5. Exactly once: PostgreSQL, egress, DLQ (the malformed ones and the
+	// poison pill, nothing the outage failed); the poison pill's deaths
+	// were the kernel's OOM kills, no more than maxDeliveries; retries
+	// were scheduled during the outage.
+	want := func(ks ...kind) map[string]bool {
 		m := map[string]bool{}
 		for id, kk := range kinds {
-			if kk == k {
+			if slices.Contains(ks, kk) {
 				m[id] = true
 			}
 		}
@@ -240,8 +331,10 @@ func TestEndToEnd(t *testing.T) {
 	checkExactlyOnce(t, "PostgreSQL", pgUUIDs(t, ctx, sys.Postgres), want(kindValid))
 	checkExactlyOnce(t, "egress", lrange(t, ctx, rdb, egress), want(kindValid))
 	dlq := lrange(t, ctx, rdb, queue.DLQKey(ingress))
-	checkExactlyOnce(t, "DLQ", dlq, want(kindMalformed))
-	checkReasons(t, ctx, rdb, dlq)
+	checkExactlyOnce(t, "DLQ", dlq, want(kindMalformed, kindPoison))
+	checkReasons(t, ctx, rdb, dlq, kinds)
+	poisonKills := checkPoisonKills(t, ooms, chaos)
+	outage.check(t, watch, retrySetMax)
 
 	// 6. Back to 0 workers once idle; it had scaled up during the burst.
 	waitForReplicas(t, ctx, sys, 0)
@@ -260,8 +353,8 @@ func TestEndToEnd(t *testing.T) {
 			return false, err.Error()
 		}
 		q := ch.Status.Queue
-		return q.Ingress == 0 && q.InFlight == 0 && q.Egress == valid && q.DLQ == malformed,
-			fmt.Sprintf("status.queue %+v, want ingress 0, in-flight 0, egress %d, DLQ %d", q, valid, malformed)
+		return q.Ingress == 0 && q.InFlight == 0 && q.Retry == 0 && q.Egress == valid && q.DLQ == malformed+poisonPills,
+			fmt.Sprintf("status.queue %+v, want ingress 0, in-flight 0, retry 0, egress %d, DLQ %d", q, valid, malformed+poisonPills)
 	})
 
 	// 8. A fault-free load: 0 → N → 0 again, and every pod the scale-down
@@ -275,12 +368,18 @@ func TestEndToEnd(t *testing.T) {
 	prom := promClient{url: sys.PrometheusURL}
 	checkTargets(t, ctx, sys, prom)
 	checkGuideQueries(t, ctx, prom)
+	checkRetryMetrics(t, ctx, prom)
 	waitFor(t, ctx, "DLQNotEmpty firing", 2*time.Minute, func() (bool, string) {
 		st := prom.alertState(ctx, "DLQNotEmpty")
 		return st == "firing", "state " + st
 	})
 	t.Logf("DLQNotEmpty firing")
 	fixValidate(t, ctx, sys)
+	// A replay starts a vCon's delivery count over: the poison pill would
+	// kill three more workers before it is dead-lettered again. It is set
+	// aside first, as an operator reading `kubectl vcon dlq list` would,
+	// and the malformed ones, which the fixed link now takes, replayed.
+	setAside(t, ctx, sys, plugin, rdb, poison)
 	kubectlVcon(t, sys, plugin, "dlq", "replay", chain, "--redis-url", sys.RedisURL)
 	waitFor(t, ctx, "replayed vCons stored", 3*time.Minute, func() (bool, string) {
 		d, _ := rdb.LLen(ctx, queue.DLQKey(ingress)).Result()
@@ -323,7 +422,13 @@ func TestEndToEnd(t *testing.T) {
 	// 11. HighQueueDepth on a held backlog of the guide's list "default".
 	heldBacklog(t, ctx, sys, rdb, prom)
 
-	// 12. Ctrl-C (Stop) leaves nothing behind.
+	// 12. Every OOM kill was the poison pill's: a normal worker stays
+	// under its memory limit through every phase.
+	if n := len(ooms.list()); n > poisonKills {
+		t.Errorf("%d worker containers OOMKilled after the poison pill was dead-lettered: normal work exceeds the %s limit", n-poisonKills, workerMemoryLimit)
+	}
+
+	// 13. Ctrl-C (Stop) leaves nothing behind.
 	sys.Stop()
 	stopped = true
 	if left := sys.Leftovers(); len(left) > 0 {
@@ -335,12 +440,15 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("total %s", time.Since(start).Round(time.Second))
 }
 
-func testVcons(t *testing.T) (map[string]kind, []string) {
-	kinds := map[string]kind{}
-	var order []string
+// testVcons makes the load's uuids, in push order, and says what each is;
+// poison is the poison pill's uuid.
+func testVcons(t *testing.T) (kinds map[string]kind, order []string, poison string) {
+	kinds = map[string]kind{}
 	for i := range total {
 		k := kindValid
 		switch {
+		case i == poisonAt:
+			k = kindPoison
 		case i%20 == 7:
 			k = kindMalformed
 		case i%10 == 3:
@@ -349,24 +457,32 @@ func testVcons(t *testing.T) (map[string]kind, []string) {
 		id := uuid.NewString()
 		kinds[id] = k
 		order = append(order, id)
+		if k == kindPoison {
+			poison = id
+		}
 	}
 	counts := map[kind]int{}
 	for _, k := range kinds {
 		counts[k]++
 	}
-	if counts[kindMalformed] != malformed || counts[kindFiltered] != filtered {
-		t.Fatalf("test data: %d malformed, %d filtered; want %d, %d", counts[kindMalformed], counts[kindFiltered], malformed, filtered)
+	if counts[kindMalformed] != malformed || counts[kindFiltered] != filtered || counts[kindPoison] != poisonPills {
+		t.Fatalf("test data: %d malformed, %d filtered, %d poison pills; want %d, %d, %d",
+			counts[kindMalformed], counts[kindFiltered], counts[kindPoison], malformed, filtered, poisonPills)
 	}
-	return kinds, order
+	return kinds, order, poison
 }
 
 // chaos force-deletes a worker pod every 1–2 s (kubectl delete pod
 // --grace-period=0 --force) and, once, kills a worker container at the
-// runtime, behind the kubelet's back; the kubelet must restart it.
+// runtime, behind the kubelet's back; the kubelet must restart it. It
+// spares the pod whose worker holds the poison pill in flight.
 type chaosRun struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	deleted atomic.Int64
+	// spared counts the rounds that left the poison pill's pod alone;
+	// poisonHits the deletions of a pod that had taken it meanwhile.
+	spared, poisonHits atomic.Int64
 	// killed is the pod whose container was killed, and its restart count
 	// before; the loop spares that pod afterwards.
 	killedPod      atomic.Value
@@ -380,7 +496,8 @@ type chaosRun struct {
 
 func (c *chaosRun) String() string {
 	p, _ := c.killedPod.Load().(string)
-	return fmt.Sprintf("%d worker pods force-deleted, container of %q killed at the runtime", c.deleted.Load(), p)
+	return fmt.Sprintf("%d worker pods force-deleted, container of %q killed at the runtime, %d rounds sparing the poison pill's pod",
+		c.deleted.Load(), p, c.spared.Load())
 }
 
 func (c *chaosRun) stop() {
@@ -388,7 +505,7 @@ func (c *chaosRun) stop() {
 	<-c.done
 }
 
-func startChaos(t *testing.T, ctx context.Context, sys *devsys.System) *chaosRun {
+func startChaos(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redis.Client, poison string) *chaosRun {
 	cctx, cancel := context.WithCancel(ctx)
 	c := &chaosRun{cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -402,9 +519,13 @@ func startChaos(t *testing.T, ctx context.Context, sys *devsys.System) *chaosRun
 			}
 			pods := runningWorkers(cctx, sys)
 			spared, _ := c.killedPod.Load().(string)
+			holders := holdersOf(cctx, rdb, poison)
 			var candidates []corev1.Pod
 			for _, p := range pods {
-				if p.Name != spared {
+				switch {
+				case holders[p.Name]:
+					c.spared.Add(1)
+				case p.Name != spared:
 					candidates = append(candidates, p)
 				}
 			}
@@ -428,6 +549,12 @@ func startChaos(t *testing.T, ctx context.Context, sys *devsys.System) *chaosRun
 			if err == nil {
 				c.deleted.Add(1)
 				t.Logf("chaos: force-deleted %s", p.Name)
+				// Taken between the look above and the deletion: that
+				// delivery may end without an OOM kill.
+				if holdersOf(cctx, rdb, poison)[p.Name] {
+					c.poisonHits.Add(1)
+					t.Logf("chaos: %s held the poison pill when deleted", p.Name)
+				}
 			}
 		}
 	}()
@@ -466,6 +593,84 @@ func (c *chaosRun) check(t *testing.T) {
 	}
 }
 
+// holdersOf are the pods whose worker holds uuid in flight, alive or dead
+// and not yet reaped: a worker's id is its pod's hostname (the pod name)
+// and a random suffix.
+func holdersOf(ctx context.Context, rdb *redis.Client, uuid string) map[string]bool {
+	prefix := queue.InFlightPrefix(ingress)
+	keys, _ := rdb.Keys(ctx, prefix+"*").Result()
+	pods := map[string]bool{}
+	for _, k := range keys {
+		if _, err := rdb.LPos(ctx, k, uuid, redis.LPosArgs{}).Result(); err != nil {
+			continue
+		}
+		id := strings.TrimPrefix(k, prefix)
+		if i := strings.LastIndex(id, "-"); i > 0 {
+			pods[id[:i]] = true
+		}
+	}
+	return pods
+}
+
+// deliveriesOf is how many deliveries of uuid ended without an outcome so
+// far, as the reapers counted them (0 again once it has an outcome).
+func deliveriesOf(ctx context.Context, rdb *redis.Client, uuid string) int {
+	pipe := rdb.Pipeline()
+	pending := queue.QueueReadState(ctx, pipe, ingress, uuid)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0
+	}
+	st, _ := pending.Result()
+	return st.Deliveries
+}
+
+// outage is a vendor's: the webhook receiver answers 503 from start for
+// its duration.
+type outage struct {
+	sink  *devsys.WebhookSink
+	start time.Time
+	end   atomic.Int64 // unix ns; 0 while it lasts
+}
+
+func startOutage(t *testing.T, sink *devsys.WebhookSink, d time.Duration) *outage {
+	t.Helper()
+	o := &outage{sink: sink, start: time.Now()}
+	sink.SetStatus(http.StatusServiceUnavailable)
+	time.AfterFunc(d, func() {
+		sink.SetStatus(0)
+		o.end.Store(time.Now().UnixNano())
+	})
+	t.Logf("vendor outage: the webhook receiver answers 503 for %s", d)
+	return o
+}
+
+func (o *outage) active() bool { return o.end.Load() == 0 }
+
+func (o *outage) String() string {
+	if o.active() {
+		return fmt.Sprintf("outage on for %s, %d posts refused", time.Since(o.start).Round(time.Second), o.sink.Refused.Load())
+	}
+	return fmt.Sprintf("outage over after %s, %d posts refused", time.Unix(0, o.end.Load()).Sub(o.start).Round(time.Second), o.sink.Refused.Load())
+}
+
+// check: the outage refused posts, and the Chain's status (the RETRY
+// column) showed vCons waiting for a retry while it lasted, so that the
+// exactly-once checks and the DLQ's contents (nothing the outage failed)
+// did not pass for want of an outage. retrySetMax is the largest retry
+// set seen in Redis during it.
+func (o *outage) check(t *testing.T, w *watch, retrySetMax int64) {
+	t.Helper()
+	refused := o.sink.Refused.Load()
+	waiting := w.maxRetry(o.start, time.Unix(0, o.end.Load()))
+	if refused == 0 || waiting == 0 {
+		t.Errorf("the outage tested nothing: %d posts refused, at most %d vCons waiting for a retry in status.queue.retry (%d in Redis' retry set)",
+			refused, waiting, retrySetMax)
+		return
+	}
+	t.Logf("vendor outage of %s: %d posts answered 503; up to %d vCons waiting for a retry in the Chain's status (RETRY column), %d in Redis' retry set; none dead-lettered by it",
+		outageFor, refused, waiting, retrySetMax)
+}
+
 // cleanPhase pushes cleanLoad valid vCons with no fault: the Chain goes
 // 0 → N → 0, and the receiver saw each exactly once.
 func cleanPhase(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redis.Client, sink *devsys.WebhookSink, w *watch) {
@@ -487,12 +692,16 @@ func cleanPhase(t *testing.T, ctx context.Context, sys *devsys.System, rdb *redi
 		return n == maxReplicas && inFlight(ctx, rdb) > 0, fmt.Sprintf("%d running, %d in flight", n, inFlight(ctx, rdb))
 	})
 	setMaxReplicas(t, ctx, sys, cleanCut)
+	// The watch must have sampled the cut too: maxReplicas restored at
+	// once can undo it between two of its samples, and the scale-down
+	// would go uncounted.
 	waitFor(t, ctx, fmt.Sprintf("the cut to %d workers", cleanCut), 2*time.Minute, func() (bool, string) {
 		d, err := workerDeployment(ctx, sys)
 		if err != nil {
 			return false, err.Error()
 		}
-		return *d.Spec.Replicas == cleanCut, fmt.Sprintf("spec.replicas %d", *d.Spec.Replicas)
+		return *d.Spec.Replicas == cleanCut && w.replicas() == cleanCut,
+			fmt.Sprintf("spec.replicas %d, %d at the watch's last sample", *d.Spec.Replicas, w.replicas())
 	})
 	setMaxReplicas(t, ctx, sys, maxReplicas)
 	waitFor(t, ctx, "the fault-free load to drain", 5*time.Minute, func() (bool, string) {
@@ -566,6 +775,85 @@ func fixValidate(t *testing.T, ctx context.Context, sys *devsys.System) {
 		}
 		return hash != oldHash && stale == 0, fmt.Sprintf("config hash %s (was %s), %d pods of the old template", hash, oldHash, stale)
 	})
+}
+
+// checkPoisonKills: the poison pill got its workers killed by the kernel
+// (the kubelet reports the container OOMKilled: the memory limit is
+// enforced), and no more often than maxDeliveries: each kill is one
+// restart of a worker container (or the end of a terminating pod's), and
+// only the poison pill exceeds the limit. It returns the kills seen.
+func checkPoisonKills(t *testing.T, ooms *oomWatch, chaos *chaosRun) int {
+	t.Helper()
+	kills := ooms.list()
+	for _, k := range kills {
+		after := fmt.Sprintf("the kubelet restarted it (restart count %d)", k.restarts)
+		if !k.restarted {
+			after = "not restarted before its pod went"
+		}
+		t.Logf("poison pill: worker container of %s OOMKilled at %s (exit code %d); %s", k.pod, k.at.Format(time.TimeOnly), k.exitCode, after)
+	}
+	switch {
+	case len(kills) == 0:
+		t.Errorf("no worker container was OOMKilled: the poison pill never reached the %s memory limit, or the kernel did not enforce it", workerMemoryLimit)
+	case len(kills) > maxDeliveries:
+		t.Errorf("%d worker containers OOMKilled, want at most maxDeliveries (%d): the poison pill ran again after its limit", len(kills), maxDeliveries)
+	default:
+		t.Logf("poison pill: %d OOM kills (at most %d), then dead-lettered; the chaos deleted its pod %d times",
+			len(kills), maxDeliveries, chaos.poisonHits.Load())
+	}
+	return len(kills)
+}
+
+// checkRetryMetrics: Prometheus saw the outage's retries: the workers'
+// vcon_retries_scheduled_total (summed over each series' maximum, a lower
+// bound: pods came and went, and a restarted container starts from 0)
+// and the operator's measurement of the retry set.
+func checkRetryMetrics(t *testing.T, ctx context.Context, prom promClient) {
+	t.Helper()
+	for _, q := range []string{
+		fmt.Sprintf(`sum(max_over_time(vcon_retries_scheduled_total{chain=%q}[15m]))`, chain),
+		fmt.Sprintf(`max(max_over_time(redis_list_length{chain=%q,kind="retry"}[15m]))`, chain),
+	} {
+		waitFor(t, ctx, "retries in "+q, time.Minute, func() (bool, string) {
+			v, err := prom.query(ctx, q)
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(v) > 0 && v[0].Value != "0", fmt.Sprintf("%v", v)
+		})
+		v, _ := prom.query(ctx, q)
+		t.Logf("%s = %s", q, v[0].Value)
+	}
+}
+
+// setAside finds the dead letters with reason redelivery_limit through
+// kubectl vcon dlq list, checks they are the poison pill alone, and takes
+// it out of the DLQ with its recorded reason, as an operator keeps a vCon
+// that kills workers away from a replay.
+func setAside(t *testing.T, ctx context.Context, sys *devsys.System, plugin string, rdb *redis.Client, poison string) {
+	t.Helper()
+	out, _ := runKubectlVcon(t, sys, plugin, "dlq", "list", chain, "-o", "json", "--redis-url", sys.RedisURL)
+	var entries []struct {
+		UUID   string `json:"uuid"`
+		Reason string `json:"reason"`
+	}
+	must(t, json.Unmarshal([]byte(out), &entries))
+	var pills []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Reason, "redelivery_limit") {
+			pills = append(pills, e.UUID)
+		}
+	}
+	if len(pills) != 1 || pills[0] != poison {
+		t.Fatalf("kubectl vcon dlq list: dead letters with reason redelivery_limit %v, want the poison pill %s alone", pills, poison)
+	}
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.LRem(ctx, queue.DLQKey(ingress), 0, poison)
+		p.HDel(ctx, queue.DLQReasonsKey(ingress), poison)
+		return nil
+	})
+	must(t, err)
+	t.Logf("kubectl vcon dlq list: %d dead letters, the poison pill %s the one with reason redelivery_limit: set aside before the replay", len(entries), poison)
 }
 
 // heldBacklog: a disabled Chain on "default" holds more than 1,000 vCons;

@@ -38,14 +38,24 @@ import (
 
 func kubectlVcon(t *testing.T, sys *devsys.System, plugin string, args ...string) {
 	t.Helper()
+	out, errOut := runKubectlVcon(t, sys, plugin, args...)
+	t.Logf("kubectl vcon %s:\n%s", strings.Join(args, " "), strings.TrimSpace(out+errOut))
+}
+
+// runKubectlVcon runs the plugin and returns its standard output and
+// standard error; it fails the test when the plugin fails.
+func runKubectlVcon(t *testing.T, sys *devsys.System, plugin string, args ...string) (stdout, stderr string) {
+	t.Helper()
 	full := append([]string{"--kubeconfig", sys.KubeconfigPath, "-n", ns}, args...)
 	cmd := exec.Command(plugin, full...)
 	cmd.Env = append(os.Environ(), "REDIS_URL="+sys.RedisURL)
-	out, err := cmd.CombinedOutput()
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kubectl vcon %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("kubectl vcon %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut.Bytes())
 	}
-	t.Logf("kubectl vcon %s:\n%s", strings.Join(args, " "), strings.TrimSpace(string(out)))
+	return string(out), errOut.String()
 }
 
 func workerDeployment(ctx context.Context, sys *devsys.System) (*appsv1.Deployment, error) {
@@ -105,14 +115,20 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// patchWorkers changes the Chain's spec.workers with a merge patch.
-func patchWorkers(t *testing.T, ctx context.Context, sys *devsys.System, change func(*vconv1.WorkerSpec)) {
+// patchChain changes the Chain's spec with a merge patch.
+func patchChain(t *testing.T, ctx context.Context, sys *devsys.System, change func(*vconv1.ChainSpec)) {
 	t.Helper()
 	var ch vconv1.Chain
 	must(t, sys.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: chain}, &ch))
 	p := client.MergeFrom(ch.DeepCopy())
-	change(&ch.Spec.Workers)
+	change(&ch.Spec)
 	must(t, sys.Client.Patch(ctx, &ch, p))
+}
+
+// patchWorkers changes the Chain's spec.workers with a merge patch.
+func patchWorkers(t *testing.T, ctx context.Context, sys *devsys.System, change func(*vconv1.WorkerSpec)) {
+	t.Helper()
+	patchChain(t, ctx, sys, func(spec *vconv1.ChainSpec) { change(&spec.Workers) })
 }
 
 func setMinReplicas(t *testing.T, ctx context.Context, sys *devsys.System, n int32) {
@@ -129,26 +145,37 @@ func chainReady(ch *vconv1.Chain) bool {
 	return meta.IsStatusConditionTrue(ch.Status.Conditions, "Ready")
 }
 
-// checkReasons: every dead letter says which link failed.
-func checkReasons(t *testing.T, ctx context.Context, rdb *redis.Client, dlq []string) {
+// checkReasons: every dead letter says why: a malformed vCon names the
+// link that failed, the poison pill the limit of deliveries that ended
+// without an outcome.
+func checkReasons(t *testing.T, ctx context.Context, rdb *redis.Client, dlq []string, kinds map[string]kind) {
 	t.Helper()
 	reasons, err := queue.Reasons(ctx, rdb, ingress, dlq)
 	must(t, err)
-	noReason := 0
+	wrong := 0
+	var linkReason queue.DLQReason
 	for _, id := range dlq {
 		r := reasons[id]
-		if r.Reason == "" || !strings.Contains(r.Reason+r.Step, "validate") && !strings.Contains(r.Reason, "jq") {
-			noReason++
-			if noReason < 4 {
-				t.Errorf("DLQ %s: reason %+v does not name the failing link", id, r)
+		var ok bool
+		if kinds[id] == kindPoison {
+			if ok = strings.HasPrefix(r.Reason, "redelivery_limit"); ok {
+				t.Logf("poison pill %s dead-lettered: %q", id, r.Reason)
+			}
+		} else {
+			ok = r.Reason != "" && (strings.Contains(r.Reason+r.Step, "validate") || strings.Contains(r.Reason, "jq"))
+			linkReason = r
+		}
+		if !ok {
+			wrong++
+			if wrong < 4 {
+				t.Errorf("DLQ %s (kind %d): reason %+v does not say why", id, kinds[id], r)
 			}
 		}
 	}
-	if noReason > 0 {
-		t.Errorf("%d of %d dead letters without a reason naming the link", noReason, len(dlq))
-	} else if len(dlq) > 0 {
-		r := reasons[dlq[0]]
-		t.Logf("dead-letter reason: %q (chain %q, step %q)", r.Reason, r.Chain, r.Step)
+	if wrong > 0 {
+		t.Errorf("%d of %d dead letters without the reason their kind should have", wrong, len(dlq))
+	} else if linkReason.Reason != "" {
+		t.Logf("dead-letter reason: %q (chain %q, step %q)", linkReason.Reason, linkReason.Chain, linkReason.Step)
 	}
 }
 
@@ -270,17 +297,19 @@ func waitFor(t *testing.T, ctx context.Context, what string, timeout time.Durati
 }
 
 func vconBody(id string, k kind, i int) []byte {
-	score := strconv.Itoa(i % 10)
+	subject := "score:" + strconv.Itoa(i%10)
 	parties := []map[string]any{{"tel": "+1555" + fmt.Sprintf("%07d", i)}, {"tel": "+15550000000"}}
 	switch k {
 	case kindMalformed:
-		score = "n/a"
+		subject = "score:n/a"
 	case kindFiltered:
 		parties = parties[:1]
+	case kindPoison:
+		subject = "poison"
 	}
 	b, _ := json.Marshal(map[string]any{
 		"uuid": id, "vcon": "0.0.1", "created_at": "2024-01-15T10:30:00Z",
-		"subject": "score:" + score, "parties": parties,
+		"subject": subject, "parties": parties,
 	})
 	return b
 }
@@ -447,6 +476,27 @@ func (w *watch) scaleDownsWhileBusy() int {
 	return w.busyScaleDowns
 }
 
+// maxRetry is the largest RETRY column the Chain's status showed from
+// from to to.
+func (w *watch) maxRetry(from, to time.Time) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var m int64
+	for _, r := range w.rows {
+		if r.ObservedAt != nil && !r.ObservedAt.Time.Before(from) && !r.ObservedAt.Time.After(to) {
+			m = max(m, r.Retry)
+		}
+	}
+	return m
+}
+
+// replicas is the worker Deployment's spec.replicas at the last sample.
+func (w *watch) replicas() int32 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastRepl
+}
+
 func (w *watch) maxReplicas() int32 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -472,12 +522,103 @@ func (w *watch) check(t *testing.T) {
 	t.Logf("kubectl get chains: %d status samples; distinct values: ingress %d, in-flight %d, DLQ %d, egress %d", len(w.rows), in, fl, dl, eg)
 	for i, r := range w.rows {
 		if i%max(1, len(w.rows)/8) == 0 {
-			t.Logf("  INGRESS %5d  IN-FLIGHT %3d  DLQ %4d  EGRESS %5d", r.Ingress, r.InFlight, r.DLQ, r.Egress)
+			t.Logf("  INGRESS %5d  IN-FLIGHT %3d  RETRY %4d  DLQ %4d  EGRESS %5d", r.Ingress, r.InFlight, r.Retry, r.DLQ, r.Egress)
 		}
 	}
 	if in < 3 || fl < 2 || dl < 3 || eg < 3 {
 		t.Errorf("the queue columns did not move: distinct ingress %d, in-flight %d, DLQ %d, egress %d", in, fl, dl, eg)
 	}
+}
+
+// oomWatch records every worker container the kubelet reports OOMKilled
+// (killed by the kernel at the container's memory limit), once each. It
+// watches the Chain's pods rather than polling them: a container killed
+// in a terminating pod shows OOMKilled only in the pod's last status
+// update, a moment before the pod is gone.
+type oomWatch struct {
+	mu    sync.Mutex
+	kills map[string]oomKill // by container ID
+}
+
+type oomKill struct {
+	pod      string
+	at       time.Time
+	exitCode int32
+	// restarted: the kubelet started the container again after the kill
+	// (a newer one runs or ended); restarts is its restart count then.
+	restarted bool
+	restarts  int32
+}
+
+func startOOMWatch(ctx context.Context, sys *devsys.System) *oomWatch {
+	w := &oomWatch{kills: map[string]oomKill{}}
+	sel := labels.SelectorFromSet(workload.SelectorLabels(chain)).String()
+	pods := sys.Kube.CoreV1().Pods(ns)
+	go func() {
+		for ctx.Err() == nil {
+			list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err != nil {
+				time.Sleep(250 * time.Millisecond)
+				continue
+			}
+			w.record(list.Items)
+			events, err := pods.Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion})
+			if err != nil {
+				time.Sleep(250 * time.Millisecond)
+				continue
+			}
+			for ev := range events.ResultChan() {
+				if p, ok := ev.Object.(*corev1.Pod); ok {
+					w.record([]corev1.Pod{*p})
+				}
+			}
+			events.Stop()
+		}
+	}()
+	return w
+}
+
+// record: a kill shows as the container's state until the kubelet
+// restarts it (for good when its pod is terminating), as its last
+// termination while it waits to be restarted (crash-loop back-off), and
+// beside a newer container once it was.
+func (w *oomWatch) record(pods []corev1.Pod) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			for _, term := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
+				if term == nil || term.Reason != "OOMKilled" {
+					continue
+				}
+				id := term.ContainerID
+				if id == "" {
+					id = p.Name + "@" + term.FinishedAt.String()
+				}
+				k, seen := w.kills[id]
+				if !seen {
+					k = oomKill{pod: p.Name, at: term.FinishedAt.Time, exitCode: term.ExitCode, restarts: cs.RestartCount}
+				}
+				newer := cs.State.Running != nil || cs.State.Terminated != nil && cs.State.Terminated.ContainerID != term.ContainerID
+				if term == cs.LastTerminationState.Terminated && newer && !k.restarted {
+					k.restarted, k.restarts = true, cs.RestartCount
+				}
+				w.kills[id] = k
+			}
+		}
+	}
+}
+
+// list returns the kills seen so far, oldest first.
+func (w *oomWatch) list() []oomKill {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]oomKill, 0, len(w.kills))
+	for _, k := range w.kills {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
 }
 
 // processesMentioning lists processes whose command line contains s.
