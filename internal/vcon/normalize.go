@@ -14,18 +14,24 @@ const (
 // Normalize rewrites the document the way every conserver worker write does,
 // so that consumers reading what we store see what conserver would have
 // stored: the version stamped CurrentVersion, legacy names renamed
-// (appended→amended, attachment type→purpose, mimetype→mediatype), object
-// and array bodies turned into JSON strings with encoding "json", and empty
-// group/redacted dropped. A rename never overwrites: when both the legacy
+// (appended→amended, must_support→critical at the top and in entries,
+// attachment type→purpose, mimetype→mediatype, schema_version→schema, as
+// conserver's common/lib/vcon_compat.py does on read), object and array
+// bodies turned into JSON strings with encoding "json", and empty
+// group/redacted (and a null amended, which the 0.0.1 shape writes) dropped. A rename never overwrites: when both the legacy
 // and the current name are present, both are kept, because dropping either
 // would lose data. Unknown fields are kept. Normalize is idempotent.
 func Normalize(v *VCon) {
 	v.Doc["vcon"] = CurrentVersion
 	rename(v.Doc, "appended", "amended")
+	rename(v.Doc, "must_support", "critical")
 	for _, key := range []string{"group", "redacted"} {
 		if x, ok := v.Doc[key]; ok && isEmpty(x) {
 			delete(v.Doc, key)
 		}
+	}
+	if x, ok := v.Doc["amended"]; ok && x == nil {
+		delete(v.Doc, "amended")
 	}
 	for _, key := range []string{Dialog, Attachments, Analysis} {
 		for _, e := range v.List(key) {
@@ -33,6 +39,8 @@ func Normalize(v *VCon) {
 				rename(e, "type", "purpose")
 			}
 			rename(e, "mimetype", "mediatype")
+			rename(e, "schema_version", "schema")
+			rename(e, "must_support", "critical")
 			encodeBody(e)
 		}
 	}
@@ -80,15 +88,43 @@ func ToVersion001(v *VCon) *VCon {
 	out := shallowCopy(v)
 	out.Doc["vcon"] = Version001
 	rename(out.Doc, "amended", "appended")
+	rename(out.Doc, "critical", "must_support")
 	for _, key := range []string{Dialog, Attachments, Analysis} {
 		for _, e := range out.List(key) {
 			if key == Attachments {
 				rename(e, "purpose", "type")
 			}
 			rename(e, "mediatype", "mimetype")
+			rename(e, "schema", "schema_version")
+			rename(e, "critical", "must_support")
+			if key != Dialog {
+				inflateBody(e)
+			}
+		}
+	}
+	// The 0.0.1 shape always carries these keys (conserver's
+	// vcon_egress_compat.to_legacy sets them).
+	for key, empty := range map[string]any{"group": []any{}, "redacted": map[string]any{}, "appended": nil} {
+		if _, ok := out.Doc[key]; !ok {
+			out.Doc[key] = empty
 		}
 	}
 	return out
+}
+
+// inflateBody is encodeBody undone, as the 0.0.1 shape carries structured
+// bodies: a body that is JSON text with encoding "json" becomes the value
+// with encoding "none". A body that does not parse is left as it is.
+func inflateBody(e map[string]any) {
+	s, ok := e["body"].(string)
+	if !ok || e["encoding"] != "json" {
+		return
+	}
+	doc, err := decodeFrom([]byte(s), false)
+	if err != nil {
+		return
+	}
+	e["body"], e["encoding"] = doc, "none"
 }
 
 func rename(m map[string]any, from, to string) {

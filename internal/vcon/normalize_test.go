@@ -92,9 +92,9 @@ func TestToVersion001(t *testing.T) {
 		"analysis":[{"type":"summary","mediatype":"text/plain"}],"x":1}`)
 	before, _ := in.Marshal()
 	got := ToVersion001(in)
-	want := mustParse(t, `{"vcon":"0.0.1","uuid":"u","appended":{"uuid":"p"},
+	want := mustParse(t, `{"vcon":"0.0.1","uuid":"u","appended":{"uuid":"p"},"group":[],"redacted":{},
 		"dialog":[{"type":"recording","mimetype":"audio/wav"}],
-		"attachments":[{"type":"tags","mimetype":"application/json","body":"[]","encoding":"json"}],
+		"attachments":[{"type":"tags","mimetype":"application/json","body":[],"encoding":"none"}],
 		"analysis":[{"type":"summary","mimetype":"text/plain"}],"x":1}`)
 	if !reflect.DeepEqual(got.Doc, want.Doc) {
 		b, _ := got.Marshal()
@@ -108,5 +108,57 @@ func TestToVersion001(t *testing.T) {
 	back, _ := got.Marshal()
 	if string(back) != string(before) {
 		t.Fatalf("Normalize(ToVersion001(v)) != v:\n%s\n%s", back, before)
+	}
+}
+
+// TestLegacyNames: the renames of conserver's common/lib/vcon_compat.py
+// (on read) and vcon_egress_compat.py (to the 0.0.1 shape), case by case
+// from its tests. Unlike conserver, a rename never drops the spec field's
+// twin: when both are present both stay (dropping either loses data).
+func TestLegacyNames(t *testing.T) {
+	tests := []struct {
+		name, in, normalized, legacy string
+	}{
+		{"top-level must_support", `{"uuid":"u","must_support":["lawful_basis"]}`,
+			`{"uuid":"u","critical":["lawful_basis"]}`,
+			`{"uuid":"u","must_support":["lawful_basis"],"group":[],"redacted":{},"appended":null}`},
+		{"analysis schema_version", `{"uuid":"u","analysis":[{"type":"summary","vendor":"openai","schema_version":"v1"}]}`,
+			`{"uuid":"u","analysis":[{"type":"summary","vendor":"openai","schema":"v1"}]}`,
+			`{"uuid":"u","analysis":[{"type":"summary","vendor":"openai","schema_version":"v1"}],"group":[],"redacted":{},"appended":null}`},
+		{"must_support inside an attachment", `{"uuid":"u","attachments":[{"purpose":"x","must_support":true}]}`,
+			`{"uuid":"u","attachments":[{"purpose":"x","critical":true}]}`,
+			`{"uuid":"u","attachments":[{"type":"x","must_support":true}],"group":[],"redacted":{},"appended":null}`},
+		{"lawful_basis keeps type beside purpose", `{"uuid":"u","attachments":[{"type":"lawful_basis","purpose":"lawful_basis","body":"{}","encoding":"json"}]}`,
+			`{"uuid":"u","attachments":[{"type":"lawful_basis","purpose":"lawful_basis","body":"{}","encoding":"json"}]}`,
+			`{"uuid":"u","attachments":[{"type":"lawful_basis","purpose":"lawful_basis","body":{},"encoding":"none"}],"group":[],"redacted":{},"appended":null}`},
+		{"a JSON body inflated, a text body kept", `{"uuid":"u","analysis":[{"type":"a","body":"{\"k\":1}","encoding":"json"},{"type":"b","body":"plain","encoding":"none"}]}`,
+			`{"uuid":"u","analysis":[{"type":"a","body":"{\"k\":1}","encoding":"json"},{"type":"b","body":"plain","encoding":"none"}]}`,
+			`{"uuid":"u","analysis":[{"type":"a","body":{"k":1},"encoding":"none"},{"type":"b","body":"plain","encoding":"none"}],"group":[],"redacted":{},"appended":null}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := mustParse(t, tc.in)
+			legacy := ToVersion001(mustParse(t, tc.in))
+			Normalize(v)
+			want := mustParse(t, tc.normalized)
+			want.Doc["vcon"] = CurrentVersion
+			if !reflect.DeepEqual(v.Doc, want.Doc) {
+				b, _ := v.Marshal()
+				t.Errorf("Normalize = %s", b)
+			}
+			wantLegacy := mustParse(t, tc.legacy)
+			wantLegacy.Doc["vcon"] = Version001
+			if !reflect.DeepEqual(legacy.Doc, wantLegacy.Doc) {
+				b, _ := legacy.Marshal()
+				t.Errorf("ToVersion001 = %s", b)
+			}
+			// Round trip, as conserver's test_vcon_egress_compat does.
+			Normalize(legacy)
+			if !reflect.DeepEqual(legacy.Doc, v.Doc) {
+				a, _ := legacy.Marshal()
+				b, _ := v.Marshal()
+				t.Errorf("Normalize(ToVersion001(v)) = %s, want %s", a, b)
+			}
+		})
 	}
 }
