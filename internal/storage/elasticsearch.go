@@ -169,10 +169,7 @@ type esPart struct {
 
 // esParts is conserver's split of a vCon into documents.
 func (s *esStorage) esParts(v *vcon.VCon) []esPart {
-	doc := v
-	if os.Getenv("EGRESS_FORMAT_VERSION") == vcon.Version001 {
-		doc = vcon.ToVersion001(v)
-	}
+	doc := egressShape(v)
 	uuid := v.UUID()
 	dialog := doc.List(vcon.Dialog)
 	if len(dialog) == 0 {

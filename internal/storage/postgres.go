@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -119,10 +118,7 @@ func (s *postgresStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	if err := s.ensureTable(ctx); err != nil {
 		return err
 	}
-	doc := v
-	if os.Getenv("EGRESS_FORMAT_VERSION") == vcon.Version001 {
-		doc = vcon.ToVersion001(v)
-	}
+	doc := egressShape(v)
 	body, err := doc.Marshal()
 	if err != nil {
 		return Permanent(fmt.Errorf("encode vcon %s: %w", uuid, err))

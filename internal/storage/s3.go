@@ -139,7 +139,7 @@ func (s *s3Storage) Save(ctx context.Context, v *vcon.VCon) error {
 			return err
 		}
 	}
-	body, err := v.Marshal()
+	body, err := egressShape(v).Marshal()
 	if err != nil {
 		return Permanent(fmt.Errorf("s3: encode vcon %s: %w", uuid, err))
 	}

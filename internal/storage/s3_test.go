@@ -344,3 +344,29 @@ func TestS3RefusesUnsafeUUID(t *testing.T) {
 		t.Errorf("bucket holds %q after refused saves", keys)
 	}
 }
+
+// TestS3EgressFormat: with EGRESS_FORMAT_VERSION=0.0.1 the object is the
+// 0.0.1 shape, as conserver's s3 storage writes it (to_configured_legacy).
+func TestS3EgressFormat(t *testing.T) {
+	srv := testenv.StartS3(t)
+	bucket := srv.CreateBucket()
+	st := newTestS3(t, s3TestOptions(srv, bucket, nil))
+	ctx := context.Background()
+	t.Setenv("EGRESS_FORMAT_VERSION", "0.0.1")
+	v := s3TestVCon(t, "2026-03-04T05:06:07Z")
+	v.Doc["amended"] = map[string]any{"uuid": "p"}
+	if err := st.Save(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	body, err := st.Get(ctx, s3TestUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := vcon.Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Doc["vcon"] != "0.0.1" || got.Doc["appended"] == nil || got.Doc["amended"] != nil {
+		t.Errorf("stored %s, want the 0.0.1 shape (vcon 0.0.1, appended)", body)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 
 	"github.com/redis/go-redis/v9"
 
@@ -117,4 +118,15 @@ func IsPermanent(err error) bool {
 // which ask to be tried again.
 func permanentStatus(code int) bool {
 	return code >= 400 && code < 500 && !httpx.RetryableStatus(code)
+}
+
+// egressShape is the document a storage writes: the 0.0.1 shape when
+// EGRESS_FORMAT_VERSION says so (read at each write, as conserver's
+// to_configured_legacy reads it), else the document as it is. The result
+// is for reading (vcon.ToVersion001 shares what it does not change).
+func egressShape(v *vcon.VCon) *vcon.VCon {
+	if os.Getenv("EGRESS_FORMAT_VERSION") == vcon.Version001 {
+		return vcon.ToVersion001(v)
+	}
+	return v
 }
