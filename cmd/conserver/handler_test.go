@@ -92,7 +92,9 @@ func TestHealthzFailsOnStalledSlot(t *testing.T) {
 	w := queue.NewWorker(rdb, "w", time.Minute)
 	proc := pipeline.NewProcessor(rdb, vconstore.New(rdb, vconstore.Options{}), w, ch,
 		pipeline.Options{StallGrace: 50 * time.Millisecond}, pipeline.NewMetrics(reg), log)
-	h := httpHandler(rdb, reg, []stallReporter{proc})
+	reporters := &stallReporters{}
+	reporters.set([]*pipeline.Processor{proc})
+	h := httpHandler(rdb, reg, reporters)
 	healthz := func() (int, string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))

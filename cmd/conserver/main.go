@@ -20,7 +20,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -58,6 +57,8 @@ type flags struct {
 	defaultTimeout time.Duration
 	storageTimeout time.Duration
 	maxBodyBytes   int64
+	// reloadEvery is how often the config file is re-read; 0 never.
+	reloadEvery time.Duration
 }
 
 // defaultGCPercent is the worker's GOGC unless the environment sets one.
@@ -113,6 +114,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", queue.DefaultHeartbeatTTL, "how long this worker's claim on its in-flight vCons lasts without a heartbeat")
 	fs.StringVar(&f.workerID, "worker-id", "", "id of this worker in Redis (default: hostname plus a random suffix)")
 	fs.BoolVar(&f.checkOnly, "check", false, "validate the config, build every link and storage, and exit")
+	fs.DurationVar(&f.reloadEvery, "config-reload-interval", envDuration("CONSERVER_CONFIG_RELOAD_INTERVAL", 5*time.Second), "how often the config file is re-read; an edit that loads replaces the running config once its in-flight vCons finish, a broken one is refused and the last good config keeps running (0: never; env CONSERVER_CONFIG_RELOAD_INTERVAL)")
 	fs.DurationVar(&f.defaultTimeout, "default-timeout", envDuration("CONSERVER_DEFAULT_TIMEOUT", pipeline.DefaultChainTimeout), "bound of links and storages for one vCon of a chain that sets no timeout (env CONSERVER_DEFAULT_TIMEOUT)")
 	fs.DurationVar(&f.storageTimeout, "storage-timeout", envDuration("CONSERVER_STORAGE_TIMEOUT", pipeline.DefaultStorageCallTimeout), "bound of one storage write attempt (env CONSERVER_STORAGE_TIMEOUT)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", envInt64("VCON_MAX_BODY_BYTES", vconstore.DefaultMaxBodyBytes), "largest vCon body the worker reads; larger ones are dead-lettered as too_large without being read (env VCON_MAX_BODY_BYTES)")
@@ -145,6 +147,10 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	loaded, err := os.ReadFile(f.configFile)
+	if err != nil {
+		return err
+	}
 	cfg, err := config.Load(f.configFile)
 	if err != nil {
 		return err
@@ -168,20 +174,6 @@ func run(log *slog.Logger, args []string) error {
 	defer telemetry.Flush(shutdownTelemetry)
 
 	httpClient := &http.Client{Timeout: 5 * time.Minute}
-	chains, closeStorages, err := pipeline.Build(ctx, cfg, f.chain,
-		links.Deps{Redis: rdb, HTTP: httpClient, Logger: log},
-		storage.Deps{Redis: rdb, HTTP: httpClient, Logger: log})
-	if err != nil {
-		return fmt.Errorf("invalid config %s:\n%w", f.configFile, err)
-	}
-	defer closeStorages()
-	if f.checkOnly {
-		fmt.Printf("config %s is valid: %d chain(s) to run\n", f.configFile, len(chains))
-		return nil
-	}
-	if len(chains) == 0 {
-		log.Warn("no enabled chain to run; idling")
-	}
 
 	storeOpts, err := vconstore.OptionsFromEnv()
 	if err != nil {
@@ -208,13 +200,24 @@ func run(log *slog.Logger, args []string) error {
 	// Registering them on reg as well would make every scrape fail with
 	// "collected before with the same name and label values".
 	reg := prometheus.NewRegistry()
-	metrics := pipeline.NewMetrics(reg)
-	worker := queue.NewWorker(rdb, f.workerID, f.heartbeatTTL)
-	procs := make([]*pipeline.Processor, len(chains))
-	reporters := make([]stallReporter, len(chains))
-	for i, ch := range chains {
-		procs[i] = pipeline.NewProcessor(rdb, bodies, worker, ch, opts, metrics, log)
-		reporters[i] = procs[i]
+	gens := &generations{
+		f: f, log: log, rdb: rdb, bodies: bodies, opts: opts, http: httpClient,
+		worker:   queue.NewWorker(rdb, f.workerID, f.heartbeatTTL),
+		metrics:  pipeline.NewMetrics(reg),
+		reporter: &stallReporters{},
+		reloads:  newReloadCounter(reg),
+	}
+	gen, err := gens.build(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("invalid config %s:\n%w", f.configFile, err)
+	}
+	if f.checkOnly {
+		gen.close()
+		fmt.Printf("config %s is valid: %d chain(s) to run\n", f.configFile, len(gen.procs))
+		return nil
+	}
+	if len(gen.procs) == 0 {
+		log.Warn("no enabled chain to run; idling")
 	}
 
 	// Listen before taking any work: a worker whose port is taken would
@@ -223,7 +226,7 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("serve /metrics, /healthz and /readyz: %w", err)
 	}
-	srv := &http.Server{Handler: httpHandler(rdb, reg, reporters), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: httpHandler(rdb, reg, gens.reporter), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -244,16 +247,11 @@ func run(log *slog.Logger, args []string) error {
 		defer prof.Close()
 	}
 
-	log.Info("conserver starting", "version", version.Version, "worker", worker.ID(), "chains", len(chains), "redis", redisconn.Redacted(f.redisURL))
-	var wg sync.WaitGroup
-	for _, proc := range procs {
-		runner := pipeline.NewRunner(proc, pipeline.RunnerOptions{Concurrency: f.concurrency, GracePeriod: f.grace}, log)
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = runner.Run(ctx) }()
-	}
-	<-ctx.Done()
+	log.Info("conserver starting", "version", version.Version, "worker", gens.worker.ID(), "chains", len(gen.procs), "redis", redisconn.Redacted(f.redisURL))
+	gens.start(gen)
+	gen = gens.watch(ctx, f.configFile, f.reloadEvery, gen, loaded)
 	log.Info("stopping: finishing in-flight vCons", "grace", f.grace.String())
-	wg.Wait()
+	gens.stop(gen)
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(c)
@@ -272,7 +270,7 @@ type stallReporter interface {
 	Stalled(now time.Time) int
 }
 
-func httpHandler(rdb redis.UniversalClient, reg *prometheus.Registry, procs []stallReporter) http.Handler {
+func httpHandler(rdb redis.UniversalClient, reg *prometheus.Registry, procs *stallReporters) http.Handler {
 	mux := http.NewServeMux()
 	gatherers := prometheus.Gatherers{reg, prometheus.DefaultGatherer}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
@@ -282,7 +280,7 @@ func httpHandler(rdb redis.UniversalClient, reg *prometheus.Registry, procs []st
 	// readiness, not liveness: the worker recovers by itself).
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		now := time.Now()
-		for _, p := range procs {
+		for _, p := range procs.all() {
 			if n := p.Stalled(now); n > 0 {
 				http.Error(w, fmt.Sprintf("chain %s: %d vCon(s) still running past the chain timeout; restart needed", p.ChainName(), n), http.StatusServiceUnavailable)
 				return
