@@ -168,6 +168,9 @@ type Decision struct {
 	Reason  string
 	// Message is a sentence for a condition or an Event.
 	Message string
+	// MaxReplicas is the maximum in force: the policy's, or the highest
+	// of the open schedules'. 0 when disabled.
+	MaxReplicas int32
 	// Limited is Desired > MaxReplicas, for a ScalingLimited condition.
 	Limited bool
 	// DLQStorm is set while dead letters grow as fast as vCons finish. It is
@@ -205,27 +208,29 @@ func Decide(p Policy, obs observer.Observation, now time.Time, current int32, st
 	}
 	if err := p.Validate(); err != nil {
 		return Decision{
-			Replicas: current,
-			Desired:  current,
-			Reason:   ReasonInvalidPolicy,
-			Message:  fmt.Sprintf("keeping %s because the scaling policy is invalid: %v", replicas(current), err),
+			Replicas:    current,
+			Desired:     current,
+			MaxReplicas: p.MaxReplicas,
+			Reason:      ReasonInvalidPolicy,
+			Message:     fmt.Sprintf("keeping %s because the scaling policy is invalid: %v", replicas(current), err),
 		}, st
 	}
+	var schedules []string
+	p.MinReplicas, p.MaxReplicas, schedules = p.Bounds(now)
 	if !obs.Fresh() {
 		// Demand during the outage (or before the first poll) is unknown, so it cannot count towards
 		// "stayed lower": the scale-down clock starts again afterwards.
 		st.since = time.Time{}
 		st.peaks = nil
 		return Decision{
-			Replicas: current,
-			Desired:  current,
-			Reason:   ReasonStale,
-			Message:  fmt.Sprintf("keeping %s until the queue figures can be read again", replicas(current)),
+			Replicas:    current,
+			Desired:     current,
+			MaxReplicas: p.MaxReplicas,
+			Reason:      ReasonStale,
+			Message:     fmt.Sprintf("keeping %s until the queue figures can be read again", replicas(current)),
 		}, st
 	}
 
-	var schedules []string
-	p.MinReplicas, p.MaxReplicas, schedules = p.Bounds(now)
 	ingress, inFlight, dlq := max(obs.Ingress, 0), max(obs.InFlight, 0), max(obs.DLQ, 0)
 	work := addSaturating(ingress, inFlight)
 	busy := ceilDiv(inFlight, int64(p.Concurrency))
@@ -235,9 +240,10 @@ func Decide(p Policy, obs observer.Observation, now time.Time, current int32, st
 	storm, stormy := detectStorm(st.samples)
 
 	d := Decision{
-		Desired:  toInt32(need),
-		Limited:  need > int64(p.MaxReplicas),
-		DLQStorm: stormy,
+		Desired:     toInt32(need),
+		MaxReplicas: p.MaxReplicas,
+		Limited:     need > int64(p.MaxReplicas),
+		DLQStorm:    stormy,
 	}
 	want := clamp(need, p)
 	// The oldest vCon has waited at least OldestAge at the poll, and the

@@ -363,45 +363,45 @@ func TestDecideSingleCall(t *testing.T) {
 			policy:  with(basePolicy(), func(p *Policy) { p.MinReplicas, p.MaxReplicas = 5, 3 }),
 			obs:     observed(t0, 1000, 0, 0, false),
 			current: 4,
-			want:    Decision{Replicas: 4, Desired: 4, Reason: ReasonInvalidPolicy},
+			want:    Decision{Replicas: 4, Desired: 4, MaxReplicas: 3, Reason: ReasonInvalidPolicy},
 		},
 		{
 			name:    "negative current is read as zero",
 			policy:  basePolicy(),
 			obs:     observed(t0, 15, 0, 0, false),
 			current: -3,
-			want:    Decision{Replicas: 2, Desired: 2, Reason: ReasonScaledUp},
+			want:    Decision{Replicas: 2, Desired: 2, MaxReplicas: 10, Reason: ReasonScaledUp},
 		},
 		{
 			name:   "desired is uncapped and counts in-flight",
 			policy: basePolicy(),
 			obs:    observed(t0, 150, 1, 0, false),
-			want:   Decision{Replicas: 10, Desired: 16, Reason: ReasonAtMaxReplicas, Limited: true},
+			want:   Decision{Replicas: 10, Desired: 16, MaxReplicas: 10, Reason: ReasonAtMaxReplicas, Limited: true},
 		},
 		{
 			name:   "huge figures saturate instead of overflowing",
 			policy: with(basePolicy(), func(p *Policy) { p.TargetQueueDepth = 1 }),
 			obs:    observed(t0, math.MaxInt64, math.MaxInt64, 0, false),
-			want:   Decision{Replicas: 10, Desired: math.MaxInt32, Reason: ReasonAtMaxReplicas, Limited: true},
+			want:   Decision{Replicas: 10, Desired: math.MaxInt32, MaxReplicas: 10, Reason: ReasonAtMaxReplicas, Limited: true},
 		},
 		{
 			name:   "negative figures are read as zero",
 			policy: basePolicy(),
 			obs:    observed(t0, -5, -5, -5, false),
-			want:   Decision{Replicas: 0, Desired: 0, Reason: ReasonIdle},
+			want:   Decision{Replicas: 0, Desired: 0, MaxReplicas: 10, Reason: ReasonIdle},
 		},
 		{
 			name:    "not measured yet keeps current",
 			policy:  basePolicy(),
 			obs:     observer.Observation{},
 			current: 3,
-			want:    Decision{Replicas: 3, Desired: 3, Reason: ReasonStale},
+			want:    Decision{Replicas: 3, Desired: 3, MaxReplicas: 10, Reason: ReasonStale},
 		},
 		{
 			name:   "demand exactly at max is not limited",
 			policy: basePolicy(),
 			obs:    observed(t0, 100, 0, 0, false),
-			want:   Decision{Replicas: 10, Desired: 10, Reason: ReasonScaledUp},
+			want:   Decision{Replicas: 10, Desired: 10, MaxReplicas: 10, Reason: ReasonScaledUp},
 		},
 	}
 	for _, tt := range tests {
@@ -621,6 +621,9 @@ func FuzzDecide(f *testing.F) {
 				}
 				if d.DLQStorm && d.Replicas > max(current, minNow, int32(busy), 1) {
 					t.Fatalf("DLQ storm yet scaled from %d to %d", current, d.Replicas)
+				}
+				if d.MaxReplicas != maxNow {
+					t.Fatalf("decision says maximum %d, %d in force", d.MaxReplicas, maxNow)
 				}
 				if d.Limited != (int64(d.Desired) > int64(maxNow)) {
 					t.Fatalf("limited %t with desired %d, max %d", d.Limited, d.Desired, maxNow)
