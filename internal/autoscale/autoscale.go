@@ -192,7 +192,7 @@ type Decision struct {
 // workers or vCons are in flight.
 //
 // Scale-up is immediate, to ceil((ingress+inFlight)/TargetQueueDepth) capped
-// at MaxReplicas; any work at all starts a worker. Scale-down waits until
+// at MaxReplicas; any work starts a worker unless activation holds it. Scale-down waits until
 // demand has stayed lower for ScaleDownDelay and then goes to the highest
 // demand seen during that delay, never below the workers busy with in-flight
 // vCons. While the DLQ is growing as fast as vCons finish the fault is
