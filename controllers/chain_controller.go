@@ -111,7 +111,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("resolve chain %s: %w", req.NamespacedName, err)
 	}
-	plan := r.plan(&chain, res, r.scalingState(req.NamespacedName))
+	plan := r.plan(&chain, res, r.scalingState(req.NamespacedName), time.Now())
 	if err := r.applyPlan(ctx, &chain, res.deployment, plan); err != nil {
 		if !apierrors.IsInvalid(err) {
 			return ctrl.Result{}, fmt.Errorf("apply chain %s: %w", req.NamespacedName, err)

@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -59,17 +61,23 @@ type chainPlan struct {
 	requeueAfter time.Duration
 }
 
-// plan decides what to do with a resolved Chain, given the autoscaler's
-// state from the previous reconcile. It reads nothing and writes nothing:
-// rendering and the autoscaling decision are pure.
-func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autoscale.State) chainPlan {
+// plan decides what to do with a resolved Chain at now, given the
+// autoscaler's state from the previous reconcile. It reads nothing and
+// writes nothing: rendering and the autoscaling decision are pure.
+func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autoscale.State, now time.Time) chainPlan {
 	current := replicasOf(res.deployment)
 	p := chainPlan{problem: res.problem, replicas: current}
+	policy, err := scalingPolicy(chain)
+	if err != nil && p.problem == nil {
+		// The workers keep what they have: a typo in a schedule should not
+		// scale a chain to its bounds outside every schedule.
+		p.problem = &notReady{vconv1.ReasonInvalidSchedule, err.Error() + "; fix spec.workers.schedules"}
+	}
 	var rendered *workload.Rendered
 	if p.problem == nil {
 		rendered, p.problem = render(res.in)
 	}
-	p.decision, p.scaling = autoscale.Decide(scalingPolicy(chain), res.observation, current, scaling)
+	p.decision, p.scaling = autoscale.Decide(policy, res.observation, now, current, scaling)
 	if chain.IsPaused() {
 		// Frozen where it is: replicas, config and spec edits wait for the
 		// annotation to go, whose removal reconciles the Chain at once.
@@ -103,12 +111,28 @@ func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autosc
 	switch {
 	case p.decision.Reason == autoscale.ReasonScaleDownDelayed:
 		p.requeueAfter = r.PollInterval
+	case p.decision.Reason == autoscale.ReasonBelowActivation && policy.ActivationDelay > 0:
+		// The oldest vCon's wait grows with no figure changing.
+		p.requeueAfter = r.PollInterval
 	case p.problem != nil && p.problem.reason == vconv1.ReasonRedisSecretNotFound:
 		// Nothing else would wake this Chain: without a Redis it is not
 		// observed, and the Secret is not watched.
 		p.requeueAfter = r.secretRecheck()
 	}
+	if next := policy.NextScheduleChange(now); !next.IsZero() {
+		// A schedule opening at 09:00 scales at 09:00, not at the next
+		// change of the queue.
+		p.requeueAfter = earliestRequeue(p.requeueAfter, next.Sub(now))
+	}
 	return p
+}
+
+// earliestRequeue is the sooner of two requeues, 0 meaning never.
+func earliestRequeue(a, b time.Duration) time.Duration {
+	if a == 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // refusedByAPIServer is the plan once the API server refused an object
@@ -135,19 +159,39 @@ func render(in workload.Inputs) (*workload.Rendered, *notReady) {
 }
 
 // scalingPolicy is the Chain's workers spec as the autoscaler reads it.
-func scalingPolicy(chain *vconv1.Chain) autoscale.Policy {
+// A schedule it cannot read is an error, and the policy has none of the
+// schedules then.
+func scalingPolicy(chain *vconv1.Chain) (autoscale.Policy, error) {
 	w := chain.Spec.Workers
 	p := autoscale.Policy{
-		Enabled:          chain.IsEnabled(),
-		MinReplicas:      w.MinReplicas,
-		MaxReplicas:      w.MaxReplicas,
-		TargetQueueDepth: w.TargetQueueDepth,
-		Concurrency:      w.Concurrency,
+		Enabled:              chain.IsEnabled(),
+		MinReplicas:          w.MinReplicas,
+		MaxReplicas:          w.MaxReplicas,
+		TargetQueueDepth:     w.TargetQueueDepth,
+		Concurrency:          w.Concurrency,
+		ActivationQueueDepth: w.ActivationQueueDepth,
 	}
 	if w.ScaleDownDelay != nil {
 		p.ScaleDownDelay = w.ScaleDownDelay.Duration
 	}
-	return p
+	if w.ActivationDelay != nil {
+		p.ActivationDelay = w.ActivationDelay.Duration
+	}
+	schedules := make([]autoscale.Schedule, 0, len(w.Schedules))
+	var problems []string
+	for i, s := range w.Schedules {
+		parsed, err := autoscale.ParseSchedule(s.Start, s.End, s.TimeZone, s.MinReplicas, s.MaxReplicas)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("workers.schedules[%d]: %v", i, err))
+			continue
+		}
+		schedules = append(schedules, parsed)
+	}
+	if len(problems) > 0 {
+		return p, errors.New(strings.Join(problems, "; "))
+	}
+	p.Schedules = schedules
+	return p, nil
 }
 
 // replicasOf is what a Deployment is set to run; none runs nothing.

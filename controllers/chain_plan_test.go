@@ -80,6 +80,23 @@ func TestPlan(t *testing.T) {
 		{name: "paused only by \"true\"", edit: func(res *resolved) {
 			res.in.Chain.Annotations = map[string]string{vconv1.AnnotationPaused: "yes"}
 		}, mode: applyAll, projectRedis: true},
+		{name: "a schedule open now sets the minimum and requeues at its end", edit: func(res *resolved) {
+			res.in.Chain.Spec.Workers.Schedules = []vconv1.WorkerSchedule{{Start: "0 7 * * *", End: "0 17 * * *", TimeZone: "UTC", MinReplicas: 2, MaxReplicas: 10}}
+			res.observation = queued(0)
+		}, mode: applyAll, replicas: 2, projectRedis: true, requeueAfter: 10 * time.Hour},
+		{name: "a schedule to come requeues at its start", edit: func(res *resolved) {
+			res.in.Chain.Spec.Workers.Schedules = []vconv1.WorkerSchedule{{Start: "0 9 * * 1-5", End: "0 17 * * 1-5", TimeZone: "Europe/Berlin", MinReplicas: 2, MaxReplicas: 10}}
+			res.observation = queued(0)
+		}, mode: applyAll, replicas: 0, projectRedis: true, requeueAfter: time.Hour}, // 08:00 in Berlin
+		{name: "a schedule that cannot be read keeps the workers as they are", edit: func(res *resolved) {
+			res.in.Chain.Spec.Workers.Schedules = []vconv1.WorkerSchedule{{Start: "0 9 * * *", End: "0 17 * * *", TimeZone: "Mars/Olympus", MinReplicas: 2, MaxReplicas: 10}}
+			res.deployment, res.observation = deployment(4), queued(0)
+		}, mode: applyNothing, reason: vconv1.ReasonInvalidSchedule, replicas: 4, requeueAfter: 2 * time.Second}, // the scale-down it holds back
+		{name: "below activation with a delay looks again at the next poll", edit: func(res *resolved) {
+			res.in.Chain.Spec.Workers.ActivationQueueDepth = 10
+			res.in.Chain.Spec.Workers.ActivationDelay = &metav1.Duration{Duration: time.Minute}
+			res.observation = queued(5)
+		}, mode: applyAll, replicas: 0, projectRedis: true, requeueAfter: 2 * time.Second},
 		{name: "a disruption budget asked for is applied", edit: func(res *resolved) {
 			res.in.Chain.Spec.Workers.PodDisruptionBudget = &vconv1.WorkerDisruptionBudget{MaxUnavailable: ptr.To(intstr.FromInt32(1))}
 		}, mode: applyAll, projectRedis: true, pdb: true},
@@ -96,7 +113,7 @@ func TestPlan(t *testing.T) {
 			}
 			res := resolved{in: workload.Inputs{Chain: chain, Links: map[string]*vconv1.Link{}, Storages: map[string]*vconv1.Storage{}, Image: "worker:1", RedisURL: "redis://r:6379"}}
 			tt.edit(&res)
-			p := r.plan(chain, res, tt.state)
+			p := r.plan(chain, res, tt.state, t0)
 			reason := ""
 			if p.problem != nil {
 				reason = p.problem.reason
@@ -136,7 +153,7 @@ func TestPlanRequeuesDelayedScaleDown(t *testing.T) {
 		deployment:  deployment(5),
 		observation: observer.Observation{Depths: queue.Depths{Ingress: 10}, At: t0, Measured: true},
 	}
-	p := r.plan(chain, res, autoscale.State{})
+	p := r.plan(chain, res, autoscale.State{}, t0)
 	if p.decision.Reason != autoscale.ReasonScaleDownDelayed || p.replicas != 5 || p.requeueAfter != 2*time.Second {
 		t.Fatalf("decision %+v, replicas %d, requeue %v; want ScaleDownDelayed keeping 5, requeue after the poll interval", p.decision, p.replicas, p.requeueAfter)
 	}

@@ -166,7 +166,11 @@ func chainConditions(chain *vconv1.Chain, f chainFacts) []metav1.Condition {
 	}
 
 	limited := condition(gen, vconv1.ConditionScalingLimited, metav1.ConditionFalse, vconv1.ReasonWithinLimits, "demand is within workers.maxReplicas")
-	if f.decision.Limited {
+	switch {
+	case f.decision.Limited && f.decision.MaxReplicas > 0 && f.decision.MaxReplicas != chain.Spec.Workers.MaxReplicas:
+		limited = condition(gen, vconv1.ConditionScalingLimited, metav1.ConditionTrue, vconv1.ReasonAtMaxReplicas,
+			fmt.Sprintf("the queue wants %d workers; the open workers.schedules allow %d", f.decision.Desired, f.decision.MaxReplicas))
+	case f.decision.Limited:
 		limited = condition(gen, vconv1.ConditionScalingLimited, metav1.ConditionTrue, vconv1.ReasonAtMaxReplicas,
 			fmt.Sprintf("the queue wants %d workers; workers.maxReplicas is %d", f.decision.Desired, chain.Spec.Workers.MaxReplicas))
 	}

@@ -137,6 +137,13 @@ func TestChainConditions(t *testing.T) {
 				vconv1.ConditionScalingLimited: {metav1.ConditionTrue, "AtMaxReplicas", "the queue wants 40 workers; workers.maxReplicas is 10"},
 			},
 		},
+		{
+			name:  "demand over an open schedule's maxReplicas",
+			facts: chainFacts{observation: measured(0), decision: autoscale.Decision{Limited: true, Desired: 40, MaxReplicas: 2}},
+			want: map[vconv1.ConditionType]want{
+				vconv1.ConditionScalingLimited: {metav1.ConditionTrue, "AtMaxReplicas", "the queue wants 40 workers; the open workers.schedules allow 2"},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

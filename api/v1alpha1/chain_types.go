@@ -166,6 +166,34 @@ type WorkerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="scaleDownDelay must be a duration with a unit, such as 30s, 5m or 1h30m"
 	// +optional
 	ScaleDownDelay *metav1.Duration `json:"scaleDownDelay,omitempty"`
+	// ActivationQueueDepth is how many vCons must be queued before a first
+	// worker starts for a chain at zero; 0 starts one for any vCon. It only
+	// holds a chain at zero: once a worker runs, replicas follow
+	// targetQueueDepth, and scale-down to zero follows scaleDownDelay as
+	// ever. In-flight vCons and a minReplicas above 0 start workers
+	// whatever it says.
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	ActivationQueueDepth int64 `json:"activationQueueDepth"`
+	// ActivationDelay starts a first worker anyway once the oldest queued
+	// vCon has waited this long, however few are queued, so that a trickle
+	// below activationQueueDepth is not kept waiting for ever. Unset, only
+	// activationQueueDepth activates.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="activationDelay must be a duration with a unit, such as 30s, 5m or 1h30m"
+	// +optional
+	ActivationDelay *metav1.Duration `json:"activationDelay,omitempty"`
+	// Schedules give other replica bounds to windows of time, such as more
+	// workers during business hours or fewer at night. While schedules are
+	// active their minReplicas and maxReplicas replace the chain's (the
+	// highest of each among those active); outside every schedule the
+	// chain's apply.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	Schedules []WorkerSchedule `json:"schedules,omitempty"`
 	// Resources of the worker container.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
@@ -188,6 +216,43 @@ type WorkerSpec struct {
 	// owns it: removing this field deletes it.
 	// +optional
 	PodDisruptionBudget *WorkerDisruptionBudget `json:"podDisruptionBudget,omitempty"`
+}
+
+// WorkerSchedule is a window of time with its own replica bounds. It opens
+// when start fires and closes when end fires, both five-field cron
+// expressions read in timeZone: {start: "0 9 * * 1-5", end: "0 17 * * 1-5",
+// timeZone: Europe/Berlin} is business hours on Berlin's wall clock, DST
+// included. Two crons rather than a cron and a duration, as in KEDA's cron
+// scaler: a window across midnight or a weekend is written as it is said.
+// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="a schedule's maxReplicas must be at least its minReplicas"
+type WorkerSchedule struct {
+	// Start opens the window: minute hour day-of-month month day-of-week,
+	// such as "0 9 * * 1-5". The window is open from the minute start
+	// fires until the minute end fires; a start in the hour a DST change
+	// skips does not fire that day.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9A-Za-z*,/?-]+( +[0-9A-Za-z*,/?-]+){4}$')",message="start must be a cron expression of five fields (minute hour day-of-month month day-of-week), such as '0 9 * * 1-5', with no seconds, @descriptor or CRON_TZ"
+	Start string `json:"start"`
+	// End closes the window, in the same form as start, such as
+	// "0 17 * * 1-5".
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9A-Za-z*,/?-]+( +[0-9A-Za-z*,/?-]+){4}$')",message="end must be a cron expression of five fields (minute hour day-of-month month day-of-week), such as '0 17 * * 1-5', with no seconds, @descriptor or CRON_TZ"
+	End string `json:"end"`
+	// TimeZone is the IANA time zone start and end are read in, such as
+	// Europe/Berlin, America/New_York or UTC. An unknown zone makes the
+	// Chain Ready=False with reason InvalidSchedule.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$')",message="timeZone must be an IANA time zone name such as Europe/Berlin or UTC"
+	TimeZone string `json:"timeZone"`
+	// MinReplicas kept while the window is open.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	MinReplicas int32 `json:"minReplicas"`
+	// MaxReplicas allowed while the window is open.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxReplicas int32 `json:"maxReplicas"`
 }
 
 // WorkerPod is the part of the worker pod template a Chain may set: where

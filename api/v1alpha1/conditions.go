@@ -88,6 +88,10 @@ const (
 	// ${VAR} its own Secret references do not provide. Also the reason of
 	// the step's EnvReferencesOwn=False.
 	ReasonEnvReferenceNotAllowed = "EnvReferenceNotAllowed"
+	// ReasonInvalidSchedule: a workers.schedules entry has a cron
+	// expression or a time zone the operator cannot read; the workers keep
+	// the replicas they have until it is fixed.
+	ReasonInvalidSchedule = "InvalidSchedule"
 	// ReasonRedisUnreachable: the queues could not be measured at the last
 	// poll. Also the reason of RedisReachable=False.
 	ReasonRedisUnreachable = "RedisUnreachable"

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// The image has no /usr/share/zoneinfo: workers.schedules' time zones
+	// come from the binary.
+	_ "time/tzdata"
 
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/vcon-operator/vcon-operator/internal/observer"
@@ -29,6 +30,9 @@ const (
 	ReasonDLQStorm         = "DLQStorm"
 	ReasonIdle             = "Idle"
 	ReasonSteady           = "Steady"
+	// ReasonBelowActivation: no worker runs and the queue has not reached
+	// ActivationQueueDepth nor waited ActivationDelay yet.
+	ReasonBelowActivation = "BelowActivation"
 )
 
 const (
@@ -72,6 +76,16 @@ type Policy struct {
 	// ScaleDownDelay is how long demand must stay lower before replicas are
 	// removed. Scale-up is never delayed.
 	ScaleDownDelay time.Duration
+	// ActivationQueueDepth is how many vCons must be queued before a first
+	// worker starts from zero; 0 or 1 is any. It only holds a chain at zero:
+	// once a worker runs, scaling follows the figures.
+	ActivationQueueDepth int64
+	// ActivationDelay, when positive, starts a first worker anyway once the
+	// oldest queued vCon has waited that long, however few are queued.
+	ActivationDelay time.Duration
+	// Schedules replace MinReplicas and MaxReplicas while they are active
+	// (Bounds).
+	Schedules []Schedule
 }
 
 // Validate reports the first inconsistency in an enabled policy. The CRD
@@ -91,6 +105,20 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("concurrency is %d; set it to 1 or more", p.Concurrency)
 	case p.ScaleDownDelay < 0:
 		return errors.New("scaleDownDelay is negative; set it to 0 or a positive duration")
+	case p.ActivationQueueDepth < 0:
+		return fmt.Errorf("activationQueueDepth is %d; set it to 0 or more", p.ActivationQueueDepth)
+	case p.ActivationDelay < 0:
+		return errors.New("activationDelay is negative; set it to 0 or a positive duration")
+	}
+	for _, s := range p.Schedules {
+		switch {
+		case s.MinReplicas < 0:
+			return fmt.Errorf("schedule %s: minReplicas is %d; set it to 0 or more", s.Name, s.MinReplicas)
+		case s.MaxReplicas < 1:
+			return fmt.Errorf("schedule %s: maxReplicas is %d; set it to 1 or more", s.Name, s.MaxReplicas)
+		case s.MaxReplicas < s.MinReplicas:
+			return fmt.Errorf("schedule %s: maxReplicas %d is below minReplicas %d; raise maxReplicas or lower minReplicas", s.Name, s.MaxReplicas, s.MinReplicas)
+		}
 	}
 	return nil
 }
@@ -140,6 +168,9 @@ type Decision struct {
 	Reason  string
 	// Message is a sentence for a condition or an Event.
 	Message string
+	// MaxReplicas is the maximum in force: the policy's, or the highest
+	// of the open schedules'. 0 when disabled.
+	MaxReplicas int32
 	// Limited is Desired > MaxReplicas, for a ScalingLimited condition.
 	Limited bool
 	// DLQStorm is set while dead letters grow as fast as vCons finish. It is
@@ -149,18 +180,25 @@ type Decision struct {
 }
 
 // Decide returns the replica count for a Chain's workers given its policy,
-// the latest observation (the observer's, as measured), the replicas
-// currently set on the Deployment, and the State returned by the previous
-// call. An observation that is stale or not measured yet changes nothing.
+// the latest observation (the observer's, as measured), the time now (at
+// which the policy's schedules are read: the observation may be a poll
+// old), the replicas currently set on the Deployment, and the State
+// returned by the previous call. An observation that is stale or not
+// measured yet changes nothing.
+//
+// MinReplicas and MaxReplicas below are those in force now (Bounds). From
+// zero, a first worker waits for ActivationQueueDepth queued vCons or for
+// the oldest to have waited ActivationDelay, unless the minimum asks for
+// workers or vCons are in flight.
 //
 // Scale-up is immediate, to ceil((ingress+inFlight)/TargetQueueDepth) capped
-// at MaxReplicas; any work at all starts a worker. Scale-down waits until
+// at MaxReplicas; any work starts a worker unless activation holds it. Scale-down waits until
 // demand has stayed lower for ScaleDownDelay and then goes to the highest
 // demand seen during that delay, never below the workers busy with in-flight
 // vCons. While the DLQ is growing as fast as vCons finish the fault is
 // downstream, and more workers would only fail faster: no replicas are added
 // then, except one from zero so that work is still attempted.
-func Decide(p Policy, obs observer.Observation, current int32, st State) (Decision, State) {
+func Decide(p Policy, obs observer.Observation, now time.Time, current int32, st State) (Decision, State) {
 	current = max(current, 0)
 	if !p.Enabled {
 		return Decision{
@@ -170,22 +208,26 @@ func Decide(p Policy, obs observer.Observation, current int32, st State) (Decisi
 	}
 	if err := p.Validate(); err != nil {
 		return Decision{
-			Replicas: current,
-			Desired:  current,
-			Reason:   ReasonInvalidPolicy,
-			Message:  fmt.Sprintf("keeping %s because the scaling policy is invalid: %v", replicas(current), err),
+			Replicas:    current,
+			Desired:     current,
+			MaxReplicas: p.MaxReplicas,
+			Reason:      ReasonInvalidPolicy,
+			Message:     fmt.Sprintf("keeping %s because the scaling policy is invalid: %v", replicas(current), err),
 		}, st
 	}
+	var schedules []string
+	p.MinReplicas, p.MaxReplicas, schedules = p.Bounds(now)
 	if !obs.Fresh() {
 		// Demand during the outage (or before the first poll) is unknown, so it cannot count towards
 		// "stayed lower": the scale-down clock starts again afterwards.
 		st.since = time.Time{}
 		st.peaks = nil
 		return Decision{
-			Replicas: current,
-			Desired:  current,
-			Reason:   ReasonStale,
-			Message:  fmt.Sprintf("keeping %s until the queue figures can be read again", replicas(current)),
+			Replicas:    current,
+			Desired:     current,
+			MaxReplicas: p.MaxReplicas,
+			Reason:      ReasonStale,
+			Message:     fmt.Sprintf("keeping %s until the queue figures can be read again", replicas(current)),
 		}, st
 	}
 
@@ -198,11 +240,20 @@ func Decide(p Policy, obs observer.Observation, current int32, st State) (Decisi
 	storm, stormy := detectStorm(st.samples)
 
 	d := Decision{
-		Desired:  toInt32(need),
-		Limited:  need > int64(p.MaxReplicas),
-		DLQStorm: stormy,
+		Desired:     toInt32(need),
+		MaxReplicas: p.MaxReplicas,
+		Limited:     need > int64(p.MaxReplicas),
+		DLQStorm:    stormy,
 	}
 	want := clamp(need, p)
+	// The oldest vCon has waited at least OldestAge at the poll, and the
+	// time since.
+	oldest := max(obs.OldestAge, 0) + max(now.Sub(obs.At), 0)
+	belowActivation := current == 0 && want > 0 && p.MinReplicas == 0 && inFlight == 0 &&
+		ingress < p.ActivationQueueDepth && (p.ActivationDelay <= 0 || oldest < p.ActivationDelay)
+	if belowActivation {
+		want = 0
+	}
 	target := current
 	switch {
 	case want > current:
@@ -235,6 +286,12 @@ func Decide(p Policy, obs observer.Observation, current int32, st State) (Decisi
 	case target < current:
 		d.Reason = ReasonScaledDown
 		d.Message = fmt.Sprintf("scaled from %d to %s: demand stayed at or below that for %s (%d queued, %d in flight)", current, replicas(target), p.ScaleDownDelay, ingress, inFlight)
+	case belowActivation:
+		d.Reason = ReasonBelowActivation
+		d.Message = fmt.Sprintf("no worker runs yet: %d queued, below activationQueueDepth %d", ingress, p.ActivationQueueDepth)
+		if p.ActivationDelay > 0 {
+			d.Message += fmt.Sprintf(", and the oldest has waited %s of activationDelay %s", oldest.Round(time.Second), p.ActivationDelay)
+		}
 	case stormy:
 		d.Reason = ReasonDLQStorm
 		d.Message = fmt.Sprintf("the DLQ grew by %d in %s (%.1f/min) out of at least %d vCons finished, so a downstream store or API is likely failing; ",
@@ -260,6 +317,9 @@ func Decide(p Policy, obs observer.Observation, current int32, st State) (Decisi
 	default:
 		d.Reason = ReasonSteady
 		d.Message = fmt.Sprintf("running %s for %d queued and %d in-flight vCons", replicas(target), ingress, inFlight)
+	}
+	if schedules != nil {
+		d.Message += fmt.Sprintf(" (minimum %d and maximum %d from the schedule %s)", p.MinReplicas, p.MaxReplicas, strings.Join(schedules, ", "))
 	}
 	return d, st
 }

@@ -1,6 +1,7 @@
 package autoscale
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -321,7 +322,7 @@ func TestDecideSequences(t *testing.T) {
 			for i, s := range tt.steps {
 				obs := observed(t0.Add(s.at), s.ingress, s.inFlight, s.dlq, s.stale)
 				var d Decision
-				d, st = Decide(tt.policy, obs, current, st)
+				d, st = Decide(tt.policy, obs, obs.At, current, st)
 				if d.Replicas != s.want || d.Reason != s.reason || d.Limited != s.limited || d.DLQStorm != s.storm {
 					t.Fatalf("step %d (t+%s, current %d): got replicas=%d reason=%s limited=%t storm=%t (%q), want replicas=%d reason=%s limited=%t storm=%t",
 						i, s.at, current, d.Replicas, d.Reason, d.Limited, d.DLQStorm, d.Message, s.want, s.reason, s.limited, s.storm)
@@ -362,50 +363,50 @@ func TestDecideSingleCall(t *testing.T) {
 			policy:  with(basePolicy(), func(p *Policy) { p.MinReplicas, p.MaxReplicas = 5, 3 }),
 			obs:     observed(t0, 1000, 0, 0, false),
 			current: 4,
-			want:    Decision{Replicas: 4, Desired: 4, Reason: ReasonInvalidPolicy},
+			want:    Decision{Replicas: 4, Desired: 4, MaxReplicas: 3, Reason: ReasonInvalidPolicy},
 		},
 		{
 			name:    "negative current is read as zero",
 			policy:  basePolicy(),
 			obs:     observed(t0, 15, 0, 0, false),
 			current: -3,
-			want:    Decision{Replicas: 2, Desired: 2, Reason: ReasonScaledUp},
+			want:    Decision{Replicas: 2, Desired: 2, MaxReplicas: 10, Reason: ReasonScaledUp},
 		},
 		{
 			name:   "desired is uncapped and counts in-flight",
 			policy: basePolicy(),
 			obs:    observed(t0, 150, 1, 0, false),
-			want:   Decision{Replicas: 10, Desired: 16, Reason: ReasonAtMaxReplicas, Limited: true},
+			want:   Decision{Replicas: 10, Desired: 16, MaxReplicas: 10, Reason: ReasonAtMaxReplicas, Limited: true},
 		},
 		{
 			name:   "huge figures saturate instead of overflowing",
 			policy: with(basePolicy(), func(p *Policy) { p.TargetQueueDepth = 1 }),
 			obs:    observed(t0, math.MaxInt64, math.MaxInt64, 0, false),
-			want:   Decision{Replicas: 10, Desired: math.MaxInt32, Reason: ReasonAtMaxReplicas, Limited: true},
+			want:   Decision{Replicas: 10, Desired: math.MaxInt32, MaxReplicas: 10, Reason: ReasonAtMaxReplicas, Limited: true},
 		},
 		{
 			name:   "negative figures are read as zero",
 			policy: basePolicy(),
 			obs:    observed(t0, -5, -5, -5, false),
-			want:   Decision{Replicas: 0, Desired: 0, Reason: ReasonIdle},
+			want:   Decision{Replicas: 0, Desired: 0, MaxReplicas: 10, Reason: ReasonIdle},
 		},
 		{
 			name:    "not measured yet keeps current",
 			policy:  basePolicy(),
 			obs:     observer.Observation{},
 			current: 3,
-			want:    Decision{Replicas: 3, Desired: 3, Reason: ReasonStale},
+			want:    Decision{Replicas: 3, Desired: 3, MaxReplicas: 10, Reason: ReasonStale},
 		},
 		{
 			name:   "demand exactly at max is not limited",
 			policy: basePolicy(),
 			obs:    observed(t0, 100, 0, 0, false),
-			want:   Decision{Replicas: 10, Desired: 10, Reason: ReasonScaledUp},
+			want:   Decision{Replicas: 10, Desired: 10, MaxReplicas: 10, Reason: ReasonScaledUp},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, _ := Decide(tt.policy, tt.obs, tt.current, State{})
+			got, _ := Decide(tt.policy, tt.obs, tt.obs.At, tt.current, State{})
 			if got.Message == "" {
 				t.Errorf("empty message")
 			}
@@ -445,7 +446,7 @@ func TestValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("got error %v, want one mentioning %q", err, tt.wantErr)
 			}
-			d, _ := Decide(p, observed(t0, 100, 0, 0, false), 2, State{})
+			d, _ := Decide(p, observed(t0, 100, 0, 0, false), t0, 2, State{})
 			if d.Replicas != 2 || d.Reason != ReasonInvalidPolicy || !strings.Contains(d.Message, tt.wantErr) {
 				t.Fatalf("Decide with invalid policy: got %+v", d)
 			}
@@ -474,7 +475,7 @@ func TestStateStaysBoundedAndConservative(t *testing.T) {
 		ingress := int64(max(0, 1000-i))
 		history = append(history, seen{at, ingress})
 		var d Decision
-		d, st = Decide(p, observed(at, ingress, 0, int64(i), false), current, st)
+		d, st = Decide(p, observed(at, ingress, 0, int64(i), false), at, current, st)
 		if len(st.samples) > maxSamples || len(st.peaks) > maxPeaks {
 			t.Fatalf("step %d: state grew to %d samples, %d peaks", i, len(st.samples), len(st.peaks))
 		}
@@ -502,7 +503,7 @@ func TestDecideDoesNotModifyGivenState(t *testing.T) {
 	p := basePolicy()
 	var st State
 	for i := 0; i < 20; i++ {
-		_, st = Decide(p, observed(t0.Add(time.Duration(i)*time.Second), int64(100-5*i), 0, int64(3*i), false), 10, st)
+		_, st = Decide(p, observed(t0.Add(time.Duration(i)*time.Second), int64(100-5*i), 0, int64(3*i), false), t0.Add(time.Duration(i)*time.Second), 10, st)
 	}
 	before := State{
 		samples: append([]sample(nil), st.samples...),
@@ -510,32 +511,50 @@ func TestDecideDoesNotModifyGivenState(t *testing.T) {
 		since:   st.since,
 	}
 	next := observed(t0.Add(time.Hour), 0, 0, 0, false)
-	first, _ := Decide(p, next, 10, st)
+	first, _ := Decide(p, next, next.At, 10, st)
 	if !reflect.DeepEqual(st, before) {
 		t.Fatalf("Decide modified the state it was given")
 	}
-	second, _ := Decide(p, next, 10, st)
+	second, _ := Decide(p, next, next.At, 10, st)
 	if first != second {
 		t.Fatalf("same inputs, different decisions: %+v and %+v", first, second)
 	}
 }
 
+// fuzzZones are time zones with and without DST, on both sides of UTC.
+var fuzzZones = []string{"UTC", "Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata"}
+
 // FuzzDecide drives random poll sequences through Decide, applying each
 // decision as the operator would, and checks the invariants the rest of the
-// operator relies on.
+// operator relies on. The policy may have one schedule (from its start to
+// its end hour every day, in one of fuzzZones) and an activation threshold.
 func FuzzDecide(f *testing.F) {
-	f.Add(int8(0), int8(10), uint8(10), uint8(2), uint16(300), []byte{1, 200, 0, 0, 1, 2, 0, 30, 0, 1, 200, 0, 0, 0, 1})
-	f.Add(int8(1), int8(3), uint8(1), uint8(1), uint16(0), []byte{5, 9, 9, 50, 1, 5, 9, 9, 50, 7, 5, 0, 0, 50, 1})
-	f.Add(int8(2), int8(2), uint8(5), uint8(4), uint16(60), []byte{0, 0, 0, 0, 0, 255, 255, 255, 255, 255})
-	f.Add(int8(3), int8(1), uint8(0), uint8(0), uint16(10), []byte{1, 2, 3, 4, 5})
-	f.Fuzz(func(t *testing.T, minR, maxR int8, target, concurrency uint8, delaySeconds uint16, steps []byte) {
+	f.Add(int8(0), int8(10), uint8(10), uint8(2), uint16(300), uint8(0), uint16(0), uint32(0), []byte{1, 200, 0, 0, 1, 2, 0, 30, 0, 1, 200, 0, 0, 0, 1})
+	f.Add(int8(1), int8(3), uint8(1), uint8(1), uint16(0), uint8(5), uint16(30), uint32(0x01020309), []byte{5, 9, 9, 50, 1, 5, 9, 9, 50, 7, 5, 0, 0, 50, 1})
+	f.Add(int8(2), int8(2), uint8(5), uint8(4), uint16(60), uint8(50), uint16(0), uint32(0x0517090c), []byte{0, 0, 0, 0, 0, 255, 255, 255, 255, 255})
+	f.Add(int8(3), int8(1), uint8(0), uint8(0), uint16(10), uint8(0), uint16(0), uint32(0), []byte{1, 2, 3, 4, 5})
+	f.Add(int8(0), int8(4), uint8(10), uint8(2), uint16(60), uint8(20), uint16(90), uint32(0x03081608), []byte{200, 1, 0, 0, 7, 250, 2, 0, 0, 14, 100, 0, 0, 0, 21, 3, 30, 1, 0, 1})
+	f.Fuzz(func(t *testing.T, minR, maxR int8, target, concurrency uint8, delaySeconds uint16, actDepth uint8, actDelaySeconds uint16, schedule uint32, steps []byte) {
 		p := Policy{
-			Enabled:          true,
-			MinReplicas:      int32(minR),
-			MaxReplicas:      int32(maxR),
-			TargetQueueDepth: int64(target),
-			Concurrency:      int32(concurrency),
-			ScaleDownDelay:   time.Duration(delaySeconds) * time.Second,
+			Enabled:              true,
+			MinReplicas:          int32(minR),
+			MaxReplicas:          int32(maxR),
+			TargetQueueDepth:     int64(target),
+			Concurrency:          int32(concurrency),
+			ScaleDownDelay:       time.Duration(delaySeconds) * time.Second,
+			ActivationQueueDepth: int64(actDepth),
+			ActivationDelay:      time.Duration(actDelaySeconds) * time.Second,
+		}
+		// schedule's bytes: start hour, end hour, min, max (low 4 bits) and
+		// zone (high 4 bits); zero is none.
+		if schedule != 0 {
+			b := []byte{byte(schedule >> 24), byte(schedule >> 16), byte(schedule >> 8), byte(schedule)}
+			s, err := ParseSchedule(fmt.Sprintf("0 %d * * *", b[0]%24), fmt.Sprintf("30 %d * * *", b[1]%24),
+				fuzzZones[int(b[3]>>4)%len(fuzzZones)], int32(b[2]%8), int32(b[3]&0x0f))
+			if err != nil {
+				t.Fatalf("parse the fuzzed schedule: %v", err)
+			}
+			p.Schedules = []Schedule{s}
 		}
 		valid := p.Validate() == nil
 		var st State
@@ -547,20 +566,26 @@ func FuzzDecide(f *testing.F) {
 			b := steps[:5]
 			steps = steps[5:]
 			at = at.Add(time.Duration(b[0]) * time.Second)
+			if b[4]%7 == 0 {
+				at = at.Add(time.Duration(b[0]) * time.Minute) // across a schedule's edges
+			}
 			dlq += int64(b[3] % 40)
 			obs := observed(at, int64(b[1])*7, int64(b[2]), dlq, b[4]%11 == 0)
+			obs.OldestAge = time.Duration(b[3]) * time.Second
+			now := at.Add(time.Duration(b[4]%3) * time.Second) // the reconcile may come a little after the poll
 			if b[4]%13 == 0 {
 				current = int32(b[4] % 20) // someone scaled the Deployment by hand
 			}
 
-			d, next := Decide(p, obs, current, st)
-			again, _ := Decide(p, obs, current, st)
+			d, next := Decide(p, obs, now, current, st)
+			again, _ := Decide(p, obs, now, current, st)
 			if d != again {
 				t.Fatalf("same inputs, different decisions: %+v and %+v", d, again)
 			}
 			if len(next.samples) > maxSamples || len(next.peaks) > maxPeaks {
 				t.Fatalf("state grew to %d samples, %d peaks", len(next.samples), len(next.peaks))
 			}
+			minNow, maxNow, _ := p.Bounds(now)
 			switch {
 			case !valid:
 				if d.Replicas != current || d.Reason != ReasonInvalidPolicy {
@@ -575,24 +600,33 @@ func FuzzDecide(f *testing.F) {
 				if runStart.IsZero() {
 					runStart = at
 				}
-				busy := min(ceilDiv(obs.InFlight, int64(p.Concurrency)), int64(p.MaxReplicas))
-				if d.Replicas < p.MinReplicas || d.Replicas > p.MaxReplicas {
-					t.Fatalf("replicas %d outside [%d, %d]: %+v", d.Replicas, p.MinReplicas, p.MaxReplicas, d)
+				busy := min(ceilDiv(obs.InFlight, int64(p.Concurrency)), int64(maxNow))
+				if d.Replicas < minNow || d.Replicas > maxNow {
+					t.Fatalf("replicas %d outside [%d, %d] in force at %s: %+v", d.Replicas, minNow, maxNow, now, d)
 				}
 				if int64(d.Replicas) < busy {
 					t.Fatalf("replicas %d below the %d busy with %d in-flight vCons", d.Replicas, busy, obs.InFlight)
 				}
-				if obs.Ingress+obs.InFlight > 0 && d.Replicas == 0 {
+				waited := obs.OldestAge + now.Sub(obs.At)
+				below := obs.Ingress < p.ActivationQueueDepth && (p.ActivationDelay == 0 || waited < p.ActivationDelay)
+				if current == 0 && minNow == 0 && obs.InFlight == 0 && below && d.Replicas != 0 {
+					t.Fatalf("started %d workers from zero for %d queued (activation at %d), the oldest %s old (activation at %s)",
+						d.Replicas, obs.Ingress, p.ActivationQueueDepth, waited, p.ActivationDelay)
+				}
+				if obs.Ingress+obs.InFlight > 0 && d.Replicas == 0 && !(current == 0 && below) {
 					t.Fatalf("work waiting and no worker: %+v", d)
 				}
-				if d.Replicas < min(current, p.MaxReplicas) && at.Sub(runStart) < p.ScaleDownDelay {
+				if d.Replicas < min(current, maxNow) && at.Sub(runStart) < p.ScaleDownDelay {
 					t.Fatalf("scaled down from %d to %d only %s into a run of fresh figures (delay %s)", current, d.Replicas, at.Sub(runStart), p.ScaleDownDelay)
 				}
-				if d.DLQStorm && d.Replicas > max(current, p.MinReplicas, int32(busy), 1) {
+				if d.DLQStorm && d.Replicas > max(current, minNow, int32(busy), 1) {
 					t.Fatalf("DLQ storm yet scaled from %d to %d", current, d.Replicas)
 				}
-				if d.Limited != (int64(d.Desired) > int64(p.MaxReplicas)) {
-					t.Fatalf("limited %t with desired %d, max %d", d.Limited, d.Desired, p.MaxReplicas)
+				if d.MaxReplicas != maxNow {
+					t.Fatalf("decision says maximum %d, %d in force", d.MaxReplicas, maxNow)
+				}
+				if d.Limited != (int64(d.Desired) > int64(maxNow)) {
+					t.Fatalf("limited %t with desired %d, max %d", d.Limited, d.Desired, maxNow)
 				}
 			}
 			st = next

@@ -152,6 +152,69 @@ spec: {ingressLists: [in], workers: {scaleDownDelay: 2 minutes}}`,
 			want: []string{"spec.workers.scaleDownDelay", "scaleDownDelay must be a duration with a unit"},
 		},
 		{
+			name: "activationQueueDepth negative",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {activationQueueDepth: -1}}`,
+			want: []string{"spec.workers.activationQueueDepth", "should be greater than or equal to 0"},
+		},
+		{
+			name: "activationDelay in words",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {activationDelay: an hour}}`,
+			want: []string{"spec.workers.activationDelay", "activationDelay must be a duration with a unit"},
+		},
+		{
+			name: "schedule with a six-field cron",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {schedules: [{start: "0 0 9 * * *", end: "0 17 * * *", timeZone: UTC, minReplicas: 1, maxReplicas: 5}]}}`,
+			want: []string{"spec.workers.schedules[0].start", "start must be a cron expression of five fields"},
+		},
+		{
+			name: "schedule with a descriptor",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {schedules: [{start: "0 9 * * *", end: "@daily", timeZone: UTC, minReplicas: 1, maxReplicas: 5}]}}`,
+			want: []string{"spec.workers.schedules[0].end", "end must be a cron expression of five fields"},
+		},
+		{
+			name: "schedule with the time zone in the cron",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {schedules: [{start: "CRON_TZ=UTC 0 9 * * *", end: "0 17 * * *", timeZone: UTC, minReplicas: 1, maxReplicas: 5}]}}`,
+			want: []string{"spec.workers.schedules[0].start", "no seconds, @descriptor or CRON_TZ"},
+		},
+		{
+			name: "schedule without a time zone",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {schedules: [{start: "0 9 * * *", end: "0 17 * * *", minReplicas: 1, maxReplicas: 5}]}}`,
+			want: []string{"spec.workers.schedules[0].timeZone: Required value"},
+		},
+		{
+			name: "schedule with an empty time zone",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {schedules: [{start: "0 9 * * *", end: "0 17 * * *", timeZone: "", minReplicas: 1, maxReplicas: 5}]}}`,
+			want: []string{"spec.workers.schedules[0].timeZone", "at least 1 chars long"},
+		},
+		{
+			name: "schedule with a time zone that is an offset",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {schedules: [{start: "0 9 * * *", end: "0 17 * * *", timeZone: "UTC+02:00", minReplicas: 1, maxReplicas: 5}]}}`,
+			want: []string{"spec.workers.schedules[0].timeZone", "timeZone must be an IANA time zone name"},
+		},
+		{
+			name: "schedule with minReplicas above maxReplicas",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], workers: {schedules: [{start: "0 9 * * *", end: "0 17 * * *", timeZone: UTC, minReplicas: 6, maxReplicas: 5}]}}`,
+			want: []string{"spec.workers.schedules[0]", "a schedule's maxReplicas must be at least its minReplicas"},
+		},
+		{
 			name: "link with a module and an http step",
 			manifest: `
 kind: Link
@@ -419,6 +482,17 @@ spec: {ingressLists: [in], timeout: 1h30m, workers: {scaleDownDelay: 1.5s}}`},
 		{"list names with Redis punctuation", `
 kind: Chain
 spec: {ingressLists: ["{calls}:in", "team/a.b"], egressLists: ["{calls}:out"]}`},
+		{"activation and business-hours schedules", `
+kind: Chain
+spec:
+  ingressLists: [in]
+  workers:
+    activationQueueDepth: 50
+    activationDelay: 2m
+    schedules:
+    - {start: "0 9 * * 1-5", end: "0 17 * * 1-5", timeZone: Europe/Berlin, minReplicas: 2, maxReplicas: 20}
+    - {start: "*/15 22 * * MON-FRI", end: "0 6 ? * *", timeZone: America/Argentina/Buenos_Aires, minReplicas: 0, maxReplicas: 2}
+    - {start: "0 0 1 JAN *", end: "0 0 2 1 *", timeZone: Etc/GMT+5, minReplicas: 0, maxReplicas: 1}`},
 		{"minReplicas equal to maxReplicas", `
 kind: Chain
 spec: {ingressLists: [in], workers: {minReplicas: 3, maxReplicas: 3}}`},
