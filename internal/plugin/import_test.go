@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -552,6 +553,31 @@ func TestImportNamespace(t *testing.T) {
 			if o.GetNamespace() != tc.want {
 				t.Errorf("%v: %s/%s in namespace %q, want %q", tc.args, o.GetKind(), o.GetName(), o.GetNamespace(), tc.want)
 			}
+		}
+	}
+}
+
+// TestImportConserverOnlyStorages: conserver's storages the worker is not
+// built with are kept as written, each with what to use instead.
+func TestImportConserverOnlyStorages(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("storages:\n")
+	for _, m := range []string{"milvus", "scitt", "dataverse", "spaceandtime", "chatgpt_files"} {
+		fmt.Fprintf(&b, "  %s: {module: storage.%s, options: {}}\n", m, m)
+	}
+	b.WriteString("chains:\n  main: {links: [], storages: [milvus, scitt, dataverse, spaceandtime, chatgpt_files], ingress_lists: [in]}\n")
+	path := filepath.Join(t.TempDir(), "conserver.yml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := invocation{}.run(t, "import", path)
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.errOut)
+	}
+	for module, instead := range conserverOnly {
+		want := fmt.Sprintf("conserver's %s is not built into the worker: %s", module, instead)
+		if !strings.Contains(res.errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, res.errOut)
 		}
 	}
 }

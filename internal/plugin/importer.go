@@ -142,6 +142,9 @@ func (im *importer) step(kind, name string, m config.Module) {
 		warnings = append(warnings, "it names no module; set spec.module")
 	case !slices.Contains(known, m.Module):
 		w := fmt.Sprintf("module %s is not built into the worker; kept as written, but the %s will not become Ready until it is replaced (a Link can call a step service instead, see docs/steps.md)", m.Module, kindTitle(kind))
+		if instead, ok := conserverOnly[m.Module]; ok {
+			w = fmt.Sprintf("conserver's %s is not built into the worker: %s; kept as written, but the %s will not become Ready until it is replaced", m.Module, instead, kindTitle(kind))
+		}
 		if !modulePattern.MatchString(m.Module) {
 			w += fmt.Sprintf("; the API server will also refuse it, as %s modules must look like %s", kindTitle(kind), strings.TrimSuffix(strings.TrimPrefix(modulePattern.String(), "^"), "$"))
 		}
@@ -350,4 +353,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// conserverOnly are the modules of conserver the worker is not built
+// with, and what to use instead.
+var conserverOnly = map[string]string{
+	"storage.milvus":        "keep the vectors in PostgreSQL with storage.postgres (pgvector), or write them to Milvus from a step service (a Link of kind http or container, docs/steps.md)",
+	"storage.scitt":         "register vCons with your SCITT transparency service from a step service (docs/steps.md)",
+	"storage.dataverse":     "POST vCons to Dataverse's Web API with storage.webhook (headers from a Secret), or write them from a step service",
+	"storage.spaceandtime":  "use storage.postgres, or storage.webhook to Space and Time's REST API",
+	"storage.chatgpt_files": "upload files to OpenAI from a step service; for file storage use storage.s3 or storage.file",
 }

@@ -133,7 +133,14 @@ func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string)
 
 	failed, pushed := 0, 0
 	for _, in := range inputs {
-		v, errs, err := vcon.ParseAndValidate(in.data)
+		// The API's own check, so that --direct refuses (and converts)
+		// what POST /api/vcon would: a file pushed either way is stored
+		// the same.
+		v, err := vcon.Parse(in.data)
+		var errs []vcon.FieldError
+		if err == nil {
+			errs, _ = vcon.CheckSubmission(v)
+		}
 		switch {
 		case err != nil:
 			fmt.Fprintf(r.rt.ErrOut, "%s: not pushed: %s\n", in.name, strings.TrimPrefix(err.Error(), "vcon: "))

@@ -244,6 +244,20 @@ func TestPushDirect(t *testing.T) {
 			t.Errorf("stored body %s", b.Data)
 		}
 	})
+	// What the API refuses with 422, --direct refuses too: a dialog url
+	// conserver's validator rejects.
+	t.Run("refused as the API refuses", func(t *testing.T) {
+		const u = "018f3c1e-6666-7000-8000-000000000006"
+		doc := `{"vcon":"0.0.1","uuid":"` + u + `","created_at":"2026-02-02T10:00:00Z","parties":[{"name":"a"}],` +
+			`"dialog":[{"type":"recording","start":"2026-02-02T10:00:00Z","parties":[0],"url":"not a url"}]}`
+		res := invocation{kubeconfig: admin(t), stdin: doc}.run(t, "push", "main", "-", "--direct", "-n", ns)
+		if res.code == 0 || !strings.Contains(res.errOut, "not pushed: invalid vCon") || !strings.Contains(res.errOut, "url") {
+			t.Errorf("exit %d, stderr %q: want the dialog url refused", res.code, res.errOut)
+		}
+		if n := rdb.Exists(ctx, vconstore.Key(u)).Val(); n != 0 {
+			t.Error("a refused vCon was written")
+		}
+	})
 }
 
 // TestAgainstRealAPI runs push and status --check against the project's
