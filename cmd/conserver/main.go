@@ -182,13 +182,12 @@ func run(log *slog.Logger, args []string) error {
 	storeOpts.MaxBodyBytes = f.maxBodyBytes
 	bodies := vconstore.New(rdb, storeOpts)
 	opts := pipeline.Options{
-		DLQExpiry:      envSeconds("VCON_DLQ_EXPIRY", pipeline.DefaultDLQExpiry),
-		ContextExpiry:  envSeconds("VCON_CONTEXT_EXPIRY", queue.DefaultContextTTL),
-		ReadThroughTTL: envSeconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL),
-		BodyExpiry:     envSeconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL),
+		DLQExpiry:      apiwire.EnvSeconds("VCON_DLQ_EXPIRY", pipeline.DefaultDLQExpiry),
+		ContextExpiry:  apiwire.EnvSeconds("VCON_CONTEXT_EXPIRY", queue.DefaultContextTTL),
+		ReadThroughTTL: apiwire.EnvSeconds("VCON_REDIS_EXPIRY", apiwire.DefaultVconTTL),
 		// The operator sets it on worker pods from its own setting, so
 		// that its QueueBacklogNearExpiry alert and the API agree.
-		QueuedRetention: envSeconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention),
+		QueuedRetention: apiwire.EnvSeconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention),
 		ReadThrough:     os.Getenv("VCON_STORAGE_FALLBACK_ENABLED") != "false",
 
 		DefaultTimeout:     f.defaultTimeout,
@@ -344,8 +343,4 @@ func envDuration(key string, def time.Duration) time.Duration {
 		return time.Duration(n) * time.Second
 	}
 	return def
-}
-
-func envSeconds(key string, def time.Duration) time.Duration {
-	return time.Duration(envInt(key, int(def/time.Second))) * time.Second
 }

@@ -27,9 +27,6 @@ import (
 // caused by it, and every normal vCon reaches egress exactly once: the
 // ones that shared a worker with it are not blamed for its deaths.
 func TestPoisonPillKillsAtMostMaxDeliveries(t *testing.T) {
-	if testing.Short() {
-		t.Skip("maps hundreds of MB")
-	}
 	srv := testenv.StartRedis(t)
 	rdb := srv.Client()
 	ctx := context.Background()

@@ -7,9 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
+
 	// The image has no /usr/share/zoneinfo: workers.schedules' time zones
 	// come from the binary.
 	_ "time/tzdata"
@@ -48,7 +48,7 @@ func main() {
 	flag.StringVar(&allowedImages, "allowed-worker-image-prefixes", "", "comma-separated registry or repository prefixes a Chain's workers.image may name, matched on path boundaries (registry.example.com, ghcr.io/acme/worker); empty: Chains always run --worker-image")
 	flag.StringVar(&allowedRedis, "allowed-redis-hosts", "", "comma-separated host or host:port patterns (*.example.com allowed) a Chain's own Redis URL may name; empty: any. The --redis-url default is always allowed")
 	flag.DurationVar(&pollInterval, "queue-poll-interval", 2*time.Second, "how often every Chain's queues are measured")
-	flag.DurationVar(&queuedRetention, "queued-retention", envSeconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention), "least TTL of a queued vCon body, set on worker pods and exported as vcon_queue_body_ttl_seconds for QueueBacklogNearExpiry (env VCON_QUEUED_RETENTION, seconds)")
+	flag.DurationVar(&queuedRetention, "queued-retention", apiwire.EnvSeconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention), "least TTL of a queued vCon body, set on worker pods and exported as vcon_queue_body_ttl_seconds for QueueBacklogNearExpiry (env VCON_QUEUED_RETENTION, seconds)")
 	flag.StringVar(&podDefaults, "worker-pod-defaults", os.Getenv("WORKER_POD_DEFAULTS"), `placement of the worker pods of Chains that set none, as JSON: {"nodeSelector":{...},"tolerations":[...],"affinity":{...},"topologySpreadConstraints":[...],"priorityClassName":"...","imagePullSecrets":[{"name":"..."}]}; each field applies where a Chain's spec.workers leaves it empty (env WORKER_POD_DEFAULTS)`)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -173,14 +173,4 @@ func podNamespace() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
-}
-
-// envSeconds reads a whole number of seconds from the environment, as the
-// API and the worker read the same settings; def when unset or not one.
-func envSeconds(name string, def time.Duration) time.Duration {
-	n, err := strconv.ParseInt(strings.TrimSpace(os.Getenv(name)), 10, 64)
-	if err != nil || n <= 0 {
-		return def
-	}
-	return time.Duration(n) * time.Second
 }

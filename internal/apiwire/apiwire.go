@@ -8,7 +8,12 @@
 // client names these without linking the server.
 package apiwire
 
-import "time"
+import (
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Defaults, from conserver's settings.
 const (
@@ -30,3 +35,14 @@ const (
 	// its chains VCON_REDIS_EXPIRY back.
 	DefaultQueuedRetention = 72 * time.Hour
 )
+
+// EnvSeconds reads one of these settings as the operator and the worker
+// do: a whole number of seconds; def when unset, not a number or not
+// positive. (The API refuses a bad value instead, at start.)
+func EnvSeconds(name string, def time.Duration) time.Duration {
+	n, err := strconv.ParseInt(strings.TrimSpace(os.Getenv(name)), 10, 64)
+	if err != nil || n <= 0 {
+		return def
+	}
+	return time.Duration(n) * time.Second
+}

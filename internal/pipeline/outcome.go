@@ -125,7 +125,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	if len(out.routes) > 0 || (!out.halted && len(p.chain.Egress) > 0) {
 		p.bodies.QueueExtend(ctx, writes, out.uuid, p.opts.QueuedRetention)
 	} else if out.restoreTTL && !hasTTL(out.ttls, out.uuid) {
-		p.bodies.QueueExpire(ctx, writes, out.uuid, p.opts.BodyExpiry)
+		p.bodies.QueueExpire(ctx, writes, out.uuid, p.opts.ReadThroughTTL)
 	}
 	for _, t := range out.ttls {
 		p.bodies.QueueExpire(ctx, writes, t.uuid, t.ttl)

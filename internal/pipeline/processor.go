@@ -63,7 +63,8 @@ type Options struct {
 	// ContextExpiry is the TTL of trace-context records written for egress
 	// lists (VCON_CONTEXT_EXPIRY).
 	ContextExpiry time.Duration
-	// ReadThroughTTL is the TTL of a body re-cached from a storage.
+	// ReadThroughTTL is the TTL of a body re-cached from a storage, and the
+	// one a body gets back at the end of its chains (VCON_REDIS_EXPIRY).
 	ReadThroughTTL time.Duration
 	// ReadThrough reads missing bodies from storages that can Get
 	// (VCON_STORAGE_FALLBACK_ENABLED).
@@ -91,10 +92,9 @@ type Options struct {
 	// QueuedRetention is the least TTL a body keeps from the moment it is
 	// taken until its outcome (VCON_QUEUED_RETENTION): a vCon in flight or
 	// waiting for a retry never loses its body to the TTL the producer
-	// gave it. BodyExpiry (VCON_REDIS_EXPIRY) is the TTL a processed body
-	// gets back when its TTL was no longer than QueuedRetention.
+	// gave it; a processed body whose TTL was no longer than that gets
+	// ReadThroughTTL back.
 	QueuedRetention time.Duration
-	BodyExpiry      time.Duration
 }
 
 // Defaults of the options above (docs/migrating-from-conserver.md).
@@ -141,9 +141,6 @@ func (o *Options) defaults() {
 	}
 	if o.QueuedRetention <= 0 {
 		o.QueuedRetention = apiwire.DefaultQueuedRetention
-	}
-	if o.BodyExpiry <= 0 {
-		o.BodyExpiry = apiwire.DefaultVconTTL
 	}
 }
 

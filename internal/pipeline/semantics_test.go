@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,7 +17,6 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
-	"github.com/vcon-operator/vcon-operator/internal/testenv"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
@@ -257,10 +257,10 @@ func TestDelayedRetry(t *testing.T) {
 			}
 			if tc.want == "dlq" {
 				r := e.reason(t, uuid)
-				if len(r.Attempts) != tc.attempts || r.Step != "link analyze" || !slicesEqual(r.Completed, []string{"transcribe"}) {
+				if len(r.Attempts) != tc.attempts || r.Step != "link analyze" || !slices.Equal(r.Completed, []string{"transcribe"}) {
 					t.Errorf("dead letter %+v: want %d earlier attempts, step link analyze, completed [transcribe]", r, tc.attempts)
 				}
-				if tags := e.tags(t, uuid); !contains(tags, "transcribe:1") {
+				if tags := e.tags(t, uuid); !slices.Contains(tags, "transcribe:1") {
 					t.Errorf("the dead-lettered body lacks the completed link's result: tags %v", tags)
 				}
 			} else if n := e.rdb.HLen(ctx, queue.StateKey("in")).Val(); n != 0 {
@@ -291,10 +291,10 @@ func TestReplayResumesAfterCompletedLinks(t *testing.T) {
 	e.queued(t, uuid)
 	e.runOnce(t, p, uuid)
 	r := e.reason(t, uuid)
-	if r.Step != "storage archive" || !slicesEqual(r.Completed, []string{"transcribe", "analyze"}) {
+	if r.Step != "storage archive" || !slices.Equal(r.Completed, []string{"transcribe", "analyze"}) {
 		t.Fatalf("dead letter %+v, want step storage archive with both links completed", r)
 	}
-	if tags := e.tags(t, uuid); !contains(tags, "transcribe:1") || !contains(tags, "analyze:1") {
+	if tags := e.tags(t, uuid); !slices.Contains(tags, "transcribe:1") || !slices.Contains(tags, "analyze:1") {
 		t.Fatalf("body tags %v: the links' results were not kept", tags)
 	}
 
@@ -339,7 +339,7 @@ func TestBodyOutlivesItsTTLWhileProcessed(t *testing.T) {
 			ctx := context.Background()
 			slow := &paidLink{name: "slow", fail: func(int32) error { time.Sleep(600 * time.Millisecond); return nil }}
 			opts := testOptions()
-			opts.QueuedRetention, opts.BodyExpiry = time.Hour, 10*time.Minute
+			opts.QueuedRetention, opts.ReadThroughTTL = time.Hour, 10*time.Minute
 			p, _, _ := e.processor(Chain{Name: "main", Ingress: []string{"in"}, Egress: egress, Links: []Step{{Name: "slow", Link: slow}}}, opts, "w1")
 			uuid := testUUID(1)
 			e.putBody(t, uuid, document(uuid, 1000), 300*time.Millisecond)
@@ -384,68 +384,5 @@ func TestHTTPStatusDecidesRetry(t *testing.T) {
 				t.Errorf("HTTP %d: waiting for a retry = %v, want %v (DLQ: %q)", tc.status, waiting, tc.retry, e.reason(t, uuid).Reason)
 			}
 		})
-	}
-}
-
-func slicesEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func contains(s []string, x string) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
-}
-
-// TestRetrySurvivesRedisRestart: a vCon waiting for its retry is in Redis's
-// data like any list (AOF here), so a Redis restart and a worker that
-// never comes back lose nothing and repeat nothing: another worker takes
-// it when due, once.
-func TestRetrySurvivesRedisRestart(t *testing.T) {
-	srv := testenv.StartRedis(t, testenv.WithAOF())
-	rdb := srv.Client()
-	e := &env{rdb: rdb, bodies: vconstore.New(rdb, vconstore.Options{}), log: newEnv(t).log}
-	ctx := context.Background()
-	calls := 0
-	flaky := &paidLink{name: "vendor", fail: func(n int32) error {
-		calls++
-		if n == 1 {
-			return mayPassErr{"vendor answered 503"}
-		}
-		return nil
-	}}
-	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"},
-		Retry: RetryPolicy{Attempts: 3, InitialBackoff: 200 * time.Millisecond, MaxBackoff: time.Second},
-		Links: []Step{{Name: "vendor", Link: flaky}}}
-	first, _, _ := e.processor(ch, testOptions(), "w1")
-	uuid := testUUID(1)
-	e.queued(t, uuid)
-	e.runOnce(t, first, uuid)
-	if rdb.ZCard(ctx, queue.RetryKey("in")).Val() != 1 {
-		t.Fatal("no retry waiting")
-	}
-	srv.Restart()
-	time.Sleep(300 * time.Millisecond)
-	if n, err := queue.PromoteDue(ctx, rdb, []string{"in"}); err != nil || n != 1 {
-		t.Fatalf("after the restart: promoted %d, %v; want the waiting retry", n, err)
-	}
-	second, _, _ := e.processor(ch, testOptions(), "w2")
-	e.runOnce(t, second, uuid)
-	if where := e.whereIs(t, uuid, "in", []string{"out"}); len(where) != 1 || where[0] != "egress out" {
-		t.Fatalf("the vCon ends in %v, want egress once", where)
-	}
-	if calls != 2 {
-		t.Errorf("the vendor was called %d times, want 2", calls)
 	}
 }

@@ -42,7 +42,7 @@ end
 // BLMOVE it had sent completes), and if it is killed then, the next reap
 // returns that work too instead of leaving it in a list no reaper reads. A
 // worker that resumes refreshes its score and is alive again.
-const reapLua = moveBackLua + `
+const reapLua = `
 local function reap(workers, ingress, prefix, retentionMs, state)
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)

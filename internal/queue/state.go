@@ -136,20 +136,13 @@ func QueueScheduleRetry(pipe redis.Pipeliner, it Item, due time.Time, attempts [
 // call it on a short tick; the operator's measurement does the same, so a
 // retry comes due even while its chain runs no worker.
 func PromoteDue(ctx context.Context, rdb redis.UniversalClient, lists []string) (int, error) {
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(lists))
-	for i, l := range lists {
-		cmds[i] = promoteScript.Eval(ctx, pipe, []string{RetryKey(l), l}, promoteBatch)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	n, err := evalPerList(ctx, rdb, promoteScript, lists, func(l string) ([]string, []any) {
+		return []string{RetryKey(l), l}, []any{promoteBatch}
+	})
+	if err != nil {
 		return 0, fmt.Errorf("promote due retries: %w", err)
 	}
-	total := 0
-	for _, c := range cmds {
-		n, _ := c.Int()
-		total += n
-	}
-	return total, nil
+	return n, nil
 }
 
 // RetryWaiting is one vCon waiting for a delayed retry.

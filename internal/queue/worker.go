@@ -177,7 +177,9 @@ func (w *Worker) Done(ctx context.Context, it Item) error {
 // Release returns this worker's unfinished items to the head of their
 // ingress lists and unregisters it: the last step of a clean shutdown.
 func (w *Worker) Release(ctx context.Context, lists []string) (int, error) {
-	n, err := evalPerList(ctx, w.rdb, releaseScript, lists, w.id)
+	n, err := evalPerList(ctx, w.rdb, releaseScript, lists, func(l string) ([]string, []any) {
+		return []string{WorkersKey(l), l}, []any{InFlightPrefix(l), w.id}
+	})
 	if err != nil {
 		return 0, fmt.Errorf("release in-flight work: %w", err)
 	}
@@ -187,23 +189,24 @@ func (w *Worker) Release(ctx context.Context, lists []string) (int, error) {
 // Reap returns the in-flight items of workers whose heartbeat expired to
 // the head of their ingress lists, exactly once, and returns how many.
 func Reap(ctx context.Context, rdb redis.UniversalClient, lists []string) (int, error) {
-	n, err := evalPerList(ctx, rdb, reapScript, lists, DeadWorkerRetention.Milliseconds())
+	n, err := evalPerList(ctx, rdb, reapScript, lists, func(l string) ([]string, []any) {
+		return []string{WorkersKey(l), l, StateKey(l)}, []any{InFlightPrefix(l), DeadWorkerRetention.Milliseconds()}
+	})
 	if err != nil {
 		return 0, fmt.Errorf("reap orphaned work: %w", err)
 	}
 	return n, nil
 }
 
-// evalPerList runs script once per ingress list in one pipeline, with the
-// list's workers set, the list itself and its state hash as keys (one slot
-// per list), and
-// the list's in-flight prefix and arg as arguments. It returns the sum of
-// the integers the runs return.
-func evalPerList(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, lists []string, arg any) (int, error) {
+// evalPerList runs script once per list in one pipeline, with the keys
+// and arguments call gives for the list (one slot per list), and returns
+// the sum of the integers the runs return.
+func evalPerList(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, lists []string, call func(list string) (keys []string, args []any)) (int, error) {
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(lists))
 	for i, l := range lists {
-		cmds[i] = script.Eval(ctx, pipe, []string{WorkersKey(l), l, StateKey(l)}, InFlightPrefix(l), arg)
+		keys, args := call(l)
+		cmds[i] = script.Eval(ctx, pipe, keys, args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, err
