@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,5 +61,43 @@ func TestStopReturnsWhenTheProcessExits(t *testing.T) {
 	p.stop(time.Minute)
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("stop took %s for a process that exits on SIGTERM", took)
+	}
+}
+
+// A child must outlive the thread that started it: Go ends a thread when a
+// goroutine locked to it returns, and Pdeathsig would then kill the child
+// (how the dev system's Redis once vanished mid-run).
+func TestChildSurvivesTheThreadThatStartedIt(t *testing.T) {
+	dir := t.TempDir()
+	// The runtime never ends the main thread (it parks it instead), so the
+	// child is started from a goroutine locked to any other thread.
+	parked := make(chan struct{})
+	defer close(parked)
+	var p *proc
+	for p == nil {
+		started := make(chan *proc, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
+			if syscall.Gettid() == os.Getpid() {
+				started <- nil
+				<-parked // hold the main thread so the next try gets another
+				runtime.UnlockOSThread()
+				return
+			}
+			p, err := startProc(procSpec{name: "sleeper", path: "/bin/sleep", dir: dir, log: filepath.Join(dir, "log"), args: []string{"300"}})
+			if err != nil {
+				t.Error(err)
+			}
+			started <- p
+		}()
+		if p = <-started; p == nil && t.Failed() {
+			t.FailNow()
+		}
+	}
+	defer p.stop(time.Second)
+	select {
+	case <-p.exited:
+		t.Fatalf("the child died with the thread that started it: %v", p.err)
+	case <-time.After(time.Second):
 	}
 }

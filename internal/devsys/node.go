@@ -32,10 +32,11 @@ func (s *System) inNode(spec procSpec, uid, gid int) procSpec {
 
 // ListenInNode opens a TCP listener inside the node's network namespace,
 // where worker pods reach it (a webhook receiver, a slow downstream). A
-// socket stays in the namespace it was created in, so one thread enters the
-// namespace, listens and ends: a goroutine that exits while locked to its
-// thread takes the thread with it, and no thread ever goes back to serving
-// the rest of the program from the wrong namespace.
+// socket stays in the namespace it was created in, so one locked thread
+// enters the namespace, listens and goes back to this process's namespace.
+// Only if it cannot go back does its goroutine end still locked, which
+// ends the thread: no thread ever serves the rest of the program from the
+// wrong namespace. Children survive that (startProc pins their threads).
 func (s *System) ListenInNode(addr string) (net.Listener, error) {
 	type result struct {
 		l   net.Listener
@@ -43,18 +44,30 @@ func (s *System) ListenInNode(addr string) (net.Listener, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer home.Close()
 		node, err := os.Open("/run/netns/" + s.Node.NetNS)
 		if err != nil {
+			runtime.UnlockOSThread()
 			done <- result{err: err}
 			return
 		}
 		defer node.Close()
 		if err := unix.Setns(int(node.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			done <- result{err: fmt.Errorf("enter the node's network namespace: %w", err)}
 			return
 		}
 		l, err := net.Listen("tcp", addr)
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else: stay locked; the thread ends with this goroutine
 		done <- result{l, err}
 	}()
 	r := <-done

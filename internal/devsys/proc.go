@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,16 +62,30 @@ func startProc(s procSpec) (*proc, error) {
 	// Pdeathsig: if this program dies without cleaning up, the kernel kills
 	// its children instead of leaving them behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: s.cred}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s (%s): %w", s.name, s.path, err)
-	}
 	p := &proc{name: s.name, cmd: cmd, exited: make(chan struct{}), log: s.log}
+	started := make(chan error, 1)
+	// Pdeathsig fires when the thread that forked the child ends, not the
+	// process, and Go ends a thread whenever a goroutine locked to it
+	// returns (ListenInNode may, if it cannot leave the node's namespace).
+	// A child started from a pooled thread was killed at random that way:
+	// Redis vanished mid-run with nothing in its log. So the child is
+	// started and waited for on a thread locked for the child's whole life.
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.err = cmd.Wait()
 		logFile.Close()
 		close(p.exited)
 	}()
+	if err := <-started; err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s (%s): %w", s.name, s.path, err)
+	}
 	return p, nil
 }
 
