@@ -45,7 +45,8 @@ vet: ## go vet, and fail on unformatted files.
 manifests: tools-gen ## Regenerate CRDs and RBAC from the markers (and the chart's copies of both).
 	$(BIN)/controller-gen rbac:roleName=vcon-operator crd paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	@if [ -d charts/vcon-operator ]; then mkdir -p charts/vcon-operator/crds && cp config/crd/bases/*.yaml charts/vcon-operator/crds/; fi
+	@# The chart's CRDs are templates that upgrade with it (hack/chartcrds).
+	@if [ -d charts/vcon-operator ]; then go run ./hack/chartcrds config/crd/bases charts/vcon-operator/templates/crds; fi
 	@# The chart grants exactly the rules of the markers (hack/chartrbac).
 	@if [ -d charts/vcon-operator ]; then go run ./hack/chartrbac config/rbac/role.yaml charts/vcon-operator/templates/_rbac-rules.tpl; fi
 generate: tools-gen ## Regenerate deepcopy code.
