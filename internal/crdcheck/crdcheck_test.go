@@ -132,3 +132,33 @@ func TestWantedNamesNestedFields(t *testing.T) {
 		}
 	}
 }
+
+// `kubectl explain chain.spec...` prints a field's description: every field
+// a user can write or read has one (metadata excepted: kubectl explains it
+// from ObjectMeta).
+func TestEveryFieldExplained(t *testing.T) {
+	var walk func(path string, s apiextensionsv1.JSONSchemaProps)
+	walk = func(path string, s apiextensionsv1.JSONSchemaProps) {
+		for name, p := range s.Properties {
+			if path == "" && name == "metadata" {
+				continue
+			}
+			field := strings.TrimPrefix(path+"."+name, ".")
+			if strings.TrimSpace(p.Description) == "" {
+				t.Errorf("%s has no description: write the Go field's doc comment in api/v1alpha1 and run make manifests", field)
+			}
+			walk(field, p)
+		}
+		if s.Items != nil && s.Items.Schema != nil {
+			walk(path+"[]", *s.Items.Schema)
+		}
+		if s.AdditionalProperties != nil && s.AdditionalProperties.Schema != nil {
+			walk(path+"{}", *s.AdditionalProperties.Schema)
+		}
+	}
+	for _, c := range embeddedCRDs(t) {
+		for _, v := range c.Spec.Versions {
+			t.Run(c.Spec.Names.Kind+"/"+v.Name, func(t *testing.T) { walk("", *v.Schema.OpenAPIV3Schema) })
+		}
+	}
+}
