@@ -49,13 +49,15 @@ manifests: tools-gen ## Regenerate CRDs and RBAC from the markers (and the chart
 	@if [ -d charts/vcon-operator ]; then go run ./hack/chartcrds config/crd/bases charts/vcon-operator/templates/crds; fi
 	@# The chart grants exactly the rules of the markers (hack/chartrbac).
 	@if [ -d charts/vcon-operator ]; then go run ./hack/chartrbac config/rbac/role.yaml charts/vcon-operator/templates/_rbac-rules.tpl; fi
+	@# The chart's README: values.yaml's comments through README.md.gotmpl.
+	@if [ -d charts/vcon-operator ]; then $(BIN)/helm-docs --chart-search-root charts --skip-version-footer --sort-values-order file --log-level warning; fi
 generate: tools-gen ## Regenerate deepcopy code.
 	$(BIN)/controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 ##@ Tools (built once per machine into ~/.cache/vcon-operator, linked into bin/)
 .PHONY: tools tools-gen tools-test deps
 tools-gen:
-	@hack/tools.sh controller-gen
+	@hack/tools.sh controller-gen helm-docs
 TEST_TOOLS ?= envtest helm promtool s3server ferretdb
 tools-test: ## envtest binaries, helm, promtool and the S3 and MongoDB test servers.
 	@hack/tools.sh $(TEST_TOOLS)
