@@ -45,16 +45,19 @@ vet: ## go vet, and fail on unformatted files.
 manifests: tools-gen ## Regenerate CRDs and RBAC from the markers (and the chart's copies of both).
 	$(BIN)/controller-gen rbac:roleName=vcon-operator crd paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	@if [ -d charts/vcon-operator ]; then mkdir -p charts/vcon-operator/crds && cp config/crd/bases/*.yaml charts/vcon-operator/crds/; fi
+	@# The chart's CRDs are templates that upgrade with it (hack/chartcrds).
+	@if [ -d charts/vcon-operator ]; then go run ./hack/chartcrds config/crd/bases charts/vcon-operator/templates/crds; fi
 	@# The chart grants exactly the rules of the markers (hack/chartrbac).
 	@if [ -d charts/vcon-operator ]; then go run ./hack/chartrbac config/rbac/role.yaml charts/vcon-operator/templates/_rbac-rules.tpl; fi
+	@# The chart's README: values.yaml's comments through README.md.gotmpl.
+	@if [ -d charts/vcon-operator ]; then $(BIN)/helm-docs --chart-search-root charts --skip-version-footer --sort-values-order file --log-level warning; fi
 generate: tools-gen ## Regenerate deepcopy code.
 	$(BIN)/controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 ##@ Tools (built once per machine into ~/.cache/vcon-operator, linked into bin/)
 .PHONY: tools tools-gen tools-test deps
 tools-gen:
-	@hack/tools.sh controller-gen
+	@hack/tools.sh controller-gen helm-docs
 TEST_TOOLS ?= envtest helm promtool s3server ferretdb
 tools-test: ## envtest binaries, helm, promtool and the S3 and MongoDB test servers.
 	@hack/tools.sh $(TEST_TOOLS)

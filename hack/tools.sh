@@ -25,6 +25,7 @@ VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}  # S3-compatible server for the s
 FERRETDB_VERSION=${FERRETDB_VERSION:-v1.24.2}    # MongoDB wire protocol on SQLite, for the storage.mongo tests
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}      # cluster DNS of the real single-node cluster
 PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}  # internal/devsys/promop, on the real cluster
+HELM_DOCS_VERSION=${HELM_DOCS_VERSION:-v1.14.2}  # charts/vcon-operator/README.md from values.yaml comments
 
 log() { printf 'tools: %s\n' "$*" >&2; }
 
@@ -110,6 +111,10 @@ build_helm() {
   build_in_module "$1" "helm.sh/helm/v3@$2" helm.sh/helm/v3/cmd/helm "$1/helm"
 }
 
+build_helm_docs() {
+  build_in_module "$1" "github.com/norwoodj/helm-docs@$2" github.com/norwoodj/helm-docs/cmd/helm-docs "$1/helm-docs"
+}
+
 build_promtool() {
   build_in_module "$1" "github.com/prometheus/prometheus@$2" github.com/prometheus/prometheus/cmd/promtool "$1/promtool"
 }
@@ -187,6 +192,7 @@ for tool in "$@"; do
     controller-gen) ensure controller-gen "$CONTROLLER_TOOLS_VERSION" controller_gen ;;
     helm) ensure helm "$HELM_VERSION" helm ;;
     promtool) ensure promtool "$PROMTOOL_VERSION" promtool ;;
+    helm-docs) ensure helm-docs "$HELM_DOCS_VERSION" helm_docs ;;
     prometheus) ensure prometheus "$PROMETHEUS_VERSION" prometheus ;;
     s3server) ensure versitygw "$VERSITYGW_VERSION" versitygw ;;
     ferretdb) ensure ferretdb "$FERRETDB_VERSION" ferretdb ;;

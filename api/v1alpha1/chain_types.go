@@ -401,10 +401,14 @@ type WorkerEnvFromSource struct {
 // percentage of the pods the Chain runs at the time).
 // +kubebuilder:validation:XValidation:rule="has(self.minAvailable) != has(self.maxUnavailable)",message="podDisruptionBudget takes exactly one of minAvailable or maxUnavailable"
 type WorkerDisruptionBudget struct {
+	// MinAvailable is how many worker pods (or what percentage, "50%") must
+	// stay up during a voluntary disruption such as a node drain.
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')",message="minAvailable is a number of pods or a percentage, e.g. 1 or 50%"
 	// +optional
 	MinAvailable *intstr.IntOrString `json:"minAvailable,omitempty"`
+	// MaxUnavailable is how many worker pods (or what percentage, "25%")
+	// a voluntary disruption may take down at once.
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')",message="maxUnavailable is a number of pods or a percentage, e.g. 1 or 25%"
 	// +optional
@@ -443,9 +447,10 @@ type QueueStatus struct {
 	// Egress is the total length of the egress lists.
 	Egress int64 `json:"egress"`
 	// Retry counts the vCons waiting for a delayed retry (they hold no
-	// worker); NextRetryAt is when the first of them is due.
+	// worker).
 	// +optional
 	Retry int64 `json:"retry"`
+	// NextRetryAt is when the first vCon waiting for a retry is due.
 	// +optional
 	NextRetryAt *metav1.Time `json:"nextRetryAt,omitempty"`
 	// OldestQueuedSince is about when the oldest vCon waiting on an

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -28,6 +30,7 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/controllers"
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
+	"github.com/vcon-operator/vcon-operator/internal/crdcheck"
 	"github.com/vcon-operator/vcon-operator/internal/observer"
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/version"
@@ -41,6 +44,7 @@ func main() {
 		pollInterval, queuedRetention                 time.Duration
 		leaderElect                                   bool
 		leaderElectionNamespace                       string
+		crdCheckWait                                  time.Duration
 		podDefaults                                   string
 	)
 	flag.StringVar(&redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis for Chains that name none (env REDIS_URL)")
@@ -53,6 +57,7 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader so that only one replica reconciles and measures")
+	flag.DurationVar(&crdCheckWait, "crd-check-wait", time.Minute, "how long to wait for the API server to publish CRDs as new as this operator before refusing to start")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's)")
 	opts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	opts.BindFlags(flag.CommandLine)
@@ -84,7 +89,19 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(vconv1.AddToScheme(scheme))
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	// Older CRDs would silently prune the fields this operator reads:
+	// refuse to start on them, naming the fix (internal/crdcheck).
+	crdCtx, cancelCRDCheck := context.WithTimeout(context.Background(), crdCheckWait+10*time.Second)
+	err = crdcheck.Check(crdCtx, discovery.NewDiscoveryClientForConfigOrDie(restConfig).OpenAPIV3(), crdCheckWait)
+	cancelCRDCheck()
+	if err != nil {
+		log.Error(err, "refusing to start")
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,

@@ -68,7 +68,8 @@ func TestServerSideDryRun(t *testing.T) {
 	if os.Getenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT") == "" {
 		t.Setenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT", "3m")
 	}
-	kube := testenv.StartKube(t, testenv.WithCRDPaths(prometheusOperatorCRDs(t, p)))
+	// Without our CRDs: the chart installs them.
+	kube := testenv.StartKube(t, testenv.WithoutProjectCRDs(), testenv.WithCRDPaths(prometheusOperatorCRDs(t, p)))
 	ctx := context.Background()
 	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ReleaseNamespace}}); err != nil {
 		t.Fatal(err)

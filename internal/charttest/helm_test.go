@@ -1,15 +1,16 @@
 package charttest
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 )
 
 // fullValues enables every switch of the chart.
@@ -253,23 +254,76 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
 
 // TestCRDsInSyncWithGenerated: the chart ships the generated CRDs unchanged
 // (`make manifests` copies them).
+// The chart's CRDs are templates (hack/chartcrds) that must render to
+// exactly what controller-gen generates, with the release's labels, and
+// the keep policy unless crds.keep is off.
 func TestCRDsInSyncWithGenerated(t *testing.T) {
 	p := paths(t)
 	generated, err := filepath.Glob(filepath.Join(p.Root, "config", "crd", "bases", "*.yaml"))
 	if err != nil || len(generated) == 0 {
 		t.Fatalf("no generated CRDs in config/crd/bases (%v)", err)
 	}
-	shipped, _ := filepath.Glob(filepath.Join(p.Chart, "crds", "*.yaml"))
-	if len(shipped) != len(generated) {
-		t.Errorf("charts/vcon-operator/crds has %d files, config/crd/bases %d: run make manifests", len(shipped), len(generated))
-	}
+	want := map[string]map[string]any{}
 	for _, g := range generated {
-		want, _ := os.ReadFile(g)
-		got, err := os.ReadFile(filepath.Join(p.Chart, "crds", filepath.Base(g)))
-		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("charts/vcon-operator/crds/%s differs from config/crd/bases: run make manifests", filepath.Base(g))
+		b, err := os.ReadFile(g)
+		if err != nil {
+			t.Fatal(err)
 		}
+		var crd map[string]any
+		if err := yaml.Unmarshal(b, &crd); err != nil {
+			t.Fatal(err)
+		}
+		want[crd["metadata"].(map[string]any)["name"].(string)] = crd["spec"].(map[string]any)
 	}
+	rendered := func(t *testing.T, sets ...string) []*unstructured.Unstructured {
+		var extra []string
+		for _, s := range sets {
+			extra = append(extra, "--set", s)
+		}
+		out, err := p.Template(nil, extra...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := ParseManifests(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Find(objs, "CustomResourceDefinition")
+	}
+	t.Run("default: every generated CRD, kept on uninstall", func(t *testing.T) {
+		crds := rendered(t)
+		if len(crds) != len(want) {
+			t.Fatalf("the chart renders %d CRDs, config/crd/bases has %d: run make manifests", len(crds), len(want))
+		}
+		for _, c := range crds {
+			spec, ok := want[c.GetName()]
+			if !ok {
+				t.Errorf("the chart renders CRD %s, which controller-gen does not generate: run make manifests", c.GetName())
+				continue
+			}
+			if !reflect.DeepEqual(c.Object["spec"], spec) {
+				t.Errorf("the chart's CRD %s differs from config/crd/bases: run make manifests", c.GetName())
+			}
+			if got := c.GetAnnotations()["helm.sh/resource-policy"]; got != "keep" {
+				t.Errorf("CRD %s: helm.sh/resource-policy %q, want keep", c.GetName(), got)
+			}
+			if got := c.GetLabels()["app.kubernetes.io/managed-by"]; got != "Helm" {
+				t.Errorf("CRD %s: managed-by %q, want Helm", c.GetName(), got)
+			}
+		}
+	})
+	t.Run("crds.keep=false: deleted with the release", func(t *testing.T) {
+		for _, c := range rendered(t, "crds.keep=false") {
+			if _, ok := c.GetAnnotations()["helm.sh/resource-policy"]; ok {
+				t.Errorf("CRD %s keeps the resource policy with crds.keep=false", c.GetName())
+			}
+		}
+	})
+	t.Run("crds.enabled=false: none", func(t *testing.T) {
+		if crds := rendered(t, "crds.enabled=false"); len(crds) != 0 {
+			t.Errorf("crds.enabled=false renders %d CRDs", len(crds))
+		}
+	})
 }
 
 func one(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {

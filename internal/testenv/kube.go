@@ -33,6 +33,13 @@ func WithCRDPaths(paths ...string) KubeOption {
 	return func(e *envtest.Environment) { e.CRDDirectoryPaths = append(e.CRDDirectoryPaths, paths...) }
 }
 
+// WithoutProjectCRDs starts the API server without the Chain, Link and
+// Storage CRDs, for a test that installs them itself (as Helm does). Give it
+// before WithCRDPaths.
+func WithoutProjectCRDs() KubeOption {
+	return func(e *envtest.Environment) { e.CRDDirectoryPaths = nil; e.ErrorIfCRDPathMissing = false }
+}
+
 // Scheme returns a scheme with the Kubernetes built-ins and our API.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
