@@ -47,6 +47,13 @@ func TestTagRouter(t *testing.T) {
 			routes: []string{"urgent_list"},
 		},
 		{
+			// conserver skips a tag without a colon.
+			name:   "bare tag routes on itself",
+			doc:    `{"uuid":"u7","attachments":[{"purpose":"tags","body":["vip"]}]}`,
+			opts:   map[string]any{"tag_routes": map[string]any{"vip": "vip_list"}},
+			routes: []string{"vip_list"},
+		},
+		{
 			// conserver's router reads the keys of an object body as tag names.
 			name:   "object body: its keys are the tags",
 			doc:    `{"uuid":"u4","attachments":[{"purpose":"tags","encoding":"json","body":"{\"urgent\":\"yes\",\"vip\":true}"}]}`,

@@ -8,7 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
 // TestLinkFailuresAsConserver: what happens to a vCon, in Redis, when a
@@ -81,5 +84,48 @@ func TestLinkFailuresAsConserver(t *testing.T) {
 				t.Fatalf("DLQ = %v, reason %+v; want %s containing %q", dlq, r, tc.dlqReason, tc.reasonText)
 			}
 		})
+	}
+}
+
+// egressWatcher is a storage that records, at each save, whether the uuid
+// was already on an egress list, where a follower could take it.
+type egressWatcher struct {
+	rdb    redis.UniversalClient
+	egress string
+	early  []string
+}
+
+func (s *egressWatcher) Save(ctx context.Context, v *vcon.VCon) error {
+	if _, err := s.rdb.LPos(ctx, s.egress, v.UUID(), redis.LPosArgs{}).Result(); err != redis.Nil {
+		s.early = append(s.early, v.UUID())
+	}
+	return nil
+}
+
+// TestStoragesBeforeEgress: conserver's _wrap_up pushes the uuid to the
+// egress lists and then writes the storages, so a follower can read a
+// vCon no storage holds yet. Here every storage is written first.
+func TestStoragesBeforeEgress(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ch := e.chain(t, "main", []string{"in"}, []string{"out", "audit"}, []mod{{"tag", "links.tag", map[string]any{"tags": []any{"a"}}}}, nil)
+	watchers := []*egressWatcher{{rdb: e.rdb, egress: "out"}, {rdb: e.rdb, egress: "audit"}}
+	for _, w := range watchers {
+		ch.Storages = append(ch.Storages, Sink{Name: "watch-" + w.egress, Storage: w})
+	}
+	p, _, _ := e.processor(ch, testOptions(), "w")
+	uuid := testUUID(1)
+	e.putBody(t, uuid, document(uuid, 1000), 0)
+	e.rdb.RPush(ctx, "in", uuid)
+	if err := p.Process(ctx, e.take(t, p, "in")); err != nil {
+		t.Fatalf("Process: %v", err)
+	}
+	for _, w := range watchers {
+		if len(w.early) != 0 {
+			t.Errorf("uuid on %s before its storage was written", w.egress)
+		}
+		if got := e.list(t, w.egress); !slices.Equal(got, []string{uuid}) {
+			t.Errorf("%s = %v, want [%s] after the storages", w.egress, got, uuid)
+		}
 	}
 }
