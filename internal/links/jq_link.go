@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"strings"
 
 	"github.com/itchyny/gojq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vcon-operator/vcon-operator/internal/options"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
@@ -18,14 +20,25 @@ func init() { Register("links.jq_link", newJQ) }
 
 // jqLink forwards or halts a vCon by a jq predicate.
 type jqLink struct {
+	name           string
 	filter         string
 	code           *gojq.Code
 	forwardMatches bool
+	// strict dead-letters a vCon whose program raised at run time (a
+	// type error on a field this vCon lacks, error()). Off, the vCon is
+	// filtered out and the error logged and counted, as conserver does;
+	// see docs/migrating-from-conserver.md for which configs get which.
+	strict    bool
+	logger    *slog.Logger
+	tolerated *prometheus.CounterVec
 }
 
-func newJQ(_ string, raw map[string]any, _ Deps) (Link, error) {
+func newJQ(name string, raw map[string]any, deps Deps) (Link, error) {
 	o := options.New(raw)
-	l := &jqLink{filter: o.String("filter", "."), forwardMatches: o.Bool("forward_matches", true)}
+	l := &jqLink{
+		name: name, filter: o.String("filter", "."), forwardMatches: o.Bool("forward_matches", true),
+		strict: o.Bool("strict", false), logger: deps.Logger,
+	}
 	if strings.TrimSpace(l.filter) == "" {
 		o.Failf("filter", "empty jq program")
 	} else if code, err := compileJQ(l.filter); err != nil {
@@ -36,6 +49,11 @@ func newJQ(_ string, raw map[string]any, _ Deps) (Link, error) {
 	if err := o.Err(); err != nil {
 		return nil, err
 	}
+	tolerated, err := toleratedErrors(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	l.tolerated = tolerated
 	return l, nil
 }
 
@@ -53,6 +71,16 @@ func compileJQ(filter string) (*gojq.Code, error) {
 
 func (l *jqLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 	matched, err := l.match(ctx, v)
+	var raised *jqRuntimeError
+	if err != nil && !l.strict && errors.As(err, &raised) {
+		// conserver catches the exception, logs it and returns None: the
+		// vCon is filtered out whatever forward_matches says. The error
+		// text names no value of the vCon (jqErrorText).
+		l.tolerated.WithLabelValues(l.name, "jq_error").Inc()
+		l.logger.Warn("jq_link: filter failed on this vCon; filtered out as conserver does (strict: true dead-letters it instead)",
+			"link", l.name, "uuid", v.UUID(), "error", raised.msg)
+		return Halted, nil
+	}
 	if err != nil {
 		return Result{}, err
 	}
@@ -63,12 +91,12 @@ func (l *jqLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 }
 
 func (l *jqLink) match(ctx context.Context, v *vcon.VCon) (bool, error) {
-	// The program reads the normalised document as conserver stores it.
-	// gojq never changes its input and reads json.Number itself, so it
-	// gets the normalised view as it is: a deep copy (twice, for the
-	// view and for gojq's value types) cost several times the size of a
-	// large vCon.
-	iter := l.code.RunWithContext(ctx, vcon.Normalized(v).Doc)
+	// The program reads the document as a conserver link reads it, so a
+	// filter written for conserver matches the same vCons. gojq never
+	// changes its input and reads json.Number itself, so it gets the view
+	// as it is: a deep copy (twice, for the view and for gojq's value
+	// types) cost several times the size of a large vCon.
+	iter := l.code.RunWithContext(ctx, vcon.ConserverView(v).Doc)
 	out, ok := iter.Next()
 	if !ok {
 		return false, nil
@@ -81,10 +109,17 @@ func (l *jqLink) match(ctx context.Context, v *vcon.VCon) (bool, error) {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return false, fmt.Errorf("jq_link: filter did not finish: %w", ctxErr)
 		}
-		return false, fmt.Errorf("jq_link: filter failed: %s", jqErrorText(err))
+		return false, &jqRuntimeError{msg: jqErrorText(err)}
 	}
 	return pythonTruthy(out), nil
 }
+
+// jqRuntimeError is the program raising on a vCon: the one failure
+// strict decides about. A program cut short by the chain's deadline is
+// not one (the deadline belongs to the chain, and fails it either way).
+type jqRuntimeError struct{ msg string }
+
+func (e *jqRuntimeError) Error() string { return "jq_link: filter failed: " + e.msg }
 
 // jqErrorText describes a runtime error without the values gojq quotes in
 // its messages: they come from the vCon, and the text becomes the

@@ -75,3 +75,18 @@ func (l linkMetrics) Tokens(model string, prompt, completion float64) {
 func (l linkMetrics) recorder(model string) func(outcome string) {
 	return func(outcome string) { l.Request(model, outcome) }
 }
+
+// toleratedErrors counts the failures a link with strict: false logged and
+// went on from, as conserver does (a jq program that raised filters its
+// vCon out, a webhook's non-2xx answer is passed over). The vCon leaves no
+// dead letter, so this counter is where such failures show.
+func toleratedErrors(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vcon_link_tolerated_errors_total",
+		Help: "Failures a link with strict: false logged and went on from, as conserver does, by link name and kind (jq_error: the vCon was filtered out; webhook_answer: a non-2xx answer, the chain went on).",
+	}, []string{"link", "kind"})
+	if reg == nil {
+		return c, nil
+	}
+	return registerOnce(reg, c)
+}

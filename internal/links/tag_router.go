@@ -58,12 +58,13 @@ func (l *tagRouter) Run(_ context.Context, v *vcon.VCon) (Result, error) {
 	if !l.forwardOriginal {
 		res = Halted
 	}
-	res.Routes = l.targets(vcon.Tags(v))
+	res.Routes = l.targets(vcon.RoutingTags(v))
 	return res, nil
 }
 
-// targets matches each "name:value" tag against the route keys by its full
-// text and by its name (conserver matches the name only), in tag order.
+// targets matches each "name:value" tag against the route keys by its
+// name, as conserver does, and by its full text (which conserver never
+// matches: a key with a colon routed nothing there), in tag order.
 func (l *tagRouter) targets(tags []string) []string {
 	var out []string
 	for _, tag := range tags {

@@ -47,6 +47,33 @@ func TestTagRouter(t *testing.T) {
 			routes: []string{"urgent_list"},
 		},
 		{
+			// conserver skips a tag without a colon.
+			name:   "bare tag routes on itself",
+			doc:    `{"uuid":"u7","attachments":[{"purpose":"tags","body":["vip"]}]}`,
+			opts:   map[string]any{"tag_routes": map[string]any{"vip": "vip_list"}},
+			routes: []string{"vip_list"},
+		},
+		{
+			// conserver's router reads the keys of an object body as tag names.
+			name:   "object body: its keys are the tags",
+			doc:    `{"uuid":"u4","attachments":[{"purpose":"tags","encoding":"json","body":"{\"urgent\":\"yes\",\"vip\":true}"}]}`,
+			opts:   map[string]any{"tag_routes": map[string]any{"urgent": "urgent_list", "vip": "vip_list"}},
+			routes: []string{"urgent_list", "vip_list"},
+		},
+		{
+			name:   "object body not yet encoded",
+			doc:    `{"uuid":"u5","attachments":[{"type":"tags","body":{"urgent":1}}]}`,
+			opts:   map[string]any{"tag_routes": map[string]any{"urgent": "urgent_list"}},
+			routes: []string{"urgent_list"},
+		},
+		{
+			// conserver pushes once per matching tag: twice here.
+			name:   "two tags to one list: pushed once",
+			doc:    `{"uuid":"u6","attachments":[{"purpose":"tags","body":["urgent:yes","urgent:again"]}]}`,
+			opts:   map[string]any{"tag_routes": map[string]any{"urgent": "urgent_list"}},
+			routes: []string{"urgent_list"},
+		},
+		{
 			name: "no tags: no route, forwarded",
 			doc:  `{"uuid":"u3"}`,
 			opts: map[string]any{"tag_routes": map[string]any{"urgent": "urgent_list"}},

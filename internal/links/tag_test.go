@@ -33,6 +33,20 @@ func TestTag(t *testing.T) {
 			want: []string{"a:1", "c:c"},
 		},
 		{
+			// conserver's add_tag(tag, tag) writes "team:sales:team:sales".
+			name: "name:value written once",
+			doc:  `{"uuid":"u1"}`,
+			tags: []any{"team:sales"},
+			want: []string{"team:sales"},
+		},
+		{
+			// conserver's add_tag appends a tag that is already there.
+			name: "a tag already there is not added again",
+			doc:  `{"uuid":"u1","attachments":[{"purpose":"tags","body":"[\"team:sales\"]","encoding":"json"}]}`,
+			tags: []any{"team:sales", "team:sales"},
+			want: []string{"team:sales"},
+		},
+		{
 			name: "value may hold colons",
 			doc:  `{"uuid":"u1"}`,
 			tags: []any{"url:http://x"},

@@ -2,9 +2,13 @@ package links
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/options"
@@ -18,19 +22,26 @@ func init() { Register("links.webhook", newWebhook) }
 // to 30 s. Tests shrink it.
 var webhookPolicy = httpx.Policy{Base: 500 * time.Millisecond, Max: 30 * time.Second, MaxRetryAfter: 30 * time.Second}
 
-// webhook POSTs the vCon to each configured URL. Unlike conserver, which
-// only logs a non-2xx answer, a receiver that keeps refusing dead-letters
-// the vCon so it can be replayed.
+// webhook POSTs the vCon to each configured URL. A transport failure or
+// a timeout is retried and then fails the link, as in conserver (where
+// requests raises). An answer that is not 2xx is conserver's way by
+// default: logged, counted, and the chain goes on. With strict, 408, 429
+// and 5xx are retried and any non-2xx answer that remains fails the link,
+// so a receiver that keeps refusing dead-letters the vCon for a replay.
 type webhook struct {
+	name       string
 	targets    []httpx.Target
 	post       httpx.Post
 	policy     httpx.Policy
 	version001 bool
+	strict     bool
+	logger     *slog.Logger
+	tolerated  *prometheus.CounterVec
 }
 
-func newWebhook(_ string, raw map[string]any, deps Deps) (Link, error) {
+func newWebhook(name string, raw map[string]any, deps Deps) (Link, error) {
 	o := options.New(raw)
-	w := &webhook{post: httpx.Post{Client: deps.HTTP}, policy: webhookPolicy}
+	w := &webhook{name: name, post: httpx.Post{Client: deps.HTTP}, policy: webhookPolicy, logger: deps.Logger}
 	w.targets = webhookTargets(o, "webhook-urls")
 	if len(w.targets) == 0 && o.Problems() == 0 {
 		o.Failf("webhook-urls", "required, a list of http(s) URLs")
@@ -38,6 +49,7 @@ func newWebhook(_ string, raw map[string]any, deps Deps) (Link, error) {
 	w.post.Headers = o.Headers("headers")
 	w.post.Timeout = o.Duration("timeout", 30*time.Second)
 	w.policy.Retries = o.IntRange("retries", 3, 0, 20)
+	w.strict = o.Bool("strict", false)
 	version := o.String("egress_format_version", os.Getenv("EGRESS_FORMAT_VERSION"))
 	switch version {
 	case vcon.Version001:
@@ -50,6 +62,11 @@ func newWebhook(_ string, raw map[string]any, deps Deps) (Link, error) {
 	if err := o.Err(); err != nil {
 		return nil, err
 	}
+	tolerated, err := toleratedErrors(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	w.tolerated = tolerated
 	return w, nil
 }
 
@@ -66,8 +83,10 @@ func webhookTargets(o *options.Reader, key string) []httpx.Target {
 }
 
 func (w *webhook) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
-	// Read-only views, not copies: only the encoding below is new.
-	doc := vcon.Normalized(v)
+	// The document a conserver link reads, so that a receiver gets what
+	// conserver posted. Read-only views, not copies: only the encoding
+	// below is new.
+	doc := vcon.ConserverView(v)
 	if w.version001 {
 		doc = vcon.ToVersion001(doc)
 	}
@@ -83,14 +102,26 @@ func (w *webhook) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 	return Continue, nil
 }
 
-// deliver retries transport errors, timeouts, 408, 429 and 5xx with
-// exponential backoff; any other answer is final.
+// deliver retries transport errors and timeouts with exponential backoff,
+// and with strict 408, 429 and 5xx too; any other answer is final.
+// Without strict every answer is: conserver posts once and reads none.
 func (w *webhook) deliver(ctx context.Context, t httpx.Target, uuid string, body []byte) error {
+	var passed *httpx.AnswerError
 	attempts, err := httpx.Retry(ctx, w.policy, func(ctx context.Context) error {
-		return w.post.Send(ctx, t, uuid, body)
+		err := w.post.Send(ctx, t, uuid, body)
+		if !w.strict && errors.As(err, &passed) {
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("webhook %w (%d attempts)", err, attempts)
+	}
+	if passed != nil {
+		// The answer's body is not logged: receivers echo the vCon.
+		w.tolerated.WithLabelValues(w.name, "webhook_answer").Inc()
+		w.logger.Warn("webhook: receiver did not accept the vCon; going on as conserver does (strict: true retries and dead-letters instead)",
+			"link", w.name, "uuid", uuid, "error", passed.Error())
 	}
 	return nil
 }

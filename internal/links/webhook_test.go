@@ -6,10 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // receiver is a local webhook endpoint that answers from a script of status
@@ -75,20 +79,32 @@ func TestWebhookDelivery(t *testing.T) {
 		statuses []int
 		delay    time.Duration
 		opts     map[string]any
+		strict   bool
 		calls    int
 		wantErr  string
+		// tolerated is how many answers were passed over (counted).
+		tolerated float64
 	}{
 		{name: "delivered first time", statuses: []int{200}, calls: 1},
 		{name: "any 2xx is success", statuses: []int{204}, calls: 1},
-		{name: "retries 500 then succeeds", statuses: []int{500, 503, 200}, calls: 3},
-		{name: "retries 429", statuses: []int{429, 202}, calls: 2},
-		{name: "gives up after retries", statuses: []int{500}, opts: map[string]any{"retries": 2}, calls: 3,
+		// conserver's default: one POST, the answer logged, the chain goes on.
+		{name: "a 5xx is passed over", statuses: []int{500, 200}, calls: 1, tolerated: 1},
+		{name: "a 4xx is passed over", statuses: []int{401, 200}, calls: 1, tolerated: 1},
+		{name: "strict false said", statuses: []int{503}, opts: map[string]any{"strict": false}, calls: 1, tolerated: 1},
+		// strict: true retries what may pass and fails on what remains.
+		{name: "strict retries 500 then succeeds", statuses: []int{500, 503, 200}, strict: true, calls: 3},
+		{name: "strict retries 429", statuses: []int{429, 202}, strict: true, calls: 2},
+		{name: "strict gives up after retries", statuses: []int{500}, strict: true, opts: map[string]any{"retries": 2}, calls: 3,
 			wantErr: "answered 500 Internal Server Error (3 attempts)"},
-		{name: "no retries when asked", statuses: []int{502}, opts: map[string]any{"retries": 0}, calls: 1,
+		{name: "strict without retries when asked", statuses: []int{502}, strict: true, opts: map[string]any{"retries": 0}, calls: 1,
 			wantErr: "answered 502 Bad Gateway (1 attempts)"},
-		{name: "client error is final", statuses: []int{401, 200}, calls: 1, wantErr: "answered 401 Unauthorized"},
+		{name: "strict client error is final", statuses: []int{401, 200}, strict: true, calls: 1, wantErr: "answered 401 Unauthorized"},
+		// A receiver that never answers fails the link either way: in
+		// conserver, requests raises and the vCon is dead-lettered.
 		{name: "timeout honoured", statuses: []int{200}, delay: 5 * time.Second,
 			opts: map[string]any{"timeout": 0.1, "retries": 1}, calls: 2, wantErr: "no answer within 100ms"},
+		{name: "strict timeout honoured", statuses: []int{200}, delay: 5 * time.Second, strict: true,
+			opts: map[string]any{"timeout": 0.1, "retries": 0}, calls: 1, wantErr: "no answer within 100ms"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,10 +113,14 @@ func TestWebhookDelivery(t *testing.T) {
 				"webhook-urls": []any{r.srv.URL + "/hook?key=s3cret"},
 				"headers":      map[string]any{"Authorization": "Bearer tok-123", "X-Attempt-Of": 1},
 			}
+			if tc.strict {
+				opts["strict"] = true
+			}
 			for k, v := range tc.opts {
 				opts[k] = v
 			}
-			l := mustNew(t, "links.webhook", opts, Deps{HTTP: r.srv.Client()})
+			reg := prometheus.NewRegistry()
+			l := mustNew(t, "links.webhook", opts, Deps{HTTP: r.srv.Client(), Metrics: reg})
 			start := time.Now()
 			res, err := l.Run(context.Background(), parseVCon(t, webhookDoc))
 			if tc.delay > 0 && time.Since(start) > 3*time.Second {
@@ -109,6 +129,9 @@ func TestWebhookDelivery(t *testing.T) {
 			got := r.requests()
 			if len(got) != tc.calls {
 				t.Fatalf("%d requests, want %d", len(got), tc.calls)
+			}
+			if n := testutil.ToFloat64(toleratedCounter(t, reg).WithLabelValues("test", "webhook_answer")); n != tc.tolerated {
+				t.Fatalf("vcon_link_tolerated_errors_total{kind=webhook_answer} = %v, want %v", n, tc.tolerated)
 			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -137,6 +160,29 @@ func TestWebhookDelivery(t *testing.T) {
 				t.Fatalf("body not the normalised vCon: %v", doc)
 			}
 		})
+	}
+}
+
+// TestWebhookPostsConserversDocument: the receiver gets the document
+// conserver's webhook posted (its link's to_dict() of the stored model
+// dump): the declared fields null when the producer left them out, the
+// written shape, created_at in isoformat().
+func TestWebhookPostsConserversDocument(t *testing.T) {
+	t.Setenv("EGRESS_FORMAT_VERSION", "")
+	r := newReceiver(t, 0, 200)
+	l := mustNew(t, "links.webhook", map[string]any{"webhook-urls": []any{r.srv.URL}}, Deps{HTTP: r.srv.Client()})
+	run(t, l, parseVCon(t, `{"uuid":"u1","vcon":"0.0.1","created_at":"2024-03-01T10:20:30Z","group":[],
+		"parties":[{"name":"A"}],"dialog":[{"type":"text","body":"hi","encoding":"none","mimetype":"text/plain"}],
+		"analysis":[{"type":"summary","body":{"k":1}}]}`))
+	var want map[string]any
+	if err := json.Unmarshal([]byte(`{"uuid":"u1","vcon":"0.4.0","created_at":"2024-03-01T10:20:30+00:00",
+		"subject":null,"amended":null,"parties":[{"name":"A","tel":null}],
+		"dialog":[{"type":"text","body":"hi","encoding":"none","mediatype":"text/plain","duration":null,"start":null,"parties":null,"url":null,"alg":null}],
+		"analysis":[{"type":"summary","body":"{\"k\":1}","encoding":"json"}]}`), &want); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.requests()[0].doc; !reflect.DeepEqual(got, want) {
+		t.Fatalf("posted\n%v\nwant\n%v", got, want)
 	}
 }
 
@@ -195,7 +241,7 @@ func TestWebhookContextCancelStopsRetries(t *testing.T) {
 	webhookPolicy.Base, webhookPolicy.Max = time.Hour, time.Hour
 	t.Cleanup(func() { webhookPolicy = old })
 	r := newReceiver(t, 0, 500)
-	l := mustNew(t, "links.webhook", map[string]any{"webhook-urls": []any{r.srv.URL}}, Deps{HTTP: r.srv.Client()})
+	l := mustNew(t, "links.webhook", map[string]any{"webhook-urls": []any{r.srv.URL}, "strict": true}, Deps{HTTP: r.srv.Client()})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if _, err := l.Run(ctx, parseVCon(t, webhookDoc)); err == nil || !strings.Contains(err.Error(), "gave up") {
@@ -214,5 +260,6 @@ func TestWebhookBadOptions(t *testing.T) {
 		{name: "negative timeout", opts: map[string]any{"webhook-urls": ok, "timeout": -1}, want: `option "timeout": want a duration such as 30s or 30 (seconds), got -1`},
 		{name: "fractional retries", opts: map[string]any{"webhook-urls": ok, "retries": 1.5}, want: `option "retries": want a whole number`},
 		{name: "unknown format", opts: map[string]any{"webhook-urls": ok, "egress_format_version": "9"}, want: `option "egress_format_version"`},
+		{name: "bad strict", opts: map[string]any{"webhook-urls": ok, "strict": "sometimes"}, want: `option "strict"`},
 	})
 }

@@ -55,3 +55,23 @@ func IsLink(module string) bool { return slices.Contains(links, module) }
 
 // IsStorage reports whether the worker has the storage module.
 func IsStorage(module string) bool { return slices.Contains(storages, module) }
+
+// StrictOption is the option of the link modules in strictLinks: false
+// (their default, so a conserver config runs as conserver ran it) does what
+// conserver's module does with a failure it cannot act on, logs it and
+// goes on; true makes the failure the link's error (retried when it may
+// pass, else dead-lettered). A Link a user writes gets true when it does
+// not say (workload.Render), an imported one says false (kubectl vcon
+// import); docs/migrating-from-conserver.md has why.
+const StrictOption = "strict"
+
+// strictLinks take StrictOption (a test in internal/links checks that each
+// reads it), sorted.
+var strictLinks = []string{"links.jq_link", "links.webhook"}
+
+// TakesStrict reports whether the link module reads StrictOption.
+func TakesStrict(module string) bool { return slices.Contains(strictLinks, module) }
+
+// StrictLinks returns the link modules that read StrictOption. The slice is
+// the caller's.
+func StrictLinks() []string { return slices.Clone(strictLinks) }

@@ -2,6 +2,7 @@ package modules_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vcon-operator/vcon-operator/internal/links"
@@ -55,5 +56,43 @@ func TestCallerOwnsTheSlice(t *testing.T) {
 	l[0] = "links.changed"
 	if modules.Links()[0] == "links.changed" {
 		t.Fatal("Links() returned the catalog itself")
+	}
+}
+
+// TestStrictLinksReadStrict: every module the catalog says takes strict
+// reads it by the options rules (a value that is not a boolean is refused
+// and named), so the operator's default for hand-written Links reaches a
+// module that acts on it.
+func TestStrictLinksReadStrict(t *testing.T) {
+	minimal := map[string]map[string]any{
+		"links.jq_link": {},
+		"links.webhook": {"webhook-urls": []any{"https://hooks.example/x"}},
+	}
+	if len(modules.StrictLinks()) == 0 {
+		t.Fatal("no link takes strict")
+	}
+	for _, module := range modules.StrictLinks() {
+		t.Run(module, func(t *testing.T) {
+			base, ok := minimal[module]
+			if !ok {
+				t.Fatalf("add the minimal options of %s to this test", module)
+			}
+			with := func(v any) map[string]any {
+				opts := map[string]any{modules.StrictOption: v}
+				for k, x := range base {
+					opts[k] = x
+				}
+				return opts
+			}
+			for _, v := range []any{true, false, "true"} {
+				if _, err := links.New("s", module, with(v), links.Deps{}); err != nil {
+					t.Fatalf("strict: %v refused: %v", v, err)
+				}
+			}
+			_, err := links.New("s", module, with("sometimes"), links.Deps{})
+			if err == nil || !strings.Contains(err.Error(), `option "strict"`) {
+				t.Fatalf("strict: sometimes: error = %v, want it named", err)
+			}
+		})
 	}
 }

@@ -68,7 +68,7 @@ func TestProcessOutcomes(t *testing.T) {
 	tag := mod{"tag", "links.tag", map[string]any{"tags": []any{"reviewed", "team:sales"}}}
 	dropAll := mod{"only-none", "links.jq_link", map[string]any{"filter": `.subject == "no such subject"`}}
 	keepAll := mod{"only-support", "links.jq_link", map[string]any{"filter": `.subject == "Support call"`}}
-	rejectingHook := mod{"notify", "links.webhook", map[string]any{"webhook-urls": []any{reject400.URL}, "retries": int64(0)}}
+	rejectingHook := mod{"notify", "links.webhook", map[string]any{"webhook-urls": []any{reject400.URL}, "retries": int64(0), "strict": true}}
 	slowHook := mod{"slow", "links.webhook", map[string]any{"webhook-urls": []any{slow.URL}, "retries": int64(0)}}
 	redisStore := mod{"copy", "storage.redis_storage", map[string]any{"prefix": "copy", "expires": int64(600)}}
 

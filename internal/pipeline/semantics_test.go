@@ -361,7 +361,7 @@ func TestBodyOutlivesItsTTLWhileProcessed(t *testing.T) {
 }
 
 // TestHTTPStatusDecidesRetry: the vendor plumbing's errors say whether they
-// may pass: a 503 from a webhook link waits for a retry, a 400 is
+// may pass: a 503 from a strict webhook link waits for a retry, a 400 is
 // dead-lettered at once.
 func TestHTTPStatusDecidesRetry(t *testing.T) {
 	for _, tc := range []struct {
@@ -373,7 +373,7 @@ func TestHTTPStatusDecidesRetry(t *testing.T) {
 			defer srv.Close()
 			e := newEnv(t)
 			ctx := context.Background()
-			ch := e.chain(t, "main", []string{"in"}, []string{"out"}, []mod{{"notify", "links.webhook", map[string]any{"webhook-urls": []any{srv.URL}}}}, nil)
+			ch := e.chain(t, "main", []string{"in"}, []string{"out"}, []mod{{"notify", "links.webhook", map[string]any{"webhook-urls": []any{srv.URL}, "strict": true}}}, nil)
 			ch.Retry = RetryPolicy{Attempts: 2, InitialBackoff: time.Hour}
 			p, _, _ := e.processor(ch, testOptions(), "w1")
 			uuid := testUUID(1)

@@ -22,6 +22,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/modules"
 	"github.com/vcon-operator/vcon-operator/internal/secrets"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
@@ -578,6 +579,60 @@ func TestImportConserverOnlyStorages(t *testing.T) {
 		want := fmt.Sprintf("conserver's %s is not built into the worker: %s", module, instead)
 		if !strings.Contains(res.errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, res.errOut)
+		}
+	}
+}
+
+// TestImportKeepsConserversLeniency: an imported jq_link or webhook says
+// strict: false, conserver's behaviour (a Link that does not say is
+// strict), with a comment saying what that means; a strict the config
+// already had is kept, and other modules get none.
+func TestImportKeepsConserversLeniency(t *testing.T) {
+	tests := []struct {
+		name, module string
+		options      map[string]any
+		want         any // nil: no strict key
+		comment      string
+	}{
+		{"jq_link", "links.jq_link", map[string]any{"filter": "."}, false, "a jq program that raises on a vCon filters it out"},
+		{"jq_link without options", "links.jq_link", nil, false, "a jq program that raises"},
+		{"webhook", "links.webhook", map[string]any{"webhook-urls": []any{"https://h.example/x"}}, false, "a non-2xx answer is logged and the chain goes on"},
+		{"strict kept", "links.webhook", map[string]any{"webhook-urls": []any{"https://h.example/x"}, "strict": true}, true, ""},
+		{"other module", "links.tag", map[string]any{"tags": []any{"a"}}, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config.Config{Links: map[string]config.Module{"s": {Module: tc.module, Options: tc.options}}}
+			im := Import(cfg, ImportOptions{KnownLinks: modules.Links()})
+			var link *Manifest
+			for i := range im.Manifests {
+				if im.Manifests[i].Kind == "Link" {
+					link = &im.Manifests[i]
+				}
+			}
+			got, set, err := unstructured.NestedFieldNoCopy(link.Object, "spec", "options", "strict")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == nil {
+				if set {
+					t.Fatalf("strict set on %s: %v", tc.module, got)
+				}
+			} else if got != tc.want {
+				t.Fatalf("strict = %#v, want %#v", got, tc.want)
+			}
+			said := strings.Contains(strings.Join(link.Comments, "\n"), "strict: false keeps conserver's behaviour")
+			if said != (tc.comment != "") || !strings.Contains(strings.Join(link.Comments, "\n"), tc.comment) {
+				t.Fatalf("comments %q, want one saying %q", link.Comments, tc.comment)
+			}
+			if _, added := tc.options["strict"]; added && tc.want == false {
+				t.Fatal("the import changed the config it read")
+			}
+		})
+	}
+	for _, m := range modules.StrictLinks() {
+		if conserverLeniency[m] == "" {
+			t.Errorf("conserverLeniency says nothing about %s", m)
 		}
 	}
 }

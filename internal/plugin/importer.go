@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/modules"
 )
 
 // Annotations the import sets, so that the mapping survives -o json and
@@ -58,6 +60,13 @@ type Imported struct {
 	// Warnings are printed on stderr: unknown modules, things not imported,
 	// problems the conserver config already had.
 	Warnings []string
+}
+
+// conserverLeniency says, per module that takes strict, what conserver's
+// module does with the failure strict decides about.
+var conserverLeniency = map[string]string{
+	"links.jq_link": "a jq program that raises on a vCon filters it out",
+	"links.webhook": "a non-2xx answer is logged and the chain goes on",
 }
 
 // linkModulePattern and storageModulePattern are the CRDs' module patterns.
@@ -133,10 +142,22 @@ func (im *importer) step(kind, name string, m config.Module) {
 	}
 	objName := objectName(name, taken)
 	se := &stepEnv{kind: kind, name: name, objName: objName, origins: map[string]string{}}
-	options := im.options(se, m.Options)
-
 	var comments, warnings []string
 	comments = append(comments, fmt.Sprintf("conserver %s %q (module %s)", kind, name, orNone(m.Module)))
+	opts := m.Options
+	if _, set := opts[modules.StrictOption]; kind == "link" && modules.TakesStrict(m.Module) && !set {
+		// A Link that does not say is strict (workload.Render); the
+		// imported one keeps what the chain did under conserver, said
+		// where the user sees it and can change it.
+		opts = maps.Clone(opts)
+		if opts == nil {
+			opts = map[string]any{}
+		}
+		opts[modules.StrictOption] = false
+		comments = append(comments, fmt.Sprintf("strict: false keeps conserver's behaviour (%s); strict: true dead-letters the vCon instead, where it can be seen and replayed", conserverLeniency[m.Module]))
+	}
+	options := im.options(se, opts)
+
 	switch {
 	case m.Module == "":
 		warnings = append(warnings, "it names no module; set spec.module")

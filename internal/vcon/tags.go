@@ -2,6 +2,7 @@ package vcon
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 )
 
@@ -18,6 +19,39 @@ func Tags(v *VCon) []string {
 		if isTagsAttachment(a) {
 			out = append(out, tagList(a["body"])...)
 		}
+	}
+	return out
+}
+
+// RoutingTags returns what conserver's links.tag_router routes on, in
+// order of the attachments: the tags of Tags, and the keys of a tags
+// attachment whose body is an object (or the JSON text of one), a shape
+// other writers use and conserver's router reads as tag names. The keys
+// of one object come sorted: a decoded object keeps no order.
+func RoutingTags(v *VCon) []string {
+	var out []string
+	for _, a := range v.List(Attachments) {
+		if !isTagsAttachment(a) {
+			continue
+		}
+		body := a["body"]
+		if s, ok := body.(string); ok {
+			if doc, err := decode([]byte(s)); err == nil {
+				body = doc
+			}
+		}
+		if m, ok := body.(map[string]any); ok {
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				if k != "" {
+					keys = append(keys, k)
+				}
+			}
+			slices.Sort(keys)
+			out = append(out, keys...)
+			continue
+		}
+		out = append(out, tagList(a["body"])...)
 	}
 	return out
 }

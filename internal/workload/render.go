@@ -16,6 +16,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/modules"
 )
 
 // HTTPStepModule is the worker module that calls step services (Link http
@@ -157,6 +158,17 @@ func linkModule(l *vconv1.Link, env *envSet, refs *stepRefs) (config.Module, *co
 		}
 		if _, err := refs.options("options", opts); err != nil {
 			return config.Module{}, nil, err
+		}
+		if _, set := opts[modules.StrictOption]; modules.TakesStrict(l.Spec.Module) && !set {
+			// A Link written for this operator gets our behaviour: a jq
+			// program that raises, a webhook that refuses, dead-letters
+			// the vCon where it can be seen and replayed. The module's
+			// own default is conserver's, for conserver configs run as
+			// they are; kubectl vcon import writes strict: false.
+			if opts == nil {
+				opts = map[string]any{}
+			}
+			opts[modules.StrictOption] = true
 		}
 		return config.Module{Module: l.Spec.Module, Options: opts}, nil, nil
 	case l.Spec.HTTP != nil:

@@ -333,6 +333,45 @@ func TestRenderRetry(t *testing.T) {
 	}
 }
 
+// TestRenderStrictByDefault: a Link written by hand gets strict: true
+// on the modules that take it (a jq error or a refusing webhook
+// dead-letters), unless it says otherwise; other modules get nothing.
+func TestRenderStrictByDefault(t *testing.T) {
+	tests := []struct {
+		name, module, options string
+		want                  any // nil: no strict key rendered
+	}{
+		{"jq_link without strict", "links.jq_link", `{"filter":".parties | length > 1"}`, true},
+		{"jq_link without options", "links.jq_link", "", true},
+		{"webhook without strict", "links.webhook", `{"webhook-urls":["https://hooks.example/x"]}`, true},
+		{"imported webhook keeps conserver's", "links.webhook", `{"webhook-urls":["https://hooks.example/x"],"strict":false}`, false},
+		{"strict as text is the user's", "links.jq_link", `{"strict":"false"}`, "false"},
+		{"other modules untouched", "links.tag", `{"tags":["a"]}`, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Render(inputs(testChain([]string{"step"}, nil), []*vconv1.Link{moduleLink("step", tc.module, tc.options)}, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Parse(r.Config, nil)
+			if err != nil {
+				t.Fatalf("rendered config does not parse: %v\n%s", err, r.Config)
+			}
+			got, set := cfg.Links["step"].Options["strict"]
+			if tc.want == nil {
+				if set {
+					t.Fatalf("strict rendered for %s: %v", tc.module, got)
+				}
+				return
+			}
+			if got != tc.want {
+				t.Fatalf("strict = %#v, want %#v\n%s", got, tc.want, r.Config)
+			}
+		})
+	}
+}
+
 // TestRenderKeepsCredentialsOut: the ConfigMap is readable by anyone who
 // can read ConfigMaps; Secret values reach the pod only as env vars.
 func TestRenderKeepsCredentialsOut(t *testing.T) {

@@ -100,6 +100,9 @@ const (
 // counts deliveries per uuid: a vCon processed twice (redelivered) is
 // delivered twice. notify does not retry a 503 itself (retries: 0): the
 // Chain's delayed retries wait out the outage without holding a worker.
+// validate and notify say strict: true, so that the jq error dead-letters
+// and the 503 fails the link (conserver's way, which the import keeps
+// for links that do not say, filters out and goes on).
 const (
 	explodeFilter  = `if .subject == "poison" then ([range(0; 100000000)] | length > 0) else true end`
 	validateBroken = `(.subject | ltrimstr("score:") | tonumber) >= 0`
@@ -118,6 +121,7 @@ func conserverConfig(pg *devsys.Postgres, webhook string) string {
     options:
       filter: '%s'
       forward_matches: true
+      strict: true
   only_calls:
     module: links.jq_link
     options:
@@ -132,6 +136,7 @@ func conserverConfig(pg *devsys.Postgres, webhook string) string {
     options:
       webhook-urls: [%s]
       retries: 0
+      strict: true
 storages:
   postgres:
     module: storage.postgres
