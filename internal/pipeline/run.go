@@ -334,21 +334,18 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 	return err
 }
 
-// readThrough looks for a missing body in the storages that can read back.
+// readThrough looks for a missing body in the config's storages
+// (Chain.ReadFrom), unless VCON_STORAGE_FALLBACK_ENABLED turned it off.
 func (p *Processor) readThrough(ctx context.Context, uuid string) ([]byte, bool) {
 	if !p.opts.ReadThrough {
 		return nil, false
 	}
-	for _, s := range p.getters {
-		data, err := s.Storage.(storage.Getter).Get(ctx, uuid)
-		if err == nil && len(data) > 0 {
-			return data, true
-		}
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			p.log.Info("read-through failed", "storage", s.Name, "uuid", uuid, "error", err)
-		}
+	data, from, err := storage.ReadBack(ctx, p.chain.ReadFrom, uuid, p.log)
+	if err != nil {
+		return nil, false
 	}
-	return nil, false
+	p.log.Info("vCon missing from Redis, read back from a storage", "storage", from, "uuid", uuid)
+	return data, true
 }
 
 // writeBody writes the current document back before a link switches to
