@@ -245,8 +245,13 @@ var errNotFound = errors.New("vCon not found")
 // normalised the way a worker write would, since a storage may hold the
 // 0.0.1 egress shape.
 func (s *Server) readThrough(ctx context.Context, uuid string) ([]byte, error) {
-	data, _, err := storage.ReadBack(ctx, s.config.get(ctx).storages, uuid, s.log)
+	data, _, err := storage.ReadBack(ctx, s.config.get(ctx).storages, uuid)
 	if err != nil {
+		// As conserver's API: a storage that cannot be read is passed
+		// over, and what none of the others has is not found.
+		if !errors.Is(err, storage.ErrNotFound) {
+			s.log.Warn("read-through: storages failed", "uuid", uuid, "error", err)
+		}
 		return nil, errNotFound
 	}
 	v, err := vcon.Parse(data)

@@ -25,7 +25,9 @@ import (
 // else (conserver's VconRedis.get_vcon over its storages: section). The
 // chain run here writes to a file storage only; the body sits in a real
 // PostgreSQL and a real MongoDB-compatible server (FerretDB) that the
-// other chain writes to.
+// other chain writes to. A vCon no storage that answered has, while one
+// failed, is that storage's error (retried when it may pass), never
+// not_found.
 func TestReadThroughFromEveryConfiguredStorage(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -77,7 +79,11 @@ func TestReadThroughFromEveryConfiguredStorage(t *testing.T) {
 		order    []string // the storages: section, in the file's order
 		in       []string // the storages that hold the body
 		fallback bool     // VCON_STORAGE_FALLBACK_ENABLED
-		from     string   // where the body must come from; "" dead-letters not_found
+		from     string   // where the body must come from
+		reason   string   // else the dead letter's reason, and a text it holds
+		text     string
+		retry    bool // the chain has a retry policy
+		retried  bool // and the vCon waits for a retry instead
 	}{
 		{name: "only in the other chain's postgres", order: []string{"pg", "docs"}, in: []string{"pg"}, fallback: true, from: "pg"},
 		{name: "only in the other chain's mongo", order: []string{"pg", "docs"}, in: []string{"docs"}, fallback: true, from: "docs"},
@@ -85,8 +91,13 @@ func TestReadThroughFromEveryConfiguredStorage(t *testing.T) {
 		{name: "in both, mongo listed first", order: []string{"docs", "pg"}, in: []string{"pg", "docs"}, fallback: true, from: "docs"},
 		{name: "a failing storage is passed over", order: []string{"broken", "hook", "docs", "pg"}, in: []string{"pg"}, fallback: true, from: "pg"},
 		{name: "a storage holding no vCon is passed over", order: []string{"junk", "pg"}, in: []string{"junk", "pg"}, fallback: true, from: "pg"},
-		{name: "in no storage", order: []string{"pg", "docs"}, fallback: true},
-		{name: "fallback disabled", order: []string{"pg", "docs"}, in: []string{"pg", "docs"}, fallback: false},
+		{name: "in no storage", order: []string{"pg", "docs"}, fallback: true, reason: ReasonNotFound, text: "in any storage"},
+		{name: "fallback disabled", order: []string{"pg", "docs"}, in: []string{"pg", "docs"}, fallback: false, reason: ReasonNotFound, text: "VCON_STORAGE_FALLBACK_ENABLED"},
+		// Not "not found": the vCon may be in the storage that failed.
+		{name: "in none that answered, one failing", order: []string{"pg", "broken", "docs"}, fallback: true, reason: ReasonStorageError, text: "storage broken"},
+		{name: "only a document that is not a vCon", order: []string{"junk", "pg"}, in: []string{"junk"}, fallback: true, reason: ReasonStorageError, text: "storage junk holds a document"},
+		{name: "a failing storage may pass: retried", order: []string{"broken", "pg"}, fallback: true, retry: true, retried: true},
+		{name: "a document that is not a vCon stays one: not retried", order: []string{"junk"}, in: []string{"junk"}, fallback: true, retry: true, reason: ReasonStorageError, text: "storage junk holds a document"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,7 +109,11 @@ func TestReadThroughFromEveryConfiguredStorage(t *testing.T) {
 			for _, name := range tc.order {
 				fmt.Fprintf(&doc, "  %s: %s\n", name, storageYAML[name])
 			}
-			fmt.Fprintf(&doc, "chains:\n  main: {links: [tag], storages: [files], ingress_lists: [in], egress_lists: [out]}\n")
+			retry := ""
+			if tc.retry {
+				retry = ", retry: {attempts: 3, initial_backoff: 60}"
+			}
+			fmt.Fprintf(&doc, "chains:\n  main: {links: [tag], storages: [files], ingress_lists: [in], egress_lists: [out]%s}\n", retry)
 			fmt.Fprintf(&doc, "  archive: {links: [], storages: [%s], ingress_lists: [archive-in]}\n", strings.Join(tc.order, ", "))
 			cfg, err := config.Parse([]byte(doc.String()), nil)
 			if err != nil {
@@ -125,9 +140,18 @@ func TestReadThroughFromEveryConfiguredStorage(t *testing.T) {
 				t.Fatalf("Process: %v", err)
 			}
 
+			if tc.retried {
+				if _, err := e.rdb.ZScore(ctx, queue.RetryKey("in"), uuid).Result(); err != nil {
+					t.Errorf("not waiting for a retry (%v); dead letters: %v", err, e.list(t, queue.DLQKey("in")))
+				}
+				if got := e.list(t, queue.DLQKey("in")); len(got) != 0 {
+					t.Errorf("dead-lettered %v, want a retry", got)
+				}
+				return
+			}
 			if tc.from == "" {
-				if r := e.reasonOf(t, "in", uuid); !strings.HasPrefix(r, ReasonNotFound) {
-					t.Errorf("dead-letter reason %q, want %s", r, ReasonNotFound)
+				if r := e.reasonOf(t, "in", uuid); !strings.HasPrefix(r, tc.reason) || !strings.Contains(r, tc.text) {
+					t.Errorf("dead-letter reason %q, want %s with %q", r, tc.reason, tc.text)
 				}
 				if got := e.list(t, "out"); len(got) != 0 {
 					t.Errorf("egress = %v, want nothing", got)

@@ -3,7 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
-	"log/slog"
+	"fmt"
 
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
@@ -17,13 +17,21 @@ type Named struct {
 // ReadBack reads the vCon uuid from the first of stores that has it, in
 // their order, and says which one that was. It is the read-through of a
 // body Redis no longer holds, as conserver's VconRedis.get_vcon and its
-// API do it: every configured storage that can read, in the config file's
-// order; one whose read fails, or whose answer is not a JSON object (a
-// storage module's get raises then in conserver), is logged and passed
-// over, since a later one may have the vCon. Storages that cannot read (no
-// Getter) are skipped. It returns ErrNotFound when none has it, and an
-// empty answer counts as none.
-func ReadBack(ctx context.Context, stores []Named, uuid string, log *slog.Logger) (data []byte, from string, err error) {
+// API do it: every configured storage that can read (a Getter), in the
+// config file's order. One whose read fails, or whose answer is not a
+// JSON object (a storage module's get raises then in conserver), is
+// passed over, since a later one may have the vCon.
+//
+// It returns ErrNotFound only when every storage that can read said it
+// has no such vCon (an empty answer counts as none). When none had it and
+// some failed, the error names each failing storage instead: the vCon may
+// well be in one of them, and a caller that dead-letters must not say
+// "not found" about a storage that could not be asked. The error is
+// Permanent when every failure is (a document that is not a vCon stays
+// one however often it is read).
+func ReadBack(ctx context.Context, stores []Named, uuid string) (data []byte, from string, err error) {
+	var failed []error
+	permanent := true
 	for _, s := range stores {
 		g, ok := s.Storage.(Getter)
 		if !ok {
@@ -33,8 +41,9 @@ func ReadBack(ctx context.Context, stores []Named, uuid string, log *slog.Logger
 		switch {
 		case err == nil && len(data) > 0:
 			if _, perr := vcon.Parse(data); perr != nil {
-				// The parse error quotes no content: it is not logged.
-				log.Warn("read-through: storage holds a document that is not a vCon", "storage", s.Name, "uuid", uuid)
+				// perr is not kept: a decoder's message can quote the
+				// document.
+				failed = append(failed, fmt.Errorf("storage %s holds a document under the vCon's uuid that is not a JSON object", s.Name))
 				continue
 			}
 			return data, s.Name, nil
@@ -42,8 +51,16 @@ func ReadBack(ctx context.Context, stores []Named, uuid string, log *slog.Logger
 		case ctx.Err() != nil:
 			return nil, "", ctx.Err()
 		default:
-			log.Warn("read-through: storage read failed", "storage", s.Name, "uuid", uuid, "error", err)
+			failed = append(failed, fmt.Errorf("storage %s: %w", s.Name, err))
+			permanent = permanent && IsPermanent(err)
 		}
 	}
-	return nil, "", ErrNotFound
+	if len(failed) == 0 {
+		return nil, "", ErrNotFound
+	}
+	err = errors.Join(failed...)
+	if permanent {
+		err = Permanent(err)
+	}
+	return nil, "", err
 }
