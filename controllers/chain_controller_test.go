@@ -79,8 +79,9 @@ func TestApplyBuildsConfigMapAndDeployment(t *testing.T) {
 		t.Fatalf("the ConfigMap's config does not parse: %v\n%s", err, cm.Data[workload.ConfigKey])
 	}
 	want := &config.Config{
-		Links:    map[string]config.Module{"tag": {Module: "links.tag", Options: map[string]any{"tags": []any{"billing"}, "weight": int64(3)}}},
-		Storages: map[string]config.Module{"archive": {Module: "storage.file", Options: map[string]any{"path": "/data", "max_files": int64(1000)}}},
+		Links:        map[string]config.Module{"tag": {Module: "links.tag", Options: map[string]any{"tags": []any{"billing"}, "weight": int64(3)}}},
+		Storages:     map[string]config.Module{"archive": {Module: "storage.file", Options: map[string]any{"path": "/data", "max_files": int64(1000)}}},
+		StorageOrder: []string{"archive"},
 		Chains: map[string]config.Chain{"billing": {
 			Links: []string{"tag"}, Storages: []string{"archive"}, IngressLists: []string{"billing-in"}, EgressLists: []string{"billing-out"},
 			Enabled: true, Timeout: 90 * time.Second, HasLinksKey: true, MaxDeliveries: 3,

@@ -89,6 +89,52 @@ func TestReadThroughAndDeleteUseTheConfiguredStorages(t *testing.T) {
 	})
 }
 
+// TestReadThroughFollowsTheFileOrder: with the vCon in two storages, the
+// API reads it back from the one the config file lists first, as
+// conserver iterates its storages: section, whatever the names' order.
+func TestReadThroughFollowsTheFileOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		order []string
+	}{
+		{"name order", []string{"alpha", "zulu"}},
+		{"against name order", []string{"zulu", "alpha"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := context.Background()
+			var data strings.Builder
+			data.WriteString("storages:\n")
+			for _, name := range tc.order {
+				path := filepath.Join(dir, name)
+				data.WriteString("  " + name + ": {module: storage.file, options: {path: " + path + "}}\n")
+				files, err := storage.New(ctx, name, "storage.file", map[string]any{"path": path}, storage.Deps{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := vcon.Parse([]byte(testVcon(u1)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				v.Doc["subject"] = "kept in " + name
+				if err := files.Save(ctx, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := filepath.Join(dir, "config.yml")
+			if err := os.WriteFile(cfg, []byte(data.String()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			h := newHarness(t, func(o *Options) { o.ConfigFile = cfg })
+			rec := h.doJSON("GET", "/api/vcon/"+u1, "")
+			mustStatus(t, rec, http.StatusOK)
+			if got, want := decode[map[string]any](t, rec)["subject"], "kept in "+tc.order[0]; got != want {
+				t.Errorf("subject = %v, want %q (read from the storage listed first)", got, want)
+			}
+		})
+	}
+}
+
 func TestExternalIngress(t *testing.T) {
 	cfg, _ := writeConfig(t)
 	h := newHarness(t, func(o *Options) { o.ConfigFile = cfg })

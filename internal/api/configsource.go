@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"sync"
 	"time"
 
@@ -41,13 +40,10 @@ type fileStamp struct {
 	mod  time.Time
 }
 
-type namedStorage struct {
-	name string
-	s    storage.Storage
-}
-
 type loadedConfig struct {
-	storages    []namedStorage // sorted by name, for a stable read-through order
+	// storages are in the file's order, which is the read-through order
+	// (conserver's).
+	storages    []storage.Named
 	ingressAuth map[string][][sha256.Size]byte
 }
 
@@ -75,19 +71,19 @@ func load(ctx context.Context, path string, rdb redis.UniversalClient, log *slog
 	}
 	lc := &loadedConfig{ingressAuth: map[string][][sha256.Size]byte{}}
 	var errs []error
-	for name, m := range cfg.Storages {
+	for _, name := range cfg.StorageNames() {
+		m := cfg.Storages[name]
 		st, err := storage.New(ctx, name, m.Module, m.Options, storage.Deps{Redis: rdb, Logger: log})
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		lc.storages = append(lc.storages, namedStorage{name: name, s: st})
+		lc.storages = append(lc.storages, storage.Named{Name: name, Storage: st})
 	}
 	if err := errors.Join(errs...); err != nil {
 		lc.close()
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	sort.Slice(lc.storages, func(i, j int) bool { return lc.storages[i].name < lc.storages[j].name })
 	for list, keys := range cfg.IngressAuth {
 		for _, k := range keys {
 			if k != "" {
@@ -100,7 +96,7 @@ func load(ctx context.Context, path string, rdb redis.UniversalClient, log *slog
 
 func (lc *loadedConfig) close() {
 	for _, ns := range lc.storages {
-		if c, ok := ns.s.(storage.Closer); ok {
+		if c, ok := ns.Storage.(storage.Closer); ok {
 			_ = c.Close()
 		}
 	}

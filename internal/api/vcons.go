@@ -270,9 +270,9 @@ func (s *Server) deleteVcon(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, ns := range s.config.get(ctx).storages {
-		if d, ok := ns.s.(storage.Deleter); ok {
+		if d, ok := ns.Storage.(storage.Deleter); ok {
 			if err := d.Delete(ctx, uuid); err != nil && !errors.Is(err, storage.ErrNotFound) {
-				s.log.Warn("delete: storage delete failed", "storage", ns.name, "uuid", uuid, "error", err)
+				s.log.Warn("delete: storage delete failed", "storage", ns.Name, "uuid", uuid, "error", err)
 			}
 		}
 	}

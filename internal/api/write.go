@@ -240,45 +240,39 @@ func (s *Server) bodyTTL(queued bool) time.Duration {
 var errNotFound = errors.New("vCon not found")
 
 // readThrough finds a vCon Redis no longer has in the configured storages,
-// in name order, and caches it back in Redis (TTL VconTTL) with its listing
-// entry, as conserver does. The document is normalised the way a worker
-// write would, since a storage may hold the 0.0.1 egress shape.
+// in the file's order (storage.ReadBack), and caches it back in Redis (TTL
+// VconTTL) with its listing entry, as conserver does. The document is
+// normalised the way a worker write would, since a storage may hold the
+// 0.0.1 egress shape.
 func (s *Server) readThrough(ctx context.Context, uuid string) ([]byte, error) {
-	for _, ns := range s.config.get(ctx).storages {
-		g, ok := ns.s.(storage.Getter)
-		if !ok {
-			continue
+	data, _, err := storage.ReadBack(ctx, s.config.get(ctx).storages, uuid)
+	if err != nil {
+		// As conserver's API: a storage that cannot be read is passed
+		// over, and what none of the others has is not found.
+		if !errors.Is(err, storage.ErrNotFound) {
+			s.log.Warn("read-through: storages failed", "uuid", uuid, "error", err)
 		}
-		data, err := g.Get(ctx, uuid)
-		if errors.Is(err, storage.ErrNotFound) || (err == nil && len(data) == 0) {
-			continue
-		}
-		if err != nil {
-			s.log.Warn("read-through: storage read failed", "storage", ns.name, "uuid", uuid, "error", err)
-			continue
-		}
-		v, err := vcon.Parse(data)
-		if err != nil {
-			s.log.Warn("read-through: storage holds a document that is not a vCon", "storage", ns.name, "uuid", uuid)
-			continue
-		}
-		vcon.Normalize(v)
-		body, err := v.Marshal()
-		if err != nil {
-			continue
-		}
-		pipe := s.rdb.TxPipeline()
-		if err := s.store.QueueCreate(ctx, pipe, uuid, body, s.opts.VconTTL); err == nil {
-			if t, ok := vcon.CreatedAt(v); ok {
-				pipe.ZAdd(ctx, s.opts.SortedSet, redis.Z{Score: float64(t.Unix()), Member: indexMember(uuid)})
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				s.log.Warn("read-through: could not cache the vCon in Redis", "uuid", uuid, "error", err)
-			}
-		}
-		return body, nil
+		return nil, errNotFound
 	}
-	return nil, errNotFound
+	v, err := vcon.Parse(data)
+	if err != nil {
+		return nil, errNotFound // ReadBack returns only documents that parse
+	}
+	vcon.Normalize(v)
+	body, err := v.Marshal()
+	if err != nil {
+		return nil, errNotFound
+	}
+	pipe := s.rdb.TxPipeline()
+	if err := s.store.QueueCreate(ctx, pipe, uuid, body, s.opts.VconTTL); err == nil {
+		if t, ok := vcon.CreatedAt(v); ok {
+			pipe.ZAdd(ctx, s.opts.SortedSet, redis.Z{Score: float64(t.Unix()), Member: indexMember(uuid)})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			s.log.Warn("read-through: could not cache the vCon in Redis", "uuid", uuid, "error", err)
+		}
+	}
+	return body, nil
 }
 
 // getBody reads a body from Redis, then the storages.

@@ -26,7 +26,13 @@ import (
 type Config struct {
 	Links    map[string]Module
 	Storages map[string]Module
-	Chains   map[string]Chain
+	// StorageOrder is the names under storages: in the order the file
+	// writes them: Parse records it and Marshal keeps it. A body missing
+	// from Redis is read back from the storages in this order, as
+	// conserver reads its storages: section in file order. Nil is name
+	// order (a Config built in Go); StorageNames is the order to use.
+	StorageOrder []string
+	Chains       map[string]Chain
 	// IngressAuth maps an ingress list to the API keys accepted for it by the
 	// external ingress endpoint (conserver allows one string or a list).
 	IngressAuth map[string][]string
@@ -122,7 +128,65 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 	if err := errors.Join(d.errs...); err != nil {
 		return nil, err
 	}
+	if len(c.Storages) > 0 {
+		c.StorageOrder = c.orderOf(storageKeys(&root))
+	}
 	return c, nil
+}
+
+// StorageNames returns the names of the storages in the file's order
+// (StorageOrder), then, in name order, any it does not list.
+func (c *Config) StorageNames() []string {
+	return c.orderOf(c.StorageOrder)
+}
+
+// orderOf returns the storages named in order that exist, once each,
+// followed by the others sorted.
+func (c *Config) orderOf(order []string) []string {
+	out := make([]string, 0, len(c.Storages))
+	seen := make(map[string]bool, len(c.Storages))
+	for _, name := range order {
+		if _, ok := c.Storages[name]; ok && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	for _, name := range sortedKeys(c.Storages) {
+		if !seen[name] {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// storageKeys returns the keys of the top-level storages: mapping in the
+// order the document writes them; the decoded maps have lost it.
+func storageKeys(root *yaml.Node) []string {
+	doc := root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	if doc.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value != "storages" {
+			continue
+		}
+		m := doc.Content[i+1]
+		if m.Kind == yaml.AliasNode && m.Alias != nil {
+			m = m.Alias
+		}
+		if m.Kind != yaml.MappingNode {
+			return nil
+		}
+		keys := make([]string, 0, len(m.Content)/2)
+		for j := 0; j+1 < len(m.Content); j += 2 {
+			keys = append(keys, m.Content[j].Value)
+		}
+		return keys
+	}
+	return nil
 }
 
 func (d *decoder) config(c *Config, top map[string]any) {

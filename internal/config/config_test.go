@@ -128,6 +128,7 @@ func realisticWant() *Config {
 			}},
 			"archive": {Module: "storage.file"},
 		},
+		StorageOrder: []string{"postgres", "file", "archive"},
 		Chains: map[string]Chain{
 			"main": {
 				Links:        []string{"tag", "only_sales", "summarize", "notify"},
@@ -164,6 +165,54 @@ func TestParseRealisticConfig(t *testing.T) {
 	}
 	if err := got.Validate(testValidator); err != nil {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// TestStorageOrder: the storages keep the order the file writes them in,
+// through Parse and Marshal, since a missing body is read back from them
+// in that order (conserver iterates its storages: mapping as written).
+func TestStorageOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{"file order, not name order", "storages:\n  zeta: {module: storage.file}\n  alpha: {module: storage.file}\n  mid: {module: storage.file}\n", []string{"zeta", "alpha", "mid"}},
+		{"flow mapping", "storages: {b: {module: storage.file}, a: {module: storage.file}}\n", []string{"b", "a"}},
+		{"through an alias", "base: &s\n  y: {module: storage.file}\n  x: {module: storage.file}\nstorages: *s\n", []string{"y", "x"}},
+		{"no storages", "chains: {}\n", []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.doc), nil)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := c.StorageNames(); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("StorageNames() = %v, want %v", got, tc.want)
+			}
+			out, err := c.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Parse(out, nil)
+			if err != nil {
+				t.Fatalf("Parse of Marshal output: %v\n%s", err, out)
+			}
+			if got := again.StorageNames(); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("after Marshal, StorageNames() = %v, want %v\n%s", got, tc.want, out)
+			}
+		})
+	}
+
+	// A Config built in Go names its order, or takes name order; names
+	// the order lists that are not storages are ignored.
+	c := &Config{Storages: map[string]Module{"b": {Module: "storage.file"}, "a": {Module: "storage.file"}, "c": {Module: "storage.file"}}}
+	if got, want := c.StorageNames(), []string{"a", "b", "c"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("without StorageOrder: %v, want %v", got, want)
+	}
+	c.StorageOrder = []string{"c", "gone", "a", "c"}
+	if got, want := c.StorageNames(), []string{"c", "a", "b"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("with StorageOrder %v: %v, want %v", c.StorageOrder, got, want)
 	}
 }
 

@@ -12,21 +12,24 @@ import (
 )
 
 // Marshal renders the configuration as a conserver file: sections in
-// conserver's order, map keys sorted, so equal Configs give equal bytes (the
+// conserver's order, map keys sorted (storages in StorageOrder, which
+// decides the read-through order), so equal Configs give equal bytes (the
 // operator compares ConfigMaps by content). Strings are written as they are:
 // a Config parsed with a nil lookupEnv keeps its ${VAR} references, which the
 // worker then resolves from its own environment. Parse(Marshal(c)) equals c
-// whenever c's strings hold no ${ that Parse would read as a reference.
+// (with StorageOrder filled in) whenever c's strings hold no ${ that Parse
+// would read as a reference.
 func (c *Config) Marshal() ([]byte, error) {
 	root := mappingNode()
 	for _, sec := range []struct {
-		key  string
-		mods map[string]Module
-	}{{"links", c.Links}, {"storages", c.Storages}} {
+		key   string
+		mods  map[string]Module
+		order []string
+	}{{"links", c.Links, sortedKeys(c.Links)}, {"storages", c.Storages, c.StorageNames()}} {
 		if len(sec.mods) == 0 {
 			continue
 		}
-		n, err := modulesNode(sec.key, sec.mods)
+		n, err := modulesNode(sec.key, sec.mods, sec.order)
 		if err != nil {
 			return nil, fmt.Errorf("marshal config: %w", err)
 		}
@@ -72,9 +75,10 @@ func (c *Config) Marshal() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func modulesNode(section string, mods map[string]Module) (*yaml.Node, error) {
+// modulesNode writes mods in order, which names each of them once.
+func modulesNode(section string, mods map[string]Module, order []string) (*yaml.Node, error) {
 	out := mappingNode()
-	for _, name := range sortedKeys(mods) {
+	for _, name := range order {
 		m := mods[name]
 		entry := mappingNode()
 		addPair(entry, "module", strNode(m.Module))

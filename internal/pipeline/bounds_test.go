@@ -176,7 +176,7 @@ func TestPermanentStorageErrorNotRetried(t *testing.T) {
 			e.putBody(t, u, document(u, 700), 0)
 			e.rdb.RPush(ctx, "in", u)
 			s := &countingStorage{err: tt.err}
-			ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Storages: []Sink{{"files", s}}}
+			ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Storages: []Sink{{Name: "files", Storage: s}}}
 			p, _, _ := e.processor(ch, testOptions(), "w")
 			if err := p.Process(ctx, e.take(t, p, "in")); err != nil {
 				t.Fatal(err)

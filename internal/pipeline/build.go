@@ -14,7 +14,10 @@ import (
 // Build makes the runnable chains of a validated config: every enabled
 // chain, or only the one named. Every link and storage is constructed (and
 // so its options checked) before anything runs: a broken config never
-// starts half-configured. Close the returned storages when done.
+// starts half-configured. Every storage of the config is built, also one
+// no chain here writes to: each chain reads a missing body back from all
+// of them (Chain.ReadFrom), as conserver does. Close the returned
+// storages when done.
 func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.Deps, storageDeps storage.Deps) ([]Chain, func(), error) {
 	names := make([]string, 0, len(cfg.Chains))
 	for name := range cfg.Chains {
@@ -36,14 +39,27 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 			}
 		}
 	}
-	var chains []Chain
 	var errs []error
+	var readFrom []Sink
+	for _, sn := range cfg.StorageNames() {
+		m := cfg.Storages[sn]
+		s, err := storage.New(ctx, sn, m.Module, m.Options, storageDeps)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("storages: %w", err))
+			continue
+		}
+		builtStorages[sn] = s
+		if _, ok := s.(storage.Getter); ok {
+			readFrom = append(readFrom, Sink{Name: sn, Storage: s})
+		}
+	}
+	var chains []Chain
 	for _, name := range names {
 		cc := cfg.Chains[name]
 		if !cc.Enabled {
 			continue // conserver ignores enabled; a disabled chain consumes nothing here
 		}
-		ch := Chain{Name: name, Ingress: cc.IngressLists, Egress: cc.EgressLists, Timeout: cc.Timeout, MaxDeliveries: cc.MaxDeliveries}
+		ch := Chain{Name: name, Ingress: cc.IngressLists, Egress: cc.EgressLists, Timeout: cc.Timeout, MaxDeliveries: cc.MaxDeliveries, ReadFrom: readFrom}
 		if r := cc.Retry; r != nil {
 			ch.Retry = RetryPolicy{Attempts: r.Attempts, InitialBackoff: r.InitialBackoff, MaxBackoff: r.MaxBackoff, Jitter: r.Jitter}
 		}
@@ -57,18 +73,9 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 			ch.Links = append(ch.Links, Step{Name: ln, Link: l})
 		}
 		for _, sn := range cc.Storages {
-			s, ok := builtStorages[sn]
-			if !ok {
-				m := cfg.Storages[sn]
-				var err error
-				s, err = storage.New(ctx, sn, m.Module, m.Options, storageDeps)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("chains.%s: %w", name, err))
-					continue
-				}
-				builtStorages[sn] = s
+			if s, ok := builtStorages[sn]; ok {
+				ch.Storages = append(ch.Storages, Sink{Name: sn, Storage: s})
 			}
-			ch.Storages = append(ch.Storages, Sink{Name: sn, Storage: s})
 		}
 		chains = append(chains, ch)
 	}

@@ -73,6 +73,8 @@ func (e *env) chainTB(t testing.TB, name string, ingress, egress []string, ls, s
 		}
 		ch.Storages = append(ch.Storages, Sink{Name: m.name, Storage: s})
 	}
+	// As Build does for a config that holds only this chain's storages.
+	ch.ReadFrom = ch.Storages
 	return ch
 }
 

@@ -31,10 +31,7 @@ type Step struct {
 }
 
 // Sink is a configured storage with its config name.
-type Sink struct {
-	Name    string
-	Storage storage.Storage
-}
+type Sink = storage.Named
 
 // Chain is what the processor runs for each vCon.
 type Chain struct {
@@ -43,6 +40,11 @@ type Chain struct {
 	Egress   []string
 	Links    []Step
 	Storages []Sink
+	// ReadFrom is where a body missing from Redis is read back from, in
+	// order: every storage of the config, not only the chain's own, in
+	// the file's order, as conserver reads back from its whole storages:
+	// section (Build fills it; those that cannot read are passed over).
+	ReadFrom []Sink
 	// Timeout bounds links and storages for one vCon; 0 takes the
 	// processor's DefaultTimeout (a chain is never unbounded).
 	Timeout time.Duration
@@ -155,7 +157,6 @@ type Processor struct {
 	log     *slog.Logger
 	tracer  trace.Tracer
 	cluster bool
-	getters []Sink
 
 	// isolation lets a suspect (a vCon that was in flight when a worker
 	// died) run alone: it takes the write lock, every other run a read
@@ -185,11 +186,6 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 		log:     log.With("chain", chain.Name),
 		tracer:  otel.Tracer("github.com/vcon-operator/vcon-operator/internal/pipeline"),
 		cluster: queue.IsCluster(rdb),
-	}
-	for _, s := range chain.Storages {
-		if _, ok := s.Storage.(storage.Getter); ok {
-			p.getters = append(p.getters, s)
-		}
 	}
 	linkNames := make([]string, len(chain.Links))
 	for i, l := range chain.Links {

@@ -65,9 +65,9 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 			// worker's memory (and every other vCon in flight) with it.
 			return nil, &failure{reason: ReasonTooLarge, err: errors.New(strings.TrimPrefix(readErr.Error(), vconstore.Key(it.UUID)+": "))}
 		}
-		data, ok := p.readThrough(ctx, it.UUID)
-		if !ok {
-			return nil, &failure{reason: ReasonNotFound, err: errors.New("no body in Redis or in any storage")}
+		data, fail := p.readThrough(ctx, it.UUID)
+		if fail != nil {
+			return nil, fail
 		}
 		body = vconstore.Body{Data: data}
 		out.recache = true
@@ -334,21 +334,23 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 	return err
 }
 
-// readThrough looks for a missing body in the storages that can read back.
-func (p *Processor) readThrough(ctx context.Context, uuid string) ([]byte, bool) {
+// readThrough looks for a missing body in the config's storages
+// (Chain.ReadFrom), unless VCON_STORAGE_FALLBACK_ENABLED turned it off.
+// A vCon that no storage has is not_found; one that a failing storage
+// may hold fails as that storage's error, retried when it may pass.
+func (p *Processor) readThrough(ctx context.Context, uuid string) ([]byte, *failure) {
 	if !p.opts.ReadThrough {
-		return nil, false
+		return nil, &failure{reason: ReasonNotFound, err: errors.New("no body in Redis (reading it back from storages is off: VCON_STORAGE_FALLBACK_ENABLED=false)")}
 	}
-	for _, s := range p.getters {
-		data, err := s.Storage.(storage.Getter).Get(ctx, uuid)
-		if err == nil && len(data) > 0 {
-			return data, true
-		}
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			p.log.Info("read-through failed", "storage", s.Name, "uuid", uuid, "error", err)
-		}
+	data, from, err := storage.ReadBack(ctx, p.chain.ReadFrom, uuid)
+	switch {
+	case err == nil:
+		p.log.Info("vCon missing from Redis, read back from a storage", "storage", from, "uuid", uuid)
+		return data, nil
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, &failure{reason: ReasonNotFound, err: errors.New("no body in Redis or in any storage")}
 	}
-	return nil, false
+	return nil, p.classify(ctx, ReasonStorageError, "read back", fmt.Errorf("no body in Redis, and no storage that answered has it: %w", err))
 }
 
 // writeBody writes the current document back before a link switches to

@@ -2,9 +2,10 @@ package vconstore
 
 // The RedisJSON path is tested with RECORDED COMMANDS against fakeRedis, an
 // in-process RESP server, because Debian's redis-server (what the tests can
-// start) has no JSON module. The tests pin the exact command sequence a
-// RedisJSON server receives; store_test.go runs the plain-string path
-// against a real redis-server.
+// start) has no JSON module, and no server that has one can be had here
+// (docs/migrating-from-conserver.md lists what was tried). The tests pin
+// the exact command sequence a RedisJSON server receives; store_test.go
+// runs the plain-string path against a real redis-server.
 
 import (
 	"context"

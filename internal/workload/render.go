@@ -103,6 +103,10 @@ func Render(in Inputs) (*Rendered, error) {
 		if _, err := refs.options("options", opts); err != nil {
 			return nil, err
 		}
+		if _, done := cfg.Storages[name]; !done {
+			// The file's order is the read-through order: the Chain's.
+			cfg.StorageOrder = append(cfg.StorageOrder, name)
+		}
 		cfg.Storages[name] = config.Module{Module: s.Spec.Module, Options: opts}
 		if err := env.addSecrets(refs, s.Spec.Env); err != nil {
 			return nil, err

@@ -173,7 +173,8 @@ func TestRender(t *testing.T) {
 				Storages: map[string]config.Module{"pg": {Module: "storage.postgres", Options: map[string]any{
 					"host": "pg", "port": int64(5432), "password": "${VCON_STORAGE2_PG_PG_PASSWORD}", "timeout": 2.5,
 				}}},
-				Chains: map[string]config.Chain{"transcribe": chainEntry(nil, []string{"pg"})},
+				StorageOrder: []string{"pg"},
+				Chains:       map[string]config.Chain{"transcribe": chainEntry(nil, []string{"pg"})},
 			},
 			wantEnv: []corev1.EnvVar{{Name: "VCON_STORAGE2_PG_PG_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("pg", "password"))}}},
 		},
@@ -205,13 +206,27 @@ func TestRender(t *testing.T) {
 				return inputs(testChain([]string{"a"}, []string{"s3"}), []*vconv1.Link{a}, []*vconv1.Storage{s})
 			}(),
 			want: &config.Config{
-				Links:    map[string]config.Module{"a": {Module: "links.tag", Options: map[string]any{"k": "${VCON_LINK1_A_API_KEY}"}}},
-				Storages: map[string]config.Module{"s3": {Module: "storage.s3", Options: map[string]any{"k": "${VCON_STORAGE2_S3_API_KEY}"}}},
-				Chains:   map[string]config.Chain{"transcribe": chainEntry([]string{"a"}, []string{"s3"})},
+				Links:        map[string]config.Module{"a": {Module: "links.tag", Options: map[string]any{"k": "${VCON_LINK1_A_API_KEY}"}}},
+				Storages:     map[string]config.Module{"s3": {Module: "storage.s3", Options: map[string]any{"k": "${VCON_STORAGE2_S3_API_KEY}"}}},
+				StorageOrder: []string{"s3"},
+				Chains:       map[string]config.Chain{"transcribe": chainEntry([]string{"a"}, []string{"s3"})},
 			},
 			wantEnv: []corev1.EnvVar{
 				{Name: "VCON_LINK1_A_API_KEY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("openai", "key"))}},
 				{Name: "VCON_STORAGE2_S3_API_KEY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ptr.To(secretKey("aws", "key"))}},
+			},
+		},
+		{
+			// A worker reads a missing body back from the storages in
+			// the file's order: the Chain's, not the names'.
+			name: "storages in the Chain's order",
+			in: inputs(testChain(nil, []string{"zeta", "alpha", "zeta"}), nil, []*vconv1.Storage{
+				testStorage("alpha", "storage.file", ""), testStorage("zeta", "storage.file", ""),
+			}),
+			want: &config.Config{
+				Storages:     map[string]config.Module{"alpha": {Module: "storage.file"}, "zeta": {Module: "storage.file"}},
+				StorageOrder: []string{"zeta", "alpha"},
+				Chains:       map[string]config.Chain{"transcribe": chainEntry(nil, []string{"zeta", "alpha", "zeta"})},
 			},
 		},
 		{
