@@ -581,3 +581,51 @@ func TestImportConserverOnlyStorages(t *testing.T) {
 		}
 	}
 }
+
+// TestImportReportsWhatTheWorkerDoesNotRun: imports of Python modules and
+// tracers are reported in the worker's own words, imports of built-in
+// modules as not needed, and followers with where to run them; none of it
+// becomes an object, and the follower's token is never printed.
+func TestImportReportsWhatTheWorkerDoesNotRun(t *testing.T) {
+	doc := conserverYAML + `
+imports:
+  custom_utility: {module: custom_utils, pip_name: custom-utils-package}
+  tagging: links.tag
+tracers:
+  jlinc:
+    module: tracers.jlinc
+    options: {data_store_api_key: jlinc-LITERAL-key-77, dlq_vcon_on_error: true}
+followers:
+  upstream_server:
+    url: https://upstream.example.com/api?debug=1
+    egress_list: processed
+    follower_ingress_list: default
+    auth_token: follower-LITERAL-token-31
+    pulling_interval: 60
+    fetch_vcon_limit: 10
+`
+	res := invocation{stdin: doc}.run(t, "import", "-")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.errOut)
+	}
+	for _, want := range []string{
+		`warning: not imported: imports.custom_utility: module "custom_utils" cannot be imported: this worker runs only its built-in modules`,
+		"does not load or pip-install Python ones; remove the entry, and run custom code as a step service",
+		`warning: not imported: tracers.jlinc: tracer module "tracers.jlinc" is not run: this worker runs no conserver tracers; it exports OpenTelemetry traces`,
+		"warning: imports.tagging is not imported: links.tag is built into the worker and needs no import",
+		"warning: followers.upstream_server is not imported: a Chain has no followers; run it in a standalone worker (conserver --config FILE",
+		"which queues what it pulls from https://upstream.example.com/api onto default for the Chain reading it",
+	} {
+		if !strings.Contains(res.errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, res.errOut)
+		}
+	}
+	for _, lit := range []string{"follower-LITERAL-token-31", "jlinc-LITERAL-key-77", "debug=1"} {
+		if strings.Contains(res.out+res.errOut, lit) {
+			t.Errorf("%q reached the output", lit)
+		}
+	}
+	if n := len(decodeStream(t, res.out)); n != 13 {
+		t.Errorf("%d objects, want the 13 of the config without these sections", n)
+	}
+}

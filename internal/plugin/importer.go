@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -276,9 +277,43 @@ func (im *importer) notImported() {
 	if n := len(im.cfg.IngressAuth); n > 0 {
 		im.warn("ingress_auth (keys for %d ingress lists) is not imported: it configures the API's external ingress endpoint, not a Chain; the keys are not printed", n)
 	}
+	// The worker's own words for what it refuses to run (imports of
+	// Python modules, tracers), so that a migration meets each problem
+	// once, here, and not again when a standalone worker loads the file.
+	for _, err := range im.cfg.Unsupported(append(slices.Clone(im.opts.KnownLinks), im.opts.KnownStorages...)) {
+		im.warn("not imported: %v", err)
+	}
+	for _, name := range sortedKeys(im.cfg.Imports) {
+		if m := im.cfg.Imports[name].Module; slices.Contains(im.opts.KnownLinks, m) || slices.Contains(im.opts.KnownStorages, m) {
+			im.warn("imports.%s is not imported: %s is built into the worker and needs no import", name, m)
+		}
+	}
+	for _, name := range sortedKeys(im.cfg.Followers) {
+		f := im.cfg.Followers[name]
+		im.warn("followers.%s is not imported: a Chain has no followers; run it in a standalone worker (conserver --config FILE with this followers: entry, its auth_token as ${VAR}), which queues what it pulls from %s onto %s for the Chain reading %s (docs/migrating-from-conserver.md)",
+			name, redactedURL(f.URL), strings.Join(f.IngressLists, ", "), pluralList(f.IngressLists))
+	}
 	for _, k := range sortedKeys(im.cfg.Extra) {
 		im.warn("top-level key %q is not imported: Chains, Links and Storages have no equivalent", k)
 	}
+}
+
+// redactedURL is a URL without its query and credentials, which may hold
+// a token.
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "its url"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
+func pluralList(lists []string) string {
+	if len(lists) == 1 {
+		return "it"
+	}
+	return "them"
 }
 
 func (im *importer) finish() *Imported {
