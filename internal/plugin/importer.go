@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -90,6 +89,8 @@ func Import(cfg *config.Config, opts ImportOptions) *Imported {
 			collectRefs(m.Options, im.vars)
 		}
 	}
+	followerRefs(cfg.Followers, im.vars)
+	im.followersByChain = im.placeFollowers()
 	for _, n := range sortedKeys(cfg.Links) {
 		im.step("link", n, cfg.Links[n])
 	}
@@ -113,7 +114,8 @@ type importer struct {
 	cfg  *config.Config
 	out  *Imported
 
-	linkNames, storageNames, chainNames map[string]string // conserver name -> object name
+	linkNames, storageNames, chainNames map[string]string   // conserver name -> object name
+	followersByChain                    map[string][]string // conserver chain -> its followers
 
 	steps       []Manifest
 	chains      []Manifest
@@ -221,6 +223,9 @@ func (im *importer) chain(name string, ch config.Chain) {
 		Storages:     ref("storage", ch.Storages, im.cfg.Storages, im.storageNames),
 		Enabled:      &ch.Enabled,
 	}
+	followers, followerComments := im.chainFollowers(name, objName)
+	spec.Followers = followers
+	comments = append(comments, followerComments...)
 	if ch.Timeout > 0 {
 		spec.Timeout = &metav1.Duration{Duration: ch.Timeout}
 	}
@@ -288,32 +293,9 @@ func (im *importer) notImported() {
 			im.warn("imports.%s is not imported: %s is built into the worker and needs no import", name, m)
 		}
 	}
-	for _, name := range sortedKeys(im.cfg.Followers) {
-		f := im.cfg.Followers[name]
-		im.warn("followers.%s is not imported: a Chain has no followers; run it in a standalone worker (conserver --config FILE with this followers: entry, its auth_token as ${VAR}), which queues what it pulls from %s onto %s for the Chain reading %s (docs/migrating-from-conserver.md)",
-			name, redactedURL(f.URL), strings.Join(f.IngressLists, ", "), pluralList(f.IngressLists))
-	}
 	for _, k := range sortedKeys(im.cfg.Extra) {
 		im.warn("top-level key %q is not imported: Chains, Links and Storages have no equivalent", k)
 	}
-}
-
-// redactedURL is a URL without its query and credentials, which may hold
-// a token.
-func redactedURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "its url"
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
-}
-
-func pluralList(lists []string) string {
-	if len(lists) == 1 {
-		return "it"
-	}
-	return "them"
 }
 
 func (im *importer) finish() *Imported {
