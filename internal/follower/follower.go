@@ -343,6 +343,8 @@ func (f *Follower) fetch(ctx context.Context, uuid string) ([]byte, error) {
 		return nil, &refusal{reason: "not_found", text: "upstream has no such vCon (GET /vcon/{uuid} answered 404)"}
 	case errors.As(err, &se) && se.Status == http.StatusUnprocessableEntity:
 		return nil, &refusal{reason: "malformed", text: "upstream refused the uuid (GET /vcon/{uuid} answered 422)"}
+	case errors.Is(err, httpx.ErrAnswerTooLarge):
+		return nil, &refusal{reason: "too_large", text: fmt.Sprintf("the body is over %d bytes, more than any worker reads", httpx.MaxAnswerBytes)}
 	case err != nil:
 		f.opts.Metrics.error(f.name, upstreamReason(err))
 		return nil, fmt.Errorf("fetch vCon %s upstream: %w%s", uuid, err, upstreamHint(err))

@@ -120,13 +120,17 @@ func startLocal(t *testing.T) *local {
 	return &local{t: t, rdb: rdb, bodies: vconstore.New(rdb, vconstore.Options{}), metrics: NewMetrics(prometheus.NewRegistry())}
 }
 
-func (l *local) follower(name, owner string, cfg config.Follower) *Follower {
-	return New(name, cfg, l.rdb, l.bodies, Options{
+func (l *local) follower(name, owner string, cfg config.Follower, mutate ...func(*Options)) *Follower {
+	o := Options{
 		Owner: owner, BodyTTL: time.Hour, ContextTTL: time.Hour, Metrics: l.metrics,
 		RequestTimeout: 2 * time.Second,
 		FetchPolicy:    httpx.Policy{Retries: 1, Base: time.Millisecond, Max: time.Millisecond},
 		Logger:         slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, m := range mutate {
+		m(&o)
+	}
+	return New(name, cfg, l.rdb, l.bodies, o)
 }
 
 func (l *local) list(name string) []string {
@@ -304,9 +308,10 @@ func TestUpstreamFailuresLoseNothing(t *testing.T) {
 // DLQ:{ingress} with the reason; the others are followed.
 func TestVconsUpstreamCannotGiveAreDeadLettered(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		break_ func(up *upstream, id string)
-		want   string
+		name    string
+		break_  func(up *upstream, id string)
+		maxBody int64 // the worker's --max-body-bytes; its default when 0
+		want    string
 	}{
 		{name: "gone upstream", break_: func(up *upstream, id string) { up.rdb.Del(context.Background(), "vcon:"+id) },
 			want: "not_found: upstream has no such vCon (GET /vcon/{uuid} answered 404)"},
@@ -316,6 +321,11 @@ func TestVconsUpstreamCannotGiveAreDeadLettered(t *testing.T) {
 		{name: "another vCon", break_: func(up *upstream, id string) {
 			up.fault.Store(&fault{method: "GET", suffix: id, status: 200, body: `{"uuid":"00000000-0000-4000-8000-999999999999"}`})
 		}, want: "malformed: upstream answered GET /vcon/{uuid} with a document whose uuid is not that vCon's"},
+		{name: "over the worker's body limit", maxBody: 1000,
+			want: "bytes, over the worker's limit of 1000 (--max-body-bytes)"},
+		{name: "over what any worker reads", break_: func(up *upstream, id string) {
+			up.fault.Store(&fault{method: "GET", suffix: id, status: 200, body: strings.Repeat(" ", httpx.MaxAnswerBytes+1)})
+		}, want: "too_large: the body is over 33554432 bytes"},
 		{name: "not a uuid", break_: func(up *upstream, id string) {
 			up.rdb.RPush(context.Background(), "out", "../../admin")
 		}, want: "malformed: upstream egress list held something that is not a vCon uuid"},
@@ -326,14 +336,26 @@ func TestVconsUpstreamCannotGiveAreDeadLettered(t *testing.T) {
 			ids := uuids(3)
 			up.post("out", ids...)
 			bad := ids[1]
-			tc.break_(up, bad)
+			if tc.break_ != nil {
+				tc.break_(up, bad)
+			}
 			if tc.name == "not a uuid" {
 				bad = "../../admin"
 			}
 			cfg := cfgFor(up, "in")
 			cfg.FetchVconLimit = 10
-			if err := loc.follower("f", "w", cfg).Poll(ctx); err != nil {
+			if err := loc.follower("f", "w", cfg, func(o *Options) { o.MaxBodyBytes = tc.maxBody }).Poll(ctx); err != nil {
 				t.Fatalf("Poll: %v", err)
+			}
+			if tc.maxBody > 0 {
+				// Every sample body is over the limit: all are dead letters.
+				if got := sorted(loc.list(queue.DLQKey("in"))); !slices.Equal(got, ids) || len(loc.list("in")) != 0 {
+					t.Fatalf("DLQ:in = %v, in = %v; want every vCon dead-lettered", got, loc.list("in"))
+				}
+				if got := loc.dlqReason("in", bad); !strings.Contains(got, tc.want) {
+					t.Errorf("reason %q\nwant %q", got, tc.want)
+				}
+				return
 			}
 			if got := loc.list(queue.DLQKey("in")); !slices.Equal(got, []string{bad}) {
 				t.Fatalf("DLQ:in = %v, want [%s]", got, bad)
