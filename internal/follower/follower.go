@@ -30,7 +30,10 @@
 //     dead-lettered with its body.
 //   - Upstream being down, slow or refusing the token stops the poll and
 //     keeps the pending vCons for the next one. In conserver an exception
-//     ends the follower's timer thread for good.
+//     ends the follower's timer thread for good. A vCon upstream answers
+//     5xx for while it serves the others stays pending too, and is
+//     dead-lettered after MaxFetchFailures polls, so it cannot hold up the
+//     rest.
 //   - Replicas that run the same config share one Redis lease per
 //     follower (queue.FollowerLeaseKey): one polls, the others stand by.
 package follower
@@ -41,8 +44,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -107,16 +112,17 @@ type Options struct {
 
 // Follower is one entry of followers:.
 type Follower struct {
-	name    string
-	cfg     config.Follower
-	base    string
-	rdb     redis.UniversalClient
-	bodies  *vconstore.Store
-	opts    Options
-	pending string
-	lease   string
-	tracer  trace.Tracer
-	log     *slog.Logger
+	name     string
+	cfg      config.Follower
+	base     string
+	rdb      redis.UniversalClient
+	bodies   *vconstore.Store
+	opts     Options
+	pending  string
+	attempts string
+	lease    string
+	tracer   trace.Tracer
+	log      *slog.Logger
 }
 
 // New builds the follower name of a validated config (config.Validate).
@@ -149,9 +155,10 @@ func New(name string, cfg config.Follower, rdb redis.UniversalClient, bodies *vc
 	return &Follower{
 		name: name, cfg: cfg, base: strings.TrimRight(cfg.URL, "/"),
 		rdb: rdb, bodies: bodies, opts: opts,
-		pending: queue.FollowerPendingKey(name),
-		lease:   queue.FollowerLeaseKey(name),
-		tracer:  otel.Tracer("github.com/vcon-operator/vcon-operator/internal/follower"),
+		pending:  queue.FollowerPendingKey(name),
+		attempts: queue.FollowerAttemptsKey(name),
+		lease:    queue.FollowerLeaseKey(name),
+		tracer:   otel.Tracer("github.com/vcon-operator/vcon-operator/internal/follower"),
 		// The URL names the upstream host, which is no secret; the token
 		// never reaches a log line (httpx scrubs it from quoted answers).
 		log: opts.Logger.With("follower", name, "upstream", redactedURL(cfg.URL), "egress_list", cfg.EgressList),
@@ -198,42 +205,110 @@ func (f *Follower) Poll(ctx context.Context) error {
 		f.opts.Metrics.error(f.name, ErrLocalRedis)
 		return fmt.Errorf("local Redis: read %s: %w", f.pending, err)
 	}
+	var failed map[string]error
 	if len(pending) > 0 {
 		f.log.Info("finishing vCons an earlier poll popped upstream", "count", len(pending))
-		if err := f.forward(ctx, pending); err != nil {
+		if failed, err = f.forward(ctx, pending); err != nil {
 			return err
 		}
 	}
 	uuids, err := f.popEgress(ctx)
-	if err != nil || len(uuids) == 0 {
+	if err != nil {
+		// Upstream is not answering as a whole: what failed before is not
+		// held against the vCons.
 		return err
 	}
-	if err := f.rdb.RPush(ctx, f.pending, toArgs(uuids)...).Err(); err != nil {
-		f.opts.Metrics.error(f.name, ErrLocalRedis)
-		f.giveBack(ctx, uuids, err)
-		return fmt.Errorf("local Redis: record %d popped uuids in %s: %w", len(uuids), f.pending, err)
+	if len(uuids) > 0 {
+		if err := f.rdb.RPush(ctx, f.pending, toArgs(uuids)...).Err(); err != nil {
+			f.opts.Metrics.error(f.name, ErrLocalRedis)
+			f.giveBack(ctx, uuids, err)
+			return fmt.Errorf("local Redis: record %d popped uuids in %s: %w", len(uuids), f.pending, err)
+		}
+		more, err := f.forward(ctx, uuids)
+		if err != nil {
+			return err
+		}
+		if failed == nil {
+			failed = more
+		} else {
+			maps.Copy(failed, more)
+		}
 	}
-	return f.forward(ctx, uuids)
+	return f.countFailures(ctx, failed)
 }
 
-// forward queues each uuid here, in order, and stops at the first
-// failure that is not the vCon's own (upstream or local Redis away, the
-// lease lost): those vCons stay pending.
-func (f *Follower) forward(ctx context.Context, uuids []string) error {
+// MaxFetchFailures is how many polls upstream may fail to give
+// one vCon (a 5xx for it while the same poll's egress pop answered) before
+// it is dead-lettered: one vCon upstream cannot serve must not hold up the
+// others for ever, and an upstream that is down fails the pop too, which
+// counts nothing.
+const MaxFetchFailures = 5
+
+// countFailures records one more failed poll for each vCon upstream
+// failed to give, dead-letters those at MaxFetchFailures, and says what
+// stays pending.
+func (f *Follower) countFailures(ctx context.Context, failed map[string]error) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	pipe := f.rdb.Pipeline()
+	counts := map[string]*redis.IntCmd{}
+	for u := range failed {
+		counts[u] = pipe.HIncrBy(ctx, f.attempts, u, 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		f.opts.Metrics.error(f.name, ErrLocalRedis)
+		return fmt.Errorf("local Redis: count failed fetches in %s: %w", f.attempts, err)
+	}
+	var kept []error
+	for _, u := range slices.Sorted(maps.Keys(failed)) {
+		n := counts[u].Val()
+		if n < MaxFetchFailures {
+			kept = append(kept, fmt.Errorf("vCon %s kept pending (failed poll %d of %d): %w", u, n, MaxFetchFailures, failed[u]))
+			continue
+		}
+		why := &refusal{reason: "upstream_error", text: fmt.Sprintf("upstream failed to give it in %d polls while answering the others: %v", n, failed[u])}
+		if err := f.deadLetter(ctx, u, nil, why); err != nil {
+			return err
+		}
+	}
+	return errors.Join(kept...)
+}
+
+// forward queues each uuid here, in order. A vCon upstream fails to give
+// (a 5xx for it) is returned in failed, and the others go on; any other
+// failure (upstream unreachable or refusing the token, local Redis away,
+// the lease lost) stops it: those vCons stay pending.
+func (f *Follower) forward(ctx context.Context, uuids []string) (failed map[string]error, err error) {
 	for _, u := range uuids {
 		if held, err := f.hold(ctx); err != nil || !held {
 			if err == nil {
 				err = errors.New("another worker took the follower lease")
 			}
 			f.opts.Metrics.error(f.name, ErrLocalRedis)
-			return fmt.Errorf("stop before vCon %s: %w", u, err)
+			return nil, fmt.Errorf("stop before vCon %s: %w", u, err)
 		}
-		if err := f.forwardOne(ctx, u); err != nil {
-			return err
+		err := f.forwardOne(ctx, u)
+		var fe *fetchError
+		switch {
+		case errors.As(err, &fe):
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[u] = err
+		case err != nil:
+			return nil, err
 		}
 	}
-	return nil
+	return failed, nil
 }
+
+// fetchError is upstream answering 5xx for one vCon: perhaps that vCon's
+// problem, perhaps upstream's (countFailures tells them apart).
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
 
 // refusal is a vCon upstream cannot give: it is dead-lettered, the poll
 // goes on.
@@ -266,6 +341,7 @@ func (f *Follower) forwardOne(ctx context.Context, uuid string) error {
 		queue.QueuePush(ctx, pushes, list, f.opts.ContextTTL, uuid)
 	}
 	pushes.LRem(ctx, f.pending, 1, uuid)
+	pushes.HDel(ctx, f.attempts, uuid)
 	err = queue.ExecChecked(ctx, f.rdb, writes, pushes)
 	var oe *queue.OutcomeError
 	switch {
@@ -295,6 +371,7 @@ func (f *Follower) deadLetter(ctx context.Context, uuid string, body []byte, why
 		Reason: why.Error(), Step: "follower " + f.name, At: time.Now().UTC(),
 	})
 	pipe.LRem(ctx, f.pending, 1, uuid)
+	pipe.HDel(ctx, f.attempts, uuid)
 	err := queue.ExecChecked(ctx, f.rdb, pipe)
 	var oe *queue.OutcomeError
 	if errors.As(err, &oe) && body != nil {
@@ -347,7 +424,11 @@ func (f *Follower) fetch(ctx context.Context, uuid string) ([]byte, error) {
 		return nil, &refusal{reason: "too_large", text: fmt.Sprintf("the body is over %d bytes, more than any worker reads", httpx.MaxAnswerBytes)}
 	case err != nil:
 		f.opts.Metrics.error(f.name, upstreamReason(err))
-		return nil, fmt.Errorf("fetch vCon %s upstream: %w%s", uuid, err, upstreamHint(err))
+		err = fmt.Errorf("fetch vCon %s upstream: %w%s", uuid, err, upstreamHint(err))
+		if errors.As(err, &se) && se.Status >= 500 {
+			return nil, &fetchError{err}
+		}
+		return nil, err
 	}
 	if int64(len(body)) > f.opts.MaxBodyBytes {
 		return nil, &refusal{reason: "too_large", text: fmt.Sprintf("the body is %d bytes, over the worker's limit of %d (--max-body-bytes)", len(body), f.opts.MaxBodyBytes)}

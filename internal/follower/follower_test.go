@@ -480,3 +480,62 @@ func TestRunPollsOnItsIntervalAndReleasesTheLease(t *testing.T) {
 		t.Error("the lease survived a clean stop")
 	}
 }
+
+// TestOneVconUpstreamCannotServe: a vCon upstream answers 5xx for while
+// it serves the others does not hold them up; it is dead-lettered after
+// MaxFetchFailures polls. An upstream that is down as a whole (its egress
+// pop failing too) counts nothing against the pending vCons.
+func TestOneVconUpstreamCannotServe(t *testing.T) {
+	ctx := context.Background()
+	up, loc := startUpstream(t), startLocal(t)
+	ids := uuids(4)
+	up.post("out", ids[:2]...)
+	poison := ids[1] // popped first: newest
+	cfg := cfgFor(up, "in")
+	cfg.FetchVconLimit = 10
+	f := loc.follower("f", "w", cfg)
+	up.fault.Store(&fault{method: "GET", suffix: poison, status: 500, body: `{"detail":"corrupt"}`})
+	if err := f.Poll(ctx); err == nil || !strings.Contains(err.Error(), "vCon "+poison+" kept pending (failed poll 1 of 5)") {
+		t.Fatalf("first poll: %v", err)
+	}
+
+	// Upstream goes down entirely for many polls: nothing is charged.
+	up.fault.Store(&fault{method: "GET", suffix: "", status: 502, body: "bad gateway"})
+	for range 2 * MaxFetchFailures {
+		if err := f.Poll(ctx); err == nil || !strings.Contains(err.Error(), "HTTP 502") {
+			t.Fatalf("poll while upstream is down: %v", err)
+		}
+	}
+	if got := loc.list(queue.DLQKey("in")); len(got) != 0 {
+		t.Fatalf("an upstream outage dead-lettered %v", got)
+	}
+
+	// Upstream is back but still cannot serve the poison: the others keep
+	// flowing, and the poison goes to the DLQ at its fifth failed poll.
+	up.fault.Store(&fault{method: "GET", suffix: poison, status: 500, body: `{"detail":"corrupt"}`})
+	up.post("out", ids[2:]...)
+	for i := 2; i <= MaxFetchFailures; i++ {
+		err := f.Poll(ctx)
+		if i < MaxFetchFailures && (err == nil || !strings.Contains(err.Error(), fmt.Sprintf("failed poll %d of 5", i))) {
+			t.Fatalf("poll %d: %v", i, err)
+		}
+		if i == MaxFetchFailures && err != nil {
+			t.Fatalf("poll %d: %v", i, err)
+		}
+	}
+	if got := loc.list(queue.DLQKey("in")); !slices.Equal(got, []string{poison}) {
+		t.Fatalf("DLQ:in = %v, want [%s]", got, poison)
+	}
+	if got := loc.dlqReason("in", poison); !strings.Contains(got, "upstream_error: upstream failed to give it in 5 polls while answering the others") || !strings.Contains(got, "HTTP 500 after 2 attempts: corrupt") {
+		t.Errorf("reason %q", got)
+	}
+	want := []string{ids[0], ids[2], ids[3]}
+	if got := sorted(loc.list("in")); !slices.Equal(got, want) {
+		t.Errorf("in = %v, want %v", got, want)
+	}
+	for _, key := range []string{queue.FollowerPendingKey("f"), queue.FollowerAttemptsKey("f")} {
+		if n := loc.rdb.Exists(ctx, key).Val(); n != 0 {
+			t.Errorf("%s left behind", key)
+		}
+	}
+}

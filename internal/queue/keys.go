@@ -21,6 +21,7 @@
 //	vcon-operator:inflight:{T}:{ingress}:{id}   list, uuids worker {id} took from {ingress}
 //	vcon-operator:dlq-reasons:{T}:{ingress}     hash uuid -> JSON DLQReason
 //	vcon-operator:follower-pending:{name}       list, uuids follower {name} popped upstream, not yet queued here
+//	vcon-operator:follower-attempts:{name}      hash uuid -> polls in a row upstream failed to give it
 //	vcon-operator:follower-lease:{name}         string, id of the worker that polls for follower {name}
 //
 // {T} is the ingress list's Redis Cluster hash tag: the list name itself, or
@@ -92,6 +93,10 @@ func AgeKey(ingress string) string { return tagged("age", ingress) }
 // upstream pop is destructive: this list is the only record of them until
 // they are queued or dead-lettered.
 func FollowerPendingKey(name string) string { return keyPrefix + "follower-pending:" + name }
+
+// FollowerAttemptsKey is the hash uuid -> polls in a row in which
+// upstream failed to give a pending vCon of a follower.
+func FollowerAttemptsKey(name string) string { return keyPrefix + "follower-attempts:" + name }
 
 // FollowerLeaseKey holds the id of the one worker that polls upstream for
 // a follower, so that replicas running the same config do not multiply
