@@ -176,7 +176,7 @@ func (f *Follower) Run(ctx context.Context) {
 	defer f.release()
 	for {
 		if err := f.Poll(ctx); err != nil && ctx.Err() == nil {
-			f.log.Error("follower poll failed; nothing is lost, the next poll retries", "error", err.Error())
+			f.log.Error("follower poll stopped; what it popped stays pending for the next poll", "error", err.Error())
 		}
 		t := time.NewTimer(f.cfg.PullingInterval)
 		select {
