@@ -191,6 +191,16 @@ func scalingPolicy(chain *vconv1.Chain) (autoscale.Policy, error) {
 		return p, errors.New(strings.Join(problems, "; "))
 	}
 	p.Schedules = schedules
+	if len(chain.Spec.Followers) > 0 {
+		// A follower runs in a worker, and nothing else brings its vCons
+		// here: at zero workers nobody polls, the ingress stays empty, and
+		// the chain never wakes. One worker stays, unless a schedule allows
+		// none at all.
+		p.MinReplicas = min(max(p.MinReplicas, 1), p.MaxReplicas)
+		for i := range p.Schedules {
+			p.Schedules[i].MinReplicas = min(max(p.Schedules[i].MinReplicas, 1), p.Schedules[i].MaxReplicas)
+		}
+	}
 	return p, nil
 }
 

@@ -97,6 +97,15 @@ func TestPlan(t *testing.T) {
 			res.in.Chain.Spec.Workers.ActivationDelay = &metav1.Duration{Duration: time.Minute}
 			res.observation = queued(5)
 		}, mode: applyAll, replicas: 0, projectRedis: true, requeueAfter: 2 * time.Second},
+		{name: "a Chain with followers keeps the worker that polls", edit: func(res *resolved) {
+			res.in.Chain.Spec.Followers = []vconv1.ChainFollower{{Name: "up", URL: "https://up", EgressList: "out"}}
+			res.observation = queued(0)
+		}, mode: applyAll, replicas: 1, projectRedis: true},
+		{name: "a Chain with followers, in a schedule open now that allows none", edit: func(res *resolved) {
+			res.in.Chain.Spec.Followers = []vconv1.ChainFollower{{Name: "up", URL: "https://up", EgressList: "out"}}
+			res.in.Chain.Spec.Workers.Schedules = []vconv1.WorkerSchedule{{Start: "0 7 * * *", End: "0 17 * * *", TimeZone: "UTC", MinReplicas: 0, MaxReplicas: 0}}
+			res.observation = queued(0)
+		}, mode: applyAll, replicas: 0, projectRedis: true, requeueAfter: 10 * time.Hour},
 		{name: "a disruption budget asked for is applied", edit: func(res *resolved) {
 			res.in.Chain.Spec.Workers.PodDisruptionBudget = &vconv1.WorkerDisruptionBudget{MaxUnavailable: ptr.To(intstr.FromInt32(1))}
 		}, mode: applyAll, projectRedis: true, pdb: true},

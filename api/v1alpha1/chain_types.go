@@ -10,6 +10,7 @@ import (
 // vCon goes through in order, the Storages it is written to and the lists
 // it is pushed to when done. It is the conserver `chains:` entry as an object.
 // +kubebuilder:validation:XValidation:rule="!has(self.egressLists) || self.egressLists.all(e, !(e in self.ingressLists))",messageExpression="'egress list ' + self.egressLists.filter(e, e in self.ingressLists)[0] + ' is also an ingress list of this chain: every vCon would go round the chain forever'"
+// +kubebuilder:validation:XValidation:rule="!has(self.followers) || self.followers.all(f, !has(f.ingressList) || f.ingressList in self.ingressLists)",message="a follower's ingressList must be one of the ingressLists of this chain (or empty, for the first)"
 type ChainSpec struct {
 	// IngressLists are the Redis lists producers RPUSH vCon uuids onto.
 	// At least one; each name once.
@@ -71,6 +72,60 @@ type ChainSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Workers WorkerSpec `json:"workers,omitempty"`
+	// Followers pull vCons from the egress lists of other conserver APIs
+	// into this chain, as conserver's followers: section does. One worker
+	// of the chain polls for each (a Redis lease), so a chain with
+	// followers keeps at least one worker unless a schedule allows none.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Followers []ChainFollower `json:"followers,omitempty"`
+}
+
+// ChainFollower pulls another conserver API's egress list: every
+// pullingInterval it pops up to fetchVconLimit uuids from GET
+// {url}/vcon/egress, fetches each vCon and queues it on ingressList. What
+// it pops is recorded in Redis first, so a crash or an upstream outage
+// loses nothing (docs/migrating-from-conserver.md).
+type ChainFollower struct {
+	// Name identifies the follower in metrics and logs.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// URL is the base URL of the upstream API, such as
+	// https://upstream.example.com/api.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?#@]+([/?#].*)?$')",message="url must be the http(s) base URL of the conserver API to follow, such as https://upstream.example.com/api, without credentials: put the token in authTokenSecretRef"
+	URL string `json:"url"`
+	// EgressList is the upstream list to pull.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[[:space:]]')",message="a list name cannot contain spaces, tabs or line breaks"
+	EgressList string `json:"egressList"`
+	// IngressList is the list of this chain the vCons are queued on; the
+	// first of ingressLists when empty.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	IngressList string `json:"ingressList,omitempty"`
+	// AuthTokenSecretRef is the key of a Secret holding the upstream API
+	// token, sent in the CONSERVER_HEADER_NAME header. Empty sends none.
+	// +optional
+	AuthTokenSecretRef *corev1.SecretKeySelector `json:"authTokenSecretRef,omitempty"`
+	// PullingInterval is the time between polls.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="pullingInterval must be a positive duration with a unit, such as 30s or 1m"
+	// +kubebuilder:default="60s"
+	// +optional
+	PullingInterval *metav1.Duration `json:"pullingInterval,omitempty"`
+	// FetchVconLimit is how many vCons one poll pops at most.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +kubebuilder:default=10
+	// +optional
+	FetchVconLimit *int32 `json:"fetchVconLimit,omitempty"`
 }
 
 // RetryPolicy spaces the attempts of a vCon whose failure may pass: the

@@ -30,6 +30,7 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/follower"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/logging"
 	"github.com/vcon-operator/vcon-operator/internal/pipeline"
@@ -206,16 +207,26 @@ func run(log *slog.Logger, args []string) error {
 		reporter: &stallReporters{},
 		reloads:  newReloadCounter(reg),
 	}
+	bodyTTL := opts.ReadThroughTTL
+	if bodyTTL > 0 && bodyTTL < opts.QueuedRetention {
+		// As the API's POST: a queued body outlives the backlog ahead of it.
+		bodyTTL = opts.QueuedRetention
+	}
+	gens.follow = follower.Options{
+		HeaderName: os.Getenv("CONSERVER_HEADER_NAME"), BodyTTL: bodyTTL, DLQExpiry: opts.DLQExpiry,
+		ContextTTL: opts.ContextExpiry, MaxBodyBytes: f.maxBodyBytes, Owner: gens.worker.ID(),
+		HTTP: httpClient, Metrics: follower.NewMetrics(reg), Logger: log,
+	}
 	gen, err := gens.build(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("invalid config %s:\n%w", f.configFile, err)
 	}
 	if f.checkOnly {
 		gen.close()
-		fmt.Printf("config %s is valid: %d chain(s) to run\n", f.configFile, len(gen.procs))
+		fmt.Printf("config %s is valid: %d chain(s) and %d follower(s) to run\n", f.configFile, len(gen.procs), len(gen.followers))
 		return nil
 	}
-	if len(gen.procs) == 0 {
+	if len(gen.procs) == 0 && len(gen.followers) == 0 {
 		log.Warn("no enabled chain to run; idling")
 	}
 
@@ -246,7 +257,7 @@ func run(log *slog.Logger, args []string) error {
 		defer prof.Close()
 	}
 
-	log.Info("conserver starting", "version", version.Version, "worker", gens.worker.ID(), "chains", len(gen.procs), "redis", redisconn.Redacted(f.redisURL))
+	log.Info("conserver starting", "version", version.Version, "worker", gens.worker.ID(), "chains", len(gen.procs), "followers", len(gen.followers), "redis", redisconn.Redacted(f.redisURL))
 	gens.start(gen)
 	gen = gens.watch(ctx, f.configFile, f.reloadEvery, gen, loaded)
 	log.Info("stopping: finishing in-flight vCons", "grace", f.grace.String())

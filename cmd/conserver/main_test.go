@@ -228,6 +228,32 @@ chains:
   main: {links: [tagger], storages: [copy], ingress_lists: [in]}`,
 			want: []string{`storage "copy"`, "expires"},
 		},
+		{
+			name: "conserver tracer and Python import",
+			yaml: `
+imports:
+  custom_utility: {module: custom_utils, pip_name: custom-utils-package}
+  tagging: links.tag
+links:
+  tagger: {module: links.tag, options: {tags: [a]}}
+tracers:
+  jlinc: {module: tracers.jlinc, options: {dlq_vcon_on_error: true}}
+chains:
+  main: {links: [tagger], ingress_lists: [in]}`,
+			want: []string{`imports.custom_utility: module "custom_utils" cannot be imported`, "does not load or pip-install Python ones",
+				`tracers.jlinc: tracer module "tracers.jlinc" is not run`, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		},
+		{
+			name: "follower without an ingress list",
+			yaml: `
+links:
+  tagger: {module: links.tag, options: {tags: [a]}}
+chains:
+  main: {links: [tagger], ingress_lists: [in]}
+followers:
+  up: {url: "https://upstream.example.com/api", egress_list: out, auth_token: t, pulling_interval: 60, fetch_vcon_limit: 10}`,
+			want: []string{"followers.up.follower_ingress_list: is missing"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

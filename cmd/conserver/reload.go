@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/follower"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/pipeline"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
@@ -32,12 +35,17 @@ import (
 // vCon is dropped, and none is processed twice: a returned vCon has not
 // run.
 
-// generation is one config's chains at work.
+// generation is one config's chains and followers at work.
 type generation struct {
-	procs   []*pipeline.Processor
-	close   func()
-	cancel  context.CancelFunc
-	running sync.WaitGroup
+	procs     []*pipeline.Processor
+	followers []*follower.Follower
+	close     func()
+	cancel    context.CancelFunc
+	running   sync.WaitGroup
+	// Followers stop first, so that a stopping generation stops taking
+	// vCons from upstream before its chains stop processing them.
+	stopFollowing context.CancelFunc
+	following     sync.WaitGroup
 }
 
 // stallReporters are the processors /healthz asks, of the running
@@ -76,6 +84,8 @@ type generations struct {
 	http     *http.Client
 	reporter *stallReporters
 	reloads  *prometheus.CounterVec
+	// follow is what every follower shares (its Metrics among them).
+	follow follower.Options
 }
 
 // build constructs every link and storage of cfg: an error leaves nothing
@@ -91,7 +101,27 @@ func (g *generations) build(ctx context.Context, cfg *config.Config) (*generatio
 	for _, ch := range chains {
 		gen.procs = append(gen.procs, pipeline.NewProcessor(g.rdb, g.bodies, g.worker, ch, g.opts, g.metrics, g.log))
 	}
+	for _, name := range followersOf(cfg, g.f.chain) {
+		gen.followers = append(gen.followers, follower.New(name, cfg.Followers[name], g.rdb, g.bodies, g.follow))
+	}
 	return gen, nil
+}
+
+// followersOf names the followers a worker runs: all of them, or with
+// --chain (the operator's workers) those feeding that chain's ingress
+// lists, so that a follower runs beside the chain that reads what it
+// brings.
+func followersOf(cfg *config.Config, chain string) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(cfg.Followers)) {
+		if chain != "" && !slices.ContainsFunc(cfg.Followers[name].IngressLists, func(l string) bool {
+			return slices.Contains(cfg.Chains[chain].IngressLists, l)
+		}) {
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 // start runs gen's chains until stop.
@@ -104,10 +134,18 @@ func (g *generations) start(gen *generation) {
 		go func() { defer gen.running.Done(); _ = runner.Run(ctx) }()
 	}
 	g.reporter.set(gen.procs)
+	fctx, stopFollowing := context.WithCancel(context.Background())
+	gen.stopFollowing = stopFollowing
+	for _, fl := range gen.followers {
+		gen.following.Add(1)
+		go func() { defer gen.following.Done(); fl.Run(fctx) }()
+	}
 }
 
 // stop ends gen as a SIGTERM would and closes its storages.
 func (g *generations) stop(gen *generation) {
+	gen.stopFollowing()
+	gen.following.Wait()
 	gen.cancel()
 	gen.running.Wait()
 	gen.close()

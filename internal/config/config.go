@@ -36,10 +36,44 @@ type Config struct {
 	// IngressAuth maps an ingress list to the API keys accepted for it by the
 	// external ingress endpoint (conserver allows one string or a list).
 	IngressAuth map[string][]string
-	// Extra keeps the other top-level keys (imports, tracers, followers and
-	// any unknown one) so that a round trip loses nothing. The worker does
-	// not interpret them.
+	// Followers pull another conserver's egress into local ingress lists
+	// (conserver/follower.py); the worker runs them (internal/follower).
+	Followers map[string]Follower
+	// Imports are conserver's imports: Python modules it imports (and
+	// pip-installs) at start. The worker's modules are compiled in, so an
+	// entry is accepted only when it names one of them (Unsupported).
+	Imports map[string]Import
+	// Tracers are conserver's tracers: modules called around every link.
+	// The worker runs none (it exports OpenTelemetry traces instead), so
+	// any entry is refused by a worker's Validate (Unsupported).
+	Tracers map[string]Module
+	// Extra keeps the other top-level keys (any unknown one) so that a
+	// round trip loses nothing. The worker does not interpret them.
 	Extra map[string]any
+}
+
+// Follower is one entry under followers:, with conserver's keys: every
+// PullingInterval it pops up to FetchVconLimit uuids from EgressList of the
+// conserver API at URL (GET {url}/vcon/egress), fetches each vCon (GET
+// {url}/vcon/{uuid}) with AuthToken in the API token header, and queues it
+// on IngressLists here.
+type Follower struct {
+	URL        string
+	EgressList string
+	// IngressLists is follower_ingress_list: one list name, as conserver
+	// takes, or a list of names (ours), each of which gets every vCon.
+	IngressLists    []string
+	AuthToken       string
+	PullingInterval time.Duration
+	FetchVconLimit  int
+}
+
+// Import is one entry under imports:: a Python module name and the pip
+// package conserver installs it from (pip_name, optional). conserver also
+// takes a bare module name as the entry.
+type Import struct {
+	Module  string
+	PipName string
 }
 
 // Module is one entry under links: or storages:.
@@ -84,9 +118,10 @@ type Retry struct {
 }
 
 var (
-	chainKeys  = []string{"links", "storages", "ingress_lists", "egress_lists", "enabled", "timeout", "max_deliveries", "retry"}
-	retryKeys  = []string{"attempts", "initial_backoff", "max_backoff", "jitter"}
-	moduleKeys = []string{"module", "options"}
+	chainKeys    = []string{"links", "storages", "ingress_lists", "egress_lists", "enabled", "timeout", "max_deliveries", "retry"}
+	retryKeys    = []string{"attempts", "initial_backoff", "max_backoff", "jitter"}
+	moduleKeys   = []string{"module", "options"}
+	followerKeys = []string{"url", "egress_list", "follower_ingress_list", "auth_token", "pulling_interval", "fetch_vcon_limit"}
 )
 
 // Load reads a configuration file, resolving ${VAR} from the process
@@ -208,6 +243,12 @@ func (d *decoder) config(c *Config, top map[string]any) {
 			}
 		case "ingress_auth":
 			c.IngressAuth = d.ingressAuth(v, key)
+		case "followers":
+			c.Followers = d.followers(v, key)
+		case "imports":
+			c.Imports = d.imports(v, key)
+		case "tracers":
+			c.Tracers = d.modules(v, key)
 		default:
 			if c.Extra == nil {
 				c.Extra = map[string]any{}
@@ -263,6 +304,93 @@ func (d *decoder) modules(v any, path string) map[string]Module {
 			}
 		}
 		out[name] = mod
+	}
+	return out
+}
+
+func (d *decoder) followers(v any, path string) map[string]Follower {
+	m, ok := d.asMap(v, path)
+	if !ok || m == nil {
+		return nil
+	}
+	out := make(map[string]Follower, len(m))
+	for _, name := range sortedKeys(m) {
+		p := childPath(path, name)
+		entry, ok := d.asMap(m[name], p)
+		if !ok {
+			continue
+		}
+		var f Follower
+		text := func(kv any, p string) string {
+			s, ok := kv.(string)
+			if !ok && kv != nil {
+				d.fail(p, "must be a string, got %s", describe(kv))
+			}
+			return s
+		}
+		for _, k := range sortedKeys(entry) {
+			kv, kp := entry[k], childPath(p, k)
+			switch k {
+			case "url":
+				f.URL = text(kv, kp)
+			case "egress_list":
+				f.EgressList = text(kv, kp)
+			case "follower_ingress_list":
+				if s, ok := kv.(string); ok {
+					f.IngressLists = []string{s}
+				} else {
+					f.IngressLists = d.stringList(kv, kp)
+				}
+			case "auth_token":
+				f.AuthToken = text(kv, kp)
+			case "pulling_interval":
+				t, err := parseTimeout(kv)
+				if err != nil {
+					d.fail(kp, "%v", err)
+				}
+				f.PullingInterval = t
+			case "fetch_vcon_limit":
+				f.FetchVconLimit = d.whole(kv, kp, "vCons per poll, e.g. 10")
+			default:
+				d.fail(kp, "unknown key; a follower takes %s", strings.Join(followerKeys, ", "))
+			}
+		}
+		out[name] = f
+	}
+	return out
+}
+
+func (d *decoder) imports(v any, path string) map[string]Import {
+	m, ok := d.asMap(v, path)
+	if !ok || m == nil {
+		return nil
+	}
+	out := make(map[string]Import, len(m))
+	for _, name := range sortedKeys(m) {
+		p := childPath(path, name)
+		switch e := m[name].(type) {
+		case string:
+			out[name] = Import{Module: e}
+		case map[string]any:
+			var im Import
+			for _, k := range sortedKeys(e) {
+				s, ok := e[k].(string)
+				if !ok {
+					d.fail(childPath(p, k), "must be a string, got %s", describe(e[k]))
+				}
+				switch k {
+				case "module":
+					im.Module = s
+				case "pip_name":
+					im.PipName = s
+				default:
+					d.fail(childPath(p, k), "unknown key; an import takes module and pip_name")
+				}
+			}
+			out[name] = im
+		default:
+			d.fail(p, "must be a module name or a map with module and pip_name, got %s", describe(m[name]))
+		}
 	}
 	return out
 }

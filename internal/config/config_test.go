@@ -87,12 +87,23 @@ ingress_auth:
   default: key-one
   archive: [key-two, key-three]
 imports:
-  custom: {module: my.module}
+  tagging: {module: links.tag, pip_name: vcon-tag}
+  legacy: storage.file
+tracers:
 followers:
   upstream:
-    url: https://other.example.com
+    url: https://other.example.com/api
     egress_list: out
+    follower_ingress_list: default
+    auth_token: upstream-token
     pulling_interval: 10
+    fetch_vcon_limit: 5
+  fanout:
+    url: http://10.0.0.7:8000
+    egress_list: done
+    follower_ingress_list: [default, archive]
+    pulling_interval: 2.5
+    fetch_vcon_limit: 1
 `
 
 func realisticWant() *Config {
@@ -146,11 +157,12 @@ func realisticWant() *Config {
 			},
 		},
 		IngressAuth: map[string][]string{"default": {"key-one"}, "archive": {"key-two", "key-three"}},
-		Extra: map[string]any{
-			"imports": map[string]any{"custom": map[string]any{"module": "my.module"}},
-			"followers": map[string]any{"upstream": map[string]any{
-				"url": "https://other.example.com", "egress_list": "out", "pulling_interval": int64(10),
-			}},
+		Imports:     map[string]Import{"tagging": {Module: "links.tag", PipName: "vcon-tag"}, "legacy": {Module: "storage.file"}},
+		Followers: map[string]Follower{
+			"upstream": {URL: "https://other.example.com/api", EgressList: "out", IngressLists: []string{"default"},
+				AuthToken: "upstream-token", PullingInterval: 10 * time.Second, FetchVconLimit: 5},
+			"fanout": {URL: "http://10.0.0.7:8000", EgressList: "done", IngressLists: []string{"default", "archive"},
+				PullingInterval: 2500 * time.Millisecond, FetchVconLimit: 1},
 		},
 	}
 }
@@ -262,6 +274,8 @@ chains:
     links: [odd, bare]
     ingress_lists: [in]
     timeout: 1.5
+tracers:
+  jlinc: {module: tracers.jlinc, pip_name: jlinc, options: {hash_event_data: true}}
 `
 	for _, tc := range []struct {
 		name string

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestInterpolation(t *testing.T) {
@@ -75,14 +76,14 @@ chains:
     ingress_lists: ["${INGRESS:-default}"]
     timeout: ${TIMEOUT}
 followers:
-  f: {url: "${UPSTREAM}"}
+  f: {url: "${UPSTREAM}", auth_token: "${UPSTREAM_TOKEN}", pulling_interval: "${PULL}"}
 `
-	c, err := Parse([]byte(doc), envOf(map[string]string{"LINK_MODULE": "links.tag", "TIMEOUT": "30", "UPSTREAM": "http://u"}))
+	c, err := Parse([]byte(doc), envOf(map[string]string{"LINK_MODULE": "links.tag", "TIMEOUT": "30", "UPSTREAM": "http://u", "UPSTREAM_TOKEN": "tok", "PULL": "15"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Links["l"].Module != "links.tag" || c.Chains["c"].IngressLists[0] != "default" ||
-		c.Chains["c"].Timeout.Seconds() != 30 || c.Extra["followers"].(map[string]any)["f"].(map[string]any)["url"] != "http://u" {
+		c.Chains["c"].Timeout.Seconds() != 30 || !reflect.DeepEqual(c.Followers["f"], Follower{URL: "http://u", AuthToken: "tok", PullingInterval: 15 * time.Second}) {
 		t.Errorf("references not resolved everywhere: %#v", c)
 	}
 }

@@ -49,9 +49,36 @@ func (c *Config) Marshal() ([]byte, error) {
 		}
 		addPair(root, "ingress_auth", auth)
 	}
+	if len(c.Imports) > 0 {
+		imports := mappingNode()
+		for _, name := range sortedKeys(c.Imports) {
+			im := c.Imports[name]
+			entry := mappingNode()
+			addPair(entry, "module", strNode(im.Module))
+			if im.PipName != "" {
+				addPair(entry, "pip_name", strNode(im.PipName))
+			}
+			addPair(imports, name, entry)
+		}
+		addPair(root, "imports", imports)
+	}
+	if len(c.Tracers) > 0 {
+		n, err := modulesNode("tracers", c.Tracers, sortedKeys(c.Tracers))
+		if err != nil {
+			return nil, fmt.Errorf("marshal config: %w", err)
+		}
+		addPair(root, "tracers", n)
+	}
+	if len(c.Followers) > 0 {
+		followers := mappingNode()
+		for _, name := range sortedKeys(c.Followers) {
+			addPair(followers, name, followerNode(c.Followers[name]))
+		}
+		addPair(root, "followers", followers)
+	}
 	for _, k := range sortedKeys(c.Extra) {
 		switch k {
-		case "links", "storages", "chains", "ingress_auth":
+		case "links", "storages", "chains", "ingress_auth", "imports", "tracers", "followers":
 			return nil, fmt.Errorf("marshal config: Extra holds %q, which is a section of its own", k)
 		}
 		n, err := valueNode(c.Extra[k])
@@ -94,6 +121,34 @@ func modulesNode(section string, mods map[string]Module, order []string) (*yaml.
 	return out, nil
 }
 
+// followerNode writes conserver's keys; one ingress list is written as the
+// plain name conserver reads.
+func followerNode(f Follower) *yaml.Node {
+	n := mappingNode()
+	addPair(n, "url", strNode(f.URL))
+	addPair(n, "egress_list", strNode(f.EgressList))
+	if len(f.IngressLists) == 1 {
+		addPair(n, "follower_ingress_list", strNode(f.IngressLists[0]))
+	} else {
+		addPair(n, "follower_ingress_list", stringsNode(f.IngressLists))
+	}
+	if f.AuthToken != "" {
+		addPair(n, "auth_token", strNode(f.AuthToken))
+	}
+	addPair(n, "pulling_interval", secondsNode(f.PullingInterval))
+	addPair(n, "fetch_vcon_limit", intNode(int64(f.FetchVconLimit)))
+	return n
+}
+
+// secondsNode writes whole seconds as a number, as conserver files write
+// them; a fraction is written as a Go duration, which parses back exactly.
+func secondsNode(d time.Duration) *yaml.Node {
+	if d%time.Second != 0 {
+		return strNode(d.String())
+	}
+	return intNode(int64(d / time.Second))
+}
+
 func chainNode(ch Chain) *yaml.Node {
 	n := mappingNode()
 	if ch.HasLinksKey || len(ch.Links) > 0 {
@@ -110,13 +165,7 @@ func chainNode(ch Chain) *yaml.Node {
 	}
 	addPair(n, "enabled", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(ch.Enabled)})
 	if ch.Timeout != 0 {
-		// Whole seconds stay a number, as conserver files write them; a
-		// fraction is written as a Go duration, which parses back exactly.
-		v := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(int64(ch.Timeout/time.Second), 10)}
-		if ch.Timeout%time.Second != 0 {
-			v = strNode(ch.Timeout.String())
-		}
-		addPair(n, "timeout", v)
+		addPair(n, "timeout", secondsNode(ch.Timeout))
 	}
 	if ch.MaxDeliveries != 0 {
 		addPair(n, "max_deliveries", intNode(int64(ch.MaxDeliveries)))

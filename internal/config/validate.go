@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"unicode"
@@ -20,7 +21,9 @@ type Validator struct {
 
 // Validate reports every problem of the configuration, each naming its key
 // path and what to do. Disabled chains are checked too: enabling one later
-// must not be the moment a typo surfaces.
+// must not be the moment a typo surfaces. A Validator with module lists is
+// a worker's: it also refuses what conserver would run and the worker does
+// not (Unsupported), so that nothing configured is silently skipped.
 func (c *Config) Validate(v Validator) error {
 	var errs []error
 	fail := func(path, format string, args ...any) {
@@ -102,6 +105,10 @@ func (c *Config) Validate(v Validator) error {
 			consumer[in] = name
 		}
 	}
+	errs = append(errs, c.validateFollowers()...)
+	if v.Links != nil || v.Storages != nil {
+		errs = append(errs, c.Unsupported(append(slices.Clone(v.Links), v.Storages...))...)
+	}
 	for _, list := range sortedKeys(c.IngressAuth) {
 		for i, key := range c.IngressAuth[list] {
 			if strings.TrimSpace(key) == "" {
@@ -110,6 +117,74 @@ func (c *Config) Validate(v Validator) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// MaxFetchVconLimit bounds a follower's fetch_vcon_limit: the API answers
+// GET /vcon/egress with at most that many uuids (internal/api).
+const MaxFetchVconLimit = 10_000
+
+func (c *Config) validateFollowers() []error {
+	var errs []error
+	fail := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	for _, name := range sortedKeys(c.Followers) {
+		f, p := c.Followers[name], childPath("followers", name)
+		if u, err := url.Parse(f.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			fail(p+".url", "must be the http(s) base URL of the conserver API to follow, such as https://upstream.example.com/api")
+		} else if u.User != nil {
+			fail(p+".url", "carries credentials; put the API token in auth_token")
+		}
+		switch {
+		case f.EgressList == "":
+			fail(p+".egress_list", "is missing; name the upstream egress list to pull")
+		case strings.IndexFunc(f.EgressList, unicode.IsSpace) >= 0:
+			fail(p+".egress_list", "list name %q contains whitespace; remove it", f.EgressList)
+		}
+		if len(f.IngressLists) == 0 {
+			fail(p+".follower_ingress_list", "is missing; name the local ingress list the followed vCons go to")
+		}
+		errs = append(errs, checkListNames(p+".follower_ingress_list", f.IngressLists)...)
+		if f.PullingInterval <= 0 {
+			fail(p+".pulling_interval", "must be a positive number of seconds (or a duration such as \"30s\") between polls")
+		}
+		if f.FetchVconLimit < 1 || f.FetchVconLimit > MaxFetchVconLimit {
+			fail(p+".fetch_vcon_limit", "is %d; use 1 to %d vCons per poll", f.FetchVconLimit, MaxFetchVconLimit)
+		}
+	}
+	return errs
+}
+
+// Unsupported reports what conserver would run from this configuration and
+// the worker does not, one error per entry, each saying what to use
+// instead. known are the module names the worker is built with.
+//
+//   - imports: conserver imports each module at start and pip-installs it
+//     when missing. The worker cannot load Python; an entry naming one of
+//     its own modules (links.tag) needs nothing and is accepted, any other
+//     is refused rather than ignored, since the chains that needed it would
+//     run without it.
+//   - tracers: conserver calls each tracer's run() before the first link
+//     and after every link of every chain (tracers.jlinc signs audit
+//     events). The worker runs none; an audit trail that silently stops is
+//     worse than a worker that refuses to start, so every entry is refused.
+//     What the worker does instead is export OpenTelemetry spans over OTLP
+//     (internal/telemetry).
+func (c *Config) Unsupported(known []string) []error {
+	var errs []error
+	for _, name := range sortedKeys(c.Imports) {
+		im, p := c.Imports[name], childPath("imports", name)
+		switch {
+		case im.Module == "":
+			errs = append(errs, fmt.Errorf("%s.module: is missing; built-in modules need no import, so remove the entry", p))
+		case !slices.Contains(known, im.Module):
+			errs = append(errs, fmt.Errorf("%s: module %q cannot be imported: this worker runs only its built-in modules (%s) and does not load or pip-install Python ones; remove the entry, and run custom code as a step service (a links.http_step link, or a Link of kind http or container: docs/steps.md)", p, im.Module, knownList(known)))
+		}
+	}
+	for _, name := range sortedKeys(c.Tracers) {
+		errs = append(errs, fmt.Errorf("%s: tracer module %q is not run: this worker runs no conserver tracers; it exports OpenTelemetry traces (one span per vCon, link and storage) over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set. Remove the tracers: section, and send audit events from a step service or a links.webhook link if you need them", childPath("tracers", name), c.Tracers[name].Module))
+	}
+	return errs
 }
 
 // checkListNames checks Redis list names: a blank or spaced name is almost

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -106,10 +107,18 @@ func TestLargestChainFitsRuntimeCostBudget(t *testing.T) {
 	for i := range 32 {
 		storages = append(storages, long("s", i, 253))
 	}
+	var followers []vconv1alpha1.ChainFollower
+	for i := range 16 {
+		followers = append(followers, vconv1alpha1.ChainFollower{
+			Name: long("f", i, 63), URL: "https://" + long("u", i, 2040), EgressList: long("e", i, 512), IngressList: ingress[63-i],
+			AuthTokenSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "k"},
+			PullingInterval:    &metav1.Duration{Duration: time.Minute}, FetchVconLimit: ptr.To(int32(10000)),
+		})
+	}
 	chain := &vconv1alpha1.Chain{
 		ObjectMeta: metav1.ObjectMeta{Name: "largest", Namespace: ns},
 		Spec: vconv1alpha1.ChainSpec{
-			IngressLists: ingress, EgressLists: egress, Links: links, Storages: storages,
+			IngressLists: ingress, EgressLists: egress, Links: links, Storages: storages, Followers: followers,
 			Timeout: &metav1.Duration{Duration: 90 * time.Minute},
 			Redis:   vconv1alpha1.RedisConnection{URL: "redis+sentinel://" + strings.Repeat("s", 2000) + ":26379/m"},
 			Workers: vconv1alpha1.WorkerSpec{MaxReplicas: 1000, Concurrency: 1024, TargetQueueDepth: 1, ScaleDownDelay: &metav1.Duration{Duration: time.Hour}},
@@ -126,6 +135,7 @@ func TestServerDefaults(t *testing.T) {
 	ctx := testContext(t)
 	for _, manifest := range []string{
 		"kind: Chain\nmetadata: {name: minimal}\nspec: {ingressLists: [in]}",
+		"kind: Chain\nmetadata: {name: follows}\nspec: {ingressLists: [in], followers: [{name: up, url: 'https://up', egressList: out}]}",
 		"kind: Link\nmetadata: {name: http}\nspec: {http: {url: 'http://step:8080/'}}",
 		"kind: Link\nmetadata: {name: container}\nspec: {container: {image: 'example.com/step:1', port: 8080}}",
 	} {
@@ -153,6 +163,19 @@ func TestServerDefaults(t *testing.T) {
 		{"spec.workers.scaleDownDelay", w.ScaleDownDelay, &metav1.Duration{Duration: 60 * time.Second}},
 		{"spec.timeout (no limit)", chain.Spec.Timeout, (*metav1.Duration)(nil)},
 	}
+	follows := &vconv1alpha1.Chain{}
+	if err := kube.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "follows"}, follows); err != nil {
+		t.Fatal(err)
+	}
+	f := follows.Spec.Followers[0]
+	checks = append(checks, []struct {
+		field     string
+		got, want any
+	}{
+		{"followers[0].pullingInterval", f.PullingInterval, &metav1.Duration{Duration: 60 * time.Second}},
+		{"followers[0].fetchVconLimit", *f.FetchVconLimit, int32(10)},
+		{"followers[0].ingressList (the first ingress list)", f.IngressList, ""},
+	}...)
 
 	httpLink := &vconv1alpha1.Link{}
 	if err := kube.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "http"}, httpLink); err != nil {

@@ -31,6 +31,55 @@ spec: {ingressLists: [in], workers: {minReplicas: 5, maxReplicas: 2}}`,
 			want: []string{"spec.workers", "workers.minReplicas must not be greater than workers.maxReplicas"},
 		},
 		{
+			name: "follower feeding a list the chain does not read",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], followers: [{name: up, url: "https://up.example.com/api", egressList: out, ingressList: other}]}`,
+			want: []string{"spec: Invalid value", "a follower's ingressList must be one of the ingressLists of this chain"},
+		},
+		{
+			name: "follower URL with credentials",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], followers: [{name: up, url: "https://user:pw@up.example.com/api", egressList: out}]}`,
+			want: []string{"spec.followers[0].url", "without credentials: put the token in authTokenSecretRef"},
+		},
+		{
+			name: "follower URL without a scheme",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], followers: [{name: up, url: "up.example.com", egressList: out}]}`,
+			want: []string{"spec.followers[0].url", "url must be the http(s) base URL of the conserver API to follow"},
+		},
+		{
+			name: "follower polling all the time",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], followers: [{name: up, url: "https://up", egressList: out, pullingInterval: 0s}]}`,
+			want: []string{"spec.followers[0].pullingInterval", "pullingInterval must be a positive duration with a unit"},
+		},
+		{
+			name: "follower limit out of range",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], followers: [{name: up, url: "https://up", egressList: out, fetchVconLimit: 20000}]}`,
+			want: []string{"spec.followers[0].fetchVconLimit", "less than or equal to 10000"},
+		},
+		{
+			name: "two followers with one name",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], followers: [{name: up, url: "https://a", egressList: out}, {name: up, url: "https://b", egressList: out}]}`,
+			want: []string{"spec.followers[1]", "Duplicate value"},
+		},
+		{
+			name: "follower egress list with a space",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], followers: [{name: up, url: "https://a", egressList: "o ut"}]}`,
+			want: []string{"spec.followers[0].egressList", "a list name cannot contain spaces"},
+		},
+		{
 			name: "minReplicas above the default maxReplicas",
 			manifest: `
 kind: Chain
@@ -493,6 +542,19 @@ spec:
     - {start: "0 9 * * 1-5", end: "0 17 * * 1-5", timeZone: Europe/Berlin, minReplicas: 2, maxReplicas: 20}
     - {start: "*/15 22 * * MON-FRI", end: "0 6 ? * *", timeZone: America/Argentina/Buenos_Aires, minReplicas: 0, maxReplicas: 2}
     - {start: "0 0 1 JAN *", end: "0 0 2 1 *", timeZone: Etc/GMT+5, minReplicas: 0, maxReplicas: 1}`},
+		{"followers", `
+kind: Chain
+spec:
+  ingressLists: [in, priority]
+  followers:
+  - {name: upstream, url: "https://upstream.example.com/api", egressList: processed}
+  - name: eu
+    url: "http://10.0.0.7:8000"
+    egressList: "{eu}:out"
+    ingressList: priority
+    authTokenSecretRef: {name: eu-upstream, key: token}
+    pullingInterval: 2.5s
+    fetchVconLimit: 10000`},
 		{"minReplicas equal to maxReplicas", `
 kind: Chain
 spec: {ingressLists: [in], workers: {minReplicas: 3, maxReplicas: 3}}`},

@@ -49,6 +49,11 @@ type Call struct {
 	Record func(outcome string)
 }
 
+// ErrAnswerTooLarge is a 2xx answer over MaxAnswerBytes, not read: asking
+// again gets the same answer, so callers treat it as the request's own
+// failure, not the vendor's.
+var ErrAnswerTooLarge = fmt.Errorf("answer larger than %d bytes", MaxAnswerBytes)
+
 // StatusError is a vendor's non-2xx answer.
 type StatusError struct {
 	Call   string
@@ -129,7 +134,7 @@ func (c *Call) attempt(ctx context.Context, hc *http.Client, timeout time.Durati
 	}
 	if len(body) > MaxAnswerBytes {
 		c.record("invalid_response")
-		return nil, fmt.Errorf("%s: answer larger than %d bytes", c.Name(), MaxAnswerBytes)
+		return nil, fmt.Errorf("%s: %w", c.Name(), ErrAnswerTooLarge)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return body, nil

@@ -12,9 +12,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -633,6 +635,122 @@ func TestImportKeepsConserversLeniency(t *testing.T) {
 	for _, m := range modules.StrictLinks() {
 		if conserverLeniency[m] == "" {
 			t.Errorf("conserverLeniency says nothing about %s", m)
+		}
+	}
+}
+
+// TestImportReportsWhatTheWorkerDoesNotRun: imports of Python modules and
+// tracers are reported in the worker's own words, imports of built-in
+// modules as not needed; none of it becomes an object.
+func TestImportReportsWhatTheWorkerDoesNotRun(t *testing.T) {
+	doc := conserverYAML + `
+imports:
+  custom_utility: {module: custom_utils, pip_name: custom-utils-package}
+  tagging: links.tag
+tracers:
+  jlinc:
+    module: tracers.jlinc
+    options: {data_store_api_key: jlinc-LITERAL-key-77, dlq_vcon_on_error: true}
+`
+	res := invocation{stdin: doc}.run(t, "import", "-")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.errOut)
+	}
+	for _, want := range []string{
+		`warning: not imported: imports.custom_utility: module "custom_utils" cannot be imported: this worker runs only its built-in modules`,
+		"does not load or pip-install Python ones; remove the entry, and run custom code as a step service",
+		`warning: not imported: tracers.jlinc: tracer module "tracers.jlinc" is not run: this worker runs no conserver tracers; it exports OpenTelemetry traces`,
+		"warning: imports.tagging is not imported: links.tag is built into the worker and needs no import",
+	} {
+		if !strings.Contains(res.errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, res.errOut)
+		}
+	}
+	if strings.Contains(res.out+res.errOut, "jlinc-LITERAL-key-77") {
+		t.Error("the tracer's key reached the output")
+	}
+	if n := len(decodeStream(t, res.out)); n != 13 {
+		t.Errorf("%d objects, want the 13 of the config without these sections", n)
+	}
+}
+
+// TestImportFollowers: each follower joins the Chain reading its
+// follower_ingress_list, with its token from a Secret (a template for a
+// literal, the shared Secret for a ${VAR}); a follower no Chain can carry
+// is reported; the real API server accepts the result.
+func TestImportFollowers(t *testing.T) {
+	doc := conserverYAML + `
+followers:
+  upstream_server:
+    url: https://upstream.example.com/api
+    egress_list: processed
+    follower_ingress_list: default
+    auth_token: follower-LITERAL-token-31
+    pulling_interval: 60
+    fetch_vcon_limit: 10
+  scores_in:
+    url: http://10.0.0.7:8000
+    egress_list: scored
+    follower_ingress_list: to_score
+    auth_token: ${SCORES_TOKEN}
+    pulling_interval: 2.5
+    fetch_vcon_limit: 1
+  orphan:
+    url: https://elsewhere.example.com
+    egress_list: x
+    follower_ingress_list: nobody_reads_this
+    pulling_interval: 5
+    fetch_vcon_limit: 1
+`
+	res := invocation{stdin: doc}.run(t, "import", "-")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.errOut)
+	}
+	if strings.Contains(res.out+res.errOut, "follower-LITERAL-token-31") {
+		t.Error("the follower's token reached the output")
+	}
+	if want := "warning: followers.orphan is not imported: no chain reads its follower_ingress_list nobody_reads_this; add the follower to the Chain that should (spec.followers)"; !strings.Contains(res.errOut, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, res.errOut)
+	}
+	for _, want := range []string{
+		`# follower upstream-server (conserver follower "upstream_server") pulls upstream egress list processed into default; its token is token of Secret main-chain-upstream-server-follower-token`,
+		`# follower scores-in (conserver follower "scores_in") pulls upstream egress list scored into to_score; its token is SCORES_TOKEN of Secret conserver-env`,
+		"#   SCORES_TOKEN: used by chain scoring follower scores-in auth_token",
+	} {
+		if !strings.Contains(res.out, want) {
+			t.Errorf("YAML lacks %q", want)
+		}
+	}
+	objs := byKindName(decodeStream(t, res.out))
+	for chain, want := range map[string][]vconv1.ChainFollower{
+		"Chain/main-chain": {{Name: "upstream-server", URL: "https://upstream.example.com/api", EgressList: "processed", IngressList: "default",
+			AuthTokenSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "main-chain-upstream-server-follower-token"}, Key: "token"},
+			PullingInterval:    &metav1.Duration{Duration: time.Minute}, FetchVconLimit: ptr.To(int32(10))}},
+		"Chain/scoring": {{Name: "scores-in", URL: "http://10.0.0.7:8000", EgressList: "scored", IngressList: "to_score",
+			AuthTokenSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "conserver-env"}, Key: "SCORES_TOKEN"},
+			PullingInterval:    &metav1.Duration{Duration: 2500 * time.Millisecond}, FetchVconLimit: ptr.To(int32(1))}},
+	} {
+		var spec vconv1.ChainSpec
+		if err := fromUnstructured(objs[chain], "spec", &spec); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(spec.Followers, want) {
+			t.Errorf("%s followers = %+v\nwant %+v", chain, spec.Followers, want)
+		}
+	}
+	s := objs["Secret/main-chain-upstream-server-follower-token"]
+	if v, _, _ := unstructured.NestedString(s.Object, "stringData", "token"); v != SecretPlaceholder {
+		t.Errorf("follower token Secret holds %q, want the placeholder", v)
+	}
+	if v, _, _ := unstructured.NestedString(objs["Secret/conserver-env"].Object, "stringData", "SCORES_TOKEN"); v != SecretPlaceholder {
+		t.Errorf("conserver-env SCORES_TOKEN = %q, want the placeholder", v)
+	}
+
+	ns := namespace(t)
+	for _, o := range decodeStream(t, res.out) {
+		o.SetNamespace(ns)
+		if err := testKube.Client.Create(context.Background(), o); err != nil {
+			t.Errorf("API server refused %s/%s: %v", o.GetKind(), o.GetName(), err)
 		}
 	}
 }

@@ -98,6 +98,8 @@ func Import(cfg *config.Config, opts ImportOptions) *Imported {
 			collectRefs(m.Options, im.vars)
 		}
 	}
+	followerRefs(cfg.Followers, im.vars)
+	im.followersByChain = im.placeFollowers()
 	for _, n := range sortedKeys(cfg.Links) {
 		im.step("link", n, cfg.Links[n])
 	}
@@ -121,7 +123,8 @@ type importer struct {
 	cfg  *config.Config
 	out  *Imported
 
-	linkNames, storageNames, chainNames map[string]string // conserver name -> object name
+	linkNames, storageNames, chainNames map[string]string   // conserver name -> object name
+	followersByChain                    map[string][]string // conserver chain -> its followers
 
 	steps       []Manifest
 	chains      []Manifest
@@ -241,6 +244,9 @@ func (im *importer) chain(name string, ch config.Chain) {
 		Storages:     ref("storage", ch.Storages, im.cfg.Storages, im.storageNames),
 		Enabled:      &ch.Enabled,
 	}
+	followers, followerComments := im.chainFollowers(name, objName)
+	spec.Followers = followers
+	comments = append(comments, followerComments...)
 	if ch.Timeout > 0 {
 		spec.Timeout = &metav1.Duration{Duration: ch.Timeout}
 	}
@@ -296,6 +302,17 @@ func (im *importer) chain(name string, ch config.Chain) {
 func (im *importer) notImported() {
 	if n := len(im.cfg.IngressAuth); n > 0 {
 		im.warn("ingress_auth (keys for %d ingress lists) is not imported: it configures the API's external ingress endpoint, not a Chain; the keys are not printed", n)
+	}
+	// The worker's own words for what it refuses to run (imports of
+	// Python modules, tracers), so that a migration meets each problem
+	// once, here, and not again when a standalone worker loads the file.
+	for _, err := range im.cfg.Unsupported(append(slices.Clone(im.opts.KnownLinks), im.opts.KnownStorages...)) {
+		im.warn("not imported: %v", err)
+	}
+	for _, name := range sortedKeys(im.cfg.Imports) {
+		if m := im.cfg.Imports[name].Module; slices.Contains(im.opts.KnownLinks, m) || slices.Contains(im.opts.KnownStorages, m) {
+			im.warn("imports.%s is not imported: %s is built into the worker and needs no import", name, m)
+		}
 	}
 	for _, k := range sortedKeys(im.cfg.Extra) {
 		im.warn("top-level key %q is not imported: Chains, Links and Storages have no equivalent", k)

@@ -20,6 +20,9 @@
 //	vcon-operator:workers:{T}:{ingress}         zset worker id -> heartbeat expiry (ms, Redis clock)
 //	vcon-operator:inflight:{T}:{ingress}:{id}   list, uuids worker {id} took from {ingress}
 //	vcon-operator:dlq-reasons:{T}:{ingress}     hash uuid -> JSON DLQReason
+//	vcon-operator:follower-pending:{name}       list, uuids follower {name} popped upstream, not yet queued here
+//	vcon-operator:follower-attempts:{name}      hash uuid -> polls in a row upstream failed to give it
+//	vcon-operator:follower-lease:{name}         string, id of the worker that polls for follower {name}
 //
 // {T} is the ingress list's Redis Cluster hash tag: the list name itself, or
 // the tag the name already carries. Every key an atomic move touches thus
@@ -84,6 +87,21 @@ func RetryKey(ingress string) string { return tagged("retry", ingress) }
 // at its tail, scored by the Redis time (ms) they were first seen there
 // (see oldestLua).
 func AgeKey(ingress string) string { return tagged("age", ingress) }
+
+// FollowerPendingKey is the list of uuids a follower (internal/follower)
+// popped from its upstream egress list and has not yet queued here. The
+// upstream pop is destructive: this list is the only record of them until
+// they are queued or dead-lettered.
+func FollowerPendingKey(name string) string { return keyPrefix + "follower-pending:" + name }
+
+// FollowerAttemptsKey is the hash uuid -> polls in a row in which
+// upstream failed to give a pending vCon of a follower.
+func FollowerAttemptsKey(name string) string { return keyPrefix + "follower-attempts:" + name }
+
+// FollowerLeaseKey holds the id of the one worker that polls upstream for
+// a follower, so that replicas running the same config do not multiply
+// the polls.
+func FollowerLeaseKey(name string) string { return keyPrefix + "follower-lease:" + name }
 
 // ContextKey is conserver's trace-context list for a uuid queued on a list.
 func ContextKey(list, uuid string) string { return "context:" + list + ":" + uuid }

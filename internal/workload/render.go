@@ -132,6 +132,9 @@ func Render(in Inputs) (*Rendered, error) {
 		c.MaxDeliveries = int(*d)
 		cfg.Chains[ch.Name] = c
 	}
+	if err := renderFollowers(cfg, ch, &env); err != nil {
+		return nil, err
+	}
 	data, err := cfg.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("render config: %w", err)
@@ -149,6 +152,60 @@ func Render(in Inputs) (*Rendered, error) {
 	}
 	r.Hash = hex.EncodeToString(h.Sum(nil))[:16]
 	return r, nil
+}
+
+// Follower defaults, the CRD's, for a Chain built in Go and never stored.
+const (
+	defaultPullingInterval = 60 * time.Second
+	defaultFetchVconLimit  = 10
+)
+
+// renderFollowers writes a Chain's followers into its config. Each is
+// named namespace/chain/name: the worker keys its lease and pending list
+// in Redis by that name, and Chains sharing a Redis must not share them.
+// The token reaches the pods only through the env, from its Secret.
+func renderFollowers(cfg *config.Config, ch *vconv1.Chain, env *envSet) error {
+	for _, f := range ch.Spec.Followers {
+		rendered := config.Follower{
+			URL: f.URL, EgressList: f.EgressList, IngressLists: []string{f.IngressList},
+			PullingInterval: defaultPullingInterval, FetchVconLimit: defaultFetchVconLimit,
+		}
+		if f.IngressList == "" && len(ch.Spec.IngressLists) > 0 {
+			rendered.IngressLists = []string{ch.Spec.IngressLists[0]}
+		}
+		if f.PullingInterval != nil {
+			rendered.PullingInterval = f.PullingInterval.Duration
+		}
+		if f.FetchVconLimit != nil {
+			rendered.FetchVconLimit = int(*f.FetchVconLimit)
+		}
+		if ref := f.AuthTokenSecretRef; ref != nil {
+			name := FollowerTokenEnvName(f.Name)
+			if err := env.add("follower "+f.Name, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref.DeepCopy()}}); err != nil {
+				return err
+			}
+			rendered.AuthToken = "${" + name + "}"
+		}
+		if cfg.Followers == nil {
+			cfg.Followers = map[string]config.Follower{}
+		}
+		cfg.Followers[FollowerName(ch, f.Name)] = rendered
+	}
+	return nil
+}
+
+// FollowerName is the name a Chain's follower runs under in the worker:
+// its metrics' follower label and its Redis keys.
+func FollowerName(ch *vconv1.Chain, follower string) string {
+	if ch.Namespace == "" {
+		return ch.Name + "/" + follower
+	}
+	return ch.Namespace + "/" + ch.Name + "/" + follower
+}
+
+// FollowerTokenEnvName is the env var carrying a follower's API token.
+func FollowerTokenEnvName(follower string) string {
+	return "VCON_FOLLOWER_" + envWord(follower) + "_TOKEN"
 }
 
 // linkModule renders one Link as a config module, with the sidecar a
@@ -258,18 +315,21 @@ func plain(v any) any {
 
 // headerEnvName is the env var carrying one header value of an http step.
 func headerEnvName(link, header string) string {
-	clean := func(s string) string {
-		return strings.Map(func(r rune) rune {
-			if r >= 'a' && r <= 'z' {
-				return r - 'a' + 'A'
-			}
-			if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-				return r
-			}
-			return '_'
-		}, s)
-	}
-	return "VCON_STEP_" + clean(link) + "_HEADER_" + clean(header)
+	return "VCON_STEP_" + envWord(link) + "_HEADER_" + envWord(header)
+}
+
+// envWord is s as part of an env var name: upper case, anything but a
+// letter or digit as _.
+func envWord(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			return r
+		}
+		return '_'
+	}, s)
 }
 
 // secretEnvFrom gives a step's envFrom Secrets the step's prefix: a key

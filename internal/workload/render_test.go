@@ -510,3 +510,51 @@ func TestHash(t *testing.T) {
 		}
 	})
 }
+
+// TestRenderFollowers: a Chain's followers reach its worker config under
+// names no other Chain shares, with the CRD's defaults, their ingress list
+// one of the chain's, and the token only as a reference to its Secret.
+func TestRenderFollowers(t *testing.T) {
+	ch := testChain([]string{}, nil)
+	ch.Spec.IngressLists = []string{"default", "priority"}
+	ch.Spec.Followers = []vconv1.ChainFollower{
+		{Name: "upstream", URL: "https://upstream.example.com/api", EgressList: "processed"},
+		{Name: "eu-west", URL: "http://10.0.0.7:8000", EgressList: "out", IngressList: "priority",
+			AuthTokenSecretRef: ptr.To(secretKey("eu", "token")), PullingInterval: &metav1.Duration{Duration: 2500 * time.Millisecond}, FetchVconLimit: ptr.To(int32(50))},
+	}
+	in := inputs(ch, nil, nil)
+	r, err := Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(r.Config, nil)
+	if err != nil {
+		t.Fatalf("rendered config does not parse: %v\n%s", err, r.Config)
+	}
+	want := map[string]config.Follower{
+		"calls/transcribe/upstream": {URL: "https://upstream.example.com/api", EgressList: "processed", IngressLists: []string{"default"},
+			PullingInterval: time.Minute, FetchVconLimit: 10},
+		"calls/transcribe/eu-west": {URL: "http://10.0.0.7:8000", EgressList: "out", IngressLists: []string{"priority"},
+			AuthToken: "${VCON_FOLLOWER_EU_WEST_TOKEN}", PullingInterval: 2500 * time.Millisecond, FetchVconLimit: 50},
+	}
+	if !reflect.DeepEqual(cfg.Followers, want) {
+		t.Errorf("followers = %#v\nwant %#v", cfg.Followers, want)
+	}
+	if err := cfg.Validate(config.Validator{Links: []string{"links.tag"}, Storages: []string{"storage.file"}}); err != nil {
+		t.Errorf("the rendered config is refused by the worker's checks: %v", err)
+	}
+	found := false
+	for _, e := range Deployment(in, r, 1).Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "VCON_FOLLOWER_EU_WEST_TOKEN" {
+			found = e.Value == "" && e.ValueFrom != nil && reflect.DeepEqual(e.ValueFrom.SecretKeyRef, ptr.To(secretKey("eu", "token")))
+		}
+	}
+	if !found {
+		t.Error("the worker has no VCON_FOLLOWER_EU_WEST_TOKEN from Secret eu key token")
+	}
+	before := r.Hash
+	ch.Spec.Followers[0].FetchVconLimit = ptr.To(int32(11))
+	if r2, _ := Render(in); r2.Hash == before {
+		t.Error("a follower edit does not roll the workers")
+	}
+}
