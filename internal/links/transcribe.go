@@ -43,6 +43,8 @@ func init() {
 type transcribeVendor interface {
 	// vendor is the name recorded in the analysis (conserver's spelling).
 	vendor() string
+	// model is the model every upload asks for.
+	model() string
 	transcribe(ctx context.Context, audio *transcribeAudio) (*transcription, error)
 }
 
@@ -52,6 +54,15 @@ type transcription struct {
 	body       map[string]any
 	confidence *float64
 	usage      callUsage
+}
+
+// transcribeUsageSubTypes are the sub_type of each vendor's AI usage
+// records: conserver's for openai and deepgram (its groq link records
+// none).
+var transcribeUsageSubTypes = map[string]string{
+	"openai":   "OPENAI_TRANSCRIBE",
+	"groq":     "GROQ_TRANSCRIBE",
+	"deepgram": "DEEPGRAM_TRANSCRIBE",
 }
 
 // transcribeVendorDefaults are conserver's per-vendor minimum durations.
@@ -69,6 +80,7 @@ type transcribeLink struct {
 	minDuration   float64
 	minConfidence *float64
 	split         transcribeSplit
+	usage         *usageReporter
 	schema        map[string]any
 }
 
@@ -130,6 +142,9 @@ func newTranscribeVendor(name, vendor string, top, vo *options.Reader, deps Deps
 	}
 	timeout := vo.Duration("download_timeout", transcribeDefaultDownloadTimeout)
 	l.split = readTranscribeSplit(vendor, vo)
+	if l.usage, err = newUsageReporter(name, transcribeUsageSubTypes[vendor], vo, deps); err != nil {
+		return nil, err
+	}
 	allowPrivate := vo.Bool("allow_private_networks", false)
 	if err := top.Err(); err != nil {
 		return nil, err
@@ -178,10 +193,16 @@ func (l *transcribeLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) 
 			l.logger.Info("recording has neither body nor url", "link", l.name, "vcon", v.UUID(), "dialog", index)
 			continue
 		}
-		tr, _, err := l.transcribeRecording(ctx, d, audio)
+		tr, seconds, err := l.transcribeRecording(ctx, d, audio)
 		if err != nil {
 			return Continue, fmt.Errorf("transcribe dialog %d: %w", index, err)
 		}
+		// Paid for whether or not the transcript is kept. What the vendor
+		// says it heard is what it bills; the measured length otherwise.
+		if tr.usage.seconds > 0 {
+			seconds = tr.usage.seconds
+		}
+		l.usage.recordTranscription(ctx, v, l.vendor.model(), tr.usage, seconds)
 		if tr.confidence != nil && l.minConfidence != nil && *tr.confidence < *l.minConfidence {
 			l.logger.Warn("transcript below minimum_confidence; not stored", "link", l.name, "vcon", v.UUID(), "dialog", index, "confidence", *tr.confidence)
 			continue
@@ -242,7 +263,7 @@ type transcribeMultipart struct {
 	metrics     linkMetrics
 	endpoint    openai.Endpoint
 	http        *http.Client
-	model       string
+	modelName   string
 	fields      map[string]string // extra form fields (language, response_format, ...)
 	timeout     time.Duration
 	policy      httpx.Policy
@@ -250,6 +271,7 @@ type transcribeMultipart struct {
 }
 
 func (t *transcribeMultipart) vendor() string { return t.vendorLabel }
+func (t *transcribeMultipart) model() string  { return t.modelName }
 
 func newTranscribeOpenAI(link string, o *options.Reader, deps Deps) (transcribeVendor, error) {
 	ep := resolveEndpoint(o, openai.DefaultBaseURL)
@@ -279,7 +301,7 @@ func newTranscribeMultipart(link, vendorLabel string, ep openai.Endpoint, o *opt
 	if t.http == nil {
 		t.http = http.DefaultClient
 	}
-	if t.model = o.String("model", defModel); t.model == "" && o.Has("model") {
+	if t.modelName = o.String("model", defModel); t.modelName == "" && o.Has("model") {
 		o.Failf("model", "must not be empty")
 	}
 	for k, v := range fields {
@@ -353,7 +375,7 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 	if _, err := fw.Write(audio.data); err != nil {
 		return nil, err
 	}
-	if err := mw.WriteField("model", t.model); err != nil {
+	if err := mw.WriteField("model", t.modelName); err != nil {
 		return nil, err
 	}
 	for _, k := range transcribeSortedKeys(t.fields) {
@@ -365,13 +387,13 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 		return nil, err
 	}
 	payload, contentType := buf.Bytes(), mw.FormDataContentType()
-	record := t.metrics.recorder(t.model)
+	record := t.metrics.recorder(t.modelName)
 	call := &httpx.Call{
 		Vendor: t.endpoint.Vendor, Operation: "audio/transcriptions",
 		Policy: t.policy, Timeout: t.timeout,
 		Secrets: []string{t.endpoint.Key}, Record: record,
 		NewRequest: func(ctx context.Context) (*http.Request, error) {
-			r, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.URL(t.model, "audio/transcriptions"), bytes.NewReader(payload))
+			r, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.URL(t.modelName, "audio/transcriptions"), bytes.NewReader(payload))
 			if err != nil {
 				return nil, err
 			}
@@ -403,24 +425,25 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 	_ = json.Unmarshal(body, &u) // a usage of another shape is not counted
 	tr := &transcription{body: obj, usage: u.callUsage()}
 	if tr.usage.tokens {
-		t.metrics.Tokens(t.model, tr.usage.inputTokens, tr.usage.outputTokens)
+		t.metrics.Tokens(t.modelName, tr.usage.inputTokens, tr.usage.outputTokens)
 	}
 	return tr, nil
 }
 
 // transcribeDeepgram posts audio to Deepgram's pre-recorded API.
 type transcribeDeepgram struct {
-	metrics linkMetrics
-	http    *http.Client
-	base    string
-	key     string
-	query   url.Values
-	model   string
-	timeout time.Duration
-	policy  httpx.Policy
+	metrics   linkMetrics
+	http      *http.Client
+	base      string
+	key       string
+	query     url.Values
+	modelName string
+	timeout   time.Duration
+	policy    httpx.Policy
 }
 
 func (t *transcribeDeepgram) vendor() string { return "deepgram" }
+func (t *transcribeDeepgram) model() string  { return t.modelName }
 
 func newTranscribeDeepgram(link string, o *options.Reader, deps Deps) (transcribeVendor, error) {
 	m, err := newVendorMetrics(deps.Metrics)
@@ -448,7 +471,7 @@ func newTranscribeDeepgram(link string, o *options.Reader, deps Deps) (transcrib
 	if !t.query.Has("smart_format") {
 		t.query.Set("smart_format", "true")
 	}
-	t.model = t.query.Get("model")
+	t.modelName = t.query.Get("model")
 	t.timeout, t.policy = vendorCallOptions(o)
 	return t, nil
 }
@@ -471,7 +494,7 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 		ct = "application/octet-stream"
 	}
 	endpoint := t.base + "/listen?" + t.query.Encode()
-	record := t.metrics.recorder(t.model)
+	record := t.metrics.recorder(t.modelName)
 	call := &httpx.Call{
 		Vendor: "deepgram", Operation: "listen",
 		Policy: t.policy, Timeout: t.timeout,

@@ -2,11 +2,21 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vcon-operator/vcon-operator/internal/config"
+	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
 // TestTranscribeNeedsFFmpeg: a recording that is not WAV and must be split
@@ -46,5 +56,50 @@ func TestTranscribeNeedsFFmpeg(t *testing.T) {
 	}
 	if r.Step != "link transcribe" {
 		t.Errorf("step %q, want link transcribe", r.Step)
+	}
+}
+
+// TestBuildLabelsUsageByChain: a link two chains share is built once per
+// chain, and what its calls cost is counted under each chain's name.
+func TestBuildLabelsUsageByChain(t *testing.T) {
+	model := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"choices":[{"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":2}}`)
+	}))
+	defer model.Close()
+	cfg, err := config.Parse([]byte(`
+links:
+  summarize: {module: links.analyze, options: {OPENAI_API_KEY: sk-x, base_url: "`+model.URL+`", model: m1, source: {text_location: body}}}
+chains:
+  sales:   {links: [summarize], ingress_lists: [in-sales]}
+  support: {links: [summarize], ingress_lists: [in-support]}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	chains, closeAll, err := Build(context.Background(), cfg, "", links.Deps{HTTP: http.DefaultClient, Metrics: reg}, storage.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	for i, ch := range chains {
+		for range i + 1 { // sales once, support twice
+			v, _ := vcon.Parse([]byte(`{"uuid":"u1","dialog":[{"type":"text","body":"x"}],"analysis":[{"type":"transcript","dialog":0,"vendor":"x","encoding":"none","body":"hi"}]}`))
+			if _, err := ch.Links[0].Link.Run(context.Background(), v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := `
+# HELP vcon_ai_tokens_total Tokens that LLM and transcription calls were billed, by chain, link, model and kind (input or output).
+# TYPE vcon_ai_tokens_total counter
+vcon_ai_tokens_total{chain="sales",kind="input",link="summarize",model="m1"} 7
+vcon_ai_tokens_total{chain="sales",kind="output",link="summarize",model="m1"} 2
+vcon_ai_tokens_total{chain="support",kind="input",link="summarize",model="m1"} 14
+vcon_ai_tokens_total{chain="support",kind="output",link="summarize",model="m1"} 4
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "vcon_ai_tokens_total"); err != nil {
+		t.Error(err)
 	}
 }
