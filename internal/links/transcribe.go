@@ -327,7 +327,6 @@ func newTranscribeMultipart(link, vendorLabel string, ep openai.Endpoint, o *opt
 // duration.
 type transcribeUsage struct {
 	Usage *struct {
-		Type         string   `json:"type"`
 		InputTokens  *float64 `json:"input_tokens"`
 		OutputTokens *float64 `json:"output_tokens"`
 		Seconds      *float64 `json:"seconds"`
