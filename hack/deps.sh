@@ -13,6 +13,7 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/d
 [ -r /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)   # storage.sftp's test server
 command -v prlimit >/dev/null || need+=(util-linux)   # caps the worker's memory in the poison-pill test
+command -v ffmpeg >/dev/null || need+=(ffmpeg)   # internal/audio and links.transcribe convert non-WAV recordings
 if [ "${1:-}" = cluster ]; then
   for b in containerd runc iptables conntrack openssl curl; do
     command -v "$b" >/dev/null || need+=("$b")

@@ -26,6 +26,7 @@ func newAnalyze(name string, raw map[string]any, deps Deps) (Link, error) {
 		systemPrompt: "You are a helpful assistant.",
 		sourceType:   "transcript",
 		textLocation: "body.paragraphs.transcript",
+		usageSubType: "ANALYZE",
 	})
 	if err != nil {
 		return nil, err
@@ -42,7 +43,7 @@ func (l *analyzeLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 	}
 	vendor := openai.VendorName(l.client.Endpoint, l.model)
 	err := l.eachSource(ctx, v, func(index int, text string) error {
-		answer, err := l.client.Chat(ctx, l.request(l.systemPrompt, l.prompt+"\n\n"+text))
+		answer, err := l.chat(ctx, v, l.request(l.systemPrompt, l.prompt+"\n\n"+text))
 		if err != nil {
 			return err
 		}

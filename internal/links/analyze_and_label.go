@@ -35,6 +35,7 @@ func newAnalyzeAndLabel(name string, raw map[string]any, deps Deps) (Link, error
 		sourceType:   "transcript",
 		textLocation: "body.paragraphs.transcript",
 		jsonResponse: true,
+		usageSubType: "ANALYZE_AND_LABEL",
 	})
 	if err != nil {
 		return nil, err
@@ -50,7 +51,7 @@ func (l *labelLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 		return Continue, nil
 	}
 	err := l.eachSource(ctx, v, func(index int, text string) error {
-		answer, err := l.client.Chat(ctx, l.request(l.systemPrompt, l.prompt+"\n\n"+text))
+		answer, err := l.chat(ctx, v, l.request(l.systemPrompt, l.prompt+"\n\n"+text))
 		if err != nil {
 			return err
 		}

@@ -29,6 +29,7 @@ func newAnalyzeVCon(name string, raw map[string]any, deps Deps) (Link, error) {
 		temperature:  floatPtr(0),
 		systemPrompt: "You are a helpful assistant that analyzes conversation data and returns structured JSON output.",
 		jsonResponse: true,
+		usageSubType: "ANALYZE_VCON",
 	})
 	if err != nil {
 		return nil, err
@@ -63,7 +64,7 @@ func (a *analyzeVConLink) Run(ctx context.Context, v *vcon.VCon) (Result, error)
 	if err != nil {
 		return Continue, fmt.Errorf("analyze_vcon %s: encode vCon: %w", a.analysisType, err)
 	}
-	answer, err := a.client.Chat(ctx, a.request(a.systemPrompt, a.prompt+"\n\n"+string(doc)))
+	answer, err := a.chat(ctx, v, a.request(a.systemPrompt, a.prompt+"\n\n"+string(doc)))
 	if err != nil {
 		return Continue, fmt.Errorf("analyze_vcon %s: %w", a.analysisType, err)
 	}

@@ -39,6 +39,7 @@ func newCheckAndTag(name string, raw map[string]any, deps Deps) (Link, error) {
 		sourceType:   "transcript",
 		textLocation: "body",
 		jsonResponse: true,
+		usageSubType: "CHECK_AND_TAG",
 	})
 	if err != nil {
 		return nil, err
@@ -58,7 +59,7 @@ func (c *checkAndTagLink) Run(ctx context.Context, v *vcon.VCon) (Result, error)
 		user := "Question: " + c.question + "\n\nText to evaluate:\n" + text + "\n\n" +
 			"Please answer with a JSON object containing a single key 'applies' with a boolean value " +
 			"(true if the tag applies, false if it doesn't)."
-		answer, err := c.client.Chat(ctx, c.request(c.systemPrompt, user))
+		answer, err := c.chat(ctx, v, c.request(c.systemPrompt, user))
 		if err != nil {
 			return err
 		}

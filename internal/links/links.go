@@ -68,6 +68,9 @@ type Deps struct {
 	HTTP *http.Client
 	// Logger never receives vCon content or secrets.
 	Logger *slog.Logger
+	// Chain is the chain the link is built for (a link is built once per
+	// chain that uses it); metrics are labelled with it.
+	Chain string
 	// Metrics is where links that call vendors register their counters
 	// (vcon_llm_*); New makes it prometheus.DefaultRegisterer when nil.
 	// Many links share one registerer: the counters are registered once.

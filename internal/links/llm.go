@@ -23,6 +23,8 @@ type llmDefaults struct {
 	temperature                               *float64
 	sourceType, textLocation                  string
 	jsonResponse                              bool
+	// usageSubType is the sub_type of the link's AI usage records.
+	usageSubType string
 }
 
 // llmLink is what every LLM link reads from its options.
@@ -30,6 +32,7 @@ type llmLink struct {
 	name     string
 	logger   *slog.Logger
 	client   *openai.Client
+	usage    *usageReporter
 	onlyIf   *onlyIfFilter
 	sampling samplingRate
 
@@ -50,6 +53,9 @@ func newLLMLink(name string, o *options.Reader, deps Deps, def llmDefaults) (*ll
 	}
 	var err error
 	if l.client, err = newLLMClient(name, o, deps); err != nil {
+		return nil, err
+	}
+	if l.usage, err = newUsageReporter(name, def.usageSubType, o, deps); err != nil {
 		return nil, err
 	}
 	l.onlyIf = parseOnlyIf(o)
@@ -123,6 +129,20 @@ func (l *llmLink) eachSource(ctx context.Context, v *vcon.VCon, fn func(index in
 		}
 	}
 	return nil
+}
+
+// chat asks the model and records on v what the call cost.
+func (l *llmLink) chat(ctx context.Context, v *vcon.VCon, req openai.ChatRequest) (string, error) {
+	answer, err := l.client.Chat(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	var input, output float64
+	if u := answer.Usage; u != nil {
+		input, output = u.PromptTokens, u.CompletionTokens
+	}
+	l.usage.recordTokens(ctx, v, req.Model, input, output)
+	return answer.Content, nil
 }
 
 func (l *llmLink) request(system, user string) openai.ChatRequest {

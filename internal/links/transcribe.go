@@ -39,12 +39,30 @@ func init() {
 	Register("links.deepgram_link", transcribeAlias("deepgram"))
 }
 
-// transcribeVendor sends one recording and returns the body to store and,
-// when the vendor reports one, a confidence.
+// transcribeVendor sends one upload and returns the vendor's answer.
 type transcribeVendor interface {
 	// vendor is the name recorded in the analysis (conserver's spelling).
 	vendor() string
-	transcribe(ctx context.Context, audio *transcribeAudio) (body any, confidence *float64, err error)
+	// model is the model every upload asks for.
+	model() string
+	transcribe(ctx context.Context, audio *transcribeAudio) (*transcription, error)
+}
+
+// transcription is one vendor answer: the body to store, the confidence
+// when the vendor reports one, and what the vendor said the call cost.
+type transcription struct {
+	body       map[string]any
+	confidence *float64
+	usage      callUsage
+}
+
+// transcribeUsageSubTypes are the sub_type of each vendor's AI usage
+// records: conserver's for openai and deepgram (its groq link records
+// none).
+var transcribeUsageSubTypes = map[string]string{
+	"openai":   "OPENAI_TRANSCRIBE",
+	"groq":     "GROQ_TRANSCRIBE",
+	"deepgram": "DEEPGRAM_TRANSCRIBE",
 }
 
 // transcribeVendorDefaults are conserver's per-vendor minimum durations.
@@ -61,6 +79,8 @@ type transcribeLink struct {
 	fetcher       *transcribeFetcher
 	minDuration   float64
 	minConfidence *float64
+	split         transcribeSplit
+	usage         *usageReporter
 	schema        map[string]any
 }
 
@@ -121,6 +141,10 @@ func newTranscribeVendor(name, vendor string, top, vo *options.Reader, deps Deps
 		vo.Fail("max_download_bytes", "a positive number of bytes")
 	}
 	timeout := vo.Duration("download_timeout", transcribeDefaultDownloadTimeout)
+	l.split = readTranscribeSplit(vendor, vo)
+	if l.usage, err = newUsageReporter(name, transcribeUsageSubTypes[vendor], vo, deps); err != nil {
+		return nil, err
+	}
 	allowPrivate := vo.Bool("allow_private_networks", false)
 	if err := top.Err(); err != nil {
 		return nil, err
@@ -169,15 +193,21 @@ func (l *transcribeLink) Run(ctx context.Context, v *vcon.VCon) (Result, error) 
 			l.logger.Info("recording has neither body nor url", "link", l.name, "vcon", v.UUID(), "dialog", index)
 			continue
 		}
-		body, confidence, err := l.vendor.transcribe(ctx, audio)
+		tr, seconds, err := l.transcribeRecording(ctx, d, audio)
 		if err != nil {
 			return Continue, fmt.Errorf("transcribe dialog %d: %w", index, err)
 		}
-		if confidence != nil && l.minConfidence != nil && *confidence < *l.minConfidence {
-			l.logger.Warn("transcript below minimum_confidence; not stored", "link", l.name, "vcon", v.UUID(), "dialog", index, "confidence", *confidence)
+		// Paid for whether or not the transcript is kept. What the vendor
+		// says it heard is what it bills; the measured length otherwise.
+		if tr.usage.seconds > 0 {
+			seconds = tr.usage.seconds
+		}
+		l.usage.recordTranscription(ctx, v, l.vendor.model(), tr.usage, seconds)
+		if tr.confidence != nil && l.minConfidence != nil && *tr.confidence < *l.minConfidence {
+			l.logger.Warn("transcript below minimum_confidence; not stored", "link", l.name, "vcon", v.UUID(), "dialog", index, "confidence", *tr.confidence)
 			continue
 		}
-		addAnalysis(v, "transcript", index, l.vendor.vendor(), jsonString(body), "json", map[string]any{"vendor_schema": l.schema})
+		addAnalysis(v, "transcript", index, l.vendor.vendor(), jsonString(tr.body), "json", map[string]any{"vendor_schema": l.schema})
 		l.logger.Info("transcribed recording", "link", l.name, "vcon", v.UUID(), "dialog", index, "vendor", l.vendor.vendor())
 	}
 	return Continue, nil
@@ -233,7 +263,7 @@ type transcribeMultipart struct {
 	metrics     linkMetrics
 	endpoint    openai.Endpoint
 	http        *http.Client
-	model       string
+	modelName   string
 	fields      map[string]string // extra form fields (language, response_format, ...)
 	timeout     time.Duration
 	policy      httpx.Policy
@@ -241,6 +271,7 @@ type transcribeMultipart struct {
 }
 
 func (t *transcribeMultipart) vendor() string { return t.vendorLabel }
+func (t *transcribeMultipart) model() string  { return t.modelName }
 
 func newTranscribeOpenAI(link string, o *options.Reader, deps Deps) (transcribeVendor, error) {
 	ep := resolveEndpoint(o, openai.DefaultBaseURL)
@@ -270,7 +301,7 @@ func newTranscribeMultipart(link, vendorLabel string, ep openai.Endpoint, o *opt
 	if t.http == nil {
 		t.http = http.DefaultClient
 	}
-	if t.model = o.String("model", defModel); t.model == "" && o.Has("model") {
+	if t.modelName = o.String("model", defModel); t.modelName == "" && o.Has("model") {
 		o.Failf("model", "must not be empty")
 	}
 	for k, v := range fields {
@@ -291,15 +322,42 @@ func newTranscribeMultipart(link, vendorLabel string, ep openai.Endpoint, o *opt
 	return t, nil
 }
 
-// transcribeUsage is the token usage gpt-4o-transcribe reports.
+// transcribeUsage is the usage OpenAI-style vendors report: tokens
+// (gpt-4o-transcribe) or seconds of audio (whisper-1), and verbose_json's
+// duration.
 type transcribeUsage struct {
 	Usage *struct {
-		InputTokens  float64 `json:"input_tokens"`
-		OutputTokens float64 `json:"output_tokens"`
+		InputTokens  *float64 `json:"input_tokens"`
+		OutputTokens *float64 `json:"output_tokens"`
+		Seconds      *float64 `json:"seconds"`
 	} `json:"usage"`
+	Duration *float64 `json:"duration"`
 }
 
-func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeAudio) (any, *float64, error) {
+func (u transcribeUsage) callUsage() callUsage {
+	var c callUsage
+	if u.Duration != nil {
+		c.seconds = max(*u.Duration, 0)
+	}
+	if u.Usage == nil {
+		return c
+	}
+	if u.Usage.Seconds != nil {
+		c.seconds = max(*u.Usage.Seconds, 0)
+	}
+	if u.Usage.InputTokens != nil || u.Usage.OutputTokens != nil {
+		c.tokens = true
+		if u.Usage.InputTokens != nil {
+			c.inputTokens = max(*u.Usage.InputTokens, 0)
+		}
+		if u.Usage.OutputTokens != nil {
+			c.outputTokens = max(*u.Usage.OutputTokens, 0)
+		}
+	}
+	return c
+}
+
+func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeAudio) (*transcription, error) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	h := textproto.MIMEHeader{}
@@ -311,30 +369,30 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 	h.Set("Content-Type", ct)
 	fw, err := mw.CreatePart(h)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if _, err := fw.Write(audio.data); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := mw.WriteField("model", t.model); err != nil {
-		return nil, nil, err
+	if err := mw.WriteField("model", t.modelName); err != nil {
+		return nil, err
 	}
 	for _, k := range transcribeSortedKeys(t.fields) {
 		if err := mw.WriteField(k, t.fields[k]); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if err := mw.Close(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	payload, contentType := buf.Bytes(), mw.FormDataContentType()
-	record := t.metrics.recorder(t.model)
+	record := t.metrics.recorder(t.modelName)
 	call := &httpx.Call{
 		Vendor: t.endpoint.Vendor, Operation: "audio/transcriptions",
 		Policy: t.policy, Timeout: t.timeout,
 		Secrets: []string{t.endpoint.Key}, Record: record,
 		NewRequest: func(ctx context.Context) (*http.Request, error) {
-			r, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.URL(t.model, "audio/transcriptions"), bytes.NewReader(payload))
+			r, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.URL(t.modelName, "audio/transcriptions"), bytes.NewReader(payload))
 			if err != nil {
 				return nil, err
 			}
@@ -346,42 +404,45 @@ func (t *transcribeMultipart) transcribe(ctx context.Context, audio *transcribeA
 	}
 	body, err := call.Do(ctx, t.http)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	parsed, err := decodeJSON(body)
 	obj, isObj := parsed.(map[string]any)
 	if err != nil || !isObj {
 		record("invalid_response")
 		if err == nil {
-			return nil, nil, fmt.Errorf("%s: malformed answer: not a JSON object", call.Name())
+			return nil, fmt.Errorf("%s: malformed answer: not a JSON object", call.Name())
 		}
-		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), httpx.JSONError(err))
+		return nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), httpx.JSONError(err))
 	}
 	if _, ok := obj["text"].(string); !ok {
 		record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: no text", call.Name())
+		return nil, fmt.Errorf("%s: malformed answer: no text", call.Name())
 	}
 	record("ok")
 	var u transcribeUsage
-	if json.Unmarshal(body, &u) == nil && u.Usage != nil {
-		t.metrics.Tokens(t.model, max(u.Usage.InputTokens, 0), max(u.Usage.OutputTokens, 0))
+	_ = json.Unmarshal(body, &u) // a usage of another shape is not counted
+	tr := &transcription{body: obj, usage: u.callUsage()}
+	if tr.usage.tokens {
+		t.metrics.Tokens(t.modelName, tr.usage.inputTokens, tr.usage.outputTokens)
 	}
-	return obj, nil, nil
+	return tr, nil
 }
 
 // transcribeDeepgram posts audio to Deepgram's pre-recorded API.
 type transcribeDeepgram struct {
-	metrics linkMetrics
-	http    *http.Client
-	base    string
-	key     string
-	query   url.Values
-	model   string
-	timeout time.Duration
-	policy  httpx.Policy
+	metrics   linkMetrics
+	http      *http.Client
+	base      string
+	key       string
+	query     url.Values
+	modelName string
+	timeout   time.Duration
+	policy    httpx.Policy
 }
 
 func (t *transcribeDeepgram) vendor() string { return "deepgram" }
+func (t *transcribeDeepgram) model() string  { return t.modelName }
 
 func newTranscribeDeepgram(link string, o *options.Reader, deps Deps) (transcribeVendor, error) {
 	m, err := newVendorMetrics(deps.Metrics)
@@ -409,12 +470,15 @@ func newTranscribeDeepgram(link string, o *options.Reader, deps Deps) (transcrib
 	if !t.query.Has("smart_format") {
 		t.query.Set("smart_format", "true")
 	}
-	t.model = t.query.Get("model")
+	t.modelName = t.query.Get("model")
 	t.timeout, t.policy = vendorCallOptions(o)
 	return t, nil
 }
 
 type transcribeDGResponse struct {
+	Metadata *struct {
+		Duration *float64 `json:"duration"`
+	} `json:"metadata"`
 	Results *struct {
 		Channels []struct {
 			DetectedLanguage *string          `json:"detected_language"`
@@ -423,13 +487,13 @@ type transcribeDGResponse struct {
 	} `json:"results"`
 }
 
-func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAudio) (any, *float64, error) {
+func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAudio) (*transcription, error) {
 	ct := audio.mediaType
 	if ct == "" {
 		ct = "application/octet-stream"
 	}
 	endpoint := t.base + "/listen?" + t.query.Encode()
-	record := t.metrics.recorder(t.model)
+	record := t.metrics.recorder(t.modelName)
 	call := &httpx.Call{
 		Vendor: "deepgram", Operation: "listen",
 		Policy: t.policy, Timeout: t.timeout,
@@ -447,33 +511,33 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 	}
 	body, err := call.Do(ctx, t.http)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	// Decode twice: typed to find the alternative, generic (json.Number) to
 	// keep every field of it as Deepgram sent it.
 	var typed transcribeDGResponse
 	if err := json.Unmarshal(body, &typed); err != nil {
 		record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), httpx.JSONError(err))
+		return nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), httpx.JSONError(err))
 	}
 	if typed.Results == nil || len(typed.Results.Channels) == 0 || len(typed.Results.Channels[0].Alternatives) == 0 {
 		record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: no results.channels[0].alternatives[0]", call.Name())
+		return nil, fmt.Errorf("%s: malformed answer: no results.channels[0].alternatives[0]", call.Name())
 	}
 	generic, err := decodeJSON(body)
 	if err != nil {
 		record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), httpx.JSONError(err))
+		return nil, fmt.Errorf("%s: malformed answer: %s", call.Name(), httpx.JSONError(err))
 	}
 	ch0 := generic.(map[string]any)["results"].(map[string]any)["channels"].([]any)[0].(map[string]any)
 	alt, ok := ch0["alternatives"].([]any)[0].(map[string]any)
 	if !ok {
 		record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: alternative is not an object", call.Name())
+		return nil, fmt.Errorf("%s: malformed answer: alternative is not an object", call.Name())
 	}
 	if _, ok := alt["transcript"].(string); !ok {
 		record("invalid_response")
-		return nil, nil, fmt.Errorf("%s: malformed answer: no transcript", call.Name())
+		return nil, fmt.Errorf("%s: malformed answer: no transcript", call.Name())
 	}
 	record("ok")
 	// conserver adds the channel's detected language ("en" when absent).
@@ -482,9 +546,13 @@ func (t *transcribeDeepgram) transcribe(ctx context.Context, audio *transcribeAu
 		lang = *l
 	}
 	alt["detected_language"] = lang
-	var confidence *float64
+	tr := &transcription{body: alt}
 	if c, ok := vcon.Number(alt["confidence"]); ok {
-		confidence = &c
+		tr.confidence = &c
 	}
-	return alt, confidence, nil
+	// Deepgram bills the seconds of audio it heard.
+	if m := typed.Metadata; m != nil && m.Duration != nil {
+		tr.usage.seconds = max(*m.Duration, 0)
+	}
+	return tr, nil
 }

@@ -445,6 +445,15 @@ func TestTranscribeRefusesBadOptions(t *testing.T) {
 		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "allow_private_networks": "perhaps"}, `"allow_private_networks"`},
 		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "model": ""}, `option "model": must not be empty`},
 		{"links.deepgram_link", map[string]any{"vendor": "openai", "vendor_options": map[string]any{}}, "vendor_options: no credentials"},
+		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "max_upload_bytes": 100}, `option "max_upload_bytes": want a number of bytes of at least 1024`},
+		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "max_chunk_duration": -1}, `option "max_chunk_duration"`},
+		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "max_concurrent_parts": 0}, `option "max_concurrent_parts"`},
+		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "silence_len": 0}, `option "silence_len": want a positive number of milliseconds`},
+		{"links.openai_transcribe", map[string]any{"OPENAI_API_KEY": "k", "use_silence_chunking": "maybe"}, `option "use_silence_chunking"`},
+		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "ffmpeg_path": ""}, `option "ffmpeg_path": must not be empty`},
+		{"links.deepgram_link", map[string]any{"DEEPGRAM_KEY": "k", "send_ai_usage_data_to_url": "ftp://usage.example"}, `option "send_ai_usage_data_to_url"`},
+		{"links.analyze", map[string]any{"OPENAI_API_KEY": "k", "send_ai_usage_data_to_url": "not a url"}, `option "send_ai_usage_data_to_url"`},
+		{"links.analyze", map[string]any{"OPENAI_API_KEY": "k", "ai_usage_api_token": 7}, `option "ai_usage_api_token": want a string`},
 	}
 	for _, tt := range tests {
 		_, err := New("bad", tt.module, tt.opts, Deps{})

@@ -53,12 +53,22 @@ type fakeRequest struct {
 }
 
 // vendorFake is a vendor double: it records every request and answers from a
-// script (the last reply repeats).
+// script (the last reply repeats), or from respond when it is set.
 type vendorFake struct {
 	mu      sync.Mutex
 	seen    []fakeRequest
 	replies []fakeReply
+	respond func(r fakeRequest) fakeReply
 	srv     *httptest.Server
+}
+
+// newVendorFakeFunc is a vendor double whose answers depend on the request;
+// respond may be called concurrently.
+func newVendorFakeFunc(t *testing.T, respond func(r fakeRequest) fakeReply) *vendorFake {
+	t.Helper()
+	f := newVendorFake(t)
+	f.respond = respond
+	return f
 }
 
 func newVendorFake(t *testing.T, replies ...fakeReply) *vendorFake {
@@ -66,14 +76,19 @@ func newVendorFake(t *testing.T, replies ...fakeReply) *vendorFake {
 	f := &vendorFake{replies: replies}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		req := fakeRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body}
 		f.mu.Lock()
 		n := len(f.seen)
-		f.seen = append(f.seen, fakeRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
+		f.seen = append(f.seen, req)
 		reply := fakeReply{status: 500, body: `{"error":{"message":"no scripted reply"}}`}
 		if len(f.replies) > 0 {
 			reply = f.replies[min(n, len(f.replies)-1)]
 		}
+		respond := f.respond
 		f.mu.Unlock()
+		if respond != nil {
+			reply = respond(req)
+		}
 		if reply.hang {
 			select {
 			case <-r.Context().Done():

@@ -101,14 +101,28 @@ type chatResponse struct {
 	} `json:"usage"`
 }
 
+// Answer is the first choice's content and what the vendor said the call
+// cost.
+type Answer struct {
+	Content string
+	// Usage is nil when the vendor reported none.
+	Usage *Usage
+}
+
+// Usage is the tokens an answer reports.
+type Usage struct {
+	PromptTokens, CompletionTokens float64
+}
+
 // ErrEmpty is an answer whose first choice has no content.
 var ErrEmpty = errors.New("answer has no message content")
 
-// Chat sends one chat completion and returns the first choice's content.
-func (c *Client) Chat(ctx context.Context, req ChatRequest) (string, error) {
+// Chat sends one chat completion and returns the first choice's content
+// with the usage the vendor reported.
+func (c *Client) Chat(ctx context.Context, req ChatRequest) (Answer, error) {
 	payload, err := json.Marshal(req)
 	if err != nil {
-		return "", fmt.Errorf("encode chat request: %w", err)
+		return Answer{}, fmt.Errorf("encode chat request: %w", err)
 	}
 	record := func(outcome string) {
 		if c.Metrics != nil {
@@ -139,30 +153,34 @@ func (c *Client) Chat(ctx context.Context, req ChatRequest) (string, error) {
 	}
 	body, err := call.Do(ctx, hc)
 	if err != nil {
-		return "", err
+		return Answer{}, err
 	}
 	var resp chatResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		record("invalid_response")
-		return "", fmt.Errorf("%s: malformed answer: %v", call.Name(), httpx.JSONError(err))
+		return Answer{}, fmt.Errorf("%s: malformed answer: %v", call.Name(), httpx.JSONError(err))
 	}
-	if resp.Usage != nil && c.Metrics != nil {
-		c.Metrics.Tokens(req.Model, max(resp.Usage.PromptTokens, 0), max(resp.Usage.CompletionTokens, 0))
+	var usage *Usage
+	if resp.Usage != nil {
+		usage = &Usage{PromptTokens: max(resp.Usage.PromptTokens, 0), CompletionTokens: max(resp.Usage.CompletionTokens, 0)}
+		if c.Metrics != nil {
+			c.Metrics.Tokens(req.Model, usage.PromptTokens, usage.CompletionTokens)
+		}
 	}
 	if len(resp.Choices) == 0 {
 		record("invalid_response")
-		return "", fmt.Errorf("%s: malformed answer: no choices", call.Name())
+		return Answer{}, fmt.Errorf("%s: malformed answer: no choices", call.Name())
 	}
 	msg := resp.Choices[0].Message
 	if msg.Content == nil {
 		record("invalid_response")
 		if msg.Refusal != nil {
-			return "", fmt.Errorf("%s: the model refused to answer", call.Name())
+			return Answer{}, fmt.Errorf("%s: the model refused to answer", call.Name())
 		}
-		return "", fmt.Errorf("%s: %w (finish_reason %q)", call.Name(), ErrEmpty, resp.Choices[0].FinishReason)
+		return Answer{}, fmt.Errorf("%s: %w (finish_reason %q)", call.Name(), ErrEmpty, resp.Choices[0].FinishReason)
 	}
 	record("ok")
-	return *msg.Content, nil
+	return Answer{Content: *msg.Content, Usage: usage}, nil
 }
 
 // VendorName is conserver's get_vendor_from_opts: the vendor recorded in

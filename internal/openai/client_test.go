@@ -136,8 +136,8 @@ func TestChatWire(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != "hello back" {
-				t.Errorf("content = %q", got)
+			if got.Content != "hello back" || got.Usage == nil || *got.Usage != (Usage{PromptTokens: 11, CompletionTokens: 7}) {
+				t.Errorf("answer = %q, usage %+v; want hello back, 11 and 7 tokens", got.Content, got.Usage)
 			}
 			reqs := f.requests()
 			if len(reqs) != 1 {

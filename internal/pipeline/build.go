@@ -63,9 +63,11 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 		if r := cc.Retry; r != nil {
 			ch.Retry = RetryPolicy{Attempts: r.Attempts, InitialBackoff: r.InitialBackoff, MaxBackoff: r.MaxBackoff, Jitter: r.Jitter}
 		}
+		chainDeps := linkDeps
+		chainDeps.Chain = name
 		for _, ln := range cc.Links {
 			m := cfg.Links[ln]
-			l, err := links.New(ln, m.Module, m.Options, linkDeps)
+			l, err := links.New(ln, m.Module, m.Options, chainDeps)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("chains.%s: %w", name, err))
 				continue
