@@ -85,7 +85,8 @@ func TestApplyBuildsConfigMapAndDeployment(t *testing.T) {
 			Links: []string{"tag"}, Storages: []string{"archive"}, IngressLists: []string{"billing-in"}, EgressLists: []string{"billing-out"},
 			Enabled: true, Timeout: 90 * time.Second, HasLinksKey: true, MaxDeliveries: 3,
 			// The CRD's defaults, filled in by the API server.
-			Retry: &config.Retry{Attempts: 5, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2},
+			Retry:          &config.Retry{Attempts: 5, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2},
+			StorageFailure: config.StorageFailureDeadLetterVcon,
 		}},
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -152,6 +152,7 @@ func TestServerDefaults(t *testing.T) {
 		{"spec.workers.concurrency", w.Concurrency, int32(4)},
 		{"spec.workers.scaleDownDelay", w.ScaleDownDelay, &metav1.Duration{Duration: 60 * time.Second}},
 		{"spec.timeout (no limit)", chain.Spec.Timeout, (*metav1.Duration)(nil)},
+		{"spec.storageFailure", chain.Spec.StorageFailure, vconv1alpha1.StorageFailureDeadLetterVcon},
 	}
 
 	httpLink := &vconv1alpha1.Link{}
