@@ -373,6 +373,30 @@ func TestDLQ(t *testing.T) {
 	op.waitChain(t, "dlq", "DLQEmpty again", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
 }
 
+// TestStorageDLQ: a Chain's storages' DLQs are measured into
+// status.queue.storageDLQ and keep DLQEmpty False until they are emptied.
+func TestStorageDLQ(t *testing.T) {
+	op := startOperator(t)
+	ctx := context.Background()
+	op.create(t, fileStorage("archive"), op.chain("stores", []string{"stored"}, func(c *vconv1.Chain) {
+		c.Spec.Storages = []string{"archive"}
+		c.Spec.StorageFailure = vconv1.StorageFailureDeadLetterStorage
+	}))
+	op.waitChain(t, "stores", "DLQEmpty", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
+	if err := op.rdb.RPush(ctx, queue.StorageDLQKey("archive"), uuids("unwritten", 2)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ch := op.waitChain(t, "stores", "DLQEmpty=False", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionFalse, "DeadLetters", "2 failed writes"))
+	if ch.Status.Queue.StorageDLQ != 2 || ch.Status.Queue.DLQ != 0 {
+		t.Errorf("status.queue storageDLQ %d, dlq %d; want 2, 0", ch.Status.Queue.StorageDLQ, ch.Status.Queue.DLQ)
+	}
+	waitEvent(t, op, "stores", "DLQFilling", "2 failed storage writes dead-lettered")
+	if err := op.rdb.Del(ctx, queue.StorageDLQKey("archive")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	op.waitChain(t, "stores", "DLQEmpty again", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
+}
+
 // TestRedisOutage: Redis going away is reported, the last figures are kept
 // and marked stale, and Redis coming back is noticed within a poll or two.
 func TestRedisOutage(t *testing.T) {

@@ -469,6 +469,12 @@ type QueueStatus struct {
 	DLQ int64 `json:"dlq"`
 	// Egress is the total length of the egress lists.
 	Egress int64 `json:"egress"`
+	// StorageDLQ is the total length of the DLQ:storage:{name} lists of
+	// the chain's storages: failed writes waiting for a replay (see
+	// storageFailure). A storage's list is shared by every chain on the
+	// Redis that writes to a storage of that name.
+	// +optional
+	StorageDLQ int64 `json:"storageDLQ,omitempty"`
 	// Retry counts the vCons waiting for a delayed retry (they hold no
 	// worker); NextRetryAt is when the first of them is due.
 	// +optional
