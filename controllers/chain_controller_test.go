@@ -86,7 +86,8 @@ func TestApplyBuildsConfigMapAndDeployment(t *testing.T) {
 			Links: []string{"tag"}, Storages: []string{"archive"}, IngressLists: []string{"billing-in"}, EgressLists: []string{"billing-out"},
 			Enabled: true, Timeout: 90 * time.Second, HasLinksKey: true, MaxDeliveries: 3,
 			// The CRD's defaults, filled in by the API server.
-			Retry: &config.Retry{Attempts: 5, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2},
+			Retry:          &config.Retry{Attempts: 5, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2},
+			StorageFailure: config.StorageFailureDeadLetterVcon,
 		}},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -371,6 +372,30 @@ func TestDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	op.waitChain(t, "dlq", "DLQEmpty again", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
+}
+
+// TestStorageDLQ: a Chain's storages' DLQs are measured into
+// status.queue.storageDLQ and keep DLQEmpty False until they are emptied.
+func TestStorageDLQ(t *testing.T) {
+	op := startOperator(t)
+	ctx := context.Background()
+	op.create(t, fileStorage("archive"), op.chain("stores", []string{"stored"}, func(c *vconv1.Chain) {
+		c.Spec.Storages = []string{"archive"}
+		c.Spec.StorageFailure = vconv1.StorageFailureDeadLetterStorage
+	}))
+	op.waitChain(t, "stores", "DLQEmpty", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
+	if err := op.rdb.RPush(ctx, queue.StorageDLQKey("archive"), uuids("unwritten", 2)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ch := op.waitChain(t, "stores", "DLQEmpty=False", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionFalse, "DeadLetters", "2 failed writes"))
+	if ch.Status.Queue.StorageDLQ != 2 || ch.Status.Queue.DLQ != 0 {
+		t.Errorf("status.queue storageDLQ %d, dlq %d; want 2, 0", ch.Status.Queue.StorageDLQ, ch.Status.Queue.DLQ)
+	}
+	waitEvent(t, op, "stores", "DLQFilling", "2 failed storage writes dead-lettered")
+	if err := op.rdb.Del(ctx, queue.StorageDLQKey("archive")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	op.waitChain(t, "stores", "DLQEmpty again", hasCondition(vconv1.ConditionDLQEmpty, metav1.ConditionTrue, "Empty"))
 }
 
 // TestRedisOutage: Redis going away is reported, the last figures are kept

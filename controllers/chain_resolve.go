@@ -303,7 +303,7 @@ func (r *ChainReconciler) observe(chain *vconv1.Chain, redisURL string, problem 
 		r.Observer.Forget(key) // it may have been allowed before
 	}
 	if redisURL != "" {
-		r.Observer.Track(key, redisURL, queue.Target{Ingress: chain.Spec.IngressLists, Egress: chain.Spec.EgressLists})
+		r.Observer.Track(key, redisURL, queue.Target{Ingress: chain.Spec.IngressLists, Egress: chain.Spec.EgressLists, Storages: chain.Spec.Storages})
 	}
 	obs, _ := r.Observer.Get(key)
 	return obs

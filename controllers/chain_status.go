@@ -36,7 +36,11 @@ func (r *ChainReconciler) writeStatus(ctx context.Context, chain *vconv1.Chain, 
 	}
 	wasFilling := apimeta.IsStatusConditionFalse(chain.Status.Conditions, string(vconv1.ConditionDLQEmpty))
 	if !wasFilling && apimeta.IsStatusConditionFalse(next.Conditions, string(vconv1.ConditionDLQEmpty)) {
-		r.Recorder.Eventf(chain, corev1.EventTypeWarning, "DLQFilling", "%d vCons dead-lettered", next.Queue.DLQ)
+		if next.Queue.StorageDLQ > 0 {
+			r.Recorder.Eventf(chain, corev1.EventTypeWarning, "DLQFilling", "%d vCons dead-lettered, %d failed storage writes dead-lettered", next.Queue.DLQ, next.Queue.StorageDLQ)
+		} else {
+			r.Recorder.Eventf(chain, corev1.EventTypeWarning, "DLQFilling", "%d vCons dead-lettered", next.Queue.DLQ)
+		}
 	}
 	return nil
 }
@@ -78,7 +82,7 @@ func queueStatus(prev vconv1.QueueStatus, obs observer.Observation) vconv1.Queue
 	if !obs.Measured && !obs.Stale {
 		return prev
 	}
-	q := vconv1.QueueStatus{Ingress: obs.Ingress, InFlight: obs.InFlight, DLQ: obs.DLQ, Egress: obs.Egress, Retry: obs.Retry, Stale: obs.Stale}
+	q := vconv1.QueueStatus{Ingress: obs.Ingress, InFlight: obs.InFlight, DLQ: obs.DLQ, Egress: obs.Egress, StorageDLQ: obs.StorageDLQ, Retry: obs.Retry, Stale: obs.Stale}
 	if obs.NextRetry >= 0 && obs.Retry > 0 {
 		// The due time itself, to the second: the same across polls, so
 		// a waiting retry does not rewrite the status at every one.
@@ -133,11 +137,16 @@ func chainConditions(chain *vconv1.Chain, f chainFacts) []metav1.Condition {
 	switch {
 	case !obs.Measured:
 		dlq = condition(gen, vconv1.ConditionDLQEmpty, metav1.ConditionUnknown, vconv1.ReasonNotMeasured, "the dead-letter lists have not been measured yet")
-	case obs.DLQ == 0:
+	case obs.DLQ == 0 && obs.StorageDLQ == 0:
 		dlq = condition(gen, vconv1.ConditionDLQEmpty, metav1.ConditionTrue, vconv1.ReasonEmpty, "no dead-lettered vCons")
-	default:
+	case obs.StorageDLQ == 0:
 		dlq = condition(gen, vconv1.ConditionDLQEmpty, metav1.ConditionFalse, vconv1.ReasonDeadLetters,
 			fmt.Sprintf("%d vCons in the dead-letter lists; see kubectl vcon dlq list %s", obs.DLQ, chain.Name))
+	default:
+		// A failed write waits as surely as a failed vCon: the storage
+		// lacks it until someone replays it.
+		dlq = condition(gen, vconv1.ConditionDLQEmpty, metav1.ConditionFalse, vconv1.ReasonDeadLetters,
+			fmt.Sprintf("%d vCons in the dead-letter lists and %d failed writes in the storage dead-letter lists (DLQ:storage:{name}); see kubectl vcon dlq list %s [--storage NAME]", obs.DLQ, obs.StorageDLQ, chain.Name))
 	}
 
 	var workers string // why the workers fail, in their own words

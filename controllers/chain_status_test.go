@@ -70,6 +70,14 @@ func TestChainConditions(t *testing.T) {
 			},
 		},
 		{
+			name:  "failed storage writes",
+			facts: chainFacts{observation: func() observer.Observation { o := measured(0); o.StorageDLQ = 2; return o }()},
+			want: map[vconv1.ConditionType]want{
+				vconv1.ConditionDLQEmpty: {metav1.ConditionFalse, "DeadLetters", "0 vCons in the dead-letter lists and 2 failed writes in the storage dead-letter lists (DLQ:storage:{name}); see kubectl vcon dlq list c [--storage NAME]"},
+				vconv1.ConditionReady:    {metav1.ConditionTrue, "Running", ""},
+			},
+		},
+		{
 			name:  "Redis lost keeps the last known dead letters",
 			facts: chainFacts{observation: func() observer.Observation { o := measured(4); o.Stale, o.Err = true, "refused"; return o }()},
 			want: map[vconv1.ConditionType]want{
@@ -198,11 +206,14 @@ func TestQueueStatus(t *testing.T) {
 		{"a changed figure moves observedAt", vconv1.QueueStatus{Ingress: 7, InFlight: 1, DLQ: 2, Egress: 4, ObservedAt: earlier}, fresh,
 			vconv1.QueueStatus{Ingress: 3, InFlight: 1, DLQ: 2, Egress: 4, ObservedAt: at}},
 		{"stale before any measurement", vconv1.QueueStatus{}, observer.Observation{At: t0, Stale: true}, vconv1.QueueStatus{Stale: true, ObservedAt: at}},
+		{"failed storage writes", vconv1.QueueStatus{}, observer.Observation{Depths: queue.Depths{StorageDLQ: 5}, At: t0, Measured: true},
+			vconv1.QueueStatus{StorageDLQ: 5, ObservedAt: at}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := queueStatus(tt.prev, tt.obs)
 			if got.Ingress != tt.want.Ingress || got.InFlight != tt.want.InFlight || got.DLQ != tt.want.DLQ || got.Egress != tt.want.Egress || got.Stale != tt.want.Stale ||
+				got.StorageDLQ != tt.want.StorageDLQ ||
 				(got.ObservedAt == nil) != (tt.want.ObservedAt == nil) || (got.ObservedAt != nil && !got.ObservedAt.Equal(tt.want.ObservedAt)) {
 				t.Errorf("queueStatus = %+v, want %+v", got, tt.want)
 			}

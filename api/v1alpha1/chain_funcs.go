@@ -39,3 +39,10 @@ func (c *Chain) CreatedBefore(o *Chain) bool {
 func (c *Chain) StatusBehind() bool {
 	return c.Status.ObservedGeneration != 0 && c.Status.ObservedGeneration < c.Generation
 }
+
+// DeadLettersStorage is whether a failed storage write dead-letters only
+// that write (spec.storageFailure DeadLetterStorage) rather than the
+// whole vCon, the default for a Chain that does not say.
+func (c *Chain) DeadLettersStorage() bool {
+	return c.Spec.StorageFailure == StorageFailureDeadLetterStorage
+}

@@ -65,6 +65,19 @@ type ChainSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Retry RetryPolicy `json:"retry,omitempty"`
+	// StorageFailure is what happens to a vCon whose write to one of its
+	// storages still fails after that write's own retries.
+	// DeadLetterVcon (the default): the whole vCon is retried as retry
+	// says, then dead-lettered to DLQ:{ingress} with reason storage_error,
+	// and it is not pushed to the egress lists. DeadLetterStorage
+	// (conserver's behaviour since its PR #197): the uuid goes to
+	// DLQ:storage:{storage name}, the body's TTL is raised to the DLQ
+	// expiry, the other storages are still written and the vCon is still
+	// pushed to the egress lists; replaying that list re-runs only that
+	// storage's write.
+	// +kubebuilder:default=DeadLetterVcon
+	// +optional
+	StorageFailure StorageFailurePolicy `json:"storageFailure,omitempty"`
 	// Redis the chain's lists live in. Empty means the operator's default.
 	// +optional
 	Redis RedisConnection `json:"redis,omitempty"`
@@ -127,6 +140,20 @@ type ChainFollower struct {
 	// +optional
 	FetchVconLimit *int32 `json:"fetchVconLimit,omitempty"`
 }
+
+// StorageFailurePolicy is what a chain does with a vCon whose storage
+// write failed: DeadLetterVcon or DeadLetterStorage.
+// +kubebuilder:validation:Enum=DeadLetterVcon;DeadLetterStorage
+type StorageFailurePolicy string
+
+const (
+	// StorageFailureDeadLetterVcon retries the whole vCon, then
+	// dead-letters it to DLQ:{ingress} before egress.
+	StorageFailureDeadLetterVcon StorageFailurePolicy = "DeadLetterVcon"
+	// StorageFailureDeadLetterStorage dead-letters the failed write alone
+	// to DLQ:storage:{name} and lets the vCon go on to egress.
+	StorageFailureDeadLetterStorage StorageFailurePolicy = "DeadLetterStorage"
+)
 
 // RetryPolicy spaces the attempts of a vCon whose failure may pass: the
 // wait before attempt n+1 is initialBackoff * 2^(n-1), at most maxBackoff,
@@ -501,6 +528,12 @@ type QueueStatus struct {
 	DLQ int64 `json:"dlq"`
 	// Egress is the total length of the egress lists.
 	Egress int64 `json:"egress"`
+	// StorageDLQ is the total length of the DLQ:storage:{name} lists of
+	// the chain's storages: failed writes waiting for a replay (see
+	// storageFailure). A storage's list is shared by every chain on the
+	// Redis that writes to a storage of that name.
+	// +optional
+	StorageDLQ int64 `json:"storageDLQ,omitempty"`
 	// Retry counts the vCons waiting for a delayed retry (they hold no
 	// worker).
 	// +optional

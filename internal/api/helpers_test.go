@@ -182,7 +182,9 @@ func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
 func newSubmitHarness(t *testing.T) *harness {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "config.yml")
-	if err := os.WriteFile(cfg, []byte("ingress_auth:\n  partner: "+partnerKey+"\nchains: {}\n"), 0o600); err != nil {
+	// A storage, so that every route that needs one is served.
+	files := "storages:\n  files:\n    module: storage.file\n    options:\n      path: " + filepath.Join(t.TempDir(), "vcons") + "\n"
+	if err := os.WriteFile(cfg, []byte(files+"ingress_auth:\n  partner: "+partnerKey+"\nchains: {}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return newHarness(t, func(o *Options) { o.ConfigFile = cfg })

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/storage"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
 // maxIngressUUIDs bounds one POST /api/vcon/ingress.
@@ -191,3 +194,107 @@ func (s *Server) reprocess(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, n)
 }
+
+// GET /api/dlq/storage?storage_name=X → the uuids in DLQ:storage:X, whose
+// write to storage X failed while their vCon went on (conserver's, PR
+// #202); with_reasons=true as for GET /api/dlq.
+func (s *Server) storageDLQ(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r, s.opts.SortedSet)
+	name := q.name("storage_name")
+	withReasons := q.boolean("with_reasons")
+	if !q.ok(w) {
+		return
+	}
+	ctx := r.Context()
+	list := queue.StorageDLQList(name)
+	if !withReasons {
+		uuids, err := queue.DeadLettered(ctx, s.rdb, list)
+		if err != nil {
+			s.internalError(w, r, "Failed to read storage DLQ", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, uuids)
+		return
+	}
+	dead, err := queue.ListDLQ(ctx, s.rdb, list)
+	if err != nil {
+		s.internalError(w, r, "Failed to read storage DLQ", err)
+		return
+	}
+	out := make([]dlqEntry, len(dead))
+	for i, d := range dead {
+		out[i] = dlqEntry{UUID: d.UUID, Reason: d.Reason.Reason, Chain: d.Reason.Chain, Step: d.Reason.Step, At: d.Reason.RecordedAt()}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// POST /api/dlq/storage/reprocess?storage_name=X&count=N → a bare integer:
+// how many of the first count uuids of DLQ:storage:X were written again to
+// storage X (from their bodies in Redis) and left the list. Only that
+// write runs, never the chain. It stops at the first write that fails,
+// which stays queued with its new reason; a uuid whose body is gone is
+// skipped and stays queued. 404 when the configuration file has no
+// storage X; 409 while another replay of X runs (conserver's lock).
+func (s *Server) storageReprocess(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r, s.opts.SortedSet)
+	name := q.name("storage_name")
+	count := q.integer("count", 1000, 1, maxReprocess)
+	if !q.ok(w) {
+		return
+	}
+	var st storage.Storage
+	for _, ns := range s.config.get(r.Context()).storages {
+		if ns.Name == name {
+			st = ns.Storage
+		}
+	}
+	if st == nil {
+		writeDetail(w, http.StatusNotFound, fmt.Sprintf("Storage %s is not in the configuration file (CONSERVER_CONFIG_FILE): the API needs it to replay its writes", name))
+		return
+	}
+	res, err := queue.ReplayStorageDLQ(r.Context(), s.rdb, name, count, s.replayWrite(st))
+	switch {
+	case errors.Is(err, queue.ErrStorageReplayBusy):
+		writeDetail(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		s.internalError(w, r, "Failed to reprocess storage DLQ", err)
+		return
+	}
+	if res.Stopped != "" {
+		s.log.Warn("storage DLQ replay stopped at a write that failed; it stays queued", "storage", name, "uuid", res.Stopped, "written", res.Written, "error", res.StopErr)
+	}
+	if len(res.Skipped) > 0 {
+		s.log.Warn("storage DLQ entries skipped: their write cannot be replayed; they stay queued", "storage", name, "uuids", res.Skipped)
+	}
+	writeJSON(w, http.StatusOK, res.Written)
+}
+
+// replayWrite is a storage DLQ replay's write of one uuid: its body as
+// Redis holds it now, saved to st alone, within the storage call bound
+// the worker uses. A body that is gone or unreadable can never be written
+// and is skipped (queue.ErrNothingToWrite).
+func (s *Server) replayWrite(st storage.Storage) func(ctx context.Context, uuid string) error {
+	return func(ctx context.Context, uuid string) error {
+		b, err := s.store.Get(ctx, uuid)
+		switch {
+		case errors.Is(err, vconstore.ErrNotFound):
+			return fmt.Errorf("no body at %s (expired: VCON_DLQ_EXPIRY was too short for this replay): %w", vconstore.Key(uuid), queue.ErrNothingToWrite)
+		case errors.Is(err, vconstore.ErrWrongType), errors.Is(err, vconstore.ErrTooLarge):
+			return fmt.Errorf("%v: %w", err, queue.ErrNothingToWrite)
+		case err != nil:
+			return err
+		}
+		v, err := vcon.Parse(b.Data)
+		if err != nil {
+			return fmt.Errorf("the body at %s is not a vCon: %w", vconstore.Key(uuid), queue.ErrNothingToWrite)
+		}
+		ctx, cancel := context.WithTimeout(ctx, storageReplayTimeout)
+		defer cancel()
+		return st.Save(ctx, v)
+	}
+}
+
+// storageReplayTimeout bounds one replayed write, as the worker's
+// pipeline.DefaultStorageCallTimeout bounds one attempt.
+const storageReplayTimeout = time.Minute

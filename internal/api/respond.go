@@ -135,6 +135,23 @@ func (q *query) list(name string) string {
 	return v
 }
 
+// name reads a required name (a storage's, as the configuration file
+// calls it): not empty, printable ASCII without spaces.
+func (q *query) name(name string) string {
+	v, ok := q.single(name)
+	if !ok {
+		if _, present := q.values[name]; !present {
+			q.fail(name, "missing", "Field required")
+		}
+		return ""
+	}
+	if v == "" || strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		q.fail(name, "value_error", "Name must be printable ASCII without spaces")
+		return ""
+	}
+	return v
+}
+
 // lists reads a repeatable list-name parameter (possibly absent).
 func (q *query) lists(name string) []string {
 	vs := q.values[name]

@@ -36,6 +36,8 @@ func TestRoutesWithAndWithoutPrefix(t *testing.T) {
 		{"GET", "/vcon/egress?egress_list=out&limit=1", "", 200, nil},
 		{"GET", "/dlq?ingress_list=work", "", 200, nil},
 		{"POST", "/dlq/reprocess?ingress_list=work&count=1", "", 200, nil},
+		{"GET", "/dlq/storage?storage_name=files", "", 200, nil},
+		{"POST", "/dlq/storage/reprocess?storage_name=files&count=1", "", 200, nil},
 		{"GET", "/config", "", 200, nil},
 		{"POST", "/config", `{"chains":{}}`, 403, nil}, // served, refused without --allow-config-write
 		{"GET", "/index_vcons", "", 200, nil},

@@ -264,6 +264,8 @@ func (s *Server) routes() *http.ServeMux {
 	handle("GET /vcon/count", auth(s.count))
 	handle("GET /dlq", auth(s.dlq))
 	handle("POST /dlq/reprocess", auth(s.reprocess))
+	handle("GET /dlq/storage", auth(s.storageDLQ))
+	handle("POST /dlq/storage/reprocess", auth(s.storageReprocess))
 	handle("GET /config", auth(s.getConfig))
 	handle("POST /config", auth(s.postConfig))
 	handle("GET /index_vcons", auth(s.indexVcons))

@@ -105,6 +105,29 @@ type Chain struct {
 	// Retry (retry:, ours) is when a failure that may pass runs again
 	// later; nil dead-letters at the first failure, as conserver does.
 	Retry *Retry
+	// StorageFailure (storage_failure, ours) is what a storage write that
+	// keeps failing does: StorageFailureDeadLetterVcon or
+	// StorageFailureDeadLetterStorage. Empty (the key absent) is
+	// conserver's behaviour, as every default of this file is:
+	// dead_letter_storage.
+	StorageFailure string
+}
+
+// Values of a chain's storage_failure.
+const (
+	// StorageFailureDeadLetterVcon retries the whole vCon as retry: says,
+	// then dead-letters it to DLQ:{ingress} before egress.
+	StorageFailureDeadLetterVcon = "dead_letter_vcon"
+	// StorageFailureDeadLetterStorage puts the uuid on
+	// DLQ:storage:{storage} and still pushes egress (conserver since its
+	// PR #197).
+	StorageFailureDeadLetterStorage = "dead_letter_storage"
+)
+
+// DeadLettersStorage is whether a failed storage write dead-letters that
+// write alone: storage_failure dead_letter_storage, or the key absent.
+func (c Chain) DeadLettersStorage() bool {
+	return c.StorageFailure != StorageFailureDeadLetterVcon
 }
 
 // Retry is a chain's retry: entry: {attempts, initial_backoff,
@@ -118,7 +141,7 @@ type Retry struct {
 }
 
 var (
-	chainKeys    = []string{"links", "storages", "ingress_lists", "egress_lists", "enabled", "timeout", "max_deliveries", "retry"}
+	chainKeys    = []string{"links", "storages", "ingress_lists", "egress_lists", "enabled", "timeout", "max_deliveries", "retry", "storage_failure"}
 	retryKeys    = []string{"attempts", "initial_backoff", "max_backoff", "jitter"}
 	moduleKeys   = []string{"module", "options"}
 	followerKeys = []string{"url", "egress_list", "follower_ingress_list", "auth_token", "pulling_interval", "fetch_vcon_limit"}
@@ -434,6 +457,13 @@ func (d *decoder) chain(v any, path string) Chain {
 			ch.MaxDeliveries = d.whole(kv, p, "deliveries, e.g. 3")
 		case "retry":
 			ch.Retry = d.retry(kv, p)
+		case "storage_failure":
+			switch v, _ := kv.(string); v {
+			case StorageFailureDeadLetterVcon, StorageFailureDeadLetterStorage:
+				ch.StorageFailure = v
+			default:
+				d.fail(p, "must be %s (retry the vCon, then dead-letter it before egress) or %s (dead-letter the failed write alone to DLQ:storage:{storage}, then egress), got %s", StorageFailureDeadLetterVcon, StorageFailureDeadLetterStorage, describe(kv))
+			}
 		default:
 			d.fail(p, "unknown key; a chain takes %s", strings.Join(chainKeys, ", "))
 		}

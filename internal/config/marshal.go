@@ -184,6 +184,9 @@ func chainNode(ch Chain) *yaml.Node {
 		}
 		addPair(n, "retry", m)
 	}
+	if ch.StorageFailure != "" {
+		addPair(n, "storage_failure", strNode(ch.StorageFailure))
+	}
 	return n
 }
 

@@ -27,6 +27,8 @@ func TestInvalidConfigs(t *testing.T) {
 			[]string{"chains.c.max_deliveries: must be a whole number of deliveries, e.g. 3, got a string"}},
 		{"max_deliveries out of range", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], max_deliveries: 1000}}\n",
 			[]string{"chains.c.max_deliveries: is 1000; use 1 to 100"}},
+		{"storage_failure not one of its values", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], storage_failure: DeadLetterStorage}}\n",
+			[]string{"chains.c.storage_failure: must be dead_letter_vcon (retry the vCon, then dead-letter it before egress) or dead_letter_storage (dead-letter the failed write alone to DLQ:storage:{storage}, then egress), got a string"}},
 		{"retry not a map", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], retry: 5}}\n",
 			[]string{"chains.c.retry: must be a map such as {attempts: 5, initial_backoff: 30s, max_backoff: 10m}, got a number"}},
 		{"retry's unreadable keys, every one", base + "chains: {c: {links: [], storages: [file], ingress_lists: [in], retry: {initial_backoff: soon, jitter: lots, backoff: 1}}}\n",
@@ -334,4 +336,41 @@ chains:
 		t.Fatalf("%v\n%s", err, out)
 	}
 	check(again, "after Marshal")
+}
+
+// TestStorageFailureForms: storage_failure reads back as written and
+// survives Marshal; a file without it (a conserver file) dead-letters the
+// failed write alone, as conserver does.
+func TestStorageFailureForms(t *testing.T) {
+	for _, tc := range []struct {
+		name, line  string
+		want        string
+		wantStorage bool
+	}{
+		{"absent: conserver's behaviour", "", "", true},
+		{"dead_letter_storage", "    storage_failure: dead_letter_storage\n", StorageFailureDeadLetterStorage, true},
+		{"dead_letter_vcon", "    storage_failure: dead_letter_vcon\n", StorageFailureDeadLetterVcon, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := "storages:\n  file: {module: storage.file, options: {path: /tmp/x}}\nchains:\n  c:\n    links: []\n    storages: [file]\n    ingress_lists: [in]\n" + tc.line
+			cfg, err := Parse([]byte(doc), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := cfg.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Parse(out, nil)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			for when, c := range map[string]*Config{"parsed": cfg, "after Marshal": again} {
+				ch := c.Chains["c"]
+				if ch.StorageFailure != tc.want || ch.DeadLettersStorage() != tc.wantStorage {
+					t.Errorf("%s: storage_failure %q (dead-letters the write alone: %v); want %q (%v)", when, ch.StorageFailure, ch.DeadLettersStorage(), tc.want, tc.wantStorage)
+				}
+			}
+		})
+	}
 }

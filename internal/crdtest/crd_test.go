@@ -162,6 +162,7 @@ func TestServerDefaults(t *testing.T) {
 		{"spec.workers.concurrency", w.Concurrency, int32(4)},
 		{"spec.workers.scaleDownDelay", w.ScaleDownDelay, &metav1.Duration{Duration: 60 * time.Second}},
 		{"spec.timeout (no limit)", chain.Spec.Timeout, (*metav1.Duration)(nil)},
+		{"spec.storageFailure", chain.Spec.StorageFailure, vconv1alpha1.StorageFailureDeadLetterVcon},
 	}
 	follows := &vconv1alpha1.Chain{}
 	if err := kube.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "follows"}, follows); err != nil {

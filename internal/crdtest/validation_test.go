@@ -94,6 +94,13 @@ spec: {ingressLists: [in], workers: {maxReplicas: 0}}`,
 			want: []string{"spec.workers.maxReplicas", "should be greater than or equal to 1"},
 		},
 		{
+			name: "storageFailure not one of its values",
+			manifest: `
+kind: Chain
+spec: {ingressLists: [in], storageFailure: dead_letter_storage}`,
+			want: []string{"spec.storageFailure", `supported values: "DeadLetterVcon", "DeadLetterStorage"`},
+		},
+		{
 			name: "no ingress list",
 			manifest: `
 kind: Chain
@@ -608,6 +615,9 @@ spec:
 		{"disruption budget as a number", `
 kind: Chain
 spec: {ingressLists: [in], workers: {podDisruptionBudget: {minAvailable: 1}}}`},
+		{"conserver's handling of failed storage writes", `
+kind: Chain
+spec: {ingressLists: [in], storages: [pg], storageFailure: DeadLetterStorage}`},
 		{"storage with a digit in the module name", `
 kind: Storage
 spec: {module: storage.s3, options: {bucket: vcons}}`},

@@ -59,7 +59,7 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 		if !cc.Enabled {
 			continue // conserver ignores enabled; a disabled chain consumes nothing here
 		}
-		ch := Chain{Name: name, Ingress: cc.IngressLists, Egress: cc.EgressLists, Timeout: cc.Timeout, MaxDeliveries: cc.MaxDeliveries, ReadFrom: readFrom}
+		ch := Chain{Name: name, Ingress: cc.IngressLists, Egress: cc.EgressLists, Timeout: cc.Timeout, MaxDeliveries: cc.MaxDeliveries, ReadFrom: readFrom, StorageDeadLetters: cc.DeadLettersStorage()}
 		if r := cc.Retry; r != nil {
 			ch.Retry = RetryPolicy{Attempts: r.Attempts, InitialBackoff: r.InitialBackoff, MaxBackoff: r.MaxBackoff, Jitter: r.Jitter}
 		}

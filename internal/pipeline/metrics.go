@@ -58,6 +58,8 @@ type Metrics struct {
 	OutcomeRefusals *prometheus.CounterVec
 	Panics          *prometheus.CounterVec
 	RetriesAsked    *prometheus.CounterVec
+	// StorageDeadLetters counts the failed writes put on a storage's DLQ.
+	StorageDeadLetters *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them on reg.
@@ -124,9 +126,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "vcon_retries_scheduled_total",
 		Help: "vCons that failed for a reason that may pass and wait in their ingress list's retry set, by reason.",
 	}, []string{"chain", "reason"})
+	m.StorageDeadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vcon_storage_dead_letters_total",
+		Help: "Storage writes that failed for good and were put on DLQ:storage:{storage} while the vCon went on to egress (storage_failure dead_letter_storage).",
+	}, []string{"chain", "storage"})
 	reg.MustRegister(m.Processed, m.Errors, m.Duration, m.LinkDuration, m.LinkOutcomes,
 		m.StorageWrites, m.StorageDuration, m.DeadLetters, m.InFlight, m.Reaped, m.Orphans, m.OutcomeRefusals,
-		m.Panics, m.RetriesAsked)
+		m.Panics, m.RetriesAsked, m.StorageDeadLetters)
 	return m
 }
 
@@ -152,5 +158,6 @@ func (m *Metrics) init(chain string, linkNames, storageNames []string) {
 		for _, o := range []string{OutcomeSuccess, OutcomeRetry, OutcomeFailure} {
 			m.StorageWrites.WithLabelValues(chain, s, o)
 		}
+		m.StorageDeadLetters.WithLabelValues(chain, s)
 	}
 }

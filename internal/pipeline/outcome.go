@@ -64,6 +64,16 @@ type outcome struct {
 	// it was extended to when taken; the processed body gets the normal
 	// expiry back (a link's TTL still wins).
 	restoreTTL bool
+	// storageDLQ are the storage writes that failed in a chain that
+	// dead-letters them alone: the commit puts the uuid on each one's
+	// DLQ, with its reason, in the same step as the egress pushes.
+	storageDLQ []storageFailure
+}
+
+// storageFailure is a storage write that failed for good.
+type storageFailure struct {
+	storage string
+	f       *failure
 }
 
 // route is a push of uuid onto list that a link asked for.
@@ -130,6 +140,22 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	for _, t := range out.ttls {
 		p.bodies.QueueExpire(ctx, writes, t.uuid, t.ttl)
 	}
+	// A failed write waits on its storage's DLQ for a replay that reads
+	// the body from Redis: the body keeps at least the DLQ expiry (a
+	// longer TTL, or none, stays), after whatever TTL a link set, as
+	// conserver extends it after its links ran. The entries ride with the
+	// writes, so the script applies them with the egress pushes or not at
+	// all: no crash leaves egress pushed without them, or them without
+	// egress.
+	if len(out.storageDLQ) > 0 {
+		p.bodies.QueueExtend(ctx, writes, out.uuid, p.opts.DLQExpiry)
+		now := time.Now().UTC()
+		for _, sf := range out.storageDLQ {
+			queue.QueueStorageDeadLetter(writes, sf.storage, out.uuid, queue.DLQReason{
+				Reason: sf.f.text(), Chain: p.chain.Name, Step: sf.f.step, At: now,
+			})
+		}
+	}
 	// Storages written by the commit get their span too, ended with the
 	// round trip that carries their write.
 	var spans []trace.Span
@@ -178,6 +204,11 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	if err == nil {
 		for _, s := range out.pipelined {
 			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, s.sink.Name, OutcomeSuccess).Inc()
+		}
+		for _, sf := range out.storageDLQ {
+			p.metrics.StorageDeadLetters.WithLabelValues(p.chain.Name, sf.storage).Inc()
+			p.log.Warn("storage write dead-lettered; the vCon went on to egress", "uuid", out.uuid, "storage", sf.storage,
+				"dlq", queue.StorageDLQKey(sf.storage), "reason", sf.f.reason)
 		}
 	}
 	return err

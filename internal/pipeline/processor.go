@@ -56,6 +56,12 @@ type Chain struct {
 	// Retry is when a failure that may pass is tried again later; the
 	// zero policy dead-letters at the first failure.
 	Retry RetryPolicy
+	// StorageDeadLetters: a storage write that still fails after its
+	// retries puts the uuid on that storage's DLQ (DLQ:storage:{name},
+	// conserver's since its PR #197) and the vCon goes on to the other
+	// storages and egress. False (the zero value) fails the whole vCon,
+	// retried as Retry says and then dead-lettered before egress.
+	StorageDeadLetters bool
 }
 
 // Options tune the processor; zero values take conserver's defaults.

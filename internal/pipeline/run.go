@@ -266,7 +266,10 @@ func recovered[T any](p *Processor, step, uuid string, f func() (T, error)) (res
 }
 
 // store writes every storage, in parallel, each with retries. Storages whose
-// write is a Redis command are queued for the commit instead.
+// write is a Redis command are queued for the commit instead. A write that
+// still fails fails the vCon, or, when the chain dead-letters failed
+// writes alone (Chain.StorageDeadLetters), is left for the commit to put
+// on that storage's DLQ while the vCon goes on.
 func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data []byte) *failure {
 	var (
 		wg    sync.WaitGroup
@@ -282,11 +285,14 @@ func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data 
 		go func(sink Sink) {
 			defer wg.Done()
 			if err := p.save(ctx, sink, v); err != nil {
+				f := p.classify(ctx, ReasonStorageError, "storage "+sink.Name, err)
 				mu.Lock()
-				if first == nil {
-					first = p.classify(ctx, ReasonStorageError, "storage "+sink.Name, err)
+				defer mu.Unlock()
+				if p.chain.StorageDeadLetters {
+					out.storageDLQ = append(out.storageDLQ, storageFailure{storage: sink.Name, f: f})
+				} else if first == nil {
+					first = f
 				}
-				mu.Unlock()
 			}
 		}(sink)
 	}

@@ -17,7 +17,11 @@ import (
 
 // DLQEntry is one dead-lettered vCon, the -o yaml|json shape of `dlq list`.
 type DLQEntry struct {
-	IngressList string `json:"ingressList"`
+	// IngressList is the list whose DLQ holds the vCon; Storage instead
+	// names the storage whose DLQ (DLQ:storage:{name}) holds a write that
+	// failed while the vCon went on (dlq list --storage).
+	IngressList string `json:"ingressList,omitempty"`
+	Storage     string `json:"storage,omitempty"`
 	UUID        string `json:"uuid"`
 	// Reason and the fields after it are what the worker recorded; empty
 	// when nothing was recorded (a uuid dead-lettered by conserver itself).
@@ -43,12 +47,28 @@ func ListDLQ(ctx context.Context, rdb redis.UniversalClient, lists []string) ([]
 	return out, nil
 }
 
+// ListStorageDLQ reads DLQ:storage:{name}, in queue order, with the
+// recorded reasons.
+func ListStorageDLQ(ctx context.Context, rdb redis.UniversalClient, storage string) ([]DLQEntry, error) {
+	dead, err := queue.ListDLQ(ctx, rdb, queue.StorageDLQList(storage))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DLQEntry, 0, len(dead))
+	for _, d := range dead {
+		out = append(out, DLQEntry{Storage: storage, UUID: d.UUID, Reason: d.Reason.Reason, Chain: d.Reason.Chain, Step: d.Reason.Step, At: d.Reason.RecordedAt()})
+	}
+	return out, nil
+}
+
 type dlqOptions struct {
 	redisURL  string
 	list      string
+	storage   string
 	output    string
 	count     int
 	fromStart bool
+	api       apiOptions
 }
 
 func (r *root) dlqCommand() *cobra.Command {
@@ -63,6 +83,8 @@ func (r *root) dlqCommand() *cobra.Command {
 func dlqFlags(cmd *cobra.Command, o *dlqOptions) {
 	cmd.Flags().StringVar(&o.redisURL, "redis-url", "", "Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
 	cmd.Flags().StringVar(&o.list, "ingress-list", "", "only this ingress list of the Chain (default: all of them)")
+	cmd.Flags().StringVar(&o.storage, "storage", "", "the DLQ of this storage of the Chain, DLQ:storage:NAME (failed writes of a Chain with storageFailure DeadLetterStorage), instead of DLQ:{ingress}")
+	cmd.MarkFlagsMutuallyExclusive("storage", "ingress-list")
 }
 
 func (r *root) dlqListCommand() *cobra.Command {
@@ -81,7 +103,14 @@ func (r *root) dlqListCommand() *cobra.Command {
 				return err
 			}
 			defer rdb.Close()
-			entries, err := ListDLQ(ctx, rdb, lists)
+			var entries []DLQEntry
+			keys, column := dlqKeys(lists), "INGRESS"
+			if o.storage != "" {
+				entries, err = ListStorageDLQ(ctx, rdb, o.storage)
+				keys, column = queue.StorageDLQKey(o.storage), "STORAGE"
+			} else {
+				entries, err = ListDLQ(ctx, rdb, lists)
+			}
 			if err != nil {
 				return err
 			}
@@ -89,12 +118,12 @@ func (r *root) dlqListCommand() *cobra.Command {
 				return printObject(r.rt.Out, o.output, entries)
 			}
 			if len(entries) == 0 {
-				fmt.Fprintf(r.rt.Out, "No dead-lettered vCons for chain %s (%s).\n", ch.Name, dlqKeys(lists))
+				fmt.Fprintf(r.rt.Out, "No dead-lettered vCons for chain %s (%s).\n", ch.Name, keys)
 				return nil
 			}
 			now := r.rt.Now()
 			tw := tabwriter.NewWriter(r.rt.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "INGRESS\tUUID\tAGE\tSTEP\tREASON")
+			fmt.Fprintln(tw, column+"\tUUID\tAGE\tSTEP\tREASON")
 			for _, e := range entries {
 				when, step, reason := "-", e.Step, oneLine(e.Reason)
 				if e.At != nil {
@@ -106,7 +135,7 @@ func (r *root) dlqListCommand() *cobra.Command {
 				if reason == "" {
 					reason = "(no reason recorded)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.IngressList, e.UUID, when, step, reason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.IngressList+e.Storage, e.UUID, when, step, reason)
 			}
 			return tw.Flush()
 		},
@@ -127,13 +156,25 @@ that fails again is dead-lettered again.
 
 A replayed vCon resumes at the link that failed: the links it completed
 (transcription, analysis already paid for) are in its body and do not run
-again. --from-start runs every link again.`,
+again. --from-start runs every link again.
+
+--storage NAME replays DLQ:storage:NAME instead: the writes to that storage
+that failed while their vCons went on to egress (storageFailure
+DeadLetterStorage). Only that write runs again, for each uuid, from its body
+in Redis; the chain does not. The conserver API does the writes (POST
+{api-url}/dlq/storage/reprocess, conserver's), since it holds the storage's
+configuration and credentials: --api-url or env API_URL, --token or env
+CONSERVER_API_TOKEN. A uuid leaves the list only once its write succeeded;
+the replay stops at the first write that fails.`,
 		Args: exactArgs(1, "name the Chain: kubectl vcon dlq replay CHAIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.count < 0 {
 				return fmt.Errorf("--count must be positive (or 0 for all)")
 			}
 			ctx := cmd.Context()
+			if o.storage != "" {
+				return r.replayStorage(ctx, args[0], o)
+			}
 			_, rdb, lists, err := r.chainRedis(ctx, args[0], o)
 			if err != nil {
 				return err
@@ -164,7 +205,9 @@ again. --from-start runs every link again.`,
 	}
 	cmd.Flags().BoolVar(&o.fromStart, "from-start", false, "run every link again, instead of resuming after the links each vCon completed")
 	dlqFlags(cmd, o)
-	cmd.Flags().IntVar(&o.count, "count", 0, "move at most this many vCons in all (default: all of them)")
+	cmd.Flags().IntVar(&o.count, "count", 0, "move (with --storage: write) at most this many vCons in all (default: all of them)")
+	apiFlags(cmd, r, &o.api, "with --storage, ")
+	cmd.MarkFlagsMutuallyExclusive("storage", "from-start")
 	return cmd
 }
 
@@ -179,6 +222,9 @@ func (r *root) chainRedis(ctx context.Context, name string, o *dlqOptions) (*vco
 		return nil, nil, nil, err
 	}
 	lists := ch.Spec.IngressLists
+	if o.storage != "" && !slices.Contains(ch.Spec.Storages, o.storage) {
+		return nil, nil, nil, fmt.Errorf("%q is not a storage of chain %s (its storages: %v)", o.storage, ch.Name, ch.Spec.Storages)
+	}
 	if o.list != "" {
 		if !slices.Contains(lists, o.list) {
 			return nil, nil, nil, fmt.Errorf("%q is not an ingress list of chain %s (its lists: %v)", o.list, ch.Name, lists)
@@ -211,4 +257,56 @@ func exactArgs(n int, usage string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// storageReplayBatch is how many writes one API call asks for: each call
+// stays short however long the list (conserver's count).
+const storageReplayBatch = 1000
+
+// replayStorage writes again, through the API, the failed writes queued on
+// DLQ:storage:{name} of one of the Chain's storages, batch by batch, until
+// --count are written, the list is empty, or a write fails (the API stops
+// there and leaves it queued).
+func (r *root) replayStorage(ctx context.Context, chainName string, o *dlqOptions) error {
+	if o.api.url == "" {
+		return fmt.Errorf("the API writes the storage: pass --api-url http://HOST:8000/api (or set API_URL)")
+	}
+	k, err := r.kube()
+	if err != nil {
+		return err
+	}
+	ch, err := k.chain(ctx, chainName)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(ch.Spec.Storages, o.storage) {
+		return fmt.Errorf("%q is not a storage of chain %s (its storages: %v)", o.storage, ch.Name, ch.Spec.Storages)
+	}
+	api := o.api.client(r)
+	left := o.count
+	if left == 0 {
+		left = math.MaxInt
+	}
+	written := 0
+	for left > 0 {
+		want := min(left, storageReplayBatch)
+		n, err := api.replayStorageDLQ(ctx, o.storage, want)
+		written += n
+		left -= n
+		if err != nil {
+			return fmt.Errorf("%w (%d written before the error)", err, written)
+		}
+		if n < want {
+			break // the list is empty, or a write failed
+		}
+	}
+	fmt.Fprintf(r.rt.Out, "Wrote %d vCons to storage %s again.\n", written, o.storage)
+	remaining, err := api.storageDLQLength(ctx, o.storage)
+	if err != nil {
+		return err
+	}
+	if remaining > 0 && left > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("%d remain in %s: a write failed, or a body is gone from Redis; kubectl vcon dlq list %s --storage %s shows why", remaining, queue.StorageDLQKey(o.storage), ch.Name, o.storage)}
+	}
+	return nil
 }

@@ -265,6 +265,9 @@ func TestImport(t *testing.T) {
 				// No retry: in the conserver config, so conserver's
 				// dead-letter at the first failure.
 				Retry: vconv1.RetryPolicy{Attempts: ptr.To(int32(1))},
+				// No storage_failure: either, so conserver's handling
+				// of a failed write: its own DLQ, egress still pushed.
+				StorageFailure: vconv1.StorageFailureDeadLetterStorage,
 			}
 			if !reflect.DeepEqual(spec, wantSpec) || spec.Timeout == nil || spec.Timeout.Duration.Seconds() != 90 {
 				t.Errorf("main-chain spec = %+v, want %+v with timeout 90s", spec, wantSpec)

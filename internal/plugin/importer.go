@@ -267,6 +267,16 @@ func (im *importer) chain(name string, ch config.Chain) {
 		spec.Retry.Attempts = ptr.To(int32(1))
 		comments = append(comments, "no retry: in conserver: attempts 1 keeps its dead-letter-at-once behaviour; raise it to retry vendor outages")
 	}
+	if ch.DeadLettersStorage() {
+		// conserver (since its PR #197) dead-letters a failed write alone
+		// and still pushes egress; a migrated chain keeps doing so.
+		spec.StorageFailure = vconv1.StorageFailureDeadLetterStorage
+		if ch.StorageFailure == "" {
+			comments = append(comments, "storageFailure DeadLetterStorage keeps conserver's handling of a failed storage write (DLQ:storage:{name}, egress still pushed); DeadLetterVcon retries the vCon and holds it back from egress instead")
+		}
+	} else {
+		spec.StorageFailure = vconv1.StorageFailureDeadLetterVcon
+	}
 	if !ch.HasLinksKey {
 		warnings = append(warnings, "it has no links: key, so conserver dead-lettered every vCon; imported as a chain that only stores")
 	}

@@ -30,13 +30,11 @@ import (
 const maxFileBytes = 256 << 20
 
 type pushOptions struct {
-	apiURL      string
-	token       string
-	tokenHeader string
-	direct      bool
-	redisURL    string
-	list        string
-	ttl         time.Duration
+	api      apiOptions
+	direct   bool
+	redisURL string
+	list     string
+	ttl      time.Duration
 }
 
 // pushInput is one file (or stdin) to push.
@@ -67,9 +65,7 @@ TTL the API would give it) and the uuid on the list, in one MULTI/EXEC.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.apiURL, "api-url", r.rt.Getenv("API_URL"), "conserver API base URL, e.g. http://localhost:8000/api (env API_URL)")
-	f.StringVar(&o.token, "token", "", "conserver API token (default: env CONSERVER_API_TOKEN)")
-	f.StringVar(&o.tokenHeader, "token-header", apiwire.DefaultHeaderName, "header the API token is sent in (conserver's CONSERVER_HEADER_NAME)")
+	apiFlags(cmd, r, &o.api, "")
 	f.BoolVar(&o.direct, "direct", false, "write straight to the Chain's Redis instead of through the API")
 	f.StringVar(&o.redisURL, "redis-url", "", "with --direct, the Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
 	f.StringVar(&o.list, "ingress-list", "", "queue on this ingress list of the Chain instead of its first")
@@ -78,10 +74,7 @@ TTL the API would give it) and the uuid on the list, in one MULTI/EXEC.`,
 }
 
 func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string) error {
-	if o.token == "" {
-		o.token = r.rt.Getenv("CONSERVER_API_TOKEN")
-	}
-	if !o.direct && o.apiURL == "" {
+	if !o.direct && o.api.url == "" {
 		return fmt.Errorf("say where to push: --api-url http://HOST:8000/api (or env API_URL), or --direct to write to Redis")
 	}
 	if o.direct && o.ttl < 0 {
@@ -127,7 +120,7 @@ func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string)
 		send = func(ctx context.Context, _ pushInput, v *vcon.VCon) (string, error) { return d.push(ctx, v) }
 		via = "straight to Redis"
 	} else {
-		a := &apiPusher{hc: r.rt.HTTP, base: strings.TrimRight(o.apiURL, "/"), token: o.token, header: o.tokenHeader, list: list}
+		a := &apiPusher{api: o.api.client(r), list: list}
 		send = a.push
 	}
 
@@ -229,42 +222,22 @@ func (e *fatalPushError) Error() string { return e.msg }
 
 // apiPusher POSTs to conserver's /vcon endpoint.
 type apiPusher struct {
-	hc     *http.Client
-	base   string
-	token  string
-	header string
-	list   string
+	api  *apiClient
+	list string
 }
 
 func (a *apiPusher) push(ctx context.Context, in pushInput, v *vcon.VCon) (string, error) {
-	u := a.base + "/vcon?" + url.Values{"ingress_lists": {a.list}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(in.data))
-	if err != nil {
-		return "", &fatalPushError{fmt.Sprintf("api url %q: %v", a.base, err)}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if a.token != "" {
-		req.Header.Set(a.header, a.token)
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return "", &fatalPushError{fmt.Sprintf("cannot reach the API at %s: %v", a.base, unwrapURLError(err))}
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	code, body, err := a.api.do(ctx, http.MethodPost, "/vcon", url.Values{"ingress_lists": {a.list}}, bytes.NewReader(in.data), "application/json")
+	var fatal *apiError
 	switch {
-	case resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK:
+	case errors.As(err, &fatal):
+		return "", &fatalPushError{fatal.msg}
+	case err != nil:
+		return "", err
+	case code == http.StatusCreated || code == http.StatusOK:
 		return strings.ToLower(v.UUID()), nil
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		hint := "pass --token or set CONSERVER_API_TOKEN"
-		if a.token != "" {
-			hint = "the token was refused; check it"
-		}
-		return "", &fatalPushError{fmt.Sprintf("the API answered %s: %s", resp.Status, hint)}
-	case resp.StatusCode == http.StatusNotFound:
-		return "", &fatalPushError{fmt.Sprintf("the API answered %s for POST %s/vcon: is --api-url the API's base, ending in /api?", resp.Status, a.base)}
 	default:
-		return "", fmt.Errorf("the API answered %s: %s", resp.Status, apiDetail(body))
+		return "", fmt.Errorf("the API answered %d %s: %s", code, http.StatusText(code), apiDetail(body))
 	}
 }
 

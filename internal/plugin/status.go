@@ -355,6 +355,9 @@ func printSummary(w io.Writer, s ChainSummary, now time.Time) {
 	if s.Queue.DLQ > 0 {
 		fmt.Fprintf(w, "            %d dead-lettered: kubectl vcon dlq list %s -n %s\n", s.Queue.DLQ, s.Name, s.Namespace)
 	}
+	if s.Queue.StorageDLQ > 0 {
+		fmt.Fprintf(w, "            %d failed storage writes waiting for a replay: kubectl vcon dlq list %s -n %s --storage NAME\n", s.Queue.StorageDLQ, s.Name, s.Namespace)
+	}
 	fmt.Fprintf(w, "  Workers:  %d/%d ready (min %d, max %d)\n", s.Workers.Ready, s.Workers.Desired, s.Workers.Min, s.Workers.Max)
 	if len(s.Conditions) == 0 {
 		fmt.Fprintln(w, "  Conditions: none reported yet")

@@ -23,7 +23,7 @@ func healthyStatus(ingress, dlq int64) *vconv1.ChainStatus {
 		ObservedGeneration: 1,
 		Replicas:           2, ReadyReplicas: 2, Workers: "2/2",
 		Queue: vconv1.QueueStatus{Ingress: ingress, InFlight: 4, DLQ: dlq, Egress: 7, ObservedAt: &at,
-			Retry: 2, NextRetryAt: &due, OldestQueuedSince: &since},
+			Retry: 2, NextRetryAt: &due, OldestQueuedSince: &since, StorageDLQ: 6},
 		Conditions: []metav1.Condition{
 			cond("Ready", true, "Running", "2/2 workers ready"),
 			cond("RedisReachable", true, "Measured", "queues measured"),
@@ -167,6 +167,7 @@ func TestStatusShow(t *testing.T) {
 			"oldest waiting vCon queued 5m ago",
 			"2 waiting for a retry (holding no worker), next due in 90s",
 			"kubectl vcon dlq list main -n " + ns,
+			"6 failed storage writes waiting for a replay: kubectl vcon dlq list main -n " + ns + " --storage NAME",
 			"Workers:  2/2 ready (min 0, max 10)",
 			"RedisReachable",
 			"ScalingLimited",
@@ -210,7 +211,7 @@ func TestStatusShow(t *testing.T) {
 			if m.Queue.Retry != 2 || m.Queue.NextRetryAt == nil || m.Queue.OldestQueuedSince == nil {
 				t.Errorf("main's retries and age summarised as %+v", m.Queue)
 			}
-			if m.Queue.Ingress != 12 || m.Queue.DLQ != 3 || m.Queue.InFlight != 4 || m.Queue.Egress != 7 || m.Ready.Status != "True" || m.Workers.Ready != 2 || len(m.Conditions) != 4 {
+			if m.Queue.Ingress != 12 || m.Queue.DLQ != 3 || m.Queue.StorageDLQ != 6 || m.Queue.InFlight != 4 || m.Queue.Egress != 7 || m.Ready.Status != "True" || m.Workers.Ready != 2 || len(m.Conditions) != 4 {
 				t.Errorf("main summarised as %+v", m)
 			}
 			if !got[0].Queue.Stale || got[0].Ready.Reason != "RedisUnreachable" {

@@ -56,6 +56,13 @@ func QueueDeadLetter(pipe redis.Pipeliner, it Item, reason DLQReason) {
 	pipe.HSet(ctx, DLQReasonsKey(it.List), it.UUID, b)
 }
 
+// QueueStorageDeadLetter queues the commands that put uuid on the DLQ of
+// a storage whose write failed, DLQ:storage:{name}, and record why. The
+// commit sends them with the vCon's egress pushes, in one step.
+func QueueStorageDeadLetter(pipe redis.Pipeliner, storage, uuid string, reason DLQReason) {
+	QueueDeadLetter(pipe, Item{List: StorageDLQList(storage), UUID: uuid}, reason)
+}
+
 // DeadLettered returns the uuids in DLQ:{ingress}, oldest first: the bare
 // list conserver's tools read.
 func DeadLettered(ctx context.Context, rdb redis.UniversalClient, ingress string) ([]string, error) {

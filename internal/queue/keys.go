@@ -17,6 +17,7 @@
 //
 //	{ingress}                                   list, conserver's, bare uuids
 //	DLQ:{ingress}                               list, conserver's, bare uuids
+//	DLQ:storage:{storage}                       list, conserver's, bare uuids whose write to {storage} failed
 //	vcon-operator:workers:{T}:{ingress}         zset worker id -> heartbeat expiry (ms, Redis clock)
 //	vcon-operator:inflight:{T}:{ingress}:{id}   list, uuids worker {id} took from {ingress}
 //	vcon-operator:dlq-reasons:{T}:{ingress}     hash uuid -> JSON DLQReason
@@ -66,6 +67,24 @@ func InFlightPrefix(ingress string) string { return tagged("inflight", ingress) 
 // InFlightKey is the list of uuids a worker took from an ingress list and
 // has not finished. The operator counts IN-FLIGHT from these lists.
 func InFlightKey(ingress, workerID string) string { return InFlightPrefix(ingress) + workerID }
+
+// StorageDLQList names the list whose DLQ (DLQKey) is conserver's
+// dead-letter list of one storage, DLQ:storage:{name}: the uuids whose
+// write to that storage failed while their vCon went on. It is no queue
+// anyone consumes; naming it so lets the storage DLQ share the DLQ's
+// reasons hash (DLQReasonsKey(StorageDLQList(name))) and readers
+// (ListDLQ). An ingress list named storage:{name} would share the key;
+// do not name one so.
+func StorageDLQList(storage string) string { return "storage:" + storage }
+
+// StorageDLQKey is conserver's dead-letter list of a storage,
+// DLQ:storage:{name} (its storage's name in the config, not its module).
+func StorageDLQKey(storage string) string { return DLQKey(StorageDLQList(storage)) }
+
+// StorageReplayLockKey is conserver's lock of a storage DLQ's replay: one
+// replay at a time per storage, across API processes (and conserver's own
+// API sharing the Redis).
+func StorageReplayLockKey(storage string) string { return StorageDLQKey(storage) + ":replay-lock" }
 
 // DLQReasonsKey is the hash uuid -> JSON DLQReason for an ingress list's DLQ.
 // The DLQ list itself stays bare uuids for conserver's tools.

@@ -15,12 +15,20 @@ const (
 	KindEgress  = "egress"
 	// KindRetry is the set of vCons waiting for a delayed retry.
 	KindRetry = "retry"
+	// KindStorageDLQ is a storage's DLQ, DLQ:storage:{name}: writes that
+	// failed while their vCon went on. Its list label matches DLQ:.* as
+	// the vCon DLQs do, so the alerts and panels on those see it too.
+	KindStorageDLQ = "storage_dlq"
 )
 
 // Target is what to measure for one chain.
 type Target struct {
 	Ingress []string
 	Egress  []string
+	// Storages are the chain's storages, whose DLQs are measured. A
+	// storage's DLQ belongs to the storage (conserver's layout), so every
+	// chain on this Redis writing to a storage of that name sees it.
+	Storages []string
 }
 
 // ListDepth is the length of one Redis list, named by its exact key.
@@ -37,6 +45,8 @@ type ListDepth struct {
 // Depths is where one chain's vCons are.
 type Depths struct {
 	Ingress, InFlight, DLQ, Egress int64
+	// StorageDLQ is the total length of the chain's storages' DLQs.
+	StorageDLQ int64
 	// Retry counts the vCons waiting for a delayed retry; NextRetry is how
 	// long until the first of them is due (-1 when none waits). Due
 	// retries were moved to their ingress lists by this measurement
@@ -57,7 +67,7 @@ type Depths struct {
 // the ingress lists and then measures every target on one Redis, in ONE pipelined round trip
 // (one per node on a cluster), however many chains: per ingress list a
 // script that reaps orphaned work and counts ingress and in-flight, plus
-// LLEN of each DLQ and egress list. It is a write, not only a read: the
+// LLEN of each DLQ, storage DLQ and egress list. It is a write, not only a read: the
 // reap rides along so that work of dead workers returns even while no
 // worker of the chain is running, and Depths.Reaped says how much moved.
 func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Target) ([]Depths, error) {
@@ -68,6 +78,7 @@ func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Ta
 	}
 	ingress := make([][]ingressCmds, len(targets))
 	egress := make([][]*redis.IntCmd, len(targets))
+	storageDLQ := make([][]*redis.IntCmd, len(targets))
 	for i, t := range targets {
 		for _, l := range t.Ingress {
 			ingress[i] = append(ingress[i], ingressCmds{
@@ -77,6 +88,9 @@ func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Ta
 		}
 		for _, l := range t.Egress {
 			egress[i] = append(egress[i], pipe.LLen(ctx, l))
+		}
+		for _, s := range t.Storages {
+			storageDLQ[i] = append(storageDLQ[i], pipe.LLen(ctx, StorageDLQKey(s)))
 		}
 	}
 	if pipe.Len() == 0 {
@@ -115,6 +129,11 @@ func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Ta
 			n := egress[i][j].Val()
 			d.Egress += n
 			d.Lists = append(d.Lists, ListDepth{List: l, Kind: KindEgress, Length: n})
+		}
+		for j, s := range t.Storages {
+			n := storageDLQ[i][j].Val()
+			d.StorageDLQ += n
+			d.Lists = append(d.Lists, ListDepth{List: StorageDLQKey(s), Kind: KindStorageDLQ, Length: n})
 		}
 	}
 	return out, nil

@@ -435,6 +435,7 @@ func TestReapAndMeasure(t *testing.T) {
 	rdb.RPush(ctx, DLQKey("in2"), "z3")
 	rdb.RPush(ctx, "out", "o1", "o2", "o3", "o4")
 	rdb.RPush(ctx, "other-out", "p1")
+	rdb.RPush(ctx, StorageDLQKey("archive"), "s1", "s2")
 	// One retry of in1 is due (promoted by the measurement), one waits an
 	// hour.
 	rdb.ZAdd(ctx, RetryKey("in1"), redis.Z{Score: 1, Member: "r-due"}, redis.Z{Score: float64(time.Now().Add(time.Hour).UnixMilli()), Member: "r-later"})
@@ -455,7 +456,7 @@ func TestReapAndMeasure(t *testing.T) {
 	var hook testenv.RoundTrips
 	rdb.AddHook(&hook)
 	targets := []Target{
-		{Ingress: []string{"in1", "in2"}, Egress: []string{"out"}},
+		{Ingress: []string{"in1", "in2"}, Egress: []string{"out"}, Storages: []string{"archive", "index"}},
 		{Ingress: []string{"empty"}, Egress: []string{"other-out"}},
 	}
 	got, err := ReapAndMeasure(ctx, rdb, targets)
@@ -465,10 +466,10 @@ func TestReapAndMeasure(t *testing.T) {
 	if n := hook.Total(); n != 1 {
 		t.Fatalf("Measure used %d round trips, want 1", n)
 	}
-	want0 := Depths{Ingress: 3 + 1 + 1 + 1, InFlight: 2, DLQ: 3, Egress: 4, Reaped: 1, Retry: 1, Promoted: 1}
+	want0 := Depths{Ingress: 3 + 1 + 1 + 1, InFlight: 2, DLQ: 3, Egress: 4, StorageDLQ: 2, Reaped: 1, Retry: 1, Promoted: 1}
 	d := got[0]
 	if d.Ingress != want0.Ingress || d.InFlight != want0.InFlight || d.DLQ != want0.DLQ || d.Egress != want0.Egress || d.Reaped != want0.Reaped ||
-		d.Retry != want0.Retry || d.Promoted != want0.Promoted {
+		d.Retry != want0.Retry || d.Promoted != want0.Promoted || d.StorageDLQ != want0.StorageDLQ {
 		t.Fatalf("chain 0 = %+v, want %+v", d, want0)
 	}
 	if d.NextRetry < 59*time.Minute || d.NextRetry > time.Hour {
@@ -486,11 +487,12 @@ func TestReapAndMeasure(t *testing.T) {
 		{"in1", KindIngress, 5, 0}, {"DLQ:in1", KindDLQ, 2, 0}, {RetryKey("in1"), KindRetry, 1, 0},
 		{"in2", KindIngress, 1, 0}, {"DLQ:in2", KindDLQ, 1, 0}, {RetryKey("in2"), KindRetry, 0, 0},
 		{"out", KindEgress, 4, 0},
+		{"DLQ:storage:archive", KindStorageDLQ, 2, 0}, {"DLQ:storage:index", KindStorageDLQ, 0, 0},
 	}
 	if !slices.Equal(d.Lists, wantLists) {
 		t.Fatalf("lists = %+v\nwant %+v", d.Lists, wantLists)
 	}
-	if d1 := got[1]; d1.Ingress != 0 || d1.InFlight != 0 || d1.DLQ != 0 || d1.Egress != 1 || d1.Retry != 0 || d1.NextRetry != -1 {
+	if d1 := got[1]; d1.Ingress != 0 || d1.InFlight != 0 || d1.DLQ != 0 || d1.Egress != 1 || d1.Retry != 0 || d1.NextRetry != -1 || d1.StorageDLQ != 0 {
 		t.Fatalf("chain 1 = %+v", d1)
 	}
 	if got, err := ReapAndMeasure(ctx, rdb, nil); err != nil || len(got) != 0 {

@@ -118,14 +118,15 @@ func Render(in Inputs) (*Rendered, error) {
 		timeout = ch.Spec.Timeout.Duration
 	}
 	cfg.Chains[ch.Name] = config.Chain{
-		Links:        append([]string{}, ch.Spec.Links...),
-		Storages:     append([]string{}, ch.Spec.Storages...),
-		IngressLists: append([]string{}, ch.Spec.IngressLists...),
-		EgressLists:  append([]string{}, ch.Spec.EgressLists...),
-		Enabled:      ch.IsEnabled(),
-		Timeout:      timeout,
-		HasLinksKey:  true,
-		Retry:        retryConfig(ch.Spec.Retry),
+		Links:          append([]string{}, ch.Spec.Links...),
+		Storages:       append([]string{}, ch.Spec.Storages...),
+		IngressLists:   append([]string{}, ch.Spec.IngressLists...),
+		EgressLists:    append([]string{}, ch.Spec.EgressLists...),
+		Enabled:        ch.IsEnabled(),
+		Timeout:        timeout,
+		HasLinksKey:    true,
+		Retry:          retryConfig(ch.Spec.Retry),
+		StorageFailure: storageFailureConfig(ch),
 	}
 	if d := ch.Spec.Workers.MaxDeliveries; d != nil {
 		c := cfg.Chains[ch.Name]
@@ -396,6 +397,16 @@ func (e *envSet) sorted() []corev1.EnvVar {
 		out = append(out, e.byName[n])
 	}
 	return out
+}
+
+// storageFailureConfig is a Chain's spec.storageFailure in the worker's
+// config, always written: a file without the key means conserver's
+// behaviour, which is not a Chain's default.
+func storageFailureConfig(ch *vconv1.Chain) string {
+	if ch.DeadLettersStorage() {
+		return config.StorageFailureDeadLetterStorage
+	}
+	return config.StorageFailureDeadLetterVcon
 }
 
 // retryConfig is a Chain's spec.retry in the worker's config, with the

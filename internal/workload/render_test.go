@@ -309,6 +309,45 @@ func normalize(c *config.Config) {
 			ch.Retry = &config.Retry{Attempts: 5, InitialBackoff: 30 * time.Second, MaxBackoff: 10 * time.Minute, Jitter: 0.2}
 			c.Chains[name] = ch
 		}
+		// Every rendered chain says its storage_failure too; a want that
+		// gives none means the CRD's default (TestRenderStorageFailure).
+		if ch.StorageFailure == "" {
+			ch.StorageFailure = config.StorageFailureDeadLetterVcon
+			c.Chains[name] = ch
+		}
+	}
+}
+
+// TestRenderStorageFailure: spec.storageFailure reaches the worker's
+// config, always written: a file without the key would mean conserver's
+// behaviour, which is not the default of a Chain.
+func TestRenderStorageFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   vconv1.StorageFailurePolicy
+		want string
+	}{
+		{"not defaulted by the API server", "", config.StorageFailureDeadLetterVcon},
+		{"DeadLetterVcon", vconv1.StorageFailureDeadLetterVcon, config.StorageFailureDeadLetterVcon},
+		{"DeadLetterStorage", vconv1.StorageFailureDeadLetterStorage, config.StorageFailureDeadLetterStorage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := &vconv1.Chain{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Spec: vconv1.ChainSpec{IngressLists: []string{"in"}, StorageFailure: tc.in}}
+			r, err := Render(Inputs{Chain: ch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(r.Config), "storage_failure: "+tc.want+"\n") {
+				t.Errorf("rendered config lacks storage_failure: %s\n%s", tc.want, r.Config)
+			}
+			cfg, err := config.Parse(r.Config, nil)
+			if err != nil {
+				t.Fatalf("rendered config does not parse: %v\n%s", err, r.Config)
+			}
+			if got := cfg.Chains["c"].StorageFailure; got != tc.want {
+				t.Errorf("storage_failure %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 
