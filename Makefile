@@ -46,7 +46,7 @@ manifests: tools-gen ## Regenerate CRDs and RBAC from the markers (and the chart
 	$(BIN)/controller-gen rbac:roleName=vcon-operator crd paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	@# The chart's CRDs are templates that upgrade with it (hack/chartcrds).
-	@if [ -d charts/vcon-operator ]; then go run ./hack/chartcrds config/crd/bases charts/vcon-operator/templates/crds; fi
+	@if [ -d charts/vcon-operator ]; then go run ./hack/chartcrds config/crd/bases charts/vcon-operator/templates/crds charts/vcon-operator/Chart.yaml config/samples; fi
 	@# The chart grants exactly the rules of the markers (hack/chartrbac).
 	@if [ -d charts/vcon-operator ]; then go run ./hack/chartrbac config/rbac/role.yaml charts/vcon-operator/templates/_rbac-rules.tpl; fi
 	@# The chart's README: values.yaml's comments through README.md.gotmpl.

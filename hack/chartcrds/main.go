@@ -1,5 +1,6 @@
 // Command chartcrds writes the Helm chart's CRD templates from
-// config/crd/bases, which controller-gen generates from api/v1alpha1.
+// config/crd/bases, which controller-gen generates from api/v1alpha1, and
+// the CRD examples ArtifactHub shows (Chart.yaml) from config/samples.
 // `make manifests` runs it.
 //
 // The CRDs are templates, not files in crds/, because Helm installs crds/
@@ -16,17 +17,72 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"sigs.k8s.io/yaml"
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: chartcrds config/crd/bases charts/vcon-operator/templates/crds")
+	if len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: chartcrds config/crd/bases charts/vcon-operator/templates/crds charts/vcon-operator/Chart.yaml config/samples")
 		os.Exit(2)
 	}
 	if err := run(os.Args[1], os.Args[2]); err != nil {
 		fmt.Fprintln(os.Stderr, "chartcrds:", err)
 		os.Exit(1)
 	}
+	if err := writeExamples(os.Args[3], os.Args[4]); err != nil {
+		fmt.Fprintln(os.Stderr, "chartcrds:", err)
+		os.Exit(1)
+	}
+}
+
+// exampleSamples are the samples ArtifactHub shows as the CRDs' examples
+// (artifacthub.io/crdsExamples): one of each kind.
+var exampleSamples = []string{"chain_calls.yaml", "link_tag.yaml", "storage_files.yaml"}
+
+// writeExamples rewrites Chart.yaml's artifacthub.io/crdsExamples block
+// from config/samples, so the examples never drift from the samples.
+func writeExamples(chart, samples string) error {
+	b, err := os.ReadFile(chart)
+	if err != nil {
+		return err
+	}
+	var docs []any
+	for _, f := range exampleSamples {
+		sb, err := os.ReadFile(filepath.Join(samples, f))
+		if err != nil {
+			return err
+		}
+		var doc any
+		if err := yaml.Unmarshal(sb, &doc); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		docs = append(docs, doc)
+	}
+	y, err := yaml.Marshal(docs)
+	if err != nil {
+		return err
+	}
+	const key = "  artifacthub.io/crdsExamples: |\n"
+	s := string(b)
+	i := strings.Index(s, key)
+	if i < 0 {
+		return fmt.Errorf("%s has no %q", chart, strings.TrimSpace(key))
+	}
+	// The block is every following line indented deeper than the key.
+	j := i + len(key)
+	for j < len(s) && strings.HasPrefix(s[j:], "    ") {
+		if k := strings.IndexByte(s[j:], '\n'); k >= 0 {
+			j += k + 1
+		} else {
+			j = len(s)
+		}
+	}
+	var block strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(string(y), "\n"), "\n") {
+		block.WriteString("    " + line + "\n")
+	}
+	return os.WriteFile(chart, []byte(s[:i]+key+block.String()+s[j:]), 0o644)
 }
 
 func run(in, out string) error {
