@@ -21,6 +21,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
@@ -95,6 +96,11 @@ type Options struct {
 	// gave it; a processed body whose TTL was no longer than that gets
 	// ReadThroughTTL back.
 	QueuedRetention time.Duration
+	// SupportedExtensions are the extensions a vCon's critical list may
+	// name (--supported-extensions, VCON_SUPPORTED_EXTENSIONS); a vCon
+	// naming any other is dead-lettered as unsupported_critical before a
+	// link runs. nil means vcon.DefaultSupportedExtensions.
+	SupportedExtensions []string
 }
 
 // Defaults of the options above (docs/migrating-from-conserver.md).
@@ -141,6 +147,9 @@ func (o *Options) defaults() {
 	}
 	if o.QueuedRetention <= 0 {
 		o.QueuedRetention = apiwire.DefaultQueuedRetention
+	}
+	if o.SupportedExtensions == nil {
+		o.SupportedExtensions = vcon.DefaultSupportedExtensions
 	}
 }
 

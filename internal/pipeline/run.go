@@ -77,6 +77,13 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		return nil, fail
 	}
 	out.restoreTTL = !out.recache && body.PTTL > 0 && body.PTTL <= p.opts.QueuedRetention
+	if ext := vcon.UnsupportedCritical(v, p.opts.SupportedExtensions); len(ext) > 0 {
+		// draft-ietf-vcon-vcon-core, critical: an implementation that does
+		// not support a listed extension must not process the vCon except
+		// to reject it. No link runs.
+		return nil, &failure{reason: ReasonUnsupportedCritical, err: fmt.Errorf("%s (this worker supports %s; see --supported-extensions)",
+			strings.Join(ext, ", "), supportedList(p.opts.SupportedExtensions))}
+	}
 
 	resume := resumePoint(p.chain.Links, state.Completed)
 	completed := linkNames(p.chain.Links[:resume])
@@ -363,4 +370,11 @@ func (p *Processor) writeBody(ctx context.Context, out *outcome, v *vcon.VCon) e
 		return p.bodies.Create(ctx, out.uuid, data, p.opts.ReadThroughTTL)
 	}
 	return p.bodies.Put(ctx, out.uuid, data, out.prev)
+}
+
+func supportedList(exts []string) string {
+	if len(exts) == 0 {
+		return "none"
+	}
+	return strings.Join(exts, ", ")
 }
