@@ -36,6 +36,7 @@ var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLin
 const (
 	OutcomeContinue = "continue"
 	OutcomeForward  = "forward" // continued with another uuid
+	OutcomeRedact   = "redact"  // continued with a redacted copy
 	OutcomeHalt     = "halt"
 	OutcomeError    = "error"
 	OutcomeSuccess  = "success"

@@ -29,6 +29,10 @@ import (
 type Step struct {
 	Name string
 	Link links.Link
+	// Originals are the storages that receive the unredacted original
+	// when the link returns a Redacted vCon (links.OriginalStorer), and
+	// nothing else of the chain.
+	Originals []Sink
 }
 
 // Sink is a configured storage with its config name.
@@ -204,9 +208,14 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	for i, l := range chain.Links {
 		linkNames[i] = l.Name
 	}
-	storageNames := make([]string, len(chain.Storages))
-	for i, s := range chain.Storages {
-		storageNames[i] = s.Name
+	storageNames := make([]string, 0, len(chain.Storages))
+	for _, s := range chain.Storages {
+		storageNames = append(storageNames, s.Name)
+	}
+	for _, l := range chain.Links {
+		for _, s := range l.Originals {
+			storageNames = append(storageNames, s.Name)
+		}
 	}
 	m.init(chain.Name, linkNames, storageNames)
 	return p
