@@ -156,6 +156,9 @@ func TestModuleOptionErrors(t *testing.T) {
 			{"bad pattern", map[string]any{"original_storages": []any{}, "patterns": map[string]any{"emp": "EMP-("}}, []string{
 				`pattern "emp": error parsing regexp`,
 			}},
+			{"empty pattern", map[string]any{"original_storages": []any{}, "patterns": map[string]any{"emp": ""}}, []string{
+				`pattern "emp" matches the empty string`,
+			}},
 		},
 		"links.post_analysis_to_slack": {
 			{"neither way to Slack", map[string]any{}, []string{`set "token" (a Slack bot token) or "webhook_url"`}},

@@ -95,9 +95,9 @@ func newRedact(name string, raw map[string]any, deps Deps) (Link, error) {
 	}
 	patterns := o.Map("patterns")
 	for _, k := range patterns.Keys() {
-		if expr := patterns.String(k, ""); expr != "" {
-			cfg.Patterns = append(cfg.Patterns, redact.Pattern{Name: k, Expr: expr})
-		}
+		// An empty expression goes to the engine, which refuses it (it
+		// would match everywhere) rather than being dropped unnoticed.
+		cfg.Patterns = append(cfg.Patterns, redact.Pattern{Name: k, Expr: patterns.String(k, "")})
 	}
 	var external *retryingDetector
 	if ext := o.Map("external"); !ext.Empty() {
