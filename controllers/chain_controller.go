@@ -10,6 +10,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -180,7 +181,7 @@ func (r *ChainReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// label. Their crashes reach the Ready condition this way.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(chainOfPod), builder.WithPredicates(podFailureChanged)).
 		Watches(&vconv1.Link{}, handler.EnqueueRequestsFromMapFunc(r.chainsUsing(indexLinks))).
-		Watches(&vconv1.Storage{}, handler.EnqueueRequestsFromMapFunc(r.chainsUsing(indexStorages))).
+		Watches(&vconv1.Storage{}, handler.EnqueueRequestsFromMapFunc(r.chainsOfStorage)).
 		// A Chain that appears, changes or goes away can start or end an
 		// ingress conflict with other Chains.
 		Watches(&vconv1.Chain{}, handler.EnqueueRequestsFromMapFunc(r.chainsSharingIngress)).
@@ -200,6 +201,23 @@ func (r *ChainReconciler) chainsUsing(index string) handler.MapFunc {
 		}
 		return reqs
 	}
+}
+
+// chainsOfStorage maps a Storage to the Chains that name it and to those
+// whose links.redact Links keep unredacted originals in it
+// (workload.OriginalStorages): it is in their rendered config too.
+func (r *ChainReconciler) chainsOfStorage(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := r.chainsUsing(indexStorages)(ctx, o)
+	var links vconv1.LinkList
+	if err := r.List(ctx, &links, client.InNamespace(o.GetNamespace())); err != nil {
+		return reqs
+	}
+	for i := range links.Items {
+		if slices.Contains(workload.LinkOriginalStorages(&links.Items[i]), o.GetName()) {
+			reqs = append(reqs, r.chainsUsing(indexLinks)(ctx, &links.Items[i])...)
+		}
+	}
+	return reqs
 }
 
 // chainsSharingIngress maps a Chain to the other Chains consuming one of its

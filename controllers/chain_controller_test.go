@@ -194,20 +194,27 @@ func patchChain(t *testing.T, op *operator, name string, change func(*vconv1.Cha
 // says which, and runs as soon as it appears, without waiting for a resync
 // (the manager's resync is hours).
 func TestMissingReference(t *testing.T) {
+	redact := &vconv1.Link{ObjectMeta: metav1.ObjectMeta{Name: "redact"}, Spec: vconv1.LinkSpec{
+		Module: workload.RedactModule, Options: &apiextensionsv1.JSON{Raw: []byte(`{"original_storages":["late-vault"]}`)}}}
 	tests := []struct {
 		name    string
 		chain   func(*vconv1.Chain)
 		missing string
 		create  client.Object
+		before  []client.Object // created with the Chain
 	}{
-		{"link", func(c *vconv1.Chain) { c.Spec.Links = []string{"late-link"} }, "Link late-link", tagLink("late-link", `{"tags":["x"]}`)},
-		{"storage", func(c *vconv1.Chain) { c.Spec.Links = []string{}; c.Spec.Storages = []string{"late-store"} }, "Storage late-store", fileStorage("late-store")},
+		{"link", func(c *vconv1.Chain) { c.Spec.Links = []string{"late-link"} }, "Link late-link", tagLink("late-link", `{"tags":["x"]}`), nil},
+		{"storage", func(c *vconv1.Chain) { c.Spec.Links = []string{}; c.Spec.Storages = []string{"late-store"} }, "Storage late-store", fileStorage("late-store"), nil},
+		// links.redact's original storage is not in spec.storages, yet is
+		// rendered into the workers' config: it must exist, and its
+		// creation must reach the Chain.
+		{"original-storage", func(c *vconv1.Chain) { c.Spec.Links = []string{"redact"} }, "Storage late-vault", fileStorage("late-vault"), []client.Object{redact}},
 	}
 	op := startOperator(t)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			name := "waits-for-" + tt.name
-			op.create(t, op.chain(name, []string{fmt.Sprintf("in-%d", i)}, tt.chain))
+			op.create(t, append(tt.before, op.chain(name, []string{fmt.Sprintf("in-%d", i)}, tt.chain))...)
 			op.waitChain(t, name, "ReferenceNotFound", hasCondition(vconv1.ConditionReady, metav1.ConditionFalse, "ReferenceNotFound", tt.missing))
 			if err := op.c.Get(context.Background(), op.key(workload.DeploymentName(name)), &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 				t.Errorf("a Chain with a missing reference got a Deployment (err %v)", err)
@@ -217,6 +224,30 @@ func TestMissingReference(t *testing.T) {
 			op.waitChain(t, name, "Ready once the reference exists", ready)
 			op.waitDeployment(t, name, "exists", func(*appsv1.Deployment) error { return nil })
 			t.Logf("Ready %v after the %s was created", time.Since(start).Round(time.Millisecond), tt.name)
+			if tt.name != "original-storage" {
+				return
+			}
+			// An edit of the original storage reaches the workers' config,
+			// though the Chain does not name it.
+			ctx := context.Background()
+			var vault vconv1.Storage
+			if err := op.c.Get(ctx, op.key("late-vault"), &vault); err != nil {
+				t.Fatal(err)
+			}
+			vault.Spec.Options = &apiextensionsv1.JSON{Raw: []byte(`{"path":"/restricted-v2"}`)}
+			if err := op.c.Update(ctx, &vault); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, waitFor, "ConfigMap holds the original storage's new options", func() error {
+				var cm corev1.ConfigMap
+				if err := op.c.Get(ctx, op.key(workload.ConfigMapName(name)), &cm); err != nil {
+					return err
+				}
+				if !strings.Contains(cm.Data[workload.ConfigKey], "/restricted-v2") {
+					return fmt.Errorf("config:\n%s", cm.Data[workload.ConfigKey])
+				}
+				return nil
+			})
 		})
 	}
 

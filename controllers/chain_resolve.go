@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -114,7 +115,12 @@ func (r *ChainReconciler) references(ctx context.Context, chain *vconv1.Chain) (
 		}
 		in.Links[name] = &l
 	}
-	for _, name := range chain.Spec.Storages {
+	// The Storages its links.redact Links keep originals in are rendered
+	// into the workers' config too.
+	for _, name := range append(slices.Clone(chain.Spec.Storages), workload.OriginalStorages(chain, in.Links)...) {
+		if _, done := in.Storages[name]; done {
+			continue
+		}
 		var s vconv1.Storage
 		if err := r.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: name}, &s); err != nil {
 			if apierrors.IsNotFound(err) {

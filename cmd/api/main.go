@@ -19,6 +19,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/logging"
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/telemetry"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/version"
 )
 
@@ -37,6 +38,7 @@ func run() error {
 		insecureNoAuth   = flag.Bool("insecure-no-auth", false, "serve without API token when none is configured (conserver's default; never do this on a reachable network)")
 		allowConfigWrite = flag.Bool("allow-config-write", false, "let POST /api/config overwrite CONSERVER_CONFIG_FILE")
 		corsOrigins      = corsOriginsFlag(flag.CommandLine)
+		supportedExts    = flag.String("supported-extensions", "", "extensions a vCon's critical list may name, comma-separated (\"none\" for none); a vCon naming another is refused with 422 (env VCON_SUPPORTED_EXTENSIONS; default CC; the flag wins)")
 		shutdownWait     = flag.Duration("shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 		showVersion      = flag.Bool("version", false, "print the version and exit")
 	)
@@ -61,7 +63,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := applyFlags(flag.CommandLine, &opts, *maxBody, *showSecrets); err != nil {
+	if err := applyFlags(flag.CommandLine, &opts, *maxBody, *showSecrets, *supportedExts); err != nil {
 		return err
 	}
 	opts.InsecureNoAuth = *insecureNoAuth
@@ -118,10 +120,16 @@ func run() error {
 // applyFlags lets the flags given on the command line override the
 // settings their environment variables made (VCON_MAX_BODY_BYTES,
 // VCON_CONFIG_SHOW_SECRETS); a flag left out keeps the environment's value.
-func applyFlags(fs *flag.FlagSet, opts *api.Options, maxBody int64, showSecrets bool) error {
+func applyFlags(fs *flag.FlagSet, opts *api.Options, maxBody int64, showSecrets bool, supportedExts string) error {
 	var err error
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
+		case "supported-extensions":
+			exts, perr := vcon.ParseExtensions(supportedExts)
+			if perr != nil {
+				err = fmt.Errorf("--supported-extensions: %w", perr)
+			}
+			opts.SupportedExtensions = exts
 		case "max-body-bytes":
 			if maxBody <= 0 {
 				err = fmt.Errorf("--max-body-bytes=%d: want 1 or more", maxBody)

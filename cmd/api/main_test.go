@@ -15,6 +15,7 @@ func TestFlagsOverrideTheEnvironment(t *testing.T) {
 		args      []string
 		wantBytes int64 // 0: api.DefaultMaxBodyBytes applies
 		wantShow  bool
+		wantExts  string // fmt of SupportedExtensions; "[]" for nil
 		wantErr   bool
 	}{
 		{name: "neither", wantBytes: 0},
@@ -23,6 +24,9 @@ func TestFlagsOverrideTheEnvironment(t *testing.T) {
 		{name: "flag wins", env: map[string]string{"VCON_MAX_BODY_BYTES": "4096", "VCON_CONFIG_SHOW_SECRETS": "true"},
 			args: []string{"--max-body-bytes=2048", "--config-show-secrets=false"}, wantBytes: 2048},
 		{name: "zero flag", args: []string{"--max-body-bytes=0"}, wantErr: true},
+		{name: "extensions env", env: map[string]string{"VCON_SUPPORTED_EXTENSIONS": "CC, x-lawful"}, wantExts: "[CC x-lawful]"},
+		{name: "extensions flag wins", env: map[string]string{"VCON_SUPPORTED_EXTENSIONS": "CC"}, args: []string{"--supported-extensions=none"}, wantExts: "[]"},
+		{name: "bad extension", args: []string{"--supported-extensions=a b"}, wantErr: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -33,10 +37,11 @@ func TestFlagsOverrideTheEnvironment(t *testing.T) {
 			fs := flag.NewFlagSet("api", flag.ContinueOnError)
 			maxBody := fs.Int64("max-body-bytes", api.DefaultMaxBodyBytes, "")
 			show := fs.Bool("config-show-secrets", false, "")
+			exts := fs.String("supported-extensions", "", "")
 			if err := fs.Parse(tc.args); err != nil {
 				t.Fatal(err)
 			}
-			err = applyFlags(fs, &opts, *maxBody, *show)
+			err = applyFlags(fs, &opts, *maxBody, *show, *exts)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err %v, want error %v", err, tc.wantErr)
 			}
@@ -45,6 +50,12 @@ func TestFlagsOverrideTheEnvironment(t *testing.T) {
 			}
 			if opts.MaxBodyBytes != tc.wantBytes || opts.ShowConfigSecrets != tc.wantShow {
 				t.Errorf("MaxBodyBytes %d, ShowConfigSecrets %v; want %d, %v", opts.MaxBodyBytes, opts.ShowConfigSecrets, tc.wantBytes, tc.wantShow)
+			}
+			if tc.wantExts == "" {
+				tc.wantExts = "[]"
+			}
+			if got := fmt.Sprint(opts.SupportedExtensions); got != tc.wantExts {
+				t.Errorf("SupportedExtensions %s, want %s", got, tc.wantExts)
 			}
 		})
 	}

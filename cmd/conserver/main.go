@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
 	"github.com/vcon-operator/vcon-operator/internal/telemetry"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 	"github.com/vcon-operator/vcon-operator/internal/version"
 )
@@ -60,6 +62,8 @@ type flags struct {
 	maxBodyBytes   int64
 	// reloadEvery is how often the config file is re-read; 0 never.
 	reloadEvery time.Duration
+	// supportedExts are the extensions a vCon's critical list may name.
+	supportedExts []string
 }
 
 // defaultGCPercent is the worker's GOGC unless the environment sets one.
@@ -119,8 +123,15 @@ func parseFlags(args []string) (flags, error) {
 	fs.DurationVar(&f.defaultTimeout, "default-timeout", envDuration("CONSERVER_DEFAULT_TIMEOUT", pipeline.DefaultChainTimeout), "bound of links and storages for one vCon of a chain that sets no timeout (env CONSERVER_DEFAULT_TIMEOUT)")
 	fs.DurationVar(&f.storageTimeout, "storage-timeout", envDuration("CONSERVER_STORAGE_TIMEOUT", pipeline.DefaultStorageCallTimeout), "bound of one storage write attempt (env CONSERVER_STORAGE_TIMEOUT)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", envInt64("VCON_MAX_BODY_BYTES", vconstore.DefaultMaxBodyBytes), "largest vCon body the worker reads; larger ones are dead-lettered as too_large without being read (env VCON_MAX_BODY_BYTES)")
+	exts := fs.String("supported-extensions", os.Getenv("VCON_SUPPORTED_EXTENSIONS"), "extensions a vCon's critical list may name, comma-separated (\"none\" for none); a vCon naming another is dead-lettered as unsupported_critical before any link runs (env VCON_SUPPORTED_EXTENSIONS; default CC)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
+	}
+	if strings.TrimSpace(*exts) != "" {
+		var err error
+		if f.supportedExts, err = vcon.ParseExtensions(*exts); err != nil {
+			return f, fmt.Errorf("--supported-extensions: %w", err)
+		}
 	}
 	if f.configFile == "" {
 		return f, errors.New("no config: pass --config or set CONSERVER_CONFIG_FILE")
@@ -191,8 +202,9 @@ func run(log *slog.Logger, args []string) error {
 		QueuedRetention: apiwire.EnvSeconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention),
 		ReadThrough:     os.Getenv("VCON_STORAGE_FALLBACK_ENABLED") != "false",
 
-		DefaultTimeout:     f.defaultTimeout,
-		StorageCallTimeout: f.storageTimeout,
+		DefaultTimeout:      f.defaultTimeout,
+		StorageCallTimeout:  f.storageTimeout,
+		SupportedExtensions: f.supportedExts,
 	}
 
 	// The Go and process collectors come with the default registry, which

@@ -91,6 +91,11 @@ func (s *Server) parseVcon(w http.ResponseWriter, r *http.Request) (*incoming, b
 		return nil, false
 	}
 	errs, changed := vcon.CheckSubmission(v)
+	if len(errs) == 0 {
+		// A vCon the workers must not process (draft-ietf-vcon-vcon-core,
+		// critical) is refused here rather than queued for the DLQ.
+		errs = vcon.CriticalErrors(v, s.opts.SupportedExtensions)
+	}
 	if len(errs) > 0 {
 		writeInvalid(w, vcon.Details(errs)...)
 		return nil, false

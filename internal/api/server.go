@@ -10,6 +10,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
@@ -78,6 +80,12 @@ type Options struct {
 	// https://app.example.com. nil means DefaultCORSAllowedOrigins,
 	// conserver's "*"; an empty list allows none.
 	CORSAllowedOrigins []string
+	// SupportedExtensions are the extensions a submitted vCon's critical
+	// list may name (VCON_SUPPORTED_EXTENSIONS, --supported-extensions);
+	// one naming another is answered 422 and not stored, because the
+	// workers would only dead-letter it. nil means
+	// vcon.DefaultSupportedExtensions.
+	SupportedExtensions []string
 	// Body configures the body codec (VCON_BODY_FORMAT).
 	Body vconstore.Options
 	// Registry receives the HTTP metrics; nil makes a private one. Either
@@ -146,6 +154,13 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 	o.IndexTTL = seconds("VCON_INDEX_EXPIRY", DefaultIndexTTL)
 	o.ContextTTL = seconds("VCON_CONTEXT_EXPIRY", queue.DefaultContextTTL)
 	o.QueuedRetention = seconds("VCON_QUEUED_RETENTION", apiwire.DefaultQueuedRetention)
+	if v := strings.TrimSpace(getenv("VCON_SUPPORTED_EXTENSIONS")); v != "" {
+		exts, err := vcon.ParseExtensions(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("VCON_SUPPORTED_EXTENSIONS: %w", err))
+		}
+		o.SupportedExtensions = exts
+	}
 	o.Body, err = vconstore.OptionsFromEnv()
 	errs = append(errs, err)
 	return o, errors.Join(errs...)
@@ -195,6 +210,9 @@ func New(rdb redis.UniversalClient, opts Options) (*Server, error) {
 	}
 	if opts.CORSAllowedOrigins == nil {
 		opts.CORSAllowedOrigins = DefaultCORSAllowedOrigins
+	}
+	if opts.SupportedExtensions == nil {
+		opts.SupportedExtensions = vcon.DefaultSupportedExtensions
 	}
 	cors, err := newCORSPolicy(opts.CORSAllowedOrigins)
 	if err != nil {

@@ -43,6 +43,24 @@ type Result struct {
 	// set one for the same vCon, the last link's wins, as each EXPIRE of
 	// conserver's links replaced the one before.
 	TTL time.Duration
+
+	// Redacted, when set, replaces the vCon for the rest of the chain: a
+	// new vCon with a uuid of its own (links.redact builds it). The
+	// pipeline writes the vCon the link ran on, the unredacted original,
+	// to the link's OriginalStorages only, deletes the original's body
+	// from Redis in the outcome, and runs the later links, the chain's
+	// storages and egress on Redacted alone, so nothing after the link
+	// sees the original. Routes earlier links asked for the original are
+	// pushed with Redacted's uuid instead: the only uuid that leaves the
+	// chain is the redacted one.
+	Redacted *vcon.VCon
+}
+
+// OriginalStorer is a link that returns Redacted vCons: the pipeline
+// builds the storages it names (from the config's storages) and writes
+// the original to them.
+type OriginalStorer interface {
+	OriginalStorages() []string
 }
 
 // Continue is the result of a link that lets the vCon go on unchanged in identity.

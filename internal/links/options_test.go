@@ -133,6 +133,33 @@ func TestModuleOptionErrors(t *testing.T) {
 				`option "minimum_confidence": want a number, got "high"`,
 			}},
 		},
+		"links.redact": {
+			{"absent", nil, []string{`option "original_storages": required`}},
+			{"every bad key", map[string]any{
+				"original_storages": []any{"restricted", "restricted"}, "replacement": "blank", "parties": "hide",
+				"mute_audio": "maybe", "mute_padding": "soon", "mute_audo": true,
+				"external": map[string]any{"headers": map[string]any{"Authorization": []any{key}}, "retries": int64(11)},
+			}, []string{
+				`option "mute_audo": unknown option of links.redact`,
+				`option "replacement": want mask or remove, got "blank"`,
+				`option "external.retries": want a whole number from 0 to 10, got 11`,
+				`option "external.url": required when external is set`,
+				`option "external.headers": value of "Authorization": want a string, got a list`,
+				`option "mute_audio": want true or false (or 1 or 0), got "maybe"`,
+				`option "mute_padding": want a duration such as 30s or 30 (seconds), got "soon"`,
+				`option "parties": want keep or remove, got "hide"`,
+				`option "original_storages": item 1: a storage name, once`,
+			}},
+			{"engine refuses", map[string]any{"original_storages": []any{}, "types": []any{"iban"}, "patterns": map[string]any{"emp": "("}}, []string{
+				`unknown type "iban"`,
+			}},
+			{"bad pattern", map[string]any{"original_storages": []any{}, "patterns": map[string]any{"emp": "EMP-("}}, []string{
+				`pattern "emp": error parsing regexp`,
+			}},
+			{"empty pattern", map[string]any{"original_storages": []any{}, "patterns": map[string]any{"emp": ""}}, []string{
+				`pattern "emp" matches the empty string`,
+			}},
+		},
 		"links.post_analysis_to_slack": {
 			{"neither way to Slack", map[string]any{}, []string{`set "token" (a Slack bot token) or "webhook_url"`}},
 			{"every bad key", map[string]any{"token": "xoxb-s3cret", "api_url": "slack", "max_retries": "many", "only_if": map[string]any{"includes": "x"}}, []string{

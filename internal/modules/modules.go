@@ -23,6 +23,7 @@ var (
 		"links.jq_link",
 		"links.openai_transcribe",
 		"links.post_analysis_to_slack",
+		"links.redact",
 		"links.sampler",
 		"links.tag",
 		"links.tag_router",

@@ -51,7 +51,7 @@ func TestChainWithoutTimeoutIsBounded(t *testing.T) {
 	u := testUUID(1)
 	e.putBody(t, u, document(u, 700), 0)
 	e.rdb.RPush(ctx, "in", u)
-	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{"hang", blockingLink{obey: true}}}}
+	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{Name: "hang", Link: blockingLink{obey: true}}}}
 	opts := testOptions()
 	opts.DefaultTimeout = 300 * time.Millisecond
 	p, _, _ := e.processor(ch, opts, "w")
@@ -79,7 +79,7 @@ func TestStalledRunIsReported(t *testing.T) {
 	e.rdb.RPush(ctx, "in", u)
 	release := make(chan struct{})
 	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Timeout: 100 * time.Millisecond,
-		Links: []Step{{"stuck", blockingLink{release: release}}}}
+		Links: []Step{{Name: "stuck", Link: blockingLink{release: release}}}}
 	opts := testOptions()
 	opts.StallGrace = 100 * time.Millisecond
 	p, _, _ := e.processor(ch, opts, "w")

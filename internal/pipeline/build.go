@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/vcon-operator/vcon-operator/internal/config"
@@ -65,6 +66,20 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 		}
 		chainDeps := linkDeps
 		chainDeps.Chain = name
+		// build returns the storage named sn, built once for every chain
+		// and link that names it.
+		build := func(sn string) (storage.Storage, error) {
+			if s, ok := builtStorages[sn]; ok {
+				return s, nil
+			}
+			m := cfg.Storages[sn]
+			s, err := storage.New(ctx, sn, m.Module, m.Options, storageDeps)
+			if err != nil {
+				return nil, err
+			}
+			builtStorages[sn] = s
+			return s, nil
+		}
 		for _, ln := range cc.Links {
 			m := cfg.Links[ln]
 			l, err := links.New(ln, m.Module, m.Options, chainDeps)
@@ -72,12 +87,30 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 				errs = append(errs, fmt.Errorf("chains.%s: %w", name, err))
 				continue
 			}
-			ch.Links = append(ch.Links, Step{Name: ln, Link: l})
+			step := Step{Name: ln, Link: l}
+			if st, ok := l.(links.OriginalStorer); ok {
+				for _, sn := range st.OriginalStorages() {
+					if err := originalStorageAllowed(cfg, cc.Storages, ln, sn); err != nil {
+						errs = append(errs, fmt.Errorf("chains.%s: %w", name, err))
+						continue
+					}
+					s, err := build(sn)
+					if err != nil {
+						errs = append(errs, fmt.Errorf("chains.%s: link %q: original storage: %w", name, ln, err))
+						continue
+					}
+					step.Originals = append(step.Originals, Sink{Name: sn, Storage: s})
+				}
+			}
+			ch.Links = append(ch.Links, step)
 		}
 		for _, sn := range cc.Storages {
-			if s, ok := builtStorages[sn]; ok {
-				ch.Storages = append(ch.Storages, Sink{Name: sn, Storage: s})
+			s, err := build(sn)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("chains.%s: %w", name, err))
+				continue
 			}
+			ch.Storages = append(ch.Storages, Sink{Name: sn, Storage: s})
 		}
 		chains = append(chains, ch)
 	}
@@ -86,4 +119,18 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 		return nil, nil, errors.Join(errs...)
 	}
 	return chains, closeAll, nil
+}
+
+// originalStorageAllowed checks a storage a link writes unredacted
+// originals to: it must be defined under storages:, and must not also be
+// one of the chain's storages, which receive the redacted vCon: the
+// original would reach a sink the chain's users may read.
+func originalStorageAllowed(cfg *config.Config, chainStorages []string, link, sn string) error {
+	if _, ok := cfg.Storages[sn]; !ok {
+		return fmt.Errorf("link %q: original_storages: storage %q is not defined under storages:; define it (a restricted bucket or table) or remove it", link, sn)
+	}
+	if slices.Contains(chainStorages, sn) {
+		return fmt.Errorf("link %q: original_storages: storage %q is also one of the chain's storages, which receive the redacted vCon; the unredacted original must go to a storage of its own", link, sn)
+	}
+	return nil
 }

@@ -23,15 +23,20 @@ const (
 	ReasonRedeliveryLimit = "redelivery_limit"
 	// ReasonPanic: a link or storage panicked on the vCon.
 	ReasonPanic = "panic"
+	// ReasonUnsupportedCritical: the vCon's critical list names an
+	// extension the worker does not support (Options.SupportedExtensions);
+	// the draft forbids processing it, so no link ran.
+	ReasonUnsupportedCritical = "unsupported_critical"
 )
 
 // reasons are every dead-letter reason, for series that exist at zero.
-var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError, ReasonOutcomeFailed, ReasonTooLarge, ReasonRedeliveryLimit, ReasonPanic}
+var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError, ReasonOutcomeFailed, ReasonTooLarge, ReasonRedeliveryLimit, ReasonPanic, ReasonUnsupportedCritical}
 
 // Outcomes of a link or a storage write, for the outcome label.
 const (
 	OutcomeContinue = "continue"
 	OutcomeForward  = "forward" // continued with another uuid
+	OutcomeRedact   = "redact"  // continued with a redacted copy
 	OutcomeHalt     = "halt"
 	OutcomeError    = "error"
 	OutcomeSuccess  = "success"

@@ -64,6 +64,12 @@ type outcome struct {
 	// it was extended to when taken; the processed body gets the normal
 	// expiry back (a link's TTL still wins).
 	restoreTTL bool
+	// drop are the uuids of unredacted originals a link replaced by a
+	// redacted vCon: their bodies are deleted with the outcome, so that no
+	// later chain, reader of the API or replay finds them in Redis. Until
+	// the outcome applies, the original stays, so a crash redelivers it
+	// and the chain redacts it again, to the same redacted uuid.
+	drop []string
 	// storageDLQ are the storage writes that failed in a chain that
 	// dead-letters them alone: the commit puts the uuid on each one's
 	// DLQ, with its reason, in the same step as the egress pushes.
@@ -107,6 +113,7 @@ func (o *outcome) addEffects(uuid string, res links.Result) {
 type pipelinedSave struct {
 	sink Sink
 	v    *vcon.VCon
+	body []byte // v's encoding; nil means the outcome's body
 }
 
 // commit writes a finished vCon's results and takes it out of flight in one
@@ -156,6 +163,9 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 			})
 		}
 	}
+	for _, u := range out.drop {
+		writes.Del(ctx, vconstore.Key(u))
+	}
 	// Storages written by the commit get their span too, ended with the
 	// round trip that carries their write.
 	var spans []trace.Span
@@ -171,7 +181,11 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	for _, s := range out.pipelined {
 		_, sp := p.tracer.Start(ctx, "storage "+s.sink.Name, trace.WithAttributes(attribute.String("vcon.storage", s.sink.Name)))
 		spans = append(spans, sp)
-		s.sink.Storage.(storage.Pipelined).AppendSave(writes, s.v, out.body)
+		body := s.body
+		if body == nil {
+			body = out.body
+		}
+		s.sink.Storage.(storage.Pipelined).AppendSave(writes, s.v, body)
 	}
 	pushes := p.outcomePipeline()
 	// A halted vCon still gets the pushes its links asked for (a router

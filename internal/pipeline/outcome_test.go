@@ -202,7 +202,7 @@ func TestLinkEffects(t *testing.T) {
 	}
 	dropAll := e.link(t, "drop", "links.jq_link", map[string]any{"filter": "false"})
 	var routedDuringRun int64
-	probe := Step{"probe", linkFunc(func() { routedDuringRun = e.rdb.LLen(ctx, "routed").Val() })}
+	probe := Step{Name: "probe", Link: linkFunc(func() { routedDuringRun = e.rdb.LLen(ctx, "routed").Val() })}
 	type ttlRange [2]time.Duration // PTTL bounds; {-1, -1}: none
 	tests := []struct {
 		name   string
@@ -227,7 +227,7 @@ func TestLinkEffects(t *testing.T) {
 		},
 		{
 			name:   "dead-lettered: no route pushed, no TTL but the DLQ's",
-			steps:  []Step{tagUrgent, router, expire(60), {"fail", errLink{}}},
+			steps:  []Step{tagUrgent, router, expire(60), {Name: "fail", Link: errLink{}}},
 			routed: map[string][]string{"routed": nil, "routed2": nil},
 			dlq:    true,
 			ttl:    map[string]ttlRange{first: {1200 * second, 1234 * second}},
@@ -251,7 +251,7 @@ func TestLinkEffects(t *testing.T) {
 		},
 		{
 			name:   "forwarded: each vCon gets the effects of the links that ran on it",
-			steps:  []Step{tagUrgent, router, expire(120), {"forward", forwardLink{to: other}}, probe, expire(60)},
+			steps:  []Step{tagUrgent, router, expire(120), {Name: "forward", Link: forwardLink{to: other}}, probe, expire(60)},
 			routed: map[string][]string{"routed": {first}, "routed2": {first}},
 			egress: []string{other},
 			ttl:    map[string]ttlRange{first: {110 * second, 120 * second}, other: {50 * second, 60 * second}},

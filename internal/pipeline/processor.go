@@ -21,6 +21,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
@@ -28,6 +29,10 @@ import (
 type Step struct {
 	Name string
 	Link links.Link
+	// Originals are the storages that receive the unredacted original
+	// when the link returns a Redacted vCon (links.OriginalStorer), and
+	// nothing else of the chain.
+	Originals []Sink
 }
 
 // Sink is a configured storage with its config name.
@@ -103,6 +108,11 @@ type Options struct {
 	// gave it; a processed body whose TTL was no longer than that gets
 	// ReadThroughTTL back.
 	QueuedRetention time.Duration
+	// SupportedExtensions are the extensions a vCon's critical list may
+	// name (--supported-extensions, VCON_SUPPORTED_EXTENSIONS); a vCon
+	// naming any other is dead-lettered as unsupported_critical before a
+	// link runs. nil means vcon.DefaultSupportedExtensions.
+	SupportedExtensions []string
 }
 
 // Defaults of the options above (docs/migrating-from-conserver.md).
@@ -149,6 +159,9 @@ func (o *Options) defaults() {
 	}
 	if o.QueuedRetention <= 0 {
 		o.QueuedRetention = apiwire.DefaultQueuedRetention
+	}
+	if o.SupportedExtensions == nil {
+		o.SupportedExtensions = vcon.DefaultSupportedExtensions
 	}
 }
 
@@ -197,9 +210,14 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	for i, l := range chain.Links {
 		linkNames[i] = l.Name
 	}
-	storageNames := make([]string, len(chain.Storages))
-	for i, s := range chain.Storages {
-		storageNames[i] = s.Name
+	storageNames := make([]string, 0, len(chain.Storages))
+	for _, s := range chain.Storages {
+		storageNames = append(storageNames, s.Name)
+	}
+	for _, l := range chain.Links {
+		for _, s := range l.Originals {
+			storageNames = append(storageNames, s.Name)
+		}
 	}
 	m.init(chain.Name, linkNames, storageNames)
 	return p

@@ -429,7 +429,7 @@ func TestProcessContinuesWithAnotherUUID(t *testing.T) {
 	ch := e.chain(t, "main", []string{"in"}, []string{"out"},
 		[]mod{{"tag", "links.tag", map[string]any{"tags": []any{"after"}}}},
 		[]mod{{"copy", "storage.redis_storage", nil}})
-	ch.Links = append([]Step{{"forward", forwardLink{to: other}}}, ch.Links...)
+	ch.Links = append([]Step{{Name: "forward", Link: forwardLink{to: other}}}, ch.Links...)
 	p, m, _ := e.processor(ch, testOptions(), "w")
 	e.rdb.RPush(ctx, "in", first)
 	if err := p.Process(ctx, e.take(t, p, "in")); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -77,18 +78,46 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		return nil, fail
 	}
 	out.restoreTTL = !out.recache && body.PTTL > 0 && body.PTTL <= p.opts.QueuedRetention
+	if ext := vcon.UnsupportedCritical(v, p.opts.SupportedExtensions); len(ext) > 0 {
+		// draft-ietf-vcon-vcon-core, critical: an implementation that does
+		// not support a listed extension must not process the vCon except
+		// to reject it. No link runs.
+		return nil, &failure{reason: ReasonUnsupportedCritical, err: fmt.Errorf("%s (this worker supports %s; see --supported-extensions)",
+			strings.Join(ext, ", "), supportedList(p.opts.SupportedExtensions))}
+	}
 
 	resume := resumePoint(p.chain.Links, state.Completed)
 	completed := linkNames(p.chain.Links[:resume])
 	forwarded := false
+	// original is the vCon as it was when the chain's first redaction
+	// replaced it: a failure after that keeps its progress (and resumes)
+	// as of before the redaction, so a retry redacts again and never
+	// runs a later link on the unredacted document.
+	var original *snapshot
+	keep := func(f *failure, v *vcon.VCon, data []byte) {
+		switch {
+		case original != nil:
+			p.keepProgress(f, &outcome{prev: original.prev, recache: original.recache}, original.v, nil, original.completed, len(original.completed) > resume)
+		case !forwarded:
+			p.keepProgress(f, out, v, data, completed, len(completed) > resume)
+		}
+	}
 	for _, step := range p.chain.Links[resume:] {
 		res, err := p.runLink(ctx, step, v)
 		if err != nil {
 			f := p.classify(ctx, ReasonLinkError, "link "+step.Name, err)
-			if !forwarded {
-				p.keepProgress(f, out, v, nil, completed, len(completed) > resume)
-			}
+			keep(f, v, nil)
 			return nil, f
+		}
+		if res.Redacted != nil {
+			if original == nil && !forwarded {
+				original = &snapshot{v: v, completed: slices.Clone(completed), prev: out.prev, recache: out.recache}
+			}
+			if f := p.redacted(ctx, step, out, v, res); f != nil {
+				keep(f, v, nil)
+				return nil, f
+			}
+			v = res.Redacted
 		}
 		completed = append(completed, step.Name)
 		out.addEffects(out.uuid, res)
@@ -124,12 +153,69 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		return out, nil
 	}
 	if fail := p.store(ctx, out, v, data); fail != nil {
-		if !forwarded {
-			p.keepProgress(fail, out, v, data, completed, len(completed) > resume)
-		}
+		keep(fail, v, data)
 		return nil, fail
 	}
 	return out, nil
+}
+
+// snapshot is a vCon as it was before a redaction replaced it.
+type snapshot struct {
+	v         *vcon.VCon
+	completed []string
+	prev      vconstore.Body
+	recache   bool
+}
+
+// redacted switches the chain from v to the redacted vCon a link returned:
+// the original is written to the link's original storages (and nowhere
+// else), its body is deleted by the outcome, the routes earlier links
+// asked for it go with the redacted uuid, and a TTL they set for it is
+// moot. The redacted vCon's body is created by the outcome.
+func (p *Processor) redacted(ctx context.Context, step Step, out *outcome, v *vcon.VCon, res links.Result) *failure {
+	red := res.Redacted
+	if id := red.UUID(); !vcon.ValidUUID(id) || strings.EqualFold(id, v.UUID()) {
+		return &failure{reason: ReasonLinkError, step: "link " + step.Name, err: errors.New("the redacted vCon needs a valid uuid of its own")}
+	}
+	if res.Halt || res.NextUUID != "" {
+		return &failure{reason: ReasonLinkError, step: "link " + step.Name, err: errors.New("a link returning a redacted vCon cannot also halt or forward")}
+	}
+	if fail := p.storeOriginal(ctx, step, out, v); fail != nil {
+		return fail
+	}
+	orig, id := v.UUID(), red.UUID()
+	out.drop = append(out.drop, orig)
+	for i := range out.routes {
+		if out.routes[i].uuid == orig {
+			out.routes[i].uuid = id
+		}
+	}
+	out.ttls = slices.DeleteFunc(out.ttls, func(t bodyTTL) bool { return t.uuid == orig })
+	// The body is new: created, with the normal expiry, by the outcome.
+	out.uuid, out.prev, out.recache, out.restoreTTL = id, vconstore.Body{}, true, false
+	return nil
+}
+
+// storeOriginal writes the unredacted vCon to the redacting link's
+// original storages, in parallel and with retries as the chain's own
+// storages are; those that are Redis commands go in the outcome.
+func (p *Processor) storeOriginal(ctx context.Context, step Step, out *outcome, v *vcon.VCon) *failure {
+	if len(step.Originals) == 0 {
+		return nil
+	}
+	vcon.Normalize(v)
+	var data []byte
+	for _, sink := range step.Originals {
+		if _, ok := sink.Storage.(storage.Pipelined); ok && data == nil {
+			var err error
+			if data, err = v.Marshal(); err != nil {
+				return &failure{reason: ReasonMalformed, err: err}
+			}
+		}
+	}
+	return p.saveAll(ctx, step.Originals, v, func(sink Sink) {
+		out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v, body: data})
+	})
 }
 
 // keepProgress records on a failure what the vCon's links completed, so
@@ -216,6 +302,8 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 		span.SetStatus(codes.Error, "link failed")
 	case res.Halt:
 		outcome = OutcomeHalt
+	case res.Redacted != nil:
+		outcome = OutcomeRedact
 	case res.NextUUID != "" && res.NextUUID != v.UUID():
 		outcome = OutcomeForward
 	}
@@ -271,14 +359,22 @@ func recovered[T any](p *Processor, step, uuid string, f func() (T, error)) (res
 // writes alone (Chain.StorageDeadLetters), is left for the commit to put
 // on that storage's DLQ while the vCon goes on.
 func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data []byte) *failure {
+	return p.saveAll(ctx, p.chain.Storages, v, func(sink Sink) {
+		out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v})
+	})
+}
+
+// saveAll writes v to sinks in parallel, each with retries, and hands
+// those whose write is a Redis command to pipelined.
+func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pipelined func(Sink)) *failure {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first *failure
 	)
-	for _, sink := range p.chain.Storages {
+	for _, sink := range sinks {
 		if _, ok := sink.Storage.(storage.Pipelined); ok {
-			out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v})
+			pipelined(sink)
 			continue
 		}
 		wg.Add(1)
@@ -371,4 +467,11 @@ func (p *Processor) writeBody(ctx context.Context, out *outcome, v *vcon.VCon) e
 		return p.bodies.Create(ctx, out.uuid, data, p.opts.ReadThroughTTL)
 	}
 	return p.bodies.Put(ctx, out.uuid, data, out.prev)
+}
+
+func supportedList(exts []string) string {
+	if len(exts) == 0 {
+		return "none"
+	}
+	return strings.Join(exts, ", ")
 }

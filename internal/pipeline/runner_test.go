@@ -110,7 +110,7 @@ func TestRunnerFairness(t *testing.T) {
 	}
 	e.rdb.RPush(ctx, "small", small)
 
-	ch := Chain{Name: "main", Ingress: []string{"big", "small"}, Egress: []string{"out"}, Links: []Step{{"probe", newProbe(0)}}}
+	ch := Chain{Name: "main", Ingress: []string{"big", "small"}, Egress: []string{"out"}, Links: []Step{{Name: "probe", Link: newProbe(0)}}}
 	p, _, _ := e.processor(ch, testOptions(), "w")
 	stop := startRunner(t, NewRunner(p, RunnerOptions{Concurrency: 1}, e.log))
 
@@ -155,7 +155,7 @@ func TestRunnerIdlePickup(t *testing.T) {
 			e := newEnv(t)
 			ctx := context.Background()
 			probe := newProbe(0)
-			ch := Chain{Name: "main", Ingress: tc.lists, Links: []Step{{"probe", probe}}}
+			ch := Chain{Name: "main", Ingress: tc.lists, Links: []Step{{Name: "probe", Link: probe}}}
 			p, _, _ := e.processor(ch, testOptions(), "w")
 			startRunner(t, NewRunner(p, RunnerOptions{Concurrency: tc.concurrency}, e.log))
 			waitFor(t, "registration", 10*time.Second, func() bool {
@@ -208,7 +208,7 @@ func TestRunnerGracefulStop(t *testing.T) {
 			e := newEnv(t)
 			ctx := context.Background()
 			probe := newProbe(tc.hold)
-			ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{"slow", probe}}}
+			ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{Name: "slow", Link: probe}}}
 			p, _, _ := e.processor(ch, testOptions(), "w")
 			uuids := []string{testUUID(1), testUUID(2), testUUID(3)}
 			for _, u := range uuids {
@@ -304,7 +304,7 @@ func TestRunnerTakesWithOutcome(t *testing.T) {
 	var takes takeCounter
 	e.rdb.AddHook(&takes)
 
-	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{"probe", newProbe(0)}}}
+	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{Name: "probe", Link: newProbe(0)}}}
 	p, _, _ := e.processor(ch, testOptions(), "w")
 	stop := startRunner(t, NewRunner(p, RunnerOptions{Concurrency: 32}, e.log))
 	waitFor(t, "every vCon on egress", 60*time.Second, func() bool { return e.rdb.LLen(ctx, "out").Val() >= n })
@@ -344,7 +344,7 @@ func TestRunnerQuietListWhileBusy(t *testing.T) {
 		e.rdb.RPush(ctx, "busy", u)
 	}
 	probe := newProbe(10 * time.Millisecond)
-	ch := Chain{Name: "main", Ingress: []string{"busy", "quiet"}, Egress: []string{"out"}, Links: []Step{{"probe", probe}}}
+	ch := Chain{Name: "main", Ingress: []string{"busy", "quiet"}, Egress: []string{"out"}, Links: []Step{{Name: "probe", Link: probe}}}
 	p, _, _ := e.processor(ch, testOptions(), "w")
 	stop := startRunner(t, NewRunner(p, RunnerOptions{Concurrency: 4}, e.log))
 	waitFor(t, "the busy list under way", 30*time.Second, func() bool { return e.rdb.LLen(ctx, "out").Val() >= 40 })
@@ -414,7 +414,7 @@ func TestRunnerReturnsOrphanedTake(t *testing.T) {
 	hook.nth.Store(3)
 	e.rdb.AddHook(hook)
 
-	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{"probe", newProbe(0)}}}
+	ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{Name: "probe", Link: newProbe(0)}}}
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	w := queue.NewWorker(e.rdb, "w", 600*time.Millisecond) // sweeps every 200 ms

@@ -69,6 +69,12 @@ type Skipped struct {
 type Report struct {
 	Findings []Finding `json:"findings"`
 	Skipped  []Skipped `json:"skipped,omitempty"`
+	// Timed are the indexes of the dialogs for which a transcript with
+	// timings (words or segments with a start) was read, sorted: a caller
+	// muting a recording by the findings' times needs to know that the
+	// recording was transcribed at all, since no finding is also what an
+	// untranscribed recording gives.
+	Timed []int `json:"timed,omitempty"`
 }
 
 // Counts returns the number of detections of each type; a span split over
@@ -136,6 +142,10 @@ func (r *Redactor) RedactDocument(ctx context.Context, doc map[string]any) (*Rep
 	for _, f := range w.finish {
 		f()
 	}
+	for d := range w.timed {
+		w.rep.Timed = append(w.rep.Timed, d)
+	}
+	sort.Ints(w.rep.Timed)
 	sort.SliceStable(w.rep.Findings, func(i, j int) bool { return w.rep.Findings[i].Group < w.rep.Findings[j].Group })
 	return w.rep, nil
 }
@@ -181,6 +191,7 @@ type walker struct {
 	rep    *Report
 	group  int
 	dialog []any
+	timed  map[int]bool
 }
 
 func (w *walker) skip(path, reason string) {
@@ -477,6 +488,14 @@ func (w *walker) join(u *unit, textOf func(map[string]any) string) {
 	}
 	u.text = b.String()
 	w.units = append(w.units, u)
+	if d := u.body.dialog; d != nil {
+		if _, ok := u.body.timeOf(u.elems[0]["start"]); ok {
+			if w.timed == nil {
+				w.timed = map[int]bool{}
+			}
+			w.timed[*d] = true
+		}
+	}
 }
 
 // timeOf reads a word's or segment's time in seconds from the recording's

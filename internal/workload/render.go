@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -90,7 +91,14 @@ func Render(in Inputs) (*Rendered, error) {
 		}
 		r.EnvFrom = append(r.EnvFrom, secretEnvFrom(refs, l.Spec.EnvFrom)...)
 	}
-	for _, name := range ch.Spec.Storages {
+	// The chain's storages, then the Storages its links keep unredacted
+	// originals in (links.redact): those are defined in the config for the
+	// link, and are not chain storages, which get the redacted copy.
+	storageNames := append(slices.Clone(ch.Spec.Storages), OriginalStorages(ch, in.Links)...)
+	for _, name := range storageNames {
+		if _, done := cfg.Storages[name]; done {
+			continue
+		}
 		s, ok := in.Storages[name]
 		if !ok {
 			return nil, fmt.Errorf("storage %q not found", name)
@@ -275,6 +283,54 @@ func linkModule(l *vconv1.Link, env *envSet, refs *stepRefs) (config.Module, *co
 
 // options decodes a CRD options object into the plain values the config
 // writer takes: integers as int64, other numbers as float64.
+// RedactModule is the worker module whose original_storages option names
+// the Storages that receive unredacted originals (docs/compliance.md).
+const RedactModule = "links.redact"
+
+// OriginalStorages are the Storages the Chain's links.redact Links name in
+// original_storages, sorted, without those the Chain names itself (the
+// worker refuses those: the chain's storages get the redacted copy). The
+// resolver fetches them and Render puts them in the config beside the
+// chain's.
+func OriginalStorages(ch *vconv1.Chain, links map[string]*vconv1.Link) []string {
+	var out []string
+	for _, name := range ch.Spec.Links {
+		l, ok := links[name]
+		if !ok {
+			continue
+		}
+		for _, s := range LinkOriginalStorages(l) {
+			if !slices.Contains(ch.Spec.Storages, s) && !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// LinkOriginalStorages are the Storages a links.redact Link names in
+// original_storages; none for another module. Options that do not read as
+// a list of names give none: the worker reports them when it builds the
+// link.
+func LinkOriginalStorages(l *vconv1.Link) []string {
+	if l.Spec.Module != RedactModule {
+		return nil
+	}
+	opts, err := options(l.Spec.Options)
+	if err != nil {
+		return nil
+	}
+	items, _ := opts["original_storages"].([]any)
+	var out []string
+	for _, it := range items {
+		if s, ok := it.(string); ok && s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func options(raw *apiextensionsv1.JSON) (map[string]any, error) {
 	if raw == nil || len(raw.Raw) == 0 || string(raw.Raw) == "null" {
 		return nil, nil

@@ -230,6 +230,30 @@ func TestRender(t *testing.T) {
 			},
 		},
 		{
+			name: "links.redact: its original storages are in the config, not in the chain's storages",
+			in: inputs(testChain([]string{"redact"}, []string{"archive"}), []*vconv1.Link{
+				moduleLink("redact", RedactModule, `{"original_storages":["vault","archive"]}`),
+			}, []*vconv1.Storage{
+				testStorage("archive", "storage.file", `{"path":"/a"}`),
+				testStorage("vault", "storage.file", `{"path":"/v"}`),
+			}),
+			want: &config.Config{
+				Links: map[string]config.Module{"redact": {Module: RedactModule, Options: map[string]any{"original_storages": []any{"vault", "archive"}}}},
+				Storages: map[string]config.Module{
+					"archive": {Module: "storage.file", Options: map[string]any{"path": "/a"}},
+					"vault":   {Module: "storage.file", Options: map[string]any{"path": "/v"}},
+				},
+				Chains: map[string]config.Chain{"transcribe": chainEntry([]string{"redact"}, []string{"archive"})},
+			},
+		},
+		{
+			name: "an original storage that is missing is an error naming it",
+			in: inputs(testChain([]string{"redact"}, nil), []*vconv1.Link{
+				moduleLink("redact", RedactModule, `{"original_storages":["vault"]}`),
+			}, nil),
+			wantErr: `storage "vault" not found`,
+		},
+		{
 			name:    "a missing link is an error naming it",
 			in:      inputs(testChain([]string{"tag", "gone"}, nil), []*vconv1.Link{moduleLink("tag", "links.tag", "")}, nil),
 			wantErr: `link "gone" not found`,
