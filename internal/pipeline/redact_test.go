@@ -102,7 +102,7 @@ func redactChain(t *testing.T, e *env, hookURL string, redactOpts map[string]any
 			"tag":    {Module: "links.tag", Options: map[string]any{"tags": []any{"pci"}}},
 			"router": {Module: "links.tag_router", Options: map[string]any{"tag_routes": map[string]any{"pci": []any{"routed"}}}},
 			"redact": {Module: "links.redact", Options: opts},
-			"notify": {Module: "links.webhook", Options: map[string]any{"webhook-urls": []any{hookURL}, "retries": 0}},
+			"notify": {Module: "links.webhook", Options: map[string]any{"webhook-urls": []any{hookURL}, "retries": 0, "strict": true}},
 		},
 		Storages: map[string]config.Module{
 			"archive":    {Module: "storage.file", Options: map[string]any{"path": archive, "organize_by_date": false}},

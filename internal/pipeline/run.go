@@ -215,7 +215,7 @@ func (p *Processor) storeOriginal(ctx context.Context, step Step, out *outcome, 
 	}
 	return p.saveAll(ctx, step.Originals, v, func(sink Sink) {
 		out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v, body: data})
-	})
+	}, nil)
 }
 
 // keepProgress records on a failure what the vCon's links completed, so
@@ -359,14 +359,23 @@ func recovered[T any](p *Processor, step, uuid string, f func() (T, error)) (res
 // writes alone (Chain.StorageDeadLetters), is left for the commit to put
 // on that storage's DLQ while the vCon goes on.
 func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data []byte) *failure {
+	var deadLetter func(Sink, *failure)
+	if p.chain.StorageDeadLetters {
+		deadLetter = func(sink Sink, f *failure) {
+			out.storageDLQ = append(out.storageDLQ, storageFailure{storage: sink.Name, f: f})
+		}
+	}
 	return p.saveAll(ctx, p.chain.Storages, v, func(sink Sink) {
 		out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v})
-	})
+	}, deadLetter)
 }
 
 // saveAll writes v to sinks in parallel, each with retries, and hands
-// those whose write is a Redis command to pipelined.
-func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pipelined func(Sink)) *failure {
+// those whose write is a Redis command to pipelined. A write that still
+// fails goes to deadLetter (called under a lock) when there is one, and
+// fails the vCon otherwise: the unredacted originals of links.redact pass
+// none, so a failed original write never lets the chain go on.
+func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pipelined func(Sink), deadLetter func(Sink, *failure)) *failure {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -384,8 +393,8 @@ func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pip
 				f := p.classify(ctx, ReasonStorageError, "storage "+sink.Name, err)
 				mu.Lock()
 				defer mu.Unlock()
-				if p.chain.StorageDeadLetters {
-					out.storageDLQ = append(out.storageDLQ, storageFailure{storage: sink.Name, f: f})
+				if deadLetter != nil {
+					deadLetter(sink, f)
 				} else if first == nil {
 					first = f
 				}

@@ -243,7 +243,9 @@ func TestRender(t *testing.T) {
 					"archive": {Module: "storage.file", Options: map[string]any{"path": "/a"}},
 					"vault":   {Module: "storage.file", Options: map[string]any{"path": "/v"}},
 				},
-				Chains: map[string]config.Chain{"transcribe": chainEntry([]string{"redact"}, []string{"archive"})},
+				// The Chain's storages first, then the originals', for read-back.
+				StorageOrder: []string{"archive", "vault"},
+				Chains:       map[string]config.Chain{"transcribe": chainEntry([]string{"redact"}, []string{"archive"})},
 			},
 		},
 		{
