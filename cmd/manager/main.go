@@ -19,7 +19,6 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -42,6 +41,7 @@ func main() {
 		leaderElect                                   bool
 		leaderElectionNamespace                       string
 		podDefaults                                   string
+		watchNamespaces                               string
 	)
 	flag.StringVar(&redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis for Chains that name none (env REDIS_URL)")
 	flag.StringVar(&workerImage, "worker-image", envOr("WORKER_IMAGE", "ghcr.io/vcon-operator/vcon-operator:"+version.Version), "image the worker Deployments run (env WORKER_IMAGE)")
@@ -54,6 +54,7 @@ func main() {
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader so that only one replica reconciles and measures")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's)")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "comma-separated namespaces whose Chains, Links and Storages the operator reconciles; it then needs a Role in each (and in its own, for leader election) and no ClusterRole. Empty: every namespace")
 	opts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -79,6 +80,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "--queue-poll-interval must be at least 100ms")
 		os.Exit(2)
 	}
+	cacheOptions, err := controllers.CacheOptions(splitList(watchNamespaces))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "--watch-namespaces: %v\n", err)
+		os.Exit(2)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -92,7 +98,7 @@ func main() {
 		LeaderElectionID:              "vcon-operator.vcon.dev",
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{ByObject: controllers.CacheByObject()},
+		Cache:                         cacheOptions,
 	})
 	if err != nil {
 		log.Error(err, "cannot create the manager")
@@ -137,7 +143,8 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("starting vcon-operator", "version", version.Version, "commit", version.GitCommit, "pollInterval", pollInterval.String())
+	log.Info("starting vcon-operator", "version", version.Version, "commit", version.GitCommit, "pollInterval", pollInterval.String(),
+		"watchNamespaces", watchNamespaces)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)

@@ -222,10 +222,15 @@ func run() error {
 // startOperator runs the manager as cmd/manager does, minus leader
 // election and the HTTP endpoints.
 func startOperator(ctx context.Context, kube *testenv.Kube, redisURL string, poll time.Duration) (*observer.Observer, func(), error) {
+	cacheOptions, err := controllers.CacheOptions(nil)
+	if err != nil {
+		return nil, nil, err
+	}
 	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
 		Scheme:                 kube.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		Cache:                  cacheOptions,
 	})
 	if err != nil {
 		return nil, nil, err
