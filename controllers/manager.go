@@ -37,3 +37,25 @@ func CacheOptions(namespaces []string) (cache.Options, error) {
 	}
 	return opts, errors.Join(errs...)
 }
+
+// The manager's defaults for an operator of thousands of Chains
+// (cmd/manager's flags, the chart's operator.kubeAPIQPS, kubeAPIBurst and
+// maxConcurrentReconciles). docs/benchmarks.md measures them.
+const (
+	// DefaultMaxConcurrentReconciles: a Chain's reconcile spends most of
+	// its time waiting on the API server (a Secret read, its applies and a
+	// status write), so one at a time, controller-runtime's default, left
+	// a wave of 1,000 new Chains queued behind each other for about a
+	// minute while the operator's CPU idled.
+	DefaultMaxConcurrentReconciles = 10
+	// DefaultKubeAPIQPS and DefaultKubeAPIBurst bound the operator's
+	// requests to the API server, per resource type as client-go counts
+	// them. controller-runtime sets no client-side limit unless the
+	// kubeconfig has one, leaving a reconcile loop gone wrong to the API
+	// server's priority and fairness alone; the 20 and 30 that earlier
+	// versions defaulted to would pace a wave of 1,000 new Chains (about
+	// four Secret requests each: a read and an apply per reconcile) to
+	// more than three minutes.
+	DefaultKubeAPIQPS   = 200
+	DefaultKubeAPIBurst = 400
+)

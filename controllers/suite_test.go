@@ -139,6 +139,7 @@ func (op *operator) start(t *testing.T, setup managerSetup, options ...func(*con
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         cacheOptions,
 		Controller: config.Controller{
+			MaxConcurrentReconciles: controllers.DefaultMaxConcurrentReconciles,
 			// Each test runs its own manager with the same controllers.
 			SkipNameValidation: ptr.To(true),
 		},

@@ -19,6 +19,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -42,6 +43,8 @@ func main() {
 		leaderElectionNamespace                       string
 		podDefaults                                   string
 		watchNamespaces                               string
+		kubeAPIQPS                                    float64
+		kubeAPIBurst, maxConcurrentReconciles         int
 	)
 	flag.StringVar(&redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis for Chains that name none (env REDIS_URL)")
 	flag.StringVar(&workerImage, "worker-image", envOr("WORKER_IMAGE", "ghcr.io/vcon-operator/vcon-operator:"+version.Version), "image the worker Deployments run (env WORKER_IMAGE)")
@@ -55,6 +58,9 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader so that only one replica reconciles and measures")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's)")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "comma-separated namespaces whose Chains, Links and Storages the operator reconciles; it then needs a Role in each (and in its own, for leader election) and no ClusterRole. Empty: every namespace")
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", controllers.DefaultKubeAPIQPS, "sustained requests per second to the Kubernetes API server, per resource type (controller-runtime keeps one client, and so one limit, per kind); the API server's priority and fairness applies on top")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "requests to the Kubernetes API server allowed above --kube-api-qps in a burst, per resource type")
+	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Chains (and Links, Storages) reconciled at the same time, per controller; one object is never reconciled twice at once")
 	opts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -85,12 +91,18 @@ func main() {
 		fmt.Fprintf(os.Stderr, "--watch-namespaces: %v\n", err)
 		os.Exit(2)
 	}
+	if kubeAPIQPS <= 0 || kubeAPIBurst < 1 || maxConcurrentReconciles < 1 {
+		fmt.Fprintln(os.Stderr, "--kube-api-qps, --kube-api-burst and --max-concurrent-reconciles must be positive")
+		os.Exit(2)
+	}
+	restConfig := ctrl.GetConfigOrDie()
+	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(vconv1.AddToScheme(scheme))
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
@@ -99,6 +111,7 @@ func main() {
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         cacheOptions,
+		Controller:                    config.Controller{MaxConcurrentReconciles: maxConcurrentReconciles},
 	})
 	if err != nil {
 		log.Error(err, "cannot create the manager")
@@ -144,7 +157,7 @@ func main() {
 	}
 
 	log.Info("starting vcon-operator", "version", version.Version, "commit", version.GitCommit, "pollInterval", pollInterval.String(),
-		"watchNamespaces", watchNamespaces)
+		"watchNamespaces", watchNamespaces, "kubeAPIQPS", kubeAPIQPS, "kubeAPIBurst", kubeAPIBurst, "maxConcurrentReconciles", maxConcurrentReconciles)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)

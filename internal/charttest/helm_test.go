@@ -88,7 +88,8 @@ func TestTemplate(t *testing.T) {
 			check: func(t *testing.T, objs []*unstructured.Unstructured) {
 				manager := container(t, objs, "vcon-operator", "manager")
 				wantArgs(t, manager, "--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-					"--worker-image=ghcr.io/vcon-operator/vcon-operator:0.1.0", "--redis-url=redis://redis:6379/0", "--queue-poll-interval=2s")
+					"--worker-image=ghcr.io/vcon-operator/vcon-operator:0.1.0", "--redis-url=redis://redis:6379/0", "--queue-poll-interval=2s",
+					"--kube-api-qps=200", "--kube-api-burst=400", "--max-concurrent-reconciles=10")
 				for _, a := range stringsAt(manager, "args") {
 					if strings.HasPrefix(a, "--watch-namespaces") {
 						t.Errorf("by default the operator watches every namespace, got %s", a)
@@ -261,6 +262,7 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
 		{"bad-cors-origin.yaml", "allowedOrigins"},
 		{"typo-worker-defaults.yaml", "nodeSelecter"},
 		{"bad-watch-namespace.yaml", "watchNamespaces"},
+		{"bad-kube-api-qps.yaml", "kubeAPIQPS"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			out, err := p.Template([]string{filepath.Join(p.Root, "internal", "charttest", "testdata", "bad-values", tc.file)})
