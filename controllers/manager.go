@@ -19,11 +19,17 @@ import (
 // covers those namespaces only: the operator then needs no cluster-wide
 // permission, only a Role in each of them (the chart's
 // operator.watchNamespaces). None means every namespace. Either way only
-// worker pods are cached, never every pod of the cluster.
+// worker pods are cached, never every pod of the cluster, and no cached
+// object keeps its managedFields: nothing reads them, server-side apply
+// does not need them, and they are the bulk of an applied Deployment or
+// ConfigMap, times 10,000 Chains.
 func CacheOptions(namespaces []string) (cache.Options, error) {
-	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{workload.LabelName: workload.WorkerName})},
-	}}
+	opts := cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{workload.LabelName: workload.WorkerName})},
+		},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
 	var errs []error
 	for _, ns := range namespaces {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vcon-operator/vcon-operator/controllers"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
@@ -13,7 +14,7 @@ import (
 
 // TestCacheOptions: --watch-namespaces restricts the cache to valid
 // namespace names, none means every namespace, and worker pods alone are
-// cached either way.
+// cached, without managedFields, either way.
 func TestCacheOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -47,6 +48,18 @@ func TestCacheOptions(t *testing.T) {
 			}
 			if len(opts.ByObject) != 1 || !slices.Equal(selectors, []string{want}) {
 				t.Errorf("ByObject caches pods by %v (%d objects), want pods labelled %s only", selectors, len(opts.ByObject), want)
+			}
+			// Nothing reads managedFields; they are the bulk of an applied object.
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: workload.FieldOwner}}}}
+			if opts.DefaultTransform == nil {
+				t.Fatal("no DefaultTransform: cached objects keep their managedFields")
+			}
+			out, err := opts.DefaultTransform(cm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := out.(*corev1.ConfigMap); len(got.ManagedFields) != 0 || got.Name != "x" {
+				t.Errorf("cached as %+v, want the object without managedFields", got.ObjectMeta)
 			}
 		})
 	}
