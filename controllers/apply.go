@@ -2,9 +2,10 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,16 +28,88 @@ import (
 // defaults are not ours, so an unchanged object is a no-op instead of a
 // write.
 func apply(ctx context.Context, c client.Client, obj client.Object) error {
-	u, err := toApplyConfiguration(obj)
+	u, err := toUnstructured(obj)
 	if err != nil {
 		return err
 	}
-	return c.Apply(ctx, u, client.FieldOwner(workload.FieldOwner), client.ForceOwnership)
+	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(workload.FieldOwner), client.ForceOwnership)
 }
 
-// toApplyConfiguration turns a built object into an apply configuration,
-// without status and creationTimestamp (typed objects always carry them).
-func toApplyConfiguration(obj client.Object) (runtime.ApplyConfiguration, error) {
+// applyChild applies one of the Chain's cached children (ConfigMap,
+// Deployment, PodDisruptionBudget) unless the cluster holds exactly what
+// the last apply of it wrote: the same configuration, and the cached copy
+// still at the resourceVersion that apply answered (current, "" when
+// there is none). An unchanged apply is a no-op for the API server but
+// still a request, and a reconcile made three of them; skipping them
+// leaves a wave of new Chains fewer requests to wait on
+// (docs/benchmarks.md). Anything else, a hand edit, a deletion, an
+// operator restart, shows as another resourceVersion or none, and the
+// object is applied as before: the watch on owned objects brings the
+// Chain back as soon as its cached copy changes.
+func (r *ChainReconciler) applyChild(ctx context.Context, chain *vconv1.Chain, obj client.Object, current string) error {
+	u, err := toUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(u.Object)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	kind := u.GetKind()
+	written := r.writtenFor(chain)
+	if last, ok := written.byKind[kind]; ok && last.hash == sum && current != "" && current == last.resourceVersion {
+		return nil
+	}
+	delete(written.byKind, kind)
+	// The API server's answer lands in u.
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(workload.FieldOwner), client.ForceOwnership); err != nil {
+		return err
+	}
+	written.byKind[kind] = lastApply{hash: sum, resourceVersion: u.GetResourceVersion()}
+	return nil
+}
+
+// lastApply is what the operator last wrote to one child of a Chain.
+type lastApply struct {
+	hash            [sha256.Size]byte // of the applied configuration
+	resourceVersion string            // the API server's answer
+}
+
+// childWrites are a Chain's last applies, by kind. Reconciles of one
+// Chain never run at once (the workqueue hands a key to one worker at a
+// time), so they need no lock of their own.
+type childWrites struct {
+	uid    types.UID
+	byKind map[string]lastApply
+}
+
+// writtenFor is the Chain's last applies; a Chain deleted and created
+// again under its name (another UID) starts with none.
+func (r *ChainReconciler) writtenFor(chain *vconv1.Chain) *childWrites {
+	key := client.ObjectKeyFromObject(chain)
+	if v, ok := r.written.Load(key); ok && v.(*childWrites).uid == chain.UID {
+		return v.(*childWrites)
+	}
+	w := &childWrites{uid: chain.UID, byKind: map[string]lastApply{}}
+	r.written.Store(key, w)
+	return w
+}
+
+// versionOf is a cached object's resourceVersion, "" when there is none.
+func versionOf[T any, P interface {
+	*T
+	client.Object
+}](o P) string {
+	if o == nil {
+		return ""
+	}
+	return o.GetResourceVersion()
+}
+
+// toUnstructured turns a built object into what is applied, without
+// status and creationTimestamp (typed objects always carry them).
+func toUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
 		return nil, err
@@ -49,7 +122,7 @@ func toApplyConfiguration(obj client.Object) (runtime.ApplyConfiguration, error)
 		delete(tmpl, "creationTimestamp")
 		_ = unstructured.SetNestedMap(m, tmpl, "spec", "template", "metadata")
 	}
-	return client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: m}), nil
+	return &unstructured.Unstructured{Object: m}, nil
 }
 
 // applyStatus is the one status writer, for Chains, Links and Storages:
@@ -84,22 +157,23 @@ func applyStatus(ctx context.Context, c client.Client, obj client.Object, status
 // applyPlan writes what the plan says to the Chain's objects, and keeps
 // the autoscaler's state once its decision is applied (a failed write
 // decides again from the previous state).
-func (r *ChainReconciler) applyPlan(ctx context.Context, chain *vconv1.Chain, current *appsv1.Deployment, p chainPlan) error {
+func (r *ChainReconciler) applyPlan(ctx context.Context, chain *vconv1.Chain, res resolved, p chainPlan) error {
+	current := res.deployment
 	switch p.mode {
 	case applyNothing:
 		return nil
 	case applyAll:
-		if err := apply(ctx, r.Client, p.configMap); err != nil {
+		if err := r.applyChild(ctx, chain, p.configMap, versionOf(res.configMap)); err != nil {
 			return fmt.Errorf("apply configmap: %w", err)
 		}
 		// Before the Deployment: its pods reference the Secret.
 		if err := r.applyRedisSecret(ctx, chain, p); err != nil {
 			return fmt.Errorf("apply redis secret: %w", err)
 		}
-		if err := apply(ctx, r.Client, p.deployment); err != nil {
+		if err := r.applyChild(ctx, chain, p.deployment, versionOf(res.deployment)); err != nil {
 			return fmt.Errorf("apply deployment: %w", err)
 		}
-		if err := r.applyPDB(ctx, p); err != nil {
+		if err := r.applyPDB(ctx, chain, res, p); err != nil {
 			return fmt.Errorf("apply poddisruptionbudget: %w", err)
 		}
 		r.scaling.Store(client.ObjectKeyFromObject(chain), p.scaling)
@@ -145,9 +219,9 @@ func (r *ChainReconciler) applyRedisSecret(ctx context.Context, chain *vconv1.Ch
 // applyPDB gives the workers the PodDisruptionBudget the Chain asks for,
 // or deletes the one it no longer asks for (resolve found it and checked
 // it is the Chain's).
-func (r *ChainReconciler) applyPDB(ctx context.Context, p chainPlan) error {
+func (r *ChainReconciler) applyPDB(ctx context.Context, chain *vconv1.Chain, res resolved, p chainPlan) error {
 	if p.pdb != nil {
-		return apply(ctx, r.Client, p.pdb)
+		return r.applyChild(ctx, chain, p.pdb, versionOf(res.pdb))
 	}
 	if p.dropPDB == nil {
 		return nil

@@ -79,6 +79,7 @@ type ChainReconciler struct {
 	SecretRecheck time.Duration
 
 	scaling sync.Map // types.NamespacedName -> autoscale.State
+	written sync.Map // types.NamespacedName -> *childWrites
 }
 
 // +kubebuilder:rbac:groups=vcon.dev,resources=chains;links;storages,verbs=get;list;watch
@@ -113,7 +114,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{}, fmt.Errorf("resolve chain %s: %w", req.NamespacedName, err)
 	}
 	plan := r.plan(&chain, res, r.scalingState(req.NamespacedName), time.Now())
-	if err := r.applyPlan(ctx, &chain, res.deployment, plan); err != nil {
+	if err := r.applyPlan(ctx, &chain, res, plan); err != nil {
 		if !apierrors.IsInvalid(err) {
 			return ctrl.Result{}, fmt.Errorf("apply chain %s: %w", req.NamespacedName, err)
 		}
@@ -132,6 +133,7 @@ func (r *ChainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 func (r *ChainReconciler) forget(key types.NamespacedName) {
 	r.Observer.Forget(key)
 	r.scaling.Delete(key)
+	r.written.Delete(key)
 	forgetChainMetrics(key.Namespace, key.Name)
 }
 

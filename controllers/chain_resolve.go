@@ -40,6 +40,9 @@ type resolved struct {
 	// pdb is the Chain's worker PodDisruptionBudget as it is, nil when it
 	// has none.
 	pdb *policyv1.PodDisruptionBudget
+	// configMap is the Chain's rendered config as it is, nil when there
+	// is none.
+	configMap *corev1.ConfigMap
 	// observation is the observer's latest; zero before the first poll.
 	observation observer.Observation
 }
@@ -69,6 +72,9 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (res
 		}
 	}
 	if res.pdb, err = r.workerPDB(ctx, chain); err != nil {
+		return res, err
+	}
+	if res.configMap, err = r.workerConfigMap(ctx, chain); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -326,6 +332,19 @@ func (r *ChainReconciler) workerDeployment(ctx context.Context, chain *vconv1.Ch
 		return nil, fmt.Errorf("get worker deployment: %w", err)
 	}
 	return &d, nil
+}
+
+// workerConfigMap is the Chain's rendered config from the cache, nil when
+// there is none.
+func (r *ChainReconciler) workerConfigMap(ctx context.Context, chain *vconv1.Chain) (*corev1.ConfigMap, error) {
+	var cm corev1.ConfigMap
+	if err := r.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: workload.ConfigMapName(chain.Name)}, &cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("get worker configmap: %w", err)
+	}
+	return &cm, nil
 }
 
 // workerPDB is the Chain's worker PodDisruptionBudget from the cache, nil

@@ -8,9 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -27,17 +25,8 @@ import (
 const maxWorkersMessage = 300
 
 // Pods: list and watch a Chain's worker pods, through the cache (which
-// CacheByObject restricts to worker pods), to quote why they fail.
+// CacheOptions restricts to worker pods), to quote why they fail.
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
-
-// CacheByObject is the manager's cache setting for the objects the Chain
-// reconciler reads beyond its own: only worker pods are cached, never
-// every pod of the cluster.
-func CacheByObject() map[client.Object]cache.ByObject {
-	return map[client.Object]cache.ByObject{
-		&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{workload.LabelName: workload.WorkerName})},
-	}
-}
 
 // workerPods returns the Chain's worker pods from the cache.
 func (r *ChainReconciler) workerPods(ctx context.Context, chain *vconv1.Chain) ([]corev1.Pod, error) {

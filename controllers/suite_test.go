@@ -20,9 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -97,24 +97,52 @@ func testNamespace(t *testing.T) string {
 // other namespaces, as a cluster-wide operator sees every namespace.
 func startOperatorSeeing(t *testing.T, others []string, options ...func(*controllers.ChainReconciler)) *operator {
 	t.Helper()
-	ctx := context.Background()
-	op := &operator{c: kube.Client}
-	op.ns = testNamespace(t)
-	namespaces := map[string]cache.Config{op.ns: {}}
-	for _, o := range others {
-		namespaces[o] = cache.Config{}
-	}
+	op := newOperator(t, testNamespace(t))
+	op.start(t, managerSetup{config: kube.Config, namespaces: append([]string{op.ns}, others...)}, options...)
+	return op
+}
+
+// newOperator is an operator for namespace ns with its own redis-server,
+// not yet started.
+func newOperator(t *testing.T, ns string) *operator {
+	t.Helper()
+	op := &operator{c: kube.Client, ns: ns}
 	op.redis = testenv.StartRedis(t)
 	op.rdb = op.redis.Client()
+	return op
+}
 
-	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
-		Scheme:                 kube.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		LeaderElection:         false,
-		Cache:                  cache.Options{DefaultNamespaces: namespaces, ByObject: controllers.CacheByObject()},
-		// Each test runs its own manager with the same controllers.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+// managerSetup is what the operator's manager runs with.
+type managerSetup struct {
+	config     *rest.Config
+	namespaces []string // the cache's (--watch-namespaces)
+	// leaderElectionNamespace, when set, holds the leader-election Lease;
+	// empty runs without leader election.
+	leaderElectionNamespace string
+}
+
+// start runs the operator's manager, as cmd/manager wires it, until the
+// test ends; then deletes op.ns.
+func (op *operator) start(t *testing.T, setup managerSetup, options ...func(*controllers.ChainReconciler)) {
+	t.Helper()
+	cacheOptions, err := controllers.CacheOptions(setup.namespaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := ctrl.NewManager(setup.config, ctrl.Options{
+		Scheme:                        kube.Scheme,
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                setup.leaderElectionNamespace != "",
+		LeaderElectionNamespace:       setup.leaderElectionNamespace,
+		LeaderElectionID:              "vcon-operator-" + op.ns,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cacheOptions,
+		Controller: config.Controller{
+			MaxConcurrentReconciles: controllers.DefaultMaxConcurrentReconciles,
+			// Each test runs its own manager with the same controllers.
+			SkipNameValidation: ptr.To(true),
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +172,7 @@ func startOperatorSeeing(t *testing.T, others []string, options ...func(*control
 	if err := (&controllers.StepReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	mctx, cancel := context.WithCancel(ctx)
+	mctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(mctx) }()
 	t.Cleanup(func() {
@@ -159,7 +187,6 @@ func startOperatorSeeing(t *testing.T, others []string, options ...func(*control
 		}
 		_ = kube.Client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: op.ns}})
 	})
-	return op
 }
 
 // eventually polls cond until it returns nil, and fails the test with the

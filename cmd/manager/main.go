@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -46,6 +46,9 @@ func main() {
 		leaderElectionNamespace                       string
 		crdCheckWait                                  time.Duration
 		podDefaults                                   string
+		watchNamespaces                               string
+		kubeAPIQPS                                    float64
+		kubeAPIBurst, maxConcurrentReconciles         int
 	)
 	flag.StringVar(&redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis for Chains that name none (env REDIS_URL)")
 	flag.StringVar(&workerImage, "worker-image", envOr("WORKER_IMAGE", "ghcr.io/vcon-operator/vcon-operator:"+version.Version), "image the worker Deployments run (env WORKER_IMAGE)")
@@ -59,6 +62,10 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader so that only one replica reconciles and measures")
 	flag.DurationVar(&crdCheckWait, "crd-check-wait", time.Minute, "how long to wait for the API server to publish CRDs as new as this operator before refusing to start")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's)")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "comma-separated namespaces whose Chains, Links and Storages the operator reconciles; it then needs a Role in each (and in its own, for leader election) and no ClusterRole. Empty: every namespace")
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", controllers.DefaultKubeAPIQPS, "sustained requests per second to the Kubernetes API server, per resource type (controller-runtime keeps one client, and so one limit, per kind); the API server's priority and fairness applies on top")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "requests to the Kubernetes API server allowed above --kube-api-qps in a burst, per resource type")
+	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Chains (and Links, Storages) reconciled at the same time, per controller; one object is never reconciled twice at once")
 	opts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -84,12 +91,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "--queue-poll-interval must be at least 100ms")
 		os.Exit(2)
 	}
+	cacheOptions, err := controllers.CacheOptions(splitList(watchNamespaces))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "--watch-namespaces: %v\n", err)
+		os.Exit(2)
+	}
+	if kubeAPIQPS <= 0 || kubeAPIBurst < 1 || maxConcurrentReconciles < 1 {
+		fmt.Fprintln(os.Stderr, "--kube-api-qps, --kube-api-burst and --max-concurrent-reconciles must be positive")
+		os.Exit(2)
+	}
+	restConfig := ctrl.GetConfigOrDie()
+	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(vconv1.AddToScheme(scheme))
 
-	restConfig := ctrl.GetConfigOrDie()
 	// Older CRDs would silently prune the fields this operator reads:
 	// refuse to start on them, naming the fix (internal/crdcheck).
 	crdCtx, cancelCRDCheck := context.WithTimeout(context.Background(), crdCheckWait+10*time.Second)
@@ -109,7 +126,8 @@ func main() {
 		LeaderElectionID:              "vcon-operator.vcon.dev",
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{ByObject: controllers.CacheByObject()},
+		Cache:                         cacheOptions,
+		Controller:                    config.Controller{MaxConcurrentReconciles: maxConcurrentReconciles},
 	})
 	if err != nil {
 		log.Error(err, "cannot create the manager")
@@ -154,7 +172,8 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("starting vcon-operator", "version", version.Version, "commit", version.GitCommit, "pollInterval", pollInterval.String())
+	log.Info("starting vcon-operator", "version", version.Version, "commit", version.GitCommit, "pollInterval", pollInterval.String(),
+		"watchNamespaces", watchNamespaces, "kubeAPIQPS", kubeAPIQPS, "kubeAPIBurst", kubeAPIBurst, "maxConcurrentReconciles", maxConcurrentReconciles)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)

@@ -7,7 +7,11 @@
 // The lease rules go to the chart's leader-election Role in the release
 // namespace instead of the ClusterRole: the operator's only Lease lives
 // there, and a ClusterRole would let it rewrite every Lease of the cluster
-// (other controllers' leader elections, node heartbeats).
+// (other controllers' leader elections, node heartbeats). That Role also
+// gets the event rules (they stay in the ClusterRole too, for events on
+// Chains): leader election announces its holder with an event on the
+// Lease, and with operator.watchNamespaces there is no ClusterRole to
+// cover the release namespace.
 package main
 
 import (
@@ -56,13 +60,17 @@ func run(in, out string) error {
 	return os.WriteFile(out, buf.Bytes(), 0o644)
 }
 
-// Split returns the rules for the ClusterRole and for the leader-election
-// Role (leases in the release namespace).
+// Split returns the rules for the ClusterRole (or, with
+// operator.watchNamespaces, each watched namespace's Role) and for the
+// leader-election Role: leases, and events, in the release namespace.
 func Split(rules []rbacv1.PolicyRule) (cluster, leader []rbacv1.PolicyRule) {
 	for _, r := range rules {
 		if slices.Equal(r.APIGroups, []string{"coordination.k8s.io"}) && slices.Equal(r.Resources, []string{"leases"}) {
 			leader = append(leader, r)
 			continue
+		}
+		if slices.Equal(r.Resources, []string{"events"}) {
+			leader = append(leader, r)
 		}
 		cluster = append(cluster, r)
 	}

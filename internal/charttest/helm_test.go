@@ -89,7 +89,13 @@ func TestTemplate(t *testing.T) {
 			check: func(t *testing.T, objs []*unstructured.Unstructured) {
 				manager := container(t, objs, "vcon-operator", "manager")
 				wantArgs(t, manager, "--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-					"--worker-image=ghcr.io/vcon-operator/vcon-operator:0.1.0", "--redis-url=redis://redis:6379/0", "--queue-poll-interval=2s")
+					"--worker-image=ghcr.io/vcon-operator/vcon-operator:0.1.0", "--redis-url=redis://redis:6379/0", "--queue-poll-interval=2s",
+					"--kube-api-qps=200", "--kube-api-burst=400", "--max-concurrent-reconciles=10")
+				for _, a := range stringsAt(manager, "args") {
+					if strings.HasPrefix(a, "--watch-namespaces") {
+						t.Errorf("by default the operator watches every namespace, got %s", a)
+					}
+				}
 				api := container(t, objs, "vcon-operator-api", "api")
 				if got := envFrom(api, "CONSERVER_API_TOKEN"); got != "Secret vcon-operator-api-token/token" {
 					t.Errorf("CONSERVER_API_TOKEN = %s, want it from the generated Secret vcon-operator-api-token/token", got)
@@ -182,6 +188,23 @@ func TestTemplate(t *testing.T) {
 			},
 		},
 		{
+			name:   "operator.watchNamespaces: a Role in each, no cluster-wide RBAC",
+			values: []string{watchNamespacesValues(t)},
+			kinds:  map[string]int{"ClusterRole": 0, "ClusterRoleBinding": 0, "Role": 3, "RoleBinding": 3},
+			check: func(t *testing.T, objs []*unstructured.Unstructured) {
+				wantArgs(t, container(t, objs, "vcon-operator", "manager"), "--watch-namespaces=team-a,team-b")
+				for _, ns := range append([]string{ReleaseNamespace}, testWatchNamespaces...) {
+					found := false
+					for _, r := range Find(objs, "Role") {
+						found = found || r.GetNamespace() == ns
+					}
+					if !found {
+						t.Errorf("no Role in namespace %s", ns)
+					}
+				}
+			},
+		},
+		{
 			name:   "alertFor overrides the for: of the named alerts only",
 			values: []string{fullValues, alertForValues(t)},
 			kinds:  map[string]int{"PrometheusRule": 1},
@@ -239,6 +262,8 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
 		{"bad-duration.yaml", "interval"},
 		{"bad-cors-origin.yaml", "allowedOrigins"},
 		{"typo-worker-defaults.yaml", "nodeSelecter"},
+		{"bad-watch-namespace.yaml", "watchNamespaces"},
+		{"bad-kube-api-qps.yaml", "kubeAPIQPS"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			out, err := p.Template([]string{filepath.Join(p.Root, "internal", "charttest", "testdata", "bad-values", tc.file)})

@@ -192,7 +192,7 @@ func (o *Observer) pollServer(ctx context.Context, url string, keys []types.Name
 		for i, k := range keys {
 			list[i] = targets[k]
 		}
-		pctx, cancel := context.WithTimeout(ctx, max(o.interval, time.Second))
+		pctx, cancel := context.WithTimeout(ctx, o.pollTimeout())
 		depths, err = queue.ReapAndMeasure(pctx, rdb, list)
 		cancel()
 		o.roundTrips.Add(1)
@@ -233,6 +233,17 @@ func (o *Observer) pollServer(ctx context.Context, url string, keys []types.Name
 		}
 	}
 }
+
+// pollTimeout bounds one server's poll. It is longer than the interval: a
+// poll slower than that only delays the next one (the ticker drops
+// ticks), while a deadline of one interval turned a slow poll into
+// RedisUnreachable for every Chain on the server. With 10,000 Chains on a
+// busy machine, building and sending the one round trip took longer than
+// the 2 s interval, and the connection pool refused it with "context
+// deadline exceeded". A Redis that refuses or resets fails at once
+// whatever the deadline; only one that accepts and never answers is
+// waited for this long.
+func (o *Observer) pollTimeout() time.Duration { return max(5*o.interval, 10*time.Second) }
 
 // keepBodies extends the bodies of the next window of every non-empty
 // ingress list just measured. Only a server with a backlog pays for it.

@@ -77,6 +77,42 @@ func TestOneRoundTripPerServer(t *testing.T) {
 	}
 }
 
+// slowPolls delays every pipeline before it takes a connection, as a poll
+// of 10,000 Chains on a busy machine spends its time building the
+// pipeline and waiting for the CPU.
+type slowPolls struct{ delay time.Duration }
+
+func (s slowPolls) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (s slowPolls) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (s slowPolls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		time.Sleep(s.delay)
+		return next(ctx, cmds)
+	}
+}
+
+// TestSlowPollIsNotUnreachable: a poll that takes longer than the poll
+// interval is slow, not a Redis out of reach: its Chains stay measured
+// and fresh.
+func TestSlowPollIsNotUnreachable(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartRedis(t)
+	o := New(200*time.Millisecond, logr.Discard())
+	o.open = func(url string) (redis.UniversalClient, error) {
+		c, err := redisconn.Open(url)
+		if err == nil {
+			c.AddHook(slowPolls{delay: 1500 * time.Millisecond}) // seven intervals
+		}
+		return c, err
+	}
+	t.Cleanup(o.closeClients)
+	o.Track(key(0), srv.URL(), queue.Target{Ingress: []string{"in"}})
+	o.Poll(ctx)
+	if obs, _ := o.Get(key(0)); !obs.Fresh() {
+		t.Errorf("after a slow poll: stale %v, err %q, want fresh", obs.Stale, obs.Err)
+	}
+}
+
 // TestEveryChangeIsDelivered: when more Chains change in one poll than the
 // event channel holds (e.g. every Chain of a Redis that just went down), no
 // notification is dropped: nothing else would reconcile those Chains.

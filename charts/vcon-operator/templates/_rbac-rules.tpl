@@ -94,6 +94,14 @@ change the markers. internal/charttest checks the rendered chart against it.
 {{- end }}
 {{- define "vcon-operator.leaderElectionRules" -}}
 - apiGroups:
+  - ""
+  - events.k8s.io
+  resources:
+  - events
+  verbs:
+  - create
+  - patch
+- apiGroups:
   - coordination.k8s.io
   resources:
   - leases
