@@ -95,9 +95,11 @@ func TestPaused(t *testing.T) {
 	}))
 	took := time.Since(resumed)
 	t.Logf("resumed %v after the annotation went (poll %v)", took.Round(time.Millisecond), pollInterval)
-	if err := op.c.Get(ctx, op.key(workload.PodDisruptionBudgetName(name)), &policyv1.PodDisruptionBudget{}); err != nil {
-		t.Errorf("no PodDisruptionBudget once resumed: %v", err)
-	}
+	// The same reconcile applies the PodDisruptionBudget right after the
+	// Deployment: wait for it rather than race it.
+	eventually(t, waitFor, "a PodDisruptionBudget once resumed", func() error {
+		return op.c.Get(ctx, op.key(workload.PodDisruptionBudgetName(name)), &policyv1.PodDisruptionBudget{})
+	})
 	op.waitChain(t, name, "Ready again", ready)
 	waitEvent(t, op, name, "Resumed", "applied again")
 	if err := op.c.Get(ctx, op.key(workload.ConfigMapName(name)), &cm); err != nil {
