@@ -85,6 +85,9 @@ func modulesNode(section string, mods map[string]Module) (*yaml.Node, error) {
 			}
 			addPair(entry, "options", n)
 		}
+		if l := m.Limits; l != nil {
+			addPair(entry, "limits", limitsNode(*l))
+		}
 		addPair(out, name, entry)
 	}
 	return out, nil
@@ -130,6 +133,23 @@ func chainNode(ch Chain) *yaml.Node {
 			addPair(m, "jitter", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: strconv.FormatFloat(r.Jitter, 'g', -1, 64)})
 		}
 		addPair(n, "retry", m)
+	}
+	return n
+}
+
+func limitsNode(l Limits) *yaml.Node {
+	n := mappingNode()
+	if l.Budget != "" {
+		addPair(n, "budget", strNode(l.Budget))
+	}
+	if l.MaxConcurrent != 0 {
+		addPair(n, "max_concurrent", intNode(l.MaxConcurrent))
+	}
+	if l.RequestsPerMinute != 0 {
+		addPair(n, "requests_per_minute", intNode(l.RequestsPerMinute))
+	}
+	if l.TokensPerMinute != 0 {
+		addPair(n, "tokens_per_minute", intNode(l.TokensPerMinute))
 	}
 	return n
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/config"
 	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/ratelimit"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
 )
 
@@ -55,6 +56,18 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 				continue
 			}
 			ch.Links = append(ch.Links, Step{Name: ln, Link: l})
+			if lim := m.Limits; lim != nil {
+				budget := lim.Budget
+				if budget == "" {
+					budget = ln
+				}
+				if ch.Limits == nil {
+					ch.Limits = map[string]LinkLimits{}
+				}
+				ch.Limits[ln] = LinkLimits{Budget: budget, Limits: ratelimit.Limits{
+					RequestsPerMinute: lim.RequestsPerMinute, TokensPerMinute: lim.TokensPerMinute, MaxConcurrent: lim.MaxConcurrent,
+				}}
+			}
 		}
 		for _, sn := range cc.Storages {
 			s, ok := builtStorages[sn]

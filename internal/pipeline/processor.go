@@ -20,6 +20,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/ratelimit"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
@@ -28,6 +29,13 @@ import (
 type Step struct {
 	Name string
 	Link links.Link
+}
+
+// LinkLimits bound a link's vendor calls within Budget, the Redis budget
+// every worker running the link shares (limits: in the config).
+type LinkLimits struct {
+	ratelimit.Limits
+	Budget string
 }
 
 // Sink is a configured storage with its config name.
@@ -43,6 +51,8 @@ type Chain struct {
 	Egress   []string
 	Links    []Step
 	Storages []Sink
+	// Limits are the limits of the links that have them, by link name.
+	Limits map[string]LinkLimits
 	// Timeout bounds links and storages for one vCon; 0 takes the
 	// processor's DefaultTimeout (a chain is never unbounded).
 	Timeout time.Duration
@@ -156,6 +166,8 @@ type Processor struct {
 	tracer  trace.Tracer
 	cluster bool
 	getters []Sink
+	// gates are the limiters of the links that have limits, by name.
+	gates map[string]*ratelimit.Limiter
 
 	// isolation lets a suspect (a vCon that was in flight when a worker
 	// died) run alone: it takes the write lock, every other run a read
@@ -181,6 +193,7 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	chain.Retry = chain.Retry.withDefaults()
 	p := &Processor{
 		running: map[uint64]time.Time{},
+		gates:   map[string]*ratelimit.Limiter{},
 		rdb:     rdb, bodies: bodies, worker: worker, chain: chain, opts: opts, metrics: m,
 		log:     log.With("chain", chain.Name),
 		tracer:  otel.Tracer("github.com/vcon-operator/vcon-operator/internal/pipeline"),
@@ -194,6 +207,14 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	linkNames := make([]string, len(chain.Links))
 	for i, l := range chain.Links {
 		linkNames[i] = l.Name
+		if lim := chain.Limits[l.Name]; !lim.IsZero() {
+			// The Chain is the party that shares the budget fairly with
+			// other Chains; the lease is the heartbeat's, which renews it.
+			p.gates[l.Name] = ratelimit.New(rdb, lim.Limits, ratelimit.Options{
+				Budget: lim.Budget, Party: chain.Name, Holder: worker.ID(), Lease: worker.HeartbeatTTL(),
+				Link: l.Name, Metrics: m.Limits,
+			})
+		}
 	}
 	storageNames := make([]string, len(chain.Storages))
 	for i, s := range chain.Storages {
@@ -201,6 +222,16 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	}
 	m.init(chain.Name, linkNames, storageNames)
 	return p
+}
+
+// renewLimits extends the leases of the permits this worker holds, with
+// its heartbeat.
+func (p *Processor) renewLimits(ctx context.Context) error {
+	var errs []error
+	for _, g := range p.gates {
+		errs = append(errs, g.Renew(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // started records a vCon's run from at; the returned func ends the record.

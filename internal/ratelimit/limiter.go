@@ -23,7 +23,6 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -44,20 +43,6 @@ type Limits struct {
 
 // IsZero says no dimension is limited.
 func (l Limits) IsZero() bool { return l == Limits{} }
-
-// Validate refuses negative limits.
-func (l Limits) Validate() error {
-	var errs []error
-	for _, d := range []struct {
-		name string
-		v    int64
-	}{{"requests_per_minute", l.RequestsPerMinute}, {"tokens_per_minute", l.TokensPerMinute}, {"max_concurrent", l.MaxConcurrent}} {
-		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s is %d; set it to 1 or more, or leave it out for no limit", d.name, d.v))
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // String is the limits as a user wrote them, for messages.
 func (l Limits) String() string {
@@ -105,7 +90,7 @@ type Options struct {
 // Release ends a permit: call it once, when the call is answered, with
 // the tokens the vendor reports it used (the estimate given to Acquire
 // when it does not say).
-type Release func(actualTokens int64)
+type Release = func(actualTokens int64)
 
 // Limiter admits one process's calls within a shared budget. Callers of
 // one process queue locally, in order, and only the first asks Redis: a
