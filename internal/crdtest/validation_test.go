@@ -31,6 +31,20 @@ spec: {ingressLists: [in], workers: {minReplicas: 5, maxReplicas: 2}}`,
 			want: []string{"spec.workers", "workers.minReplicas must not be greater than workers.maxReplicas"},
 		},
 		{
+			name: "a Link limit of zero",
+			manifest: `
+kind: Link
+spec: {module: links.analyze, limits: {requestsPerMinute: 0}}`,
+			want: []string{"spec.limits.requestsPerMinute", "should be greater than or equal to 1"},
+		},
+		{
+			name: "empty Link limits",
+			manifest: `
+kind: Link
+spec: {module: links.analyze, limits: {}}`,
+			want: []string{"spec.limits", "should have at least 1 properties"},
+		},
+		{
 			name: "minReplicas above the default maxReplicas",
 			manifest: `
 kind: Chain
@@ -493,6 +507,9 @@ spec:
     - {start: "0 9 * * 1-5", end: "0 17 * * 1-5", timeZone: Europe/Berlin, minReplicas: 2, maxReplicas: 20}
     - {start: "*/15 22 * * MON-FRI", end: "0 6 ? * *", timeZone: America/Argentina/Buenos_Aires, minReplicas: 0, maxReplicas: 2}
     - {start: "0 0 1 JAN *", end: "0 0 2 1 *", timeZone: Etc/GMT+5, minReplicas: 0, maxReplicas: 1}`},
+		{"a vendor's limits on a Link", `
+kind: Link
+spec: {module: links.analyze, limits: {requestsPerMinute: 600, tokensPerMinute: 150000, maxConcurrent: 20}}`},
 		{"minReplicas equal to maxReplicas", `
 kind: Chain
 spec: {ingressLists: [in], workers: {minReplicas: 3, maxReplicas: 3}}`},
