@@ -34,8 +34,9 @@ func TestAskDecisions(t *testing.T) {
 		minWait, maxWait time.Duration
 	}{
 		{name: "no limits", limits: Limits{}, before: []int64{0, 0, 0}, granted: true, why: "ok"},
-		{name: "requests spaced by the rate", limits: Limits{RequestsPerMinute: 6}, before: []int64{0}, why: "requests", minWait: 5 * time.Second, maxWait: 10 * time.Second},
+		{name: "requests spaced by the rate", limits: Limits{RequestsPerMinute: 6}, before: []int64{0, 0}, why: "requests", minWait: 5 * time.Second, maxWait: 10 * time.Second},
 		{name: "first request free", limits: Limits{RequestsPerMinute: 6}, granted: true, why: "ok"},
+		{name: "a late grant keeps its interval: two after a pause", limits: Limits{RequestsPerMinute: 6}, before: []int64{0}, granted: true, why: "ok"},
 		{name: "tokens up to a minute's budget", limits: Limits{TokensPerMinute: 600}, before: []int64{590}, tokens: 10, granted: true, why: "ok"},
 		{name: "tokens beyond a minute's budget", limits: Limits{TokensPerMinute: 600}, before: []int64{590}, tokens: 20, why: "tokens", minWait: 0, maxWait: 2 * time.Second},
 		{name: "a call larger than the budget is charged a minute", limits: Limits{TokensPerMinute: 600}, tokens: 5000, granted: true, why: "ok"},

@@ -111,14 +111,17 @@ if lo then
 end
 
 -- GCRA: rtat and ttat are the theoretical arrival times of the next
--- request and the next token. Requests are spaced evenly (no burst, as
--- vendors meter per second as well as per minute); tokens may run up to a
--- minute ahead, a vendor's token bucket.
+-- request and the next token. Requests are spaced evenly, as vendors meter
+-- per second as well as per minute; a grant up to one interval late does
+-- not lose the interval (the next may come that much sooner), so waiters'
+-- wake-up latency does not eat the rate, at the price of two at once after
+-- a pause. Tokens may run up to a minute ahead, a vendor's token bucket.
 local rnew, tnew
 if rpm > 0 then
-  local tat = math.max(tonumber(redis.call('HGET', state, 'rtat')) or 0, now)
+  local interval = 60000 / (rpm * f)
+  local tat = tonumber(redis.call('HGET', state, 'rtat')) or 0
   if tat > now then return deny(math.ceil(tat - now), 'requests') end
-  rnew = tat + 60000 / (rpm * f)
+  rnew = math.max(tat, now - interval) + interval
 end
 if tpm > 0 and tokens > 0 then
   local tat = math.max(tonumber(redis.call('HGET', state, 'ttat')) or 0, now)
