@@ -12,6 +12,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/autoscale"
+	"github.com/vcon-operator/vcon-operator/internal/observer"
 	"github.com/vcon-operator/vcon-operator/internal/workload"
 )
 
@@ -68,6 +69,7 @@ func (r *ChainReconciler) plan(chain *vconv1.Chain, res resolved, scaling autosc
 	current := replicasOf(res.deployment)
 	p := chainPlan{problem: res.problem, replicas: current}
 	policy, err := scalingPolicy(chain)
+	policy.Links = linkLimits(chain, res.in.Links)
 	if err != nil && p.problem == nil {
 		// The workers keep what they have: a typo in a schedule should not
 		// scale a chain to its bounds outside every schedule.
@@ -202,6 +204,41 @@ func scalingPolicy(chain *vconv1.Chain) (autoscale.Policy, error) {
 		}
 	}
 	return p, nil
+}
+
+// linkLimits are the limits of the Chain's links that have them, as the
+// Links say now: a raised limit is scaled for before the workers roll.
+func linkLimits(chain *vconv1.Chain, links map[string]*vconv1.Link) []autoscale.LinkLimit {
+	var out []autoscale.LinkLimit
+	for _, name := range limitedLinks(chain, links) {
+		lim := links[name].Spec.Limits
+		out = append(out, autoscale.LinkLimit{Link: name, RequestsPerMinute: lim.RequestsPerMinute, TokensPerMinute: lim.TokensPerMinute, MaxConcurrent: lim.MaxConcurrent})
+	}
+	return out
+}
+
+// linkBudgets are the Redis budgets of the Chain's links that have limits,
+// for the observer to read with the queues.
+func linkBudgets(chain *vconv1.Chain, links map[string]*vconv1.Link) []observer.LinkBudget {
+	var out []observer.LinkBudget
+	for _, name := range limitedLinks(chain, links) {
+		out = append(out, observer.LinkBudget{Link: name, Budget: workload.LimitBudget(links[name])})
+	}
+	return out
+}
+
+// limitedLinks are the names of the Chain's links that have limits, in
+// the Chain's order, each once.
+func limitedLinks(chain *vconv1.Chain, links map[string]*vconv1.Link) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, name := range chain.Spec.Links {
+		if l := links[name]; l != nil && l.Spec.Limits != nil && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // replicasOf is what a Deployment is set to run; none runs nothing.

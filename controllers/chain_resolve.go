@@ -62,7 +62,7 @@ func (r *ChainReconciler) resolve(ctx context.Context, chain *vconv1.Chain) (res
 			return res, fmt.Errorf("check ingress lists: %w", err)
 		}
 	}
-	res.observation = r.observe(chain, res.in.RedisURL, res.problem)
+	res.observation = r.observe(chain, res.in.RedisURL, res.in.Links, res.problem)
 	if res.deployment, err = r.workerDeployment(ctx, chain); err != nil {
 		return res, err
 	}
@@ -307,15 +307,16 @@ func (r *ChainReconciler) chainsConsuming(ctx context.Context, lists []string) (
 	return out, nil
 }
 
-// observe tells the observer which Redis and lists to measure for the
-// Chain, and returns its latest measurement (zero before the first).
-func (r *ChainReconciler) observe(chain *vconv1.Chain, redisURL string, problem *notReady) observer.Observation {
+// observe tells the observer which Redis, lists and link budgets to
+// measure for the Chain, and returns its latest measurement (zero before
+// the first).
+func (r *ChainReconciler) observe(chain *vconv1.Chain, redisURL string, links map[string]*vconv1.Link, problem *notReady) observer.Observation {
 	key := client.ObjectKeyFromObject(chain)
 	if problem != nil && problem.reason == vconv1.ReasonRedisNotAllowed {
 		r.Observer.Forget(key) // it may have been allowed before
 	}
 	if redisURL != "" {
-		r.Observer.Track(key, redisURL, queue.Target{Ingress: chain.Spec.IngressLists, Egress: chain.Spec.EgressLists, Storages: chain.Spec.Storages})
+		r.Observer.Track(key, redisURL, queue.Target{Ingress: chain.Spec.IngressLists, Egress: chain.Spec.EgressLists, Storages: chain.Spec.Storages}, linkBudgets(chain, links)...)
 	}
 	obs, _ := r.Observer.Get(key)
 	return obs

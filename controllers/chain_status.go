@@ -175,7 +175,10 @@ func chainConditions(chain *vconv1.Chain, f chainFacts) []metav1.Condition {
 	}
 
 	limited := condition(gen, vconv1.ConditionScalingLimited, metav1.ConditionFalse, vconv1.ReasonWithinLimits, "demand is within workers.maxReplicas")
-	switch {
+	switch b := f.decision.LimitedBy; {
+	case b != nil && !f.decision.Limited:
+		limited = condition(gen, vconv1.ConditionScalingLimited, metav1.ConditionTrue, vconv1.ReasonLinkLimit,
+			fmt.Sprintf("%s binds: it can use %d workers, the queue wants %d; raise the Link's limits to scale further", b.Describe(), b.Replicas, b.Wanted))
 	case f.decision.Limited && f.decision.MaxReplicas > 0 && f.decision.MaxReplicas != chain.Spec.Workers.MaxReplicas:
 		limited = condition(gen, vconv1.ConditionScalingLimited, metav1.ConditionTrue, vconv1.ReasonAtMaxReplicas,
 			fmt.Sprintf("the queue wants %d workers; the open workers.schedules allow %d", f.decision.Desired, f.decision.MaxReplicas))

@@ -21,7 +21,8 @@ const (
 	// vCons; Unknown until they have been measured.
 	ConditionDLQEmpty ConditionType = "DLQEmpty"
 	// ConditionScalingLimited is True while the queues call for more
-	// workers than workers.maxReplicas.
+	// workers than workers.maxReplicas, or than a binding Link limit can
+	// use.
 	ConditionScalingLimited ConditionType = "ScalingLimited"
 )
 
@@ -109,8 +110,12 @@ const (
 	ReasonEmpty = "Empty"
 	// ReasonDeadLetters: DLQEmpty=False; the message gives the count.
 	ReasonDeadLetters = "DeadLetters"
-	// ReasonAtMaxReplicas: ScalingLimited=True.
+	// ReasonAtMaxReplicas: ScalingLimited=True, at workers.maxReplicas.
 	ReasonAtMaxReplicas = "AtMaxReplicas"
+	// ReasonLinkLimit: ScalingLimited=True, a Link's limits bind (its
+	// Chain's vCons wait for its permits): the message names the Link,
+	// the limit and its rate, and the workers it can use.
+	ReasonLinkLimit = "LinkLimit"
 	// ReasonWithinLimits: ScalingLimited=False.
 	ReasonWithinLimits = "WithinLimits"
 )

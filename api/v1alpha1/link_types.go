@@ -30,6 +30,12 @@ type LinkSpec struct {
 	// worker calls it on localhost with the HTTP step contract.
 	// +optional
 	Container *ContainerStep `json:"container,omitempty"`
+	// Limits bound the calls the step makes to its vendor (every attempt
+	// of every HTTP call), for every worker of every Chain that uses this
+	// Link together: one budget in the Chain's Redis. The autoscaler stops
+	// adding workers a binding limit could not use (ScalingLimited).
+	// +optional
+	Limits *LinkLimits `json:"limits,omitempty"`
 	// Env exposes Secret keys to the worker as environment variables.
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
@@ -40,6 +46,26 @@ type LinkSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	EnvFrom []corev1.SecretEnvSource `json:"envFrom,omitempty"`
+}
+
+// LinkLimits are a vendor's limits, as its account states them. A limit
+// left out is not enforced.
+// +kubebuilder:validation:MinProperties=1
+type LinkLimits struct {
+	// RequestsPerMinute bounds the calls sent per minute, spaced evenly.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	RequestsPerMinute int64 `json:"requestsPerMinute,omitempty"`
+	// TokensPerMinute bounds the tokens LLM calls use per minute, counted
+	// from the vendor's usage figures: estimated before each call and
+	// corrected after it.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	TokensPerMinute int64 `json:"tokensPerMinute,omitempty"`
+	// MaxConcurrent bounds the calls in progress at once.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxConcurrent int64 `json:"maxConcurrent,omitempty"`
 }
 
 // HTTPStep is a step service reachable over HTTP.

@@ -33,6 +33,9 @@ const (
 	// ReasonBelowActivation: no worker runs and the queue has not reached
 	// ActivationQueueDepth nor waited ActivationDelay yet.
 	ReasonBelowActivation = "BelowActivation"
+	// ReasonLinkLimit: a link's limits bind, and more workers than they
+	// can use would only wait for permits.
+	ReasonLinkLimit = "LinkLimit"
 )
 
 const (
@@ -86,6 +89,16 @@ type Policy struct {
 	// Schedules replace MinReplicas and MaxReplicas while they are active
 	// (Bounds).
 	Schedules []Schedule
+	// Links are the limits of the Chain's links that have them, as the
+	// Links specify them now (a raised limit counts before the workers
+	// roll).
+	Links []LinkLimit
+}
+
+// LinkLimit is one link's limits; 0 leaves a dimension unlimited.
+type LinkLimit struct {
+	Link                                              string
+	RequestsPerMinute, TokensPerMinute, MaxConcurrent int64
 }
 
 // Validate reports the first inconsistency in an enabled policy. The CRD
@@ -173,6 +186,9 @@ type Decision struct {
 	MaxReplicas int32
 	// Limited is Desired > MaxReplicas, for a ScalingLimited condition.
 	Limited bool
+	// LimitedBy, when set, is the link whose limits bind: Desired is what
+	// they can use, below what the queues call for.
+	LimitedBy *LimitBinding
 	// DLQStorm is set while dead letters grow as fast as vCons finish. It is
 	// reported even when Reason is about a scale-down, so that a condition
 	// can track it separately.
@@ -235,6 +251,13 @@ func Decide(p Policy, obs observer.Observation, now time.Time, current int32, st
 	work := addSaturating(ingress, inFlight)
 	busy := ceilDiv(inFlight, int64(p.Concurrency))
 	need := max(ceilDiv(work, p.TargetQueueDepth), busy)
+	binding := limitBinding(p, obs)
+	if binding != nil && binding.Replicas < need {
+		binding.Wanted = need
+		need = binding.Replicas
+	} else {
+		binding = nil
+	}
 
 	st = st.record(obs.At, sample{at: obs.At, backlog: work, dlq: dlq}, need, p.ScaleDownDelay)
 	storm, stormy := detectStorm(st.samples)
@@ -243,6 +266,7 @@ func Decide(p Policy, obs observer.Observation, now time.Time, current int32, st
 		Desired:     toInt32(need),
 		MaxReplicas: p.MaxReplicas,
 		Limited:     need > int64(p.MaxReplicas),
+		LimitedBy:   binding,
 		DLQStorm:    stormy,
 	}
 	want := clamp(need, p)
@@ -301,6 +325,10 @@ func Decide(p Policy, obs observer.Observation, now time.Time, current int32, st
 		} else {
 			d.Message += fmt.Sprintf("running %s and adding none while it lasts", replicas(target))
 		}
+	case binding != nil && target == clamp(need, p) && !d.Limited:
+		d.Reason = ReasonLinkLimit
+		d.Message = fmt.Sprintf("running %s, what %s can use, while %d queued and %d in-flight vCons call for %d: more workers would only wait for its permits",
+			replicas(target), binding.Describe(), ingress, inFlight, binding.Wanted)
 	case d.Limited && target == p.MaxReplicas:
 		d.Reason = ReasonAtMaxReplicas
 		d.Message = fmt.Sprintf("running %s, the maximum, while %d queued and %d in-flight vCons call for %d", replicas(target), ingress, inFlight, d.Desired)
@@ -322,6 +350,94 @@ func Decide(p Policy, obs observer.Observation, now time.Time, current int32, st
 		d.Message += fmt.Sprintf(" (minimum %d and maximum %d from the schedule %s)", p.MinReplicas, p.MaxReplicas, strings.Join(schedules, ", "))
 	}
 	return d, st
+}
+
+// LimitBinding is a link whose limits bind a Chain's scaling.
+type LimitBinding struct {
+	Link string
+	// Limit is the dimension that binds ("requests", "tokens" or
+	// "concurrency"), PerMinute the rate the budget allows now (after the
+	// vendor's 429s; for concurrency, the permits).
+	Limit     string
+	PerMinute float64
+	// Replicas are what the limit can use; Wanted what the queues call
+	// for.
+	Replicas, Wanted int64
+}
+
+// Describe names the link and the limit, for messages.
+func (b LimitBinding) Describe() string {
+	switch b.Limit {
+	case "concurrency":
+		return fmt.Sprintf("link %s's limit of %.0f concurrent calls", b.Link, b.PerMinute)
+	case "tokens":
+		return fmt.Sprintf("link %s's limit of %.0f tokens/min", b.Link, b.PerMinute)
+	}
+	return fmt.Sprintf("link %s's limit of %.0f requests/min", b.Link, b.PerMinute)
+}
+
+// limitBinding is the link whose limits allow the fewest replicas, nil
+// when none binds. A limit binds while the Chain's vCons wait for its
+// permits. Its replicas follow from Little's law: the slots not waiting
+// for a permit are what the achieved rate needs, and the limit allows
+// headroom times that (the budget's rate over the achieved one, or its
+// permits over those in use: 1 while it binds as set, more right after a
+// raise), spread over Concurrency slots a worker.
+func limitBinding(p Policy, obs observer.Observation) *LimitBinding {
+	var waiting int64
+	for _, u := range obs.Links {
+		waiting += max(u.Waiting, 0)
+	}
+	working := max(obs.InFlight-waiting, 0)
+	var best *LimitBinding
+	for _, u := range obs.Links {
+		if u.Waiting <= 0 {
+			continue
+		}
+		var lim LinkLimit
+		for _, l := range p.Links {
+			if l.Link == u.Link {
+				lim = l
+			}
+		}
+		b := LimitBinding{Link: u.Link}
+		headroom := math.Inf(1)
+		consider := func(limit string, allowed, used float64) {
+			if allowed <= 0 || used <= 0 {
+				return
+			}
+			if r := allowed / used; r < headroom {
+				headroom, b.Limit, b.PerMinute = r, limit, allowed
+			}
+		}
+		factor := u.Factor
+		if factor <= 0 || factor > 1 {
+			factor = 1
+		}
+		if u.RatesKnown {
+			consider("requests", float64(lim.RequestsPerMinute)*factor, u.RequestsPerMinute)
+			consider("tokens", float64(lim.TokensPerMinute)*factor, u.TokensPerMinute)
+		}
+		consider("concurrency", float64(lim.MaxConcurrent), float64(u.InUse))
+		if math.IsInf(headroom, 1) {
+			// Waiting, but nothing measured yet to say for what: hold the
+			// workers that are working.
+			headroom = 1
+			switch {
+			case lim.RequestsPerMinute > 0:
+				b.Limit, b.PerMinute = "requests", float64(lim.RequestsPerMinute)*factor
+			case lim.TokensPerMinute > 0:
+				b.Limit, b.PerMinute = "tokens", float64(lim.TokensPerMinute)*factor
+			default:
+				b.Limit, b.PerMinute = "concurrency", float64(lim.MaxConcurrent)
+			}
+		}
+		b.Replicas = max(int64(math.Ceil(float64(working)*headroom/float64(p.Concurrency))), 1)
+		if best == nil || b.Replicas < best.Replicas {
+			best = &b
+		}
+	}
+	return best
 }
 
 // record returns st with a fresh observation added. It copies the slices so

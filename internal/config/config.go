@@ -82,6 +82,23 @@ type Module struct {
 	// Options is the YAML value as written, nil when absent or null: that is
 	// what conserver hands to its modules, and some tell the two apart.
 	Options map[string]any
+	// Limits (limits:, ours, links only) bound the calls the link makes to
+	// its vendor, for every worker that shares the budget; nil is none.
+	Limits *Limits
+}
+
+// Limits is a link's limits: entry: {requests_per_minute,
+// tokens_per_minute, max_concurrent, budget}. A zero rate or count is no
+// limit on that dimension.
+type Limits struct {
+	RequestsPerMinute int64
+	TokensPerMinute   int64
+	MaxConcurrent     int64
+	// Budget names the budget in Redis that every worker running this
+	// link shares; empty is the link's name. The operator sets it to
+	// namespace/name, so that same-named Links of two namespaces on one
+	// Redis do not share.
+	Budget string
 }
 
 // Chain is one entry under chains:.
@@ -144,6 +161,7 @@ var (
 	chainKeys    = []string{"links", "storages", "ingress_lists", "egress_lists", "enabled", "timeout", "max_deliveries", "retry", "storage_failure"}
 	retryKeys    = []string{"attempts", "initial_backoff", "max_backoff", "jitter"}
 	moduleKeys   = []string{"module", "options"}
+	limitKeys    = []string{"requests_per_minute", "tokens_per_minute", "max_concurrent", "budget"}
 	followerKeys = []string{"url", "egress_list", "follower_ingress_list", "auth_token", "pulling_interval", "fetch_vcon_limit"}
 )
 
@@ -319,11 +337,21 @@ func (d *decoder) modules(v any, path string) map[string]Module {
 			case "options":
 				opts, _ := d.asMap(kv, childPath(p, k))
 				mod.Options = opts
+			case "limits":
+				if path != "links" {
+					d.fail(childPath(p, k), "only links take limits: a storage's writes are bounded by its own options")
+					continue
+				}
+				mod.Limits = d.limits(kv, childPath(p, k))
 			case "pip_name":
 				// conserver pip-installs unknown modules at runtime; ours are
 				// compiled in, so the key is accepted and has no effect.
 			default:
-				d.fail(childPath(p, k), "unknown key; an entry takes %s", strings.Join(moduleKeys, " and "))
+				keys := strings.Join(moduleKeys, " and ")
+				if path == "links" {
+					keys = strings.Join(moduleKeys, ", ") + " and limits"
+				}
+				d.fail(childPath(p, k), "unknown key; an entry takes %s", keys)
 			}
 		}
 		out[name] = mod
@@ -508,6 +536,47 @@ func (d *decoder) retry(v any, path string) *Retry {
 		}
 	}
 	return r
+}
+
+// limits reads a link's limits: map.
+func (d *decoder) limits(v any, path string) *Limits {
+	if v == nil {
+		return nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		d.fail(path, "must be a map such as {requests_per_minute: 600, max_concurrent: 20}, got %s", describe(v))
+		return nil
+	}
+	l := &Limits{}
+	for _, k := range sortedKeys(m) {
+		kv, p := m[k], childPath(path, k)
+		var n int
+		switch k {
+		case "requests_per_minute", "tokens_per_minute", "max_concurrent":
+			n = d.whole(kv, p, k)
+			if n < 1 {
+				d.fail(p, "must be 1 or more; leave it out for no limit")
+			}
+		}
+		switch k {
+		case "requests_per_minute":
+			l.RequestsPerMinute = int64(n)
+		case "tokens_per_minute":
+			l.TokensPerMinute = int64(n)
+		case "max_concurrent":
+			l.MaxConcurrent = int64(n)
+		case "budget":
+			s, ok := kv.(string)
+			if !ok || s == "" {
+				d.fail(p, "must be a budget name, got %s", describe(kv))
+			}
+			l.Budget = s
+		default:
+			d.fail(p, "unknown key; limits take %s", strings.Join(limitKeys, ", "))
+		}
+	}
+	return l
 }
 
 // whole reads an integer the YAML decoder produced (a float without a

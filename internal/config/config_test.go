@@ -49,6 +49,10 @@ links:
       source:
         analysis_type: transcript
         text_location: body.paragraphs.transcript
+    limits:
+      requests_per_minute: 600
+      tokens_per_minute: 90000
+      max_concurrent: 20
 storages:
   postgres:
     module: storage.postgres
@@ -127,7 +131,7 @@ func realisticWant() *Config {
 					"analysis_type": "transcript",
 					"text_location": "body.paragraphs.transcript",
 				},
-			}},
+			}, Limits: &Limits{RequestsPerMinute: 600, TokensPerMinute: 90000, MaxConcurrent: 20}},
 		},
 		Storages: map[string]Module{
 			"postgres": {Module: "storage.postgres", Options: map[string]any{
@@ -269,6 +273,7 @@ links:
   bare:
     module: links.tag
     options: {}
+    limits: {max_concurrent: 3, budget: team-a/bare}
 chains:
   c:
     links: [odd, bare]

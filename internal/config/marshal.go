@@ -116,6 +116,9 @@ func modulesNode(section string, mods map[string]Module, order []string) (*yaml.
 			}
 			addPair(entry, "options", n)
 		}
+		if l := m.Limits; l != nil {
+			addPair(entry, "limits", limitsNode(*l))
+		}
 		addPair(out, name, entry)
 	}
 	return out, nil
@@ -186,6 +189,23 @@ func chainNode(ch Chain) *yaml.Node {
 	}
 	if ch.StorageFailure != "" {
 		addPair(n, "storage_failure", strNode(ch.StorageFailure))
+	}
+	return n
+}
+
+func limitsNode(l Limits) *yaml.Node {
+	n := mappingNode()
+	if l.Budget != "" {
+		addPair(n, "budget", strNode(l.Budget))
+	}
+	if l.MaxConcurrent != 0 {
+		addPair(n, "max_concurrent", intNode(l.MaxConcurrent))
+	}
+	if l.RequestsPerMinute != 0 {
+		addPair(n, "requests_per_minute", intNode(l.RequestsPerMinute))
+	}
+	if l.TokensPerMinute != 0 {
+		addPair(n, "tokens_per_minute", intNode(l.TokensPerMinute))
 	}
 	return n
 }

@@ -80,6 +80,20 @@ spec: {ingressLists: [in], followers: [{name: up, url: "https://a", egressList: 
 			want: []string{"spec.followers[0].egressList", "a list name cannot contain spaces"},
 		},
 		{
+			name: "a Link limit of zero",
+			manifest: `
+kind: Link
+spec: {module: links.analyze, limits: {requestsPerMinute: 0}}`,
+			want: []string{"spec.limits.requestsPerMinute", "should be greater than or equal to 1"},
+		},
+		{
+			name: "empty Link limits",
+			manifest: `
+kind: Link
+spec: {module: links.analyze, limits: {}}`,
+			want: []string{"spec.limits", "should have at least 1 properties"},
+		},
+		{
 			name: "minReplicas above the default maxReplicas",
 			manifest: `
 kind: Chain
@@ -562,6 +576,9 @@ spec:
     authTokenSecretRef: {name: eu-upstream, key: token}
     pullingInterval: 2.5s
     fetchVconLimit: 10000`},
+		{"a vendor's limits on a Link", `
+kind: Link
+spec: {module: links.analyze, limits: {requestsPerMinute: 600, tokensPerMinute: 150000, maxConcurrent: 20}}`},
 		{"minReplicas equal to maxReplicas", `
 kind: Chain
 spec: {ingressLists: [in], workers: {minReplicas: 3, maxReplicas: 3}}`},

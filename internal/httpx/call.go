@@ -43,6 +43,12 @@ type Call struct {
 	Secrets []string
 	// NewRequest builds the request for one attempt (bodies are re-read).
 	NewRequest func(ctx context.Context) (*http.Request, error)
+	// Tokens estimates the tokens one attempt uses, for a Link's
+	// tokens_per_minute (0 for calls not metered in tokens); Usage, when
+	// set, reads what the vendor's 2xx answer says it used (0 when it does
+	// not say), which corrects the estimate.
+	Tokens int64
+	Usage  func(body []byte) int64
 	// Record, when set, is told the outcome of each failed attempt
 	// (transport_error, rate_limited, server_error, client_error,
 	// invalid_response); the caller records ok once it has read the answer.
@@ -91,9 +97,14 @@ func (c *Call) Do(ctx context.Context, hc *http.Client) ([]byte, error) {
 	}
 	var body []byte
 	attempts, err := Retry(ctx, c.Policy, func(ctx context.Context) error {
-		var err error
-		body, err = c.attempt(ctx, hc, timeout)
-		return err
+		return Admit(ctx, c.Tokens, func(ctx context.Context) (int64, error) {
+			var err error
+			body, err = c.attempt(ctx, hc, timeout)
+			if err != nil || c.Usage == nil {
+				return 0, err
+			}
+			return c.Usage(body), nil
+		})
 	})
 	if err == nil {
 		return body, nil
@@ -149,7 +160,7 @@ func (c *Call) attempt(ctx context.Context, hc *http.Client, timeout time.Durati
 		c.record("client_error")
 		return nil, se
 	}
-	return nil, Retryable(se, RetryAfter(resp.Header, time.Now()))
+	return nil, RetryableAnswer(se, resp)
 }
 
 // StripURL drops the URL net/http puts in its errors: webhook URLs and

@@ -58,8 +58,12 @@ type Post struct {
 // *AnswerError, marked Retryable (with the Retry-After asked for) for
 // 408, 429 and 5xx. Transport errors and timeouts are Retryable too. The
 // configured headers go first, so that they cannot replace Content-Type
-// or the uuid.
+// or the uuid. The POST goes through the running link's Gate (Admit).
 func (p Post) Send(ctx context.Context, t Target, uuid string, body []byte) error {
+	return Admit(ctx, 0, func(ctx context.Context) (int64, error) { return 0, p.send(ctx, t, uuid, body) })
+}
+
+func (p Post) send(ctx context.Context, t Target, uuid string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
@@ -87,7 +91,7 @@ func (p Post) Send(ctx context.Context, t Target, uuid string, body []byte) erro
 	}
 	ae := &AnswerError{Host: t.Host, Status: resp.StatusCode}
 	if RetryableStatus(resp.StatusCode) {
-		return Retryable(ae, RetryAfter(resp.Header, time.Now()))
+		return RetryableAnswer(ae, resp)
 	}
 	return ae
 }

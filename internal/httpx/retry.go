@@ -72,6 +72,9 @@ func (p Policy) sleep(ctx context.Context, d time.Duration) error {
 type retryableError struct {
 	err        error
 	retryAfter time.Duration
+	// throttled is a 429; paced says a Gate took it and now paces the
+	// retry (Admit), so Retry adds no wait of its own.
+	throttled, paced bool
 }
 
 func (e *retryableError) Error() string { return e.err.Error() }
@@ -121,6 +124,12 @@ func Retry(ctx context.Context, p Policy, attempt func(ctx context.Context) erro
 		wait := p.Backoff(attempts)
 		if p.MaxRetryAfter > 0 {
 			wait = max(wait, min(re.retryAfter, p.MaxRetryAfter))
+		}
+		if re.paced {
+			// The shared budget holds every worker until the vendor's
+			// Retry-After and has cut its rate: the next attempt waits
+			// there, for its turn, not here as well.
+			wait = 0
 		}
 		if serr := p.sleep(ctx, wait); serr != nil {
 			return attempts, fmt.Errorf("%w (gave up waiting to retry: %w)", err, serr)

@@ -85,9 +85,11 @@ func (s *httpStep) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 	}
 	var res Result
 	attempts, err := httpx.Retry(ctx, s.policy, func(ctx context.Context) error {
-		var err error
-		res, err = s.call(ctx, uuid, body, v)
-		return err
+		return httpx.Admit(ctx, 0, func(ctx context.Context) (int64, error) {
+			var err error
+			res, err = s.call(ctx, uuid, body, v)
+			return 0, err
+		})
 	})
 	if err != nil {
 		if attempts > 1 {
@@ -151,7 +153,7 @@ func (s *httpStep) call(ctx context.Context, uuid string, body []byte, v *vcon.V
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	err = fmt.Errorf("step %w", &httpx.AnswerError{Host: s.host, Status: resp.StatusCode})
 	if httpx.RetryableStatus(resp.StatusCode) {
-		return Result{}, httpx.Retryable(err, httpx.RetryAfter(resp.Header, time.Now()))
+		return Result{}, httpx.RetryableAnswer(err, resp)
 	}
 	return Result{}, fmt.Errorf("%w (want 200 with the vCon or 204 to filter)", err)
 }

@@ -7,6 +7,7 @@ package observer
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/ratelimit"
 	"github.com/vcon-operator/vcon-operator/internal/redisconn"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
@@ -37,6 +39,31 @@ type Observation struct {
 	Err string
 	// Measured is false until the first successful measurement.
 	Measured bool
+	// Links are the budgets of the Chain's links that have limits, read
+	// in the same round trip.
+	Links []LinkUsage
+}
+
+// LinkBudget is a link of a Chain whose limits are held in a budget in
+// the Chain's Redis (internal/ratelimit).
+type LinkBudget struct {
+	Link, Budget string
+}
+
+// LinkUsage is how much of a link's budget is used, as measured.
+type LinkUsage struct {
+	Link string
+	// Factor is the share of the configured rates the vendor's 429s leave
+	// (1 when it has not throttled recently).
+	Factor float64
+	// RequestsPerMinute and TokensPerMinute are what every Chain sharing
+	// the budget was granted since the previous poll; RatesKnown is false
+	// at the first poll and after the budget was reset.
+	RequestsPerMinute, TokensPerMinute float64
+	RatesKnown                         bool
+	// InUse is the concurrency permits held; Waiting is how many of this
+	// Chain's vCons wait for a permit (the limit binds while it is not 0).
+	InUse, Waiting int64
 }
 
 // Fresh is whether the figures are a current measurement: measured, and
@@ -47,6 +74,7 @@ func (o Observation) Fresh() bool { return o.Measured && !o.Stale }
 type tracked struct {
 	url    string
 	target queue.Target
+	links  []LinkBudget
 }
 
 // Observer is a manager.Runnable.
@@ -58,6 +86,9 @@ type Observer struct {
 	mu      sync.Mutex
 	tracked map[types.NamespacedName]tracked
 	last    map[types.NamespacedName]Observation
+	// budgets are the last readings of each Chain's link budgets, by
+	// budget, from which the next poll's rates are computed.
+	budgets map[types.NamespacedName]map[string]ratelimit.Sample
 	clients map[string]redis.UniversalClient
 
 	events     chan event.GenericEvent
@@ -86,6 +117,7 @@ func New(interval time.Duration, log logr.Logger) *Observer {
 		open:     redisconn.Open,
 		tracked:  map[types.NamespacedName]tracked{},
 		last:     map[types.NamespacedName]Observation{},
+		budgets:  map[types.NamespacedName]map[string]ratelimit.Sample{},
 		clients:  map[string]redis.UniversalClient{},
 		events:   make(chan event.GenericEvent, 1024),
 
@@ -97,15 +129,17 @@ func New(interval time.Duration, log logr.Logger) *Observer {
 // controller watches it through a channel source.
 func (o *Observer) Events() <-chan event.GenericEvent { return o.events }
 
-// Track starts (or updates) measuring a Chain. The reconciler calls it with
-// the Redis URL it resolved; a changed target is measured at the next poll.
-func (o *Observer) Track(key types.NamespacedName, url string, target queue.Target) {
+// Track starts (or updates) measuring a Chain and the budgets of its
+// links that have limits. The reconciler calls it with the Redis URL it
+// resolved; a changed target is measured at the next poll.
+func (o *Observer) Track(key types.NamespacedName, url string, target queue.Target, links ...LinkBudget) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	prev, ok := o.tracked[key]
-	o.tracked[key] = tracked{url: url, target: target}
+	o.tracked[key] = tracked{url: url, target: target, links: links}
 	if ok && prev.url != url {
 		delete(o.last, key)
+		delete(o.budgets, key)
 	}
 }
 
@@ -115,6 +149,7 @@ func (o *Observer) Forget(key types.NamespacedName) {
 	defer o.mu.Unlock()
 	delete(o.tracked, key)
 	delete(o.last, key)
+	delete(o.budgets, key)
 }
 
 // Get returns a Chain's latest observation.
@@ -165,10 +200,10 @@ func (o *Observer) Poll(ctx context.Context) {
 	o.polls.Add(1)
 	byURL := map[string][]types.NamespacedName{}
 	o.mu.Lock()
-	targets := make(map[types.NamespacedName]queue.Target, len(o.tracked))
+	targets := make(map[types.NamespacedName]tracked, len(o.tracked))
 	for k, t := range o.tracked {
 		byURL[t.url] = append(byURL[t.url], k)
-		targets[k] = t.target
+		targets[k] = t
 	}
 	o.mu.Unlock()
 
@@ -184,17 +219,12 @@ func (o *Observer) Poll(ctx context.Context) {
 	o.closeUnused()
 }
 
-func (o *Observer) pollServer(ctx context.Context, url string, keys []types.NamespacedName, targets map[types.NamespacedName]queue.Target) {
+func (o *Observer) pollServer(ctx context.Context, url string, keys []types.NamespacedName, targets map[types.NamespacedName]tracked) {
 	rdb, err := o.client(url)
 	var depths []queue.Depths
+	readings := make([][]ratelimit.Sample, len(keys))
 	if err == nil {
-		list := make([]queue.Target, len(keys))
-		for i, k := range keys {
-			list[i] = targets[k]
-		}
-		pctx, cancel := context.WithTimeout(ctx, o.pollTimeout())
-		depths, err = queue.ReapAndMeasure(pctx, rdb, list)
-		cancel()
+		depths, readings, err = o.measure(ctx, rdb, keys, targets)
 		o.roundTrips.Add(1)
 		if err == nil && o.KeepBodies > 0 {
 			o.keepBodies(ctx, rdb, depths)
@@ -216,7 +246,7 @@ func (o *Observer) pollServer(ctx context.Context, url string, keys []types.Name
 				next.At = now
 			}
 		} else {
-			next = Observation{Depths: depths[i], At: now, Measured: true}
+			next = Observation{Depths: depths[i], At: now, Measured: true, Links: o.linkUsage(k, targets[k].links, readings[i])}
 			if next.Reaped > 0 {
 				o.log.Info("returned orphaned in-flight vCons to the ingress lists", "chain", k.String(), "count", next.Reaped)
 			}
@@ -244,6 +274,78 @@ func (o *Observer) pollServer(ctx context.Context, url string, keys []types.Name
 // whatever the deadline; only one that accepts and never answers is
 // waited for this long.
 func (o *Observer) pollTimeout() time.Duration { return max(5*o.interval, 10*time.Second) }
+
+// measure reaps and measures the queues of keys, and reads their links'
+// budgets, in one pipelined round trip.
+func (o *Observer) measure(ctx context.Context, rdb redis.UniversalClient, keys []types.NamespacedName, targets map[types.NamespacedName]tracked) ([]queue.Depths, [][]ratelimit.Sample, error) {
+	pctx, cancel := context.WithTimeout(ctx, o.pollTimeout())
+	defer cancel()
+	pipe := rdb.Pipeline()
+	list := make([]queue.Target, len(keys))
+	for i, k := range keys {
+		list[i] = targets[k].target
+	}
+	m := queue.QueueReapAndMeasure(pctx, pipe, list)
+	budgetCmds := make([][]*ratelimit.MeasureCmd, len(keys))
+	for i, k := range keys {
+		for _, l := range targets[k].links {
+			// The worker's party in the budget is its chain's name.
+			budgetCmds[i] = append(budgetCmds[i], ratelimit.QueueMeasure(pctx, pipe, l.Budget, k.Name))
+		}
+	}
+	readings := make([][]ratelimit.Sample, len(keys))
+	if pipe.Len() == 0 {
+		return make([]queue.Depths, len(keys)), readings, nil
+	}
+	if _, err := pipe.Exec(pctx); err != nil {
+		return nil, nil, fmt.Errorf("measure queues: %w", err)
+	}
+	depths, err := m.Depths()
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, cmds := range budgetCmds {
+		for j, c := range cmds {
+			s, err := c.Result()
+			if err != nil {
+				return nil, nil, fmt.Errorf("read the budget of link %s: %w", targets[keys[i]].links[j].Link, err)
+			}
+			readings[i] = append(readings[i], s)
+		}
+	}
+	return depths, readings, nil
+}
+
+// linkUsage turns a Chain's budget readings into usage, with the rates
+// since the previous reading, and keeps the readings for the next poll.
+// Called with o.mu held.
+func (o *Observer) linkUsage(k types.NamespacedName, links []LinkBudget, readings []ratelimit.Sample) []LinkUsage {
+	if len(links) == 0 {
+		delete(o.budgets, k)
+		return nil
+	}
+	prev := o.budgets[k]
+	next := make(map[string]ratelimit.Sample, len(links))
+	out := make([]LinkUsage, 0, len(links))
+	for i, l := range links {
+		s := readings[i]
+		next[l.Budget] = s
+		u := LinkUsage{Link: l.Link, Factor: s.Factor, InUse: s.InUse, Waiting: s.Waiting}
+		if p, ok := prev[l.Budget]; ok {
+			if r, ok := ratelimit.RatesBetween(p, s); ok {
+				u.RequestsPerMinute, u.TokensPerMinute, u.RatesKnown = r.Requests, r.Tokens, true
+			} else if !s.At.After(p.At) && s.Granted >= p.Granted {
+				// No time passed on Redis's clock (two polls in one
+				// millisecond): the next rate is counted from the older
+				// reading, so the grants between are not lost.
+				next[l.Budget] = p
+			}
+		}
+		out = append(out, u)
+	}
+	o.budgets[k] = next
+	return out
+}
 
 // keepBodies extends the bodies of the next window of every non-empty
 // ingress list just measured. Only a server with a backlog pays for it.

@@ -136,6 +136,8 @@ func (c *Client) Chat(ctx context.Context, req ChatRequest) (Answer, error) {
 		Timeout:   c.Timeout,
 		Secrets:   []string{c.Endpoint.Key},
 		Record:    record,
+		Tokens:    EstimateTokens(payload),
+		Usage:     usedTokens,
 		NewRequest: func(ctx context.Context) (*http.Request, error) {
 			r, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoint.URL(req.Model, "chat/completions"), bytes.NewReader(payload))
 			if err != nil {
@@ -181,6 +183,34 @@ func (c *Client) Chat(ctx context.Context, req ChatRequest) (Answer, error) {
 	}
 	record("ok")
 	return Answer{Content: *msg.Content, Usage: usage}, nil
+}
+
+// answerAllowance is what EstimateTokens allows for the answer: the links
+// set no max_tokens, and analyses and labels are short.
+const answerAllowance = 512
+
+// EstimateTokens is what a chat request is charged against a Link's
+// tokens_per_minute before it is sent: a token per four bytes of the
+// request (OpenAI's rule of thumb for English) plus answerAllowance. The
+// answer's usage corrects it.
+func EstimateTokens(payload []byte) int64 {
+	return int64(len(payload)+3)/4 + answerAllowance
+}
+
+// usedTokens is the usage an answer reports, 0 when it reports none.
+func usedTokens(body []byte) int64 {
+	var resp struct {
+		Usage *struct {
+			PromptTokens     float64 `json:"prompt_tokens"`
+			CompletionTokens float64 `json:"completion_tokens"`
+			TotalTokens      float64 `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	if json.Unmarshal(body, &resp) != nil || resp.Usage == nil {
+		return 0
+	}
+	u := resp.Usage
+	return int64(max(u.TotalTokens, u.PromptTokens+u.CompletionTokens, 0))
 }
 
 // VendorName is conserver's get_vendor_from_opts: the vendor recorded in

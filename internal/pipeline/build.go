@@ -9,6 +9,7 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/config"
 	"github.com/vcon-operator/vcon-operator/internal/links"
+	"github.com/vcon-operator/vcon-operator/internal/ratelimit"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
 )
 
@@ -103,6 +104,18 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 				}
 			}
 			ch.Links = append(ch.Links, step)
+			if lim := m.Limits; lim != nil {
+				budget := lim.Budget
+				if budget == "" {
+					budget = ln
+				}
+				if ch.Limits == nil {
+					ch.Limits = map[string]LinkLimits{}
+				}
+				ch.Limits[ln] = LinkLimits{Budget: budget, Limits: ratelimit.Limits{
+					RequestsPerMinute: lim.RequestsPerMinute, TokensPerMinute: lim.TokensPerMinute, MaxConcurrent: lim.MaxConcurrent,
+				}}
+			}
 		}
 		for _, sn := range cc.Storages {
 			s, err := build(sn)

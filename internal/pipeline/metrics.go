@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vcon-operator/vcon-operator/internal/ratelimit"
 )
 
 // Dead-letter reasons, a bounded set for the reason label. The full reason
@@ -65,6 +67,8 @@ type Metrics struct {
 	RetriesAsked    *prometheus.CounterVec
 	// StorageDeadLetters counts the failed writes put on a storage's DLQ.
 	StorageDeadLetters *prometheus.CounterVec
+	// Limits are the per-Link series of the links' limiters.
+	Limits *ratelimit.Metrics
 }
 
 // NewMetrics creates the series and registers them on reg.
@@ -138,6 +142,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.Processed, m.Errors, m.Duration, m.LinkDuration, m.LinkOutcomes,
 		m.StorageWrites, m.StorageDuration, m.DeadLetters, m.InFlight, m.Reaped, m.Orphans, m.OutcomeRefusals,
 		m.Panics, m.RetriesAsked, m.StorageDeadLetters)
+	limits, err := ratelimit.NewMetrics(reg)
+	if err != nil {
+		panic(err) // as MustRegister above: a name clash is a programming error
+	}
+	m.Limits = limits
 	return m
 }
 

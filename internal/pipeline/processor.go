@@ -20,6 +20,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/ratelimit"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
@@ -33,6 +34,13 @@ type Step struct {
 	// when the link returns a Redacted vCon (links.OriginalStorer), and
 	// nothing else of the chain.
 	Originals []Sink
+}
+
+// LinkLimits bound a link's vendor calls within Budget, the Redis budget
+// every worker running the link shares (limits: in the config).
+type LinkLimits struct {
+	ratelimit.Limits
+	Budget string
 }
 
 // Sink is a configured storage with its config name.
@@ -50,6 +58,8 @@ type Chain struct {
 	// the file's order, as conserver reads back from its whole storages:
 	// section (Build fills it; those that cannot read are passed over).
 	ReadFrom []Sink
+	// Limits are the limits of the links that have them, by link name.
+	Limits map[string]LinkLimits
 	// Timeout bounds links and storages for one vCon; 0 takes the
 	// processor's DefaultTimeout (a chain is never unbounded).
 	Timeout time.Duration
@@ -176,6 +186,8 @@ type Processor struct {
 	log     *slog.Logger
 	tracer  trace.Tracer
 	cluster bool
+	// gates are the limiters of the links that have limits, by name.
+	gates map[string]*ratelimit.Limiter
 
 	// isolation lets a suspect (a vCon that was in flight when a worker
 	// died) run alone: it takes the write lock, every other run a read
@@ -201,6 +213,7 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	chain.Retry = chain.Retry.withDefaults()
 	p := &Processor{
 		running: map[uint64]time.Time{},
+		gates:   map[string]*ratelimit.Limiter{},
 		rdb:     rdb, bodies: bodies, worker: worker, chain: chain, opts: opts, metrics: m,
 		log:     log.With("chain", chain.Name),
 		tracer:  otel.Tracer("github.com/vcon-operator/vcon-operator/internal/pipeline"),
@@ -209,6 +222,14 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	linkNames := make([]string, len(chain.Links))
 	for i, l := range chain.Links {
 		linkNames[i] = l.Name
+		if lim := chain.Limits[l.Name]; !lim.IsZero() {
+			// The Chain is the party that shares the budget fairly with
+			// other Chains; the lease is the heartbeat's, which renews it.
+			p.gates[l.Name] = ratelimit.New(rdb, lim.Limits, ratelimit.Options{
+				Budget: lim.Budget, Party: chain.Name, Holder: worker.ID(), Lease: worker.HeartbeatTTL(),
+				Link: l.Name, Metrics: m.Limits,
+			})
+		}
 	}
 	storageNames := make([]string, 0, len(chain.Storages))
 	for _, s := range chain.Storages {
@@ -221,6 +242,16 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 	}
 	m.init(chain.Name, linkNames, storageNames)
 	return p
+}
+
+// renewLimits extends the leases of the permits this worker holds, with
+// its heartbeat.
+func (p *Processor) renewLimits(ctx context.Context) error {
+	var errs []error
+	for _, g := range p.gates {
+		errs = append(errs, g.Renew(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // started records a vCon's run from at; the returned func ends the record.

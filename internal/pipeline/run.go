@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
@@ -289,6 +290,11 @@ func parseBody(data []byte, uuid string) (*vcon.VCon, *failure) {
 func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links.Result, error) {
 	ctx, span := p.tracer.Start(ctx, "link "+step.Name, trace.WithAttributes(attribute.String("vcon.link", step.Name)))
 	defer span.End()
+	if g := p.gates[step.Name]; g != nil {
+		// Every vendor call the link makes waits for the Link's shared
+		// budget (httpx.Admit). The wait counts toward the chain timeout.
+		ctx = httpx.WithGate(ctx, g)
+	}
 	start := time.Now()
 	res, err := recovered(p, "link "+step.Name, v.UUID(), func() (links.Result, error) { return step.Link.Run(ctx, v) })
 	p.metrics.LinkDuration.WithLabelValues(p.chain.Name, step.Name).Observe(time.Since(start).Seconds())

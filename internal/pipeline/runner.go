@@ -273,6 +273,9 @@ func (r *Runner) heartbeat(ctx context.Context, lists []string) {
 		if err := r.worker.Heartbeat(ctx, lists); err != nil && ctx.Err() == nil {
 			r.log.Warn("heartbeat failed", "error", err)
 		}
+		if err := r.proc.renewLimits(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("renewing the links' permits failed; they return to the budget when their lease ends", "error", err)
+		}
 		n, err := queue.Reap(ctx, r.proc.rdb, lists)
 		if err == nil && n > 0 {
 			r.proc.metrics.Reaped.WithLabelValues(r.proc.chain.Name).Add(float64(n))

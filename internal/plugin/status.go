@@ -359,6 +359,11 @@ func printSummary(w io.Writer, s ChainSummary, now time.Time) {
 		fmt.Fprintf(w, "            %d failed storage writes waiting for a replay: kubectl vcon dlq list %s -n %s --storage NAME\n", s.Queue.StorageDLQ, s.Name, s.Namespace)
 	}
 	fmt.Fprintf(w, "  Workers:  %d/%d ready (min %d, max %d)\n", s.Workers.Ready, s.Workers.Desired, s.Workers.Min, s.Workers.Max)
+	if c := apimeta.FindStatusCondition(s.Conditions, string(vconv1.ConditionScalingLimited)); c != nil && c.Status == metav1.ConditionTrue {
+		// What stops the scaling (maxReplicas, or which Link's limit at
+		// what rate) is the first thing to know about a growing backlog.
+		fmt.Fprintf(w, "  Scaling:  limited (%s): %s\n", c.Reason, oneLine(c.Message))
+	}
 	if len(s.Conditions) == 0 {
 		fmt.Fprintln(w, "  Conditions: none reported yet")
 		return

@@ -152,6 +152,13 @@ func TestStatusShow(t *testing.T) {
 	ns := namespace(t)
 	createChain(t, ns, "main", chainSpec, healthyStatus(12, 3))
 	createChain(t, ns, "flaky", chainSpec, redisDownStatus())
+	limited := healthyStatus(3000, 0)
+	for i, c := range limited.Conditions {
+		if c.Type == string(vconv1.ConditionScalingLimited) {
+			limited.Conditions[i] = cond("ScalingLimited", true, vconv1.ReasonLinkLimit, "link summarize's limit of 600 requests/min binds: it can use 2 workers, the queue wants 10; raise the Link's limits to scale further")
+		}
+	}
+	createChain(t, ns, "limited", chainSpec, limited)
 	inv := invocation{kubeconfig: admin(t)}
 
 	t.Run("human", func(t *testing.T) {
@@ -175,6 +182,16 @@ func TestStatusShow(t *testing.T) {
 			if !strings.Contains(res.out, want) {
 				t.Errorf("output lacks %q:\n%s", want, res.out)
 			}
+		}
+	})
+	t.Run("human, limited by a link", func(t *testing.T) {
+		res := inv.run(t, "status", "limited", "-n", ns)
+		want := "Scaling:  limited (LinkLimit): link summarize's limit of 600 requests/min binds: it can use 2 workers"
+		if res.code != 0 || !strings.Contains(res.out, want) {
+			t.Fatalf("exit %d, output lacks %q:\n%s%s", res.code, want, res.out, res.errOut)
+		}
+		if main := inv.run(t, "status", "main", "-n", ns); strings.Contains(main.out, "Scaling:") {
+			t.Errorf("a Chain within its limits shows a Scaling line:\n%s", main.out)
 		}
 	})
 	t.Run("human stale", func(t *testing.T) {
@@ -204,10 +221,10 @@ func TestStatusShow(t *testing.T) {
 			if err != nil {
 				t.Fatalf("output is not %s: %v\n%s", format, err, res.out)
 			}
-			if len(got) != 2 || got[0].Name != "flaky" || got[1].Name != "main" {
-				t.Fatalf("want chains flaky and main, got %+v", got)
+			if len(got) != 3 || got[0].Name != "flaky" || got[1].Name != "limited" || got[2].Name != "main" {
+				t.Fatalf("want chains flaky, limited and main, got %+v", got)
 			}
-			m := got[1]
+			m := got[2]
 			if m.Queue.Retry != 2 || m.Queue.NextRetryAt == nil || m.Queue.OldestQueuedSince == nil {
 				t.Errorf("main's retries and age summarised as %+v", m.Queue)
 			}

@@ -72,33 +72,58 @@ type Depths struct {
 // worker of the chain is running, and Depths.Reaped says how much moved.
 func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Target) ([]Depths, error) {
 	pipe := rdb.Pipeline()
-	type ingressCmds struct {
-		reapAndMeasure *redis.Cmd
-		dlq            *redis.IntCmd
-	}
-	ingress := make([][]ingressCmds, len(targets))
-	egress := make([][]*redis.IntCmd, len(targets))
-	storageDLQ := make([][]*redis.IntCmd, len(targets))
-	for i, t := range targets {
-		for _, l := range t.Ingress {
-			ingress[i] = append(ingress[i], ingressCmds{
-				reapAndMeasure: reapAndMeasureScript.Eval(ctx, pipe, []string{WorkersKey(l), l, StateKey(l), RetryKey(l), AgeKey(l)}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds(), promoteBatch),
-				dlq:            pipe.LLen(ctx, DLQKey(l)),
-			})
-		}
-		for _, l := range t.Egress {
-			egress[i] = append(egress[i], pipe.LLen(ctx, l))
-		}
-		for _, s := range t.Storages {
-			storageDLQ[i] = append(storageDLQ[i], pipe.LLen(ctx, StorageDLQKey(s)))
-		}
-	}
+	m := QueueReapAndMeasure(ctx, pipe, targets)
 	if pipe.Len() == 0 {
 		return make([]Depths, len(targets)), nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("measure queues: %w", err)
 	}
+	return m.Depths()
+}
+
+// Measurement is ReapAndMeasure queued on a pipeline, so that a caller
+// can read more in the same round trip (the observer reads the Links'
+// budgets).
+type Measurement struct {
+	targets    []Target
+	ingress    [][]ingressCmds
+	egress     [][]*redis.IntCmd
+	storageDLQ [][]*redis.IntCmd
+}
+
+type ingressCmds struct {
+	reapAndMeasure *redis.Cmd
+	dlq            *redis.IntCmd
+}
+
+// QueueReapAndMeasure queues what ReapAndMeasure sends on pipe; read the
+// figures with Depths once the pipeline ran.
+func QueueReapAndMeasure(ctx context.Context, pipe redis.Pipeliner, targets []Target) *Measurement {
+	m := &Measurement{
+		targets: targets, ingress: make([][]ingressCmds, len(targets)),
+		egress: make([][]*redis.IntCmd, len(targets)), storageDLQ: make([][]*redis.IntCmd, len(targets)),
+	}
+	for i, t := range targets {
+		for _, l := range t.Ingress {
+			m.ingress[i] = append(m.ingress[i], ingressCmds{
+				reapAndMeasure: reapAndMeasureScript.Eval(ctx, pipe, []string{WorkersKey(l), l, StateKey(l), RetryKey(l), AgeKey(l)}, InFlightPrefix(l), DeadWorkerRetention.Milliseconds(), promoteBatch),
+				dlq:            pipe.LLen(ctx, DLQKey(l)),
+			})
+		}
+		for _, l := range t.Egress {
+			m.egress[i] = append(m.egress[i], pipe.LLen(ctx, l))
+		}
+		for _, s := range t.Storages {
+			m.storageDLQ[i] = append(m.storageDLQ[i], pipe.LLen(ctx, StorageDLQKey(s)))
+		}
+	}
+	return m
+}
+
+// Depths are the figures of every target, in order.
+func (m *Measurement) Depths() ([]Depths, error) {
+	targets, ingress, egress := m.targets, m.ingress, m.egress
 	out := make([]Depths, len(targets))
 	for i, t := range targets {
 		d := &out[i]
@@ -131,7 +156,7 @@ func ReapAndMeasure(ctx context.Context, rdb redis.UniversalClient, targets []Ta
 			d.Lists = append(d.Lists, ListDepth{List: l, Kind: KindEgress, Length: n})
 		}
 		for j, s := range t.Storages {
-			n := storageDLQ[i][j].Val()
+			n := m.storageDLQ[i][j].Val()
 			d.StorageDLQ += n
 			d.Lists = append(d.Lists, ListDepth{List: StorageDLQKey(s), Kind: KindStorageDLQ, Length: n})
 		}

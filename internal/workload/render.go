@@ -57,6 +57,11 @@ type Rendered struct {
 	Hash string
 }
 
+// LimitBudget names the Redis budget of a Link's limits: one per Link,
+// shared by every Chain that uses it (and not by a same-named Link of
+// another namespace).
+func LimitBudget(l *vconv1.Link) string { return l.Namespace + "/" + l.Name }
+
 // Render builds the conserver config for the chain. It fails when a link or
 // storage is missing, or two steps want one env var from different places.
 func Render(in Inputs) (*Rendered, error) {
@@ -81,6 +86,12 @@ func Render(in Inputs) (*Rendered, error) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("link %q: %w", name, err)
+		}
+		if lim := l.Spec.Limits; lim != nil {
+			mod.Limits = &config.Limits{
+				RequestsPerMinute: lim.RequestsPerMinute, TokensPerMinute: lim.TokensPerMinute, MaxConcurrent: lim.MaxConcurrent,
+				Budget: LimitBudget(l),
+			}
 		}
 		cfg.Links[name] = mod
 		if sidecar != nil {

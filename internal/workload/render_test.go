@@ -49,6 +49,11 @@ func moduleLink(name, module, options string) *vconv1.Link {
 	return l
 }
 
+func withLimits(l *vconv1.Link, lim vconv1.LinkLimits) *vconv1.Link {
+	l.Spec.Limits = &lim
+	return l
+}
+
 func httpLink(name, url string, headers ...vconv1.SecretHeader) *vconv1.Link {
 	return &vconv1.Link{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "calls"}, Spec: vconv1.LinkSpec{
 		HTTP: &vconv1.HTTPStep{URL: url, Timeout: &metav1.Duration{Duration: 10 * time.Second}, Headers: headers},
@@ -110,6 +115,21 @@ func TestRender(t *testing.T) {
 					"sample": {Module: "links.sampler"},
 				},
 				Chains: map[string]config.Chain{"transcribe": chainEntry([]string{"tag", "sample"}, nil)},
+			},
+		},
+		{
+			name: "limits: one budget per Link, named by namespace and name",
+			in: inputs(testChain([]string{"summarize", "classify"}, nil), []*vconv1.Link{
+				withLimits(moduleLink("summarize", "links.analyze", ""), vconv1.LinkLimits{RequestsPerMinute: 600, TokensPerMinute: 90000}),
+				withLimits(httpLink("classify", "https://classifier.example/v1"), vconv1.LinkLimits{MaxConcurrent: 20}),
+			}, nil),
+			want: &config.Config{
+				Links: map[string]config.Module{
+					"summarize": {Module: "links.analyze", Limits: &config.Limits{RequestsPerMinute: 600, TokensPerMinute: 90000, Budget: "calls/summarize"}},
+					"classify": {Module: HTTPStepModule, Options: map[string]any{"url": "https://classifier.example/v1", "timeout": "10s"},
+						Limits: &config.Limits{MaxConcurrent: 20, Budget: "calls/classify"}},
+				},
+				Chains: map[string]config.Chain{"transcribe": chainEntry([]string{"summarize", "classify"}, nil)},
 			},
 		},
 		{
