@@ -9,6 +9,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/config"
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
 // Build makes the runnable chains of a validated config: every enabled
@@ -56,6 +57,9 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 			}
 			ch.Links = append(ch.Links, Step{Name: ln, Link: l})
 		}
+		if err := checkForms(ch.Links); err != nil {
+			errs = append(errs, fmt.Errorf("chains.%s: %w", name, err))
+		}
 		for _, sn := range cc.Storages {
 			s, ok := builtStorages[sn]
 			if !ok {
@@ -77,4 +81,27 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 		return nil, nil, errors.Join(errs...)
 	}
 	return chains, closeAll, nil
+}
+
+// checkForms refuses a chain in which a link cannot run on the form the
+// links before it leave every vCon in: a content link after links.sign
+// would only ever dead-letter. What arrives at ingress may be in any
+// form, so the first links are checked per vCon, by the processor.
+func checkForms(steps []Step) error {
+	var (
+		known bool
+		form  vcon.Form
+		by    string
+	)
+	for _, s := range steps {
+		if known && !links.Accepts(s.Link, form) {
+			return fmt.Errorf("link %s cannot run on the %s vCons link %s leaves: move it before %s, or open the vCon between them (links.verify, links.decrypt)", s.Name, form, by, by)
+		}
+		if fl, ok := s.Link.(links.FormLink); ok {
+			if f, sets := fl.Output(); sets {
+				known, form, by = true, f, s.Name
+			}
+		}
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vcon-operator/vcon-operator/internal/links"
 )
 
 // Dead-letter reasons, a bounded set for the reason label. The full reason
@@ -23,10 +25,18 @@ const (
 	ReasonRedeliveryLimit = "redelivery_limit"
 	// ReasonPanic: a link or storage panicked on the vCon.
 	ReasonPanic = "panic"
+	// ReasonWrongForm: the vCon reached a link that cannot work on its
+	// form (a signed or encrypted vCon at a link that reads content, an
+	// unsigned one at links.encrypt).
+	ReasonWrongForm = "wrong_form"
+	// ReasonSignatureInvalid and ReasonDecryptionFailed are given by
+	// links.verify and links.decrypt (links.ReasonError).
+	ReasonSignatureInvalid = links.ReasonSignatureInvalid
+	ReasonDecryptionFailed = links.ReasonDecryptionFailed
 )
 
 // reasons are every dead-letter reason, for series that exist at zero.
-var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError, ReasonOutcomeFailed, ReasonTooLarge, ReasonRedeliveryLimit, ReasonPanic}
+var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError, ReasonOutcomeFailed, ReasonTooLarge, ReasonRedeliveryLimit, ReasonPanic, ReasonWrongForm, ReasonSignatureInvalid, ReasonDecryptionFailed}
 
 // Outcomes of a link or a storage write, for the outcome label.
 const (

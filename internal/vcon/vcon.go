@@ -94,6 +94,16 @@ func (v *VCon) AppendMarshal(dst []byte) ([]byte, error) {
 	return appendJSON(slices.Grow(dst, v.size+v.size/8+256), v.Doc)
 }
 
+// Canonical is the document encoded as Marshal encodes one it decoded
+// (sorted keys, no white space), also for a signed or encrypted document,
+// whose bytes as parsed it ignores. A database that keeps JSON as a value
+// (PostgreSQL's jsonb, BSON) gives a document back in its own layout;
+// links.sign writes the signed form in this encoding, so that such a
+// storage gives back the very bytes it was given.
+func Canonical(v *VCon) ([]byte, error) {
+	return appendJSON(make([]byte, 0, v.size+256), v.Doc)
+}
+
 // UUID returns the document's uuid, or "" when it has none. A signed or
 // encrypted document's is the one its headers carry (the draft's uuid
 // header parameter): the vCon inside is not readable without a key.
