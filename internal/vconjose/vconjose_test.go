@@ -176,6 +176,29 @@ func TestVerifyRefuses(t *testing.T) {
 	}
 }
 
+// A signature that names its key both ways (x5c and kid) verifies with
+// either kind of trust alone.
+func TestVerifyX5cAndKid(t *testing.T) {
+	ca := newCA(t, "ES256", time.Now().Add(time.Hour))
+	s, err := NewSigner(SignerConfig{Key: ca.leafKey, Certificates: []*x509.Certificate{ca.leaf}, KeyID: "both"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := s.Sign(unsignedVcon(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]VerifierConfig{
+		"trust roots": {Roots: []*x509.Certificate{ca.root}},
+		"jwks":        {Keys: []jose.JSONWebKey{{Key: ca.leafKey.Public(), KeyID: "both"}}},
+	} {
+		ver, _ := NewVerifier(cfg)
+		if _, err := ver.Verify(signed, testUUID); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 func TestVerifyGzippedPayload(t *testing.T) {
 	ca := newCA(t, "EdDSA", time.Now().Add(time.Hour))
 	in, _ := unsignedVcon(t).Marshal()
@@ -257,7 +280,7 @@ func TestDraftSignedExampleVerifies(t *testing.T) {
 		t.Fatalf("with the v1 intermediate under the root: err = %v", err)
 	}
 	// The key the draft publishes is the leaf's: pinned by kid it verifies
-	// too once the header names it.
+	// too once the header names it, without trust roots for the chain.
 	key, err := ParsePrivateKey(readFile(t, "testdata/draft/fake_grp.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -268,8 +291,13 @@ func TestDraftSignedExampleVerifies(t *testing.T) {
 		delete(h, "x5c")
 		h["kid"] = "grp"
 	})
-	// The protected header still holds x5c, so the chain is what is checked.
-	if _, err := byKid.Verify(withKid, got.UUID()); err == nil || !strings.Contains(err.Error(), "no trust roots") {
+	if _, err := byKid.Verify(withKid, got.UUID()); err != nil {
+		t.Fatalf("by kid: %v", err)
+	}
+	// Its protected header still holds the x5c chain: with trust roots
+	// that do not cover it and no key for the kid, nothing is trusted.
+	other, _ := NewVerifier(VerifierConfig{Roots: chain[2:], Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "someone else"}}})
+	if _, err := other.Verify(withKid, got.UUID()); err == nil || !strings.Contains(err.Error(), "x5c chain is not trusted") || !strings.Contains(err.Error(), `kid "grp" is not a trusted key`) {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -134,31 +134,42 @@ func (ver *Verifier) Verify(jws *vcon.VCon, want string) (*vcon.VCon, error) {
 }
 
 // keyFor is the trusted public key of sig, or nil and why there is none;
-// with a key, why names where it came from.
+// with a key, why names where it came from. A signature may name its key
+// both ways (x5c and kid): the chain is tried when trust roots are
+// configured, the kid when keys are.
 func (ver *Verifier) keyFor(sig jose.Signature) (any, string) {
 	h := sig.Header
-	if _, err := h.Certificates(x509.VerifyOptions{}); !errors.Is(err, jose.ErrMissingX5cHeader) {
-		if ver.roots == nil {
-			return nil, "has an x5c chain and no trust roots are configured"
-		}
-		chains, err := h.Certificates(x509.VerifyOptions{
-			Roots:       ver.roots,
-			CurrentTime: ver.now(),
-			// Signing certificates carry no TLS usage; the chain is what
-			// is checked here, not what else the key may do.
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-		})
-		if err != nil {
-			return nil, "its x5c chain is not trusted: " + err.Error()
-		}
+	var why []string
+	roots := ver.roots
+	if roots == nil {
+		// Only to learn whether there is a chain: an empty pool trusts
+		// nothing, where nil would load the system's roots.
+		roots = x509.NewCertPool()
+	}
+	chains, err := h.Certificates(x509.VerifyOptions{
+		Roots:       roots,
+		CurrentTime: ver.now(),
+		// Signing certificates carry no TLS usage; the chain is what is
+		// checked here, not what else the key may do.
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	switch {
+	case errors.Is(err, jose.ErrMissingX5cHeader):
+	case ver.roots == nil:
+		why = append(why, "has an x5c chain and no trust roots are configured")
+	case err != nil:
+		why = append(why, "its x5c chain is not trusted: "+err.Error())
+	default:
 		return chains[0][0].PublicKey, "x5c certificate"
 	}
 	if h.KeyID != "" {
-		k, ok := ver.keys[h.KeyID]
-		if !ok {
-			return nil, fmt.Sprintf("kid %q is not a trusted key", h.KeyID)
+		if k, ok := ver.keys[h.KeyID]; ok {
+			return k.Key, fmt.Sprintf("key %q", h.KeyID)
 		}
-		return k.Key, fmt.Sprintf("key %q", h.KeyID)
+		why = append(why, fmt.Sprintf("kid %q is not a trusted key", h.KeyID))
+	}
+	if len(why) > 0 {
+		return nil, strings.Join(why, ", and ")
 	}
 	if _, ok := h.ExtraHeaders["x5u"]; ok {
 		return nil, "names its certificates by x5u only, which is not fetched (a URL in an unverified header)"
