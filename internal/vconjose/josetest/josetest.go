@@ -74,6 +74,13 @@ func NewKey(t testing.TB, alg string) crypto.Signer {
 // issued by a new root CA.
 func NewSigner(t testing.TB, alg string) Signer {
 	t.Helper()
+	return NewSignerUntil(t, alg, time.Now().Add(24*time.Hour))
+}
+
+// NewSignerUntil is NewSigner with a certificate valid until notAfter (in
+// the past for an expired one).
+func NewSignerUntil(t testing.TB, alg string, notAfter time.Time) Signer {
+	t.Helper()
 	rootKey := NewKey(t, "ES256")
 	rootTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: "josetest root"},
@@ -88,7 +95,7 @@ func NewSigner(t testing.TB, alg string) Signer {
 	key := NewKey(t, alg)
 	leafTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: "josetest signer " + alg},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, root, key.Public(), rootKey)
