@@ -58,12 +58,12 @@ generate: tools-gen ## Regenerate deepcopy code.
 .PHONY: tools tools-gen tools-test deps
 tools-gen:
 	@hack/tools.sh controller-gen helm-docs
-TEST_TOOLS ?= envtest helm promtool s3server ferretdb
-tools-test: ## envtest binaries, helm, promtool and the S3 and MongoDB test servers.
+TEST_TOOLS ?= envtest helm promtool s3server ferretdb jose-node
+tools-test: ## envtest binaries, helm, promtool, the S3 and MongoDB test servers and node's jose.
 	@hack/tools.sh $(TEST_TOOLS)
 deps: ## Debian packages the tests run (redis-server, PostgreSQL, sshd); installs them when missing.
 	@hack/deps.sh
-tools: tools-gen tools-test deps
+tools: tools-gen deps tools-test
 .PHONY: tools-cluster
 tools-cluster: ## The real single-node cluster's binaries (etcd, kube-*, kubelet, CoreDNS), built once per machine.
 	@hack/tools.sh cluster

@@ -14,6 +14,8 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/d
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)   # storage.sftp's test server
 command -v prlimit >/dev/null || need+=(util-linux)   # caps the worker's memory in the poison-pill test
 command -v ffmpeg >/dev/null || need+=(ffmpeg)   # internal/audio and links.transcribe convert non-WAV recordings
+command -v node >/dev/null || need+=(nodejs)   # internal/vconjose's interop test runs panva's jose
+command -v npm >/dev/null || need+=(npm)       # installs it (hack/tools.sh jose-node)
 if [ "${1:-}" = cluster ]; then
   for b in containerd runc iptables conntrack openssl curl; do
     command -v "$b" >/dev/null || need+=("$b")

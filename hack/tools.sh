@@ -26,6 +26,7 @@ FERRETDB_VERSION=${FERRETDB_VERSION:-v1.24.2}    # MongoDB wire protocol on SQLi
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}      # cluster DNS of the real single-node cluster
 PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}  # internal/devsys/promop, on the real cluster
 HELM_DOCS_VERSION=${HELM_DOCS_VERSION:-v1.14.2}  # charts/vcon-operator/README.md from values.yaml comments
+JOSE_NODE_VERSION=${JOSE_NODE_VERSION:-6.2.18}   # panva's jose on node: the independent JOSE implementation of internal/vconjose's interop test
 
 log() { printf 'tools: %s\n' "$*" >&2; }
 
@@ -164,6 +165,20 @@ build_ferretdb() {
   rm -rf "$dir/src"
 }
 
+# jose-node: panva's jose npm package, installed once per machine with
+# npm (node and npm come from hack/deps.sh) and linked as bin/jose-node, so
+# that internal/vconjose's interop test finds bin/jose-node/node_modules.
+ensure_jose_node() {
+  local dir="$CACHE/jose-node-$JOSE_NODE_VERSION"
+  if [ ! -f "$dir/node_modules/jose/package.json" ]; then
+    command -v npm >/dev/null || { log "jose-node needs npm: run hack/deps.sh"; return 1; }
+    log "installing jose@$JOSE_NODE_VERSION with npm into $dir"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error "jose@$JOSE_NODE_VERSION" >&2
+  fi
+  ln -sfn "$dir" "$BIN/jose-node"
+}
+
 # envtest binaries: setup-envtest first (works where downloads do), else build.
 ensure_envtest() {
   local dir="$CACHE/envtest-${KUBE_VERSION#v}"
@@ -196,6 +211,7 @@ for tool in "$@"; do
     prometheus) ensure prometheus "$PROMETHEUS_VERSION" prometheus ;;
     s3server) ensure versitygw "$VERSITYGW_VERSION" versitygw ;;
     ferretdb) ensure ferretdb "$FERRETDB_VERSION" ferretdb ;;
+    jose-node) ensure_jose_node ;;
     # The Prometheus Operator on the real cluster (internal/devsys/promop): its two
     # binaries, plus its CRDs and ClusterRole as bin/prometheus-operator-crds
     # and bin/prometheus-operator-rbac.

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"sort"
@@ -140,8 +141,31 @@ func (s *Server) getVcons(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		out[i] = s.egressShape(b)
+		if !json.Valid(out[i]) {
+			s.internalError(w, r, "Failed to read vCons", fmt.Errorf("the body of %s is not JSON", uuids[i]))
+			return
+		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeRawJSON(w, http.StatusOK, jsonArray(out))
+}
+
+// jsonArray joins documents into a JSON array as they are: json.Marshal
+// would re-encode each (compact it, escape <, > and &), and a signed vCon
+// must be answered as its signer wrote it.
+func jsonArray(items []json.RawMessage) []byte {
+	n := 2
+	for _, it := range items {
+		n += len(it) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it...)
+	}
+	return append(b, ']')
 }
 
 // GET /api/vcon?page&size&since&until → uuids, newest first.

@@ -44,3 +44,7 @@ func (l *expireLink) Run(_ context.Context, v *vcon.VCon) (Result, error) {
 	// store's to name.
 	return Result{TTL: l.ttl}, nil
 }
+
+// The TTL is the body's, whatever form the body is in.
+func (l *expireLink) Accepts(vcon.Form) bool    { return true }
+func (l *expireLink) Output() (vcon.Form, bool) { return 0, false }

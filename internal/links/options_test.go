@@ -160,6 +160,40 @@ func TestModuleOptionErrors(t *testing.T) {
 				`pattern "emp" matches the empty string`,
 			}},
 		},
+		"links.sign": {
+			{"absent", nil, []string{
+				`option "private_key": required, missing`,
+				`set certificates (the chain sent as x5c, as the draft requires) or kid`,
+			}},
+			{"every bad key", map[string]any{"private_key": "-----BEGIN PRIVATE KEY-----\ns3cret\n-----END PRIVATE KEY-----\n", "certificates": "not pem", "algorithm": "HS256"}, []string{
+				`option "private_key": want a PEM private key`,
+				`option "certificates": want the signing certificate and its issuers as PEM: no CERTIFICATE block found`,
+				`option "algorithm": want one of [RS256 ES256 EdDSA], got "HS256"`,
+			}},
+			{"unset variable", map[string]any{"private_key": "${SIGNING_KEY_NOT_SET}", "kid": "k"}, []string{`option "private_key": refers to ${SIGNING_KEY_NOT_SET}`}},
+		},
+		"links.verify": {
+			{"nothing trusted", map[string]any{"keep_signed": "perhaps"}, []string{
+				`option "keep_signed": want true or false (or 1 or 0), got "perhaps"`,
+				`set trust_roots (CA certificates for x5c chains) or jwks (public keys by kid)`,
+			}},
+			{"every bad key", map[string]any{"trust_roots": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "jwks": "{keys", "allow_unsigned": int64(2)}, []string{
+				`option "trust_roots": want CA certificates as PEM: certificate 1 does not parse`,
+				`option "jwks": want a JSON Web Key Set`,
+				`option "allow_unsigned": want true or false (or 1 or 0), got 2`,
+			}},
+		},
+		"links.encrypt": {
+			{"absent", nil, []string{`option "recipients": required, missing`}},
+			{"every bad key", map[string]any{"recipients": "no keys here", "key_algorithm": "dir"}, []string{
+				`option "recipients": want the recipients' RSA public keys or certificates as PEM: no PUBLIC KEY or CERTIFICATE block found`,
+				`option "key_algorithm": want RSA-OAEP or RSA-OAEP-256, got "dir"`,
+			}},
+		},
+		"links.decrypt": {
+			{"absent", nil, []string{`option "private_key": required, missing`}},
+			{"not a key", map[string]any{"private_key": int64(123456789)}, []string{`option "private_key": want a string, got a number`}},
+		},
 		"links.post_analysis_to_slack": {
 			{"neither way to Slack", map[string]any{}, []string{`set "token" (a Slack bot token) or "webhook_url"`}},
 			{"every bad key", map[string]any{"token": "xoxb-s3cret", "api_url": "slack", "max_retries": "many", "only_if": map[string]any{"includes": "x"}}, []string{

@@ -125,3 +125,9 @@ func (w *webhook) deliver(ctx context.Context, t httpx.Target, uuid string, body
 	}
 	return nil
 }
+
+// A webhook posts whatever form the vCon is in: a signed or encrypted vCon
+// is posted as its signer wrote it (ConserverView leaves it alone), which
+// is how a signed vCon leaves its security domain.
+func (w *webhook) Accepts(vcon.Form) bool    { return true }
+func (w *webhook) Output() (vcon.Form, bool) { return 0, false }

@@ -15,8 +15,10 @@ var (
 		"links.analyze_and_label",
 		"links.analyze_vcon",
 		"links.check_and_tag",
+		"links.decrypt",
 		"links.deepgram_link",
 		"links.diet",
+		"links.encrypt",
 		"links.expire_vcon",
 		"links.groq_whisper",
 		"links.http_step",
@@ -25,9 +27,11 @@ var (
 		"links.post_analysis_to_slack",
 		"links.redact",
 		"links.sampler",
+		"links.sign",
 		"links.tag",
 		"links.tag_router",
 		"links.transcribe",
+		"links.verify",
 		"links.webhook",
 	}
 	storages = []string{

@@ -11,6 +11,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/ratelimit"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 )
 
 // Build makes the runnable chains of a validated config: every enabled
@@ -117,6 +118,9 @@ func Build(ctx context.Context, cfg *config.Config, only string, linkDeps links.
 				}}
 			}
 		}
+		if err := checkForms(ch.Links); err != nil {
+			errs = append(errs, fmt.Errorf("chains.%s: %w", name, err))
+		}
 		for _, sn := range cc.Storages {
 			s, err := build(sn)
 			if err != nil {
@@ -144,6 +148,29 @@ func originalStorageAllowed(cfg *config.Config, chainStorages []string, link, sn
 	}
 	if slices.Contains(chainStorages, sn) {
 		return fmt.Errorf("link %q: original_storages: storage %q is also one of the chain's storages, which receive the redacted vCon; the unredacted original must go to a storage of its own", link, sn)
+	}
+	return nil
+}
+
+// checkForms refuses a chain in which a link cannot run on the form the
+// links before it leave every vCon in: a content link after links.sign
+// would only ever dead-letter. What arrives at ingress may be in any
+// form, so the first links are checked per vCon, by the processor.
+func checkForms(steps []Step) error {
+	var (
+		known bool
+		form  vcon.Form
+		by    string
+	)
+	for _, s := range steps {
+		if known && !links.Accepts(s.Link, form) {
+			return fmt.Errorf("link %s cannot run on the %s vCons link %s leaves: move it before %s, or open the vCon between them (links.verify, links.decrypt)", s.Name, form, by, by)
+		}
+		if fl, ok := s.Link.(links.FormLink); ok {
+			if f, sets := fl.Output(); sets {
+				known, form, by = true, f, s.Name
+			}
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vcon-operator/vcon-operator/internal/links"
 	"github.com/vcon-operator/vcon-operator/internal/ratelimit"
 )
 
@@ -25,6 +26,14 @@ const (
 	ReasonRedeliveryLimit = "redelivery_limit"
 	// ReasonPanic: a link or storage panicked on the vCon.
 	ReasonPanic = "panic"
+	// ReasonWrongForm: the vCon reached a link that cannot work on its
+	// form (a signed or encrypted vCon at a link that reads content, an
+	// unsigned one at links.encrypt).
+	ReasonWrongForm = "wrong_form"
+	// ReasonSignatureInvalid and ReasonDecryptionFailed are given by
+	// links.verify and links.decrypt (links.ReasonError).
+	ReasonSignatureInvalid = links.ReasonSignatureInvalid
+	ReasonDecryptionFailed = links.ReasonDecryptionFailed
 	// ReasonUnsupportedCritical: the vCon's critical list names an
 	// extension the worker does not support (Options.SupportedExtensions);
 	// the draft forbids processing it, so no link ran.
@@ -32,7 +41,7 @@ const (
 )
 
 // reasons are every dead-letter reason, for series that exist at zero.
-var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError, ReasonOutcomeFailed, ReasonTooLarge, ReasonRedeliveryLimit, ReasonPanic, ReasonUnsupportedCritical}
+var reasons = []string{ReasonTimeout, ReasonNotFound, ReasonMalformed, ReasonLinkError, ReasonStorageError, ReasonOutcomeFailed, ReasonTooLarge, ReasonRedeliveryLimit, ReasonPanic, ReasonWrongForm, ReasonSignatureInvalid, ReasonDecryptionFailed, ReasonUnsupportedCritical}
 
 // Outcomes of a link or a storage write, for the outcome label.
 const (

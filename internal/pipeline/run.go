@@ -104,6 +104,15 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		}
 	}
 	for _, step := range p.chain.Links[resume:] {
+		if form := v.Form(); !links.Accepts(step.Link, form) {
+			// A signed or encrypted vCon is its signer's document: a link
+			// that reads or changes content would see only the envelope.
+			f := &failure{reason: ReasonWrongForm, step: "link " + step.Name, err: wrongForm(step.Link, form)}
+			if !forwarded {
+				p.keepProgress(f, out, v, nil, completed, len(completed) > resume)
+			}
+			return nil, f
+		}
 		res, err := p.runLink(ctx, step, v)
 		if err != nil {
 			f := p.classify(ctx, ReasonLinkError, "link "+step.Name, err)
@@ -270,7 +279,13 @@ func parseBody(data []byte, uuid string) (*vcon.VCon, *failure) {
 	if err != nil {
 		return nil, &failure{reason: ReasonMalformed, err: errors.New(strings.TrimPrefix(err.Error(), "vcon: "))}
 	}
-	if errs := vcon.Validate(v); len(errs) > 0 {
+	if v.Secured() {
+		// Only the envelope can be checked without a key; the links that
+		// open it (links.verify, links.decrypt) check the rest.
+		if err := vcon.CheckSecured(v); err != nil {
+			return nil, &failure{reason: ReasonMalformed, err: err}
+		}
+	} else if errs := vcon.Validate(v); len(errs) > 0 {
 		paths := make([]string, 0, 3)
 		for i, e := range errs {
 			if i == 3 {
@@ -318,13 +333,30 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 	return res, err
 }
 
+// wrongForm says why link l does not run on a vCon in form f.
+func wrongForm(l links.Link, f vcon.Form) error {
+	switch _, knowsForms := l.(links.FormLink); {
+	case !knowsForms:
+		return fmt.Errorf("the vCon is %s and this link works on unsigned vCons: open it first (links.verify, links.decrypt)", f)
+	case f == vcon.Unsigned:
+		return errors.New("the vCon is unsigned and this link takes signed vCons: sign it first (links.sign)")
+	}
+	return fmt.Errorf("the vCon is %s, a form this link does not take", f)
+}
+
 // classify turns a step error into a failure, recognising the chain
-// timeout and a panic, and says whether it may pass on a later attempt.
+// timeout, a panic and a link's own reason, and says whether it may pass
+// on a later attempt.
 func (p *Processor) classify(ctx context.Context, reason, step string, err error) *failure {
-	var pe *panicError
+	var (
+		pe *panicError
+		re *links.ReasonError
+	)
 	switch {
 	case errors.As(err, &pe):
 		return &failure{reason: ReasonPanic, step: step, err: err}
+	case errors.As(err, &re):
+		return &failure{reason: re.Reason, step: step, err: re.Err}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return &failure{reason: ReasonTimeout, step: step, err: fmt.Errorf("chain timeout of %s exceeded", p.chain.Timeout), retryable: true}
 	}

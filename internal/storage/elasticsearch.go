@@ -266,6 +266,11 @@ func (s *esStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	if uuid == "" {
 		return Permanent(errors.New("elasticsearch: vcon has no uuid"))
 	}
+	if v.Secured() {
+		// Its parties, dialog and analysis are inside the payload or the
+		// ciphertext: indexed as it is, it would be indexed as nothing.
+		return Permanent(fmt.Errorf("elasticsearch: vcon %s is %s, and its parts cannot be indexed without opening it: put links.verify or links.decrypt before this storage, or store the signed form in a storage that keeps documents whole", uuid, v.Form()))
+	}
 	parts := s.esParts(v)
 	if len(parts) > 0 {
 		if err := s.bulk(ctx, uuid, parts); err != nil {

@@ -313,6 +313,30 @@ func TestElasticsearchNoDialog(t *testing.T) {
 	}
 }
 
+// TestElasticsearchRefusesSecuredForms: a signed or encrypted vCon has no
+// part to index; it is refused for good instead of being "stored" as
+// nothing.
+func TestElasticsearchRefusesSecuredForms(t *testing.T) {
+	f := startFakeES(t)
+	st := newTestES(t, map[string]any{"url": f.URL, "username": f.user, "password": f.password})
+	for _, doc := range []string{
+		`{"payload":"eA","signatures":[{"protected":"eA","signature":"eA","header":{"uuid":"` + esTestUUID + `"}}]}`,
+		`{"recipients":[{"encrypted_key":"eA"}],"ciphertext":"eA","iv":"eA","tag":"eA","unprotected":{"uuid":"` + esTestUUID + `"}}`,
+	} {
+		v, err := vcon.Parse([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = st.Save(context.Background(), v)
+		if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "put links.verify or links.decrypt before this storage") {
+			t.Fatalf("Save(%v) = %v, want a permanent refusal", v.Form(), err)
+		}
+	}
+	if got := f.keys(); len(got) != 0 {
+		t.Fatalf("documents %q, want none", got)
+	}
+}
+
 func TestElasticsearchFailures(t *testing.T) {
 	f := startFakeES(t)
 	f.apiKey = "es-key-s3cret"

@@ -131,6 +131,10 @@ func (s *postgresStorage) Save(ctx context.Context, v *vcon.VCon) error {
 		createdAt = t.UTC()
 	}
 	var subject *string
+	// A signed or encrypted vCon's version, created_at and subject are
+	// inside its payload, which a storage neither verifies nor opens: the
+	// row has an empty version, the time of writing and no subject, and
+	// the document whole in vcon_json.
 	if s, ok := v.Doc["subject"].(string); ok {
 		subject = &s
 	}
@@ -168,6 +172,12 @@ func (s *postgresStorage) Get(ctx context.Context, uuid string) ([]byte, error) 
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read vcon %s from %s: %w", uuid, s.table, err)
+	}
+	if v, err := vcon.Parse([]byte(body)); err == nil && v.Secured() {
+		// jsonb keeps the signed form's members, not its layout: give it
+		// back in the encoding links.sign writes, which is then the
+		// document as signed, byte for byte.
+		return vcon.Canonical(v)
 	}
 	return []byte(body), nil
 }

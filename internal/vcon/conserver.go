@@ -30,6 +30,9 @@ var declaredDialogFields = []string{"duration", "start", "parties", "url", "medi
 // written the vCon. As with Normalized, the result shares v's values and
 // is for reading.
 func ConserverView(v *VCon) *VCon {
+	if v.Secured() {
+		return v // a link that reads it gets the document as it is
+	}
 	out := Normalized(v)
 	d := out.Doc
 	if x, ok := d["created_at"]; ok {

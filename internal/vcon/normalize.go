@@ -20,8 +20,12 @@ const (
 // bodies turned into JSON strings with encoding "json", and empty
 // group/redacted (and a null amended, which the 0.0.1 shape writes) dropped. A rename never overwrites: when both the legacy
 // and the current name are present, both are kept, because dropping either
-// would lose data. Unknown fields are kept. Normalize is idempotent.
+// would lose data. Unknown fields are kept. Normalize is idempotent. A
+// signed or encrypted document is left as it is: it is its signer's.
 func Normalize(v *VCon) {
+	if v.Secured() {
+		return
+	}
 	v.Doc["vcon"] = CurrentVersion
 	rename(v.Doc, "appended", "amended")
 	rename(v.Doc, "must_support", "critical")
@@ -54,6 +58,9 @@ func Normalize(v *VCon) {
 // the jq link and the webhook do: a copy of a large vCon's tree cost
 // several times the document's size. Change the result and v changes.
 func Normalized(v *VCon) *VCon {
+	if v.Secured() {
+		return v
+	}
 	out := shallowCopy(v)
 	Normalize(out)
 	return out
@@ -85,6 +92,9 @@ func shallowCopy(v *VCon) *VCon {
 // renames. The receiver is not changed; as with Normalized, what the
 // renames do not touch is shared with it, so the result is for reading.
 func ToVersion001(v *VCon) *VCon {
+	if v.Secured() {
+		return v // the vCon inside keeps the shape it was signed in
+	}
 	out := shallowCopy(v)
 	out.Doc["vcon"] = Version001
 	rename(out.Doc, "amended", "appended")

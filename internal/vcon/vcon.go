@@ -5,6 +5,7 @@
 package vcon
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,12 @@ type VCon struct {
 	Doc map[string]any
 
 	size int // of the parsed JSON: a hint for Marshal
+	// secured is the bytes a signed or encrypted document was parsed
+	// from, which Marshal writes as they are (see Secured). Doc is their
+	// decoded form, for reading the headers; it is never changed in place:
+	// a link that signs, verifies, encrypts or decrypts replaces the whole
+	// VCon.
+	secured []byte
 }
 
 // ErrNotObject is returned by Parse for JSON that is not an object.
@@ -53,7 +60,14 @@ func parse(data []byte, shared bool) (*VCon, error) {
 	if !ok {
 		return nil, ErrNotObject
 	}
-	return &VCon{Doc: doc, size: len(data)}, nil
+	v := &VCon{Doc: doc, size: len(data)}
+	if FormOf(doc) != Unsigned {
+		v.secured = data
+		if !shared {
+			v.secured = bytes.Clone(data)
+		}
+	}
+	return v, nil
 }
 
 // New returns an empty document with the given uuid.
@@ -74,11 +88,29 @@ func (v *VCon) Marshal() ([]byte, error) {
 // grown by append from a small pooled buffer, a 44 MB document allocated
 // four times its size in buffers that were copied and dropped.
 func (v *VCon) AppendMarshal(dst []byte) ([]byte, error) {
+	if v.secured != nil && v.Secured() {
+		return append(dst, v.secured...), nil
+	}
 	return appendJSON(slices.Grow(dst, v.size+v.size/8+256), v.Doc)
 }
 
-// UUID returns the document's uuid, or "" when it has none.
+// Canonical is the document encoded as Marshal encodes one it decoded
+// (sorted keys, no white space), also for a signed or encrypted document,
+// whose bytes as parsed it ignores. A database that keeps JSON as a value
+// (PostgreSQL's jsonb, BSON) gives a document back in its own layout;
+// links.sign writes the signed form in this encoding, so that such a
+// storage gives back the very bytes it was given.
+func Canonical(v *VCon) ([]byte, error) {
+	return appendJSON(make([]byte, 0, v.size+256), v.Doc)
+}
+
+// UUID returns the document's uuid, or "" when it has none. A signed or
+// encrypted document's is the one its headers carry (the draft's uuid
+// header parameter): the vCon inside is not readable without a key.
 func (v *VCon) UUID() string {
+	if v.Secured() {
+		return securedUUID(v.Doc)
+	}
 	s, _ := v.Doc["uuid"].(string)
 	return s
 }
@@ -111,7 +143,7 @@ func (v *VCon) Append(key string, item map[string]any) {
 
 // Clone returns a deep copy, for links that must not share state.
 func (v *VCon) Clone() *VCon {
-	return &VCon{Doc: cloneValue(v.Doc).(map[string]any)}
+	return &VCon{Doc: cloneValue(v.Doc).(map[string]any), size: v.size, secured: v.secured}
 }
 
 func cloneValue(x any) any {
