@@ -110,9 +110,10 @@ type pipelinedSave struct {
 func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
 	writes := p.outcomePipeline()
 	var err error
-	if out.recache {
+	switch {
+	case out.recache:
 		err = p.bodies.QueueCreate(ctx, writes, out.uuid, out.body, p.opts.ReadThroughTTL)
-	} else {
+	case !bodyUnchanged(out):
 		err = p.bodies.QueuePut(ctx, writes, out.uuid, out.body, out.prev)
 	}
 	if err != nil {
