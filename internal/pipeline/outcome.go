@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
@@ -144,7 +143,8 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 		spans = nil
 	}
 	for _, s := range out.pipelined {
-		_, sp := p.tracer.Start(ctx, "storage "+s.sink.Name, trace.WithAttributes(attribute.String("vcon.storage", s.sink.Name)))
+		ss := p.spans.storage(s.sink.Name)
+		_, sp := p.tracer.Start(ctx, ss.name, ss.opts...)
 		spans = append(spans, sp)
 		s.sink.Storage.(storage.Pipelined).AppendSave(writes, s.v, out.body)
 	}
