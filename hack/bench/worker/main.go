@@ -5,7 +5,8 @@
 // same Redis commands per vCon as the worker (BLMOVE; JSON.GET, GETRANGE, PTTL,
 // PEXPIRE GT, LPOP context, HMGET state in one pipeline; one outcome script
 // (queue.ExecChecked) with SET KEEPTTL, PEXPIRE GT, SET EX, [RPUSH + EXPIRE
-// context,] RPUSH egress, LREM) with no pipeline machinery.
+// context,] RPUSH egress, LREM and, as the busy worker does, the LMOVE that
+// takes the next uuid) with no pipeline machinery.
 // redis-server's command statistics confirm that both send the same
 // commands. Two series: the default configuration (no trace context, no
 // exporter) and a traced one (a producer context on every vCon, spans
@@ -357,10 +358,14 @@ func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redis
 		go func() {
 			defer wg.Done()
 			inflight := fmt.Sprintf("floor-inflight:{%s}:%d", in, g)
+			next := "" // taken by the previous outcome, as the worker does while busy
 			for stop.Err() == nil {
-				u, err := client.BLMove(stop, in, inflight, "LEFT", "RIGHT", time.Second).Result()
-				if err != nil {
-					continue
+				u := next
+				if u == "" {
+					var err error
+					if u, err = client.BLMove(stop, in, inflight, "LEFT", "RIGHT", time.Second).Result(); err != nil {
+						continue
+					}
 				}
 				body := "vcon:" + u
 				read := client.Pipeline()
@@ -386,9 +391,11 @@ func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redis
 				}
 				commit.RPush(stop, out, u)
 				commit.LRem(stop, inflight, 1, u)
-				if err := queue.ExecChecked(stop, client, commit); err != nil && !errors.Is(err, context.Canceled) {
+				take := commit.LMove(stop, in, inflight, "LEFT", "RIGHT")
+				if err := queue.ExecChecked(stop, client, commit); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, redis.Nil) {
 					fmt.Fprintln(os.Stderr, "floor commit:", err)
 				}
+				next = take.Val()
 			}
 		}()
 	}
