@@ -192,7 +192,7 @@ The floor is %d goroutines issuing the same Redis commands per vCon as the worke
 			perVCon(bf.clientCPU, n), perVCon(bw.clientCPU, n), perVCon(bf.redisCPU, n), perVCon(bw.redisCPU, n))
 	}
 	fmt.Printf(`
-- Worker throughput / floor, default configuration: **%.0f%%** as the median of the rounds' ratios (each round's floor and worker ran back to back), %.0f%% best against best (target at least 80%%). The median is the headline: on this shared machine single runs swing by tens of percent either way, and a pair of adjacent runs shares the machine's state.
+- Worker throughput / floor, default configuration: **%.0f%%** as the median of the rounds' ratios (each round's floor and worker ran back to back), %.0f%% best against best (the targets are in the table below). The median is the headline: on this shared machine single runs swing by tens of percent either way, and a pair of adjacent runs shares the machine's state.
 - Worker peak RSS (VmHWM), all runs: **%.1f MiB** (target under 100 MiB).
 - Idle worker (every fetcher blocked in BLMOVE, %s before each run's pushes): at most **%.2f%% of one core** over all runs; one 10 ms clock tick in that window, the resolution of the measurement, is %.2f%% (target about 0).
 - Redis commands per vCon (redis-server's commandstats over the last round; JSON.GET, unknown to a server without RedisJSON, is sent by both and not counted): default, floor %s, worker %s; traced, floor %s, worker %s.
