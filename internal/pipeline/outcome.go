@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
@@ -127,9 +126,10 @@ type pipelinedSave struct {
 func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, queueNext func(redis.Pipeliner) *queue.PendingTake) error {
 	writes := p.outcomePipeline()
 	var err error
-	if out.recache {
+	switch {
+	case out.recache:
 		err = p.bodies.QueueCreate(ctx, writes, out.uuid, out.body, p.opts.ReadThroughTTL)
-	} else {
+	case !bodyUnchanged(out):
 		err = p.bodies.QueuePut(ctx, writes, out.uuid, out.body, out.prev)
 	}
 	if err != nil {
@@ -179,7 +179,8 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 		spans = nil
 	}
 	for _, s := range out.pipelined {
-		_, sp := p.tracer.Start(ctx, "storage "+s.sink.Name, trace.WithAttributes(attribute.String("vcon.storage", s.sink.Name)))
+		ss := p.spans.storage(s.sink.Name)
+		_, sp := p.tracer.Start(ctx, ss.name, ss.opts...)
 		spans = append(spans, sp)
 		body := s.body
 		if body == nil {

@@ -185,6 +185,7 @@ type Processor struct {
 	metrics *Metrics
 	log     *slog.Logger
 	tracer  trace.Tracer
+	spans   spanKit
 	cluster bool
 	// gates are the limiters of the links that have limits, by name.
 	gates map[string]*ratelimit.Limiter
@@ -217,6 +218,7 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 		rdb:     rdb, bodies: bodies, worker: worker, chain: chain, opts: opts, metrics: m,
 		log:     log.With("chain", chain.Name),
 		tracer:  otel.Tracer("github.com/vcon-operator/vcon-operator/internal/pipeline"),
+		spans:   newSpanKit(chain),
 		cluster: queue.IsCluster(rdb),
 	}
 	linkNames := make([]string, len(chain.Links))

@@ -13,7 +13,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
 	"github.com/vcon-operator/vcon-operator/internal/links"
@@ -303,7 +302,8 @@ func parseBody(data []byte, uuid string) (*vcon.VCon, *failure) {
 }
 
 func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links.Result, error) {
-	ctx, span := p.tracer.Start(ctx, "link "+step.Name, trace.WithAttributes(attribute.String("vcon.link", step.Name)))
+	ss := p.spans.link(step.Name)
+	ctx, span := p.tracer.Start(ctx, ss.name, ss.opts...)
 	defer span.End()
 	if g := p.gates[step.Name]; g != nil {
 		// Every vendor call the link makes waits for the Link's shared
@@ -311,7 +311,7 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 		ctx = httpx.WithGate(ctx, g)
 	}
 	start := time.Now()
-	res, err := recovered(p, "link "+step.Name, v.UUID(), func() (links.Result, error) { return step.Link.Run(ctx, v) })
+	res, err := recovered(p, ss.name, v.UUID(), func() (links.Result, error) { return step.Link.Run(ctx, v) })
 	p.metrics.LinkDuration.WithLabelValues(p.chain.Name, step.Name).Observe(time.Since(start).Seconds())
 	outcome := OutcomeContinue
 	switch {
@@ -444,7 +444,8 @@ func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pip
 }
 
 func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
-	ctx, span := p.tracer.Start(ctx, "storage "+sink.Name, trace.WithAttributes(attribute.String("vcon.storage", sink.Name)))
+	ss := p.spans.storage(sink.Name)
+	ctx, span := p.tracer.Start(ctx, ss.name, ss.opts...)
 	defer span.End()
 	wait := p.opts.StorageBackoff
 	var err error

@@ -90,8 +90,8 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 			ctx = tc.ContextWithRemote(ctx)
 		}
 	}
-	ctx, span := p.tracer.Start(ctx, "vcon.process "+chain, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("vcon.chain", chain), attribute.String("vcon.ingress_list", it.List), attribute.String("vcon.uuid", it.UUID)))
+	ctx, span := p.tracer.Start(ctx, p.spans.process, p.spans.consumer,
+		trace.WithAttributes(p.spans.processChain, attribute.String("vcon.ingress_list", it.List), attribute.String("vcon.uuid", it.UUID)))
 	defer span.End()
 
 	release := p.admit(ctx, it, state)

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"go.opentelemetry.io/otel/trace"
@@ -42,4 +43,74 @@ func TestTraceContextRoundTrip(t *testing.T) {
 	if _, ok := TraceContextFrom(context.Background()); ok {
 		t.Fatal("TraceContextFrom without a span must report false")
 	}
+}
+
+// The hand-written record encoder and its fast parse must be encoding/json,
+// byte for byte and value for value: producers and conserver read these
+// records with their own JSON libraries.
+func TestTraceContextRecordMatchesEncodingJSON(t *testing.T) {
+	for _, tc := range traceContextSamples {
+		want, _ := json.Marshal(tc)
+		if got := tc.JSON(); got != string(want) {
+			t.Errorf("JSON() of %+v = %s, encoding/json writes %s", tc, got, want)
+		}
+	}
+	for _, rec := range traceRecordSamples {
+		checkRecordParse(t, rec)
+	}
+}
+
+func FuzzTraceContextRecord(f *testing.F) {
+	for _, tc := range traceContextSamples {
+		f.Add(tc.TraceID, tc.SpanID, tc.TraceFlags, tc.IsSampled, tc.JSON())
+	}
+	for _, rec := range traceRecordSamples {
+		f.Add("", "", 0, false, rec)
+	}
+	f.Fuzz(func(t *testing.T, traceID, spanID string, flags int, sampled bool, record string) {
+		tc := TraceContext{TraceID: traceID, SpanID: spanID, TraceFlags: flags, IsSampled: sampled}
+		want, _ := json.Marshal(tc)
+		if got := tc.JSON(); got != string(want) {
+			t.Fatalf("JSON() of %+v = %s, encoding/json writes %s", tc, got, want)
+		}
+		checkRecordParse(t, string(want))
+		checkRecordParse(t, record)
+	})
+}
+
+// checkRecordParse: where the fast parse accepts a record, encoding/json
+// reads the same values from it.
+func checkRecordParse(t *testing.T, rec string) {
+	t.Helper()
+	got, ok := parseRecord(rec)
+	if !ok {
+		return
+	}
+	var want TraceContext
+	if err := json.Unmarshal([]byte(rec), &want); err != nil {
+		t.Fatalf("parseRecord accepted %q, which encoding/json refuses: %v", rec, err)
+	}
+	if got != want {
+		t.Fatalf("parseRecord(%q) = %+v, encoding/json reads %+v", rec, got, want)
+	}
+}
+
+var traceContextSamples = []TraceContext{
+	{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", TraceFlags: 1, IsSampled: true},
+	{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7"},
+	{TraceID: "a<b>&c", SpanID: "q\"uote\\", TraceFlags: -3},
+	{TraceID: "é\u2028", SpanID: "\x00\x7f", TraceFlags: 1 << 40},
+	{},
+}
+
+var traceRecordSamples = []string{
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":1,"is_sampled":true}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":0,"is_sampled":false}`,
+	`{"trace_id":"x","span_id":"y","trace_flags":01,"is_sampled":true}`,
+	`{"trace_id":"x","span_id":"y","trace_flags":-1,"is_sampled":true}`,
+	`{"trace_id":"x","span_id":"y","trace_flags":1,"is_sampled":true} `,
+	`{"trace_id":"x","span_id":"y","trace_flags":9999999999,"is_sampled":true}`,
+	`{"span_id":"y","trace_id":"x","trace_flags":1,"is_sampled":true}`,
+	`{"trace_id":"x\u0041","span_id":"y","trace_flags":1,"is_sampled":true}`,
+	`{"trace_id":"","span_id":"","trace_flags":,"is_sampled":true}`,
 }

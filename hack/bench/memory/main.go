@@ -49,6 +49,16 @@ type benchCase struct {
 	config string // the conserver YAML's links, storages and chain, with %s for the webhook URL
 }
 
+// targets are issue #21's bounds on the peak RSS per byte of vCon, by
+// case name: the tag link and the Redis storage at most 3× the
+// document, jq (which needs the whole tree) at most 5×.
+var targets = map[string]float64{
+	"links.tag":                         3,
+	"storage.redis_storage":             3,
+	"links.tag + storage.redis_storage": 3,
+	"links.jq_link":                     5,
+}
+
 var cases = []benchCase{
 	{"no link (read, decode, encode, write back)", `
 chains:
@@ -198,6 +208,29 @@ Targets: links.tag + storage.redis_storage at most about 3×, links.jq_link at m
 		fmt.Printf("| %s |", r.name)
 		for i := range variants {
 			fmt.Printf(" **%.1f×** (%.1f×) |", median(r.ratios[i]), slices.Max(r.ratios[i]))
+		}
+		fmt.Println()
+	}
+	fmt.Printf("\nTargets (issue #21), per shape the worse median of its two GOGC columns:\n\n| chain | target | bodies as text | object bodies |\n|---|---|---|---|\n")
+	for _, r := range rows {
+		bound, ok := targets[r.name]
+		if !ok {
+			continue
+		}
+		fmt.Printf("| %s | at most %.0f× |", r.name, bound)
+		for _, objectBodies := range []bool{false, true} {
+			worst := 0.0
+			for i, v := range variants {
+				if v.objectBodies == objectBodies {
+					worst = max(worst, median(r.ratios[i]))
+				}
+			}
+			result := "PASS"
+			if worst > bound {
+				result = "FAIL"
+			}
+			fmt.Printf(" %.1f× %s |", worst, result)
+			fmt.Fprintf(os.Stderr, "memory target: %s, object bodies %v, at most %.0f×: %.1f× %s\n", r.name, objectBodies, bound, worst, result)
 		}
 		fmt.Println()
 	}

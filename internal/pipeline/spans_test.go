@@ -1,0 +1,71 @@
+package pipeline
+
+import (
+	"context"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// The span names and attributes made once per processor (spanKit) are the
+// ones each vCon's spans carry, for every vCon, not only the first.
+func TestSpanAttributes(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+
+	e := newEnv(t)
+	ctx := context.Background()
+	ch := e.chain(t, "main", []string{"in"}, []string{"out"},
+		[]mod{{"tag", "links.tag", map[string]any{"tags": []any{"a"}}}},
+		[]mod{{"copy", "storage.redis_storage", nil}, fileStore(t.TempDir())})
+	p, _, _ := e.processor(ch, testOptions(), "w")
+	for i := range 2 {
+		uuid := testUUID(i)
+		e.putBody(t, uuid, document(uuid, 1000), 0)
+		e.rdb.RPush(ctx, "in", uuid)
+		if err := p.Process(ctx, e.take(t, p, "in")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]map[attribute.Key]string{
+		"vcon.process main": {"vcon.chain": "main", "vcon.ingress_list": "in"},
+		"link tag":          {"vcon.link": "tag"},
+		"storage copy":      {"vcon.storage": "copy"},
+		"storage files":     {"vcon.storage": "files"},
+	}
+	seen := map[string]int{}
+	for _, s := range rec.Ended() {
+		attrs, ok := want[s.Name()]
+		if !ok {
+			t.Errorf("unexpected span %q", s.Name())
+			continue
+		}
+		seen[s.Name()]++
+		got := map[attribute.Key]string{}
+		for _, kv := range s.Attributes() {
+			got[kv.Key] = kv.Value.Emit()
+		}
+		for k, v := range attrs {
+			if got[k] != v {
+				t.Errorf("span %q: %s = %q, want %q (attributes %v)", s.Name(), k, got[k], v, got)
+			}
+		}
+		if s.Name() == "vcon.process main" {
+			if got["vcon.uuid"] == "" || s.SpanKind() != trace.SpanKindConsumer {
+				t.Errorf("vCon span: uuid %q, kind %v; want a uuid and a consumer span", got["vcon.uuid"], s.SpanKind())
+			}
+		}
+	}
+	for name := range want {
+		if seen[name] != 2 {
+			t.Errorf("span %q ended %d times, want once per vCon (2)", name, seen[name])
+		}
+	}
+}
