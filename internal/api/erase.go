@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -39,13 +40,12 @@ func finish(r *apiwire.ErasureReport) {
 	}
 }
 
-// eraseVcon removes one vCon from every configured storage that can delete,
-// then from Redis: its body, listing entry, party index sets, and its
-// entries on the chains' lists, their DLQs and trace records. Storages go
-// first so that a worker's read-through cannot bring back from a storage
-// a body Redis has just lost; the party index keys come from whichever
-// copy is found first, so that a vCon whose Redis body had expired still
-// leaves no index behind.
+// eraseVcon removes one vCon from the configured chains' queues, from every
+// configured storage that can delete, then from Redis: its body, listing
+// entry and party index sets. Storages go before the body so that a
+// worker's read-through cannot bring back from a storage a body Redis has
+// just lost; the party index keys come from whichever copy is found, so
+// that a vCon whose Redis body had expired still leaves no index behind.
 func (s *Server) eraseVcon(ctx context.Context, uuid string) apiwire.ErasureReport {
 	ctx, cancel := context.WithTimeout(ctx, eraseTimeout)
 	defer cancel()
@@ -64,7 +64,19 @@ func (s *Server) eraseVcon(ctx context.Context, uuid string) apiwire.ErasureRepo
 	if b, err := s.store.Get(ctx, uuid); err == nil {
 		addKeys(b.Data)
 	} else if !errors.Is(err, vconstore.ErrNotFound) && !errors.Is(err, vconstore.ErrWrongType) {
-		redisErr = err // reported below; the storages are erased all the same
+		redisErr = fmt.Errorf("read the body: %w", err)
+	}
+	// Off the queues first, so that no worker starts on the vCon from now
+	// on; then ask whether one already holds it. One that finished before
+	// this point wrote its storages before its outcome, so the deletes
+	// below reach those copies. One that holds it now may write them again
+	// when it finishes: that is reported, and the erasure must be repeated
+	// after the chain's timeout.
+	var held int64
+	if redisErr == nil {
+		if redisErr = s.dequeue(ctx, uuid, cfg.lists, &rep); redisErr == nil {
+			held, redisErr = s.heldInFlight(ctx, uuid, cfg.lists)
+		}
 	}
 
 	var mu sync.Mutex
@@ -84,10 +96,15 @@ func (s *Server) eraseVcon(ctx context.Context, uuid string) apiwire.ErasureRepo
 	}
 	wg.Wait()
 
-	if redisErr != nil {
-		rep.Redis = apiwire.ErasurePlace{Name: "redis", Status: apiwire.Failed, Reason: "read the body: " + redisErr.Error(), Attempts: 1}
-	} else {
-		rep.Redis = s.eraseFromRedis(ctx, uuid, slices.Sorted(mapKeys(indexKeys)), cfg.lists, &rep)
+	switch {
+	case redisErr != nil:
+		rep.Redis = apiwire.ErasurePlace{Name: "redis", Status: apiwire.Failed, Reason: redisErr.Error(), Attempts: 1}
+	default:
+		rep.Redis = s.eraseFromRedis(ctx, uuid, slices.Sorted(mapKeys(indexKeys)), &rep)
+		if held > 0 && rep.Redis.Status != apiwire.Failed {
+			rep.Redis.Status = apiwire.Failed
+			rep.Redis.Reason = fmt.Sprintf("a worker was processing the vCon (%d in-flight entries) and may write it again when it finishes: erase again after the chain's timeout", held)
+		}
 	}
 	finish(&rep)
 	for _, st := range rep.Storages {
@@ -164,23 +181,75 @@ func retryUnlessPermanent(err error) error {
 	return httpx.Retryable(err, 0)
 }
 
+// dequeue takes the uuid off the configured chains' lists, their DLQs
+// (with the recorded reasons) and delayed retries, and drops its trace
+// records, in one round trip retried whole (every command is idempotent).
+func (s *Server) dequeue(ctx context.Context, uuid string, lists []string, rep *apiwire.ErasureReport) error {
+	if len(lists) == 0 {
+		return nil
+	}
+	_, err := httpx.Retry(ctx, erasePolicy, func(ctx context.Context) error {
+		pipe := s.rdb.Pipeline()
+		var removed []*redis.IntCmd
+		for _, l := range lists {
+			removed = append(removed, pipe.LRem(ctx, l, 0, uuid), pipe.LRem(ctx, queue.DLQKey(l), 0, uuid), pipe.ZRem(ctx, queue.RetryKey(l), uuid))
+			pipe.HDel(ctx, queue.DLQReasonsKey(l), uuid)
+			pipe.Del(ctx, queue.ContextKey(l, uuid))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return httpx.Retryable(err, 0)
+		}
+		rep.QueueEntriesRemoved = 0
+		for _, c := range removed {
+			rep.QueueEntriesRemoved += c.Val()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("take the vCon off its queues: %w", err)
+	}
+	return nil
+}
+
+// heldInFlight counts the in-flight entries of the uuid: a worker of a
+// configured chain took it and has not finished.
+func (s *Server) heldInFlight(ctx context.Context, uuid string, lists []string) (int64, error) {
+	var held int64
+	for _, l := range lists {
+		workers, err := s.rdb.ZRange(ctx, queue.WorkersKey(l), 0, -1).Result()
+		if err != nil {
+			return 0, fmt.Errorf("list the workers of %s: %w", l, err)
+		}
+		if len(workers) == 0 {
+			continue
+		}
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.IntCmd, len(workers))
+		for i, w := range workers {
+			cmds[i] = pipe.LPos(ctx, queue.InFlightKey(l, w), uuid, redis.LPosArgs{})
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return 0, fmt.Errorf("look for the vCon in flight on %s: %w", l, err)
+		}
+		for _, c := range cmds {
+			if c.Err() == nil {
+				held++
+			}
+		}
+	}
+	return held, nil
+}
+
 // eraseFromRedis removes the body, the listing entry and the index
-// memberships, and the uuid from the chains' lists, in one round trip
-// (retried whole: every command is idempotent).
-func (s *Server) eraseFromRedis(ctx context.Context, uuid string, indexKeys, lists []string, rep *apiwire.ErasureReport) apiwire.ErasurePlace {
+// memberships in one round trip, retried whole.
+func (s *Server) eraseFromRedis(ctx context.Context, uuid string, indexKeys []string, rep *apiwire.ErasureReport) apiwire.ErasurePlace {
 	res := apiwire.ErasurePlace{Name: "redis"}
 	n, err := httpx.Retry(ctx, erasePolicy, func(ctx context.Context) error {
 		pipe := s.rdb.Pipeline()
 		del := pipe.Del(ctx, vconstore.Key(uuid))
-		var removed, dequeued []*redis.IntCmd
-		removed = append(removed, pipe.ZRem(ctx, s.opts.SortedSet, indexMember(uuid), uuid))
+		removed := []*redis.IntCmd{pipe.ZRem(ctx, s.opts.SortedSet, indexMember(uuid), uuid)}
 		for _, k := range indexKeys {
 			removed = append(removed, pipe.SRem(ctx, k, uuid))
-		}
-		for _, l := range lists {
-			dequeued = append(dequeued, pipe.LRem(ctx, l, 0, uuid), pipe.LRem(ctx, queue.DLQKey(l), 0, uuid))
-			pipe.HDel(ctx, queue.DLQReasonsKey(l), uuid)
-			pipe.Del(ctx, queue.ContextKey(l, uuid))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return httpx.Retryable(err, 0)
@@ -189,12 +258,9 @@ func (s *Server) eraseFromRedis(ctx context.Context, uuid string, indexKeys, lis
 		if del.Val() > 0 {
 			res.Status = apiwire.Erased
 		}
-		rep.IndexesRemoved, rep.QueueEntriesRemoved = 0, 0
+		rep.IndexesRemoved = 0
 		for _, c := range removed {
 			rep.IndexesRemoved += c.Val()
-		}
-		for _, c := range dequeued {
-			rep.QueueEntriesRemoved += c.Val()
 		}
 		return nil
 	})

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/storage"
@@ -85,6 +87,7 @@ func (e *erasureEnv) seed(t *testing.T, v *vcon.VCon, inRedis bool, storages ...
 		e.h.rdb.RPush(ctx, "in", v.UUID())
 		e.h.rdb.RPush(ctx, queue.DLQKey("in"), v.UUID())
 		e.h.rdb.HSet(ctx, queue.DLQReasonsKey("in"), v.UUID(), "link_error")
+		e.h.rdb.ZAdd(ctx, queue.RetryKey("in"), redis.Z{Score: 1, Member: v.UUID()})
 	}
 	for _, name := range storages {
 		if err := e.storages[name].Save(ctx, v); err != nil {
@@ -116,6 +119,9 @@ func (e *erasureEnv) held(t *testing.T, uuid string) []string {
 			out = append(out, "queue")
 			break
 		}
+	}
+	if e.h.rdb.ZScore(ctx, queue.RetryKey("in"), uuid).Err() == nil {
+		out = append(out, "retry")
 	}
 	if e.h.rdb.HExists(ctx, queue.DLQReasonsKey("in"), uuid).Val() {
 		out = append(out, "dlq-reason")
@@ -168,11 +174,11 @@ func TestDeleteReportsWhatWasErased(t *testing.T) {
 		name     string
 		specs    func(t *testing.T, i int) []storageSpec
 		seed     bool
+		held     bool // a worker has the vCon in flight
 		accept   string
 		code     int
 		statuses map[string]string // nil: no body expected
 		complete bool
-		left     []string
 	}{
 		{
 			name: "erased everywhere, conserver's client: 204 as conserver",
@@ -215,6 +221,12 @@ func TestDeleteReportsWhatWasErased(t *testing.T) {
 			seed: true, code: http.StatusInternalServerError,
 			statuses: map[string]string{"redis": apiwire.Erased, "files": apiwire.Erased, "pg": apiwire.Failed},
 		},
+		{
+			name:  "a worker holds the vCon: erased, but 500 until erased again",
+			specs: func(t *testing.T, i int) []storageSpec { return []storageSpec{fileSpec(t)} },
+			seed:  true, held: true, code: http.StatusInternalServerError,
+			statuses: map[string]string{"redis": apiwire.Failed, "files": apiwire.Erased},
+		},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,6 +245,11 @@ func TestDeleteReportsWhatWasErased(t *testing.T) {
 				other := partyVcon(t, "018f1c1e-8d2a-7c3e-9a55-1f2e3d4c5b61", "+15551234567")
 				e.seed(t, other, true, names...)
 			}
+			if tc.held {
+				ctx := context.Background()
+				e.h.rdb.ZAdd(ctx, queue.WorkersKey("in"), redis.Z{Score: 1, Member: "w1"})
+				e.h.rdb.RPush(ctx, queue.InFlightKey("in", "w1"), "018f1c1e-8d2a-7c3e-9a55-1f2e3d4c5b69", uuid)
+			}
 			var opts []reqOpt
 			if tc.accept != "" {
 				opts = append(opts, withHeader("Accept", tc.accept))
@@ -248,13 +265,16 @@ func TestDeleteReportsWhatWasErased(t *testing.T) {
 				if got := statuses(rep); !mapsEqual(got, tc.statuses) || rep.Complete != tc.complete || rep.UUID != uuid {
 					t.Errorf("report %s, want %v complete %v", rec.Body.String(), tc.statuses, tc.complete)
 				}
+				if tc.held && !strings.Contains(rep.Redis.Reason, "erase again after the chain's timeout") {
+					t.Errorf("held vCon reported %+v", rep.Redis)
+				}
 				for _, s := range rep.Storages {
 					if s.Status == apiwire.Failed && (s.Attempts != erasePolicy.Retries+1+erasePolicy.Retries+1 || s.Reason == "") {
 						t.Errorf("failed storage %+v: want %d attempts (read and delete, each retried) and a reason", s, 2*(erasePolicy.Retries+1))
 					}
 				}
-				if tc.seed && tc.complete && (rep.IndexesRemoved < 4 || rep.QueueEntriesRemoved != 2) {
-					t.Errorf("indexes removed %d (want the listing and 3 party sets), queue entries %d (want 2)", rep.IndexesRemoved, rep.QueueEntriesRemoved)
+				if tc.seed && tc.complete && (rep.IndexesRemoved < 4 || rep.QueueEntriesRemoved != 3) {
+					t.Errorf("indexes removed %d (want the listing and 3 party sets), queue entries %d (want ingress, DLQ and retry)", rep.IndexesRemoved, rep.QueueEntriesRemoved)
 				}
 			}
 			if left := e.held(t, uuid); len(left) != 0 {
