@@ -62,8 +62,9 @@ func newLawfulBasis(name string, raw map[string]any, _ Deps) (Link, error) {
 			o.Failf("route_to", "only with on_missing: route")
 		}
 	case onMissingRoute:
+		before := o.Problems()
 		l.route = o.Strings("route_to")
-		if len(l.route) == 0 && !o.Has("route_to") {
+		if len(l.route) == 0 && o.Problems() == before {
 			o.Failf("route_to", "required with on_missing: route, the lists a vCon without the purposes goes to")
 		}
 		for i, list := range l.route {

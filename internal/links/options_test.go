@@ -49,6 +49,7 @@ func TestModuleOptionErrors(t *testing.T) {
 				`option "at": want an RFC 3339 timestamp`,
 			}},
 			{"route without lists", map[string]any{"required_purposes": []any{"analysis"}, "on_missing": "route"}, []string{`option "route_to": required with on_missing: route`}},
+			{"route to no list", map[string]any{"required_purposes": []any{"analysis"}, "on_missing": "route", "route_to": []any{}}, []string{`option "route_to": required with on_missing: route`}},
 			{"lists without route", map[string]any{"required_purposes": []any{"analysis"}, "route_to": []any{"review"}}, []string{`option "route_to": only with on_missing: route`}},
 		},
 		"links.sampler": {
