@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +46,10 @@ type loadedConfig struct {
 	// (conserver's).
 	storages    []storage.Named
 	ingressAuth map[string][][sha256.Size]byte
+	// lists are the ingress and egress lists of every chain, sorted: an
+	// erasure takes the uuid off them (and off their DLQs) so that no
+	// worker processes an erased vCon later.
+	lists []string
 }
 
 func newConfigSource(path string, rdb redis.UniversalClient, log *slog.Logger) (*configSource, error) {
@@ -84,6 +89,16 @@ func load(ctx context.Context, path string, rdb redis.UniversalClient, log *slog
 		lc.close()
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	seen := map[string]bool{}
+	for _, ch := range cfg.Chains {
+		for _, l := range append(slices.Clone(ch.IngressLists), ch.EgressLists...) {
+			if l != "" && !seen[l] {
+				seen[l] = true
+				lc.lists = append(lc.lists, l)
+			}
+		}
+	}
+	slices.Sort(lc.lists)
 	for list, keys := range cfg.IngressAuth {
 		for _, k := range keys {
 			if k != "" {

@@ -277,6 +277,7 @@ func (s *Server) routes() *http.ServeMux {
 	handle("DELETE /vcon/{uuid}", auth(s.deleteVcon))
 	handle("GET /vcons", auth(s.getVcons))
 	handle("GET /vcons/search", auth(s.searchVcons))
+	handle("POST /vcons/erase", auth(s.eraseParty))
 	handle("POST /vcon/ingress", auth(s.ingress))
 	handle("GET /vcon/egress", auth(s.egress))
 	handle("GET /vcon/count", auth(s.count))

@@ -12,9 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/vcon-operator/vcon-operator/internal/storage"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
-	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
 // pathUUID reads the {uuid} path value, lower-cased; 422 when it is not a
@@ -263,42 +261,4 @@ func (s *Server) searchVcons(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Strings(out)
 	writeJSON(w, http.StatusOK, out)
-}
-
-// DELETE /api/vcon/{uuid} → 204, also when missing: the body, its listing
-// entries and party index memberships go from Redis, and the vCon from
-// every storage that can delete.
-func (s *Server) deleteVcon(w http.ResponseWriter, r *http.Request) {
-	uuid, ok := pathUUID(w, r)
-	if !ok {
-		return
-	}
-	ctx := r.Context()
-	var index []string
-	if b, err := s.store.Get(ctx, uuid); err == nil {
-		if v, err := vcon.Parse(b.Data); err == nil {
-			index = partyIndexKeys(v)
-		}
-	} else if !errors.Is(err, vconstore.ErrNotFound) && !errors.Is(err, vconstore.ErrWrongType) {
-		s.internalError(w, r, "Failed to delete vCon", err)
-		return
-	}
-	pipe := s.rdb.TxPipeline()
-	pipe.Del(ctx, vconstore.Key(uuid))
-	pipe.ZRem(ctx, s.opts.SortedSet, indexMember(uuid), uuid)
-	for _, k := range index {
-		pipe.SRem(ctx, k, uuid)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		s.internalError(w, r, "Failed to delete vCon", err)
-		return
-	}
-	for _, ns := range s.config.get(ctx).storages {
-		if d, ok := ns.Storage.(storage.Deleter); ok {
-			if err := d.Delete(ctx, uuid); err != nil && !errors.Is(err, storage.ErrNotFound) {
-				s.log.Warn("delete: storage delete failed", "storage", ns.Name, "uuid", uuid, "error", err)
-			}
-		}
-	}
-	w.WriteHeader(http.StatusNoContent)
 }

@@ -40,6 +40,18 @@ func TestModuleOptionErrors(t *testing.T) {
 				`option "filter": invalid jq program`,
 			}},
 		},
+		"links.lawful_basis": {
+			{"absent", nil, []string{`option "required_purposes": required`}},
+			{"every bad key", map[string]any{"required_purposes": []any{"analysis", " "}, "on_missing": "drop", "clock_skew": "1h", "at": "yesterday"}, []string{
+				`option "required_purposes": item 1: empty purpose`,
+				`option "on_missing": want halt or route, got "drop"`,
+				`option "clock_skew": want a duration from 0s to 5m`,
+				`option "at": want an RFC 3339 timestamp`,
+			}},
+			{"route without lists", map[string]any{"required_purposes": []any{"analysis"}, "on_missing": "route"}, []string{`option "route_to": required with on_missing: route`}},
+			{"route to no list", map[string]any{"required_purposes": []any{"analysis"}, "on_missing": "route", "route_to": []any{}}, []string{`option "route_to": required with on_missing: route`}},
+			{"lists without route", map[string]any{"required_purposes": []any{"analysis"}, "route_to": []any{"review"}}, []string{`option "route_to": only with on_missing: route`}},
+		},
 		"links.sampler": {
 			{"every bad key", map[string]any{"method": "random", "value": "half", "seed": []any{}}, []string{
 				`option "value": want a number, got "half"`,

@@ -23,6 +23,7 @@ var (
 		"links.groq_whisper",
 		"links.http_step",
 		"links.jq_link",
+		"links.lawful_basis",
 		"links.openai_transcribe",
 		"links.post_analysis_to_slack",
 		"links.redact",

@@ -131,6 +131,7 @@ func NewCommand(rt Runtime) *cobra.Command {
   dlq list CHAIN            dead-lettered uuids with their recorded reasons
   dlq replay CHAIN          move dead-lettered vCons back to their ingress lists
   push CHAIN FILE|DIR|-     validate vCon JSON files and queue them on the Chain
+  erase UUID | --tel/--mailto   erase a vCon or a party's vCons through the API, with a report
   import conserver.yml      turn a conserver config into Chain, Link and Storage manifests`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -142,6 +143,7 @@ func NewCommand(rt Runtime) *cobra.Command {
 	cmd.SetErr(rt.ErrOut)
 	flags.AddFlags(cmd.PersistentFlags())
 	cmd.AddCommand(r.statusCommand(), r.dlqCommand(), r.pushCommand(), r.importCommand())
+	cmd.AddCommand(r.eraseCommand())
 	return cmd
 }
 

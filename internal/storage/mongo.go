@@ -181,6 +181,28 @@ func (s *mongoStorage) Delete(ctx context.Context, uuid string) error {
 	return nil
 }
 
+// SearchParty finds the vCons with a party whose tel or mailto is value.
+func (s *mongoStorage) SearchParty(ctx context.Context, field, value string) ([]string, error) {
+	if _, err := partyProbe(field, value); err != nil {
+		return nil, err
+	}
+	cur, err := s.coll.Find(ctx, bson.D{{Key: "parties." + field, Value: value}}, mongooptions.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, s.fail("search by party "+field, err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, s.fail("search by party "+field, err)
+	}
+	uuids := make([]string, len(docs))
+	for i, d := range docs {
+		uuids[i] = d.ID
+	}
+	return uuids, nil
+}
+
 func (s *mongoStorage) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), mongoTimeout)
 	defer cancel()

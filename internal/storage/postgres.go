@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -222,4 +223,34 @@ func (o *onceUntilSuccess) do(f func() error) error {
 	}
 	o.done.Store(true)
 	return nil
+}
+
+// SearchParty finds the vCons with a party whose tel or mailto is value,
+// by JSONB containment on the stored document's parties.
+func (s *postgresStorage) SearchParty(ctx context.Context, field, value string) ([]string, error) {
+	probe, err := partyProbe(field, value)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ensureTable(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT "id"::text FROM `+s.table+` WHERE "vcon_json"->'parties' @> $1::jsonb`, probe)
+	if err != nil {
+		return nil, fmt.Errorf("search %s by party %s: %w", s.table, field, err)
+	}
+	uuids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("search %s by party %s: %w", s.table, field, err)
+	}
+	return uuids, nil
+}
+
+// partyProbe is the JSON array a party search contains: [{field: value}].
+func partyProbe(field, value string) (string, error) {
+	if field != "tel" && field != "mailto" {
+		return "", Permanent(fmt.Errorf("cannot search by party field %q: want tel or mailto", field))
+	}
+	b, err := json.Marshal([]map[string]string{{field: value}})
+	return string(b), err
 }

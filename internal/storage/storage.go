@@ -34,9 +34,18 @@ type Getter interface {
 	Get(ctx context.Context, uuid string) ([]byte, error)
 }
 
-// Deleter is implemented by storages that can delete a vCon (API DELETE).
+// Deleter is implemented by storages that can delete a vCon (API DELETE
+// and erasure). Deleting a vCon that is not there succeeds.
 type Deleter interface {
 	Delete(ctx context.Context, uuid string) error
+}
+
+// PartySearcher is implemented by storages that can find the vCons a party
+// took part in, for erasure by party: field is "tel" or "mailto", value
+// matched exactly against the parties' field, as the API's party index
+// matches it. It returns uuids.
+type PartySearcher interface {
+	SearchParty(ctx context.Context, field, value string) ([]string, error)
 }
 
 // Closer is implemented by storages that hold connections.
