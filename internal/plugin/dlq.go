@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
@@ -27,41 +26,27 @@ type DLQEntry struct {
 	At     *time.Time `json:"at,omitempty"`
 }
 
-// ListDLQ reads DLQ:{ingress} of every list, in queue order, with the
-// recorded reasons.
-func ListDLQ(ctx context.Context, rdb redis.UniversalClient, lists []string) ([]DLQEntry, error) {
-	out := []DLQEntry{}
-	for _, list := range lists {
-		dead, err := queue.ListDLQ(ctx, rdb, list)
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range dead {
-			out = append(out, DLQEntry{IngressList: list, UUID: d.UUID, Reason: d.Reason.Reason, Chain: d.Reason.Chain, Step: d.Reason.Step, At: d.Reason.RecordedAt()})
-		}
-	}
-	return out, nil
-}
-
 type dlqOptions struct {
-	redisURL  string
+	transport transportFlags
 	list      string
 	output    string
 	count     int
 	fromStart bool
+	reason    string
+	yes       bool
 }
 
 func (r *root) dlqCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
-		Short: "List or replay a Chain's dead-lettered vCons",
+		Short: "List, replay or purge a Chain's dead-lettered vCons",
 	}
-	cmd.AddCommand(r.dlqListCommand(), r.dlqReplayCommand())
+	cmd.AddCommand(r.dlqListCommand(), r.dlqReplayCommand(), r.dlqPurgeCommand())
 	return cmd
 }
 
 func dlqFlags(cmd *cobra.Command, o *dlqOptions) {
-	cmd.Flags().StringVar(&o.redisURL, "redis-url", "", "Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
+	addTransportFlags(cmd.Flags(), &o.transport, func(string) string { return "" }, true)
 	cmd.Flags().StringVar(&o.list, "ingress-list", "", "only this ingress list of the Chain (default: all of them)")
 }
 
@@ -76,12 +61,12 @@ func (r *root) dlqListCommand() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			ch, rdb, lists, err := r.chainRedis(ctx, args[0], o)
+			ch, q, lists, err := r.chainQueues(ctx, args[0], o)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			entries, err := ListDLQ(ctx, rdb, lists)
+			defer q.close()
+			entries, err := listDLQ(ctx, q, lists)
 			if err != nil {
 				return err
 			}
@@ -127,18 +112,22 @@ that fails again is dead-lettered again.
 
 A replayed vCon resumes at the link that failed: the links it completed
 (transcription, analysis already paid for) are in its body and do not run
-again. --from-start runs every link again.`,
+again. --from-start runs every link again.
+
+--reason R replays only the vCons whose recorded reason contains R (case
+matters; a vCon with no recorded reason never matches): after fixing one
+cause, replay what it broke and leave the rest.`,
 		Args: exactArgs(1, "name the Chain: kubectl vcon dlq replay CHAIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.count < 0 {
 				return fmt.Errorf("--count must be positive (or 0 for all)")
 			}
 			ctx := cmd.Context()
-			_, rdb, lists, err := r.chainRedis(ctx, args[0], o)
+			_, q, lists, err := r.chainQueues(ctx, args[0], o)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
+			defer q.close()
 			left := o.count
 			if left == 0 {
 				left = math.MaxInt
@@ -148,7 +137,11 @@ again. --from-start runs every link again.`,
 				if left == 0 {
 					break
 				}
-				n, err := queue.Replay(ctx, rdb, list, left, o.fromStart)
+				ask := left // 0 asks for all
+				if o.count == 0 {
+					ask = 0
+				}
+				n, err := q.replay(ctx, list, o.reason, ask, o.fromStart)
 				total += n
 				left -= n
 				if n > 0 || len(lists) > 1 {
@@ -163,13 +156,15 @@ again. --from-start runs every link again.`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.fromStart, "from-start", false, "run every link again, instead of resuming after the links each vCon completed")
+	cmd.Flags().StringVar(&o.reason, "reason", "", "replay only the vCons whose recorded reason contains this text")
 	dlqFlags(cmd, o)
 	cmd.Flags().IntVar(&o.count, "count", 0, "move at most this many vCons in all (default: all of them)")
 	return cmd
 }
 
-// chainRedis reads the Chain, picks its ingress lists and opens its Redis.
-func (r *root) chainRedis(ctx context.Context, name string, o *dlqOptions) (*vconv1.Chain, redis.UniversalClient, []string, error) {
+// chainQueues reads the Chain, picks its ingress lists and opens its
+// queues (straight or through the API).
+func (r *root) chainQueues(ctx context.Context, name string, o *dlqOptions) (*vconv1.Chain, queues, []string, error) {
 	k, err := r.kube()
 	if err != nil {
 		return nil, nil, nil, err
@@ -185,11 +180,25 @@ func (r *root) chainRedis(ctx context.Context, name string, o *dlqOptions) (*vco
 		}
 		lists = []string{o.list}
 	}
-	rdb, err := r.openRedis(ctx, k, ch, o.redisURL)
+	q, err := r.openQueues(ctx, k, ch, &o.transport)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return ch, rdb, lists, nil
+	return ch, q, lists, nil
+}
+
+// listDLQ reads DLQ:{ingress} of every list, in queue order, with the
+// recorded reasons.
+func listDLQ(ctx context.Context, q queues, lists []string) ([]DLQEntry, error) {
+	out := []DLQEntry{}
+	for _, list := range lists {
+		entries, err := q.listDLQ(ctx, list)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, entries...)
+	}
+	return out, nil
 }
 
 func dlqKeys(lists []string) string {

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,13 +29,10 @@ import (
 const maxFileBytes = 256 << 20
 
 type pushOptions struct {
-	apiURL      string
-	token       string
-	tokenHeader string
-	direct      bool
-	redisURL    string
-	list        string
-	ttl         time.Duration
+	transport transportFlags
+	direct    bool
+	list      string
+	ttl       time.Duration
 }
 
 // pushInput is one file (or stdin) to push.
@@ -57,32 +53,32 @@ stdin. Every file is validated first, as the API would; an invalid one is
 reported with its field errors and not pushed, the valid ones are still
 pushed, and the exit code is 1 when any file was not pushed.
 
-By default the vCons go through the conserver API (POST {api-url}/vcon,
---api-url or env API_URL, token --token or env CONSERVER_API_TOKEN). With
---direct they are written straight to the Chain's Redis: the body (with the
-TTL the API would give it) and the uuid on the list, in one MULTI/EXEC.`,
+By default the vCons go through the vCon API (POST /api/vcon): at --api-url
+(or env API_URL), else the chart's API Service through the Kubernetes API
+server's service proxy. The token is --token, else env CONSERVER_API_TOKEN,
+else the Secret the API Service names, when you may read it.
+
+With --direct they are written straight to the Chain's Redis: the body (with
+the TTL the API would give it) and the uuid on the list, in one MULTI/EXEC.
+Where Redis cannot be reached (--via api, or auto without a Redis URL while
+the API Service exists), --direct is the API's POST, which writes the same
+keys in the same one transaction.`,
 		Args: exactArgs(2, "name the Chain and the vCon files: kubectl vcon push CHAIN FILE|DIR|-"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return r.push(cmd.Context(), o, args[0], args[1])
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.apiURL, "api-url", r.rt.Getenv("API_URL"), "conserver API base URL, e.g. http://localhost:8000/api (env API_URL)")
-	f.StringVar(&o.token, "token", "", "conserver API token (default: env CONSERVER_API_TOKEN)")
-	f.StringVar(&o.tokenHeader, "token-header", apiwire.DefaultHeaderName, "header the API token is sent in (conserver's CONSERVER_HEADER_NAME)")
+	addTransportFlags(f, &o.transport, r.rt.Getenv, true)
 	f.BoolVar(&o.direct, "direct", false, "write straight to the Chain's Redis instead of through the API")
-	f.StringVar(&o.redisURL, "redis-url", "", "with --direct, the Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
 	f.StringVar(&o.list, "ingress-list", "", "queue on this ingress list of the Chain instead of its first")
 	f.DurationVar(&o.ttl, "ttl", apiwire.DefaultVconTTL, "with --direct, the body's time to live, as the API's VCON_REDIS_EXPIRY (0: none)")
 	return cmd
 }
 
 func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string) error {
-	if o.token == "" {
-		o.token = r.rt.Getenv("CONSERVER_API_TOKEN")
-	}
-	if !o.direct && o.apiURL == "" {
-		return fmt.Errorf("say where to push: --api-url http://HOST:8000/api (or env API_URL), or --direct to write to Redis")
+	if !o.direct && o.transport.via == viaRedis {
+		return fmt.Errorf("--via redis writes straight to Redis: add --direct")
 	}
 	if o.direct && o.ttl < 0 {
 		return fmt.Errorf("--ttl must not be negative")
@@ -109,8 +105,24 @@ func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string)
 
 	var send func(ctx context.Context, in pushInput, v *vcon.VCon) (string, error)
 	via := "through the API"
+	var api *apiClient
 	if o.direct {
-		rdb, err := r.openRedis(ctx, k, ch, o.redisURL)
+		// --api-url names the API for pushes without --direct: it does
+		// not turn --direct into a POST.
+		t := o.transport
+		t.api.url = ""
+		if api, err = r.chooseAPI(ctx, k, &t); err != nil {
+			return err
+		}
+	} else if api, err = r.openAPI(ctx, k, o.transport.api); err != nil {
+		var none *errNoAPIService
+		if errors.As(err, &none) {
+			return fmt.Errorf("say where to push: %s; or --api-url http://HOST:8000/api (env API_URL), or --direct to write to Redis", none.msg)
+		}
+		return err
+	}
+	if api == nil {
+		rdb, _, err := r.openRedis(ctx, k, ch, o.transport.redisURL)
 		if err != nil {
 			return err
 		}
@@ -127,8 +139,10 @@ func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string)
 		send = func(ctx context.Context, _ pushInput, v *vcon.VCon) (string, error) { return d.push(ctx, v) }
 		via = "straight to Redis"
 	} else {
-		a := &apiPusher{hc: r.rt.HTTP, base: strings.TrimRight(o.apiURL, "/"), token: o.token, header: o.tokenHeader, list: list}
-		send = a.push
+		send = (&apiPusher{api: api, list: list}).push
+		if o.direct {
+			via = "through the API (its POST is --direct's write, done by the API)"
+		}
 	}
 
 	failed, pushed := 0, 0
@@ -229,42 +243,33 @@ func (e *fatalPushError) Error() string { return e.msg }
 
 // apiPusher POSTs to conserver's /vcon endpoint.
 type apiPusher struct {
-	hc     *http.Client
-	base   string
-	token  string
-	header string
-	list   string
+	api  *apiClient
+	list string
 }
 
 func (a *apiPusher) push(ctx context.Context, in pushInput, v *vcon.VCon) (string, error) {
-	u := a.base + "/vcon?" + url.Values{"ingress_lists": {a.list}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(in.data))
+	code, body, err := a.api.send(ctx, http.MethodPost, "/vcon", url.Values{"ingress_lists": {a.list}}, in.data)
 	if err != nil {
-		return "", &fatalPushError{fmt.Sprintf("api url %q: %v", a.base, err)}
+		return "", &fatalPushError{err.Error()}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if a.token != "" {
-		req.Header.Set(a.header, a.token)
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return "", &fatalPushError{fmt.Sprintf("cannot reach the API at %s: %v", a.base, unwrapURLError(err))}
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	status := fmt.Sprintf("%d %s", code, http.StatusText(code))
 	switch {
-	case resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK:
+	case code == http.StatusCreated || code == http.StatusOK:
 		return strings.ToLower(v.UUID()), nil
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	case a.api.service != "" && isKubeStatus(body):
+		// The Kubernetes API server answered, not ours: every file would
+		// meet the same refusal.
+		return "", &fatalPushError{a.api.refusal(http.MethodPost, "/vcon", code, body).Error()}
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		hint := "pass --token or set CONSERVER_API_TOKEN"
-		if a.token != "" {
+		if a.api.token != "" {
 			hint = "the token was refused; check it"
 		}
-		return "", &fatalPushError{fmt.Sprintf("the API answered %s: %s", resp.Status, hint)}
-	case resp.StatusCode == http.StatusNotFound:
-		return "", &fatalPushError{fmt.Sprintf("the API answered %s for POST %s/vcon: is --api-url the API's base, ending in /api?", resp.Status, a.base)}
+		return "", &fatalPushError{fmt.Sprintf("the API answered %s: %s", status, hint)}
+	case code == http.StatusNotFound:
+		return "", &fatalPushError{fmt.Sprintf("the API answered %s for POST %s/vcon: is --api-url the API's base, ending in /api?", status, a.api.base)}
 	default:
-		return "", fmt.Errorf("the API answered %s: %s", resp.Status, apiDetail(body))
+		return "", fmt.Errorf("the API answered %s: %s", status, apiDetail(body))
 	}
 }
 
