@@ -116,21 +116,23 @@ func NewCommand(rt Runtime) *cobra.Command {
 		rt.In = strings.NewReader("")
 	}
 	flags := genericclioptions.NewConfigFlags(true)
-	// --token is the conserver API token of `push` (as CONSERVER_API_TOKEN
-	// is in the monitoring guide); authenticate to Kubernetes through the
-	// kubeconfig instead.
+	// --token is the vCon API token (as CONSERVER_API_TOKEN is in the
+	// monitoring guide); authenticate to Kubernetes through the kubeconfig
+	// instead.
 	flags.BearerToken = nil
 	r := &root{rt: rt, flags: flags}
 
 	cmd := &cobra.Command{
 		Use:   "kubectl-vcon",
-		Short: "Look after vCon Chains: status, dead-letter queues, pushing vCons, importing a conserver config",
+		Short: "Look after vCon Chains: status, dead-letter queues, pushing and finding vCons, diagnostics, importing a conserver config",
 		Long: `kubectl vcon works on the Chains, Links and Storages of the vcon-operator.
 
   status [CHAIN]            health, queues, workers and conditions (--check: monitor.sh exit codes)
   dlq list CHAIN            dead-lettered uuids with their recorded reasons
-  dlq replay CHAIN          move dead-lettered vCons back to their ingress lists
+  dlq replay CHAIN          move dead-lettered vCons back to their ingress lists (--reason R: only those)
+  dlq purge CHAIN           remove dead-lettered vCons for good, after asking
   push CHAIN FILE|DIR|-     validate vCon JSON files and queue them on the Chain
+  get UUID                  where one vCon is: its lists, its dead-letter record, its body
   import conserver.yml      turn a conserver config into Chain, Link and Storage manifests`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -141,7 +143,7 @@ func NewCommand(rt Runtime) *cobra.Command {
 	cmd.SetOut(rt.Out)
 	cmd.SetErr(rt.ErrOut)
 	flags.AddFlags(cmd.PersistentFlags())
-	cmd.AddCommand(r.statusCommand(), r.dlqCommand(), r.pushCommand(), r.importCommand())
+	cmd.AddCommand(r.statusCommand(), r.dlqCommand(), r.pushCommand(), r.getCommand(), r.importCommand())
 	return cmd
 }
 

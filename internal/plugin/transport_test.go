@@ -13,6 +13,7 @@ import (
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/testenv"
+	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
 // seedQueues empties r and dead-letters uuidA (a jq error) and uuidB (no
@@ -31,6 +32,10 @@ func seedQueues(t *testing.T, r *testenv.Redis) {
 	pipe.RPush(ctx, queue.DLQKey("default"), uuidB)
 	queue.QueueDeadLetter(pipe, queue.Item{List: "priority", UUID: uuidC}, queue.DLQReason{Reason: "timeout after 30s", Chain: "main", At: at})
 	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"vcon":"0.0.1","uuid":"` + uuidA + `","created_at":"2026-03-01T10:00:00Z","subject":"refund","parties":[{"tel":"+15551234567"}],"dialog":[],"analysis":[],"attachments":[]}`
+	if err := vconstore.New(rdb, vconstore.Options{}).Create(ctx, uuidA, []byte(body), 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -67,6 +72,11 @@ func TestThroughAPIAsThroughRedis(t *testing.T) {
 			out:  "3 dead-lettered vCons in chain main (DLQ:default: 2, DLQ:priority: 1).\nType the chain's name (main) to remove them for good: Purged 3 dead-lettered vCons.",
 			left: map[string][]string{}},
 		{name: "purge not confirmed", args: []string{"dlq", "purge", "main"}, stdin: "mian\n", code: 1, out: "3 dead-lettered vCons in chain main"},
+		{name: "get", args: []string{"get", uuidA}, out: "  chain main:\n    dead-lettered in DLQ:default (position 0 from the head)\n      dead-lettered 120m ago at step jq-filter: link jq-filter: jq: error: cannot iterate over null\n  body: in Redis, 195 bytes, no expiry\n        created_at 2026-03-01T10:00:00Z, subject \"refund\", 1 parties, 0 dialog, 0 analysis, 0 attachments"},
+		{name: "get -o json", args: []string{"get", uuidA, "-o", "json", "--chain", "main"}, out: `"subject": "refund"`},
+		{name: "get nowhere", args: []string{"get", "018f3c1e-0000-7000-8000-0000000000ff"}, code: 1, out: "chain main: in none of its lists\n  body: not in Redis"},
+		{name: "status --live", args: []string{"status", "main", "--live"}, out: "  Live:     ingress 0  in-flight 0  retry 0  DLQ 3  egress 0 (measured now)"},
+		{name: "status --live -o json", args: []string{"status", "main", "--live", "-o", "json"}, out: `"key": "DLQ:priority",`},
 		{name: "purge nothing", args: []string{"dlq", "purge", "main", "--reason", "nothing like it"}, out: `No dead-lettered vCons whose reason contains "nothing like it" in chain main`},
 	}
 	untouched := map[string][]string{"DLQ:default": {uuidA, uuidB}, "DLQ:priority": {uuidC}}
