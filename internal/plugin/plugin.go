@@ -133,6 +133,7 @@ func NewCommand(rt Runtime) *cobra.Command {
   dlq purge CHAIN           remove dead-lettered vCons for good, after asking
   push CHAIN FILE|DIR|-     validate vCon JSON files and queue them on the Chain
   get UUID                  where one vCon is: its lists, its dead-letter record, its body
+  report                    a diagnostics bundle (objects, conditions, events, logs, queues), secrets redacted
   import conserver.yml      turn a conserver config into Chain, Link and Storage manifests`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -143,7 +144,7 @@ func NewCommand(rt Runtime) *cobra.Command {
 	cmd.SetOut(rt.Out)
 	cmd.SetErr(rt.ErrOut)
 	flags.AddFlags(cmd.PersistentFlags())
-	cmd.AddCommand(r.statusCommand(), r.dlqCommand(), r.pushCommand(), r.getCommand(), r.importCommand())
+	cmd.AddCommand(r.statusCommand(), r.dlqCommand(), r.pushCommand(), r.getCommand(), r.reportCommand(), r.importCommand())
 	return cmd
 }
 
