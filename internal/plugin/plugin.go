@@ -1,7 +1,10 @@
 // Package plugin is `kubectl vcon`, the operator's kubectl plugin: a human
 // view of Chains (status, with monitor.sh's check semantics), the dead-letter
-// queues (list with reasons, replay), pushing vCon files, and importing a
-// conserver configuration as Chain, Link and Storage manifests.
+// queues (list with reasons, replay, purge), pushing vCon files, finding one
+// vCon, a diagnostics bundle, and importing a conserver configuration as
+// Chain, Link and Storage manifests. What touches a Chain's queues goes
+// straight to Redis or through the vCon API behind the Kubernetes API
+// server's service proxy (transport.go), with the same result.
 //
 // cmd/kubectl-vcon only calls Main. Everything a test needs to vary (the
 // environment, the clock, the streams) comes in through Runtime, so tests
