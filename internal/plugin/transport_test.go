@@ -153,13 +153,17 @@ func TestThroughAPIRefusals(t *testing.T) {
 	noProxy := user("no-proxy", readChains, findService, readToken)
 	noSecret := user("no-secret", readChains, findService, useProxy)
 	noServices := user("no-services", readChains, useProxy, readToken)
+	getOnly := user("proxy-get-only", readChains, findService, readToken,
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services/proxy"}, Verbs: []string{"get"}})
+	replay := []string{"dlq", "replay", "main", "-n", ns, "--reason", "no such reason"}
 	list := []string{"dlq", "list", "main", "-n", ns, "-o", "json"}
 	tests := []struct {
 		name       string
 		kubeconfig string
 		env        map[string]string
 		flags      []string
-		wantErr    string // empty: the DLQ is listed
+		args       []string // default: dlq list
+		wantErr    string   // empty: the command succeeds
 	}{
 		{name: "the chart's Role is enough", kubeconfig: full, flags: p.flags()},
 		{name: "auto finds the API Service", kubeconfig: full, flags: []string{"--api-namespace", ns}},
@@ -176,16 +180,27 @@ func TestThroughAPIRefusals(t *testing.T) {
 			wantErr: "error: not allowed to list Services in namespace " + ns + " to find the API: pass --api-service NAMESPACE/NAME"},
 		{name: "no API Service there", kubeconfig: admin(t), flags: []string{"--via", "api", "--api-namespace", "vcon-system"},
 			wantErr: "error: no vcon-operator API Service in namespace vcon-system"},
+		{name: "a POST needs create on services/proxy", kubeconfig: getOnly, flags: p.flags(), args: replay,
+			wantErr: "error: the Kubernetes API server refused to proxy to Service " + ns + "/vcon-api: services \"vcon-api:http\" is forbidden: User \"proxy-get-only\" cannot create resource \"services/proxy\""},
+		{name: "the chart's Role may POST", kubeconfig: full, flags: p.flags(), args: replay},
 		{name: "bad --via", kubeconfig: full, flags: []string{"--via", "carrier-pigeon"}, wantErr: `error: --via "carrier-pigeon": use api, redis or auto`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			res := invocation{kubeconfig: tc.kubeconfig, env: tc.env}.run(t, append(append([]string{}, list...), tc.flags...)...)
+			args := list
+			if tc.args != nil {
+				args = tc.args
+			}
+			res := invocation{kubeconfig: tc.kubeconfig, env: tc.env}.run(t, append(append([]string{}, args...), tc.flags...)...)
 			if strings.Contains(res.out+res.errOut, p.token) {
 				t.Errorf("the API token was printed: %s %s", res.out, res.errOut)
 			}
 			if tc.wantErr == "" {
-				if res.code != 0 || !strings.Contains(res.out, uuidC) {
+				want := uuidC
+				if tc.args != nil {
+					want = "Replayed 0 dead-lettered vCons."
+				}
+				if res.code != 0 || !strings.Contains(res.out, want) {
 					t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.out, res.errOut)
 				}
 				return
