@@ -85,6 +85,12 @@ e2e: ## End-to-end test on real pods: make dev's tour, then 5,000 vCons under fa
 	flock /tmp/vcon-cluster.lock go test -tags cluster -count=1 -timeout 10m -v ./test/cluster/
 	go test -tags e2e -count=1 -timeout 25m -v ./test/e2e/
 
+.PHONY: krew-release
+krew-release: ## Release step of the plugin: dist/kubectl-vcon_<os>_<arch>.tar.gz and dist/vcon.yaml for krew (VERSION=vX.Y.Z).
+	@test -n "$(VERSION)" || { echo "give VERSION=vX.Y.Z"; exit 1; }
+	hack/krew/release.sh build $(VERSION) dist
+	hack/krew/release.sh render $(VERSION) dist
+
 bench: tools ## Run the benchmarks and write docs/benchmarks.md.
 	hack/bench.sh
 

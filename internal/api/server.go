@@ -26,6 +26,7 @@ import (
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/vcon"
+	"github.com/vcon-operator/vcon-operator/internal/queueops"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
@@ -288,5 +289,10 @@ func (s *Server) routes() *http.ServeMux {
 	handle("GET /config", auth(s.getConfig))
 	handle("POST /config", auth(s.postConfig))
 	handle("GET /index_vcons", auth(s.indexVcons))
+	// Ours, for kubectl vcon (queueops).
+	handle("GET "+queueops.PathQueues, auth(s.opsQueues))
+	handle("GET "+queueops.PathVcon+"{uuid}", auth(s.opsVcon))
+	handle("POST "+queueops.PathReplay, auth(s.opsReplay))
+	handle("POST "+queueops.PathPurge, auth(s.opsPurge))
 	return m
 }

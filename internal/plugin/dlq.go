@@ -31,22 +31,6 @@ type DLQEntry struct {
 	At     *time.Time `json:"at,omitempty"`
 }
 
-// ListDLQ reads DLQ:{ingress} of every list, in queue order, with the
-// recorded reasons.
-func ListDLQ(ctx context.Context, rdb redis.UniversalClient, lists []string) ([]DLQEntry, error) {
-	out := []DLQEntry{}
-	for _, list := range lists {
-		dead, err := queue.ListDLQ(ctx, rdb, list)
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range dead {
-			out = append(out, DLQEntry{IngressList: list, UUID: d.UUID, Reason: d.Reason.Reason, Chain: d.Reason.Chain, Step: d.Reason.Step, At: d.Reason.RecordedAt()})
-		}
-	}
-	return out, nil
-}
-
 // ListStorageDLQ reads DLQ:storage:{name}, in queue order, with the
 // recorded reasons.
 func ListStorageDLQ(ctx context.Context, rdb redis.UniversalClient, storage string) ([]DLQEntry, error) {
@@ -62,26 +46,27 @@ func ListStorageDLQ(ctx context.Context, rdb redis.UniversalClient, storage stri
 }
 
 type dlqOptions struct {
-	redisURL  string
+	transport transportFlags
 	list      string
 	storage   string
 	output    string
 	count     int
 	fromStart bool
-	api       apiOptions
+	reason    string
+	yes       bool
 }
 
 func (r *root) dlqCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
-		Short: "List or replay a Chain's dead-lettered vCons",
+		Short: "List, replay or purge a Chain's dead-lettered vCons",
 	}
-	cmd.AddCommand(r.dlqListCommand(), r.dlqReplayCommand())
+	cmd.AddCommand(r.dlqListCommand(), r.dlqReplayCommand(), r.dlqPurgeCommand())
 	return cmd
 }
 
 func dlqFlags(cmd *cobra.Command, o *dlqOptions) {
-	cmd.Flags().StringVar(&o.redisURL, "redis-url", "", "Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
+	addTransportFlags(cmd.Flags(), &o.transport, func(string) string { return "" }, true)
 	cmd.Flags().StringVar(&o.list, "ingress-list", "", "only this ingress list of the Chain (default: all of them)")
 	cmd.Flags().StringVar(&o.storage, "storage", "", "the DLQ of this storage of the Chain, DLQ:storage:NAME (failed writes of a Chain with storageFailure DeadLetterStorage), instead of DLQ:{ingress}")
 	cmd.MarkFlagsMutuallyExclusive("storage", "ingress-list")
@@ -98,18 +83,18 @@ func (r *root) dlqListCommand() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			ch, rdb, lists, err := r.chainRedis(ctx, args[0], o)
+			ch, q, lists, err := r.chainQueues(ctx, args[0], o)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
+			defer q.close()
 			var entries []DLQEntry
 			keys, column := dlqKeys(lists), "INGRESS"
 			if o.storage != "" {
-				entries, err = ListStorageDLQ(ctx, rdb, o.storage)
+				entries, err = q.listStorageDLQ(ctx, o.storage)
 				keys, column = queue.StorageDLQKey(o.storage), "STORAGE"
 			} else {
-				entries, err = ListDLQ(ctx, rdb, lists)
+				entries, err = listDLQ(ctx, q, lists)
 			}
 			if err != nil {
 				return err
@@ -165,7 +150,11 @@ in Redis; the chain does not. The conserver API does the writes (POST
 {api-url}/dlq/storage/reprocess, conserver's), since it holds the storage's
 configuration and credentials: --api-url or env API_URL, --token or env
 CONSERVER_API_TOKEN. A uuid leaves the list only once its write succeeded;
-the replay stops at the first write that fails.`,
+the replay stops at the first write that fails.
+
+--reason R replays only the vCons whose recorded reason contains R (case
+matters; a vCon with no recorded reason never matches): after fixing one
+cause, replay what it broke and leave the rest.`,
 		Args: exactArgs(1, "name the Chain: kubectl vcon dlq replay CHAIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.count < 0 {
@@ -175,11 +164,11 @@ the replay stops at the first write that fails.`,
 			if o.storage != "" {
 				return r.replayStorage(ctx, args[0], o)
 			}
-			_, rdb, lists, err := r.chainRedis(ctx, args[0], o)
+			_, q, lists, err := r.chainQueues(ctx, args[0], o)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
+			defer q.close()
 			left := o.count
 			if left == 0 {
 				left = math.MaxInt
@@ -189,7 +178,11 @@ the replay stops at the first write that fails.`,
 				if left == 0 {
 					break
 				}
-				n, err := queue.Replay(ctx, rdb, list, left, o.fromStart)
+				ask := left // 0 asks for all
+				if o.count == 0 {
+					ask = 0
+				}
+				n, err := q.replay(ctx, list, o.reason, ask, o.fromStart)
 				total += n
 				left -= n
 				if n > 0 || len(lists) > 1 {
@@ -204,15 +197,16 @@ the replay stops at the first write that fails.`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.fromStart, "from-start", false, "run every link again, instead of resuming after the links each vCon completed")
+	cmd.Flags().StringVar(&o.reason, "reason", "", "replay only the vCons whose recorded reason contains this text")
 	dlqFlags(cmd, o)
 	cmd.Flags().IntVar(&o.count, "count", 0, "move (with --storage: write) at most this many vCons in all (default: all of them)")
-	apiFlags(cmd, r, &o.api, "with --storage, ")
 	cmd.MarkFlagsMutuallyExclusive("storage", "from-start")
 	return cmd
 }
 
-// chainRedis reads the Chain, picks its ingress lists and opens its Redis.
-func (r *root) chainRedis(ctx context.Context, name string, o *dlqOptions) (*vconv1.Chain, redis.UniversalClient, []string, error) {
+// chainQueues reads the Chain, picks its ingress lists and opens its
+// queues (straight or through the API).
+func (r *root) chainQueues(ctx context.Context, name string, o *dlqOptions) (*vconv1.Chain, queues, []string, error) {
 	k, err := r.kube()
 	if err != nil {
 		return nil, nil, nil, err
@@ -231,11 +225,25 @@ func (r *root) chainRedis(ctx context.Context, name string, o *dlqOptions) (*vco
 		}
 		lists = []string{o.list}
 	}
-	rdb, err := r.openRedis(ctx, k, ch, o.redisURL)
+	q, err := r.openQueues(ctx, k, ch, &o.transport)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return ch, rdb, lists, nil
+	return ch, q, lists, nil
+}
+
+// listDLQ reads DLQ:{ingress} of every list, in queue order, with the
+// recorded reasons.
+func listDLQ(ctx context.Context, q queues, lists []string) ([]DLQEntry, error) {
+	out := []DLQEntry{}
+	for _, list := range lists {
+		entries, err := q.listDLQ(ctx, list)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, entries...)
+	}
+	return out, nil
 }
 
 func dlqKeys(lists []string) string {
@@ -268,8 +276,8 @@ const storageReplayBatch = 1000
 // --count are written, the list is empty, or a write fails (the API stops
 // there and leaves it queued).
 func (r *root) replayStorage(ctx context.Context, chainName string, o *dlqOptions) error {
-	if o.api.url == "" {
-		return fmt.Errorf("the API writes the storage: pass --api-url http://HOST:8000/api (or set API_URL)")
+	if o.transport.via == viaRedis {
+		return fmt.Errorf("--storage replays through the vCon API, which holds the storage's configuration and credentials: leave out --via redis")
 	}
 	k, err := r.kube()
 	if err != nil {
@@ -282,7 +290,12 @@ func (r *root) replayStorage(ctx context.Context, chainName string, o *dlqOption
 	if !slices.Contains(ch.Spec.Storages, o.storage) {
 		return fmt.Errorf("%q is not a storage of chain %s (its storages: %v)", o.storage, ch.Name, ch.Spec.Storages)
 	}
-	api := o.api.client(r)
+	// The API does the writes, whatever transport the listing used: it
+	// holds the storage's configuration and credentials.
+	api, err := r.openAPI(ctx, k, o.transport.api)
+	if err != nil {
+		return err
+	}
 	left := o.count
 	if left == 0 {
 		left = math.MaxInt

@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
@@ -29,6 +30,9 @@ func newScheme() *runtime.Scheme {
 type kube struct {
 	client    client.Client
 	namespace string
+	// config is what the client was built from; the API transport reaches
+	// the API's Service through this API server with these credentials.
+	config *rest.Config
 }
 
 func (r *root) kube() (*kube, error) {
@@ -44,7 +48,7 @@ func (r *root) kube() (*kube, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to the cluster: %w", err)
 	}
-	return &kube{client: c, namespace: ns}, nil
+	return &kube{client: c, namespace: ns, config: cfg}, nil
 }
 
 // chain reads one Chain, with errors that say what to do.

@@ -1,7 +1,10 @@
 // Package plugin is `kubectl vcon`, the operator's kubectl plugin: a human
 // view of Chains (status, with monitor.sh's check semantics), the dead-letter
-// queues (list with reasons, replay), pushing vCon files, and importing a
-// conserver configuration as Chain, Link and Storage manifests.
+// queues (list with reasons, replay, purge), pushing vCon files, finding one
+// vCon, a diagnostics bundle, and importing a conserver configuration as
+// Chain, Link and Storage manifests. What touches a Chain's queues goes
+// straight to Redis or through the vCon API behind the Kubernetes API
+// server's service proxy (transport.go), with the same result.
 //
 // cmd/kubectl-vcon only calls Main. Everything a test needs to vary (the
 // environment, the clock, the streams) comes in through Runtime, so tests
@@ -116,22 +119,25 @@ func NewCommand(rt Runtime) *cobra.Command {
 		rt.In = strings.NewReader("")
 	}
 	flags := genericclioptions.NewConfigFlags(true)
-	// --token is the conserver API token of `push` (as CONSERVER_API_TOKEN
-	// is in the monitoring guide); authenticate to Kubernetes through the
-	// kubeconfig instead.
+	// --token is the vCon API token (as CONSERVER_API_TOKEN is in the
+	// monitoring guide); authenticate to Kubernetes through the kubeconfig
+	// instead.
 	flags.BearerToken = nil
 	r := &root{rt: rt, flags: flags}
 
 	cmd := &cobra.Command{
 		Use:   "kubectl-vcon",
-		Short: "Look after vCon Chains: status, dead-letter queues, pushing vCons, importing a conserver config",
+		Short: "Look after vCon Chains: status, dead-letter queues, pushing and finding vCons, diagnostics, importing a conserver config",
 		Long: `kubectl vcon works on the Chains, Links and Storages of the vcon-operator.
 
   status [CHAIN]            health, queues, workers and conditions (--check: monitor.sh exit codes)
   dlq list CHAIN            dead-lettered uuids with their recorded reasons
-  dlq replay CHAIN          move dead-lettered vCons back to their ingress lists
+  dlq replay CHAIN          move dead-lettered vCons back to their ingress lists (--reason R: only those)
+  dlq purge CHAIN           remove dead-lettered vCons for good, after asking
   push CHAIN FILE|DIR|-     validate vCon JSON files and queue them on the Chain
   erase UUID | --tel/--mailto   erase a vCon or a party's vCons through the API, with a report
+  get UUID                  where one vCon is: its lists, its dead-letter record, its body
+  report                    a diagnostics bundle (objects, conditions, events, logs, queues), secrets redacted
   import conserver.yml      turn a conserver config into Chain, Link and Storage manifests`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -142,7 +148,7 @@ func NewCommand(rt Runtime) *cobra.Command {
 	cmd.SetOut(rt.Out)
 	cmd.SetErr(rt.ErrOut)
 	flags.AddFlags(cmd.PersistentFlags())
-	cmd.AddCommand(r.statusCommand(), r.dlqCommand(), r.pushCommand(), r.importCommand())
+	cmd.AddCommand(r.statusCommand(), r.dlqCommand(), r.pushCommand(), r.getCommand(), r.reportCommand(), r.importCommand())
 	cmd.AddCommand(r.eraseCommand())
 	return cmd
 }

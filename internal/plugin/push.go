@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,11 +29,10 @@ import (
 const maxFileBytes = 256 << 20
 
 type pushOptions struct {
-	api      apiOptions
-	direct   bool
-	redisURL string
-	list     string
-	ttl      time.Duration
+	transport transportFlags
+	direct    bool
+	list      string
+	ttl       time.Duration
 }
 
 // pushInput is one file (or stdin) to push.
@@ -55,27 +53,32 @@ stdin. Every file is validated first, as the API would; an invalid one is
 reported with its field errors and not pushed, the valid ones are still
 pushed, and the exit code is 1 when any file was not pushed.
 
-By default the vCons go through the conserver API (POST {api-url}/vcon,
---api-url or env API_URL, token --token or env CONSERVER_API_TOKEN). With
---direct they are written straight to the Chain's Redis: the body (with the
-TTL the API would give it) and the uuid on the list, in one MULTI/EXEC.`,
+By default the vCons go through the vCon API (POST /api/vcon): at --api-url
+(or env API_URL), else the chart's API Service through the Kubernetes API
+server's service proxy. The token is --token, else env CONSERVER_API_TOKEN,
+else the Secret the API Service names, when you may read it.
+
+With --direct they are written straight to the Chain's Redis: the body (with
+the TTL the API would give it) and the uuid on the list, in one MULTI/EXEC.
+Where Redis cannot be reached (--via api, or auto without a Redis URL while
+the API Service exists), --direct is the API's POST, which writes the same
+keys in the same one transaction.`,
 		Args: exactArgs(2, "name the Chain and the vCon files: kubectl vcon push CHAIN FILE|DIR|-"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return r.push(cmd.Context(), o, args[0], args[1])
 		},
 	}
 	f := cmd.Flags()
-	apiFlags(cmd, r, &o.api, "")
+	addTransportFlags(f, &o.transport, r.rt.Getenv, true)
 	f.BoolVar(&o.direct, "direct", false, "write straight to the Chain's Redis instead of through the API")
-	f.StringVar(&o.redisURL, "redis-url", "", "with --direct, the Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
 	f.StringVar(&o.list, "ingress-list", "", "queue on this ingress list of the Chain instead of its first")
 	f.DurationVar(&o.ttl, "ttl", apiwire.DefaultVconTTL, "with --direct, the body's time to live, as the API's VCON_REDIS_EXPIRY (0: none)")
 	return cmd
 }
 
 func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string) error {
-	if !o.direct && o.api.url == "" {
-		return fmt.Errorf("say where to push: --api-url http://HOST:8000/api (or env API_URL), or --direct to write to Redis")
+	if !o.direct && o.transport.via == viaRedis {
+		return fmt.Errorf("--via redis writes straight to Redis: add --direct")
 	}
 	if o.direct && o.ttl < 0 {
 		return fmt.Errorf("--ttl must not be negative")
@@ -102,8 +105,24 @@ func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string)
 
 	var send func(ctx context.Context, in pushInput, v *vcon.VCon) (string, error)
 	via := "through the API"
+	var api *apiClient
 	if o.direct {
-		rdb, err := r.openRedis(ctx, k, ch, o.redisURL)
+		// --api-url names the API for pushes without --direct: it does
+		// not turn --direct into a POST.
+		t := o.transport
+		t.api.url = ""
+		if api, err = r.chooseAPI(ctx, k, &t); err != nil {
+			return err
+		}
+	} else if api, err = r.openAPI(ctx, k, o.transport.api); err != nil {
+		var none *errNoAPIService
+		if errors.As(err, &none) {
+			return fmt.Errorf("say where to push: %s; or --api-url http://HOST:8000/api (env API_URL), or --direct to write to Redis", none.msg)
+		}
+		return err
+	}
+	if api == nil {
+		rdb, _, err := r.openRedis(ctx, k, ch, o.transport.redisURL)
 		if err != nil {
 			return err
 		}
@@ -120,8 +139,10 @@ func (r *root) push(ctx context.Context, o *pushOptions, chainName, path string)
 		send = func(ctx context.Context, _ pushInput, v *vcon.VCon) (string, error) { return d.push(ctx, v) }
 		via = "straight to Redis"
 	} else {
-		a := &apiPusher{api: o.api.client(r), list: list}
-		send = a.push
+		send = (&apiPusher{api: api, list: list}).push
+		if o.direct {
+			via = "through the API (its POST is --direct's write, done by the API)"
+		}
 	}
 
 	failed, pushed := 0, 0
@@ -227,17 +248,28 @@ type apiPusher struct {
 }
 
 func (a *apiPusher) push(ctx context.Context, in pushInput, v *vcon.VCon) (string, error) {
-	code, body, err := a.api.do(ctx, http.MethodPost, "/vcon", url.Values{"ingress_lists": {a.list}}, bytes.NewReader(in.data), "application/json")
-	var fatal *apiError
+	code, body, err := a.api.send(ctx, http.MethodPost, "/vcon", url.Values{"ingress_lists": {a.list}}, in.data)
+	if err != nil {
+		return "", &fatalPushError{err.Error()}
+	}
+	status := fmt.Sprintf("%d %s", code, http.StatusText(code))
 	switch {
-	case errors.As(err, &fatal):
-		return "", &fatalPushError{fatal.msg}
-	case err != nil:
-		return "", err
 	case code == http.StatusCreated || code == http.StatusOK:
 		return strings.ToLower(v.UUID()), nil
+	case a.api.service != "" && isKubeStatus(body):
+		// The Kubernetes API server answered, not ours: every file would
+		// meet the same refusal.
+		return "", &fatalPushError{a.api.refusal(http.MethodPost, "/vcon", code, body).Error()}
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		hint := "pass --token or set CONSERVER_API_TOKEN"
+		if a.api.token != "" {
+			hint = "the token was refused; check it"
+		}
+		return "", &fatalPushError{fmt.Sprintf("the API answered %s: %s", status, hint)}
+	case code == http.StatusNotFound:
+		return "", &fatalPushError{fmt.Sprintf("the API answered %s for POST %s/vcon: is --api-url the API's base, ending in /api?", status, a.api.base)}
 	default:
-		return "", fmt.Errorf("the API answered %d %s: %s", code, http.StatusText(code), apiDetail(body))
+		return "", fmt.Errorf("the API answered %s: %s", status, apiDetail(body))
 	}
 }
 

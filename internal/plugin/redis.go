@@ -50,23 +50,24 @@ func (r *root) redisURL(ctx context.Context, k *kube, ch *vconv1.Chain, flagURL 
 	}
 }
 
-// openRedis resolves, opens and pings the Chain's Redis.
-func (r *root) openRedis(ctx context.Context, k *kube, ch *vconv1.Chain, flagURL string) (redis.UniversalClient, error) {
+// openRedis resolves, opens and pings the Chain's Redis; url is for
+// redisconn.Redacted messages.
+func (r *root) openRedis(ctx context.Context, k *kube, ch *vconv1.Chain, flagURL string) (rdb redis.UniversalClient, url string, err error) {
 	url, source, err := r.redisURL(ctx, k, ch, flagURL)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	rdb, err := redisconn.Open(url)
+	rdb, err = redisconn.Open(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis url from %s: %w", source, err)
+		return nil, "", fmt.Errorf("redis url from %s: %w", source, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		_ = rdb.Close()
-		return nil, fmt.Errorf("cannot reach Redis at %s (from %s): %v; if it runs inside the cluster, port-forward it and pass --redis-url redis://localhost:PORT", redisconn.Redacted(url), source, redactErr(err, url))
+		return nil, "", fmt.Errorf("cannot reach Redis at %s (from %s): %v; if it runs inside the cluster, use the API instead (--via api) or port-forward it and pass --redis-url redis://localhost:PORT", redisconn.Redacted(url), source, redactErr(err, url))
 	}
-	return rdb, nil
+	return rdb, url, nil
 }
 
 // redactErr keeps a URL's password out of an error from the client.

@@ -14,9 +14,12 @@ import (
 	"github.com/spf13/cobra"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
+	"github.com/vcon-operator/vcon-operator/internal/queue"
+	"github.com/vcon-operator/vcon-operator/internal/queueops"
 )
 
 // ChainSummary is what `status` shows of one Chain, and its -o yaml|json
@@ -35,6 +38,9 @@ type ChainSummary struct {
 	// StatusBehind is true when the status describes an older generation
 	// than the spec: the operator has not caught up (or is not running).
 	StatusBehind bool `json:"statusBehind,omitempty"`
+	// Live are the queue figures measured now (--live), besides the
+	// operator's.
+	Live *queueops.Figures `json:"live,omitempty"`
 }
 
 // ConditionSummary is the Ready condition, or Unknown when it is absent.
@@ -186,7 +192,8 @@ type statusOptions struct {
 	output     string
 	check      bool
 	all        bool
-	apiURL     string
+	live       bool
+	transport  transportFlags
 	thresholds Thresholds
 }
 
@@ -204,7 +211,10 @@ line: exit 0 "OK: All checks passed"; exit 1 "WARNING: Queue depth is N
 check failed" (when --api-url is given) or "CRITICAL: Redis unreachable ..."
 (the operator reports the Chain cannot reach its Redis). A Chain that cannot
 be read is CRITICAL too. The figures are the operator's latest measurement
-in the Chain's status.`,
+in the Chain's status.
+
+--live also measures the queues now, straight on Redis or through the API
+(--via), for when the operator's figures are stale or not yet written.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
@@ -217,7 +227,9 @@ in the Chain's status.`,
 	outputFlag(cmd, &o.output, "", "output format: yaml or json (default: a human summary)")
 	cmd.Flags().BoolVar(&o.check, "check", false, "print one monitor.sh line and exit 0 (OK), 1 (WARNING) or 2 (CRITICAL)")
 	cmd.Flags().BoolVarP(&o.all, "all-namespaces", "A", false, "every Chain in every namespace")
-	cmd.Flags().StringVar(&o.apiURL, "api-url", r.rt.Getenv("API_URL"), "conserver API base URL, e.g. http://localhost:8000/api; with --check its /health is checked (env API_URL)")
+	cmd.Flags().StringVar(&o.transport.api.url, "api-url", r.rt.Getenv("API_URL"), "vCon API base URL, e.g. http://localhost:8000/api; with --check its /health is checked (env API_URL)")
+	cmd.Flags().BoolVar(&o.live, "live", false, "also measure the queues now (see --via)")
+	addTransportFlags(cmd.Flags(), &o.transport, r.rt.Getenv, false)
 	cmd.Flags().Int64Var(&o.thresholds.Queue, "threshold-queue", 100, "with --check, WARNING when an ingress queue holds more vCons than this")
 	cmd.Flags().Int64Var(&o.thresholds.DLQ, "threshold-dlq", 0, "with --check, WARNING when a DLQ holds more vCons than this")
 	return cmd
@@ -233,7 +245,13 @@ func (r *root) status(ctx context.Context, o *statusOptions, name string) error 
 	if name != "" && o.all {
 		return fmt.Errorf("name one Chain or use --all-namespaces, not both")
 	}
+	if o.check && o.live {
+		return fmt.Errorf("--check reads the operator's figures, as monitor.sh does; leave out --live")
+	}
 	summaries, err := r.summaries(ctx, name, o.all)
+	if err == nil && o.live {
+		err = r.measureLive(ctx, o, summaries)
+	}
 	if o.check {
 		return r.check(ctx, o, summaries, err)
 	}
@@ -289,13 +307,39 @@ func (r *root) summaries(ctx context.Context, name string, all bool) ([]ChainSum
 	return out, nil
 }
 
+// measureLive fills each summary's Live figures.
+func (r *root) measureLive(ctx context.Context, o *statusOptions, summaries []ChainSummary) error {
+	k, err := r.kube()
+	if err != nil {
+		return err
+	}
+	for i := range summaries {
+		s := &summaries[i]
+		var ch vconv1.Chain
+		if err := k.client.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: s.Name}, &ch); err != nil {
+			return chainError(err, s.Name, s.Namespace)
+		}
+		q, err := r.openQueues(ctx, k, &ch, &o.transport)
+		if err != nil {
+			return fmt.Errorf("chain %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		f, err := q.measure(ctx, queue.Target{Ingress: ch.Spec.IngressLists, Egress: ch.Spec.EgressLists})
+		_ = q.close()
+		if err != nil {
+			return fmt.Errorf("chain %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		s.Live = &f
+	}
+	return nil
+}
+
 // check prints the one line and ends with its code. As monitor.sh treats a
 // health endpoint it cannot read as failed, a Chain that cannot be read is
 // CRITICAL, not a plain error.
 func (r *root) check(ctx context.Context, o *statusOptions, summaries []ChainSummary, readErr error) error {
 	var apiErr error
-	if o.apiURL != "" {
-		apiErr = apiHealth(ctx, r.rt.HTTP, o.apiURL)
+	if o.transport.api.url != "" {
+		apiErr = apiHealth(ctx, r.rt.HTTP, o.transport.api.url)
 	}
 	res := Check(summaries, o.thresholds, apiErr)
 	if readErr != nil && apiErr == nil {
@@ -331,6 +375,9 @@ func printSummary(w io.Writer, s ChainSummary, now time.Time) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  Queues:   ingress %d  in-flight %d  DLQ %d  egress %d\n", s.Queue.Ingress, s.Queue.InFlight, s.Queue.DLQ, s.Queue.Egress)
+	if l := s.Live; l != nil {
+		fmt.Fprintf(w, "  Live:     ingress %d  in-flight %d  retry %d  DLQ %d  egress %d (measured now)\n", l.Ingress, l.InFlight, l.Retry, l.DLQ, l.Egress)
+	}
 	switch {
 	case s.Queue.ObservedAt == nil:
 		fmt.Fprintln(w, "            not measured yet")

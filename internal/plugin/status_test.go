@@ -242,6 +242,9 @@ func TestStatusShow(t *testing.T) {
 func TestErrors(t *testing.T) {
 	ns := namespace(t)
 	missing := t.TempDir() + "/no-such-kubeconfig"
+	pushNS := namespace(t)
+	createChain(t, pushNS, "main", vconv1.ChainSpec{IngressLists: []string{"default"}}, nil)
+	pushDir, _ := vconDir(t)
 	tests := []struct {
 		name string
 		inv  invocation
@@ -257,7 +260,7 @@ func TestErrors(t *testing.T) {
 		{"missing argument", invocation{kubeconfig: admin(t)}, []string{"dlq", "list"}, "error: name the Chain: kubectl vcon dlq list CHAIN"},
 		{"unknown command", invocation{}, []string{"frobnicate"}, `error: unknown command "frobnicate"`},
 		{"unknown flag", invocation{}, []string{"status", "--frob"}, "error: unknown flag: --frob"},
-		{"push without a destination", invocation{kubeconfig: admin(t)}, []string{"push", "main", "x.json"}, "error: say where to push"},
+		{"push without a destination", invocation{kubeconfig: admin(t)}, []string{"push", "main", pushDir, "-n", pushNS}, "error: say where to push: no vcon-operator API Service in namespace vcon-system"},
 		{"import of a missing file", invocation{}, []string{"import", "/nonexistent/conserver.yml"}, "error: read /nonexistent/conserver.yml:"},
 		{"import of a broken file", invocation{stdin: "links: [\n"}, []string{"import", "-"}, "error: - is not a conserver config:"},
 	}
