@@ -65,8 +65,8 @@ func (r *root) dlqCommand() *cobra.Command {
 	return cmd
 }
 
-func dlqFlags(cmd *cobra.Command, o *dlqOptions) {
-	addTransportFlags(cmd.Flags(), &o.transport, func(string) string { return "" }, true)
+func dlqFlags(cmd *cobra.Command, r *root, o *dlqOptions) {
+	addTransportFlags(cmd.Flags(), &o.transport, r.rt.Getenv, true)
 	cmd.Flags().StringVar(&o.list, "ingress-list", "", "only this ingress list of the Chain (default: all of them)")
 	cmd.Flags().StringVar(&o.storage, "storage", "", "the DLQ of this storage of the Chain, DLQ:storage:NAME (failed writes of a Chain with storageFailure DeadLetterStorage), instead of DLQ:{ingress}")
 	cmd.MarkFlagsMutuallyExclusive("storage", "ingress-list")
@@ -125,7 +125,7 @@ func (r *root) dlqListCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	dlqFlags(cmd, o)
+	dlqFlags(cmd, r, o)
 	outputFlag(cmd, &o.output, "", "output format: yaml or json (default: a table)")
 	return cmd
 }
@@ -198,7 +198,7 @@ cause, replay what it broke and leave the rest.`,
 	}
 	cmd.Flags().BoolVar(&o.fromStart, "from-start", false, "run every link again, instead of resuming after the links each vCon completed")
 	cmd.Flags().StringVar(&o.reason, "reason", "", "replay only the vCons whose recorded reason contains this text")
-	dlqFlags(cmd, o)
+	dlqFlags(cmd, r, o)
 	cmd.Flags().IntVar(&o.count, "count", 0, "move (with --storage: write) at most this many vCons in all (default: all of them)")
 	cmd.MarkFlagsMutuallyExclusive("storage", "from-start")
 	return cmd

@@ -83,7 +83,7 @@ storage may hold the only other copy. kubectl vcon erase deletes a vCon.
 			return nil
 		},
 	}
-	dlqFlags(cmd, o)
+	dlqFlags(cmd, r, o)
 	cmd.Flags().StringVar(&o.reason, "reason", "", "purge only the vCons whose recorded reason contains this text")
 	cmd.Flags().BoolVar(&o.yes, "yes", false, "do not ask; purge what is counted")
 	return cmd

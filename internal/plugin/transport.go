@@ -178,18 +178,15 @@ func (q *apiQueues) close() error { return nil }
 // maxReprocess is the API's bound on one /dlq/reprocess count.
 const maxReprocess = 100_000
 
-// listStorageDLQ reads conserver's GET /dlq/storage, which answers the
-// uuids only: through the API the reasons are not shown.
+// listStorageDLQ reads DLQ:storage:{name} through GET /dlq with its
+// reasons: a storage's DLQ is the DLQ of the pseudo-list storage:{name},
+// and its reasons are recorded under that name.
 func (q *apiQueues) listStorageDLQ(ctx context.Context, storage string) ([]DLQEntry, error) {
-	var uuids []string
-	if err := q.a.call(ctx, http.MethodGet, "/dlq/storage", url.Values{"storage_name": {storage}}, nil, &uuids); err != nil {
-		return nil, err
+	entries, err := q.listDLQ(ctx, queue.StorageDLQList(storage))
+	for i := range entries {
+		entries[i].IngressList, entries[i].Storage = "", storage
 	}
-	out := make([]DLQEntry, 0, len(uuids))
-	for _, u := range uuids {
-		out = append(out, DLQEntry{Storage: storage, UUID: u})
-	}
-	return out, nil
+	return entries, err
 }
 
 func (q *apiQueues) listDLQ(ctx context.Context, ingress string) ([]DLQEntry, error) {
