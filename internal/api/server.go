@@ -25,8 +25,8 @@ import (
 
 	"github.com/vcon-operator/vcon-operator/internal/apiwire"
 	"github.com/vcon-operator/vcon-operator/internal/queue"
-	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/queueops"
+	"github.com/vcon-operator/vcon-operator/internal/vcon"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
 )
 
