@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,9 +16,9 @@ import (
 )
 
 type eraseOptions struct {
-	apiURL, token, tokenHeader string
-	tel, mailto                string
-	output                     string
+	api         apiTarget
+	tel, mailto string
+	output      string
 }
 
 func (r *root) eraseCommand() *cobra.Command {
@@ -34,10 +33,12 @@ per place (Redis, each storage) what was erased and what was not.
   kubectl vcon erase --tel +15551234567
   kubectl vcon erase --mailto alice@example.com
 
-A uuid is erased with DELETE {api-url}/vcon/UUID; a party with
-POST {api-url}/vcons/erase, which finds its vCons through the party index
-and the storages that can search by party. The API is --api-url or env
-API_URL, its token --token or env CONSERVER_API_TOKEN.
+A uuid is erased with DELETE /api/vcon/UUID; a party with
+POST /api/vcons/erase, which finds its vCons through the party index and
+the storages that can search by party. The API is --api-url (env API_URL),
+else the chart's API Service through the Kubernetes API server's service
+proxy; its token --token, env CONSERVER_API_TOKEN, or the Secret the API
+Service names.
 
 The exit code is 0 when everything that can be erased was, 1 when a place
 failed (run the command again: erasing twice is safe). Places that cannot
@@ -66,9 +67,7 @@ must be erased where it went.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.apiURL, "api-url", r.rt.Getenv("API_URL"), "conserver API base URL, e.g. http://localhost:8000/api (env API_URL)")
-	f.StringVar(&o.token, "token", "", "conserver API token (default: env CONSERVER_API_TOKEN)")
-	f.StringVar(&o.tokenHeader, "token-header", apiwire.DefaultHeaderName, "header the API token is sent in (conserver's CONSERVER_HEADER_NAME)")
+	addAPIFlags(f, &o.api, r.rt.Getenv, true)
 	f.StringVar(&o.tel, "tel", "", "erase every vCon with a party of this tel")
 	f.StringVar(&o.mailto, "mailto", "", "erase every vCon with a party of this mailto")
 	outputFlag(cmd, &o.output, "", "output format: json or yaml (default: a table)")
@@ -76,49 +75,42 @@ must be erased where it went.`,
 }
 
 func (r *root) erase(ctx context.Context, o *eraseOptions, uuid string) error {
-	if o.token == "" {
-		o.token = r.rt.Getenv("CONSERVER_API_TOKEN")
+	var k *kube
+	if o.api.url == "" {
+		var err error
+		if k, err = r.kube(); err != nil {
+			return err
+		}
 	}
-	if o.apiURL == "" {
-		return fmt.Errorf("say which API erases: --api-url http://HOST:8000/api (or env API_URL)")
+	a, err := r.openAPI(ctx, k, o.api)
+	if err != nil {
+		return err
 	}
-	base := strings.TrimRight(o.apiURL, "/")
-	method, target, body := http.MethodDelete, base+"/vcon/"+uuid, []byte(nil)
+	method, path, body := http.MethodDelete, "/vcon/"+uuid, []byte(nil)
 	if uuid == "" {
 		// A POST body, so that the party's identifier is in no URL.
-		method, target = http.MethodPost, base+"/vcons/erase"
+		method, path = http.MethodPost, "/vcons/erase"
 		body, _ = json.Marshal(apiwire.PartyErasure{Tel: o.tel, Mailto: o.mailto})
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	code, answer, err := a.send(ctx, method, path, nil, body)
 	if err != nil {
-		return fmt.Errorf("api url %q: %v", o.apiURL, err)
+		return err
 	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if o.token != "" {
-		req.Header.Set(o.tokenHeader, o.token)
-	}
-	resp, err := r.rt.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the API at %s: %v", base, unwrapURLError(err))
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	switch resp.StatusCode {
+	status := fmt.Sprintf("%d %s", code, http.StatusText(code))
+	switch code {
 	case http.StatusOK, http.StatusInternalServerError:
 		// 500 carries the report of what could not be erased.
 	case http.StatusNoContent:
 		// An API without reports (conserver's): it says nothing more.
 		fmt.Fprintf(r.rt.Out, "vCon %s erased (the API gave no report)\n", uuid)
 		return nil
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return fmt.Errorf("the API answered %s: pass --token or set CONSERVER_API_TOKEN, or check it", resp.Status)
 	case http.StatusNotFound, http.StatusMethodNotAllowed:
-		return fmt.Errorf("the API answered %s for %s: is --api-url the API's base, ending in /api, and does it erase by party?", resp.Status, method)
+		if a.service == "" || !isKubeStatus(answer) {
+			return fmt.Errorf("%s answered %s for %s: is --api-url the API's base, ending in /api, and does it erase by party?", a.where(), status, method)
+		}
+		return a.refusal(method, path, code, answer)
 	default:
-		return fmt.Errorf("the API answered %s: %s", resp.Status, apiDetail(answer))
+		return a.refusal(method, path, code, answer)
 	}
 
 	var reports []apiwire.ErasureReport
@@ -135,7 +127,7 @@ func (r *root) erase(ctx context.Context, o *eraseOptions, uuid string) error {
 		reports, searched, complete = rep.VCons, rep.Searched, rep.Complete
 	}
 	if err != nil {
-		return fmt.Errorf("the API answered %s with a body that is not an erasure report: %s", resp.Status, apiDetail(answer))
+		return fmt.Errorf("%s answered %s with a body that is not an erasure report: %s", a.where(), status, apiDetail(answer))
 	}
 	if o.output != "" {
 		if err := printObject(r.rt.Out, o.output, doc); err != nil {

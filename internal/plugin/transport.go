@@ -58,13 +58,19 @@ type transportFlags struct {
 func addTransportFlags(f *pflag.FlagSet, t *transportFlags, getenv func(string) string, apiURL bool) {
 	f.StringVar(&t.via, "via", viaAuto, "how to reach the Chain's queues: redis (straight to Redis), api (the vCon API through the Kubernetes API server's service proxy, or --api-url), or auto: redis when --redis-url or REDIS_URL is given, else api when --api-url is given or the chart's API Service is found, else the Chain's own Redis")
 	f.StringVar(&t.redisURL, "redis-url", "", "Redis to use (default: env REDIS_URL, else the Chain's spec.redis.url or its urlSecretRef Secret)")
+	addAPIFlags(f, &t.api, getenv, apiURL)
+}
+
+// addAPIFlags registers how to reach the vCon API: --api-url, or the API
+// Service through the Kubernetes API server, and its token.
+func addAPIFlags(f *pflag.FlagSet, t *apiTarget, getenv func(string) string, apiURL bool) {
 	if apiURL {
-		f.StringVar(&t.api.url, "api-url", getenv("API_URL"), "vCon API base URL, e.g. http://localhost:8000/api, instead of the API Service through the Kubernetes API server (env API_URL)")
+		f.StringVar(&t.url, "api-url", getenv("API_URL"), "vCon API base URL, e.g. http://localhost:8000/api, instead of the API Service through the Kubernetes API server (env API_URL)")
 	}
-	f.StringVar(&t.api.service, "api-service", "", "the API's Service as NAMESPACE/NAME (default: the one with the chart's labels in --api-namespace)")
-	f.StringVar(&t.api.namespace, "api-namespace", DefaultAPINamespace, "namespace the chart's API Service is looked for in")
-	f.StringVar(&t.api.token, "token", "", "vCon API token (default: env CONSERVER_API_TOKEN, else the Secret named by the API Service, when you may read it)")
-	f.StringVar(&t.api.tokenHeader, "token-header", "", "header the API token is sent in (default: the API Service's, else x-conserver-api-token)")
+	f.StringVar(&t.service, "api-service", "", "the API's Service as NAMESPACE/NAME (default: the one with the chart's labels in --api-namespace)")
+	f.StringVar(&t.namespace, "api-namespace", DefaultAPINamespace, "namespace the chart's API Service is looked for in")
+	f.StringVar(&t.token, "token", "", "vCon API token (default: env CONSERVER_API_TOKEN, else the Secret named by the API Service, when you may read it)")
+	f.StringVar(&t.tokenHeader, "token-header", "", "header the API token is sent in (default: the API Service's, else x-conserver-api-token)")
 }
 
 // openQueues picks the transport for a Chain's queues.

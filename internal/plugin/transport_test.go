@@ -240,3 +240,23 @@ func TestPushThroughProxy(t *testing.T) {
 		})
 	}
 }
+
+// TestEraseThroughProxy: kubectl vcon erase reaches the API as the other
+// commands do, through the Kubernetes API server's service proxy with the
+// user's credentials and the token from the Secret the Service names.
+func TestEraseThroughProxy(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ns := namespace(t)
+	p := startProxiedAPI(t, ns, r)
+	ctx := context.Background()
+	if err := r.Client().Set(ctx, "vcon:"+goodUUID1, `{"uuid":"`+goodUUID1+`","vcon":"0.4.0","parties":[],"dialog":[]}`, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res := invocation{kubeconfig: admin(t)}.run(t, "erase", goodUUID1, "--api-namespace", ns, "-o", "json")
+	if res.code != 0 || !strings.Contains(res.out, `"complete": true`) || strings.Contains(res.out+res.errOut, p.token) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.out, res.errOut)
+	}
+	if n := r.Client().Exists(ctx, "vcon:"+goodUUID1).Val(); n != 0 {
+		t.Error("the body is still in Redis after erase through the proxy")
+	}
+}
