@@ -29,6 +29,8 @@ type failure struct {
 	// written with the failure so they are not paid for again.
 	completed []string
 	progress  *progress
+	// effects are the kept effects of the completed links (effects.go).
+	effects []byte
 }
 
 // progress is a failed vCon's document as its completed links left it.
@@ -261,7 +263,7 @@ func (p *Processor) deadLetter(ctx context.Context, it queue.Item, f *failure, s
 		pipe = p.rdb.Pipeline()
 	}
 	if !state.Empty() || len(f.completed) > 0 {
-		queue.QueueKeepProgress(pipe, it, nil, f.completed)
+		queue.QueueKeepProgress(pipe, it, nil, f.completed, f.effects)
 	}
 	p.worker.QueueDone(pipe, it)
 	queueNext(pipe)
@@ -287,7 +289,7 @@ func (p *Processor) scheduleRetry(ctx context.Context, it queue.Item, f *failure
 		pipe = p.rdb.Pipeline()
 	}
 	attempts := append(slices.Clone(state.Attempts), queue.Attempt{Reason: f.text(), Step: f.step, At: time.Now().UTC()})
-	queue.QueueScheduleRetry(pipe, it, due, attempts, f.completed)
+	queue.QueueScheduleRetry(pipe, it, due, attempts, f.completed, f.effects)
 	p.worker.QueueDone(pipe, it)
 	queueNext(pipe)
 	return queue.ExecChecked(ctx, p.rdb, pipe)

@@ -88,6 +88,12 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 
 	resume := resumePoint(p.chain.Links, state.Completed)
 	completed := linkNames(p.chain.Links[:resume])
+	// The links resumed after asked for routes or a TTL in an earlier
+	// run: this run's outcome applies them.
+	effects := resumedEffects(state.Effects, completed)
+	for _, e := range effects {
+		out.addEffects(out.uuid, links.Result{Routes: e.Routes, TTL: e.TTL})
+	}
 	forwarded := false
 	// original is the vCon as it was when the chain's first redaction
 	// replaced it: a failure after that keeps its progress (and resumes)
@@ -98,8 +104,10 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		switch {
 		case original != nil:
 			p.keepProgress(f, &outcome{prev: original.prev, recache: original.recache}, original.v, nil, original.completed, len(original.completed) > resume)
+			f.effects = encodeEffects(original.effects, f.completed)
 		case !forwarded:
 			p.keepProgress(f, out, v, data, completed, len(completed) > resume)
+			f.effects = encodeEffects(effects, f.completed)
 		}
 	}
 	for _, step := range p.chain.Links[resume:] {
@@ -109,6 +117,7 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 			f := &failure{reason: ReasonWrongForm, step: "link " + step.Name, err: wrongForm(step.Link, form)}
 			if !forwarded {
 				p.keepProgress(f, out, v, nil, completed, len(completed) > resume)
+				f.effects = encodeEffects(effects, f.completed)
 			}
 			return nil, f
 		}
@@ -120,7 +129,7 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		}
 		if res.Redacted != nil {
 			if original == nil && !forwarded {
-				original = &snapshot{v: v, completed: slices.Clone(completed), prev: out.prev, recache: out.recache}
+				original = &snapshot{v: v, completed: slices.Clone(completed), effects: slices.Clone(effects), prev: out.prev, recache: out.recache}
 			}
 			if f := p.redacted(ctx, step, out, v, res); f != nil {
 				keep(f, v, nil)
@@ -130,6 +139,9 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		}
 		completed = append(completed, step.Name)
 		out.addEffects(out.uuid, res)
+		if e, ok := effectOf(step.Name, res); ok {
+			effects = append(effects, e)
+		}
 		if res.Halt {
 			out.halted = true
 			break
@@ -172,6 +184,7 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 type snapshot struct {
 	v         *vcon.VCon
 	completed []string
+	effects   []linkEffect
 	prev      vconstore.Body
 	recache   bool
 }

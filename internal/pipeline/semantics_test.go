@@ -386,3 +386,81 @@ func TestHTTPStatusDecidesRetry(t *testing.T) {
 		})
 	}
 }
+
+// routeLink routes every vCon to its list and sets a TTL, as tag_router
+// and expire_vcon do: effects the outcome applies, nothing in the body.
+type routeLink struct {
+	list  string
+	calls atomic.Int32
+}
+
+func (l *routeLink) Run(context.Context, *vcon.VCon) (links.Result, error) {
+	l.calls.Add(1)
+	return links.Result{Routes: []string{l.list}, TTL: time.Hour}, nil
+}
+
+// TestResumeKeepsCompletedLinksEffects: a router that completed before a
+// failure is not run again when the vCon resumes (a retry, a replay), so
+// the routes and TTL it asked for are kept with the progress and applied
+// by the outcome of the run that resumes: the vCon is routed exactly once.
+// From the start, the router runs again and gives its own.
+func TestResumeKeepsCompletedLinksEffects(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		retry     bool
+		fromStart bool
+	}{
+		{"delayed retry", true, false},
+		{"DLQ replay", false, false},
+		{"DLQ replay from the start", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			router := &routeLink{list: "routed"}
+			flaky := &paidLink{name: "analyze", fail: func(n int32) error {
+				if n == 1 {
+					return mayPassErr{"vendor timeout"}
+				}
+				return nil
+			}}
+			ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"},
+				Links: []Step{{Name: "router", Link: router}, {Name: "analyze", Link: flaky}}}
+			if tc.retry {
+				ch.Retry = RetryPolicy{Attempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
+			}
+			p, _, _ := e.processor(ch, testOptions(), "w1")
+			uuid := testUUID(7)
+			e.queued(t, uuid)
+			e.runOnce(t, p, uuid)
+			if n := e.rdb.LLen(ctx, "routed").Val(); n != 0 {
+				t.Fatalf("routed %d times by a failed run", n)
+			}
+			if tc.retry {
+				time.Sleep(5 * time.Millisecond)
+				if _, err := queue.PromoteDue(ctx, e.rdb, []string{"in"}); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := queue.Replay(ctx, e.rdb, "in", 10, tc.fromStart); err != nil {
+				t.Fatal(err)
+			}
+			e.runOnce(t, p, uuid)
+			if got := e.rdb.LRange(ctx, "routed", 0, -1).Val(); !slices.Equal(got, []string{uuid}) {
+				t.Errorf("routed list %v, want the vCon once", got)
+			}
+			if ttl := e.rdb.TTL(ctx, vconstore.Key(uuid)).Val(); ttl <= 0 || ttl > time.Hour {
+				t.Errorf("body TTL %v, want the router's hour", ttl)
+			}
+			wantRuns := int32(1)
+			if tc.fromStart {
+				wantRuns = 2
+			}
+			if n := router.calls.Load(); n != wantRuns {
+				t.Errorf("router ran %d times, want %d", n, wantRuns)
+			}
+			if n := e.rdb.HLen(ctx, queue.StateKey("in")).Val(); n != 0 {
+				t.Errorf("state hash keeps %d fields after success", n)
+			}
+		})
+	}
+}

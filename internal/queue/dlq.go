@@ -139,12 +139,13 @@ func decodeReason(v any) (DLQReason, bool) {
 
 // replayLua forgets what a replayed uuid's last run left in the state hash:
 // its attempts and delivery count always (a replay starts a new retry
-// budget), and the links it completed when fromStart is "1".
+// budget), and the links it completed, with their effects, when fromStart
+// is "1".
 const replayLua = `
 local function forget(state, uuid, fromStart)
   redis.call('HDEL', state, 'd:' .. uuid, 'a:' .. uuid)
   if fromStart == '1' then
-    redis.call('HDEL', state, 'r:' .. uuid)
+    redis.call('HDEL', state, 'r:' .. uuid, 'e:' .. uuid)
   end
 end
 `

@@ -75,7 +75,7 @@ for i = 1, #ARGV do
   local removed = redis.call('LREM', KEYS[1], 0, uuid)
   if removed > 0 then
     redis.call('HDEL', KEYS[2], uuid)
-    redis.call('HDEL', KEYS[3], 'd:' .. uuid, 'a:' .. uuid, 'r:' .. uuid)
+    redis.call('HDEL', KEYS[3], 'd:' .. uuid, 'a:' .. uuid, 'r:' .. uuid, 'e:' .. uuid)
     n = n + removed
   end
 end
@@ -177,9 +177,9 @@ func purgeAcrossSlots(ctx context.Context, rdb redis.UniversalClient, ingress st
 		if n == 0 {
 			continue
 		}
-		d, a, r := stateFields(u)
+		d, a, r, e := stateFields(u)
 		rdb.HDel(ctx, DLQReasonsKey(ingress), u)
-		rdb.HDel(ctx, StateKey(ingress), d, a, r)
+		rdb.HDel(ctx, StateKey(ingress), d, a, r, e)
 		purged += int(n)
 	}
 	return purged, nil

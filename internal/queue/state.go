@@ -25,11 +25,15 @@ type State struct {
 	// Completed names the links the vCon has completed, in chain order:
 	// their results are in its body, and the next run resumes after them.
 	Completed []string
+	// Effects are what those links asked the vCon's outcome to do (routes,
+	// a body TTL), encoded by the pipeline: effects apply only with an
+	// outcome, so a run that resumes after the links applies theirs.
+	Effects []byte
 }
 
 // Empty says whether the state has no field in Redis.
 func (s State) Empty() bool {
-	return s.Deliveries == 0 && len(s.Attempts) == 0 && len(s.Completed) == 0
+	return s.Deliveries == 0 && len(s.Attempts) == 0 && len(s.Completed) == 0 && len(s.Effects) == 0
 }
 
 // Attempt is one failed attempt of a vCon.
@@ -39,8 +43,8 @@ type Attempt struct {
 	At     time.Time `json:"at"`
 }
 
-func stateFields(uuid string) (deliveries, attempts, completed string) {
-	return "d:" + uuid, "a:" + uuid, "r:" + uuid
+func stateFields(uuid string) (deliveries, attempts, completed, effects string) {
+	return "d:" + uuid, "a:" + uuid, "r:" + uuid, "e:" + uuid
 }
 
 // PendingState is a state read queued in a caller's pipeline.
@@ -50,8 +54,8 @@ type PendingState struct{ cmd *redis.SliceCmd }
 // the ingress list's slot), so that it rides in the round trip that reads
 // the vCon's body.
 func QueueReadState(ctx context.Context, pipe redis.Pipeliner, ingress, uuid string) *PendingState {
-	d, a, r := stateFields(uuid)
-	return &PendingState{cmd: pipe.HMGet(ctx, StateKey(ingress), d, a, r)}
+	d, a, r, e := stateFields(uuid)
+	return &PendingState{cmd: pipe.HMGet(ctx, StateKey(ingress), d, a, r, e)}
 }
 
 // Cmd is the queued command, for callers that check a pipeline's replies.
@@ -84,23 +88,29 @@ func (p *PendingState) Result() (State, error) {
 			errs = append(errs, fmt.Errorf("completed links: %w", err))
 		}
 	}
+	if len(vals) > 3 {
+		if s, ok := vals[3].(string); ok {
+			st.Effects = []byte(s)
+		}
+	}
 	return st, errors.Join(errs...)
 }
 
 // QueueClearState queues the removal of every state field of the item: its
 // outcome is written and nothing about it needs remembering.
 func QueueClearState(pipe redis.Pipeliner, it Item) {
-	d, a, r := stateFields(it.UUID)
-	pipe.HDel(context.Background(), StateKey(it.List), d, a, r)
+	d, a, r, e := stateFields(it.UUID)
+	pipe.HDel(context.Background(), StateKey(it.List), d, a, r, e)
 }
 
 // QueueKeepProgress queues the commands that keep what a failed vCon has
 // done for its next run: the links it completed (where a replay resumes)
-// and its attempts. The delivery count starts over: the vCon reached an
-// outcome. Fields that are empty are removed.
-func QueueKeepProgress(pipe redis.Pipeliner, it Item, attempts []Attempt, completed []string) {
+// with the effects they asked for, and its attempts. The delivery count
+// starts over: the vCon reached an outcome. Fields that are empty are
+// removed.
+func QueueKeepProgress(pipe redis.Pipeliner, it Item, attempts []Attempt, completed []string, effects []byte) {
 	ctx := context.Background()
-	d, a, r := stateFields(it.UUID)
+	d, a, r, e := stateFields(it.UUID)
 	key := StateKey(it.List)
 	var set []any
 	var del = []string{d}
@@ -116,6 +126,11 @@ func QueueKeepProgress(pipe redis.Pipeliner, it Item, attempts []Attempt, comple
 	} else {
 		del = append(del, r)
 	}
+	if len(completed) > 0 && len(effects) > 0 {
+		set = append(set, e, string(effects))
+	} else {
+		del = append(del, e)
+	}
 	if len(set) > 0 {
 		pipe.HSet(ctx, key, set...)
 	}
@@ -126,8 +141,8 @@ func QueueKeepProgress(pipe redis.Pipeliner, it Item, attempts []Attempt, comple
 // list's retry set, due at due (Redis time), with its progress kept. All
 // keys share the ingress list's slot, so with QueueDone in the same
 // pipeline the move from flight to the retry set is one step.
-func QueueScheduleRetry(pipe redis.Pipeliner, it Item, due time.Time, attempts []Attempt, completed []string) {
-	QueueKeepProgress(pipe, it, attempts, completed)
+func QueueScheduleRetry(pipe redis.Pipeliner, it Item, due time.Time, attempts []Attempt, completed []string, effects []byte) {
+	QueueKeepProgress(pipe, it, attempts, completed, effects)
 	pipe.ZAdd(context.Background(), RetryKey(it.List), redis.Z{Score: float64(due.UnixMilli()), Member: it.UUID})
 }
 
