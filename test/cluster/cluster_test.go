@@ -157,7 +157,7 @@ func TestClusterUpPodServiceDown(t *testing.T) {
 			return err == nil && d.Status.ReadyReplicas == 2, err
 		})
 		if err != nil {
-			t.Fatalf("deployment not ready: %v", err)
+			t.Fatalf("deployment not ready: %v\n%s", err, podDiagnosis(ctx, kube, ns))
 		}
 		// kube-proxy programs the Service asynchronously: retry until it answers.
 		url := fmt.Sprintf("http://%s/", svc.Spec.ClusterIP)
@@ -294,4 +294,40 @@ func sh(t *testing.T, dir string, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return stdout.String()
+}
+
+// podDiagnosis says what the pods of ns are waiting for, and the namespace's
+// latest events, for a failure message: the cluster and its logs are gone
+// once the test tears it down.
+func podDiagnosis(ctx context.Context, kube kubernetes.Interface, ns string) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "list pods: " + err.Error()
+	}
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "pod %s: phase %s node %q\n", p.Name, p.Status.Phase, p.Spec.NodeName)
+		for _, c := range p.Status.Conditions {
+			fmt.Fprintf(&b, "  condition %s=%s %s %s\n", c.Type, c.Status, c.Reason, c.Message)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			fmt.Fprintf(&b, "  container %s ready=%v restarts=%d", cs.Name, cs.Ready, cs.RestartCount)
+			if w := cs.State.Waiting; w != nil {
+				fmt.Fprintf(&b, " waiting %s: %s", w.Reason, w.Message)
+			}
+			if te := cs.State.Terminated; te != nil {
+				fmt.Fprintf(&b, " terminated %s (exit %d): %s", te.Reason, te.ExitCode, te.Message)
+			}
+			b.WriteString("\n")
+		}
+	}
+	events, err := kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err == nil {
+		for _, e := range events.Items {
+			fmt.Fprintf(&b, "event %s %s/%s: %s %s\n", e.Type, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message)
+		}
+	}
+	return b.String()
 }
