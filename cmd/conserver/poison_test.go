@@ -80,8 +80,8 @@ chains:
 			select {
 			case <-w.exited:
 				deaths++
-				if logs, _ := os.ReadFile(w.logs); !strings.Contains(string(logs), "fatal error: out of memory") {
-					t.Fatalf("worker %d died, not of memory: %v\n%s", run, w.err, w.logTail())
+				if logs, _ := os.ReadFile(w.logs); !diedOfMemory(string(logs)) {
+					t.Fatalf("worker %d died, not of memory: %v\n%s\n%s", run, w.err, fatalLines(string(logs)), w.logTail())
 				}
 				t.Logf("worker %d died of the poison pill (out of memory)", run)
 			default:
@@ -162,4 +162,35 @@ chains:
 	limit := vmKB<<10 + extra
 	t.Logf("worker address space capped at %d MiB (idle %d MiB)", limit>>20, vmKB>>10)
 	return []string{prlimit, fmt.Sprintf("--as=%d", limit), "--"}
+}
+
+// diedOfMemory says whether a worker's log ends in the Go runtime's own
+// death by memory exhaustion under the address-space cap. Which allocation
+// hits the cap first varies: the heap ("fatal error: out of memory",
+// "runtime: out of memory", "cannot map pages in arena address space"), a
+// new thread's stack ("failed to create new OS thread ... errno=12", then
+// "fatal error: newosproc"), or another mmap ("cannot allocate memory"):
+// the messages of the runtime's throws (src/runtime).
+func diedOfMemory(logs string) bool {
+	if !strings.Contains(logs, "fatal error: ") {
+		return false
+	}
+	for _, sign := range []string{"out of memory", "cannot map pages in arena address space", "errno=12", "cannot allocate memory"} {
+		if strings.Contains(logs, sign) {
+			return true
+		}
+	}
+	return false
+}
+
+// fatalLines are the runtime's "fatal error:" and "runtime:" lines of a
+// log, which its tail (a goroutine dump) does not show.
+func fatalLines(logs string) string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.HasPrefix(l, "fatal error: ") || strings.HasPrefix(l, "runtime: ") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
