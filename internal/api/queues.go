@@ -154,11 +154,17 @@ func (s *Server) dlq(w http.ResponseWriter, r *http.Request) {
 	if !q.ok(w) {
 		return
 	}
+	s.writeDLQ(w, r, list, withReasons, "Failed to read DLQ")
+}
+
+// writeDLQ answers the uuids of DLQ:{list}, or with withReasons their
+// recorded reasons too.
+func (s *Server) writeDLQ(w http.ResponseWriter, r *http.Request, list string, withReasons bool, failure string) {
 	ctx := r.Context()
 	if !withReasons {
 		uuids, err := queue.DeadLettered(ctx, s.rdb, list)
 		if err != nil {
-			s.internalError(w, r, "Failed to read DLQ", err)
+			s.internalError(w, r, failure, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, uuids)
@@ -166,7 +172,7 @@ func (s *Server) dlq(w http.ResponseWriter, r *http.Request) {
 	}
 	dead, err := queue.ListDLQ(ctx, s.rdb, list)
 	if err != nil {
-		s.internalError(w, r, "Failed to read DLQ", err)
+		s.internalError(w, r, failure, err)
 		return
 	}
 	out := make([]dlqEntry, len(dead))
@@ -205,27 +211,7 @@ func (s *Server) storageDLQ(w http.ResponseWriter, r *http.Request) {
 	if !q.ok(w) {
 		return
 	}
-	ctx := r.Context()
-	list := queue.StorageDLQList(name)
-	if !withReasons {
-		uuids, err := queue.DeadLettered(ctx, s.rdb, list)
-		if err != nil {
-			s.internalError(w, r, "Failed to read storage DLQ", err)
-			return
-		}
-		writeJSON(w, http.StatusOK, uuids)
-		return
-	}
-	dead, err := queue.ListDLQ(ctx, s.rdb, list)
-	if err != nil {
-		s.internalError(w, r, "Failed to read storage DLQ", err)
-		return
-	}
-	out := make([]dlqEntry, len(dead))
-	for i, d := range dead {
-		out[i] = dlqEntry{UUID: d.UUID, Reason: d.Reason.Reason, Chain: d.Reason.Chain, Step: d.Reason.Step, At: d.Reason.RecordedAt()}
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.writeDLQ(w, r, queue.StorageDLQList(name), withReasons, "Failed to read storage DLQ")
 }
 
 // POST /api/dlq/storage/reprocess?storage_name=X&count=N → a bare integer:

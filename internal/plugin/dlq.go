@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	vconv1 "github.com/vcon-operator/vcon-operator/api/v1alpha1"
@@ -31,18 +30,15 @@ type DLQEntry struct {
 	At     *time.Time `json:"at,omitempty"`
 }
 
-// ListStorageDLQ reads DLQ:storage:{name}, in queue order, with the
-// recorded reasons.
-func ListStorageDLQ(ctx context.Context, rdb redis.UniversalClient, storage string) ([]DLQEntry, error) {
-	dead, err := queue.ListDLQ(ctx, rdb, queue.StorageDLQList(storage))
-	if err != nil {
-		return nil, err
+// listStorageDLQ reads DLQ:storage:{name} through either transport: it is
+// the DLQ of the pseudo-list storage:{name}, whose reasons are recorded
+// under that name, so it reads as any DLQ does.
+func listStorageDLQ(ctx context.Context, q queues, storage string) ([]DLQEntry, error) {
+	entries, err := q.listDLQ(ctx, queue.StorageDLQList(storage))
+	for i := range entries {
+		entries[i].IngressList, entries[i].Storage = "", storage
 	}
-	out := make([]DLQEntry, 0, len(dead))
-	for _, d := range dead {
-		out = append(out, DLQEntry{Storage: storage, UUID: d.UUID, Reason: d.Reason.Reason, Chain: d.Reason.Chain, Step: d.Reason.Step, At: d.Reason.RecordedAt()})
-	}
-	return out, nil
+	return entries, err
 }
 
 type dlqOptions struct {
@@ -91,7 +87,7 @@ func (r *root) dlqListCommand() *cobra.Command {
 			var entries []DLQEntry
 			keys, column := dlqKeys(lists), "INGRESS"
 			if o.storage != "" {
-				entries, err = q.listStorageDLQ(ctx, o.storage)
+				entries, err = listStorageDLQ(ctx, q, o.storage)
 				keys, column = queue.StorageDLQKey(o.storage), "STORAGE"
 			} else {
 				entries, err = listDLQ(ctx, q, lists)

@@ -26,9 +26,6 @@ import (
 // runs the same functions (internal/queue, internal/queueops).
 type queues interface {
 	listDLQ(ctx context.Context, ingress string) ([]DLQEntry, error)
-	// listStorageDLQ reads DLQ:storage:{name}, the failed writes of a
-	// Chain that dead-letters them alone.
-	listStorageDLQ(ctx context.Context, storage string) ([]DLQEntry, error)
 	// replay moves up to count (0: all) dead letters whose reason contains
 	// reason ("": all) back to their ingress list.
 	replay(ctx context.Context, ingress, reason string, count int, fromStart bool) (int, error)
@@ -137,10 +134,6 @@ type redisQueues struct {
 
 func (q *redisQueues) close() error { return q.rdb.Close() }
 
-func (q *redisQueues) listStorageDLQ(ctx context.Context, storage string) ([]DLQEntry, error) {
-	return ListStorageDLQ(ctx, q.rdb, storage)
-}
-
 func (q *redisQueues) listDLQ(ctx context.Context, ingress string) ([]DLQEntry, error) {
 	dead, err := queue.ListDLQ(ctx, q.rdb, ingress)
 	if err != nil {
@@ -183,17 +176,6 @@ func (q *apiQueues) close() error { return nil }
 
 // maxReprocess is the API's bound on one /dlq/reprocess count.
 const maxReprocess = 100_000
-
-// listStorageDLQ reads DLQ:storage:{name} through GET /dlq with its
-// reasons: a storage's DLQ is the DLQ of the pseudo-list storage:{name},
-// and its reasons are recorded under that name.
-func (q *apiQueues) listStorageDLQ(ctx context.Context, storage string) ([]DLQEntry, error) {
-	entries, err := q.listDLQ(ctx, queue.StorageDLQList(storage))
-	for i := range entries {
-		entries[i].IngressList, entries[i].Storage = "", storage
-	}
-	return entries, err
-}
 
 func (q *apiQueues) listDLQ(ctx context.Context, ingress string) ([]DLQEntry, error) {
 	var got []struct {
