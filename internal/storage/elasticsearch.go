@@ -30,7 +30,11 @@ import (
 //	{index_prefix}vcon_attachments_{purpose}   id {uuid}_{i}
 //	{index_prefix}vcon_analysis_{type}         id {uuid}_{i}
 //	{index_prefix}vcon_dialog                  id {uuid}_{i}
+//	{index_prefix}vcon_signed, vcon_encrypted  id {uuid}
 //
+// A signed or encrypted vCon has no parts to show (they are inside its
+// payload or ciphertext): it is one document in the index of its form,
+// the vCon's text whole in "document" (see securedPart).
 // Each document is the part plus vcon_id, started_at (the first dialog's
 // start) and tenant_id (from a "tenant" attachment). A vCon without dialog
 // has no documents, as in conserver. Differences: the parts go in one bulk
@@ -218,6 +222,30 @@ func (s *esStorage) esParts(v *vcon.VCon) []esPart {
 	return parts
 }
 
+// securedPart is the one document of a signed or encrypted vCon. Its
+// parties, dialog and analysis are inside the payload or the ciphertext,
+// so there is no part to index; the document is kept whole, as the text it
+// was parsed from, so that what was signed is what Elasticsearch holds
+// (its _source gives a string back as it was sent, where an object would
+// come back in whatever layout a reindex or an ingest pipeline leaves).
+// Saving the vCon unsigned later deletes it, as for any part the new
+// version no longer has, and the reverse.
+func (s *esStorage) securedPart(v *vcon.VCon) (esPart, error) {
+	body, err := v.Marshal()
+	if err != nil {
+		return esPart{}, Permanent(fmt.Errorf("elasticsearch: encode vcon %s: %w", v.UUID(), err))
+	}
+	form := "signed"
+	if v.Form() == vcon.Encrypted {
+		form = "encrypted"
+	}
+	return esPart{
+		index: esIndex(s.prefix + "vcon_" + form),
+		id:    v.UUID(),
+		doc:   map[string]any{"vcon_id": v.UUID(), "form": form, "document": string(body)},
+	}, nil
+}
+
 func esFirstString(m map[string]any, keys ...string) string {
 	for _, k := range keys {
 		if s, ok := m[k].(string); ok && s != "" {
@@ -266,12 +294,16 @@ func (s *esStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	if uuid == "" {
 		return Permanent(errors.New("elasticsearch: vcon has no uuid"))
 	}
+	var parts []esPart
 	if v.Secured() {
-		// Its parties, dialog and analysis are inside the payload or the
-		// ciphertext: indexed as it is, it would be indexed as nothing.
-		return Permanent(fmt.Errorf("elasticsearch: vcon %s is %s, and its parts cannot be indexed without opening it: put links.verify or links.decrypt before this storage, or store the signed form in a storage that keeps documents whole", uuid, v.Form()))
+		part, err := s.securedPart(v)
+		if err != nil {
+			return err
+		}
+		parts = []esPart{part}
+	} else {
+		parts = s.esParts(v)
 	}
-	parts := s.esParts(v)
 	if len(parts) > 0 {
 		if err := s.bulk(ctx, uuid, parts); err != nil {
 			return err

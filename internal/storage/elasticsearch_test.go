@@ -313,27 +313,48 @@ func TestElasticsearchNoDialog(t *testing.T) {
 	}
 }
 
-// TestElasticsearchRefusesSecuredForms: a signed or encrypted vCon has no
-// part to index; it is refused for good instead of being "stored" as
-// nothing.
-func TestElasticsearchRefusesSecuredForms(t *testing.T) {
+// TestElasticsearchKeepsSecuredFormsWhole: a signed or encrypted vCon has
+// no part to index; it is one document holding its text as it was sent,
+// and a later version in another form replaces it (and its parts).
+func TestElasticsearchKeepsSecuredFormsWhole(t *testing.T) {
 	f := startFakeES(t)
-	st := newTestES(t, map[string]any{"url": f.URL, "username": f.user, "password": f.password})
-	for _, doc := range []string{
-		`{"payload":"eA","signatures":[{"protected":"eA","signature":"eA","header":{"uuid":"` + esTestUUID + `"}}]}`,
-		`{"recipients":[{"encrypted_key":"eA"}],"ciphertext":"eA","iv":"eA","tag":"eA","unprotected":{"uuid":"` + esTestUUID + `"}}`,
+	ctx := context.Background()
+	st := newTestES(t, map[string]any{"url": f.URL, "username": f.user, "password": f.password, "index_prefix": "acme_"})
+	u := esTestUUID
+	signed := "{\n  \"payload\": \"eA\",\n  \"signatures\": [{\"protected\":\"eA\",\"signature\":\"eA\",\"header\":{\"uuid\":\"" + u + "\"}}]\n}"
+	encrypted := `{"recipients":[{"encrypted_key":"eA"}],"ciphertext":"eA","iv":"eA","tag":"eA","unprotected":{"uuid":"` + u + `"}}`
+	for _, step := range []struct {
+		name, doc, index, form string
+	}{
+		{"unsigned", "", "", ""},
+		{"signed, indented as the draft's examples", signed, "acme_vcon_signed", "signed"},
+		{"encrypted", encrypted, "acme_vcon_encrypted", "encrypted"},
+		{"unsigned again", "", "", ""},
 	} {
-		v, err := vcon.Parse([]byte(doc))
-		if err != nil {
-			t.Fatal(err)
+		v := esTestVCon(t, u, "t-42")
+		if step.doc != "" {
+			var err error
+			if v, err = vcon.Parse([]byte(step.doc)); err != nil {
+				t.Fatal(err)
+			}
 		}
-		err = st.Save(context.Background(), v)
-		if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "put links.verify or links.decrypt before this storage") {
-			t.Fatalf("Save(%v) = %v, want a permanent refusal", v.Form(), err)
+		if err := st.Save(ctx, v); err != nil {
+			t.Fatalf("%s: Save: %v", step.name, err)
 		}
-	}
-	if got := f.keys(); len(got) != 0 {
-		t.Fatalf("documents %q, want none", got)
+		keys := f.keys()
+		if step.doc == "" {
+			if len(keys) != 8 || slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(k, "_signed/") || strings.Contains(k, "_encrypted/") }) {
+				t.Fatalf("%s: documents %q, want the 8 parts only", step.name, keys)
+			}
+			continue
+		}
+		if want := []string{step.index + "/" + u}; !slices.Equal(keys, want) {
+			t.Fatalf("%s: documents %q, want %q", step.name, keys, want)
+		}
+		got := f.doc(step.index, u)
+		if got["document"] != step.doc || got["vcon_id"] != u || got["form"] != step.form {
+			t.Fatalf("%s: document %v, want the text as sent", step.name, got)
+		}
 	}
 }
 

@@ -104,6 +104,13 @@ func httpStatusOf(err error) int {
 }
 
 func (s *vconMCPStorage) Save(ctx context.Context, v *vcon.VCon) error {
+	if v.Secured() {
+		// vcon-mcp splits a vCon into its own tables (parties, dialog,
+		// analysis...) and refuses one without parties: a signed or
+		// encrypted vCon would come back as something else or not at all.
+		// Refused for good, so it is dead-lettered, not lost.
+		return Permanent(fmt.Errorf("vcon_mcp: vcon %s is %s, which vcon-mcp cannot keep (it stores a vCon's parts, not the document): put links.verify or links.decrypt before this storage, or keep the signed form in a storage that keeps documents whole", v.UUID(), v.Form()))
+	}
 	body, err := v.Marshal()
 	if err != nil {
 		return Permanent(fmt.Errorf("vcon_mcp: encode vcon %s: %w", v.UUID(), err))
