@@ -43,7 +43,7 @@ func TestReadThroughAndDeleteUseTheConfiguredStorages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.Doc["appended"] = map[string]any{"by": "legacy"}
+	v.Doc()["appended"] = map[string]any{"by": "legacy"}
 	if err := files.Save(ctx, v); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestReadThroughFollowsTheFileOrder(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				v.Doc["subject"] = "kept in " + name
+				v.Doc()["subject"] = "kept in " + name
 				if err := files.Save(ctx, v); err != nil {
 					t.Fatal(err)
 				}

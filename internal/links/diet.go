@@ -65,18 +65,18 @@ func (d *diet) Run(ctx context.Context, v *vcon.VCon) (Result, error) {
 		}
 	}
 	if d.removeAnalysis {
-		delete(v.Doc, vcon.Analysis)
+		delete(v.Doc(), vcon.Analysis)
 	}
 	if len(d.removeAttachments) > 0 {
-		if items, ok := v.Doc[vcon.Attachments].([]any); ok {
-			v.Doc[vcon.Attachments] = slices.DeleteFunc(items, func(it any) bool {
+		if items, ok := v.Doc()[vcon.Attachments].([]any); ok {
+			v.Doc()[vcon.Attachments] = slices.DeleteFunc(items, func(it any) bool {
 				a, ok := it.(map[string]any)
 				return ok && d.attachmentDropped(a)
 			})
 		}
 	}
 	if d.removeSystemPrompts {
-		removeSystemPrompts(v.Doc)
+		removeSystemPrompts(v.Doc())
 	}
 	return Continue, nil
 }

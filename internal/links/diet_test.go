@@ -97,7 +97,7 @@ func TestDiet(t *testing.T) {
 			if res := run(t, mustNew(t, "links.diet", tc.opts, Deps{}), v); !continues(res) {
 				t.Fatalf("result %+v, want Continue", res)
 			}
-			tc.check(t, v.Doc)
+			tc.check(t, v.Doc())
 		})
 	}
 }
@@ -147,7 +147,7 @@ func TestDietPostMedia(t *testing.T) {
 			if posts[0]["content"] != "UklGRg==" || posts[0]["vcon_uuid"] != "u1" {
 				t.Fatalf("payload %v, want conserver's {content, vcon_uuid, dialog_id}", posts[0])
 			}
-			d := dialogs(v.Doc)[0]
+			d := dialogs(v.Doc())[0]
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error = %v, want %q", err, tc.wantErr)

@@ -147,7 +147,7 @@ func (s *httpStep) call(ctx context.Context, uuid string, body []byte, v *vcon.V
 		if got := doc.UUID(); got != uuid {
 			return Result{}, fmt.Errorf("step %s: step changed the uuid (sent %s, got %q): a step must return the vCon it was given", s.host, uuid, options.Truncate(got, 64))
 		}
-		v.Doc = doc.Doc
+		v.Replace(doc)
 		return Continue, nil
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))

@@ -104,7 +104,7 @@ func TestHTTPStepResponses(t *testing.T) {
 			handler: func(_ int32, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) },
 			halt:    true, calls: 1,
 			checkDocs: func(t *testing.T, v *vcon.VCon) {
-				if _, ok := v.Doc["x_unknown"]; !ok {
+				if _, ok := v.Doc()["x_unknown"]; !ok {
 					t.Error("a halted vCon must keep its document")
 				}
 			},
@@ -117,7 +117,7 @@ func TestHTTPStepResponses(t *testing.T) {
 			},
 			calls: 1,
 			checkDocs: func(t *testing.T, v *vcon.VCon) {
-				if _, ok := v.Doc["x_unknown"]; ok {
+				if _, ok := v.Doc()["x_unknown"]; ok {
 					t.Error("fields the step dropped must be gone: the answer replaces the document")
 				}
 				if a := v.List(vcon.Analysis); len(a) != 1 || a[0]["body"] != "positive" {

@@ -96,7 +96,7 @@ func (l *jqLink) match(ctx context.Context, v *vcon.VCon) (bool, error) {
 	// changes its input and reads json.Number itself, so it gets the view
 	// as it is: a deep copy (twice, for the view and for gojq's value
 	// types) cost several times the size of a large vCon.
-	iter := l.code.RunWithContext(ctx, vcon.ConserverView(v).Doc)
+	iter := l.code.RunWithContext(ctx, vcon.ConserverView(v).Doc())
 	out, ok := iter.Next()
 	if !ok {
 		return false, nil

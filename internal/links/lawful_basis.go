@@ -180,7 +180,7 @@ func (l *lawfulBasisLink) record(v *vcon.VCon, decision string, results []purpos
 			"purposes":     purposes,
 		},
 	}
-	old, _ := v.Doc[vcon.Analysis].([]any)
+	old, _ := v.Doc()[vcon.Analysis].([]any)
 	kept := make([]any, 0, len(old)+1)
 	for _, a := range old {
 		if m, ok := a.(map[string]any); ok && m["type"] == lawfulBasisEvaluation && m["product"] == l.name {
@@ -188,7 +188,7 @@ func (l *lawfulBasisLink) record(v *vcon.VCon, decision string, results []purpos
 		}
 		kept = append(kept, a)
 	}
-	v.Doc[vcon.Analysis] = append(kept, entry)
+	v.Doc()[vcon.Analysis] = append(kept, entry)
 	if decision == decisionDenied {
 		vcon.AddTag(v, "lawful_basis", decisionDenied)
 	}
@@ -372,7 +372,7 @@ func attachmentJSONBody(x any) (map[string]any, bool) {
 		if err != nil {
 			return nil, false
 		}
-		return v.Doc, true
+		return v.Doc(), true
 	}
 	return nil, false
 }

@@ -185,11 +185,11 @@ func TestRedactLink(t *testing.T) {
 			if err != nil || id.Version() != 8 || id.Variant() != uuid.RFC4122 || red.UUID() == redactOrigUUID {
 				t.Errorf("redacted uuid %s: want a version 8 uuid of its own", red.UUID())
 			}
-			r, _ := red.Doc["redacted"].(map[string]any)
+			r, _ := red.Doc()["redacted"].(map[string]any)
 			if r["uuid"] != redactOrigUUID || r["type"] != tc.wantType {
 				t.Errorf("redacted object %v, want uuid %s type %s", r, redactOrigUUID, tc.wantType)
 			}
-			if _, ok := red.Doc["amended"]; ok {
+			if _, ok := red.Doc()["amended"]; ok {
 				t.Error("amended kept beside redacted")
 			}
 			if text := red.List(vcon.Dialog)[0]["body"]; text != tc.wantText {
@@ -242,7 +242,7 @@ func TestRedactedUUIDDeterministic(t *testing.T) {
 	b, _ := redactedUUID(callVcon(t, nil), "redact")
 	other, _ := redactedUUID(v, "redact-pci")
 	w := callVcon(t, nil)
-	w.Doc["uuid"] = "0190d6f0-1c2d-7a00-8000-00000000beef"
+	w.Doc()["uuid"] = "0190d6f0-1c2d-7a00-8000-00000000beef"
 	otherOrig, _ := redactedUUID(w, "redact")
 	if a != b {
 		t.Errorf("same original, same link: %s then %s", a, b)
@@ -313,7 +313,7 @@ func TestRedactLinkMutesRecording(t *testing.T) {
 		{name: "muting off", opts: map[string]any{"mute_audio": false}, recording: inline(tone), wantAction: "removed", wantReason: "mute_audio is off"},
 		{name: "mp3", opts: map[string]any{}, recording: inline([]byte("ID3\x03\x00 not a wav at all")), wantAction: "removed", wantReason: "not an inline PCM WAV"},
 		{name: "no transcript", opts: map[string]any{}, recording: inline(tone), wantAction: "removed", wantReason: "no transcript with timings",
-			edit: func(v *vcon.VCon) { v.Doc["analysis"] = []any{} }},
+			edit: func(v *vcon.VCon) { v.Doc()["analysis"] = []any{} }},
 		{name: "untimed finding", opts: map[string]any{}, recording: inline(tone), wantAction: "removed", wantReason: "has no time",
 			edit: func(v *vcon.VCon) {
 				v.Append(vcon.Analysis, map[string]any{"type": "summary", "dialog": 1, "body": "customer gave SSN 123-45-6789", "encoding": "none"})

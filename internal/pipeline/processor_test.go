@@ -311,7 +311,7 @@ func TestProcessOutcomes(t *testing.T) {
 				if v.String("vcon") != "0.4.0" {
 					t.Errorf("body not normalised: vcon = %q", v.String("vcon"))
 				}
-				if _, ok := v.Doc["x_custom"]; !ok {
+				if _, ok := v.Doc()["x_custom"]; !ok {
 					t.Error("unknown field x_custom lost in the rewrite")
 				}
 				if _, ok := vcon.Tag(v, "team"); ok != w.tagged {

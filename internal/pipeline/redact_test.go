@@ -191,7 +191,7 @@ func checkRedacted(t *testing.T, e *env, orig, archive, restricted string, h *ho
 	// The next chain reads it from egress: it must pass the same checks.
 	if v, fail := parseBody(body.Data, redID); fail != nil {
 		t.Errorf("the next chain would refuse the redacted vCon: %s", fail.text())
-	} else if r, _ := v.Doc["redacted"].(map[string]any); r["uuid"] != orig {
+	} else if r, _ := v.Doc()["redacted"].(map[string]any); r["uuid"] != orig {
 		t.Errorf("redacted object %v does not name the original", r)
 	}
 	if !strings.Contains(string(body.Data), `"uuid":"`+orig+`"`) {

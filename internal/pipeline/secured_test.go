@@ -380,7 +380,7 @@ func TestDraftExamplesThroughChains(t *testing.T) {
 		return b
 	}
 	signed, _ := vcon.Parse(read("ab_call_ext_rec_signed.vcon"))
-	x5c := sigOf(signed.Doc)["header"].(map[string]any)["x5c"].([]any)
+	x5c := sigOf(signed.Doc())["header"].(map[string]any)["x5c"].([]any)
 	issuer, err := base64.StdEncoding.DecodeString(x5c[1].(string))
 	if err != nil {
 		t.Fatal(err)

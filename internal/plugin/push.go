@@ -317,13 +317,13 @@ type directPusher struct {
 
 func (d *directPusher) push(ctx context.Context, v *vcon.VCon) (string, error) {
 	uuid := strings.ToLower(v.UUID())
-	v.Doc["uuid"] = uuid
-	if _, ok := v.Doc["vcon"]; !ok {
-		v.Doc["vcon"] = vcon.CurrentVersion
+	v.Doc()["uuid"] = uuid
+	if _, ok := v.Doc()["vcon"]; !ok {
+		v.Doc()["vcon"] = vcon.CurrentVersion
 	}
 	for _, key := range []string{vcon.Parties, vcon.Dialog, vcon.Analysis, vcon.Attachments} {
-		if v.Doc[key] == nil {
-			v.Doc[key] = []any{}
+		if v.Doc()[key] == nil {
+			v.Doc()[key] = []any{}
 		}
 	}
 	body, err := v.Marshal()

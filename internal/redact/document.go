@@ -93,7 +93,7 @@ func (rep *Report) Counts() map[Type]int {
 
 // RedactVCon is RedactDocument on a vcon.VCon.
 func (r *Redactor) RedactVCon(ctx context.Context, v *vcon.VCon) (*Report, error) {
-	return r.RedactDocument(ctx, v.Doc)
+	return r.RedactDocument(ctx, v.Doc())
 }
 
 // RedactDocument finds and replaces personal data in the texts of a

@@ -67,7 +67,7 @@ var ErrNotUnsigned = errors.New("redact: the vCon is signed or encrypted; verify
 // implications of all parameters in the vCon to be sure to redact", and
 // must not process a vCon with a critical extension it does not support.
 func (r *Redactor) RedactedVcon(ctx context.Context, original *vcon.VCon, o RedactedOptions) (*vcon.VCon, *Report, error) {
-	doc := original.Doc
+	doc := original.Doc()
 	for _, k := range []string{"payload", "signatures", "ciphertext"} {
 		if _, ok := doc[k]; ok {
 			return nil, nil, ErrNotUnsigned
@@ -119,17 +119,17 @@ func (r *Redactor) RedactedVcon(ctx context.Context, original *vcon.VCon, o Reda
 		red["url"] = o.URL
 		red["content_hash"] = o.ContentHash
 	}
-	out.Doc["uuid"] = id
-	out.Doc["redacted"] = red
+	out.Doc()["uuid"] = id
+	out.Doc()["redacted"] = red
 	// redacted and amended are mutually exclusive: the original's own
 	// history is reachable through the original.
-	delete(out.Doc, "amended")
-	delete(out.Doc, "appended")
+	delete(out.Doc(), "amended")
+	delete(out.Doc(), "appended")
 	now := o.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	out.Doc["updated_at"] = now.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	out.Doc()["updated_at"] = now.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 	return out, rep, nil
 }
 
@@ -159,7 +159,7 @@ func dropUnreadable(v *vcon.VCon, skipped []Skipped) {
 		if _, err := fmt.Sscanf(path[open:], "[%d]", &i); err != nil {
 			continue
 		}
-		items, _ := v.Doc[path[:open]].([]any)
+		items, _ := v.Doc()[path[:open]].([]any)
 		if i < 0 || i >= len(items) {
 			continue
 		}

@@ -37,7 +37,7 @@ func TestRedactedVcon(t *testing.T) {
 	if out.UUID() != newID {
 		t.Errorf("uuid = %q", out.UUID())
 	}
-	red, _ := out.Doc["redacted"].(map[string]any)
+	red, _ := out.Doc()["redacted"].(map[string]any)
 	want := map[string]any{"uuid": "019f15a6-a752-826f-b9a2-279e0d16bc46", "type": "PII Redaction",
 		"url": "https://vault.example.com/v/019f15a6.vcon", "content_hash": "sha512-abc"}
 	for k, w := range want {
@@ -45,11 +45,11 @@ func TestRedactedVcon(t *testing.T) {
 			t.Errorf("redacted.%s = %v, want %v", k, red[k], w)
 		}
 	}
-	if _, ok := out.Doc["amended"]; ok {
+	if _, ok := out.Doc()["amended"]; ok {
 		t.Error("amended kept beside redacted")
 	}
-	if out.Doc["updated_at"] != "2026-12-02T10:00:00.000Z" {
-		t.Errorf("updated_at = %v", out.Doc["updated_at"])
+	if out.Doc()["updated_at"] != "2026-12-02T10:00:00.000Z" {
+		t.Errorf("updated_at = %v", out.Doc()["updated_at"])
 	}
 	d := out.List(vcon.Dialog)[0]
 	if _, ok := d["url"]; ok || d["content_hash"] != "sha512-GLy6" || d["duration"] == nil {

@@ -316,7 +316,7 @@ func (s *esStorage) bulk(ctx context.Context, uuid string, parts []esPart) error
 	var body bytes.Buffer
 	for _, p := range parts {
 		action, _ := json.Marshal(map[string]any{"index": map[string]any{"_index": p.index, "_id": p.id}})
-		doc, err := (&vcon.VCon{Doc: p.doc}).Marshal()
+		doc, err := vcon.FromDoc(p.doc).Marshal()
 		if err != nil {
 			return Permanent(fmt.Errorf("elasticsearch: encode vcon %s: %w", uuid, err))
 		}

@@ -261,8 +261,8 @@ func TestElasticsearchIndexesParts(t *testing.T) {
 	// A redelivery of a changed vCon: one party fewer, another role. The
 	// indices hold exactly the new version.
 	changed := esTestVCon(t, esTestUUID, "t-42")
-	changed.Doc["parties"] = []any{map[string]any{"tel": "+15551234567", "role": "supervisor"}}
-	changed.Doc["analysis"] = []any{}
+	changed.Doc()["parties"] = []any{map[string]any{"tel": "+15551234567", "role": "supervisor"}}
+	changed.Doc()["analysis"] = []any{}
 	if err := st.Save(ctx, changed); err != nil {
 		t.Fatalf("Save again: %v", err)
 	}
@@ -304,7 +304,7 @@ func TestElasticsearchNoDialog(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := esTestVCon(t, esTestUUID, "t-42")
-	delete(v.Doc, "dialog")
+	delete(v.Doc(), "dialog")
 	if err := st.Save(context.Background(), v); err != nil {
 		t.Fatalf("Save: %v", err)
 	}

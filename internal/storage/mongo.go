@@ -169,7 +169,7 @@ func (s *mongoStorage) Get(ctx context.Context, uuid string) ([]byte, error) {
 		}
 		m[e.Key] = x
 	}
-	return (&vcon.VCon{Doc: m}).Marshal()
+	return vcon.FromDoc(m).Marshal()
 }
 
 // Delete removes the document; a vCon that is not there is deleted
@@ -258,8 +258,8 @@ func mongoRefusesDocument(err error) bool {
 // parse (a timestamp that does not parse stays text; conserver fails the
 // save instead).
 func mongoDocument(v *vcon.VCon) (bson.D, error) {
-	keys := make([]string, 0, len(v.Doc))
-	for k := range v.Doc {
+	keys := make([]string, 0, len(v.Doc()))
+	for k := range v.Doc() {
 		if k != "_id" {
 			keys = append(keys, k)
 		}
@@ -268,7 +268,7 @@ func mongoDocument(v *vcon.VCon) (bson.D, error) {
 	doc := make(bson.D, 0, len(keys)+1)
 	doc = append(doc, bson.E{Key: "_id", Value: v.UUID()})
 	for _, k := range keys {
-		x, err := toBSON(v.Doc[k])
+		x, err := toBSON(v.Doc()[k])
 		if err != nil {
 			return nil, fmt.Errorf("field %q: %w", k, err)
 		}

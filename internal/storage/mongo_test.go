@@ -33,9 +33,9 @@ func newTestMongo(t *testing.T, opts map[string]any) *mongoStorage {
 func mongoTestVCon(t *testing.T, subject string) *vcon.VCon {
 	t.Helper()
 	v := testVCon(t, mongoTestUUID, "2026-03-04T05:06:07.123+02:00", subject)
-	v.Doc["dialog"] = []any{map[string]any{"type": "text", "start": "2026-03-04T05:06:08Z", "body": "hi"}}
+	v.Doc()["dialog"] = []any{map[string]any{"type": "text", "start": "2026-03-04T05:06:08Z", "body": "hi"}}
 	// 2^53+1: an int64, which a double would round.
-	v.Doc["x_unknown"] = map[string]any{"kept": json.Number("9007199254740993"), "half": json.Number("0.5")}
+	v.Doc()["x_unknown"] = map[string]any{"kept": json.Number("9007199254740993"), "half": json.Number("0.5")}
 	return v
 }
 
@@ -92,8 +92,8 @@ func TestMongoSaveReplaceGetDelete(t *testing.T) {
 				t.Fatalf("Get: %v", err)
 			}
 			want := second.Clone()
-			want.Doc["created_at"] = "2026-03-04T03:06:07.123Z"
-			want.Doc["dialog"].([]any)[0].(map[string]any)["start"] = "2026-03-04T05:06:08.000Z"
+			want.Doc()["created_at"] = "2026-03-04T03:06:07.123Z"
+			want.Doc()["dialog"].([]any)[0].(map[string]any)["start"] = "2026-03-04T05:06:08.000Z"
 			wantBody, _ := want.Marshal()
 			if string(body) != string(wantBody) {
 				t.Errorf("Get =  %s\nwant %s", body, wantBody)
@@ -133,7 +133,7 @@ func TestMongoRefusesDocument(t *testing.T) {
 		want string
 	}{
 		{"whole number beyond int64", func(v *vcon.VCon) {
-			v.Doc["x_unknown"] = map[string]any{"big": json.Number("12345678901234567890")}
+			v.Doc()["x_unknown"] = map[string]any{"big": json.Number("12345678901234567890")}
 		}, `field "x_unknown": big: whole number 12345678901234567890 is beyond MongoDB's 64-bit integers`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,7 +28,7 @@ func testVCon(t testing.TB, uuid, createdAt, subject string) *vcon.VCon {
 	if subject != "" {
 		doc["subject"] = subject
 	}
-	return &vcon.VCon{Doc: doc}
+	return vcon.FromDoc(doc)
 }
 
 // TestModuleOptionErrors is each storage module's table of refused

@@ -29,7 +29,7 @@ import (
 // unencodable is a vCon that no storage can write: JSON has no NaN.
 func unencodable(uuid string) *vcon.VCon {
 	v := vcon.New(uuid)
-	v.Doc["x_score"] = math.NaN()
+	v.Doc()["x_score"] = math.NaN()
 	return v
 }
 

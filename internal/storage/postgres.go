@@ -136,7 +136,7 @@ func (s *postgresStorage) Save(ctx context.Context, v *vcon.VCon) error {
 	// inside its payload, which a storage neither verifies nor opens: the
 	// row has an empty version, the time of writing and no subject, and
 	// the document whole in vcon_json.
-	if s, ok := v.Doc["subject"].(string); ok {
+	if s, ok := v.Doc()["subject"].(string); ok {
 		subject = &s
 	}
 	if _, err := s.pool.Exec(ctx, s.upsert, uuid, doc.String("vcon"), createdAt, now, subject, string(body)); err != nil {

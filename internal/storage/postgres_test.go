@@ -130,7 +130,7 @@ WHERE i.indrelid = 'vcons'::regclass AND i.indisprimary`).Scan(&pk); err != nil 
 		s := newPostgres(t, postgresOptions(pg, "upserts"))
 		first := testVCon(t, uuid, "2024-03-06T01:30:00+05:00", "first")
 		later := testVCon(t, uuid, "2024-03-06T01:30:00+05:00", "later")
-		later.Doc["dialog"] = []any{map[string]any{"type": "text", "body": "hi"}}
+		later.Doc()["dialog"] = []any{map[string]any{"type": "text", "body": "hi"}}
 		for _, v := range []*vcon.VCon{first, later, later} { // the last one is a redelivery
 			if err := s.Save(ctx, v); err != nil {
 				t.Fatalf("Save: %v", err)

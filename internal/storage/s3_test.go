@@ -183,7 +183,7 @@ func TestS3SaveIsIdempotent(t *testing.T) {
 			first := srv.Keys(bucket)
 
 			day = day.Add(time.Hour)
-			v.Doc["x_second"] = "yes"
+			v.Doc()["x_second"] = "yes"
 			if err := st.Save(context.Background(), v); err != nil {
 				t.Fatalf("second Save: %v", err)
 			}
@@ -218,7 +218,7 @@ func TestS3GetAndDelete(t *testing.T) {
 	}
 	// Another vCon in the same bucket must survive the delete.
 	other := vcon.New("11111111-2222-3333-4444-555555555555")
-	other.Doc["created_at"] = "2026-03-04T00:00:00Z"
+	other.Doc()["created_at"] = "2026-03-04T00:00:00Z"
 	if err := st.Save(ctx, other); err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestS3EgressFormat(t *testing.T) {
 	ctx := context.Background()
 	t.Setenv("EGRESS_FORMAT_VERSION", "0.0.1")
 	v := s3TestVCon(t, "2026-03-04T05:06:07Z")
-	v.Doc["amended"] = map[string]any{"uuid": "p"}
+	v.Doc()["amended"] = map[string]any{"uuid": "p"}
 	if err := st.Save(ctx, v); err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestS3EgressFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Doc["vcon"] != "0.0.1" || got.Doc["appended"] == nil || got.Doc["amended"] != nil {
+	if got.Doc()["vcon"] != "0.0.1" || got.Doc()["appended"] == nil || got.Doc()["amended"] != nil {
 		t.Errorf("stored %s, want the 0.0.1 shape (vcon 0.0.1, appended)", body)
 	}
 }

@@ -181,7 +181,7 @@ func TestVconMCPFailures(t *testing.T) {
 			st := newTestVconMCP(t, tc.opts)
 			v := testVCon(t, vconMCPTestUUID, "", "")
 			if tc.noParties {
-				delete(v.Doc, "parties")
+				delete(v.Doc(), "parties")
 			}
 			err := st.Save(ctx, v)
 			if err == nil {

@@ -34,7 +34,7 @@ func ConserverView(v *VCon) *VCon {
 		return v // a link that reads it gets the document as it is
 	}
 	out := Normalized(v)
-	d := out.Doc
+	d := out.doc
 	if x, ok := d["created_at"]; ok {
 		if iso, typ, _ := pyDatetime(x); typ == "" {
 			d["created_at"] = iso

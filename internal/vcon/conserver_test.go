@@ -63,9 +63,9 @@ func TestConserverView(t *testing.T) {
 			v := mustParse(t, tc.in)
 			before, _ := v.Marshal()
 			got := ConserverView(v)
-			if want := mustParse(t, tc.want); !reflect.DeepEqual(got.Doc, want.Doc) {
+			if want := mustParse(t, tc.want); !reflect.DeepEqual(got.Doc(), want.Doc()) {
 				b, _ := got.Marshal()
-				t.Fatalf("ConserverView:\n got: %s\nwant: %s", b, want.Doc)
+				t.Fatalf("ConserverView:\n got: %s\nwant: %s", b, want.Doc())
 			}
 			if after, _ := v.Marshal(); string(after) != string(before) {
 				t.Fatalf("ConserverView changed its input:\n%s\n%s", before, after)

@@ -47,7 +47,7 @@ func ParseExtensions(s string) ([]string, error) {
 func Critical(v *VCon) []string {
 	var out []string
 	for _, key := range []string{"critical", "must_support"} {
-		switch x := v.Doc[key].(type) {
+		switch x := v.doc[key].(type) {
 		case nil:
 		case []any:
 			for _, e := range x {
@@ -95,9 +95,9 @@ func CriticalErrors(v *VCon, supported []string) []FieldError {
 		list = strings.Join(supported, ", ")
 	}
 	for _, key := range []string{"critical", "must_support"} {
-		items, isList := v.Doc[key].([]any)
+		items, isList := v.doc[key].([]any)
 		if !isList {
-			if x, ok := v.Doc[key]; ok && x != nil {
+			if x, ok := v.doc[key]; ok && x != nil {
 				items = []any{x}
 			}
 		}

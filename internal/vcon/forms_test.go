@@ -69,7 +69,7 @@ func TestSecuredFormsAreNotRewritten(t *testing.T) {
 				t.Errorf("%s rewrote the %v document:\n%s", name, v.Form(), b)
 			}
 		}
-		if _, stamped := v.Doc["vcon"]; stamped {
+		if _, stamped := v.Doc()["vcon"]; stamped {
 			t.Error("Normalize stamped a version on a secured document")
 		}
 	}

@@ -26,16 +26,16 @@ func Normalize(v *VCon) {
 	if v.Secured() {
 		return
 	}
-	v.Doc["vcon"] = CurrentVersion
-	rename(v.Doc, "appended", "amended")
-	rename(v.Doc, "must_support", "critical")
+	v.doc["vcon"] = CurrentVersion
+	rename(v.doc, "appended", "amended")
+	rename(v.doc, "must_support", "critical")
 	for _, key := range []string{"group", "redacted"} {
-		if x, ok := v.Doc[key]; ok && isEmpty(x) {
-			delete(v.Doc, key)
+		if x, ok := v.doc[key]; ok && isEmpty(x) {
+			delete(v.doc, key)
 		}
 	}
-	if x, ok := v.Doc["amended"]; ok && x == nil {
-		delete(v.Doc, "amended")
+	if x, ok := v.doc["amended"]; ok && x == nil {
+		delete(v.doc, "amended")
 	}
 	for _, key := range []string{Dialog, Attachments, Analysis} {
 		for _, e := range v.List(key) {
@@ -69,7 +69,7 @@ func Normalized(v *VCon) *VCon {
 // shallowCopy copies the document down to the entries of its arrays, the
 // depth Normalize and ToVersion001 change, and shares everything below.
 func shallowCopy(v *VCon) *VCon {
-	doc := maps.Clone(v.Doc)
+	doc := maps.Clone(v.doc)
 	for _, key := range []string{Parties, Dialog, Analysis, Attachments} {
 		items, ok := doc[key].([]any)
 		if !ok {
@@ -84,7 +84,7 @@ func shallowCopy(v *VCon) *VCon {
 		}
 		doc[key] = c
 	}
-	return &VCon{Doc: doc, size: v.size}
+	return &VCon{doc: doc, size: v.size}
 }
 
 // ToVersion001 returns the document in the 0.0.1 shape that conserver's
@@ -96,9 +96,9 @@ func ToVersion001(v *VCon) *VCon {
 		return v // the vCon inside keeps the shape it was signed in
 	}
 	out := shallowCopy(v)
-	out.Doc["vcon"] = Version001
-	rename(out.Doc, "amended", "appended")
-	rename(out.Doc, "critical", "must_support")
+	out.doc["vcon"] = Version001
+	rename(out.doc, "amended", "appended")
+	rename(out.doc, "critical", "must_support")
 	for _, key := range []string{Dialog, Attachments, Analysis} {
 		for _, e := range out.List(key) {
 			if key == Attachments {
@@ -115,8 +115,8 @@ func ToVersion001(v *VCon) *VCon {
 	// The 0.0.1 shape always carries these keys (conserver's
 	// vcon_egress_compat.to_legacy sets them).
 	for key, empty := range map[string]any{"group": []any{}, "redacted": map[string]any{}, "appended": nil} {
-		if _, ok := out.Doc[key]; !ok {
-			out.Doc[key] = empty
+		if _, ok := out.doc[key]; !ok {
+			out.doc[key] = empty
 		}
 	}
 	return out

@@ -71,7 +71,7 @@ func TestNormalize(t *testing.T) {
 			v := mustParse(t, tt.in)
 			Normalize(v)
 			want := mustParse(t, tt.want)
-			if !reflect.DeepEqual(v.Doc, want.Doc) {
+			if !reflect.DeepEqual(v.Doc(), want.Doc()) {
 				got, _ := v.Marshal()
 				t.Fatalf("Normalize:\n got: %s\nwant: %s", got, tt.want)
 			}
@@ -96,7 +96,7 @@ func TestToVersion001(t *testing.T) {
 		"dialog":[{"type":"recording","mimetype":"audio/wav"}],
 		"attachments":[{"type":"tags","mimetype":"application/json","body":[],"encoding":"none"}],
 		"analysis":[{"type":"summary","mimetype":"text/plain"}],"x":1}`)
-	if !reflect.DeepEqual(got.Doc, want.Doc) {
+	if !reflect.DeepEqual(got.Doc(), want.Doc()) {
 		b, _ := got.Marshal()
 		t.Fatalf("ToVersion001 = %s", b)
 	}
@@ -141,20 +141,20 @@ func TestLegacyNames(t *testing.T) {
 			legacy := ToVersion001(mustParse(t, tc.in))
 			Normalize(v)
 			want := mustParse(t, tc.normalized)
-			want.Doc["vcon"] = CurrentVersion
-			if !reflect.DeepEqual(v.Doc, want.Doc) {
+			want.Doc()["vcon"] = CurrentVersion
+			if !reflect.DeepEqual(v.Doc(), want.Doc()) {
 				b, _ := v.Marshal()
 				t.Errorf("Normalize = %s", b)
 			}
 			wantLegacy := mustParse(t, tc.legacy)
-			wantLegacy.Doc["vcon"] = Version001
-			if !reflect.DeepEqual(legacy.Doc, wantLegacy.Doc) {
+			wantLegacy.Doc()["vcon"] = Version001
+			if !reflect.DeepEqual(legacy.Doc(), wantLegacy.Doc()) {
 				b, _ := legacy.Marshal()
 				t.Errorf("ToVersion001 = %s", b)
 			}
 			// Round trip, as conserver's test_vcon_egress_compat does.
 			Normalize(legacy)
-			if !reflect.DeepEqual(legacy.Doc, v.Doc) {
+			if !reflect.DeepEqual(legacy.Doc(), v.Doc()) {
 				a, _ := legacy.Marshal()
 				b, _ := v.Marshal()
 				t.Errorf("Normalize(ToVersion001(v)) = %s, want %s", a, b)

@@ -73,11 +73,11 @@ func TestCheckSubmissionCreatedAt(t *testing.T) {
 			if len(errs) != 0 {
 				t.Fatalf("errors %v, want none", errs)
 			}
-			if got := v.Doc["created_at"]; got != tt.stored {
+			if got := v.Doc()["created_at"]; got != tt.stored {
 				t.Errorf("stored %v, want %s", got, tt.stored)
 			}
 			if _, ok := CreatedAt(v); !ok {
-				t.Errorf("stored created_at %v is not readable", v.Doc["created_at"])
+				t.Errorf("stored created_at %v is not readable", v.Doc()["created_at"])
 			}
 		})
 	}
@@ -222,7 +222,7 @@ func TestCheckSubmissionLeavesValidDocumentsAlone(t *testing.T) {
 	}
 	out, _ := v.Marshal()
 	again, _ := Parse(out)
-	if fmt.Sprint(again.Doc) != fmt.Sprint(mustParse(t, doc).Doc) {
+	if fmt.Sprint(again.Doc()) != fmt.Sprint(mustParse(t, doc).Doc()) {
 		t.Errorf("document changed: %s", out)
 	}
 }

@@ -63,7 +63,7 @@ func TestAddTag(t *testing.T) {
 			for _, a := range tt.add {
 				AddTag(v, a[0], a[1])
 			}
-			if want := mustParse(t, tt.want); !reflect.DeepEqual(v.Doc, want.Doc) {
+			if want := mustParse(t, tt.want); !reflect.DeepEqual(v.Doc(), want.Doc()) {
 				got, _ := v.Marshal()
 				t.Fatalf("got  %s\nwant %s", got, tt.want)
 			}

@@ -79,7 +79,7 @@ func Validate(v *VCon) []FieldError {
 	add := func(typ, msg string, path ...any) {
 		errs = append(errs, FieldError{Path: path, Msg: msg, Type: typ})
 	}
-	doc := v.Doc
+	doc := v.doc
 
 	switch u, present := doc["uuid"]; {
 	case !present:

@@ -20,13 +20,13 @@ const (
 	Attachments = "attachments"
 )
 
-// VCon is one decoded vCon document. Doc is the whole JSON object, decoded
-// with json.Number for numbers so that integers and decimals round-trip as
-// written. Code that changes a document goes through the helpers where one
-// exists, so that the conserver conventions (tags, normalisation) stay in one
-// place.
+// VCon is one decoded vCon document: a JSON object, decoded with
+// json.Number for numbers so that integers and decimals round-trip as
+// written. Doc hands the whole object out; code that changes a document
+// goes through the helpers where one exists, so that the conserver
+// conventions (tags, normalisation) stay in one place.
 type VCon struct {
-	Doc map[string]any
+	doc map[string]any
 
 	size int // of the parsed JSON: a hint for Marshal
 	// secured is the bytes a signed or encrypted document was parsed
@@ -60,7 +60,7 @@ func parse(data []byte, shared bool) (*VCon, error) {
 	if !ok {
 		return nil, ErrNotObject
 	}
-	v := &VCon{Doc: doc, size: len(data)}
+	v := &VCon{doc: doc, size: len(data)}
 	if FormOf(doc) != Unsigned {
 		v.secured = data
 		if !shared {
@@ -70,9 +70,24 @@ func parse(data []byte, shared bool) (*VCon, error) {
 	return v, nil
 }
 
+// FromDoc returns the document doc, a JSON object as Parse decodes one
+// (or built of the same types), which it takes over: changing doc changes
+// the VCon.
+func FromDoc(doc map[string]any) *VCon { return &VCon{doc: doc} }
+
+// Doc returns the document's JSON object. It is the document's own:
+// changing it changes the vCon.
+func (v *VCon) Doc() map[string]any { return v.doc }
+
+// Replace makes v the document w is, as a link that receives a whole new
+// vCon for the one it was given does. w is not to be used after.
+func (v *VCon) Replace(w *VCon) {
+	v.doc, v.size, v.secured = w.doc, w.size, w.secured
+}
+
 // New returns an empty document with the given uuid.
 func New(uuid string) *VCon {
-	return &VCon{Doc: map[string]any{"uuid": uuid}}
+	return &VCon{doc: map[string]any{"uuid": uuid}}
 }
 
 // Marshal encodes the document. HTML characters are not escaped: a vCon is
@@ -91,7 +106,7 @@ func (v *VCon) AppendMarshal(dst []byte) ([]byte, error) {
 	if v.secured != nil && v.Secured() {
 		return append(dst, v.secured...), nil
 	}
-	return appendJSON(slices.Grow(dst, v.size+v.size/8+256), v.Doc)
+	return appendJSON(slices.Grow(dst, v.size+v.size/8+256), v.doc)
 }
 
 // Canonical is the document encoded as Marshal encodes one it decoded
@@ -101,7 +116,7 @@ func (v *VCon) AppendMarshal(dst []byte) ([]byte, error) {
 // links.sign writes the signed form in this encoding, so that such a
 // storage gives back the very bytes it was given.
 func Canonical(v *VCon) ([]byte, error) {
-	return appendJSON(make([]byte, 0, v.size+256), v.Doc)
+	return appendJSON(make([]byte, 0, v.size+256), v.doc)
 }
 
 // UUID returns the document's uuid, or "" when it has none. A signed or
@@ -109,15 +124,15 @@ func Canonical(v *VCon) ([]byte, error) {
 // header parameter): the vCon inside is not readable without a key.
 func (v *VCon) UUID() string {
 	if v.Secured() {
-		return securedUUID(v.Doc)
+		return securedUUID(v.doc)
 	}
-	s, _ := v.Doc["uuid"].(string)
+	s, _ := v.doc["uuid"].(string)
 	return s
 }
 
 // String returns the string field key, or "" when absent or not a string.
 func (v *VCon) String(key string) string {
-	s, _ := v.Doc[key].(string)
+	s, _ := v.doc[key].(string)
 	return s
 }
 
@@ -125,7 +140,7 @@ func (v *VCon) String(key string) string {
 // Analysis, Attachments). Entries that are not objects are skipped; the
 // returned maps are the document's own, so changing them changes the vCon.
 func (v *VCon) List(key string) []map[string]any {
-	items, _ := v.Doc[key].([]any)
+	items, _ := v.doc[key].([]any)
 	out := make([]map[string]any, 0, len(items))
 	for _, it := range items {
 		if m, ok := it.(map[string]any); ok {
@@ -137,13 +152,13 @@ func (v *VCon) List(key string) []map[string]any {
 
 // Append adds an object to one of the document's arrays, creating it.
 func (v *VCon) Append(key string, item map[string]any) {
-	items, _ := v.Doc[key].([]any)
-	v.Doc[key] = append(items, item)
+	items, _ := v.doc[key].([]any)
+	v.doc[key] = append(items, item)
 }
 
 // Clone returns a deep copy, for links that must not share state.
 func (v *VCon) Clone() *VCon {
-	return &VCon{Doc: cloneValue(v.Doc).(map[string]any), size: v.size, secured: v.secured}
+	return &VCon{doc: cloneValue(v.doc).(map[string]any), size: v.size, secured: v.secured}
 }
 
 func cloneValue(x any) any {

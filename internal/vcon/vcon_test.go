@@ -47,7 +47,7 @@ func TestRoundTripKeepsDocument(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(Marshal): %v\n%s", err, out)
 			}
-			if !reflect.DeepEqual(v.Doc, again.Doc) {
+			if !reflect.DeepEqual(v.Doc(), again.Doc()) {
 				t.Fatalf("round trip changed the document:\n in: %s\nout: %s", in, out)
 			}
 			if errs := Validate(v); len(errs) != 0 {
@@ -105,14 +105,14 @@ func TestCreatedAt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			v := New("u")
-			v.Doc["created_at"] = tt.in
+			v.Doc()["created_at"] = tt.in
 			got, ok := CreatedAt(v)
 			if ok != tt.ok || !got.Equal(tt.want) {
 				t.Fatalf("CreatedAt(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
 			}
 		})
 	}
-	if _, ok := CreatedAt(&VCon{Doc: map[string]any{"created_at": 1700000000}}); ok {
+	if _, ok := CreatedAt(FromDoc(map[string]any{"created_at": 1700000000})); ok {
 		t.Fatal("a number created_at should not parse")
 	}
 }

@@ -96,7 +96,7 @@ func (e *Encrypter) Encrypt(v *vcon.VCon) (*vcon.VCon, error) {
 		doc["recipients"] = []any{r}
 	}
 	doc["unprotected"] = map[string]any{"cty": MediaType, "uuid": v.UUID()}
-	data, err := (&vcon.VCon{Doc: doc}).Marshal()
+	data, err := vcon.FromDoc(doc).Marshal()
 	if err != nil {
 		return nil, err
 	}

@@ -118,7 +118,7 @@ func (s *Signer) Sign(v *vcon.VCon) (*vcon.VCon, error) {
 			"signature": flat.Signature,
 		}},
 	}
-	data, err := (&vcon.VCon{Doc: doc}).Marshal()
+	data, err := vcon.FromDoc(doc).Marshal()
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 				if signed.Form() != vcon.Signed || signed.UUID() != testUUID {
 					t.Fatalf("form %v uuid %q", signed.Form(), signed.UUID())
 				}
-				sig := firstSig(signed.Doc)
+				sig := firstSig(signed.Doc())
 				header := sig["header"].(map[string]any)
 				if _, ok := header[how]; !ok || header["uuid"] != testUUID {
 					t.Fatalf("unprotected header %v: want %s and uuid", header, how)
@@ -82,7 +82,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 				// The signed form is encoded as the module encodes every
 				// document: what a JSON-valued storage gives back.
 				enc, _ := signed.Marshal()
-				canon, _ := (&vcon.VCon{Doc: signed.Doc}).Marshal()
+				canon, _ := vcon.FromDoc(signed.Doc()).Marshal()
 				if !bytes.Equal(enc, canon) {
 					t.Fatalf("signed form is not in the module's encoding:\n%s\n%s", enc, canon)
 				}
@@ -271,7 +271,7 @@ func TestDraftSignedExampleVerifies(t *testing.T) {
 	}
 	unsigned := readVcon(t, "testdata/draft/ab_call_ext_rec.vcon")
 	a, _ := got.Marshal()
-	b, _ := (&vcon.VCon{Doc: unsigned.Doc}).Marshal()
+	b, _ := vcon.FromDoc(unsigned.Doc()).Marshal()
 	if !bytes.Equal(a, b) {
 		t.Fatalf("payload\n%s\nis not the draft's unsigned example\n%s", a, b)
 	}
@@ -323,8 +323,8 @@ func TestDraftEncryptedExampleDecrypts(t *testing.T) {
 		t.Fatal(err)
 	}
 	signed := readVcon(t, "testdata/draft/ab_call_ext_rec_signed.vcon")
-	a, _ := (&vcon.VCon{Doc: got.Doc}).Marshal()
-	b, _ := (&vcon.VCon{Doc: signed.Doc}).Marshal()
+	a, _ := vcon.FromDoc(got.Doc()).Marshal()
+	b, _ := vcon.FromDoc(signed.Doc()).Marshal()
 	if !bytes.Equal(a, b) {
 		t.Fatalf("plaintext is not the draft's signed example")
 	}
@@ -361,14 +361,14 @@ func TestEncryptDecryptRoundTrip(t *testing.T) {
 				if err := vcon.CheckSecured(enc); err != nil {
 					t.Fatal(err)
 				}
-				if r := enc.Doc["recipients"].([]any); len(r) != n {
+				if r := enc.Doc()["recipients"].([]any); len(r) != n {
 					t.Fatalf("%d recipients", len(r))
 				}
-				if u := enc.Doc["unprotected"].(map[string]any); u["cty"] != MediaType {
+				if u := enc.Doc()["unprotected"].(map[string]any); u["cty"] != MediaType {
 					t.Fatalf("unprotected %v", u)
 				}
 				raw, _ := enc.Marshal()
-				if bytes.Contains(raw, []byte(signed.Doc["payload"].(string)[:40])) {
+				if bytes.Contains(raw, []byte(signed.Doc()["payload"].(string)[:40])) {
 					t.Fatal("the encrypted form holds the signed payload in the clear")
 				}
 				for _, k := range []crypto.Signer{alice, bob}[:n] {
@@ -439,7 +439,7 @@ func readVcon(t *testing.T, path string) *vcon.VCon {
 func x5cOf(t *testing.T, v *vcon.VCon) []*x509.Certificate {
 	t.Helper()
 	var out []*x509.Certificate
-	for _, c := range firstSig(v.Doc)["header"].(map[string]any)["x5c"].([]any) {
+	for _, c := range firstSig(v.Doc())["header"].(map[string]any)["x5c"].([]any) {
 		der, err := base64.StdEncoding.DecodeString(c.(string))
 		if err != nil {
 			t.Fatal(err)
