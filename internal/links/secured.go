@@ -116,7 +116,7 @@ func (l *signLink) Run(_ context.Context, v *vcon.VCon) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	*v = *signed
+	v.Replace(signed)
 	return Continue, nil
 }
 
@@ -188,7 +188,7 @@ func (l *verifyLink) Run(_ context.Context, v *vcon.VCon) (Result, error) {
 		return Result{}, &ReasonError{Reason: ReasonSignatureInvalid, Err: err}
 	}
 	if !l.keepSigned {
-		*v = *payload
+		v.Replace(payload)
 	}
 	return Continue, nil
 }
@@ -233,7 +233,7 @@ func (l *encryptLink) Run(_ context.Context, v *vcon.VCon) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	*v = *enc
+	v.Replace(enc)
 	return Continue, nil
 }
 
@@ -263,7 +263,7 @@ func (l *decryptLink) Run(_ context.Context, v *vcon.VCon) (Result, error) {
 	if err != nil {
 		return Result{}, &ReasonError{Reason: ReasonDecryptionFailed, Err: err}
 	}
-	*v = *signed
+	v.Replace(signed)
 	return Continue, nil
 }
 

@@ -39,21 +39,33 @@ func decode(data []byte) (any, error) { return decodeFrom(data, false) }
 // decodeFrom parses exactly one JSON value; with shared, long strings
 // without escapes are data's own bytes instead of copies.
 func decodeFrom(data []byte, shared bool) (any, error) {
+	v, _, err := decodeWith(data, shared, eager)
+	return v, err
+}
+
+// decodeLazy parses a document, keeping the parts that policy allows
+// as raw nodes when they are canonical (see rawJSON); raws is how many
+// it kept.
+func decodeLazy(data []byte, shared bool) (v any, raws int, err error) {
+	return decodeWith(data, shared, topLevel)
+}
+
+func decodeWith(data []byte, shared bool, policy lazyPolicy) (any, int, error) {
 	d := decoder{dec: jsontext.NewDecoder(bytes.NewBuffer(data), decodeOptions...)}
 	if shared {
 		d.shared = data
 	}
-	v, err := d.value()
+	v, err := d.value(policy)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if _, err := d.dec.ReadToken(); err != io.EOF {
 		if err == nil {
-			return nil, errors.New("more than one value")
+			return nil, 0, errors.New("more than one value")
 		}
-		return nil, err
+		return nil, 0, err
 	}
-	return v, nil
+	return v, d.raws, nil
 }
 
 // decoder reads one document. shared, when set, is the input: strings may
@@ -61,9 +73,15 @@ func decodeFrom(data []byte, shared bool) (any, error) {
 type decoder struct {
 	dec    *jsontext.Decoder
 	shared []byte
+	raws   int // raw nodes kept
+	// sub decodes the values that could have been raw nodes but are
+	// not canonical, reused from one to the next.
+	sub *jsontext.Decoder
 }
 
-func (d *decoder) value() (any, error) {
+// value reads one value; policy says which of its members or items may
+// be kept raw.
+func (d *decoder) value(policy lazyPolicy) (any, error) {
 	dec := d.dec
 	switch dec.PeekKind() {
 	case '{':
@@ -76,7 +94,7 @@ func (d *decoder) value() (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			v, err := d.value()
+			v, err := d.member(policy, name)
 			if err != nil {
 				return nil, err
 			}
@@ -93,7 +111,7 @@ func (d *decoder) value() (any, error) {
 		// Non-nil, as encoding/json decodes [] into an empty slice.
 		s := make([]any, 0)
 		for dec.PeekKind() != ']' {
-			v, err := d.value()
+			v, err := d.member(policy, "")
 			if err != nil {
 				return nil, err
 			}
@@ -122,6 +140,41 @@ func (d *decoder) value() (any, error) {
 	// PeekKind saw a delimiter where a value belongs: ReadToken reports
 	// the syntax error above, so this is not reached.
 	return nil, fmt.Errorf("unexpected %v", tok.Kind())
+}
+
+// member reads the member name (or an item, name "") of a value decoded
+// under policy: as a raw node when the policy allows it and its text is
+// canonical, decoded otherwise.
+func (d *decoder) member(policy lazyPolicy, name string) (any, error) {
+	below, mayBeRaw := policy.child(name)
+	if k := d.dec.PeekKind(); !mayBeRaw || k != '{' && k != '[' {
+		return d.value(below)
+	}
+	text, err := d.dec.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	inShared := d.within(text)
+	if canonical(text) {
+		d.raws++
+		if inShared {
+			return rawJSON(text[:len(text):len(text)]), nil
+		}
+		return rawJSON(bytes.Clone(text)), nil
+	}
+	// Decoded from its text, all of it: a value below one that is not
+	// canonical is seldom canonical itself, and trying each level again
+	// would read a deep value once per level.
+	if d.sub == nil {
+		d.sub = jsontext.NewDecoder(bytes.NewBuffer(text), decodeOptions...)
+	} else {
+		d.sub.Reset(bytes.NewBuffer(text), decodeOptions...)
+	}
+	sub := decoder{dec: d.sub}
+	if inShared {
+		sub.shared = d.shared
+	}
+	return sub.value(eager)
 }
 
 // minShared is the length from which a string aliases a shared input:
@@ -258,6 +311,8 @@ func appendJSON(b []byte, x any) ([]byte, error) {
 		return appendArray(b, t, func(b []byte, e string) ([]byte, error) { return appendString(b, e), nil })
 	case []any:
 		return appendArray(b, t, appendJSON)
+	case rawJSON:
+		return append(b, t...), nil
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -305,6 +360,8 @@ func encodedLen(x any) int {
 			n += encodedLen(e)
 		}
 		return n
+	case rawJSON:
+		return len(t)
 	}
 	return 64
 }

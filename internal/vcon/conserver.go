@@ -34,7 +34,10 @@ func ConserverView(v *VCon) *VCon {
 		return v // a link that reads it gets the document as it is
 	}
 	out := Normalized(v)
-	d := out.doc
+	// The links that read the view read all of it. Normalized made
+	// object bodies text already, so what is decoded here is little
+	// more than the parties.
+	d := out.Doc()
 	if x, ok := d["created_at"]; ok {
 		if iso, typ, _ := pyDatetime(x); typ == "" {
 			d["created_at"] = iso

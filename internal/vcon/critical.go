@@ -47,7 +47,7 @@ func ParseExtensions(s string) ([]string, error) {
 func Critical(v *VCon) []string {
 	var out []string
 	for _, key := range []string{"critical", "must_support"} {
-		switch x := v.doc[key].(type) {
+		switch x := v.tree()[key].(type) {
 		case nil:
 		case []any:
 			for _, e := range x {
@@ -95,9 +95,10 @@ func CriticalErrors(v *VCon, supported []string) []FieldError {
 		list = strings.Join(supported, ", ")
 	}
 	for _, key := range []string{"critical", "must_support"} {
-		items, isList := v.doc[key].([]any)
+		doc := v.tree()
+		items, isList := doc[key].([]any)
 		if !isList {
-			if x, ok := v.doc[key]; ok && x != nil {
+			if x, ok := doc[key]; ok && x != nil {
 				items = []any{x}
 			}
 		}

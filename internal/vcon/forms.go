@@ -51,7 +51,7 @@ func has(doc map[string]any, key string) bool {
 }
 
 // Form is the form v is in.
-func (v *VCon) Form() Form { return FormOf(v.doc) }
+func (v *VCon) Form() Form { return FormOf(v.tree()) }
 
 // Secured says whether v is signed or encrypted. Such a document is not
 // rewritten by anything in this module: it is kept as the bytes it was
@@ -100,12 +100,13 @@ func CheckSecured(v *VCon) error {
 			errs = append(errs, fmt.Errorf("%s%s: want a non-empty base64url string", where, key))
 		}
 	}
+	doc := v.tree()
 	switch v.Form() {
 	case Unsigned:
 		return nil
 	case Signed:
-		str(v.doc, "payload", "")
-		sigs, ok := v.doc["signatures"].([]any)
+		str(doc, "payload", "")
+		sigs, ok := doc["signatures"].([]any)
 		if !ok || len(sigs) == 0 {
 			errs = append(errs, errors.New("signatures: want a non-empty list of signature objects"))
 		}
@@ -129,17 +130,17 @@ func CheckSecured(v *VCon) error {
 		}
 	case Encrypted:
 		for _, key := range []string{"iv", "ciphertext", "tag"} {
-			str(v.doc, key, "")
+			str(doc, key, "")
 		}
-		if r, ok := v.doc["recipients"].([]any); !ok || len(r) == 0 {
+		if r, ok := doc["recipients"].([]any); !ok || len(r) == 0 {
 			errs = append(errs, errors.New("recipients: want a non-empty list of recipient objects"))
 		}
-		h, ok := v.doc["unprotected"].(map[string]any)
+		h, ok := doc["unprotected"].(map[string]any)
 		if u, _ := h["uuid"].(string); !ok || !ValidUUID(u) {
 			errs = append(errs, errors.New("unprotected.uuid: want the vCon's uuid"))
 		}
 	}
-	if len(errs) == 0 && securedUUID(v.doc) == "" {
+	if len(errs) == 0 && securedUUID(doc) == "" {
 		errs = append(errs, errors.New("the signatures' header.uuid differ"))
 	}
 	if len(errs) > 0 {

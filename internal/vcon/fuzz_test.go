@@ -34,7 +34,7 @@ func FuzzParseValidate(f *testing.F) {
 		if b := mustMarshal(t, shared); !bytes.Equal(b, first) {
 			t.Fatalf("ParseReadOnly differs from Parse:\n%s\n%s", b, first)
 		}
-		if n := encodedLen(v.Doc()); n != len(first) {
+		if n := encodedLen(v.tree()); n != len(first) {
 			t.Fatalf("encodedLen = %d, encoding is %d bytes: %s", n, len(first), first)
 		}
 		again, err := Parse(first)

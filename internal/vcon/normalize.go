@@ -26,19 +26,20 @@ func Normalize(v *VCon) {
 	if v.Secured() {
 		return
 	}
-	v.doc["vcon"] = CurrentVersion
-	rename(v.doc, "appended", "amended")
-	rename(v.doc, "must_support", "critical")
+	doc := v.tree()
+	doc["vcon"] = CurrentVersion
+	rename(doc, "appended", "amended")
+	rename(doc, "must_support", "critical")
 	for _, key := range []string{"group", "redacted"} {
-		if x, ok := v.doc[key]; ok && isEmpty(x) {
-			delete(v.doc, key)
+		if x, ok := doc[key]; ok && isEmpty(x) {
+			delete(doc, key)
 		}
 	}
-	if x, ok := v.doc["amended"]; ok && x == nil {
-		delete(v.doc, "amended")
+	if x, ok := doc["amended"]; ok && x == nil {
+		delete(doc, "amended")
 	}
 	for _, key := range []string{Dialog, Attachments, Analysis} {
-		for _, e := range v.List(key) {
+		for _, e := range objects(doc, key) {
 			if key == Attachments {
 				rename(e, "type", "purpose")
 			}
@@ -69,7 +70,8 @@ func Normalized(v *VCon) *VCon {
 // shallowCopy copies the document down to the entries of its arrays, the
 // depth Normalize and ToVersion001 change, and shares everything below.
 func shallowCopy(v *VCon) *VCon {
-	doc := maps.Clone(v.doc)
+	src, opened, lazy := v.state()
+	doc := maps.Clone(src)
 	for _, key := range []string{Parties, Dialog, Analysis, Attachments} {
 		items, ok := doc[key].([]any)
 		if !ok {
@@ -84,7 +86,9 @@ func shallowCopy(v *VCon) *VCon {
 		}
 		doc[key] = c
 	}
-	return &VCon{doc: doc, size: v.size}
+	out := derived(doc, opened, lazy) // raw nodes are never changed: shared
+	out.size = v.size
+	return out
 }
 
 // ToVersion001 returns the document in the 0.0.1 shape that conserver's
@@ -96,11 +100,12 @@ func ToVersion001(v *VCon) *VCon {
 		return v // the vCon inside keeps the shape it was signed in
 	}
 	out := shallowCopy(v)
-	out.doc["vcon"] = Version001
-	rename(out.doc, "amended", "appended")
-	rename(out.doc, "critical", "must_support")
+	doc := out.doc // out is this function's own
+	doc["vcon"] = Version001
+	rename(doc, "amended", "appended")
+	rename(doc, "critical", "must_support")
 	for _, key := range []string{Dialog, Attachments, Analysis} {
-		for _, e := range out.List(key) {
+		for _, e := range objects(doc, key) {
 			if key == Attachments {
 				rename(e, "purpose", "type")
 			}
@@ -115,8 +120,8 @@ func ToVersion001(v *VCon) *VCon {
 	// The 0.0.1 shape always carries these keys (conserver's
 	// vcon_egress_compat.to_legacy sets them).
 	for key, empty := range map[string]any{"group": []any{}, "redacted": map[string]any{}, "appended": nil} {
-		if _, ok := out.doc[key]; !ok {
-			out.doc[key] = empty
+		if _, ok := doc[key]; !ok {
+			doc[key] = empty
 		}
 	}
 	return out
@@ -167,8 +172,14 @@ func isEmpty(x any) bool {
 // conserver stores structured bodies (links such as jq filters and the tag
 // reader expect a string there).
 func encodeBody(e map[string]any) {
-	switch e["body"].(type) {
+	switch b := e["body"].(type) {
 	case map[string]any, []any:
+	case rawJSON:
+		// Already the text compactJSON would write: the text itself,
+		// not a copy (raw nodes are never changed).
+		e["body"] = unsafe.String(unsafe.SliceData(b), len(b))
+		e["encoding"] = "json"
+		return
 	default:
 		return
 	}

@@ -17,7 +17,7 @@ import (
 // types and messages, and the loc of the value at fault.
 //
 // Where pydantic coerces a value instead of refusing it, conserver stores
-// the coerced value; so does CheckSubmission, changing v.doc: a uuid in
+// the coerced value; so does CheckSubmission, changing v.Doc(): a uuid in
 // another accepted spelling becomes the canonical lower-case one, a
 // created_at given as a Unix time (or a string our readers cannot parse)
 // becomes conserver's isoformat() string, a numeric string duration a
@@ -30,7 +30,7 @@ import (
 // `amended` that is neither an object nor a list is refused (conserver's
 // model does not declare it).
 func CheckSubmission(v *VCon) (errs []FieldError, changed bool) {
-	c := submission{doc: v.doc}
+	c := submission{doc: v.Doc()}
 	c.run()
 	if len(c.errs) == 0 {
 		c.errs = Validate(v)

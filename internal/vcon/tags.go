@@ -15,7 +15,7 @@ const TagsPurpose = "tags"
 // list) and the legacy ones (type instead of purpose, body a list).
 func Tags(v *VCon) []string {
 	var out []string
-	for _, a := range v.List(Attachments) {
+	for _, a := range objects(v.tree(), Attachments) {
 		if isTagsAttachment(a) {
 			out = append(out, tagList(a["body"])...)
 		}
@@ -30,15 +30,18 @@ func Tags(v *VCon) []string {
 // of one object come sorted: a decoded object keeps no order.
 func RoutingTags(v *VCon) []string {
 	var out []string
-	for _, a := range v.List(Attachments) {
+	for _, a := range objects(v.tree(), Attachments) {
 		if !isTagsAttachment(a) {
 			continue
 		}
 		body := a["body"]
-		if s, ok := body.(string); ok {
-			if doc, err := decode([]byte(s)); err == nil {
+		switch b := body.(type) {
+		case string:
+			if doc, err := decode([]byte(b)); err == nil {
 				body = doc
 			}
+		case rawJSON:
+			body = decodeRaw(b)
 		}
 		if m, ok := body.(map[string]any); ok {
 			keys := make([]string, 0, len(m))
@@ -75,7 +78,7 @@ func Tag(v *VCon, name string) (string, bool) {
 func AddTag(v *VCon, name, value string) {
 	tag := name + ":" + value
 	var att map[string]any
-	for _, a := range v.List(Attachments) {
+	for _, a := range objects(v.tree(), Attachments) {
 		if isTagsAttachment(a) {
 			att = a
 			break
@@ -116,6 +119,8 @@ func tagList(body any) []string {
 	switch b := body.(type) {
 	case []any:
 		items = b
+	case rawJSON:
+		items, _ = decodeRaw(b).([]any)
 	case string:
 		v, err := decode([]byte(b))
 		if err != nil {

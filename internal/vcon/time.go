@@ -45,7 +45,7 @@ func ParseTime(s string) (time.Time, bool) {
 // CreatedAt returns the document's created_at, when it is a string that
 // ParseTime accepts.
 func CreatedAt(v *VCon) (time.Time, bool) {
-	s, ok := v.doc["created_at"].(string)
+	s, ok := v.tree()["created_at"].(string)
 	if !ok {
 		return time.Time{}, false
 	}

@@ -79,7 +79,7 @@ func Validate(v *VCon) []FieldError {
 	add := func(typ, msg string, path ...any) {
 		errs = append(errs, FieldError{Path: path, Msg: msg, Type: typ})
 	}
-	doc := v.doc
+	doc := v.tree()
 
 	switch u, present := doc["uuid"]; {
 	case !present:
@@ -128,7 +128,7 @@ func Validate(v *VCon) []FieldError {
 		}
 		arrays[key] = items
 		for i, it := range items {
-			if _, ok := it.(map[string]any); !ok {
+			if !isObject(it) { // a party may be raw
 				add(errDict, "Input should be a valid dictionary (object)", key, i)
 			}
 		}

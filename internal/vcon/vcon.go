@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"sync"
+	"sync/atomic"
 )
 
 // The arrays of a vCon, by their JSON names.
@@ -27,6 +30,16 @@ const (
 // conventions (tags, normalisation) stay in one place.
 type VCon struct {
 	doc map[string]any
+	// lazy is set while doc may hold raw nodes (see rawJSON), parts of
+	// the input kept undecoded. Doc and List decode the parts they hand
+	// out, under mu, into new containers that replace doc's (opened
+	// says which of the arrays are done): a document is read by several
+	// storages at once, and one that encodes it must not see the tree
+	// change under it. Once lazy is clear, doc holds no raw node and is
+	// never replaced but by a caller that changes the document.
+	lazy   atomic.Bool
+	mu     sync.Mutex
+	opened uint8 // bits of arrayBits
 
 	size int // of the parsed JSON: a hint for Marshal
 	// secured is the bytes a signed or encrypted document was parsed
@@ -52,11 +65,36 @@ func Parse(data []byte) (*VCon, error) { return parse(data, false) }
 func ParseReadOnly(data []byte) (*VCon, error) { return parse(data, true) }
 
 func parse(data []byte, shared bool) (*VCon, error) {
-	raw, err := decodeFrom(data, shared)
+	x, raws, err := decodeLazy(data, shared)
 	if err != nil {
 		return nil, fmt.Errorf("vcon: invalid JSON: %w", err)
 	}
-	doc, ok := raw.(map[string]any)
+	doc, ok := x.(map[string]any)
+	if !ok {
+		return nil, ErrNotObject
+	}
+	v := &VCon{doc: doc, size: len(data)}
+	v.lazy.Store(raws > 0)
+	if FormOf(doc) != Unsigned {
+		// The headers of the forms lie deeper than the policy keeps
+		// decoded; signed and encrypted documents are few and small.
+		v.Doc()
+		v.secured = data
+		if !shared {
+			v.secured = bytes.Clone(data)
+		}
+	}
+	return v, nil
+}
+
+// parseEager is parse as it was before raw nodes: every value decoded.
+// The tests compare the two.
+func parseEager(data []byte, shared bool) (*VCon, error) {
+	x, err := decodeFrom(data, shared)
+	if err != nil {
+		return nil, fmt.Errorf("vcon: invalid JSON: %w", err)
+	}
+	doc, ok := x.(map[string]any)
 	if !ok {
 		return nil, ErrNotObject
 	}
@@ -75,14 +113,86 @@ func parse(data []byte, shared bool) (*VCon, error) {
 // the VCon.
 func FromDoc(doc map[string]any) *VCon { return &VCon{doc: doc} }
 
-// Doc returns the document's JSON object. It is the document's own:
-// changing it changes the vCon.
-func (v *VCon) Doc() map[string]any { return v.doc }
+// Doc returns the document's JSON object, all of it decoded. It is the
+// document's own: changing it changes the vCon. A link that reads only
+// some arrays is cheaper with List: the parts of a parsed document that
+// nothing asked for are kept as their JSON text until Doc decodes them.
+func (v *VCon) Doc() map[string]any {
+	if !v.lazy.Load() {
+		return v.doc
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.lazy.Load() {
+		o, _ := opened(v.doc)
+		v.doc = o.(map[string]any)
+		v.opened = allArrays
+		v.lazy.Store(false)
+	}
+	return v.doc
+}
+
+// tree is the document's object as it is, raw nodes and all, for the
+// code of this package that reads through them.
+func (v *VCon) tree() map[string]any {
+	if !v.lazy.Load() {
+		return v.doc
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.doc
+}
+
+// The arrays List decodes on demand, as bits of VCon.opened.
+var arrayBits = map[string]uint8{Parties: 1, Dialog: 2, Analysis: 4, Attachments: 8}
+
+const allArrays = 15
+
+// openArray decodes the raw nodes of the document's member key and
+// returns the document's object.
+func (v *VCon) openArray(key string) map[string]any {
+	if !v.lazy.Load() {
+		return v.doc
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	bit := arrayBits[key]
+	if bit == 0 || v.opened&bit == 0 {
+		if o, changed := opened(v.doc[key]); changed {
+			doc := maps.Clone(v.doc)
+			doc[key] = o
+			v.doc = doc
+		}
+		v.opened |= bit
+	}
+	return v.doc
+}
 
 // Replace makes v the document w is, as a link that receives a whole new
 // vCon for the one it was given does. w is not to be used after.
 func (v *VCon) Replace(w *VCon) {
-	v.doc, v.size, v.secured = w.doc, w.size, w.secured
+	doc, opened, lazy := w.state()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.doc, v.opened, v.size, v.secured = doc, opened, w.size, w.secured
+	v.lazy.Store(lazy)
+}
+
+// state is what Clone and the copies of normalize.go carry over.
+func (v *VCon) state() (doc map[string]any, opened uint8, lazy bool) {
+	if !v.lazy.Load() {
+		return v.doc, allArrays, false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.doc, v.opened, v.lazy.Load()
+}
+
+// derived is a document made from v's: doc with v's raw nodes in it.
+func derived(doc map[string]any, opened uint8, lazy bool) *VCon {
+	w := &VCon{doc: doc, opened: opened}
+	w.lazy.Store(lazy)
+	return w
 }
 
 // New returns an empty document with the given uuid.
@@ -106,7 +216,7 @@ func (v *VCon) AppendMarshal(dst []byte) ([]byte, error) {
 	if v.secured != nil && v.Secured() {
 		return append(dst, v.secured...), nil
 	}
-	return appendJSON(slices.Grow(dst, v.size+v.size/8+256), v.doc)
+	return appendJSON(slices.Grow(dst, v.size+v.size/8+256), v.tree())
 }
 
 // Canonical is the document encoded as Marshal encodes one it decoded
@@ -116,31 +226,39 @@ func (v *VCon) AppendMarshal(dst []byte) ([]byte, error) {
 // links.sign writes the signed form in this encoding, so that such a
 // storage gives back the very bytes it was given.
 func Canonical(v *VCon) ([]byte, error) {
-	return appendJSON(make([]byte, 0, v.size+256), v.doc)
+	return appendJSON(make([]byte, 0, v.size+256), v.tree())
 }
 
 // UUID returns the document's uuid, or "" when it has none. A signed or
 // encrypted document's is the one its headers carry (the draft's uuid
 // header parameter): the vCon inside is not readable without a key.
 func (v *VCon) UUID() string {
-	if v.Secured() {
-		return securedUUID(v.doc)
+	doc := v.tree()
+	if FormOf(doc) != Unsigned {
+		return securedUUID(doc)
 	}
-	s, _ := v.doc["uuid"].(string)
+	s, _ := doc["uuid"].(string)
 	return s
 }
 
 // String returns the string field key, or "" when absent or not a string.
 func (v *VCon) String(key string) string {
-	s, _ := v.doc[key].(string)
+	s, _ := v.tree()[key].(string)
 	return s
 }
 
 // List returns the objects of one of the document's arrays (Parties, Dialog,
 // Analysis, Attachments). Entries that are not objects are skipped; the
 // returned maps are the document's own, so changing them changes the vCon.
+// The array is decoded all through; the rest of the document is not.
 func (v *VCon) List(key string) []map[string]any {
-	items, _ := v.doc[key].([]any)
+	return objects(v.openArray(key), key)
+}
+
+// objects is the objects of doc's array key. Inside this package, they
+// may hold raw nodes.
+func objects(doc map[string]any, key string) []map[string]any {
+	items, _ := doc[key].([]any)
 	out := make([]map[string]any, 0, len(items))
 	for _, it := range items {
 		if m, ok := it.(map[string]any); ok {
@@ -152,13 +270,17 @@ func (v *VCon) List(key string) []map[string]any {
 
 // Append adds an object to one of the document's arrays, creating it.
 func (v *VCon) Append(key string, item map[string]any) {
-	items, _ := v.doc[key].([]any)
-	v.doc[key] = append(items, item)
+	doc := v.tree()
+	items, _ := doc[key].([]any)
+	doc[key] = append(items, item)
 }
 
 // Clone returns a deep copy, for links that must not share state.
 func (v *VCon) Clone() *VCon {
-	return &VCon{doc: cloneValue(v.doc).(map[string]any), size: v.size, secured: v.secured}
+	doc, opened, lazy := v.state()
+	w := derived(cloneValue(doc).(map[string]any), opened, lazy) // raw nodes are never changed: shared
+	w.size, w.secured = v.size, v.secured
+	return w
 }
 
 func cloneValue(x any) any {

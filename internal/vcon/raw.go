@@ -1,0 +1,282 @@
+package vcon
+
+import (
+	"bytes"
+	"maps"
+	"slices"
+	"unicode/utf8"
+)
+
+// Most of a large vCon is parts no link of the worker's usual chains reads:
+// a transcript's words, a party's details, a vendor's nested metadata.
+// Decoded, a transcript of many small objects costs several times its JSON
+// size; kept as its bytes it costs nothing more than the bytes Redis
+// handed us. So Parse keeps such a part (an object or array below the
+// top level, away from the few fields Validate and Normalize read) as a
+// raw node, its JSON text, when that text is already what the encoder
+// would write for it (canonical): the encoder then writes the bytes as
+// they are, and the document's encoding is byte for byte what it was when
+// everything was decoded.
+//
+// A caller never sees a raw node: Doc, List and FindAnalysis decode the
+// raw nodes of what they hand out first. Inside this package, code that
+// reads the tree treats a raw node as the object or array it stands for.
+
+// rawJSON is a JSON object or array in its canonical encoding, standing
+// for its decoded value. Its bytes are never changed: they are the
+// input's (ParseReadOnly) or a copy of them (Parse).
+type rawJSON []byte
+
+// Where the decoder may keep raw nodes: how a value's members or items
+// are decoded, by where the value is in the document.
+type lazyPolicy uint8
+
+const (
+	// eager decodes everything below.
+	eager lazyPolicy = iota
+	// topLevel is the document: its members are decoded (UUID, Validate,
+	// Normalize and the forms read them), their members follow the
+	// policy childPolicy gives.
+	topLevel
+	// rawBelow keeps every object or array member or item raw.
+	rawBelow
+	// entries are the items of dialog, analysis and attachments, decoded
+	// objects whose members are raw (Normalize renames an entry's fields
+	// and turns its body into text; the tags helpers read attachments).
+	entries
+	// dialogEntries are entries whose parties Validate reads.
+	dialogEntries
+	// dialogEntry is the members of a dialog entry.
+	dialogEntry
+)
+
+// child is the policy for the member name (or an item, name "") of a
+// value decoded under p, and whether that member may be a raw node.
+func (p lazyPolicy) child(name string) (lazyPolicy, bool) {
+	switch p {
+	case topLevel:
+		switch name {
+		case Dialog:
+			return dialogEntries, false
+		case Analysis, Attachments:
+			return entries, false
+		case "critical", "must_support":
+			// Critical reads their items, which may be of any type.
+			return eager, false
+		}
+		return rawBelow, false
+	case rawBelow:
+		return eager, true
+	case entries:
+		return rawBelow, false
+	case dialogEntries:
+		return dialogEntry, false
+	case dialogEntry:
+		if name == "parties" {
+			return eager, false
+		}
+		return eager, true
+	}
+	return eager, false
+}
+
+// canonical reports whether b, one JSON value as jsontext accepts it, is
+// exactly what appendJSON writes for its decoded value: no white space,
+// object names in sorted order and unique, strings written as appendString
+// writes them, numbers as written (appendJSON writes a json.Number as it
+// came). It reads b once and allocates nothing; a value nested more deeply
+// than it tracks is reported as not canonical, and so decoded.
+func canonical(b []byte) bool {
+	// prev[d] is the previous name of the object open at depth d (as the
+	// offsets of its text in b), object[d] whether it is an object.
+	const maxDepth = 64
+	var (
+		prevStart, prevEnd [maxDepth]int
+		object             [maxDepth]bool
+		depth              = -1
+		wantName           = false
+	)
+	for i := 0; i < len(b); {
+		c := b[i]
+		switch {
+		case c == '"':
+			end, ok := canonicalString(b, i+1)
+			if !ok {
+				return false
+			}
+			if wantName {
+				start := i + 1
+				if depth >= 0 && prevEnd[depth] > 0 && bytes.Compare(b[prevStart[depth]:prevEnd[depth]], b[start:end]) >= 0 {
+					return false // out of order, or a duplicate
+				}
+				if bytes.IndexByte(b[start:end], '\\') >= 0 {
+					// An escaped name sorts by its decoded text;
+					// comparing that is not worth it for so rare a case.
+					return false
+				}
+				prevStart[depth], prevEnd[depth] = start, end
+				wantName = false
+			}
+			i = end + 1
+		case c == '{' || c == '[':
+			depth++
+			if depth == maxDepth {
+				return false
+			}
+			object[depth] = c == '{'
+			prevStart[depth], prevEnd[depth] = 0, 0
+			wantName = object[depth]
+			i++
+		case c == '}' || c == ']':
+			depth--
+			i++
+		case c == ',':
+			wantName = object[depth]
+			i++
+		case c == ':':
+			i++
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return false
+		default:
+			// A number or a literal: jsontext checked its syntax, and
+			// appendJSON writes it as written.
+			i++
+		}
+	}
+	return true
+}
+
+// canonicalString reports whether the string text starting at b[i] (after
+// its opening quote) is what appendString writes for its decoded value,
+// and where its closing quote is.
+func canonicalString(b []byte, i int) (int, bool) {
+	for i < len(b) {
+		// Eight bytes at a time while they are printable ASCII without
+		// quote or backslash, as plain does.
+		for i+8 <= len(b) {
+			x := uint64(b[i]) | uint64(b[i+1])<<8 | uint64(b[i+2])<<16 | uint64(b[i+3])<<24 |
+				uint64(b[i+4])<<32 | uint64(b[i+5])<<40 | uint64(b[i+6])<<48 | uint64(b[i+7])<<56
+			if x&hi != 0 || hasLess(x, 0x20) || hasZero(x^(lo*'"')) || hasZero(x^(lo*'\\')) {
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			return i, true
+		case c == '\\':
+			if i+1 >= len(b) {
+				return 0, false
+			}
+			switch b[i+1] {
+			case '"', '\\', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !canonicalEscape(b[i+2:i+6]) {
+					return 0, false
+				}
+				i += 6
+			default:
+				return 0, false // \/ is written /
+			}
+		case c < utf8.RuneSelf:
+			i++ // printable: jsontext refuses raw control characters
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+				return 0, false // written \ufffd, \u2028, \u2029
+			}
+			i += size
+		}
+	}
+	return 0, false
+}
+
+// canonicalEscape reports whether \u followed by the four bytes h is how
+// appendString writes the character: control characters without a short
+// escape as \u00xx (lower-case hex), and the line and paragraph
+// separators.
+func canonicalEscape(h []byte) bool {
+	switch string(h) {
+	case "2028", "2029":
+		return true
+	}
+	if h[0] != '0' || h[1] != '0' || (h[2] != '0' && h[2] != '1') {
+		return false
+	}
+	d := h[3]
+	if !('0' <= d && d <= '9' || 'a' <= d && d <= 'f') {
+		return false
+	}
+	switch string(h) {
+	case "0008", "0009", "000a", "000c", "000d":
+		return false // written \b, \t, \n, \f, \r
+	}
+	return true
+}
+
+// isObject reports whether x is a JSON object, decoded or raw.
+func isObject(x any) bool {
+	switch t := x.(type) {
+	case map[string]any:
+		return true
+	case rawJSON:
+		return t[0] == '{'
+	}
+	return false
+}
+
+// decodeRaw is the value r stands for. Its long strings are r's bytes:
+// r is never changed.
+func decodeRaw(r rawJSON) any {
+	x, err := decodeFrom(r, true)
+	if err != nil {
+		// Parse made r of a value jsontext accepted.
+		panic("vcon: a raw node does not decode: " + err.Error())
+	}
+	return x
+}
+
+// opened returns x with every raw node in it decoded, and whether that is
+// a new value: a container that holds raw nodes is copied, not changed,
+// so that whoever still reads x (a storage encoding the document while
+// another reads it through Doc) reads what it read before.
+func opened(x any) (any, bool) {
+	switch t := x.(type) {
+	case rawJSON:
+		return decodeRaw(t), true
+	case map[string]any:
+		var c map[string]any
+		for k, e := range t {
+			if o, changed := opened(e); changed {
+				if c == nil {
+					c = maps.Clone(t)
+				}
+				c[k] = o
+			}
+		}
+		if c == nil {
+			return x, false
+		}
+		return c, true
+	case []any:
+		var c []any
+		for i, e := range t {
+			if o, changed := opened(e); changed {
+				if c == nil {
+					c = slices.Clone(t)
+				}
+				c[i] = o
+			}
+		}
+		if c == nil {
+			return x, false
+		}
+		return c, true
+	}
+	return x, false
+}
