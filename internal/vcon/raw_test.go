@@ -20,6 +20,9 @@ var lazySamples = []string{
 	`{"dialog":[{"body":[],"parties":[[0,[1]]]},{"body":{}}],"group":[{"uuid":"u"}],"redacted":{"uuid":"r"},"amended":{"x":[{"y":1}]}}`,
 	`{"parties":[{"b":1,"a":2},{"a":{"c":1, "b":2}},{"a":"\u00E9"},{"a":"\/"},{"a":1,"a":2},{"a\u0062":1},{"a":"<&>"}],"dialog":[{"x":{"a":"\ud800"}},{"x":{"a":"` + "\xff" + `"}}]}`,
 	`{"critical":[{"a":1}],"must_support":[[1]],"analysis":[{"body":{"b":1,"a":0},"type":"x"}]}`,
+	// Syntax errors inside a subtree that could be raw, which reading it
+	// whole words otherwise.
+	`{"parties":[{0:1}]}`, `{"x":{"a":1,}}`, `{"x":{"a":[1 2]}}`, `{"x":{"a":"\x"}}`,
 }
 
 // lazyInputs are the inputs every lazy/eager comparison runs on.

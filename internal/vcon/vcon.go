@@ -67,7 +67,14 @@ func ParseReadOnly(data []byte) (*VCon, error) { return parse(data, true) }
 func parse(data []byte, shared bool) (*VCon, error) {
 	x, raws, err := decodeLazy(data, shared)
 	if err != nil {
-		return nil, fmt.Errorf("vcon: invalid JSON: %w", err)
+		// Reading a subtree whole (jsontext.ReadValue) words some
+		// syntax errors otherwise than reading it token by token; the
+		// error is what a dead letter's reason and the API's answer
+		// quote, so it is the one the eager decoder gives.
+		if x, err = decodeFrom(data, shared); err != nil {
+			return nil, fmt.Errorf("vcon: invalid JSON: %w", err)
+		}
+		raws = 0
 	}
 	doc, ok := x.(map[string]any)
 	if !ok {
