@@ -1,7 +1,9 @@
 // Package vcon holds the vCon document: the IETF "virtual conversation" JSON
 // container. A document is kept as its decoded JSON object so that fields this
 // code does not know survive every rewrite; typed helpers read and change the
-// parts the pipeline cares about.
+// parts the pipeline cares about. The parts nothing has asked for yet stay
+// as the JSON text they were parsed from (raw.go), so that a chain that
+// reads little of a large vCon pays little for it.
 package vcon
 
 import (
