@@ -147,7 +147,24 @@ func (d *decoder) value(policy lazyPolicy) (any, error) {
 // canonical, decoded otherwise.
 func (d *decoder) member(policy lazyPolicy, name string) (any, error) {
 	below, mayBeRaw := policy.child(name)
-	if k := d.dec.PeekKind(); !mayBeRaw || k != '{' && k != '[' {
+	k := d.dec.PeekKind()
+	if mayBeRaw && k == '"' {
+		quoted, err := d.dec.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		if len(quoted)-2 >= minRawText {
+			if end, ok := canonicalString(quoted, 1); ok && end == len(quoted)-1 {
+				d.raws++
+				if d.within(quoted) {
+					return rawText(quoted[:len(quoted):len(quoted)]), nil
+				}
+				return rawText(bytes.Clone(quoted)), nil
+			}
+		}
+		return d.stringOf(quoted), nil
+	}
+	if !mayBeRaw || k != '{' && k != '[' {
 		return d.value(below)
 	}
 	text, err := d.dec.ReadValue()
@@ -192,17 +209,22 @@ func (d *decoder) string() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return d.stringOf(raw), nil
+}
+
+// stringOf is the string of raw, a string literal ReadValue accepted.
+func (d *decoder) stringOf(raw []byte) string {
 	text := raw[1 : len(raw)-1]
 	if bytes.IndexByte(text, '\\') < 0 && utf8.Valid(text) {
 		if len(text) <= maxCommon {
 			if s, ok := common[string(text)]; ok { // the lookup does not allocate
-				return s, nil
+				return s
 			}
 		}
 		if len(text) >= minShared && d.within(text) {
-			return unsafe.String(unsafe.SliceData(text), len(text)), nil
+			return unsafe.String(unsafe.SliceData(text), len(text))
 		}
-		return string(text), nil
+		return string(text)
 	}
 	// ReadValue accepted the literal; the only error left to report is
 	// invalid UTF-8, which encoding/json (and so this codec) replaces with
@@ -212,7 +234,7 @@ func (d *decoder) string() (string, error) {
 	// itself: nothing else refers to it, so a long transcript is not
 	// copied twice more.
 	b, _ := jsontext.AppendUnquote(make([]byte, 0, len(raw)), raw)
-	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // within reports whether text lies in the shared input. jsontext reads a
@@ -313,6 +335,8 @@ func appendJSON(b []byte, x any) ([]byte, error) {
 		return appendArray(b, t, appendJSON)
 	case rawJSON:
 		return append(b, t...), nil
+	case rawText:
+		return append(b, t...), nil
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -361,6 +385,8 @@ func encodedLen(x any) int {
 		}
 		return n
 	case rawJSON:
+		return len(t)
+	case rawText:
 		return len(t)
 	}
 	return 64

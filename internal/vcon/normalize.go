@@ -131,8 +131,8 @@ func ToVersion001(v *VCon) *VCon {
 // bodies: a body that is JSON text with encoding "json" becomes the value
 // with encoding "none". A body that does not parse is left as it is.
 func inflateBody(e map[string]any) {
-	s, ok := e["body"].(string)
-	if !ok || e["encoding"] != "json" {
+	s, ok := text(e["body"])
+	if enc, _ := text(e["encoding"]); !ok || enc != "json" {
 		return
 	}
 	doc, err := decodeFrom([]byte(s), false)

@@ -5,6 +5,9 @@ import (
 	"maps"
 	"slices"
 	"unicode/utf8"
+	"unsafe"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Most of a large vCon is parts no link of the worker's usual chains reads:
@@ -26,6 +29,38 @@ import (
 // for its decoded value. Its bytes are never changed: they are the
 // input's (ParseReadOnly) or a copy of them (Parse).
 type rawJSON []byte
+
+// rawText is a long string in the same places, quotes and all, kept as
+// written: a summary's or a JSON body's text needs escapes, and decoded
+// it would be a copy of itself that the encoder escapes again. text
+// reads one.
+type rawText []byte
+
+// minRawText is the length from which a string may be kept as rawText:
+// a short one costs less decoded. The tests lower it.
+var minRawText = 64
+
+// text reads a string of the document, decoded or raw.
+func text(x any) (string, bool) {
+	switch t := x.(type) {
+	case string:
+		return t, true
+	case rawText:
+		return decodeRawText(t), true
+	}
+	return "", false
+}
+
+// decodeRawText is the string t stands for: t's own bytes when it has no
+// escapes (t is never changed), unquoted otherwise.
+func decodeRawText(t rawText) string {
+	s := t[1 : len(t)-1]
+	if bytes.IndexByte(s, '\\') < 0 {
+		return unsafe.String(unsafe.SliceData(s), len(s))
+	}
+	b, _ := jsontext.AppendUnquote(make([]byte, 0, len(t)), t) // canonical: valid
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
 
 // Where the decoder may keep raw nodes: how a value's members or items
 // are decoded, by where the value is in the document.
@@ -249,6 +284,8 @@ func opened(x any) (any, bool) {
 	switch t := x.(type) {
 	case rawJSON:
 		return decodeRaw(t), true
+	case rawText:
+		return decodeRawText(t), true
 	case map[string]any:
 		var c map[string]any
 		for k, e := range t {

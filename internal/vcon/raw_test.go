@@ -42,6 +42,17 @@ func lazyInputs() []string {
 // decoded all through, as Parse decoded every document before.
 func checkLazyMatchesEager(t *testing.T, data []byte) {
 	t.Helper()
+	defer func(n int) { minRawText = n }(minRawText)
+	for _, n := range []int{minRawText, 0} {
+		// With 0, every string where a raw node may be is one: short
+		// names and values (purpose, encoding) are read through too.
+		minRawText = n
+		checkLazyMatchesEagerOnce(t, data)
+	}
+}
+
+func checkLazyMatchesEagerOnce(t *testing.T, data []byte) {
+	t.Helper()
 	for _, shared := range []bool{false, true} {
 		eager, eagerErr := parseEager(data, shared)
 		lazy, lazyErr := parse(data, shared)
@@ -175,7 +186,7 @@ func TestCanonical(t *testing.T) {
 // findRaw returns the path of a raw node in x, or "".
 func findRaw(x any, path string) string {
 	switch t := x.(type) {
-	case rawJSON:
+	case rawJSON, rawText:
 		return path + " (raw)"
 	case map[string]any:
 		for k, e := range t {
@@ -295,6 +306,31 @@ func transcriptIndex(v *VCon) int {
 		}
 	}
 	return -1
+}
+
+// TestLongStringsStayRaw: the summaries of a large vCon (text that needs
+// escapes) and a transcript's JSON text are written back as they were
+// read, neither unescaped into a copy nor escaped again.
+func TestLongStringsStayRaw(t *testing.T) {
+	doc := sample.Large("0190d6f0-1c2d-7a00-8000-000000000001", 400<<10, false)
+	v, err := ParseReadOnly(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	AddTag(v, "k", "v")
+	Normalize(v)
+	var kept int
+	for _, a := range objects(v.tree(), Analysis) {
+		if _, ok := a["body"].(rawText); ok {
+			kept++
+		}
+	}
+	if kept != sample.LargeDialogs+1 {
+		t.Fatalf("%d of the %d analysis bodies kept raw", kept, sample.LargeDialogs+1)
+	}
+	if s, _ := FindAnalysis(v, 0, "summary")["body"].(string); !strings.Contains(s, "\n") {
+		t.Fatalf("the summary read through List is not its text: %.40q", s)
+	}
 }
 
 // TestConcurrentReadersOfALazyDocument: storages read one document at

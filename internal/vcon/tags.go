@@ -35,13 +35,12 @@ func RoutingTags(v *VCon) []string {
 			continue
 		}
 		body := a["body"]
-		switch b := body.(type) {
-		case string:
-			if doc, err := decode([]byte(b)); err == nil {
+		if s, ok := text(body); ok {
+			if doc, err := decode([]byte(s)); err == nil {
 				body = doc
 			}
-		case rawJSON:
-			body = decodeRaw(b)
+		} else if r, ok := body.(rawJSON); ok {
+			body = decodeRaw(r)
 		}
 		if m, ok := body.(map[string]any); ok {
 			keys := make([]string, 0, len(m))
@@ -105,10 +104,10 @@ func AddTag(v *VCon, name, value string) {
 }
 
 func isTagsAttachment(a map[string]any) bool {
-	if p, ok := a["purpose"].(string); ok {
+	if p, ok := text(a["purpose"]); ok {
 		return p == TagsPurpose
 	}
-	t, _ := a["type"].(string)
+	t, _ := text(a["type"])
 	return t == TagsPurpose
 }
 
@@ -121,8 +120,9 @@ func tagList(body any) []string {
 		items = b
 	case rawJSON:
 		items, _ = decodeRaw(b).([]any)
-	case string:
-		v, err := decode([]byte(b))
+	case string, rawText:
+		s, _ := text(b)
+		v, err := decode([]byte(s))
 		if err != nil {
 			return nil
 		}
