@@ -14,16 +14,16 @@ import (
 // a transcript's words, a party's details, a vendor's nested metadata.
 // Decoded, a transcript of many small objects costs several times its JSON
 // size; kept as its bytes it costs nothing more than the bytes Redis
-// handed us. So Parse keeps such a part (an object or array below the
-// top level, away from the few fields Validate and Normalize read) as a
-// raw node, its JSON text, when that text is already what the encoder
-// would write for it (canonical): the encoder then writes the bytes as
+// handed us. So Parse keeps such a part (an object, array or long string
+// below the top level, away from the few fields Validate and Normalize
+// read) as a raw node, its JSON text, when that text is already what the
+// encoder writes for it (canonical): the encoder then writes the bytes as
 // they are, and the document's encoding is byte for byte what it was when
 // everything was decoded.
 //
 // A caller never sees a raw node: Doc, List and FindAnalysis decode the
 // raw nodes of what they hand out first. Inside this package, code that
-// reads the tree treats a raw node as the object or array it stands for.
+// reads the tree treats a raw node as the value it stands for.
 
 // rawJSON is a JSON object or array in its canonical encoding, standing
 // for its decoded value. Its bytes are never changed: they are the
@@ -70,10 +70,11 @@ const (
 	// eager decodes everything below.
 	eager lazyPolicy = iota
 	// topLevel is the document: its members are decoded (UUID, Validate,
-	// Normalize and the forms read them), their members follow the
-	// policy childPolicy gives.
+	// Normalize and the forms read them), what is below them as child
+	// says.
 	topLevel
-	// rawBelow keeps every object or array member or item raw.
+	// rawBelow keeps every member or item raw that can be: an object,
+	// an array, a long string.
 	rawBelow
 	// entries are the items of dialog, analysis and attachments, decoded
 	// objects whose members are raw (Normalize renames an entry's fields
@@ -276,11 +277,13 @@ func decodeRaw(r rawJSON) any {
 	return x
 }
 
-// opened returns x with every raw node in it decoded, and whether that is
-// a new value: a container that holds raw nodes is copied, not changed,
-// so that whoever still reads x (a storage encoding the document while
-// another reads it through Doc) reads what it read before.
-func opened(x any) (any, bool) {
+// withoutRaw returns x with every raw node in it decoded, and whether
+// that is a new value: a container that holds raw nodes is copied, not
+// changed, so that whoever still reads x (a storage encoding the
+// document while another reads it through Doc) reads what it read
+// before. A container without raw nodes is x's own, never copied: the
+// maps List and Doc handed out stay the document's.
+func withoutRaw(x any) (any, bool) {
 	switch t := x.(type) {
 	case rawJSON:
 		return decodeRaw(t), true
@@ -289,7 +292,7 @@ func opened(x any) (any, bool) {
 	case map[string]any:
 		var c map[string]any
 		for k, e := range t {
-			if o, changed := opened(e); changed {
+			if o, changed := withoutRaw(e); changed {
 				if c == nil {
 					c = maps.Clone(t)
 				}
@@ -303,7 +306,7 @@ func opened(x any) (any, bool) {
 	case []any:
 		var c []any
 		for i, e := range t {
-			if o, changed := opened(e); changed {
+			if o, changed := withoutRaw(e); changed {
 				if c == nil {
 					c = slices.Clone(t)
 				}

@@ -116,13 +116,15 @@ func FuzzLazyParseMatchesEager(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { checkLazyMatchesEager(t, data) })
 }
 
-// FuzzCanonical: what canonical accepts, appendJSON writes back byte for
-// byte. This is the property that makes a raw node's bytes its encoding.
+// FuzzCanonical: what canonical (for a string, canonicalString)
+// accepts, appendJSON writes back byte for byte. This is the property
+// that makes a raw node's bytes its encoding.
 func FuzzCanonical(f *testing.F) {
 	for _, in := range lazySamples {
 		f.Add([]byte(in))
 	}
-	for _, s := range []string{`{}`, `[]`, `{"a":1,"b":[true,false,null,-0.5e+3]}`, `{"b":1,"a":1}`, `{"a":1,"a":1}`, `["\u001F"]`, `["\u007f"]`, `[" "]`, `[ 1]`} {
+	for _, s := range []string{`{}`, `[]`, `{"a":1,"b":[true,false,null,-0.5e+3]}`, `{"b":1,"a":1}`, `{"a":1,"a":1}`, `["\u001F"]`, `["\u007f"]`, `[" "]`, `[ 1]`,
+		`"\u2028\n\u0001"`, `"\u00e9"`, `"\/"`, "\"\xff\""} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -130,13 +132,18 @@ func FuzzCanonical(f *testing.F) {
 		if err != nil {
 			return
 		}
+		text := bytes.TrimSpace(data)
 		switch x.(type) {
 		case map[string]any, []any:
+			if !canonical(text) {
+				return
+			}
+		case string:
+			// A long string kept as rawText.
+			if end, ok := canonicalString(text, 1); !ok || end != len(text)-1 {
+				return
+			}
 		default:
-			return
-		}
-		text := bytes.TrimSpace(data)
-		if !canonical(text) {
 			return
 		}
 		got, err := appendJSON(nil, x)

@@ -133,7 +133,7 @@ func (v *VCon) Doc() map[string]any {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.lazy.Load() {
-		o, _ := opened(v.doc)
+		o, _ := withoutRaw(v.doc)
 		v.doc = o.(map[string]any)
 		v.opened = allArrays
 		v.lazy.Store(false)
@@ -167,7 +167,7 @@ func (v *VCon) openArray(key string) map[string]any {
 	defer v.mu.Unlock()
 	bit := arrayBits[key]
 	if bit == 0 || v.opened&bit == 0 {
-		if o, changed := opened(v.doc[key]); changed {
+		if o, changed := withoutRaw(v.doc[key]); changed {
 			doc := maps.Clone(v.doc)
 			doc[key] = o
 			v.doc = doc
