@@ -108,11 +108,8 @@ func (s *Server) parseVcon(w http.ResponseWriter, r *http.Request) (*incoming, b
 	if !utf8.Valid(data) {
 		changed = true // the decoder replaced invalid UTF-8; store what it read
 	}
-	for _, key := range []string{vcon.Parties, vcon.Dialog, vcon.Analysis, vcon.Attachments} {
-		if _, ok := v.Doc()[key]; !ok {
-			v.Doc()[key] = []any{}
-			changed = true
-		}
+	if vcon.AddDefaultArrays(v) {
+		changed = true
 	}
 	in.index = partyIndexKeys(v)
 	in.body = data

@@ -97,6 +97,19 @@ func checkLazyMatchesEagerOnce(t *testing.T, data []byte) {
 		if !reflect.DeepEqual(lazy.Doc(), eager.Doc()) {
 			t.Fatalf("Doc differs:\nlazy:  %#v\neager: %#v", lazy.Doc(), eager.Doc())
 		}
+
+		// The API's path, on documents parsed afresh.
+		lazy, _ = parse(data, shared)
+		eager, _ = parseEager(data, shared)
+		lazyErrs, lazyChanged := CheckSubmission(lazy)
+		eagerErrs, eagerChanged := CheckSubmission(eager)
+		if !reflect.DeepEqual(lazyErrs, eagerErrs) || lazyChanged != eagerChanged {
+			t.Fatalf("CheckSubmission: lazy %v %v, eager %v %v", lazyErrs, lazyChanged, eagerErrs, eagerChanged)
+		}
+		if AddDefaultArrays(lazy) != AddDefaultArrays(eager) {
+			t.Fatal("AddDefaultArrays differs")
+		}
+		same("CheckSubmission", mustMarshal(t, lazy), mustMarshal(t, eager))
 	}
 }
 
@@ -381,5 +394,21 @@ func TestConcurrentReadersOfALazyDocument(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// TestSubmissionLeavesAnalysisRaw: the API's check of a posted vCon reads
+// its parties, dialog and group, not the analysis a producer attached.
+func TestSubmissionLeavesAnalysisRaw(t *testing.T) {
+	v, err := Parse(sample.Large("0190d6f0-1c2d-7a00-8000-000000000001", 400<<10, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs, _ := CheckSubmission(v); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	AddDefaultArrays(v)
+	if _, isRaw := objects(v.tree(), Analysis)[transcriptIndex(v)]["body"].(rawJSON); !isRaw {
+		t.Fatal("CheckSubmission decoded the transcript body")
 	}
 }

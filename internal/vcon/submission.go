@@ -17,7 +17,7 @@ import (
 // types and messages, and the loc of the value at fault.
 //
 // Where pydantic coerces a value instead of refusing it, conserver stores
-// the coerced value; so does CheckSubmission, changing v.Doc(): a uuid in
+// the coerced value; so does CheckSubmission, changing the document: a uuid in
 // another accepted spelling becomes the canonical lower-case one, a
 // created_at given as a Unix time (or a string our readers cannot parse)
 // becomes conserver's isoformat() string, a numeric string duration a
@@ -30,12 +30,31 @@ import (
 // `amended` that is neither an object nor a list is refused (conserver's
 // model does not declare it).
 func CheckSubmission(v *VCon) (errs []FieldError, changed bool) {
-	c := submission{doc: v.Doc()}
+	// The checks read into the parties, the dialog and the group; the
+	// rest of a large vCon is not decoded for them.
+	v.openArray(Parties)
+	v.openArray(Dialog)
+	c := submission{doc: v.openArray("group")}
 	c.run()
 	if len(c.errs) == 0 {
 		c.errs = Validate(v)
 	}
 	return c.errs, c.changed
+}
+
+// AddDefaultArrays adds the parties, dialog, analysis and attachments a
+// vCon leaves out, as empty lists: conserver's model defaults them to [],
+// so what its API stores has them. It reports whether it added one.
+func AddDefaultArrays(v *VCon) bool {
+	doc := v.tree()
+	added := false
+	for _, key := range []string{Parties, Dialog, Analysis, Attachments} {
+		if _, ok := doc[key]; !ok {
+			doc[key] = []any{}
+			added = true
+		}
+	}
+	return added
 }
 
 type submission struct {
