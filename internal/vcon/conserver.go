@@ -34,10 +34,11 @@ func ConserverView(v *VCon) *VCon {
 		return v // a link that reads it gets the document as it is
 	}
 	out := Normalized(v)
-	// The links that read the view read all of it. Normalized made
-	// object bodies text already, so what is decoded here is little
-	// more than the parties.
-	d := out.Doc()
+	// The view is decoded where it is filled in (the parties, the
+	// dialog), the rest when a reader asks (jq_link's Doc): the webhook
+	// only encodes it. The top level is filled in first: List may
+	// replace it with a copy.
+	d := out.tree()
 	if x, ok := d["created_at"]; ok {
 		if iso, typ, _ := pyDatetime(x); typ == "" {
 			d["created_at"] = iso
