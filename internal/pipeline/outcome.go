@@ -220,7 +220,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	endSpans(err)
 	if err == nil {
 		for _, s := range out.pipelined {
-			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, s.sink.Name, OutcomeSuccess).Inc()
+			p.series.storage(p.metrics, p.chain.Name, s.sink.Name).success.Inc()
 		}
 		for _, sf := range out.storageDLQ {
 			p.metrics.StorageDeadLetters.WithLabelValues(p.chain.Name, sf.storage).Inc()

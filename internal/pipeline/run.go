@@ -323,9 +323,10 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 		// budget (httpx.Admit). The wait counts toward the chain timeout.
 		ctx = httpx.WithGate(ctx, g)
 	}
+	ls := p.series.link(p.metrics, p.chain.Name, step.Name)
 	start := time.Now()
 	res, err := recovered(p, ss.name, v.UUID(), func() (links.Result, error) { return step.Link.Run(ctx, v) })
-	p.metrics.LinkDuration.WithLabelValues(p.chain.Name, step.Name).Observe(time.Since(start).Seconds())
+	ls.duration.get().Observe(time.Since(start).Seconds())
 	outcome := OutcomeContinue
 	switch {
 	case err == nil && ctx.Err() != nil:
@@ -342,7 +343,7 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 		outcome = OutcomeForward
 	}
 	span.SetAttributes(attribute.String("vcon.outcome", outcome))
-	p.metrics.LinkOutcomes.WithLabelValues(p.chain.Name, step.Name, outcome).Inc()
+	ls.outcomes[outcome].get().Inc()
 	return res, err
 }
 
@@ -460,6 +461,7 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 	ss := p.spans.storage(sink.Name)
 	ctx, span := p.tracer.Start(ctx, ss.name, ss.opts...)
 	defer span.End()
+	series := p.series.storage(p.metrics, p.chain.Name, sink.Name)
 	wait := p.opts.StorageBackoff
 	var err error
 	for attempt := 1; attempt <= p.opts.StorageAttempts; attempt++ {
@@ -470,9 +472,9 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 			err = fmt.Errorf("attempt timed out after %s: %w", p.opts.StorageCallTimeout, err)
 		}
 		cancel()
-		p.metrics.StorageDuration.WithLabelValues(p.chain.Name, sink.Name).Observe(time.Since(start).Seconds())
+		series.duration.get().Observe(time.Since(start).Seconds())
 		if err == nil {
-			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeSuccess).Inc()
+			series.success.Inc()
 			return nil
 		}
 		// A permanent error (a document over the storage's size limit)
@@ -482,14 +484,14 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 		if ctx.Err() != nil || attempt == p.opts.StorageAttempts || storage.IsPermanent(err) || errors.As(err, &pe) {
 			break
 		}
-		p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeRetry).Inc()
+		series.retry.Inc()
 		p.log.Info("storage write failed, retrying", "storage", sink.Name, "attempt", attempt, "error", err)
 		if !sleep(ctx, wait) {
 			break
 		}
 		wait = min(2*wait, p.opts.StorageBackoffMax)
 	}
-	p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeFailure).Inc()
+	series.failure.Inc()
 	span.SetStatus(codes.Error, "storage write failed")
 	if ctx.Err() != nil && err == nil {
 		err = ctx.Err()

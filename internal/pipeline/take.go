@@ -36,8 +36,8 @@ func (p *Processor) Process(ctx context.Context, it queue.Item) error {
 func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext func() bool) (next queue.Item, took bool, err error) {
 	start := time.Now()
 	chain := p.chain.Name
-	p.metrics.InFlight.WithLabelValues(chain).Inc()
-	defer p.metrics.InFlight.WithLabelValues(chain).Dec()
+	p.series.inFlight.Inc()
+	defer p.series.inFlight.Dec()
 
 	// One round trip: the body (whatever its type), the producer's trace
 	// context and what the queue remembers of the vCon (deliveries,
@@ -183,8 +183,8 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	}
 	if !retried {
 		// A vCon waiting for a retry has not finished its chain.
-		p.metrics.Processed.WithLabelValues(chain).Inc()
-		p.metrics.Duration.WithLabelValues(chain).Observe(time.Since(start).Seconds())
+		p.series.processed.Inc()
+		p.series.duration.get().Observe(time.Since(start).Seconds())
 	}
 	if pendingNext != nil {
 		next, took = pendingNext.Item()
