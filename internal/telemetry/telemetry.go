@@ -60,7 +60,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	// continues the producer's trace.
 	shutdownTraces := func(context.Context) error { return nil }
 	if spanExporter != nil && !autoexport.IsNoneSpanExporter(spanExporter) {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(spanExporter))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(newBatcher(spanExporter, batchOptionsFromEnv())))
 		otel.SetTracerProvider(tp)
 		shutdownTraces = tp.Shutdown
 	}
