@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
@@ -342,7 +341,9 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 	case res.NextUUID != "" && res.NextUUID != v.UUID():
 		outcome = OutcomeForward
 	}
-	span.SetAttributes(attribute.String("vcon.outcome", outcome))
+	if span.IsRecording() {
+		span.SetAttributes(p.spans.outcome(outcome)...)
+	}
 	ls.outcomes[outcome].get().Inc()
 	return res, err
 }

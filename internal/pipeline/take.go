@@ -9,7 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
@@ -86,13 +85,16 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	}
 
 	if tcRaw != "" {
-		if tc, err := queue.ParseTraceContext(tcRaw); err == nil {
-			ctx = tc.ContextWithRemote(ctx)
-		}
+		ctx = queue.ContextWithRecord(ctx, tcRaw)
 	}
-	ctx, span := p.tracer.Start(ctx, p.spans.process, p.spans.consumer,
-		trace.WithAttributes(p.spans.processChain, attribute.String("vcon.ingress_list", it.List), attribute.String("vcon.uuid", it.UUID)))
+	ctx, span := p.tracer.Start(ctx, p.spans.process, p.spans.processStart(it.List)...)
 	defer span.End()
+	// Set after the start, and only when recorded: no sampler the worker
+	// can be configured with reads attributes.
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(attribute.String("vcon.uuid", it.UUID))
+	}
 
 	release := p.admit(ctx, it, state)
 	finished := p.started(start)
@@ -130,7 +132,9 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 			// Written and no longer referenced: the commands that carried it
 			// are done, and storages copy what they keep.
 			putBodyBuffer(outcome.body)
-			span.SetAttributes(attribute.Bool("vcon.filtered", outcome.halted))
+			if recording {
+				span.SetAttributes(p.spans.wasFiltered(outcome.halted)...)
+			}
 		}
 	}
 	retried := false
