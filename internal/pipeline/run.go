@@ -315,7 +315,7 @@ func parseBody(data []byte, uuid string) (*vcon.VCon, *failure) {
 
 func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links.Result, error) {
 	ss := p.spans.link(step.Name)
-	ctx, span := p.tracer.Start(ctx, ss.name, ss.opts...)
+	ctx, span := p.startSpan(ctx, ss.name, ss.opts)
 	defer span.End()
 	if g := p.gates[step.Name]; g != nil {
 		// Every vendor call the link makes waits for the Link's shared
@@ -460,7 +460,7 @@ func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pip
 
 func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 	ss := p.spans.storage(sink.Name)
-	ctx, span := p.tracer.Start(ctx, ss.name, ss.opts...)
+	ctx, span := p.startSpan(ctx, ss.name, ss.opts)
 	defer span.End()
 	series := p.series.storage(p.metrics, p.chain.Name, sink.Name)
 	wait := p.opts.StorageBackoff

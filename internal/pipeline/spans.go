@@ -1,9 +1,35 @@
 package pipeline
 
 import (
+	"context"
+
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
+
+// defaultProvider is OpenTelemetry's global tracer provider before any
+// is set (telemetry.Setup sets one only when an exporter is configured):
+// its spans record nothing and carry their parent's span context.
+var defaultProvider = otel.GetTracerProvider()
+
+// passThrough reports whether the worker's spans would only pass the
+// producer's context through (no tracer provider was set): starting them
+// then is work for nothing, three spans per vCon. A provider set later
+// (the global one delegates to it) is seen at the next vCon.
+func (p *Processor) passThrough() bool {
+	return otel.GetTracerProvider() == defaultProvider
+}
+
+// startSpan starts a span of the vCon, or, passing through, returns ctx
+// and the span it holds: the same span context the started span would
+// have had, and nothing recorded either way.
+func (p *Processor) startSpan(ctx context.Context, name string, opts []trace.SpanStartOption) (context.Context, trace.Span) {
+	if p.passThrough() {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	return p.tracer.Start(ctx, name, opts...)
+}
 
 // spanKit holds what every vCon's spans share, made once per processor:
 // the span names ("vcon.process <chain>", "link <name>", "storage <name>"),
