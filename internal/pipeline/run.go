@@ -429,6 +429,14 @@ func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data 
 // fails the vCon otherwise: the unredacted originals of links.redact pass
 // none, so a failed original write never lets the chain go on.
 func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pipelined func(Sink), deadLetter func(Sink, *failure)) *failure {
+	if allPipelined(sinks) {
+		// Nothing to wait for (storage.redis_storage alone, the usual
+		// chain): no goroutines, no lock.
+		for _, sink := range sinks {
+			pipelined(sink)
+		}
+		return nil
+	}
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -456,6 +464,15 @@ func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pip
 	}
 	wg.Wait()
 	return first
+}
+
+func allPipelined(sinks []Sink) bool {
+	for _, sink := range sinks {
+		if _, ok := sink.Storage.(storage.Pipelined); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {

@@ -182,18 +182,20 @@ type PendingBody struct {
 // ignore Exec's error and check each of your own commands.
 func (s *Store) QueueGet(ctx context.Context, pipe redis.Pipeliner, uuid string) *PendingBody {
 	key := Key(uuid)
+	boxed := any(key) // one interface value for the three commands, not three
 	p := &PendingBody{
 		key:      key,
-		jsonGet:  keyCmd(ctx, "JSON.GET", key),
-		get:      keyCmd(ctx, "GET", key),
-		pttl:     keyCmd(ctx, "PTTL", key),
+		jsonGet:  keyCmd(ctx, "JSON.GET", boxed),
+		pttl:     keyCmd(ctx, "PTTL", boxed),
 		queuedAt: time.Now(),
 		maxBytes: s.opts.MaxBodyBytes,
 	}
 	if p.maxBytes > 0 {
 		// Same reply as GET for a string, WRONGTYPE for other types; a
 		// missing key reads as "" (PTTL -2 tells it apart).
-		p.get = keyCmd(ctx, "GETRANGE", key, 0, p.maxBytes)
+		p.get = keyCmd(ctx, "GETRANGE", boxed, 0, p.maxBytes)
+	} else {
+		p.get = keyCmd(ctx, "GET", boxed)
 	}
 	// PTTL first: go-redis reports a pipeline's first reply as its error
 	// and runs an error it was given through its retry rules (a dozen
