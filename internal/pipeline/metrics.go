@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vcon-operator/vcon-operator/internal/links"
@@ -183,4 +185,95 @@ func (m *Metrics) init(chain string, linkNames, storageNames []string) {
 		}
 		m.StorageDeadLetters.WithLabelValues(chain, s)
 	}
+}
+
+// series are the handles of one chain's per-vCon series, looked up once
+// per processor: WithLabelValues hashes its labels and takes a lock on
+// every call, which a worker paid about seven times per vCon. A series
+// that init does not make exist at zero is resolved at its first use, as
+// WithLabelValues would, so /metrics lists the same series at every
+// moment.
+type series struct {
+	inFlight  prometheus.Gauge
+	processed prometheus.Counter
+	duration  lazySeries[prometheus.Observer]
+	links     map[string]*linkHandles
+	storages  map[string]*storageHandles
+}
+
+// linkHandles are one link's series.
+type linkHandles struct {
+	duration lazySeries[prometheus.Observer]
+	outcomes map[string]*lazySeries[prometheus.Counter]
+}
+
+// storageHandles are one storage's series.
+type storageHandles struct {
+	duration                lazySeries[prometheus.Observer]
+	success, retry, failure prometheus.Counter
+}
+
+// lazySeries is a series resolved on first use.
+type lazySeries[T any] struct {
+	once    sync.Once
+	resolve func() T
+	handle  T
+}
+
+func newLazy[T any](resolve func() T) lazySeries[T] { return lazySeries[T]{resolve: resolve} }
+
+func (l *lazySeries[T]) get() T {
+	l.once.Do(func() { l.handle = l.resolve() })
+	return l.handle
+}
+
+// linkOutcomes are the outcomes a link's run ends with (runLink).
+var linkOutcomes = []string{OutcomeContinue, OutcomeForward, OutcomeRedact, OutcomeHalt, OutcomeError}
+
+// newSeries resolves chain's series; init must have run.
+func (m *Metrics) newSeries(chain string, linkNames, storageNames []string) *series {
+	s := &series{
+		inFlight:  m.InFlight.WithLabelValues(chain),
+		processed: m.Processed.WithLabelValues(chain),
+		duration:  newLazy(func() prometheus.Observer { return m.Duration.WithLabelValues(chain) }),
+		links:     make(map[string]*linkHandles, len(linkNames)),
+		storages:  make(map[string]*storageHandles, len(storageNames)),
+	}
+	for _, l := range linkNames {
+		ls := &linkHandles{
+			duration: newLazy(func() prometheus.Observer { return m.LinkDuration.WithLabelValues(chain, l) }),
+			outcomes: make(map[string]*lazySeries[prometheus.Counter], len(linkOutcomes)),
+		}
+		for _, o := range linkOutcomes {
+			c := newLazy(func() prometheus.Counter { return m.LinkOutcomes.WithLabelValues(chain, l, o) })
+			ls.outcomes[o] = &c
+		}
+		s.links[l] = ls
+	}
+	for _, st := range storageNames {
+		s.storages[st] = &storageHandles{
+			duration: newLazy(func() prometheus.Observer { return m.StorageDuration.WithLabelValues(chain, st) }),
+			success:  m.StorageWrites.WithLabelValues(chain, st, OutcomeSuccess),
+			retry:    m.StorageWrites.WithLabelValues(chain, st, OutcomeRetry),
+			failure:  m.StorageWrites.WithLabelValues(chain, st, OutcomeFailure),
+		}
+	}
+	return s
+}
+
+// link is the series of the link named name (every link of the chain has
+// them; another name, never seen, gets its own).
+func (s *series) link(m *Metrics, chain, name string) *linkHandles {
+	if ls, ok := s.links[name]; ok {
+		return ls
+	}
+	return m.newSeries(chain, []string{name}, nil).links[name]
+}
+
+// storage is link's counterpart for storages.
+func (s *series) storage(m *Metrics, chain, name string) *storageHandles {
+	if ss, ok := s.storages[name]; ok {
+		return ss
+	}
+	return m.newSeries(chain, nil, []string{name}).storages[name]
 }

@@ -181,16 +181,23 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 		spans = nil
 	}
 	for _, s := range out.pipelined {
-		ss := p.spans.storage(s.sink.Name)
-		_, sp := p.tracer.Start(ctx, ss.name, ss.opts...)
-		spans = append(spans, sp)
+		if !p.passThrough() {
+			ss := p.spans.storage(s.sink.Name)
+			_, sp := p.tracer.Start(ctx, ss.name, ss.opts...)
+			spans = append(spans, sp)
+		}
 		body := s.body
 		if body == nil {
 			body = out.body
 		}
 		s.sink.Storage.(storage.Pipelined).AppendSave(writes, s.v, body)
 	}
-	pushes := p.outcomePipeline()
+	// On one server the pushes follow the writes in the same script; a
+	// cluster sends them in a round trip of their own, after the writes.
+	pushes := writes
+	if p.cluster {
+		pushes = p.outcomePipeline()
+	}
 	// A halted vCon still gets the pushes its links asked for (a router
 	// that filters the original has routed it); only egress is skipped.
 	for _, r := range out.routes {
@@ -201,8 +208,9 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 			queue.QueuePush(ctx, pushes, l, p.opts.ContextExpiry, out.uuid)
 		}
 	}
-	pipes := []redis.Pipeliner{writes, pushes}
+	pipes := []redis.Pipeliner{writes}
 	if p.cluster {
+		pipes = append(pipes, pushes)
 		err := queue.ExecChecked(ctx, p.rdb, pipes...)
 		endSpans(err)
 		if err != nil {
@@ -220,7 +228,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	endSpans(err)
 	if err == nil {
 		for _, s := range out.pipelined {
-			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, s.sink.Name, OutcomeSuccess).Inc()
+			p.series.storage(p.metrics, p.chain.Name, s.sink.Name).success.Inc()
 		}
 		for _, sf := range out.storageDLQ {
 			p.metrics.StorageDeadLetters.WithLabelValues(p.chain.Name, sf.storage).Inc()

@@ -183,6 +183,7 @@ type Processor struct {
 	chain   Chain
 	opts    Options
 	metrics *Metrics
+	series  *series
 	log     *slog.Logger
 	tracer  trace.Tracer
 	spans   spanKit
@@ -243,6 +244,7 @@ func NewProcessor(rdb redis.UniversalClient, bodies *vconstore.Store, worker *qu
 		}
 	}
 	m.init(chain.Name, linkNames, storageNames)
+	p.series = m.newSeries(chain.Name, linkNames, storageNames)
 	return p
 }
 

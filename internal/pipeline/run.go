@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
@@ -316,16 +315,17 @@ func parseBody(data []byte, uuid string) (*vcon.VCon, *failure) {
 
 func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links.Result, error) {
 	ss := p.spans.link(step.Name)
-	ctx, span := p.tracer.Start(ctx, ss.name, ss.opts...)
+	ctx, span := p.startSpan(ctx, ss.name, ss.opts)
 	defer span.End()
 	if g := p.gates[step.Name]; g != nil {
 		// Every vendor call the link makes waits for the Link's shared
 		// budget (httpx.Admit). The wait counts toward the chain timeout.
 		ctx = httpx.WithGate(ctx, g)
 	}
+	ls := p.series.link(p.metrics, p.chain.Name, step.Name)
 	start := time.Now()
 	res, err := recovered(p, ss.name, v.UUID(), func() (links.Result, error) { return step.Link.Run(ctx, v) })
-	p.metrics.LinkDuration.WithLabelValues(p.chain.Name, step.Name).Observe(time.Since(start).Seconds())
+	ls.duration.get().Observe(time.Since(start).Seconds())
 	outcome := OutcomeContinue
 	switch {
 	case err == nil && ctx.Err() != nil:
@@ -341,8 +341,10 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 	case res.NextUUID != "" && res.NextUUID != v.UUID():
 		outcome = OutcomeForward
 	}
-	span.SetAttributes(attribute.String("vcon.outcome", outcome))
-	p.metrics.LinkOutcomes.WithLabelValues(p.chain.Name, step.Name, outcome).Inc()
+	if span.IsRecording() {
+		span.SetAttributes(p.spans.outcome(outcome)...)
+	}
+	ls.outcomes[outcome].get().Inc()
 	return res, err
 }
 
@@ -427,6 +429,14 @@ func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data 
 // fails the vCon otherwise: the unredacted originals of links.redact pass
 // none, so a failed original write never lets the chain go on.
 func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pipelined func(Sink), deadLetter func(Sink, *failure)) *failure {
+	if allPipelined(sinks) {
+		// Nothing to wait for (storage.redis_storage alone, the usual
+		// chain): no goroutines, no lock.
+		for _, sink := range sinks {
+			pipelined(sink)
+		}
+		return nil
+	}
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -456,10 +466,20 @@ func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pip
 	return first
 }
 
+func allPipelined(sinks []Sink) bool {
+	for _, sink := range sinks {
+		if _, ok := sink.Storage.(storage.Pipelined); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 	ss := p.spans.storage(sink.Name)
-	ctx, span := p.tracer.Start(ctx, ss.name, ss.opts...)
+	ctx, span := p.startSpan(ctx, ss.name, ss.opts)
 	defer span.End()
+	series := p.series.storage(p.metrics, p.chain.Name, sink.Name)
 	wait := p.opts.StorageBackoff
 	var err error
 	for attempt := 1; attempt <= p.opts.StorageAttempts; attempt++ {
@@ -470,9 +490,9 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 			err = fmt.Errorf("attempt timed out after %s: %w", p.opts.StorageCallTimeout, err)
 		}
 		cancel()
-		p.metrics.StorageDuration.WithLabelValues(p.chain.Name, sink.Name).Observe(time.Since(start).Seconds())
+		series.duration.get().Observe(time.Since(start).Seconds())
 		if err == nil {
-			p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeSuccess).Inc()
+			series.success.Inc()
 			return nil
 		}
 		// A permanent error (a document over the storage's size limit)
@@ -482,14 +502,14 @@ func (p *Processor) save(ctx context.Context, sink Sink, v *vcon.VCon) error {
 		if ctx.Err() != nil || attempt == p.opts.StorageAttempts || storage.IsPermanent(err) || errors.As(err, &pe) {
 			break
 		}
-		p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeRetry).Inc()
+		series.retry.Inc()
 		p.log.Info("storage write failed, retrying", "storage", sink.Name, "attempt", attempt, "error", err)
 		if !sleep(ctx, wait) {
 			break
 		}
 		wait = min(2*wait, p.opts.StorageBackoffMax)
 	}
-	p.metrics.StorageWrites.WithLabelValues(p.chain.Name, sink.Name, OutcomeFailure).Inc()
+	series.failure.Inc()
 	span.SetStatus(codes.Error, "storage write failed")
 	if ctx.Err() != nil && err == nil {
 		err = ctx.Err()

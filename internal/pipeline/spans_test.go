@@ -12,7 +12,8 @@ import (
 )
 
 // The span names and attributes made once per processor (spanKit) are the
-// ones each vCon's spans carry, for every vCon, not only the first.
+// ones each vCon's spans carry, for every vCon, not only the first; those
+// set only on a recording span (the uuid, the outcome) are there too.
 func TestSpanAttributes(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
@@ -26,8 +27,10 @@ func TestSpanAttributes(t *testing.T) {
 		[]mod{{"tag", "links.tag", map[string]any{"tags": []any{"a"}}}},
 		[]mod{{"copy", "storage.redis_storage", nil}, fileStore(t.TempDir())})
 	p, _, _ := e.processor(ch, testOptions(), "w")
+	uuids := map[string]bool{}
 	for i := range 2 {
 		uuid := testUUID(i)
+		uuids[uuid] = true
 		e.putBody(t, uuid, document(uuid, 1000), 0)
 		e.rdb.RPush(ctx, "in", uuid)
 		if err := p.Process(ctx, e.take(t, p, "in")); err != nil {
@@ -35,8 +38,8 @@ func TestSpanAttributes(t *testing.T) {
 		}
 	}
 	want := map[string]map[attribute.Key]string{
-		"vcon.process main": {"vcon.chain": "main", "vcon.ingress_list": "in"},
-		"link tag":          {"vcon.link": "tag"},
+		"vcon.process main": {"vcon.chain": "main", "vcon.ingress_list": "in", "vcon.filtered": "false"},
+		"link tag":          {"vcon.link": "tag", "vcon.outcome": "continue"},
 		"storage copy":      {"vcon.storage": "copy"},
 		"storage files":     {"vcon.storage": "files"},
 	}
@@ -58,7 +61,7 @@ func TestSpanAttributes(t *testing.T) {
 			}
 		}
 		if s.Name() == "vcon.process main" {
-			if got["vcon.uuid"] == "" || s.SpanKind() != trace.SpanKindConsumer {
+			if !uuids[got["vcon.uuid"]] || s.SpanKind() != trace.SpanKindConsumer {
 				t.Errorf("vCon span: uuid %q, kind %v; want a uuid and a consumer span", got["vcon.uuid"], s.SpanKind())
 			}
 		}

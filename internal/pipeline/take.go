@@ -9,7 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vcon-operator/vcon-operator/internal/queue"
 	"github.com/vcon-operator/vcon-operator/internal/vconstore"
@@ -36,8 +35,8 @@ func (p *Processor) Process(ctx context.Context, it queue.Item) error {
 func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext func() bool) (next queue.Item, took bool, err error) {
 	start := time.Now()
 	chain := p.chain.Name
-	p.metrics.InFlight.WithLabelValues(chain).Inc()
-	defer p.metrics.InFlight.WithLabelValues(chain).Dec()
+	p.series.inFlight.Inc()
+	defer p.series.inFlight.Dec()
 
 	// One round trip: the body (whatever its type), the producer's trace
 	// context and what the queue remembers of the vCon (deliveries,
@@ -86,13 +85,16 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	}
 
 	if tcRaw != "" {
-		if tc, err := queue.ParseTraceContext(tcRaw); err == nil {
-			ctx = tc.ContextWithRemote(ctx)
-		}
+		ctx = queue.ContextWithRecord(ctx, tcRaw)
 	}
-	ctx, span := p.tracer.Start(ctx, p.spans.process, p.spans.consumer,
-		trace.WithAttributes(p.spans.processChain, attribute.String("vcon.ingress_list", it.List), attribute.String("vcon.uuid", it.UUID)))
+	ctx, span := p.startSpan(ctx, p.spans.process, p.spans.processStart(it.List))
 	defer span.End()
+	// Set after the start, and only when recorded: no sampler the worker
+	// can be configured with reads attributes.
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(attribute.String("vcon.uuid", it.UUID))
+	}
 
 	release := p.admit(ctx, it, state)
 	finished := p.started(start)
@@ -130,7 +132,9 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 			// Written and no longer referenced: the commands that carried it
 			// are done, and storages copy what they keep.
 			putBodyBuffer(outcome.body)
-			span.SetAttributes(attribute.Bool("vcon.filtered", outcome.halted))
+			if recording {
+				span.SetAttributes(p.spans.wasFiltered(outcome.halted)...)
+			}
 		}
 	}
 	retried := false
@@ -183,8 +187,8 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	}
 	if !retried {
 		// A vCon waiting for a retry has not finished its chain.
-		p.metrics.Processed.WithLabelValues(chain).Inc()
-		p.metrics.Duration.WithLabelValues(chain).Observe(time.Since(start).Seconds())
+		p.series.processed.Inc()
+		p.series.duration.get().Observe(time.Since(start).Seconds())
 	}
 	if pendingNext != nil {
 		next, took = pendingNext.Item()
@@ -218,7 +222,21 @@ func (p *Processor) admit(ctx context.Context, it queue.Item, state queue.State)
 	}
 }
 
+// isProbeErr: a probe of the read failing by design. Without the JSON
+// module every read's JSON.GET fails so, hence a test that does not
+// allocate (strings.ToLower of the message did, per vCon).
 func isProbeErr(err error) bool {
 	s := err.Error()
-	return strings.HasPrefix(s, "WRONGTYPE") || strings.Contains(strings.ToLower(s), "unknown command")
+	return strings.HasPrefix(s, "WRONGTYPE") || containsFold(s, "unknown command")
+}
+
+// containsFold reports whether sub, in lower case, is within s in any
+// case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,12 +2,15 @@ package pipeline
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -160,4 +163,74 @@ func TestErrorRatioSeriesMatch(t *testing.T) {
 	if n := testutil.CollectAndCount(m.DeadLetters, "vcon_dead_letters_total"); n != 2*len(reasons) {
 		t.Errorf("vcon_dead_letters_total has %d series, want %d reasons x 2 chains", n, len(reasons))
 	}
+}
+
+// TestSeriesHandles: the per-vCon series are resolved once per processor
+// (metrics.go, series), and /metrics must list the same series, with the
+// same values, as when each vCon looked them up: the histograms and the
+// rarer link outcomes appear at their first observation, not before.
+func TestSeriesHandles(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	ch := e.chain(t, "main", []string{"in"}, []string{"out"},
+		[]mod{{"tag", "links.tag", map[string]any{"tags": []any{"a"}}}},
+		[]mod{fileStore(dir), {"copy", "storage.redis_storage", nil}})
+	p, m, _ := e.processor(ch, testOptions(), "w")
+
+	counts := func() map[string]int {
+		return map[string]int{
+			"duration":         testutil.CollectAndCount(m.Duration),
+			"link_duration":    testutil.CollectAndCount(m.LinkDuration),
+			"storage_duration": testutil.CollectAndCount(m.StorageDuration),
+			"link_outcomes":    testutil.CollectAndCount(m.LinkOutcomes),
+			"storage_writes":   testutil.CollectAndCount(m.StorageWrites),
+		}
+	}
+	// Before any vCon: the counters init makes exist at zero, no
+	// histogram series.
+	want := map[string]int{"duration": 0, "link_duration": 0, "storage_duration": 0, "link_outcomes": 3, "storage_writes": 6}
+	if got := counts(); !maps.Equal(got, want) {
+		t.Errorf("series before the first vCon = %v, want %v", got, want)
+	}
+	for i := range 2 {
+		uuid := testUUID(40 + i)
+		e.putBody(t, uuid, document(uuid, 800), 0)
+		e.rdb.RPush(ctx, "in", uuid)
+		if err := p.Process(ctx, e.take(t, p, "in")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The file storage is written by the worker (a duration series), the
+	// Redis one by the outcome (none).
+	want = map[string]int{"duration": 1, "link_duration": 1, "storage_duration": 1, "link_outcomes": 3, "storage_writes": 6}
+	if got := counts(); !maps.Equal(got, want) {
+		t.Errorf("series after two vCons = %v, want %v", got, want)
+	}
+	for name, tc := range map[string]struct {
+		got  float64
+		want float64
+	}{
+		"processed":                  {testutil.ToFloat64(m.Processed.WithLabelValues("main")), 2},
+		"in flight":                  {testutil.ToFloat64(m.InFlight.WithLabelValues("main")), 0},
+		"link continue":              {testutil.ToFloat64(m.LinkOutcomes.WithLabelValues("main", "tag", OutcomeContinue)), 2},
+		"storage files success":      {testutil.ToFloat64(m.StorageWrites.WithLabelValues("main", "files", OutcomeSuccess)), 2},
+		"storage copy success":       {testutil.ToFloat64(m.StorageWrites.WithLabelValues("main", "copy", OutcomeSuccess)), 2},
+		"storage copy failure":       {testutil.ToFloat64(m.StorageWrites.WithLabelValues("main", "copy", OutcomeFailure)), 0},
+		"duration observations":      {histogramCount(t, m.Duration.WithLabelValues("main")), 2},
+		"link duration observations": {histogramCount(t, m.LinkDuration.WithLabelValues("main", "tag")), 2},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", name, tc.got, tc.want)
+		}
+	}
+}
+
+func histogramCount(t *testing.T, o prometheus.Observer) float64 {
+	t.Helper()
+	var pb dto.Metric
+	if err := o.(prometheus.Metric).Write(&pb); err != nil {
+		t.Fatal(err)
+	}
+	return float64(pb.GetHistogram().GetSampleCount())
 }

@@ -59,7 +59,11 @@ var twoKeyCommands = map[string]bool{"lmove": true}
 // its argument count followed by its arguments (name first). It returns
 // {'ok', replies} or {'type', index, key, have, want} or {'error', index,
 // message}. KEYS lists every key for cluster routing only.
-var checkedScript = redis.NewScript(luaTable("want", keyTypes) + luaTable("twokeys", twoKeyCommands) + `
+var checkedScript = redis.NewScript(checkedSource)
+
+// checkedSource is checkedScript's text, sent with EVAL when the server
+// does not have it cached yet.
+var checkedSource = luaTable("want", keyTypes) + luaTable("twokeys", twoKeyCommands) + `
 local cmds, pos = {}, 2
 for i = 1, tonumber(ARGV[1]) do
   local argc = tonumber(ARGV[pos])
@@ -90,7 +94,7 @@ for i, c in ipairs(cmds) do
   out[i] = r
 end
 return {'ok', out}
-`)
+`
 
 // ExecChecked runs the commands queued on pipes (plain pipelines, not yet
 // sent), in order, so that they apply whole or not at all, and sets each
@@ -108,29 +112,28 @@ return {'ok', out}
 // after the check is the only way such an outcome applies in part.
 func ExecChecked(ctx context.Context, rdb redis.UniversalClient, pipes ...redis.Pipeliner) error {
 	var cmds []redis.Cmder
-	groups := make([][]redis.Cmder, 0, len(pipes))
 	for _, pipe := range pipes {
 		if g := pipe.Cmds(); len(g) > 0 {
-			cmds = append(cmds, g...)
-			groups = append(groups, g)
+			if cmds == nil {
+				cmds = g // one pipe with commands: no copy
+			} else {
+				cmds = append(slices.Clip(cmds), g...)
+			}
 		}
 	}
 	if len(cmds) == 0 {
 		return nil
 	}
 	if IsCluster(rdb) {
+		groups := make([][]redis.Cmder, 0, len(pipes))
+		for _, pipe := range pipes {
+			if g := pipe.Cmds(); len(g) > 0 {
+				groups = append(groups, g)
+			}
+		}
 		return execCheckedCluster(ctx, rdb, cmds, groups)
 	}
-	argv := make([]any, 1, 1+4*len(cmds))
-	argv[0] = len(cmds)
-	keys := make([]string, 0, len(cmds))
-	for _, c := range cmds {
-		args := c.Args()
-		argv = append(argv, len(args))
-		argv = append(argv, args...)
-		keys = appendKeys(keys, args)
-	}
-	res, err := checkedScript.Run(ctx, rdb, keys, argv...).Slice()
+	res, err := runChecked(ctx, rdb, cmds)
 	if err != nil {
 		// No reply: whether the script ran is unknown (a connection cut
 		// after Redis applied it looks the same), and no command may look
@@ -169,6 +172,76 @@ func ExecChecked(ctx context.Context, rdb redis.UniversalClient, pipes ...redis.
 	}
 }
 
+// runChecked sends cmds as one run of checkedScript: EVALSHA, or EVAL
+// when the server has not cached the script yet (as redis.Script.Run).
+// The command is built in one slice, sized once, from the commands' own
+// argument values: through Script.Run, the arguments were copied twice
+// and every key boxed again, about fifteen allocations per outcome.
+func runChecked(ctx context.Context, rdb redis.UniversalClient, cmds []redis.Cmder) ([]any, error) {
+	nkeys, nargs := 0, 0
+	for _, c := range cmds {
+		args := c.Args()
+		nkeys += keyCount(args)
+		nargs += 1 + len(args)
+	}
+	// EVALSHA sha numkeys KEYS... ARGV[1]=len(cmds), then each command's
+	// argument count and arguments.
+	argv := make([]any, 0, 3+nkeys+1+nargs)
+	argv = append(argv, "evalsha", checkedScript.Hash(), nkeys)
+	for _, c := range cmds {
+		args := c.Args()
+		argv = append(argv, args[1:1+keyCount(args)]...)
+	}
+	argv = append(argv, len(cmds))
+	for _, c := range cmds {
+		args := c.Args()
+		argv = append(argv, len(args))
+		argv = append(argv, args...)
+	}
+	run := func() *redis.Cmd {
+		cmd := redis.NewCmd(ctx, argv...)
+		if nkeys > 0 {
+			cmd.SetFirstKeyPos(3) // routes by the first key, as Script.Run does
+		}
+		_ = rdb.Process(ctx, cmd)
+		return cmd
+	}
+	cmd := run()
+	if err := cmd.Err(); err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")) {
+		argv[0], argv[1] = "eval", checkedSource
+		cmd = run()
+	}
+	return cmd.Slice()
+}
+
+// keyCount is how many keys a command names (its first argument, or the
+// first two), as appendKeys finds them.
+func keyCount(args []any) int {
+	switch {
+	case len(args) < 2:
+		return 0
+	case len(args) > 2 && twoKeyCommands[commandKey(args[0])]:
+		return 2
+	}
+	return 1
+}
+
+// commandKey is a command's name as keyTypes and twoKeyCommands spell it,
+// lower case; go-redis's own commands already are, so most names cost
+// no conversion.
+func commandKey(name any) string {
+	s, ok := name.(string)
+	if !ok {
+		return strings.ToLower(fmt.Sprint(name))
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
 // execCheckedCluster: cmds are all of groups' commands, in order.
 func execCheckedCluster(ctx context.Context, rdb redis.UniversalClient, cmds []redis.Cmder, groups [][]redis.Cmder) error {
 	type check struct {
@@ -181,7 +254,7 @@ func execCheckedCluster(ctx context.Context, rdb redis.UniversalClient, cmds []r
 	probe := rdb.Pipeline()
 	for i, c := range cmds {
 		args := c.Args()
-		want, ok := keyTypes[strings.ToLower(fmt.Sprint(args[0]))]
+		want, ok := keyTypes[commandKey(args[0])]
 		if !ok {
 			continue
 		}
@@ -244,11 +317,21 @@ func appendKeys(keys []string, args []any) []string {
 	if len(args) < 2 {
 		return keys
 	}
-	keys = append(keys, fmt.Sprint(args[1]))
-	if twoKeyCommands[strings.ToLower(fmt.Sprint(args[0]))] && len(args) > 2 {
-		keys = append(keys, fmt.Sprint(args[2]))
+	for _, k := range args[1 : 1+keyCount(args)] {
+		keys = append(keys, argString(k))
 	}
 	return keys
+}
+
+// argString is an argument as Redis receives it.
+func argString(a any) string {
+	switch a := a.(type) {
+	case string:
+		return a
+	case []byte:
+		return string(a)
+	}
+	return fmt.Sprint(a)
 }
 
 // setReply gives a command the reply the script returned for it.

@@ -20,8 +20,7 @@ func QueuePush(ctx context.Context, pipe redis.Pipeliner, list string, contextTT
 	if len(uuids) == 0 {
 		return
 	}
-	if tc, traced := TraceContextFrom(ctx); traced {
-		record := tc.JSON()
+	if record, traced := RecordFrom(ctx); traced {
 		for _, u := range uuids {
 			key := ContextKey(list, u)
 			pipe.RPush(ctx, key, record)

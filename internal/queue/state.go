@@ -43,8 +43,12 @@ type Attempt struct {
 	At     time.Time `json:"at"`
 }
 
+// stateFields are the uuid's fields of its state hash, cut from one
+// string: one allocation instead of four for every vCon read.
 func stateFields(uuid string) (deliveries, attempts, completed, effects string) {
-	return "d:" + uuid, "a:" + uuid, "r:" + uuid, "e:" + uuid
+	n := 2 + len(uuid)
+	all := "d:" + uuid + "a:" + uuid + "r:" + uuid + "e:" + uuid
+	return all[:n], all[n : 2*n], all[2*n : 3*n], all[3*n:]
 }
 
 // PendingState is a state read queued in a caller's pipeline.

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -33,6 +34,55 @@ func TraceContextFrom(ctx context.Context) (TraceContext, bool) {
 		TraceFlags: int(sc.TraceFlags()),
 		IsSampled:  sc.IsSampled(),
 	}, true
+}
+
+// RecordFrom is the record of the current span, TraceContextFrom(ctx).JSON()
+// made in one allocation (its text): a traced worker writes one per egress
+// list of every vCon. false when there is no valid span.
+func RecordFrom(ctx context.Context) (string, bool) {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return "", false
+	}
+	tid, sid := sc.TraceID(), sc.SpanID()
+	var buf [len(recordTraceID) + 2*len(tid) + len(recordSpanID) + 2*len(sid) + len(recordFlags) + 3 + len(recordSampled) + len("false}")]byte
+	b := append(buf[:0], recordTraceID...)
+	b = hex.AppendEncode(b, tid[:])
+	b = append(b, recordSpanID...)
+	b = hex.AppendEncode(b, sid[:])
+	b = append(b, recordFlags...)
+	b = strconv.AppendUint(b, uint64(sc.TraceFlags()), 10)
+	b = append(b, recordSampled...)
+	if sc.IsSampled() {
+		b = append(b, "true}"...)
+	} else {
+		b = append(b, "false}"...)
+	}
+	return string(b), true
+}
+
+// ContextWithRecord returns ctx with the span of record (as a producer
+// wrote it) as the remote parent, parsed once; a record that does not
+// parse leaves ctx unchanged, as ParseTraceContext then ContextWithRemote.
+func ContextWithRecord(ctx context.Context, record string) context.Context {
+	tc, ok := parseRecord(record)
+	if !ok {
+		if tc, ok = parseRecordJSON(record); !ok {
+			return ctx
+		}
+	}
+	sc, err := tc.spanContext()
+	if err != nil {
+		return ctx
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc)
+}
+
+// parseRecordJSON reads a record in any form encoding/json reads. Apart
+// from ContextWithRecord so that its record, handed to encoding/json,
+// does not move to the heap in the usual case, where parseRecord reads it.
+func parseRecordJSON(record string) (tc TraceContext, ok bool) {
+	return tc, json.Unmarshal([]byte(record), &tc) == nil
 }
 
 // JSON encodes the record as conserver writes it, byte for byte what

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"go.opentelemetry.io/otel/trace"
@@ -113,4 +114,53 @@ var traceRecordSamples = []string{
 	`{"span_id":"y","trace_id":"x","trace_flags":1,"is_sampled":true}`,
 	`{"trace_id":"x\u0041","span_id":"y","trace_flags":1,"is_sampled":true}`,
 	`{"trace_id":"","span_id":"","trace_flags":,"is_sampled":true}`,
+}
+
+// RecordFrom and ContextWithRecord are the traced worker's path for every
+// vCon: they must read and write what TraceContextFrom, JSON,
+// ParseTraceContext and ContextWithRemote do, and stay within one
+// allocation for the record's text and the context's own (a value and
+// its span context).
+func TestTraceRecordPath(t *testing.T) {
+	ids := trace.SpanContextConfig{
+		TraceID: trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:  trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+	}
+	for _, flags := range []trace.TraceFlags{0, trace.FlagsSampled, 0xfe, 0xff} {
+		cfg := ids
+		cfg.TraceFlags = flags
+		ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(cfg))
+		tc, _ := TraceContextFrom(ctx)
+		got, ok := RecordFrom(ctx)
+		if !ok || got != tc.JSON() {
+			t.Errorf("flags %#x: RecordFrom = %s (%v), want %s", flags, got, ok, tc.JSON())
+		}
+		if n := testing.AllocsPerRun(100, func() { _, _ = RecordFrom(ctx) }); n > 1 {
+			t.Errorf("RecordFrom allocates %v times, want 1", n)
+		}
+		back := ContextWithRecord(context.Background(), got)
+		parsed, err := ParseTraceContext(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := trace.SpanContextFromContext(parsed.ContextWithRemote(context.Background()))
+		if sc := trace.SpanContextFromContext(back); !sc.Equal(want) || !sc.IsRemote() {
+			t.Errorf("flags %#x: ContextWithRecord gives %v, ParseTraceContext and ContextWithRemote %v", flags, sc, want)
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = ContextWithRecord(context.Background(), got) }); n > 2 {
+			t.Errorf("ContextWithRecord allocates %v times, want at most 2", n)
+		}
+	}
+	if _, ok := RecordFrom(context.Background()); ok {
+		t.Error("RecordFrom without a span must report false")
+	}
+	for _, rec := range append(slices.Clone(traceRecordSamples), `{"span_id":"00f067aa0ba902b7","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","is_sampled":true}`, "not json") {
+		want := context.Background()
+		if tc, err := ParseTraceContext(rec); err == nil {
+			want = tc.ContextWithRemote(want)
+		}
+		if got := trace.SpanContextFromContext(ContextWithRecord(context.Background(), rec)); !got.Equal(trace.SpanContextFromContext(want)) {
+			t.Errorf("ContextWithRecord(%s) = %v, want %v", rec, got, trace.SpanContextFromContext(want))
+		}
+	}
 }

@@ -14,6 +14,9 @@ import (
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -42,14 +45,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 		res, _ = resource.Merge(res, resource.NewSchemaless(semconv.ServiceName(name)))
 	}
 
-	endpointSet := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
-	spanOpts := []autoexport.SpanOption{}
-	if !endpointSet {
-		spanOpts = append(spanOpts, autoexport.WithFallbackSpanExporter(func(context.Context) (sdktrace.SpanExporter, error) {
-			return nil, nil
-		}))
-	}
-	spanExporter, err := autoexport.NewSpanExporter(ctx, spanOpts...)
+	spanExporter, err := newSpanExporter(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +56,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	// continues the producer's trace.
 	shutdownTraces := func(context.Context) error { return nil }
 	if spanExporter != nil && !autoexport.IsNoneSpanExporter(spanExporter) {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(spanExporter))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(newBatcher(spanExporter, batchOptionsFromEnv())))
 		otel.SetTracerProvider(tp)
 		shutdownTraces = tp.Shutdown
 	}
@@ -87,6 +83,42 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	return func(ctx context.Context) error {
 		return errors.Join(shutdownTraces(ctx), mp.Shutdown(ctx))
 	}, nil
+}
+
+// newSpanExporter is the exporter OTEL_TRACES_EXPORTER and the OTLP
+// variables ask for, as autoexport makes it, nil when none is configured.
+// An OTLP one is otlpExporter on the client autoexport would have used
+// (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL,
+// http/protobuf by default), each client reading the rest of the OTLP
+// variables itself.
+func newSpanExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
+	endpointSet := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	kind := os.Getenv("OTEL_TRACES_EXPORTER")
+	if kind == "" && !endpointSet {
+		return nil, nil
+	}
+	if kind == "" || kind == "otlp" {
+		protocol := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+		if protocol == "" {
+			protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+		}
+		var client otlptrace.Client
+		switch protocol {
+		case "", "http/protobuf":
+			client = otlptracehttp.NewClient()
+		case "grpc":
+			client = otlptracegrpc.NewClient()
+		}
+		if client != nil {
+			exp, err := newOTLPExporter(ctx, client)
+			if err != nil {
+				return nil, err
+			}
+			return exp, nil
+		}
+		// An unknown protocol: autoexport's error says which are known.
+	}
+	return autoexport.NewSpanExporter(ctx)
 }
 
 // Flush runs a shutdown returned by Setup with a five-second deadline, the

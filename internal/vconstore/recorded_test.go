@@ -69,7 +69,7 @@ func TestRecordedJSONRead(t *testing.T) {
 			tt.seed(f)
 			s := New(fakeClient(t, f), Options{})
 			got, err := s.Get(context.Background(), "a")
-			if want := []string{"JSON.GET vcon:a", "GET vcon:a", "PTTL vcon:a"}; !reflect.DeepEqual(f.commands(), want) {
+			if want := []string{"PTTL vcon:a", "JSON.GET vcon:a", "GET vcon:a"}; !reflect.DeepEqual(f.commands(), want) {
 				t.Fatalf("commands = %q, want %q", f.commands(), want)
 			}
 			if tt.wantErr != nil {

@@ -174,30 +174,36 @@ type PendingBody struct {
 	maxBytes int64
 }
 
-// QueueGet queues the read of a body into pipe: JSON.GET, GET and PTTL of
+// QueueGet queues the read of a body into pipe: PTTL, JSON.GET and GET of
 // the key, which needs no knowledge of its type. On every key one of the
-// first two fails by design (WRONGTYPE, or "unknown command" without the
+// last two fails by design (WRONGTYPE, or "unknown command" without the
 // JSON module, or nil for a missing key), so pipe.Exec reports an error for
 // nearly every read: run the pipeline with ExecIgnoringBodyErrors, or
 // ignore Exec's error and check each of your own commands.
 func (s *Store) QueueGet(ctx context.Context, pipe redis.Pipeliner, uuid string) *PendingBody {
 	key := Key(uuid)
+	boxed := any(key) // one interface value for the three commands, not three
 	p := &PendingBody{
 		key:      key,
-		jsonGet:  keyCmd(ctx, "JSON.GET", key),
-		get:      keyCmd(ctx, "GET", key),
-		pttl:     keyCmd(ctx, "PTTL", key),
+		jsonGet:  keyCmd(ctx, "JSON.GET", boxed),
+		pttl:     keyCmd(ctx, "PTTL", boxed),
 		queuedAt: time.Now(),
 		maxBytes: s.opts.MaxBodyBytes,
 	}
 	if p.maxBytes > 0 {
 		// Same reply as GET for a string, WRONGTYPE for other types; a
 		// missing key reads as "" (PTTL -2 tells it apart).
-		p.get = keyCmd(ctx, "GETRANGE", key, 0, p.maxBytes)
+		p.get = keyCmd(ctx, "GETRANGE", boxed, 0, p.maxBytes)
+	} else {
+		p.get = keyCmd(ctx, "GET", boxed)
 	}
+	// PTTL first: go-redis reports a pipeline's first reply as its error
+	// and runs an error it was given through its retry rules (a dozen
+	// errors.As, two dozen allocations). The probe that fails by design,
+	// JSON.GET without the module, first, did that on every read.
+	_ = pipe.Process(ctx, p.pttl)
 	_ = pipe.Process(ctx, p.jsonGet)
 	_ = pipe.Process(ctx, p.get)
-	_ = pipe.Process(ctx, p.pttl)
 	return p
 }
 

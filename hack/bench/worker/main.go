@@ -2,7 +2,7 @@
 // vCons (about 5 KB each) through [links.tag] + storage.redis_storage +
 // egress at concurrency 32, against a floor measured in the same run on
 // the same redis-server: a minimal Go loop of 32 goroutines issuing the
-// same Redis commands per vCon as the worker (BLMOVE; JSON.GET, GETRANGE, PTTL,
+// same Redis commands per vCon as the worker (BLMOVE; PTTL, JSON.GET, GETRANGE,
 // PEXPIRE GT, LPOP context, HMGET state in one pipeline; one outcome script
 // (queue.ExecChecked) with SET KEEPTTL, PEXPIRE GT, SET EX, [RPUSH + EXPIRE
 // context,] RPUSH egress, LREM and, as the busy worker does, the LMOVE that
@@ -369,9 +369,9 @@ func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redis
 				}
 				body := "vcon:" + u
 				read := client.Pipeline()
+				read.PTTL(stop, body) // first, as the worker's read (vconstore.QueueGet)
 				read.Do(stop, "JSON.GET", body)
 				get := read.GetRange(stop, body, 0, vconstore.DefaultMaxBodyBytes)
-				read.PTTL(stop, body)
 				read.Do(stop, "PEXPIRE", body, retention, "GT")
 				read.LPop(stop, "context:"+in+":"+u)
 				queue.QueueReadState(stop, read, in, u)
