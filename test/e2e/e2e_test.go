@@ -56,8 +56,8 @@ const (
 	poisonAt    = 11 // its index in the load
 	valid       = total - malformed - filtered - poisonPills
 
-	// The worker's memory limit: a normal worker peaks under 70 MiB
-	// (docs/benchmarks.md: 69 MiB at concurrency 32 on 5 KB vCons; these
+	// The worker's memory limit: a normal worker peaks under 80 MiB
+	// (docs/benchmarks.md: 79 MiB at concurrency 32 on 5 KB vCons; these
 	// are smaller and run 8 at a time), the poison pill's list of 10^8
 	// numbers needs gigabytes.
 	workerMemoryLimit = "128Mi"
