@@ -1,7 +1,7 @@
 package links
 
 import (
-	"errors"
+	"github.com/vcon-operator/vcon-operator/internal/metrics"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -30,27 +30,13 @@ func newVendorMetrics(reg prometheus.Registerer) (*vendorMetrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.tokens, err = registerOnce(reg, m.tokens); err != nil {
+	if m.tokens, err = metrics.RegisterOnce(reg, m.tokens); err != nil {
 		return nil, err
 	}
-	if m.requests, err = registerOnce(reg, m.requests); err != nil {
+	if m.requests, err = metrics.RegisterOnce(reg, m.requests); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func registerOnce(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-			return existing, nil
-		}
-	}
-	return nil, err
 }
 
 // forLink labels the counters with one link's name.
@@ -88,5 +74,5 @@ func toleratedErrors(reg prometheus.Registerer) (*prometheus.CounterVec, error) 
 	if reg == nil {
 		return c, nil
 	}
-	return registerOnce(reg, c)
+	return metrics.RegisterOnce(reg, c)
 }

@@ -21,6 +21,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/vcon-operator/vcon-operator/internal/metrics"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vcon-operator/vcon-operator/internal/httpx"
@@ -212,7 +214,7 @@ func newUsageMetrics(reg prometheus.Registerer) (*usageMetrics, error) {
 	}
 	var err error
 	for _, c := range []**prometheus.CounterVec{&m.tokens, &m.audioSeconds, &m.posts} {
-		if *c, err = registerOnce(reg, *c); err != nil {
+		if *c, err = metrics.RegisterOnce(reg, *c); err != nil {
 			return nil, err
 		}
 	}

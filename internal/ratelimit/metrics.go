@@ -1,8 +1,9 @@
 package ratelimit
 
 import (
-	"errors"
 	"time"
+
+	"github.com/vcon-operator/vcon-operator/internal/metrics"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -48,36 +49,22 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.throttledC, err = registerOnce(reg, m.throttledC); err != nil {
+	if m.throttledC, err = metrics.RegisterOnce(reg, m.throttledC); err != nil {
 		return nil, err
 	}
-	if m.inUse, err = registerOnce(reg, m.inUse); err != nil {
+	if m.inUse, err = metrics.RegisterOnce(reg, m.inUse); err != nil {
 		return nil, err
 	}
-	if m.effectiveG, err = registerOnce(reg, m.effectiveG); err != nil {
+	if m.effectiveG, err = metrics.RegisterOnce(reg, m.effectiveG); err != nil {
 		return nil, err
 	}
-	if m.wait, err = registerOnce(reg, m.wait); err != nil {
+	if m.wait, err = metrics.RegisterOnce(reg, m.wait); err != nil {
 		return nil, err
 	}
-	if m.deniedC, err = registerOnce(reg, m.deniedC); err != nil {
+	if m.deniedC, err = metrics.RegisterOnce(reg, m.deniedC); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func registerOnce[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, err
 }
 
 func (m *Metrics) effective(link string, l Limits, factor float64) {
