@@ -53,6 +53,7 @@ func main() {
 	rounds := flag.Int("rounds", 7, "rounds per series, each a floor run then a worker run")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker's last run of a series to this file")
 	flag.StringVar(&profileSeries, "profile-series", "default", "the series -cpuprofile profiles: default or traced")
+	flag.IntVar(&profileSeconds, "profile-seconds", 2, "how long -cpuprofile profiles the worker, from its run's start")
 	flag.Parse()
 	if err := run(*n, *size, *concurrency, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench worker:", err)
@@ -61,6 +62,8 @@ func main() {
 }
 
 var cpuProfile, profileSeries string
+
+var profileSeconds int
 
 // traceContext is a trace context record as the worker writes it for
 // egress (conserver's format).
@@ -447,7 +450,7 @@ func workerRun(ctx context.Context, rdb *redis.Client, bin, cfg, redisAddr strin
 	if profile != "" {
 		// The profile covers most of the run; it starts with the pushes.
 		go func() {
-			profiled <- fetchProfile("http://127.0.0.1:"+strconv.Itoa(pprofPort)+"/debug/pprof/profile?seconds=2", profile)
+			profiled <- fetchProfile("http://127.0.0.1:"+strconv.Itoa(pprofPort)+"/debug/pprof/profile?seconds="+strconv.Itoa(profileSeconds), profile)
 		}()
 	} else {
 		profiled <- nil
