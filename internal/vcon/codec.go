@@ -51,6 +51,15 @@ func decodeLazy(data []byte, shared bool) (v any, raws int, err error) {
 }
 
 func decodeWith(data []byte, shared bool, policy lazyPolicy) (any, int, error) {
+	if v, raws, ok := fastDecode(data, shared, policy); ok {
+		return v, raws, nil
+	}
+	return decodeTokens(data, shared, policy)
+}
+
+// decodeTokens is decodeWith on jsontext's tokens: the decoder of every
+// document fastDecode leaves, and the one whose errors are reported.
+func decodeTokens(data []byte, shared bool, policy lazyPolicy) (any, int, error) {
 	d := decoder{dec: jsontext.NewDecoder(bytes.NewBuffer(data), decodeOptions...)}
 	if shared {
 		d.shared = data
@@ -216,10 +225,8 @@ func (d *decoder) string() (string, error) {
 func (d *decoder) stringOf(raw []byte) string {
 	text := raw[1 : len(raw)-1]
 	if bytes.IndexByte(text, '\\') < 0 && utf8.Valid(text) {
-		if len(text) <= maxCommon {
-			if s, ok := common[string(text)]; ok { // the lookup does not allocate
-				return s
-			}
+		if s, ok := commonString(text); ok {
+			return s
 		}
 		if len(text) >= minShared && d.within(text) {
 			return unsafe.String(unsafe.SliceData(text), len(text))
@@ -274,6 +281,30 @@ var maxCommon = func() int {
 	}
 	return n
 }()
+
+// commonByShape is common indexed by length and first byte: looking a
+// name up there compares it with the one or two strings of its shape
+// instead of hashing it, which every short string of a document costs.
+var commonByShape = func() [][128][]string {
+	t := make([][128][]string, maxCommon+1)
+	for s := range common {
+		t[len(s)][s[0]&0x7f] = append(t[len(s)][s[0]&0x7f], s)
+	}
+	return t
+}()
+
+// commonString is common's string equal to text, if there is one.
+func commonString(text []byte) (string, bool) {
+	if len(text) == 0 || len(text) > maxCommon || text[0] >= utf8.RuneSelf {
+		return "", false
+	}
+	for _, s := range commonByShape[len(text)][text[0]] {
+		if string(text) == s {
+			return s, true
+		}
+	}
+	return "", false
+}
 
 // appendJSON appends x encoded as encoding/json encodes it with HTML
 // escaping off. The types a decoded document holds are written here; any

@@ -1,0 +1,132 @@
+package vcon
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/vcon-operator/vcon-operator/internal/vcon/sample"
+)
+
+// checkFastMatchesTokens: whatever fastDecode accepts, the jsontext
+// decoder accepts too and decodes to the same value, with the same raw
+// nodes, for every policy and sharing. What it declines is not checked
+// here (jsontext reads it); TestFastDecodeTakesDocuments checks it
+// declines little.
+func checkFastMatchesTokens(t *testing.T, data []byte) {
+	t.Helper()
+	for _, policy := range []lazyPolicy{eager, topLevel} {
+		for _, shared := range []bool{false, true} {
+			input := bytes.Clone(data)
+			got, gotRaws, ok := fastDecode(input, shared, policy)
+			want, wantRaws, err := decodeTokens(bytes.Clone(data), false, policy)
+			if !ok {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("policy %d shared %v: fastDecode accepts what jsontext refuses (%v): %q", policy, shared, err, data)
+			}
+			if !shared {
+				// Nothing decoded without sharing may alias the input.
+				for i := range input {
+					input[i] = '#'
+				}
+			}
+			if !reflect.DeepEqual(got, want) || gotRaws != wantRaws {
+				t.Fatalf("policy %d shared %v: fastDecode gives %#v (%d raw), jsontext %#v (%d raw), for %q", policy, shared, got, gotRaws, want, wantRaws, data)
+			}
+		}
+	}
+}
+
+func FuzzFastDecodeMatchesTokens(f *testing.F) {
+	for _, in := range lazyInputs() {
+		f.Add([]byte(in))
+	}
+	for _, s := range wrapped(fastDecodeCases) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { checkFastMatchesTokens(t, data) })
+}
+
+// fastDecodeCases are the edges of JSON's grammar the fast decoder must
+// refuse or read exactly as jsontext.
+var fastDecodeCases = []string{
+	`{}`, `[]`, ` {} `, "\t{\n}\r", `{"a":1,}`, `[1,]`, `[,1]`, `{,}`, `{"a" 1}`, `{"a":}`, `{"a":1 "b":2}`, `{1:2}`,
+	`[01]`, `[-]`, `[1.]`, `[.5]`, `[1e]`, `[1e+]`, `[-0.0e-0]`, `[1E5]`, `[+1]`, `[0x1]`, `[1_0]`, `[9007199254740993]`,
+	`[tru]`, `[truex]`, `[nul]`, `[null,true,false]`, `[True]`, `{}{}`, `{} x`, `{}]`, `"x"`, `12`, ``, ` `,
+	`["\u00e9"]`, `["\u00E9"]`, `["\ud83d\ude00"]`, `["\ud800"]`, `["\udc00x"]`, `["\u12"]`, `["\u12g4"]`, `["\x"]`, `["\/"]`,
+	"[\"\x01\"]", "[\"\x7f\"]", "[\"\xff\"]", "[\"\xe2\x80\xa8\"]", `["\"\\\b\f\n\r\t"]`, `["unterminated]`, `["\`,
+	`{"a":1,"a":2}`, `{"b":1,"a":2}`, `{"a\u0062":1}`, `{"":1}`,
+	strings.Repeat("[", 64) + strings.Repeat("]", 64), strings.Repeat("[", 65) + strings.Repeat("]", 65),
+	strings.Repeat("[", 600) + strings.Repeat("]", 600),
+	`{"attachments":[{"body":"` + strings.Repeat("x", 70) + `"},{"body":"` + strings.Repeat("y", 70) + `\u0001"}]}`,
+	`{"dialog":[{"body":"` + strings.Repeat("é", 40) + `","parties":[0]}],"x":{"a":[1, 2]}}`,
+	`{"dialog":[{"body":"` + strings.Repeat("z", 70) + "\xff" + `"}]}`,
+	`{"x":{"a":"\ud800"}}`, `{"x":{"a":"` + "\xff" + `"}}`, `{"x":{"a":1}  }`, `{"x":{"b":{},"a":[]}}`,
+}
+
+func TestFastDecodeMatchesTokens(t *testing.T) {
+	for _, in := range append(lazyInputs(), wrapped(fastDecodeCases)...) {
+		checkFastMatchesTokens(t, []byte(in))
+	}
+}
+
+// wrapped is each case alone and in the places where a value may be kept
+// raw (a member of the document, a dialog entry's body), alone there so
+// that nothing else in the document sends it to jsontext.
+func wrapped(cases []string) []string {
+	var out []string
+	for _, c := range cases {
+		out = append(out, c, `{"x":`+c+`}`, `{"x":[`+c+`]}`, `{"dialog":[{"body":`+c+`,"parties":[0]}]}`, `{"analysis":[{"body":`+c+`}]}`)
+	}
+	return out
+}
+
+// TestFastDecodeTakesDocuments: the fast path reads the documents the
+// worker sees (the benchmark's, the large ones, producers' white space,
+// non-ASCII text), rather than silently leaving them all to jsontext; and
+// declines the inputs only jsontext can word an error for or decode.
+func TestFastDecodeTakesDocuments(t *testing.T) {
+	const uuid = "0190d6f0-1c2d-7a00-8000-000000000001"
+	for _, tc := range []struct {
+		name string
+		data []byte
+		fast bool
+	}{
+		{"the bench's 5 KB vCon", sample.Document(uuid, 5000), true},
+		{"4 MB, object bodies", sample.Large(uuid, 1<<20, true), true},
+		{"4 MB, text bodies", sample.Large(uuid, 1<<20, false), true},
+		{"indented", indented(sample.Document(uuid, 5000)), true},
+		{"non-ASCII and escapes", []byte(`{"uuid":"` + uuid + `","subject":"Grüße \"x\"\n\u00e9"}`), true},
+		{"a syntax error", []byte(`{"uuid":"` + uuid + `",}`), false},
+		{"invalid UTF-8", []byte(`{"subject":"` + "\xff" + `"}`), false},
+		{"a lone surrogate", []byte(`{"subject":"\ud800"}`), false},
+		{"too deep", []byte(`{"x":` + strings.Repeat("[", maxFastDepth) + strings.Repeat("]", maxFastDepth) + `}`), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, policy := range []lazyPolicy{eager, topLevel} {
+				if _, _, ok := fastDecode(tc.data, true, policy); ok != tc.fast {
+					t.Fatalf("policy %d: fast path %v, want %v", policy, ok, tc.fast)
+				}
+			}
+			checkFastMatchesTokens(t, tc.data)
+		})
+	}
+}
+
+// TestCommonString: the shape table finds every string of common and
+// nothing else.
+func TestCommonString(t *testing.T) {
+	for s := range common {
+		if got, ok := commonString([]byte(s)); !ok || got != s {
+			t.Errorf("commonString(%q) = %q, %v", s, got, ok)
+		}
+	}
+	for _, s := range []string{"", "x", "typ", "types", "Type", "é", "\xff", strings.Repeat("a", maxCommon+1), "recordin", "recordinh"} {
+		if got, ok := commonString([]byte(s)); ok {
+			t.Errorf("commonString(%q) = %q, want none", s, got)
+		}
+	}
+}
