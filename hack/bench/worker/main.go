@@ -6,7 +6,7 @@
 // PEXPIRE GT, LPOP context, HMGET state in one pipeline; one outcome script
 // (queue.ExecChecked) with SET KEEPTTL, PEXPIRE GT, SET EX, [RPUSH + EXPIRE
 // context,] RPUSH egress, LREM and, as the busy worker does, the LMOVE that
-// takes the next uuid) with no pipeline machinery.
+// takes the next uuid) with no pipeline machinery, and with the worker's GOGC (400).
 // redis-server's command statistics confirm that both send the same
 // commands. Two series: the default configuration (no trace context, no
 // exporter) and a traced one (a producer context on every vCon, spans
@@ -29,6 +29,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +55,7 @@ func main() {
 	rounds := flag.Int("rounds", 7, "rounds per series, each a floor run then a worker run")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker's last run of a series to this file")
 	flag.StringVar(&profileSeries, "profile-series", "default", "the series -cpuprofile profiles: default or traced")
+	flag.StringVar(&floorProfile, "floor-cpuprofile", "", "write a CPU profile of the benchmark process during the floor's last run of the -profile-series series")
 	flag.IntVar(&profileSeconds, "profile-seconds", 2, "how long -cpuprofile profiles the worker, from its run's start")
 	flag.Parse()
 	if err := run(*n, *size, *concurrency, *rounds); err != nil {
@@ -64,6 +67,14 @@ func main() {
 var cpuProfile, profileSeries string
 
 var profileSeconds int
+
+// floorProfile, when set, is where the floor's CPU profile goes: the
+// same stages as the worker's, to see which of them the worker adds.
+var floorProfile string
+
+// floorGCPercent is the GOGC the floor runs with: the worker's default
+// (cmd/conserver's defaultGCPercent).
+const floorGCPercent = 400
 
 // traceContext is a trace context record as the worker writes it for
 // egress (conserver's format).
@@ -115,7 +126,11 @@ chains:
 	var peakRSS int64
 	for i, m := range modes {
 		for r := range rounds {
-			f, err := floorRun(ctx, rdb, opts, srv.PID, n, size, concurrency, m.traced)
+			fprofile := ""
+			if r == rounds-1 && m.name == profileSeries {
+				fprofile = floorProfile
+			}
+			f, err := floorRun(ctx, rdb, opts, srv.PID, n, size, concurrency, m.traced, fprofile)
 			if err != nil {
 				return fmt.Errorf("%s floor run %d: %w", m.name, r+1, err)
 			}
@@ -150,7 +165,7 @@ chains:
 
 Run %s on %s (%s, %d CPUs, load average at the end: %s; Go %s, redis-server on loopback, no RedisJSON so bodies are plain strings).
 %d vCons of about %d bytes through [links.tag] + storage.redis_storage + egress at concurrency %d; %d rounds per series, each a floor run then a worker run on the same redis-server.
-The floor is %d goroutines issuing the same Redis commands per vCon as the worker (redis-server's command statistics below show it), with no pipeline machinery.
+The floor is %d goroutines issuing the same Redis commands per vCon as the worker (redis-server's command statistics below show it), with no pipeline machinery, and with the worker's GOGC (400).
 
 | series | floor, best | worker, best | best / best | median of the rounds' ratios | client CPU per vCon (best runs), floor / worker | redis-server CPU per vCon (best runs), floor / worker |
 |---|---|---|---|---|---|---|
@@ -347,11 +362,31 @@ const idleWindow = 3 * time.Second
 // pushes it to egress (PEXPIRE ... GT), and so does the floor.
 var retention = apiwire.DefaultQueuedRetention.Milliseconds()
 
-func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redisPID, n, size, concurrency int, traced bool) (result, error) {
+func floorRun(ctx context.Context, rdb *redis.Client, opts *redis.Options, redisPID, n, size, concurrency int, traced bool, profile string) (result, error) {
 	uuids, err := load(ctx, rdb, n, size, traced)
 	if err != nil {
 		return result{}, err
 	}
+	if profile != "" {
+		// The whole run, pushes and the idle wait included (their stacks are in
+		// pushAndWait, apart from the floor's).
+		pf, err := os.Create(profile)
+		if err != nil {
+			return result{}, err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
+			return result{}, err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			pf.Close()
+		}()
+	}
+	// The worker's collector setting (cmd/conserver's default GOGC):
+	// at Go's default of 100 the floor spent about 8 µs per vCon
+	// collecting, which made the worker look closer to it than it is.
+	defer debug.SetGCPercent(debug.SetGCPercent(floorGCPercent))
 	client := redis.NewClient(opts) // same pool settings as the worker's client
 	defer client.Close()
 	stop, cancel := context.WithCancel(ctx)
