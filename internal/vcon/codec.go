@@ -293,6 +293,33 @@ var commonByShape = func() [][128][]string {
 	return t
 }()
 
+// commonBoxed is common's strings as values (interfaces), by the same
+// shape: a value decoded from one of them does not allocate its box.
+var commonBoxed = func() [][128][]any {
+	t := make([][128][]any, maxCommon+1)
+	for _, byFirst := range commonByShape {
+		for _, strs := range byFirst {
+			for _, s := range strs {
+				t[len(s)][s[0]&0x7f] = append(t[len(s)][s[0]&0x7f], any(s))
+			}
+		}
+	}
+	return t
+}()
+
+// commonValue is commonString boxed.
+func commonValue(text []byte) (any, bool) {
+	if len(text) == 0 || len(text) > maxCommon || text[0] >= utf8.RuneSelf {
+		return nil, false
+	}
+	for i, s := range commonByShape[len(text)][text[0]] {
+		if string(text) == s {
+			return commonBoxed[len(text)][text[0]][i], true
+		}
+	}
+	return nil, false
+}
+
 // commonString is common's string equal to text, if there is one.
 func commonString(text []byte) (string, bool) {
 	if len(text) == 0 || len(text) > maxCommon || text[0] >= utf8.RuneSelf {

@@ -90,8 +90,7 @@ func (d *fastDecoder) value(policy lazyPolicy) (any, bool) {
 	case '[':
 		return d.array(policy)
 	case '"':
-		s, ok := d.string()
-		return s, ok
+		return d.stringValue()
 	case 't':
 		return true, d.literal("true")
 	case 'f':
@@ -102,6 +101,10 @@ func (d *fastDecoder) value(policy lazyPolicy) (any, bool) {
 		start := d.i
 		if !d.number() {
 			return nil, false
+		}
+		if d.i-start == 1 {
+			// A digit (a party's index, a dialog's): boxed once.
+			return digitNumbers[d.data[start]-'0'], true
 		}
 		return json.Number(string(d.data[start:d.i])), true
 	}
@@ -156,8 +159,10 @@ func (d *fastDecoder) array(policy lazyPolicy) (any, bool) {
 		return nil, false
 	}
 	d.i++ // [
-	// Non-nil, as encoding/json decodes [] into an empty slice.
-	s := make([]any, 0)
+	// Non-nil, as encoding/json decodes [] into an empty slice; room
+	// for the few items most arrays of a vCon have (parties, dialog,
+	// a dialog's parties) in one allocation rather than one per growth.
+	s := make([]any, 0, 4)
 	if d.space(); d.peek() == ']' {
 		d.i++
 		d.leave()
@@ -430,6 +435,31 @@ func (d *fastDecoder) string() (string, bool) {
 	d.i = end + 1
 	return d.stringOf(d.data[start:end+1], flags)
 }
+
+// stringValue is string as a value: a common one is boxed once, not
+// per document.
+func (d *fastDecoder) stringValue() (any, bool) {
+	start := d.i
+	end, flags, ok := scanString(d.data, start+1)
+	if !ok {
+		return nil, false
+	}
+	d.i = end + 1
+	if flags == 0 {
+		if x, ok := commonValue(d.data[start+1 : end]); ok {
+			return x, true
+		}
+	}
+	return d.stringOf(d.data[start:end+1], flags)
+}
+
+// digitNumbers are the one-digit numbers, boxed.
+var digitNumbers = func() (n [10]any) {
+	for i := range n {
+		n[i] = json.Number(string(rune('0' + i)))
+	}
+	return n
+}()
 
 // stringOf is decoder.stringOf for a literal scanString accepted: the
 // table's string for a common one, the input's bytes for a long one of a
