@@ -218,7 +218,7 @@ The floor is %d goroutines issuing the same Redis commands per vCon as the worke
 
 What the worker does per vCon: it takes the uuid (BLMOVE when idle; while busy, the take of the next uuid rides in the previous vCon's outcome script); reads the body, its type and TTL and the producer's trace context in one pipeline; decodes, validates and normalises the document, runs the link, encodes it; writes the outcome (body, storage copy, egress push, in-flight removal) in one type-checked script (queue.ExecChecked). The traced series adds a producer trace context per vCon, which the worker continues (a span per vCon, link and storage, exported over OTLP http/protobuf to a receiver in the benchmark process) and writes for egress; its floor writes the same context records.
 The worker runs with its default GOGC of 400 (cmd/conserver; lowered only while the live heap exceeds 16 MiB, see the memory section; GOGC in the environment overrides it).
-Profile: `+"`go run ./hack/bench/worker -cpuprofile worker.prof`"+` (the worker serves pprof with `+"`--pprof-addr`"+`).
+Profile: `+"`go run ./hack/bench/worker -cpuprofile worker.prof`"+` (the worker serves pprof with `+"`--pprof-addr`"+`); with `+"`-floor-cpuprofile floor.prof`"+` too it prints where each vCon's client CPU goes, stage by stage, in the floor and the worker.
 Reproduce: `+"`make bench`"+` (or `+"`go run ./hack/bench/worker`"+`).
 `, 100*defaultRatio, 100*defaultBest, float64(peakRSS)/(1<<20), idleWindow, 100*maxIdle.Seconds()/idleWindow.Seconds(), 100*0.01/idleWindow.Seconds(),
 		perVConCalls(series[0][0][rounds-1].commands, n), perVConCalls(series[0][1][rounds-1].commands, n),
@@ -239,6 +239,13 @@ Targets (issue #21), each the median over the rounds of this run:
 	fmt.Fprintf(os.Stderr, "targets: untraced %.0f%% (>= 90%%: %s), traced %.0f%% (>= 80%%: %s), client CPU worker/floor %.0f%% (<= 110%%: %s), traced/untraced worker CPU %.0f%% (<= 115%%: %s)\n",
 		100*medians[0], verdict(medians[0] >= 0.90), 100*medians[1], verdict(medians[1] >= 0.80),
 		100*cpuRatios[0], verdict(cpuRatios[0] <= 1.10), 100*traceCost, verdict(traceCost <= 1.15))
+	if cpuProfile != "" && floorProfile != "" {
+		for i, m := range modes {
+			if m.name == profileSeries {
+				return printStages(floorProfile, cpuProfile, series[i][0][rounds-1], series[i][1][rounds-1], n)
+			}
+		}
+	}
 	return nil
 }
 
