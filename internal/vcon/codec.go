@@ -569,7 +569,7 @@ func plain(s string) bool {
 	for ; i+8 <= len(s); i += 8 {
 		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		if x&hi != 0 || hasLess(x, 0x20) || hasZero(x^(lo*'"')) || hasZero(x^(lo*'\\')) {
+		if !plainWord(x) {
 			break
 		}
 	}
@@ -596,12 +596,16 @@ const (
 	hi = 0x8080808080808080
 )
 
-// hasZero reports whether a byte of x is zero; hasLess whether a byte of
-// x (all below 0x80) is below n. Both may report true for a word that only
-// comes close (the byte loop then decides), never false for one that holds
-// such a byte.
-func hasZero(x uint64) bool           { return (x-lo)&^x&hi != 0 }
-func hasLess(x uint64, n uint64) bool { return (x-lo*n)&^x&hi != 0 }
+// plainWord reports whether the eight bytes of x are printable ASCII
+// other than quote and backslash, in one test: a byte's high bit is set
+// in x (not ASCII), or in the byte minus 0x20 (a control character), or
+// in its difference with a quote or a backslash minus one (that byte).
+// Without the usual &^x of each term a byte at or over 0x80 can set its
+// own bit in a term, but x's term has set it already; a borrow reaches a
+// byte only from a lower one that matched.
+func plainWord(x uint64) bool {
+	return (x|(x-lo*0x20)|((x^(lo*'"'))-lo)|((x^(lo*'\\'))-lo))&hi == 0
+}
 
 const (
 	printable = iota

@@ -2,6 +2,7 @@ package vcon
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"unicode/utf8"
 	"unsafe"
@@ -509,9 +510,7 @@ func scanString(b []byte, i int) (end int, flags uint8, ok bool) {
 		// Eight bytes at a time while they are printable ASCII without
 		// quote or backslash: the bulk of a transcript.
 		for i+8 <= len(b) {
-			x := uint64(b[i]) | uint64(b[i+1])<<8 | uint64(b[i+2])<<16 | uint64(b[i+3])<<24 |
-				uint64(b[i+4])<<32 | uint64(b[i+5])<<40 | uint64(b[i+6])<<48 | uint64(b[i+7])<<56
-			if x&hi != 0 || hasLess(x, 0x20) || hasZero(x^(lo*'"')) || hasZero(x^(lo*'\\')) {
+			if !plainWord(binary.LittleEndian.Uint64(b[i:])) {
 				break
 			}
 			i += 8

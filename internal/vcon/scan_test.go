@@ -130,3 +130,44 @@ func TestCommonString(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainWord: the eight-byte test agrees with the byte-by-byte one for
+// every byte value in every position, and for every pair of byte classes
+// in every pair of positions (a borrow from one byte into the next).
+func TestPlainWord(t *testing.T) {
+	plainByte := func(c byte) bool { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\' }
+	word := func(w []byte) uint64 {
+		x := uint64(0)
+		for i := 7; i >= 0; i-- {
+			x = x<<8 | uint64(w[i])
+		}
+		return x
+	}
+	for pos := range 8 {
+		for c := range 256 {
+			w := []byte("abcdefgh")
+			w[pos] = byte(c)
+			if got, want := plainWord(word(w)), plainByte(byte(c)); got != want {
+				t.Fatalf("byte %#x at %d: plainWord %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+	edges := []byte{0x00, 0x01, 0x1f, 0x20, 0x21, '"', 0x23, 0x5b, '\\', 0x5d, 0x7e, 0x7f, 0x80, 0x81, 0x9f, 0xa0, 0xa2, 0xdc, 0xfe, 0xff}
+	for p1 := range 8 {
+		for p2 := range 8 {
+			for _, c1 := range edges {
+				for _, c2 := range edges {
+					w := []byte("abcdefgh")
+					w[p1], w[p2] = c1, c2
+					want := true
+					for _, c := range w {
+						want = want && plainByte(c)
+					}
+					if got := plainWord(word(w)); got != want {
+						t.Fatalf("%q: plainWord %v, want %v", w, got, want)
+					}
+				}
+			}
+		}
+	}
+}
