@@ -55,7 +55,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		pending := p.bodies.QueueGet(ctx, pipe, it.UUID)
 		extend := p.bodies.QueueExtend(ctx, pipe, it.UUID, p.opts.QueuedRetention)
 		tcCmd := pipe.LPop(ctx, queue.ContextKey(it.List, it.UUID))
-		stateCmd := queue.QueueReadState(ctx, pipe, it.List, it.UUID)
+		stateCmd := queue.QueueReadItemState(ctx, pipe, it)
 		cmds, _ := pipe.Exec(ctx)
 		for _, c := range cmds {
 			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && c != tcCmd && c != extend && !isProbeErr(e) {
