@@ -49,8 +49,9 @@ func (f *failure) text() string {
 
 // outcome is what a successful run leaves to write.
 type outcome struct {
-	uuid      string // the vCon the chain ended on (links may switch)
-	body      []byte // the document to write back (normalised)
+	uuid      string  // the vCon the chain ended on (links may switch)
+	body      []byte  // the document to write back (normalised)
+	buf       *[]byte // body's pooled buffer (getBodyBuffer)
 	prev      vconstore.Body
 	halted    bool
 	pipelined []pipelinedSave
