@@ -325,7 +325,27 @@ func (p *Processor) queueProgress(ctx context.Context, pipe redis.Pipeliner, it 
 // slots; there the pushes and the in-flight removal go in round trips of
 // their own instead, each after the writes it depends on.
 func (p *Processor) outcomePipeline() redis.Pipeliner {
-	return p.rdb.Pipeline()
+	return sizedPipeline(p.rdb)
+}
+
+// pipelineRoom is how many commands sizedPipeline makes room for: a
+// vCon's read (six) or the outcome of the usual chain (six, eight with a
+// trace context to push).
+const pipelineRoom = 8
+
+// sizedPipeline is rdb.Pipeline() with room for pipelineRoom commands.
+// Queued one at a time, the commands grew the pipeline's slice from one
+// to eight in four allocations, per pipeline and vCon; queueing that many
+// empty slots and discarding them sizes it in one. The pipeline is the
+// same otherwise (Discard only empties its queue).
+func sizedPipeline(rdb redis.UniversalClient) redis.Pipeliner {
+	pipe := rdb.Pipeline()
+	if pp, ok := pipe.(*redis.Pipeline); ok {
+		var room [pipelineRoom]redis.Cmder
+		_ = pp.BatchProcess(context.Background(), room[:]...)
+		pp.Discard()
+	}
+	return pipe
 }
 
 // retryOutcome writes an outcome until it is written once. An outcome is

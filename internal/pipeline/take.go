@@ -51,7 +51,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		state   queue.State
 	)
 	err = p.retryRedis(ctx, false, func() error {
-		pipe := p.rdb.Pipeline()
+		pipe := sizedPipeline(p.rdb)
 		pending := p.bodies.QueueGet(ctx, pipe, it.UUID)
 		extend := p.bodies.QueueExtend(ctx, pipe, it.UUID, p.opts.QueuedRetention)
 		tcCmd := pipe.LPop(ctx, queue.ContextKey(it.List, it.UUID))
