@@ -143,7 +143,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	// gets the normal expiry back, counted from now, when its TTL was no
 	// longer than the retention it was extended to. A link's TTL wins.
 	if len(out.routes) > 0 || (!out.halted && len(p.chain.Egress) > 0) {
-		p.bodies.QueueExtend(ctx, writes, out.uuid, p.opts.QueuedRetention)
+		p.bodies.QueueExtendRead(ctx, writes, out.uuid, out.prev, p.opts.QueuedRetention)
 	} else if out.restoreTTL && !hasTTL(out.ttls, out.uuid) {
 		p.bodies.QueueExpire(ctx, writes, out.uuid, p.opts.ReadThroughTTL)
 	}

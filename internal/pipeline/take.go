@@ -53,7 +53,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	err = p.retryRedis(ctx, false, func() error {
 		pipe := sizedPipeline(p.rdb)
 		pending := p.bodies.QueueGet(ctx, pipe, it.UUID)
-		extend := p.bodies.QueueExtend(ctx, pipe, it.UUID, p.opts.QueuedRetention)
+		extend := pending.QueueExtend(ctx, pipe, p.opts.QueuedRetention)
 		tcCmd := pipe.LPop(ctx, queue.ContextKey(it.List, it.UUID))
 		stateCmd := queue.QueueReadItemState(ctx, pipe, it)
 		cmds, _ := pipe.Exec(ctx)
