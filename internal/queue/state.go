@@ -66,7 +66,13 @@ func QueueReadState(ctx context.Context, pipe redis.Pipeliner, ingress, uuid str
 // its state key again: the worker that took it keeps its list's keys.
 func QueueReadItemState(ctx context.Context, pipe redis.Pipeliner, it Item) *PendingState {
 	d, a, r, e := stateFields(it.UUID)
-	return &PendingState{cmd: pipe.HMGet(ctx, it.stateKey(), d, a, r, e)}
+	if it.keys == nil {
+		return &PendingState{cmd: pipe.HMGet(ctx, it.stateKey(), d, a, r, e)}
+	}
+	// pipe.HMGet, with the key boxed once.
+	cmd := redis.NewSliceCmd(ctx, "hmget", it.keys.stateArg, d, a, r, e)
+	_ = pipe.Process(ctx, cmd)
+	return &PendingState{cmd: cmd}
 }
 
 // Cmd is the queued command, for callers that check a pipeline's replies.

@@ -37,6 +37,16 @@ type Item struct {
 type listKeys struct {
 	inFlight string // InFlightKey(list, worker id)
 	state    string // StateKey(list)
+	// The list and the keys above as command arguments, boxed once:
+	// go-redis's LMOVE, LREM and HMGET boxed each string into an
+	// interface (an allocation) for every command.
+	listArg, inFlightArg, stateArg any
+}
+
+func newListKeys(list, workerID string) *listKeys {
+	k := &listKeys{inFlight: InFlightKey(list, workerID), state: StateKey(list)}
+	k.listArg, k.inFlightArg, k.stateArg = list, k.inFlight, k.state
+	return k
 }
 
 // inFlightKey is the in-flight list holding the item ("" for an item no
@@ -73,7 +83,7 @@ func (w *Worker) keysFor(list string) *listKeys {
 	if k, ok := w.lists.Load(list); ok {
 		return k.(*listKeys)
 	}
-	k, _ := w.lists.LoadOrStore(list, &listKeys{inFlight: InFlightKey(list, w.id), state: StateKey(list)})
+	k, _ := w.lists.LoadOrStore(list, newListKeys(list, w.id))
 	return k.(*listKeys)
 }
 
@@ -168,7 +178,11 @@ type PendingTake struct {
 // share the list's hash slot.
 func (w *Worker) QueueTake(pipe redis.Pipeliner, list string) *PendingTake {
 	keys := w.keysFor(list)
-	return &PendingTake{cmd: pipe.LMove(context.Background(), list, keys.inFlight, "LEFT", "RIGHT"), list: list, keys: keys, w: w}
+	// pipe.LMove(ctx, list, keys.inFlight, "LEFT", "RIGHT"), with the
+	// keys boxed once.
+	cmd := redis.NewStringCmd(context.Background(), "lmove", keys.listArg, keys.inFlightArg, "LEFT", "RIGHT")
+	_ = pipe.Process(context.Background(), cmd)
+	return &PendingTake{cmd: cmd, list: list, keys: keys, w: w}
 }
 
 // Exec runs pipe, in which t is queued, and returns the first error of its
@@ -203,7 +217,12 @@ func (t *PendingTake) Item() (it Item, ok bool) {
 // last in the pipeline that writes the item's results, so that a crash
 // before it leaves the item to be redelivered, never lost.
 func (w *Worker) QueueDone(pipe redis.Pipeliner, it Item) {
-	pipe.LRem(context.Background(), it.inFlightKey(), 1, it.UUID)
+	if it.keys == nil {
+		pipe.LRem(context.Background(), it.inFlightKey(), 1, it.UUID)
+		return
+	}
+	// pipe.LRem, with the key boxed once.
+	_ = pipe.Process(context.Background(), redis.NewIntCmd(context.Background(), "lrem", it.keys.inFlightArg, int64(1), it.UUID))
 }
 
 // Done removes an item from flight on its own.
