@@ -49,8 +49,9 @@ func (f *failure) text() string {
 
 // outcome is what a successful run leaves to write.
 type outcome struct {
-	uuid      string // the vCon the chain ended on (links may switch)
-	body      []byte // the document to write back (normalised)
+	uuid      string  // the vCon the chain ended on (links may switch)
+	body      []byte  // the document to write back (normalised)
+	buf       *[]byte // body's pooled buffer (getBodyBuffer)
 	prev      vconstore.Body
 	halted    bool
 	pipelined []pipelinedSave
@@ -142,7 +143,7 @@ func (p *Processor) commit(ctx context.Context, it queue.Item, out *outcome, que
 	// gets the normal expiry back, counted from now, when its TTL was no
 	// longer than the retention it was extended to. A link's TTL wins.
 	if len(out.routes) > 0 || (!out.halted && len(p.chain.Egress) > 0) {
-		p.bodies.QueueExtend(ctx, writes, out.uuid, p.opts.QueuedRetention)
+		p.bodies.QueueExtendRead(ctx, writes, out.uuid, out.prev, p.opts.QueuedRetention)
 	} else if out.restoreTTL && !hasTTL(out.ttls, out.uuid) {
 		p.bodies.QueueExpire(ctx, writes, out.uuid, p.opts.ReadThroughTTL)
 	}
@@ -324,7 +325,27 @@ func (p *Processor) queueProgress(ctx context.Context, pipe redis.Pipeliner, it 
 // slots; there the pushes and the in-flight removal go in round trips of
 // their own instead, each after the writes it depends on.
 func (p *Processor) outcomePipeline() redis.Pipeliner {
-	return p.rdb.Pipeline()
+	return sizedPipeline(p.rdb)
+}
+
+// pipelineRoom is how many commands sizedPipeline makes room for: a
+// vCon's read (six) or the outcome of the usual chain (six, eight with a
+// trace context to push).
+const pipelineRoom = 8
+
+// sizedPipeline is rdb.Pipeline() with room for pipelineRoom commands.
+// Queued one at a time, the commands grew the pipeline's slice from one
+// to eight in four allocations, per pipeline and vCon; queueing that many
+// empty slots and discarding them sizes it in one. The pipeline is the
+// same otherwise (Discard only empties its queue).
+func sizedPipeline(rdb redis.UniversalClient) redis.Pipeliner {
+	pipe := rdb.Pipeline()
+	if pp, ok := pipe.(*redis.Pipeline); ok {
+		var room [pipelineRoom]redis.Cmder
+		_ = pp.BatchProcess(context.Background(), room[:]...)
+		pp.Discard()
+	}
+	return pipe
 }
 
 // retryOutcome writes an outcome until it is written once. An outcome is

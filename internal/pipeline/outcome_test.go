@@ -378,3 +378,35 @@ func TestRoutedAfterBody(t *testing.T) {
 		t.Errorf("egress context record TTL %v: the egress push lost its trace", ttl)
 	}
 }
+
+// TestSizedPipeline: a sized pipeline starts empty and sends what is
+// queued on it, in order, within its room and past it.
+func TestSizedPipeline(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, n := range []int{0, 1, pipelineRoom, pipelineRoom + 3} {
+		pipe := sizedPipeline(e.rdb)
+		if pipe.Len() != 0 || len(pipe.Cmds()) != 0 {
+			t.Fatalf("a new sized pipeline holds %d commands", pipe.Len())
+		}
+		key := fmt.Sprintf("sized-%d", n)
+		for i := range n {
+			pipe.RPush(ctx, key, i)
+		}
+		if pipe.Len() != n {
+			t.Fatalf("queued %d, the pipeline holds %d", n, pipe.Len())
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got := e.list(t, key)
+		if len(got) != n {
+			t.Fatalf("%d commands sent %d pushes", n, len(got))
+		}
+		for i, v := range got {
+			if v != fmt.Sprint(i) {
+				t.Fatalf("pushes arrived as %v, want 0..%d in order", got, n-1)
+			}
+		}
+	}
+}

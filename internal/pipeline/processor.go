@@ -258,18 +258,23 @@ func (p *Processor) renewLimits(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// started records a vCon's run from at; the returned func ends the record.
-func (p *Processor) started(at time.Time) (finished func()) {
+// started records a vCon's run from at; finished(id) ends the record.
+// (An id rather than a func that ends it: that closure was an allocation
+// per vCon.)
+func (p *Processor) started(at time.Time) (id uint64) {
 	p.runningMu.Lock()
 	p.runSeq++
-	id := p.runSeq
+	id = p.runSeq
 	p.running[id] = at
 	p.runningMu.Unlock()
-	return func() {
-		p.runningMu.Lock()
-		delete(p.running, id)
-		p.runningMu.Unlock()
-	}
+	return id
+}
+
+// finished ends the record started returned id for.
+func (p *Processor) finished(id uint64) {
+	p.runningMu.Lock()
+	delete(p.running, id)
+	p.runningMu.Unlock()
 }
 
 // Stalled counts the vCons still running StallGrace past the chain's

@@ -23,23 +23,28 @@ import (
 
 // bodyBuffers recycles the buffers documents are encoded into: a vCon's
 // encoding is one of the largest allocations of its processing, and
-// reusing it spares the collector most of them.
+// reusing it spares the collector most of them. A buffer travels in the
+// box the pool holds it in (outcome.buf), so that putting it back does
+// not box it again: &b on every put was an allocation per vCon.
 var bodyBuffers sync.Pool
 
-func getBodyBuffer() []byte {
+// getBodyBuffer returns an empty buffer in its box.
+func getBodyBuffer() *[]byte {
 	if b, ok := bodyBuffers.Get().(*[]byte); ok {
-		return (*b)[:0]
+		*b = (*b)[:0]
+		return b
 	}
-	return make([]byte, 0, 8<<10)
+	b := make([]byte, 0, 8<<10)
+	return &b
 }
 
 // putBodyBuffer keeps b for reuse unless it is unusually large (one huge
 // vCon must not pin its memory for the life of the worker).
-func putBodyBuffer(b []byte) {
-	if cap(b) == 0 || cap(b) > 1<<20 {
+func putBodyBuffer(b *[]byte) {
+	if b == nil || cap(*b) == 0 || cap(*b) > 1<<20 {
 		return
 	}
-	bodyBuffers.Put(&b)
+	bodyBuffers.Put(b)
 }
 
 // run executes links and storages. It returns either what to commit or why
@@ -164,11 +169,13 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 		}
 	}
 	vcon.Normalize(v)
-	data, err := v.AppendMarshal(getBodyBuffer())
+	buf := getBodyBuffer()
+	data, err := v.AppendMarshal(*buf)
 	if err != nil {
 		return nil, &failure{reason: ReasonMalformed, err: err}
 	}
-	out.body = data
+	*buf = data // the box holds the buffer as grown
+	out.body, out.buf = data, buf
 	if out.halted {
 		return out, nil
 	}
@@ -253,7 +260,7 @@ func (p *Processor) keepProgress(f *failure, out *outcome, v *vcon.VCon, data []
 	if data == nil {
 		vcon.Normalize(v)
 		var err error
-		if data, err = v.AppendMarshal(getBodyBuffer()); err != nil {
+		if data, err = v.AppendMarshal(*getBodyBuffer()); err != nil {
 			// The failure stands; the links run again next time.
 			f.completed = completed[:0:0]
 			return
@@ -412,6 +419,15 @@ func recovered[T any](p *Processor, step, uuid string, f func() (T, error)) (res
 // writes alone (Chain.StorageDeadLetters), is left for the commit to put
 // on that storage's DLQ while the vCon goes on.
 func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data []byte) *failure {
+	if allPipelined(p.chain.Storages) {
+		// saveAll's way for the usual chain (storage.redis_storage
+		// alone), without building the closure it takes: an allocation
+		// per vCon.
+		for _, sink := range p.chain.Storages {
+			out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v})
+		}
+		return nil
+	}
 	var deadLetter func(Sink, *failure)
 	if p.chain.StorageDeadLetters {
 		deadLetter = func(sink Sink, f *failure) {

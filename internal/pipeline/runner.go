@@ -197,8 +197,15 @@ func (r *Runner) start(ctx, hardStop context.Context, it queue.Item, slots *sema
 	takeNext := func() bool { return ctx.Err() == nil && !r.promiseHandoff() }
 	go func() {
 		defer processing.Done()
+		// The slot's own child of hardStop, for all the vCons it runs:
+		// each vCon's chain timeout (run's context.WithTimeout) registers
+		// with, and on its end leaves, this context instead of hardStop,
+		// whose lock every slot would otherwise take twice per vCon.
+		// hardStop's cancellation still reaches every vCon through it.
+		stop, cancelStop := context.WithCancel(hardStop)
+		defer cancelStop()
 		for {
-			next, took, err := r.proc.ProcessThenTake(hardStop, it, takeNext)
+			next, took, err := r.proc.ProcessThenTake(stop, it, takeNext)
 			if err != nil && !errors.Is(err, ErrStopped) {
 				r.log.Error("vcon left in flight", "uuid", it.UUID, "error", err)
 			}

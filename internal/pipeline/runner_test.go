@@ -439,3 +439,93 @@ func TestRunnerReturnsOrphanedTake(t *testing.T) {
 		t.Fatalf("orphans returned = %v, want 1 (the successor taken by the transaction whose reply was lost)", orphans)
 	}
 }
+
+// stallLink holds the vCons in stall until its context ends, and reports
+// the context's error for each.
+type stallLink struct {
+	stall   map[string]bool
+	started chan string
+	ended   chan error
+}
+
+func (l *stallLink) Run(ctx context.Context, v *vcon.VCon) (links.Result, error) {
+	if !l.stall[v.UUID()] {
+		return links.Continue, nil
+	}
+	l.started <- v.UUID()
+	<-ctx.Done()
+	l.ended <- ctx.Err()
+	return links.Result{}, ctx.Err()
+}
+
+// TestRunnerHardStopCancelsLinks: a slot runs its vCons under a context
+// of its own, derived once from the worker's hard stop; the end of the
+// grace period still cancels the link of every vCon running, the slot's
+// first or one it took with an earlier outcome, and returns them.
+func TestRunnerHardStopCancelsLinks(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		concurrency, n    int
+		stallFrom, stalls int
+	}{
+		{"one slot, its first vCon", 1, 3, 0, 1},
+		{"one slot, a later vCon", 1, 8, 4, 1},
+		{"every slot, after several vCons each", 4, 60, 40, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			link := &stallLink{stall: map[string]bool{}, started: make(chan string, tc.n), ended: make(chan error, tc.n)}
+			var uuids []string
+			for i := range tc.n {
+				u := testUUID(i)
+				e.putBody(t, u, document(u, 700), 0)
+				uuids = append(uuids, u)
+				if i >= tc.stallFrom {
+					link.stall[u] = true
+				}
+			}
+			e.rdb.RPush(ctx, "in", uuids)
+			ch := Chain{Name: "main", Ingress: []string{"in"}, Egress: []string{"out"}, Links: []Step{{Name: "stall", Link: link}}}
+			p, _, _ := e.processor(ch, testOptions(), "w")
+			stop := startRunner(t, NewRunner(p, RunnerOptions{Concurrency: tc.concurrency, GracePeriod: 50 * time.Millisecond}, e.log))
+			for range tc.stalls {
+				select {
+				case <-link.started:
+				case <-time.After(20 * time.Second):
+					t.Fatal("the stalling vCons did not all start")
+				}
+			}
+			if err, took := stop(); err != nil || took > 5*time.Second {
+				t.Fatalf("Run = %v after %s, want nil soon after the grace period", err, took)
+			}
+			for range tc.stalls {
+				select {
+				case err := <-link.ended:
+					if !errors.Is(err, context.Canceled) {
+						t.Fatalf("a running link's context ended with %v, want context.Canceled", err)
+					}
+				default:
+					t.Fatal("a running link was not cancelled by the hard stop")
+				}
+			}
+			out, in := e.list(t, "out"), e.list(t, "in")
+			for _, u := range out {
+				if link.stall[u] {
+					t.Fatalf("stalled vCon %s reached egress", u)
+				}
+			}
+			all := append(slices.Clone(out), in...)
+			sort.Strings(all)
+			if !slices.Equal(all, uuids) {
+				t.Fatalf("egress %v and ingress %v, want every vCon once in one of them", out, in)
+			}
+			if n := e.rdb.LLen(ctx, queue.InFlightKey("in", "w")).Val(); n != 0 {
+				t.Fatalf("%d vCons left in flight", n)
+			}
+			if n := e.rdb.LLen(ctx, queue.DLQKey("in")).Val(); n != 0 {
+				t.Fatalf("a stop dead-lettered %d vCons", n)
+			}
+		})
+	}
+}

@@ -51,11 +51,11 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		state   queue.State
 	)
 	err = p.retryRedis(ctx, false, func() error {
-		pipe := p.rdb.Pipeline()
+		pipe := sizedPipeline(p.rdb)
 		pending := p.bodies.QueueGet(ctx, pipe, it.UUID)
-		extend := p.bodies.QueueExtend(ctx, pipe, it.UUID, p.opts.QueuedRetention)
+		extend := pending.QueueExtend(ctx, pipe, p.opts.QueuedRetention)
 		tcCmd := pipe.LPop(ctx, queue.ContextKey(it.List, it.UUID))
-		stateCmd := queue.QueueReadState(ctx, pipe, it.List, it.UUID)
+		stateCmd := queue.QueueReadItemState(ctx, pipe, it)
 		cmds, _ := pipe.Exec(ctx)
 		for _, c := range cmds {
 			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && c != tcCmd && c != extend && !isProbeErr(e) {
@@ -96,11 +96,11 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		span.SetAttributes(attribute.String("vcon.uuid", it.UUID))
 	}
 
-	release := p.admit(ctx, it, state)
-	finished := p.started(start)
+	isolated := p.admit(ctx, it, state)
+	run := p.started(start)
 	outcome, fail := p.run(ctx, it, body, readErr, state)
-	finished()
-	release()
+	p.finished(run)
+	p.endAdmission(ctx, it, isolated)
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return queue.Item{}, false, ErrStopped
 	}
@@ -118,9 +118,9 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	}
 	if fail == nil {
 		err = p.retryOutcome(ctx, it, false, func() error { return p.commit(ctx, it, outcome, queueNext) })
-		var refused *queue.OutcomeError
+		refused, isRefusal := refusal(err)
 		switch {
-		case errors.As(err, &refused):
+		case isRefusal:
 			// Written nowhere (or, after a command error, in part, but
 			// still in flight): the DLQ is where it can be found.
 			fail = &failure{reason: ReasonOutcomeFailed, err: refused}
@@ -131,7 +131,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 			p.worker.Forget(it)
 			// Written and no longer referenced: the commands that carried it
 			// are done, and storages copy what they keep.
-			putBodyBuffer(outcome.body)
+			putBodyBuffer(outcome.buf)
 			if recording {
 				span.SetAttributes(p.spans.wasFiltered(outcome.halted)...)
 			}
@@ -142,9 +142,8 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		due, again := p.chain.Retry.nextAttempt(len(state.Attempts)+1, fail.err, time.Now())
 		if again {
 			err = p.retryOutcome(ctx, it, false, func() error { return p.scheduleRetry(ctx, it, fail, state, due, queueNext) })
-			var refused *queue.OutcomeError
-			switch {
-			case errors.As(err, &refused):
+			switch _, isRefusal := refusal(err); {
+			case isRefusal:
 				// A key of ours holds another type: the DLQ is where
 				// the vCon can still be found.
 				p.metrics.OutcomeRefusals.WithLabelValues(chain).Inc()
@@ -170,8 +169,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 		// there is no other list left to keep it in.
 		err = p.retryOutcome(ctx, it, true, func() error {
 			err := p.deadLetter(ctx, it, fail, state, queueNext)
-			var refused *queue.OutcomeError
-			if errors.As(err, &refused) {
+			if _, isRefusal := refusal(err); isRefusal {
 				p.metrics.OutcomeRefusals.WithLabelValues(chain).Inc()
 				p.log.Error("dead letter refused by Redis; the vCon stays in flight until the key is fixed", "uuid", it.UUID, "list", it.List, "error", err)
 			}
@@ -199,13 +197,14 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 // admit waits until the vCon may run. A suspect (its last delivery ended
 // with its worker dead) runs alone, recorded as such in Redis, so that the
 // reaper blames it alone if this worker dies too; every other vCon runs
-// beside the others. The returned func ends the run's admission.
-func (p *Processor) admit(ctx context.Context, it queue.Item, state queue.State) (release func()) {
+// beside the others. endAdmission, given what admit returned, ends the
+// run's admission (a func returned to end it was an allocation per vCon).
+func (p *Processor) admit(ctx context.Context, it queue.Item, state queue.State) (isolated bool) {
 	if state.Deliveries == 0 || state.Deliveries >= p.chain.MaxDeliveries {
 		// A poison pill is dead-lettered without running: no need to
 		// isolate it.
 		p.isolation.RLock()
-		return p.isolation.RUnlock
+		return false
 	}
 	p.isolation.Lock()
 	if err := p.worker.Isolate(ctx, it); err != nil {
@@ -214,12 +213,33 @@ func (p *Processor) admit(ctx context.Context, it queue.Item, state queue.State)
 		p.log.Warn("could not record an isolated run", "uuid", it.UUID, "error", err)
 	}
 	p.log.Info("running a vCon alone: it was in flight when a worker died", "uuid", it.UUID, "list", it.List, "deliveries", state.Deliveries)
-	return func() {
-		if err := p.worker.EndIsolation(context.WithoutCancel(ctx), it); err != nil {
-			p.log.Warn("could not clear an isolated run's record", "uuid", it.UUID, "error", err)
-		}
-		p.isolation.Unlock()
+	return true
+}
+
+// endAdmission ends the admission admit gave the vCon it.
+func (p *Processor) endAdmission(ctx context.Context, it queue.Item, isolated bool) {
+	if !isolated {
+		p.isolation.RUnlock()
+		return
 	}
+	if err := p.worker.EndIsolation(context.WithoutCancel(ctx), it); err != nil {
+		p.log.Warn("could not clear an isolated run's record", "uuid", it.UUID, "error", err)
+	}
+	p.isolation.Unlock()
+}
+
+// refusal is err as a *queue.OutcomeError, when it is one. The target of
+// errors.As escapes, so declaring it only once there is an error keeps
+// it off the heap for every outcome written.
+func refusal(err error) (*queue.OutcomeError, bool) {
+	if err == nil {
+		return nil, false
+	}
+	var refused *queue.OutcomeError
+	if errors.As(err, &refused) {
+		return refused, true
+	}
+	return nil, false
 }
 
 // isProbeErr: a probe of the read failing by design. Without the JSON

@@ -178,19 +178,28 @@ func ExecChecked(ctx context.Context, rdb redis.UniversalClient, pipes ...redis.
 // argument values: through Script.Run, the arguments were copied twice
 // and every key boxed again, about fifteen allocations per outcome.
 func runChecked(ctx context.Context, rdb redis.UniversalClient, cmds []redis.Cmder) ([]any, error) {
+	// Each command's key count, found once (an outcome has a dozen
+	// commands at most; more take a slice of their own).
+	var counts [16]int
+	keys := counts[:0]
+	if len(cmds) > len(counts) {
+		keys = make([]int, 0, len(cmds))
+	}
 	nkeys, nargs := 0, 0
 	for _, c := range cmds {
 		args := c.Args()
-		nkeys += keyCount(args)
+		n := keyCount(args)
+		keys = append(keys, n)
+		nkeys += n
 		nargs += 1 + len(args)
 	}
 	// EVALSHA sha numkeys KEYS... ARGV[1]=len(cmds), then each command's
 	// argument count and arguments.
 	argv := make([]any, 0, 3+nkeys+1+nargs)
 	argv = append(argv, "evalsha", checkedScript.Hash(), nkeys)
-	for _, c := range cmds {
+	for i, c := range cmds {
 		args := c.Args()
-		argv = append(argv, args[1:1+keyCount(args)]...)
+		argv = append(argv, args[1:1+keys[i]]...)
 	}
 	argv = append(argv, len(cmds))
 	for _, c := range cmds {
@@ -220,10 +229,34 @@ func keyCount(args []any) int {
 	switch {
 	case len(args) < 2:
 		return 0
-	case len(args) > 2 && twoKeyCommands[commandKey(args[0])]:
+	case len(args) > 2 && isTwoKey(args[0]):
 		return 2
 	}
 	return 1
+}
+
+// isTwoKey is twoKeyCommands[commandKey(name)] without building the
+// lower-case name: the names of keyCmd's commands (SET, PEXPIRE,
+// JSON.SET) are upper case, and lowering each one allocated, twice per
+// command of every outcome. A map lookup by a converted byte slice does
+// not allocate. Names that are not short ASCII take commandKey's way.
+func isTwoKey(name any) bool {
+	s, ok := name.(string)
+	var buf [32]byte
+	if !ok || len(s) > len(buf) {
+		return twoKeyCommands[commandKey(name)]
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 0x80:
+			return twoKeyCommands[commandKey(name)]
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return twoKeyCommands[string(buf[:len(s)])]
 }
 
 // commandKey is a command's name as keyTypes and twoKeyCommands spell it,

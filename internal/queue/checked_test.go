@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,5 +161,31 @@ func TestExecCheckedPipesInOrder(t *testing.T) {
 				t.Fatalf("%s = %q after a failed first pipe, want only the first push", out, got)
 			}
 		})
+	}
+}
+
+// TestKeyCount: the key count of a command does not depend on how its
+// name is spelled, agrees with commandKey's lower-casing for every name,
+// and costs no allocation for upper-case names.
+func TestKeyCount(t *testing.T) {
+	for _, tc := range []struct {
+		name any
+		want int
+	}{
+		{"lmove", 2}, {"LMOVE", 2}, {"LMove", 2},
+		{"set", 1}, {"SET", 1}, {"JSON.SET", 1}, {"PEXPIRE", 1},
+		{"LMOVE" + strings.Repeat("X", 40), 1}, {"lmovÉ", 1}, {"ＬMOVE", 1},
+	} {
+		args := []any{tc.name, "src", "dst", "LEFT", "RIGHT"}
+		if got := keyCount(args); got != tc.want {
+			t.Errorf("keyCount(%q ...) = %d, want %d", tc.name, got, tc.want)
+		}
+		if got, want := isTwoKey(tc.name), twoKeyCommands[commandKey(tc.name)]; got != want {
+			t.Errorf("isTwoKey(%q) = %v, commandKey's lookup %v", tc.name, got, want)
+		}
+	}
+	args := []any{"PEXPIRE", "vcon:u", int64(1000), "GT"}
+	if n := testing.AllocsPerRun(100, func() { keyCount(args) }); n != 0 {
+		t.Errorf("keyCount of an upper-case command allocates %v times", n)
 	}
 }

@@ -17,7 +17,12 @@ import (
 // been in its in-flight list, unheld, at two sweeps in a row (a take whose
 // reply is on its way is held by the next sweep).
 
-type heldKey struct{ inFlight, uuid string }
+// heldKey is an item as held: its list's keys (one pointer per list and
+// worker, so the in-flight key is not hashed for every vCon) and uuid.
+type heldKey struct {
+	keys *listKeys
+	uuid string
+}
 
 // holdings counts the items a worker took and has not finished.
 type holdings struct {
@@ -32,13 +37,13 @@ func (h *holdings) add(it Item) {
 	if h.held == nil {
 		h.held = map[heldKey]int{}
 	}
-	h.held[heldKey{it.inFlight, it.UUID}]++
+	h.held[heldKey{it.keys, it.UUID}]++
 }
 
 func (h *holdings) remove(it Item) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	k := heldKey{it.inFlight, it.UUID}
+	k := heldKey{it.keys, it.UUID}
 	if h.held[k] <= 1 {
 		delete(h.held, k)
 		return
@@ -81,7 +86,7 @@ func (w *Worker) SweepOrphans(ctx context.Context, lists []string) (int, error) 
 	pipe := w.rdb.Pipeline()
 	ranges := make([]*redis.StringSliceCmd, len(lists))
 	for i, l := range lists {
-		ranges[i] = pipe.LRange(ctx, InFlightKey(l, w.id), 0, -1)
+		ranges[i] = pipe.LRange(ctx, w.keysFor(l).inFlight, 0, -1)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("sweep in-flight lists: %w", err)
@@ -97,13 +102,13 @@ func (w *Worker) SweepOrphans(ctx context.Context, lists []string) (int, error) 
 	h.mu.Lock()
 	suspects := map[heldKey]int{}
 	for i, l := range lists {
-		inFlight := InFlightKey(l, w.id)
+		keys := w.keysFor(l)
 		counts := map[string]int{}
 		for _, uuid := range ranges[i].Val() {
 			counts[uuid]++
 		}
 		for uuid, n := range counts {
-			k := heldKey{inFlight, uuid}
+			k := heldKey{keys, uuid}
 			unheld := n - h.held[k]
 			if unheld <= 0 {
 				continue
@@ -119,7 +124,7 @@ func (w *Worker) SweepOrphans(ctx context.Context, lists []string) (int, error) 
 
 	moved := 0
 	for _, o := range confirmed {
-		n, err := returnOrphanScript.Run(ctx, w.rdb, []string{o.key.inFlight, o.list}, o.key.uuid, o.n).Int()
+		n, err := returnOrphanScript.Run(ctx, w.rdb, []string{o.key.keys.inFlight, o.list}, o.key.uuid, o.n).Int()
 		if err != nil {
 			return moved, fmt.Errorf("return orphaned %s to %s: %w", o.key.uuid, o.list, err)
 		}

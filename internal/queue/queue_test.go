@@ -644,3 +644,101 @@ func TestOldestAge(t *testing.T) {
 		t.Errorf("markers of an empty list kept: %d", n)
 	}
 }
+
+// TestItemKeys: however an item is taken, it carries its list's keys as
+// the key functions spell them (built once per list and worker), its
+// state is read and cleared under StateKey, and Forget releases exactly
+// the hold its take added.
+func TestItemKeys(t *testing.T) {
+	rdb := newClient(t)
+	ctx := context.Background()
+	take := map[string]func(w *Worker, list string) (Item, bool){
+		"Take": func(w *Worker, list string) (Item, bool) {
+			it, ok, err := w.Take(ctx, list, time.Second)
+			return it, ok && err == nil
+		},
+		"TakeUpTo": func(w *Worker, list string) (Item, bool) {
+			items, err := w.TakeUpTo(ctx, list, 1)
+			if err != nil || len(items) != 1 {
+				return Item{}, false
+			}
+			return items[0], true
+		},
+		"QueueTake": func(w *Worker, list string) (Item, bool) {
+			pipe := rdb.Pipeline()
+			pt := w.QueueTake(pipe, list)
+			if err := pt.Exec(ctx, pipe); err != nil {
+				return Item{}, false
+			}
+			return pt.Item()
+		},
+	}
+	for _, tc := range []struct{ how, list, worker string }{
+		{"Take", "in", "w1"},
+		{"TakeUpTo", "in", "w1"},
+		{"QueueTake", "in", "w1"},
+		{"Take", "{q}other", "w1"},
+		{"QueueTake", "{q}other", "w2"},
+	} {
+		t.Run(tc.how+" "+tc.list+" "+tc.worker, func(t *testing.T) {
+			w := NewWorker(rdb, tc.worker, time.Minute)
+			uuid := "u-" + tc.how
+			rdb.RPush(ctx, tc.list, uuid, uuid+"-2")
+			it, ok := take[tc.how](w, tc.list)
+			if !ok || it.UUID != uuid || it.List != tc.list {
+				t.Fatalf("took %+v, %v; want %s from %s", it, ok, uuid, tc.list)
+			}
+			if got, want := it.inFlightKey(), InFlightKey(tc.list, tc.worker); got != want {
+				t.Fatalf("in-flight key %q, want %q", got, want)
+			}
+			if got, want := it.stateKey(), StateKey(tc.list); got != want {
+				t.Fatalf("state key %q, want %q", got, want)
+			}
+			again, ok := take[tc.how](w, tc.list)
+			if !ok || again.keys != it.keys {
+				t.Fatalf("second take %+v, %v: want the same list's keys, built once", again, ok)
+			}
+			if err := w.Done(ctx, again); err != nil {
+				t.Fatal(err)
+			}
+			// The commands built from the kept keys are the ones
+			// go-redis's own builders make from the key functions.
+			ours, theirs := rdb.Pipeline(), rdb.Pipeline()
+			QueueReadItemState(ctx, ours, it)
+			QueueReadState(ctx, theirs, tc.list, uuid)
+			w.QueueTake(ours, tc.list)
+			theirs.LMove(ctx, tc.list, InFlightKey(tc.list, tc.worker), "LEFT", "RIGHT")
+			w.QueueDone(ours, it)
+			theirs.LRem(ctx, InFlightKey(tc.list, tc.worker), 1, uuid)
+			sent := func(c redis.Cmder) string {
+				s := fmt.Sprintf("%T", c)
+				for _, a := range c.Args() {
+					s += fmt.Sprintf(" %T(%v)", a, a)
+				}
+				return s
+			}
+			for i, c := range ours.Cmds() {
+				if o, th := sent(c), sent(theirs.Cmds()[i]); o != th {
+					t.Fatalf("command %d is %s, want %s", i, o, th)
+				}
+			}
+			if n := w.Held(); n != 1 {
+				t.Fatalf("held %d after one take, want 1", n)
+			}
+			if err := w.Done(ctx, it); err != nil {
+				t.Fatal(err)
+			}
+			if n := w.Held(); n != 0 {
+				t.Fatalf("held %d after Done, want 0", n)
+			}
+			if n := rdb.LLen(ctx, InFlightKey(tc.list, tc.worker)).Val(); n != 0 {
+				t.Fatalf("%d left in flight", n)
+			}
+		})
+	}
+	// An item no worker took (a follower's dead letter) still names its
+	// list's state.
+	if got := (Item{List: "in", UUID: "u"}).stateKey(); got != StateKey("in") {
+		t.Fatalf("state key of a bare item %q", got)
+	}
+}

@@ -62,6 +62,19 @@ func QueueReadState(ctx context.Context, pipe redis.Pipeliner, ingress, uuid str
 	return &PendingState{cmd: pipe.HMGet(ctx, StateKey(ingress), d, a, r, e)}
 }
 
+// QueueReadItemState is QueueReadState of a taken item, without building
+// its state key again: the worker that took it keeps its list's keys.
+func QueueReadItemState(ctx context.Context, pipe redis.Pipeliner, it Item) *PendingState {
+	d, a, r, e := stateFields(it.UUID)
+	if it.keys == nil {
+		return &PendingState{cmd: pipe.HMGet(ctx, it.stateKey(), d, a, r, e)}
+	}
+	// pipe.HMGet, with the key boxed once.
+	cmd := redis.NewSliceCmd(ctx, "hmget", it.keys.stateArg, d, a, r, e)
+	_ = pipe.Process(ctx, cmd)
+	return &PendingState{cmd: cmd}
+}
+
 // Cmd is the queued command, for callers that check a pipeline's replies.
 func (p *PendingState) Cmd() redis.Cmder { return p.cmd }
 
@@ -104,7 +117,7 @@ func (p *PendingState) Result() (State, error) {
 // outcome is written and nothing about it needs remembering.
 func QueueClearState(pipe redis.Pipeliner, it Item) {
 	d, a, r, e := stateFields(it.UUID)
-	pipe.HDel(context.Background(), StateKey(it.List), d, a, r, e)
+	pipe.HDel(context.Background(), it.stateKey(), d, a, r, e)
 }
 
 // QueueKeepProgress queues the commands that keep what a failed vCon has
@@ -115,7 +128,7 @@ func QueueClearState(pipe redis.Pipeliner, it Item) {
 func QueueKeepProgress(pipe redis.Pipeliner, it Item, attempts []Attempt, completed []string, effects []byte) {
 	ctx := context.Background()
 	d, a, r, e := stateFields(it.UUID)
-	key := StateKey(it.List)
+	key := it.stateKey()
 	var set []any
 	var del = []string{d}
 	if len(attempts) > 0 {
@@ -190,10 +203,10 @@ func Retries(ctx context.Context, rdb redis.UniversalClient, ingress string, lim
 // happened to share a worker with a poison pill would have their
 // deliveries counted with it, and be dead-lettered with it.
 func (w *Worker) Isolate(ctx context.Context, it Item) error {
-	return w.rdb.HSet(ctx, StateKey(it.List), "q:"+w.id, it.UUID).Err()
+	return w.rdb.HSet(ctx, it.stateKey(), "q:"+w.id, it.UUID).Err()
 }
 
 // EndIsolation clears Isolate's record once the suspect's run is over.
 func (w *Worker) EndIsolation(ctx context.Context, it Item) error {
-	return w.rdb.HDel(ctx, StateKey(it.List), "q:"+w.id).Err()
+	return w.rdb.HDel(ctx, it.stateKey(), "q:"+w.id).Err()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,8 +25,45 @@ const DeadWorkerRetention = 5 * time.Minute
 type Item struct {
 	List string // the ingress list it came from
 	UUID string
-	// inFlight is the worker's in-flight list holding the uuid.
-	inFlight string
+	// keys are the taking worker's keys for List, the in-flight list
+	// holding the uuid among them; nil for an item no worker took.
+	keys *listKeys
+}
+
+// listKeys are a worker's keys for one ingress list, built once per list:
+// the hot path names them for every vCon it takes, reads and finishes,
+// and building them there was several concatenations (allocations) per
+// vCon. A pointer to them also makes the holdings' key cheap to hash.
+type listKeys struct {
+	inFlight string // InFlightKey(list, worker id)
+	state    string // StateKey(list)
+	// The list and the keys above as command arguments, boxed once:
+	// go-redis's LMOVE, LREM and HMGET boxed each string into an
+	// interface (an allocation) for every command.
+	listArg, inFlightArg, stateArg any
+}
+
+func newListKeys(list, workerID string) *listKeys {
+	k := &listKeys{inFlight: InFlightKey(list, workerID), state: StateKey(list)}
+	k.listArg, k.inFlightArg, k.stateArg = list, k.inFlight, k.state
+	return k
+}
+
+// inFlightKey is the in-flight list holding the item ("" for an item no
+// worker took, as before).
+func (it Item) inFlightKey() string {
+	if it.keys == nil {
+		return ""
+	}
+	return it.keys.inFlight
+}
+
+// stateKey is StateKey(it.List).
+func (it Item) stateKey() string {
+	if it.keys == nil {
+		return StateKey(it.List)
+	}
+	return it.keys.state
 }
 
 // Worker takes work from ingress lists on behalf of one worker process.
@@ -34,6 +72,19 @@ type Worker struct {
 	id           string
 	heartbeatTTL time.Duration
 	holdings     holdings
+	// lists holds each list's *listKeys (listKeys): a lookup by the
+	// list's name, lock-free once built.
+	lists sync.Map
+}
+
+// keysFor returns this worker's keys for list, building them the first
+// time.
+func (w *Worker) keysFor(list string) *listKeys {
+	if k, ok := w.lists.Load(list); ok {
+		return k.(*listKeys)
+	}
+	k, _ := w.lists.LoadOrStore(list, newListKeys(list, w.id))
+	return k.(*listKeys)
 }
 
 // NewWorker returns a Worker with a process-unique id (pod name plus a random
@@ -70,15 +121,15 @@ func (w *Worker) Heartbeat(ctx context.Context, lists []string) error {
 // Take moves the next uuid of list into this worker's in-flight list,
 // blocking up to wait. ok is false when the list stayed empty.
 func (w *Worker) Take(ctx context.Context, list string, wait time.Duration) (item Item, ok bool, err error) {
-	inFlight := InFlightKey(list, w.id)
-	uuid, err := w.rdb.BLMove(ctx, list, inFlight, "LEFT", "RIGHT", wait).Result()
+	keys := w.keysFor(list)
+	uuid, err := w.rdb.BLMove(ctx, list, keys.inFlight, "LEFT", "RIGHT", wait).Result()
 	if errors.Is(err, redis.Nil) {
 		return Item{}, false, nil
 	}
 	if err != nil {
 		return Item{}, false, fmt.Errorf("take from %s: %w", list, err)
 	}
-	it := Item{List: list, UUID: uuid, inFlight: inFlight}
+	it := Item{List: list, UUID: uuid, keys: keys}
 	w.holdings.add(it)
 	return it, true, nil
 }
@@ -90,11 +141,11 @@ func (w *Worker) TakeUpTo(ctx context.Context, list string, n int) ([]Item, erro
 	if n <= 0 {
 		return nil, nil
 	}
-	inFlight := InFlightKey(list, w.id)
+	keys := w.keysFor(list)
 	pipe := w.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, n)
 	for i := range cmds {
-		cmds[i] = pipe.LMove(ctx, list, inFlight, "LEFT", "RIGHT")
+		cmds[i] = pipe.LMove(ctx, list, keys.inFlight, "LEFT", "RIGHT")
 	}
 	_, err := pipe.Exec(ctx)
 	var items []Item
@@ -102,7 +153,7 @@ func (w *Worker) TakeUpTo(ctx context.Context, list string, n int) ([]Item, erro
 		// Collect what moved even when a later command failed: those
 		// uuids are in flight now and must be processed or released.
 		if uuid, cerr := c.Result(); cerr == nil {
-			it := Item{List: list, UUID: uuid, inFlight: inFlight}
+			it := Item{List: list, UUID: uuid, keys: keys}
 			w.holdings.add(it)
 			items = append(items, it)
 		}
@@ -115,10 +166,10 @@ func (w *Worker) TakeUpTo(ctx context.Context, list string, n int) ([]Item, erro
 
 // PendingTake is a take queued in a caller's pipeline or transaction.
 type PendingTake struct {
-	cmd      *redis.StringCmd
-	list     string
-	inFlight string
-	w        *Worker
+	cmd  *redis.StringCmd
+	list string
+	keys *listKeys
+	w    *Worker
 }
 
 // QueueTake queues the move of list's next uuid into this worker's
@@ -126,8 +177,12 @@ type PendingTake struct {
 // share one round trip (and, inside a MULTI, one transaction). The keys
 // share the list's hash slot.
 func (w *Worker) QueueTake(pipe redis.Pipeliner, list string) *PendingTake {
-	inFlight := InFlightKey(list, w.id)
-	return &PendingTake{cmd: pipe.LMove(context.Background(), list, inFlight, "LEFT", "RIGHT"), list: list, inFlight: inFlight, w: w}
+	keys := w.keysFor(list)
+	// pipe.LMove(ctx, list, keys.inFlight, "LEFT", "RIGHT"), with the
+	// keys boxed once.
+	cmd := redis.NewStringCmd(context.Background(), "lmove", keys.listArg, keys.inFlightArg, "LEFT", "RIGHT")
+	_ = pipe.Process(context.Background(), cmd)
+	return &PendingTake{cmd: cmd, list: list, keys: keys, w: w}
 }
 
 // Exec runs pipe, in which t is queued, and returns the first error of its
@@ -153,7 +208,7 @@ func (t *PendingTake) Item() (it Item, ok bool) {
 	if err != nil {
 		return Item{}, false
 	}
-	it = Item{List: t.list, UUID: uuid, inFlight: t.inFlight}
+	it = Item{List: t.list, UUID: uuid, keys: t.keys}
 	t.w.holdings.add(it)
 	return it, true
 }
@@ -162,12 +217,17 @@ func (t *PendingTake) Item() (it Item, ok bool) {
 // last in the pipeline that writes the item's results, so that a crash
 // before it leaves the item to be redelivered, never lost.
 func (w *Worker) QueueDone(pipe redis.Pipeliner, it Item) {
-	pipe.LRem(context.Background(), it.inFlight, 1, it.UUID)
+	if it.keys == nil {
+		pipe.LRem(context.Background(), it.inFlightKey(), 1, it.UUID)
+		return
+	}
+	// pipe.LRem, with the key boxed once.
+	_ = pipe.Process(context.Background(), redis.NewIntCmd(context.Background(), "lrem", it.keys.inFlightArg, int64(1), it.UUID))
 }
 
 // Done removes an item from flight on its own.
 func (w *Worker) Done(ctx context.Context, it Item) error {
-	if err := w.rdb.LRem(ctx, it.inFlight, 1, it.UUID).Err(); err != nil {
+	if err := w.rdb.LRem(ctx, it.inFlightKey(), 1, it.UUID).Err(); err != nil {
 		return err
 	}
 	w.Forget(it)
@@ -231,7 +291,7 @@ func IsCluster(rdb redis.UniversalClient) bool {
 // connection dropped after the server may have run it), an item no longer
 // in flight means that round trip was applied and must not be repeated.
 func (w *Worker) StillInFlight(ctx context.Context, it Item) (bool, error) {
-	_, err := w.rdb.LPos(ctx, it.inFlight, it.UUID, redis.LPosArgs{}).Result()
+	_, err := w.rdb.LPos(ctx, it.inFlightKey(), it.UUID, redis.LPosArgs{}).Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}

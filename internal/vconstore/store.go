@@ -26,8 +26,23 @@ import (
 // format of new keys from ("auto", "json" or "string").
 const EnvBodyFormat = "VCON_BODY_FORMAT"
 
+// keyPrefix begins every body's key.
+const keyPrefix = "vcon:"
+
 // Key is the Redis key of a vCon body.
-func Key(uuid string) string { return "vcon:" + uuid }
+func Key(uuid string) string { return keyPrefix + uuid }
+
+// keyArg is the key of uuid's body as a command argument: the one prev
+// was read from (boxed once by QueueGet) when prev is that body, else
+// built and boxed anew. A vCon's read, extension and rewrite name one
+// key; building and boxing it for each command was two allocations
+// apiece.
+func keyArg(uuid string, prev Body) any {
+	if k, ok := prev.key.(string); ok && len(k) == len(keyPrefix)+len(uuid) && k[len(keyPrefix):] == uuid {
+		return prev.key
+	}
+	return Key(uuid)
+}
 
 // Format is how a body is stored.
 type Format int
@@ -121,6 +136,9 @@ type Body struct {
 	// write time. It carries Go's monotonic clock, so the remaining TTL does
 	// not depend on the Redis server's clock agreeing with ours.
 	ReadAt time.Time
+	// key is the key the read named, as its commands' argument (keyArg);
+	// nil when no read named one.
+	key any
 }
 
 // ttlLeft is the TTL the key has now, if it had one when read.
@@ -168,6 +186,7 @@ func keyCmd(ctx context.Context, args ...any) *redis.Cmd {
 // the pipeline has run. MGet leaves pttl nil: it has no rewrite to serve.
 type PendingBody struct {
 	key                string
+	boxed              any // key, as the commands' argument
 	jsonGet, get, pttl *redis.Cmd
 	queuedAt           time.Time
 	// maxBytes > 0: get is a GETRANGE of at most maxBytes+1 bytes.
@@ -185,6 +204,7 @@ func (s *Store) QueueGet(ctx context.Context, pipe redis.Pipeliner, uuid string)
 	boxed := any(key) // one interface value for the three commands, not three
 	p := &PendingBody{
 		key:      key,
+		boxed:    boxed,
 		jsonGet:  keyCmd(ctx, "JSON.GET", boxed),
 		pttl:     keyCmd(ctx, "PTTL", boxed),
 		queuedAt: time.Now(),
@@ -210,7 +230,7 @@ func (s *Store) QueueGet(ctx context.Context, pipe redis.Pipeliner, uuid string)
 // Result decodes the read. A missing key gives ErrNotFound with a Body of
 // FormatNone, which Put and QueuePut accept as "create".
 func (p *PendingBody) Result() (Body, error) {
-	body := Body{PTTL: -1, ReadAt: p.queuedAt}
+	body := Body{PTTL: -1, ReadAt: p.queuedAt, key: p.boxed}
 	missing := false
 	if p.pttl != nil {
 		ms, err := p.pttl.Int64()
@@ -335,7 +355,7 @@ func (s *Store) QueuePut(ctx context.Context, pipe redis.Pipeliner, uuid string,
 	if prev.Format == FormatNone {
 		return s.QueueCreate(ctx, pipe, uuid, data, 0)
 	}
-	key := Key(uuid)
+	key := keyArg(uuid, prev)
 	if prev.Format == FormatString {
 		_ = pipe.Process(ctx, keyCmd(ctx, "SET", key, data, "KEEPTTL"))
 		return nil
@@ -476,7 +496,23 @@ func (s *Store) QueueExpire(ctx context.Context, pipe redis.Pipeliner, uuid stri
 // The command is returned so that a caller can ignore its error: Redis
 // before 7.0 has no GT, and a missed extension must not hold a vCon.
 func (s *Store) QueueExtend(ctx context.Context, pipe redis.Pipeliner, uuid string, ttl time.Duration) redis.Cmder {
-	c := keyCmd(ctx, "PEXPIRE", Key(uuid), max(ttl.Milliseconds(), 1), "GT")
+	return queueExtend(ctx, pipe, Key(uuid), ttl)
+}
+
+// QueueExtendRead is QueueExtend of uuid's body, read as prev: the
+// command names the key the read named, built once.
+func (s *Store) QueueExtendRead(ctx context.Context, pipe redis.Pipeliner, uuid string, prev Body, ttl time.Duration) redis.Cmder {
+	return queueExtend(ctx, pipe, keyArg(uuid, prev), ttl)
+}
+
+// QueueExtend is Store.QueueExtend of the body p reads, e.g. in the same
+// pipeline, naming the key p's commands name.
+func (p *PendingBody) QueueExtend(ctx context.Context, pipe redis.Pipeliner, ttl time.Duration) redis.Cmder {
+	return queueExtend(ctx, pipe, p.boxed, ttl)
+}
+
+func queueExtend(ctx context.Context, pipe redis.Pipeliner, key any, ttl time.Duration) redis.Cmder {
+	c := keyCmd(ctx, "PEXPIRE", key, max(ttl.Milliseconds(), 1), "GT")
 	_ = pipe.Process(ctx, c)
 	return c
 }

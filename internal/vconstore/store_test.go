@@ -3,6 +3,7 @@ package vconstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"reflect"
 	"strings"
@@ -304,4 +305,75 @@ func TestMaxBodyBytes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKeyReuse: the commands that reuse the key a read named
+// (PendingBody.QueueExtend, QueueExtendRead, QueuePut of a body read)
+// send exactly what the ones that build it send, and a body read for
+// another uuid lends none of its key.
+func TestKeyReuse(t *testing.T) {
+	ctx := context.Background()
+	s, client, _ := startStore(t, Options{NewKeyFormat: NewKeyString})
+	args := func(pipe redis.Pipeliner) string {
+		var b strings.Builder
+		for _, c := range pipe.Cmds() {
+			b.WriteString(argText(c.Args()) + ";")
+		}
+		return b.String()
+	}
+	read := func(uuid string, format Format) Body {
+		pipe := client.Pipeline()
+		p := s.QueueGet(ctx, pipe, uuid)
+		// A TTL all but gone: the rewrite's PEXPIRE is 1 ms whenever
+		// it is built, so the two pipelines can be compared.
+		return Body{Format: format, PTTL: time.Nanosecond, ReadAt: time.Now(), key: p.boxed}
+	}
+	for _, tc := range []struct {
+		name       string
+		uuid, read string
+		format     Format
+	}{
+		{"string body read for the uuid", "a", "a", FormatString},
+		{"JSON body read for the uuid", "a", "a", FormatJSON},
+		{"body read for another uuid", "a", "b", FormatString},
+		{"a uuid ending like another", "xa", "a", FormatJSON},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prev := read(tc.read, tc.format)
+			plain := prev
+			plain.key = nil
+			reused, built := client.Pipeline(), client.Pipeline()
+			s.QueueExtendRead(ctx, reused, tc.uuid, prev, time.Hour)
+			s.QueueExtend(ctx, built, tc.uuid, time.Hour)
+			if err := s.QueuePut(ctx, reused, tc.uuid, []byte("{}"), prev); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.QueuePut(ctx, built, tc.uuid, []byte("{}"), plain); err != nil {
+				t.Fatal(err)
+			}
+			if a, b := args(reused), args(built); a != b {
+				t.Fatalf("with the read's key: %s\nbuilt: %s", a, b)
+			}
+		})
+	}
+	pipe := client.Pipeline()
+	p := s.QueueGet(ctx, pipe, "a")
+	p.QueueExtend(ctx, pipe, time.Hour)
+	built := client.Pipeline()
+	s.QueueExtend(ctx, built, "a", time.Hour)
+	if a, b := argText(pipe.Cmds()[3].Args()), argText(built.Cmds()[0].Args()); a != b {
+		t.Fatalf("PendingBody.QueueExtend sends %s, QueueExtend %s", a, b)
+	}
+}
+
+// argText is a command's arguments as sent, []byte as text.
+func argText(args []any) string {
+	parts := make([]string, len(args))
+	for i, a := range args {
+		if b, ok := a.([]byte); ok {
+			a = string(b)
+		}
+		parts[i] = fmt.Sprint(a)
+	}
+	return strings.Join(parts, " ")
 }
