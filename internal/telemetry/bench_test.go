@@ -29,7 +29,8 @@ func (discardExporter) Shutdown(context.Context) error                          
 
 // BenchmarkVConSpans is the tracing a traced worker does per vCon, as the
 // pipeline does it (a consumer span per vCon continuing a producer's
-// context, one span per link, their attributes), through the batcher to
+// context, a link's span and a storage's, their attributes; no trace
+// context record, which is read and written in Redis), through the batcher to
 // an exporter that drops the spans or to the OTLP http/protobuf exporter
 // and a local receiver. cpu-µs/op is the process's CPU per vCon, the
 // receiver's included (it only reads the body).
@@ -53,10 +54,10 @@ func BenchmarkVConSpans(b *testing.B) {
 			parent := trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
 				TraceID: trace.TraceID{0x4b, 0xf9, 1}, SpanID: trace.SpanID{0x00, 0xf0, 2}, TraceFlags: trace.FlagsSampled, Remote: true,
 			}))
-			processOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
-				trace.WithAttributes(attribute.String("vcon.chain", "bench"), attribute.String("vcon.ingress_list", "in"))}
-			linkOpts := []trace.SpanStartOption{trace.WithAttributes(attribute.String("vcon.link", "tag"))}
-			outcome := []attribute.KeyValue{attribute.String("vcon.outcome", "continue")}
+			// As internal/pipeline's spanKit makes them.
+			processOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+			linkEnd := []attribute.KeyValue{attribute.String("vcon.link", "tag"), attribute.String("vcon.outcome", "continue")}
+			storageOpts := []trace.SpanStartOption{trace.WithAttributes(attribute.String("vcon.storage", "copy"))}
 			filtered := []attribute.KeyValue{attribute.Bool("vcon.filtered", false)}
 			uuid := "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 			b.ReportAllocs()
@@ -65,11 +66,13 @@ func BenchmarkVConSpans(b *testing.B) {
 			for range b.N {
 				vctx, span := tr.Start(parent, "vcon.process bench", processOpts...)
 				if span.IsRecording() {
-					span.SetAttributes(attribute.String("vcon.uuid", uuid))
+					span.SetAttributes(attribute.String("vcon.chain", "bench"), attribute.String("vcon.ingress_list", "in"), attribute.String("vcon.uuid", uuid))
 				}
-				_, link := tr.Start(vctx, "link tag", linkOpts...)
-				link.SetAttributes(outcome...)
+				_, link := tr.Start(vctx, "link tag")
+				link.SetAttributes(linkEnd...)
 				link.End()
+				_, st := tr.Start(vctx, "storage copy", storageOpts...)
+				st.End()
 				span.SetAttributes(filtered...)
 				span.End()
 			}
@@ -98,7 +101,8 @@ func (c *marshalClient) UploadTraces(_ context.Context, rss []*tracepb.ResourceS
 }
 
 // BenchmarkExport is the exporter's CPU per span, up to the bytes a client
-// sends, for batches of a worker's spans (a vCon's span and its link's), by
+// sends, for batches of a worker's spans (a vCon's span, its link's and
+// its storage's), by
 // the wire encoding and by conversion into messages.
 func BenchmarkExport(b *testing.B) {
 	ctx := context.Background()
@@ -109,13 +113,15 @@ func BenchmarkExport(b *testing.B) {
 	parent := trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: trace.TraceID{0x4b, 0xf9, 1}, SpanID: trace.SpanID{0x00, 0xf0, 2}, TraceFlags: trace.FlagsSampled, Remote: true,
 	}))
-	for range sdktrace.DefaultMaxExportBatchSize / 2 {
+	for range sdktrace.DefaultMaxExportBatchSize / 3 {
 		vctx, span := tr.Start(parent, "vcon.process bench", trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("vcon.chain", "bench"), attribute.String("vcon.ingress_list", "in")))
 		span.SetAttributes(attribute.String("vcon.uuid", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"))
 		_, link := tr.Start(vctx, "link tag", trace.WithAttributes(attribute.String("vcon.link", "tag")))
 		link.SetAttributes(attribute.String("vcon.outcome", "continue"))
 		link.End()
+		_, st := tr.Start(vctx, "storage copy", trace.WithAttributes(attribute.String("vcon.storage", "copy")))
+		st.End()
 		span.SetAttributes(attribute.Bool("vcon.filtered", false))
 		span.End()
 	}
