@@ -39,10 +39,10 @@ func (p *Processor) startSpan(ctx context.Context, name string, opts []trace.Spa
 // uuid) are set only on a span that records.
 //
 // The vCon's and the links' spans start without attributes and get them
-// in one SetAttributes once recording: the SDK copies a start option's
-// attributes twice (into the start config, then into the span) and grows
-// the span's slice again for each later SetAttributes, three allocations
-// per link span where one does. No sampler the worker can be configured
+// once recording, a link's in one SetAttributes: the SDK copies a start
+// option's attributes twice (into the start config, then into the span)
+// and grows the span's slice again for each later SetAttributes, three
+// allocations per link span where one does. No sampler the worker can be configured
 // with (OTEL_TRACES_SAMPLER) reads attributes, and the attributes the
 // spans end with, in their order, are those they had.
 type spanKit struct {
@@ -51,7 +51,7 @@ type spanKit struct {
 	processOpts []trace.SpanStartOption
 	// processAttrs are the vCon span's first attributes by ingress list:
 	// the chain and the list.
-	processAttrs map[string][2]attribute.KeyValue
+	processAttrs map[string][]attribute.KeyValue
 	chain        string
 	links        map[string]stepSpan
 	storages     map[string]stepSpan
@@ -72,7 +72,7 @@ func newSpanKit(chain Chain) spanKit {
 	k := spanKit{
 		process:      "vcon.process " + chain.Name,
 		processOpts:  []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)},
-		processAttrs: make(map[string][2]attribute.KeyValue, len(chain.Ingress)),
+		processAttrs: make(map[string][]attribute.KeyValue, len(chain.Ingress)),
 		chain:        chain.Name,
 		links:        make(map[string]stepSpan, len(chain.Links)),
 		storages:     make(map[string]stepSpan, len(chain.Storages)),
@@ -102,22 +102,26 @@ func newStorageSpan(name string) stepSpan {
 	return stepSpan{name: "storage " + name, opts: []trace.SpanStartOption{trace.WithAttributes(attribute.String("vcon.storage", name))}}
 }
 
-func processAttributes(chain, list string) [2]attribute.KeyValue {
-	return [2]attribute.KeyValue{attribute.String("vcon.chain", chain), attribute.String("vcon.ingress_list", list)}
+func processAttributes(chain, list string) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("vcon.chain", chain), attribute.String("vcon.ingress_list", list)}
 }
 
 // processStart is the vCon span's start options.
 func (k *spanKit) processStart() []trace.SpanStartOption { return k.processOpts }
 
-// processStarted is the attributes a recording vCon span gets at once:
-// the chain, the ingress list and the uuid, in one slice (one allocation,
-// the SDK's copy another).
-func (k *spanKit) processStarted(list, uuid string) []attribute.KeyValue {
+// setProcessAttributes gives a recording vCon span its first attributes:
+// the chain and the ingress list from the kit's slice, then the uuid.
+// Two calls, not one slice of the three: the SDK's slice then grows
+// from two to four, and the vcon.filtered the span ends with fits,
+// where from three it would grow again to six (448 bytes per vCon
+// rather than 768).
+func (k *spanKit) setProcessAttributes(span trace.Span, list, uuid string) {
 	first, ok := k.processAttrs[list]
 	if !ok {
 		first = processAttributes(k.chain, list)
 	}
-	return []attribute.KeyValue{first[0], first[1], attribute.String("vcon.uuid", uuid)}
+	span.SetAttributes(first...)
+	span.SetAttributes(attribute.String("vcon.uuid", uuid))
 }
 
 // ended is the attributes a link's span ends with, for the link's

@@ -93,7 +93,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	// can be configured with reads attributes.
 	recording := span.IsRecording()
 	if recording {
-		span.SetAttributes(p.spans.processStarted(it.List, it.UUID)...)
+		p.spans.setProcessAttributes(span, it.List, it.UUID)
 	}
 
 	release := p.admit(ctx, it, state)

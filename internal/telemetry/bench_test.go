@@ -56,6 +56,7 @@ func BenchmarkVConSpans(b *testing.B) {
 			}))
 			// As internal/pipeline's spanKit makes them.
 			processOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+			processAttrs := []attribute.KeyValue{attribute.String("vcon.chain", "bench"), attribute.String("vcon.ingress_list", "in")}
 			linkEnd := []attribute.KeyValue{attribute.String("vcon.link", "tag"), attribute.String("vcon.outcome", "continue")}
 			storageOpts := []trace.SpanStartOption{trace.WithAttributes(attribute.String("vcon.storage", "copy"))}
 			filtered := []attribute.KeyValue{attribute.Bool("vcon.filtered", false)}
@@ -66,7 +67,8 @@ func BenchmarkVConSpans(b *testing.B) {
 			for range b.N {
 				vctx, span := tr.Start(parent, "vcon.process bench", processOpts...)
 				if span.IsRecording() {
-					span.SetAttributes(attribute.String("vcon.chain", "bench"), attribute.String("vcon.ingress_list", "in"), attribute.String("vcon.uuid", uuid))
+					span.SetAttributes(processAttrs...)
+					span.SetAttributes(attribute.String("vcon.uuid", uuid))
 				}
 				_, link := tr.Start(vctx, "link tag")
 				link.SetAttributes(linkEnd...)
