@@ -122,11 +122,15 @@ func testExportMatchesOTLPTrace(t *testing.T, messages bool) {
 	s.SetStatus(codes.Ok, "")
 	s.End()
 	cut()
-	// Batch 2: fewer spans, fewer attributes, other kinds.
+	// Batch 2: fewer spans, fewer attributes, other kinds, a resource
+	// without attributes and a scope of only a name.
 	for _, kind := range []trace.SpanKind{trace.SpanKindClient, trace.SpanKindProducer} {
 		_, s := tpA.Tracer("x").Start(ctx, "small", trace.WithSpanKind(kind))
 		s.End()
 	}
+	tpEmpty := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(resource.Empty()))
+	_, s = tpEmpty.Tracer("bare").Start(ctx, "bare")
+	s.End()
 	cut()
 	// Batch 3: more spans than ever, composite values where scalars were.
 	for i := range 6 {
