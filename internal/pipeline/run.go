@@ -349,7 +349,7 @@ func (p *Processor) runLink(ctx context.Context, step Step, v *vcon.VCon) (links
 		outcome = OutcomeForward
 	}
 	if span.IsRecording() {
-		span.SetAttributes(p.spans.outcome(outcome)...)
+		span.SetAttributes(ss.ended(outcome)...)
 	}
 	ls.outcomes[outcome].get().Inc()
 	return res, err

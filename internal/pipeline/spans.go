@@ -37,74 +37,100 @@ func (p *Processor) startSpan(ctx context.Context, name string, opts []trace.Spa
 // outcome sets. Built per vCon, each was an allocation a traced worker
 // paid per link and storage of every vCon; the attributes that vary (the
 // uuid) are set only on a span that records.
+//
+// The vCon's and the links' spans start without attributes and get them
+// once recording, a link's in one SetAttributes: the SDK copies a start
+// option's attributes twice (into the start config, then into the span)
+// and grows the span's slice again for each later SetAttributes, three
+// allocations per link span where one does. No sampler the worker can be configured
+// with (OTEL_TRACES_SAMPLER) reads attributes, and the attributes the
+// spans end with, in their order, are those they had.
 type spanKit struct {
 	process string
-	// processOpts are the vCon span's start options by ingress list: a
-	// consumer span with the chain and the list.
-	processOpts map[string][]trace.SpanStartOption
-	chain       string
-	links       map[string]stepSpan
-	storages    map[string]stepSpan
-	// outcomes are a link span's vcon.outcome attribute, by outcome.
-	outcomes map[string][]attribute.KeyValue
+	// processOpts are the vCon span's start options: a consumer span.
+	processOpts []trace.SpanStartOption
+	// processAttrs are the vCon span's first attributes by ingress list:
+	// the chain and the list.
+	processAttrs map[string][]attribute.KeyValue
+	chain        string
+	links        map[string]stepSpan
+	storages     map[string]stepSpan
 	// filtered are the vCon span's vcon.filtered attribute, by value.
 	filtered [2][]attribute.KeyValue
 }
 
-// stepSpan is one link's or storage's span name and start options.
+// stepSpan is one link's or storage's span name and start options; a
+// link's also its attributes by outcome (vcon.link, then vcon.outcome).
 type stepSpan struct {
 	name string
 	opts []trace.SpanStartOption
+	attr attribute.KeyValue // a link's vcon.link
+	ends map[string][]attribute.KeyValue
 }
 
 func newSpanKit(chain Chain) spanKit {
 	k := spanKit{
-		process:     "vcon.process " + chain.Name,
-		processOpts: make(map[string][]trace.SpanStartOption, len(chain.Ingress)),
-		chain:       chain.Name,
-		links:       make(map[string]stepSpan, len(chain.Links)),
-		storages:    make(map[string]stepSpan, len(chain.Storages)),
-		outcomes:    make(map[string][]attribute.KeyValue, len(linkOutcomes)),
-		filtered:    [2][]attribute.KeyValue{{attribute.Bool("vcon.filtered", false)}, {attribute.Bool("vcon.filtered", true)}},
+		process:      "vcon.process " + chain.Name,
+		processOpts:  []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)},
+		processAttrs: make(map[string][]attribute.KeyValue, len(chain.Ingress)),
+		chain:        chain.Name,
+		links:        make(map[string]stepSpan, len(chain.Links)),
+		storages:     make(map[string]stepSpan, len(chain.Storages)),
+		filtered:     [2][]attribute.KeyValue{{attribute.Bool("vcon.filtered", false)}, {attribute.Bool("vcon.filtered", true)}},
 	}
 	for _, l := range chain.Ingress {
-		k.processOpts[l] = processOptions(chain.Name, l)
-	}
-	for _, o := range linkOutcomes {
-		k.outcomes[o] = []attribute.KeyValue{attribute.String("vcon.outcome", o)}
+		k.processAttrs[l] = processAttributes(chain.Name, l)
 	}
 	for _, l := range chain.Links {
-		k.links[l.Name] = newStepSpan("link ", "vcon.link", l.Name)
+		k.links[l.Name] = newLinkSpan(l.Name)
 	}
 	for _, s := range chain.Storages {
-		k.storages[s.Name] = newStepSpan("storage ", "vcon.storage", s.Name)
+		k.storages[s.Name] = newStorageSpan(s.Name)
 	}
 	return k
 }
 
-func newStepSpan(prefix, key, name string) stepSpan {
-	return stepSpan{name: prefix + name, opts: []trace.SpanStartOption{trace.WithAttributes(attribute.String(key, name))}}
-}
-
-func processOptions(chain, list string) []trace.SpanStartOption {
-	return []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("vcon.chain", chain), attribute.String("vcon.ingress_list", list))}
-}
-
-// processStart is the vCon span's start options for a vCon of list.
-func (k *spanKit) processStart(list string) []trace.SpanStartOption {
-	if opts, ok := k.processOpts[list]; ok {
-		return opts
+func newLinkSpan(name string) stepSpan {
+	s := stepSpan{name: "link " + name, attr: attribute.String("vcon.link", name), ends: make(map[string][]attribute.KeyValue, len(linkOutcomes))}
+	for _, o := range linkOutcomes {
+		s.ends[o] = []attribute.KeyValue{s.attr, attribute.String("vcon.outcome", o)}
 	}
-	return processOptions(k.chain, list)
+	return s
 }
 
-// outcome is the attribute a link span ends with.
-func (k *spanKit) outcome(o string) []attribute.KeyValue {
-	if kv, ok := k.outcomes[o]; ok {
+func newStorageSpan(name string) stepSpan {
+	return stepSpan{name: "storage " + name, opts: []trace.SpanStartOption{trace.WithAttributes(attribute.String("vcon.storage", name))}}
+}
+
+func processAttributes(chain, list string) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("vcon.chain", chain), attribute.String("vcon.ingress_list", list)}
+}
+
+// processStart is the vCon span's start options.
+func (k *spanKit) processStart() []trace.SpanStartOption { return k.processOpts }
+
+// setProcessAttributes gives a recording vCon span its first attributes:
+// the chain and the ingress list from the kit's slice, then the uuid.
+// Two calls, not one slice of the three: the SDK's slice then grows
+// from two to four, and the vcon.filtered the span ends with fits,
+// where from three it would grow again to six (448 bytes per vCon
+// rather than 768).
+func (k *spanKit) setProcessAttributes(span trace.Span, list, uuid string) {
+	first, ok := k.processAttrs[list]
+	if !ok {
+		first = processAttributes(k.chain, list)
+	}
+	span.SetAttributes(first...)
+	span.SetAttributes(attribute.String("vcon.uuid", uuid))
+}
+
+// ended is the attributes a link's span ends with, for the link's
+// outcome.
+func (s stepSpan) ended(outcome string) []attribute.KeyValue {
+	if kv, ok := s.ends[outcome]; ok {
 		return kv
 	}
-	return []attribute.KeyValue{attribute.String("vcon.outcome", o)}
+	return []attribute.KeyValue{s.attr, attribute.String("vcon.outcome", outcome)}
 }
 
 // wasFiltered is the vCon span's vcon.filtered attribute.
@@ -121,7 +147,7 @@ func (k *spanKit) link(name string) stepSpan {
 	if s, ok := k.links[name]; ok {
 		return s
 	}
-	return newStepSpan("link ", "vcon.link", name)
+	return newLinkSpan(name)
 }
 
 // storage is link's counterpart for storages.
@@ -129,5 +155,5 @@ func (k *spanKit) storage(name string) stepSpan {
 	if s, ok := k.storages[name]; ok {
 		return s
 	}
-	return newStepSpan("storage ", "vcon.storage", name)
+	return newStorageSpan(name)
 }

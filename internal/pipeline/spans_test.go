@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -13,7 +14,8 @@ import (
 
 // The span names and attributes made once per processor (spanKit) are the
 // ones each vCon's spans carry, for every vCon, not only the first; those
-// set only on a recording span (the uuid, the outcome) are there too.
+// set only on a recording span (the uuid, the outcome) are there too, each
+// span's in the order it always had them.
 func TestSpanAttributes(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
@@ -43,8 +45,24 @@ func TestSpanAttributes(t *testing.T) {
 		"storage copy":      {"vcon.storage": "copy"},
 		"storage files":     {"vcon.storage": "files"},
 	}
+	// The keys in the order a span ends with them, as the SDK exports
+	// them: what the worker's spans carried when their attributes were
+	// start options and later SetAttributes.
+	wantKeys := map[string][]attribute.Key{
+		"vcon.process main": {"vcon.chain", "vcon.ingress_list", "vcon.uuid", "vcon.filtered"},
+		"link tag":          {"vcon.link", "vcon.outcome"},
+		"storage copy":      {"vcon.storage"},
+		"storage files":     {"vcon.storage"},
+	}
 	seen := map[string]int{}
 	for _, s := range rec.Ended() {
+		var keys []attribute.Key
+		for _, kv := range s.Attributes() {
+			keys = append(keys, kv.Key)
+		}
+		if !slices.Equal(keys, wantKeys[s.Name()]) {
+			t.Errorf("span %q has the attributes %v, want %v in that order", s.Name(), keys, wantKeys[s.Name()])
+		}
 		attrs, ok := want[s.Name()]
 		if !ok {
 			t.Errorf("unexpected span %q", s.Name())

@@ -87,13 +87,13 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	if tcRaw != "" {
 		ctx = queue.ContextWithRecord(ctx, tcRaw)
 	}
-	ctx, span := p.startSpan(ctx, p.spans.process, p.spans.processStart(it.List))
+	ctx, span := p.startSpan(ctx, p.spans.process, p.spans.processStart())
 	defer span.End()
 	// Set after the start, and only when recorded: no sampler the worker
 	// can be configured with reads attributes.
 	recording := span.IsRecording()
 	if recording {
-		span.SetAttributes(attribute.String("vcon.uuid", it.UUID))
+		p.spans.setProcessAttributes(span, it.List, it.UUID)
 	}
 
 	isolated := p.admit(ctx, it, state)

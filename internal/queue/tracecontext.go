@@ -65,6 +65,9 @@ func RecordFrom(ctx context.Context) (string, bool) {
 // wrote it) as the remote parent, parsed once; a record that does not
 // parse leaves ctx unchanged, as ParseTraceContext then ContextWithRemote.
 func ContextWithRecord(ctx context.Context, record string) context.Context {
+	if sc, ok := spanContextOfRecord(record); ok {
+		return trace.ContextWithRemoteSpanContext(ctx, sc)
+	}
 	tc, ok := parseRecord(record)
 	if !ok {
 		if tc, ok = parseRecordJSON(record); !ok {
@@ -170,6 +173,73 @@ func parseRecord(s string) (tc TraceContext, ok bool) {
 		return TraceContext{}, false
 	}
 	return tc, true
+}
+
+// spanContextOfRecord reads the span context of a record as the worker
+// and conserver write it (JSON's form, lower-case hex ids, flags of at
+// most three digits), straight from the fixed offsets of its parts into
+// the ids: a traced worker reads one per vCon, and going through
+// parseRecord's cuts and the hex ids' strings cost it several times more.
+// ok is false for any other record, and for ids that trace.TraceIDFromHex
+// or SpanIDFromHex refuse (all zeros), which ContextWithRecord then reads
+// the slow way, to the same result.
+func spanContextOfRecord(s string) (sc trace.SpanContext, ok bool) {
+	const (
+		tidAt   = len(recordTraceID)
+		sidAt   = tidAt + 32 + len(recordSpanID)
+		flagsAt = sidAt + 16 + len(recordFlags)
+	)
+	if len(s) < flagsAt+1+len(recordSampled)+len("true}") ||
+		s[:tidAt] != recordTraceID || s[tidAt+32:tidAt+32+len(recordSpanID)] != recordSpanID || s[sidAt+16:flagsAt] != recordFlags {
+		return trace.SpanContext{}, false
+	}
+	var cfg trace.SpanContextConfig
+	if !lowerHex(cfg.TraceID[:], s[tidAt:tidAt+32]) || !lowerHex(cfg.SpanID[:], s[sidAt:sidAt+16]) || !cfg.TraceID.IsValid() || !cfg.SpanID.IsValid() {
+		return trace.SpanContext{}, false
+	}
+	flags, n := 0, 0
+	for ; n < 3 && flagsAt+n < len(s) && '0' <= s[flagsAt+n] && s[flagsAt+n] <= '9'; n++ {
+		flags = 10*flags + int(s[flagsAt+n]-'0')
+	}
+	if n == 0 || (n > 1 && s[flagsAt] == '0') {
+		return trace.SpanContext{}, false
+	}
+	cfg.TraceFlags = trace.TraceFlags(byte(flags)) //nolint:gosec // truncated as spanContext truncates
+	rest, ok := strings.CutPrefix(s[flagsAt+n:], recordSampled)
+	switch {
+	case !ok:
+		return trace.SpanContext{}, false
+	case rest == "true}":
+		cfg.TraceFlags = cfg.TraceFlags.WithSampled(true)
+	case rest != "false}":
+		return trace.SpanContext{}, false
+	}
+	cfg.Remote = true
+	return trace.NewSpanContext(cfg), true
+}
+
+// lowerHex decodes src, lower-case hex digits only (as trace.TraceIDFromHex
+// accepts them), into dst, len(src)/2 bytes; false for any other byte.
+func lowerHex(dst []byte, src string) bool {
+	for i := range dst {
+		hi, ok1 := lowerHexDigit(src[2*i])
+		lo, ok2 := lowerHexDigit(src[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func lowerHexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // ParseTraceContext decodes a record, checking the ids.

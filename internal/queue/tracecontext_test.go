@@ -76,7 +76,23 @@ func FuzzTraceContextRecord(f *testing.F) {
 		}
 		checkRecordParse(t, string(want))
 		checkRecordParse(t, record)
+		checkContextWithRecord(t, string(want))
+		checkContextWithRecord(t, record)
 	})
+}
+
+// checkContextWithRecord: ContextWithRecord gives the span context that
+// ParseTraceContext then ContextWithRemote give, or none where they
+// refuse the record.
+func checkContextWithRecord(t *testing.T, rec string) {
+	t.Helper()
+	want := context.Background()
+	if tc, err := ParseTraceContext(rec); err == nil {
+		want = tc.ContextWithRemote(want)
+	}
+	if got := trace.SpanContextFromContext(ContextWithRecord(context.Background(), rec)); !got.Equal(trace.SpanContextFromContext(want)) {
+		t.Fatalf("ContextWithRecord(%s) = %v, want %v", rec, got, trace.SpanContextFromContext(want))
+	}
 }
 
 // checkRecordParse: where the fast parse accepts a record, encoding/json
@@ -114,6 +130,22 @@ var traceRecordSamples = []string{
 	`{"span_id":"y","trace_id":"x","trace_flags":1,"is_sampled":true}`,
 	`{"trace_id":"x\u0041","span_id":"y","trace_flags":1,"is_sampled":true}`,
 	`{"trace_id":"","span_id":"","trace_flags":,"is_sampled":true}`,
+	// The worker's own form, at its edges: ids refused (upper case, all
+	// zeros, a non-hex digit), flags the int-to-byte truncation wraps or
+	// of more digits than the fast read takes.
+	`{"trace_id":"4BF92F3577B34DA6A3CE929D0E0E4736","span_id":"00f067aa0ba902b7","trace_flags":1,"is_sampled":true}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00F067AA0BA902B7","trace_flags":1,"is_sampled":true}`,
+	`{"trace_id":"00000000000000000000000000000000","span_id":"00f067aa0ba902b7","trace_flags":1,"is_sampled":true}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"0000000000000000","trace_flags":1,"is_sampled":true}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e473g","span_id":"00f067aa0ba902b7","trace_flags":1,"is_sampled":true}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":257,"is_sampled":false}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":999,"is_sampled":true}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":1000,"is_sampled":true}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":00,"is_sampled":true}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":2,"is_sampled":true }`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":2,"is_sampled":false`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e47361","span_id":"00f067aa0ba902b7","trace_flags":1,"is_sampled":true}`,
+	`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":`,
 }
 
 // RecordFrom and ContextWithRecord are the traced worker's path for every
@@ -155,12 +187,16 @@ func TestTraceRecordPath(t *testing.T) {
 		t.Error("RecordFrom without a span must report false")
 	}
 	for _, rec := range append(slices.Clone(traceRecordSamples), `{"span_id":"00f067aa0ba902b7","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","is_sampled":true}`, "not json") {
-		want := context.Background()
-		if tc, err := ParseTraceContext(rec); err == nil {
-			want = tc.ContextWithRemote(want)
-		}
-		if got := trace.SpanContextFromContext(ContextWithRecord(context.Background(), rec)); !got.Equal(trace.SpanContextFromContext(want)) {
-			t.Errorf("ContextWithRecord(%s) = %v, want %v", rec, got, trace.SpanContextFromContext(want))
-		}
+		t.Run(rec, func(t *testing.T) { checkContextWithRecord(t, rec) })
+	}
+}
+
+// BenchmarkContextWithRecord is the traced worker's read of a producer's
+// record, once per vCon.
+func BenchmarkContextWithRecord(b *testing.B) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	for range b.N {
+		_ = ContextWithRecord(ctx, traceRecordSamples[0])
 	}
 }

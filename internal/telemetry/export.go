@@ -20,23 +20,38 @@ import (
 
 // otlpExporter is otlptrace.Exporter (the OTLP exporter autoexport makes,
 // on the same http/protobuf or gRPC client) with a cheaper conversion of
-// spans to their protobuf messages. otlptrace converts each batch into new
-// messages: a span, its ids, its status and three objects per attribute,
-// about forty allocations per traced vCon, plus two map lookups per span
-// keyed by its resource and scope. The client is done with the messages
-// once UploadTraces returns (it marshals them, or sends them, before), so
-// this exporter reuses them from one batch to the next: exports run one
-// at a time, and a batch of spans like the last one allocates nothing but
-// the request. What it produces is what otlptrace produces
-// (TestExportMatchesOTLPTrace compares them).
+// spans for the client. otlptrace converts each batch into new messages
+// (a span, its ids, its status and three objects per attribute, about
+// forty allocations per traced vCon), which the client then marshals.
+// This exporter encodes the batch into protobuf's wire format itself and
+// hands the client messages that carry those bytes (wire.go); only when
+// the client reads the messages (its experimental observability counts
+// their spans) does it convert into messages, reused from one batch to the
+// next: the client is done with them once UploadTraces returns (it
+// marshals them, or sends them, before), and exports run one at a time.
+// What it sends is what otlptrace sends (TestExportMatchesOTLPTrace and
+// TestWireMatchesOTLPTrace compare them).
 type otlpExporter struct {
 	client otlptrace.Client
 
-	mu        sync.Mutex // one export at a time: the messages are reused
+	// messages is set when the client reads the messages it is given:
+	// the batches are converted into messages, not encoded.
+	messages bool
+
+	mu        sync.Mutex // one export at a time: the messages and buffers are reused
 	stopped   bool
 	spans     []*spanMessage
 	resources map[attribute.Distinct]*resourcepb.Resource
 	scopes    map[instrumentation.Scope]*commonpb.InstrumentationScope
+
+	// The wire encoding's reused state: the batch's groups, its bytes, a
+	// ScopeSpans' and a span's, and the resources and scopes encoded once.
+	groups       []wireGroup
+	buf          []byte
+	scopeSpans   []byte
+	span         []byte
+	rawResources map[attribute.Distinct][]byte
+	rawScopes    map[instrumentation.Scope][]byte
 }
 
 // spanMessage is one reusable span message with the storage its fields
@@ -66,9 +81,12 @@ func newOTLPExporter(ctx context.Context, client otlptrace.Client) (*otlpExporte
 		return nil, err
 	}
 	return &otlpExporter{
-		client:    client,
-		resources: map[attribute.Distinct]*resourcepb.Resource{},
-		scopes:    map[instrumentation.Scope]*commonpb.InstrumentationScope{},
+		client:       client,
+		messages:     clientReadsMessages(),
+		resources:    map[attribute.Distinct]*resourcepb.Resource{},
+		scopes:       map[instrumentation.Scope]*commonpb.InstrumentationScope{},
+		rawResources: map[attribute.Distinct][]byte{},
+		rawScopes:    map[instrumentation.Scope][]byte{},
 	}, nil
 }
 
@@ -76,7 +94,12 @@ func newOTLPExporter(ctx context.Context, client otlptrace.Client) (*otlpExporte
 func (e *otlpExporter) ExportSpans(ctx context.Context, ss []sdktrace.ReadOnlySpan) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	rss := e.transform(ss)
+	var rss []*tracepb.ResourceSpans
+	if e.messages {
+		rss = e.transform(ss)
+	} else {
+		rss = e.encode(ss)
+	}
 	if len(rss) == 0 {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -33,11 +34,23 @@ func (c *captureClient) Start(context.Context) error { c.started++; return nil }
 func (c *captureClient) Stop(context.Context) error  { c.stopped++; return nil }
 func (c *captureClient) UploadTraces(_ context.Context, rss []*tracepb.ResourceSpans) error {
 	// Sorted by resource so that two conversions compare: otlptrace
-	// orders resources as its map iterates.
+	// orders resources as its map iterates. A resource is read from the
+	// message as a receiver decodes it: the wire encoding's messages hold
+	// only unknown fields.
+	resources := map[*tracepb.ResourceSpans]string{}
+	for _, rs := range rss {
+		b, err := proto.Marshal(rs)
+		if err != nil {
+			return err
+		}
+		var decoded tracepb.ResourceSpans
+		if err := proto.Unmarshal(b, &decoded); err != nil {
+			return err
+		}
+		resources[rs] = prototext.Format(decoded.GetResource())
+	}
 	rss = slices.Clone(rss)
-	slices.SortFunc(rss, func(a, b *tracepb.ResourceSpans) int {
-		return strings.Compare(prototext.Format(a.GetResource()), prototext.Format(b.GetResource()))
-	})
+	slices.SortFunc(rss, func(a, b *tracepb.ResourceSpans) int { return strings.Compare(resources[a], resources[b]) })
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&tracepb.TracesData{ResourceSpans: rss})
 	if err != nil {
 		return err
@@ -49,11 +62,22 @@ func (c *captureClient) UploadTraces(_ context.Context, rss []*tracepb.ResourceS
 }
 
 // TestExportMatchesOTLPTrace: otlpExporter sends what otlptrace's exporter
-// sends for the same spans, batch after batch as it reuses its messages:
-// spans of every kind and status, with and without a (remote) parent,
-// attributes of every type, events, links, trace state, two resources and
-// scopes, and batches that shrink and grow.
+// sends for the same spans, batch after batch as it reuses its messages
+// and buffers: spans of every kind and status, with and without a (remote)
+// parent, attributes of every type, events, links, trace state, two
+// resources and scopes, and batches that shrink and grow. The wire
+// encoding's bytes are proto.Marshal's of otlptrace's messages, byte for
+// byte; the messages (when the client reads them) decode the same.
 func TestExportMatchesOTLPTrace(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		messages bool
+	}{{"wire", false}, {"messages", true}} {
+		t.Run(tc.name, func(t *testing.T) { testExportMatchesOTLPTrace(t, tc.messages) })
+	}
+}
+
+func testExportMatchesOTLPTrace(t *testing.T, messages bool) {
 	ctx := context.Background()
 	rec := tracetest.NewSpanRecorder()
 	resA := resource.NewSchemaless(attribute.String("service.name", "a"))
@@ -68,6 +92,8 @@ func TestExportMatchesOTLPTrace(t *testing.T) {
 	remoteWithState := remote.WithTraceState(ts)
 	all := []attribute.KeyValue{
 		attribute.String("s", "v"), attribute.Bool("b", true), attribute.Int64("i", -7), attribute.Float64("f", 1.5),
+		attribute.String("empty", ""), attribute.Bool("false", false), attribute.Int64("zero", 0), attribute.Float64("fzero", 0),
+		attribute.Int64("big", 1<<40), {Key: "", Value: attribute.StringValue("no key")},
 		attribute.StringSlice("ss", []string{"x", "y"}), attribute.BoolSlice("bs", []bool{true, false}),
 		attribute.Int64Slice("is", []int64{1, 2}), attribute.Float64Slice("fs", []float64{0.5}),
 	}
@@ -96,11 +122,15 @@ func TestExportMatchesOTLPTrace(t *testing.T) {
 	s.SetStatus(codes.Ok, "")
 	s.End()
 	cut()
-	// Batch 2: fewer spans, fewer attributes, other kinds.
+	// Batch 2: fewer spans, fewer attributes, other kinds, a resource
+	// without attributes and a scope of only a name.
 	for _, kind := range []trace.SpanKind{trace.SpanKindClient, trace.SpanKindProducer} {
 		_, s := tpA.Tracer("x").Start(ctx, "small", trace.WithSpanKind(kind))
 		s.End()
 	}
+	tpEmpty := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(resource.Empty()))
+	_, s = tpEmpty.Tracer("bare").Start(ctx, "bare")
+	s.End()
 	cut()
 	// Batch 3: more spans than ever, composite values where scalars were.
 	for i := range 6 {
@@ -116,6 +146,7 @@ func TestExportMatchesOTLPTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exp.messages = messages
 	for i, b := range batches {
 		if err := ref.ExportSpans(ctx, b); err != nil {
 			t.Fatal(err)
@@ -129,6 +160,8 @@ func TestExportMatchesOTLPTrace(t *testing.T) {
 		}
 		if !proto.Equal(&want, &got) {
 			t.Errorf("batch %d differs:\notlptrace: %s\nours:      %s", i+1, prototext.Format(&want), prototext.Format(&got))
+		} else if !messages && !bytes.Equal(theirs.uploads[i], ours.uploads[i]) {
+			t.Errorf("batch %d decodes the same, but its bytes are not proto.Marshal's:\notlptrace: %x\nours:      %x", i+1, theirs.uploads[i], ours.uploads[i])
 		}
 	}
 	if err := exp.ExportSpans(ctx, nil); err != nil || len(ours.uploads) != len(batches) {
