@@ -225,8 +225,8 @@ func (d *decoder) string() (string, error) {
 func (d *decoder) stringOf(raw []byte) string {
 	text := raw[1 : len(raw)-1]
 	if bytes.IndexByte(text, '\\') < 0 && utf8.Valid(text) {
-		if s, ok := commonString(text); ok {
-			return s
+		if e := commonEntryOf(text); e != nil {
+			return e.s
 		}
 		if len(text) >= minShared && d.within(text) {
 			return unsafe.String(unsafe.SliceData(text), len(text))
@@ -282,55 +282,36 @@ var maxCommon = func() int {
 	return n
 }()
 
+// commonEntry is one of common's strings, and the same boxed as a value:
+// a value decoded from it does not allocate its box.
+type commonEntry struct {
+	s     string
+	boxed any
+}
+
 // commonByShape is common indexed by length and first byte: looking a
 // name up there compares it with the one or two strings of its shape
 // instead of hashing it, which every short string of a document costs.
-var commonByShape = func() [][128][]string {
-	t := make([][128][]string, maxCommon+1)
+var commonByShape = func() [][128][]commonEntry {
+	t := make([][128][]commonEntry, maxCommon+1)
 	for s := range common {
-		t[len(s)][s[0]&0x7f] = append(t[len(s)][s[0]&0x7f], s)
+		t[len(s)][s[0]&0x7f] = append(t[len(s)][s[0]&0x7f], commonEntry{s: s, boxed: s})
 	}
 	return t
 }()
 
-// commonBoxed is common's strings as values (interfaces), by the same
-// shape: a value decoded from one of them does not allocate its box.
-var commonBoxed = func() [][128][]any {
-	t := make([][128][]any, maxCommon+1)
-	for _, byFirst := range commonByShape {
-		for _, strs := range byFirst {
-			for _, s := range strs {
-				t[len(s)][s[0]&0x7f] = append(t[len(s)][s[0]&0x7f], any(s))
-			}
-		}
-	}
-	return t
-}()
-
-// commonValue is commonString boxed.
-func commonValue(text []byte) (any, bool) {
+// commonEntryOf is common's entry equal to text, or nil.
+func commonEntryOf(text []byte) *commonEntry {
 	if len(text) == 0 || len(text) > maxCommon || text[0] >= utf8.RuneSelf {
-		return nil, false
+		return nil
 	}
-	for i, s := range commonByShape[len(text)][text[0]] {
-		if string(text) == s {
-			return commonBoxed[len(text)][text[0]][i], true
+	entries := commonByShape[len(text)][text[0]]
+	for i := range entries {
+		if string(text) == entries[i].s {
+			return &entries[i]
 		}
 	}
-	return nil, false
-}
-
-// commonString is common's string equal to text, if there is one.
-func commonString(text []byte) (string, bool) {
-	if len(text) == 0 || len(text) > maxCommon || text[0] >= utf8.RuneSelf {
-		return "", false
-	}
-	for _, s := range commonByShape[len(text)][text[0]] {
-		if string(text) == s {
-			return s, true
-		}
-	}
-	return "", false
+	return nil
 }
 
 // appendJSON appends x encoded as encoding/json encodes it with HTML

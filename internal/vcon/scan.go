@@ -112,17 +112,13 @@ func (d *fastDecoder) value(policy lazyPolicy) (any, bool) {
 }
 
 func (d *fastDecoder) object(policy lazyPolicy) (any, bool) {
-	if !d.enter() {
+	var formed bool // the decoded value's form is not asked
+	empty, ok := d.open('}', -1, &formed)
+	if !ok {
 		return nil, false
 	}
-	d.i++ // {
 	m := make(map[string]any)
-	if d.space(); d.peek() == '}' {
-		d.i++
-		d.leave()
-		return m, true
-	}
-	for {
+	for more := !empty; more; {
 		if d.peek() != '"' {
 			return nil, false
 		}
@@ -140,53 +136,78 @@ func (d *fastDecoder) object(policy lazyPolicy) (any, bool) {
 			return nil, false
 		}
 		m[name] = v // a later duplicate wins, as in encoding/json
-		d.space()
-		switch d.peek() {
-		case ',':
-			d.i++
-			d.space()
-		case '}':
-			d.i++
-			d.leave()
-			return m, true
-		default:
+		if more, ok = d.next('}', &formed); !ok {
 			return nil, false
 		}
 	}
+	return m, true
 }
 
 func (d *fastDecoder) array(policy lazyPolicy) (any, bool) {
-	if !d.enter() {
+	var formed bool // the decoded value's form is not asked
+	empty, ok := d.open(']', -1, &formed)
+	if !ok {
 		return nil, false
 	}
-	d.i++ // [
 	// Non-nil, as encoding/json decodes [] into an empty slice; room
 	// for the few items most arrays of a vCon have (parties, dialog,
 	// a dialog's parties) in one allocation rather than one per growth.
 	s := make([]any, 0, 4)
-	if d.space(); d.peek() == ']' {
-		d.i++
-		d.leave()
-		return s, true
-	}
-	for {
+	for more := !empty; more; {
 		v, ok := d.member(policy, "")
 		if !ok {
 			return nil, false
 		}
 		s = append(s, v)
-		d.space()
-		switch d.peek() {
-		case ',':
-			d.i++
-			d.space()
-		case ']':
-			d.i++
-			d.leave()
-			return s, true
-		default:
+		if more, ok = d.next(']', &formed); !ok {
 			return nil, false
 		}
+	}
+	return s, true
+}
+
+// open reads the opening byte of an object or array, and the closing
+// one too when it is empty. level is its depth below a raw candidate
+// (-1 outside one); white space, or a level deeper than canonical
+// follows, clears *canon.
+func (d *fastDecoder) open(closing byte, level int, canon *bool) (empty, ok bool) {
+	if !d.enter() {
+		return false, false
+	}
+	if level == maxCanonicalDepth {
+		*canon = false
+	}
+	d.i++
+	d.blank(canon)
+	if d.peek() == closing {
+		d.i++
+		d.leave()
+		return true, true
+	}
+	return false, true
+}
+
+// next reads what follows a member or an item: a comma (more follow) or
+// the closing byte (the object or array ends).
+func (d *fastDecoder) next(closing byte, canon *bool) (more, ok bool) {
+	d.blank(canon)
+	switch d.peek() {
+	case ',':
+		d.i++
+		d.blank(canon)
+		return true, true
+	case closing:
+		d.i++
+		d.leave()
+		return false, true
+	}
+	return false, false
+}
+
+// blank skips white space, which is not the encoder's form.
+func (d *fastDecoder) blank(canon *bool) {
+	if d.space() {
+		*canon = false
 	}
 }
 
@@ -198,23 +219,18 @@ func (d *fastDecoder) member(policy lazyPolicy, name string) (any, bool) {
 	below, mayBeRaw := policy.child(name)
 	c := d.peek()
 	if mayBeRaw && c == '"' {
-		start := d.i
-		end, flags, ok := scanString(d.data, start+1)
+		quoted, flags, ok := d.quoted()
 		if !ok {
 			return nil, false
 		}
-		quoted := d.data[start : end+1]
 		if len(quoted)-2 >= minRawText && flags&strNotCanonical == 0 {
-			d.i = end + 1
 			d.raws++
 			if d.shared {
 				return rawText(quoted[:len(quoted):len(quoted)]), true
 			}
 			return rawText(bytes.Clone(quoted)), true
 		}
-		s, ok := d.stringOf(quoted, flags)
-		d.i = end + 1
-		return s, ok
+		return d.stringOf(quoted, flags)
 	}
 	if !mayBeRaw || c != '{' && c != '[' {
 		return d.value(below)
@@ -248,23 +264,9 @@ func (d *fastDecoder) member(policy lazyPolicy, name string) (any, bool) {
 func (d *fastDecoder) skip(level int, canon *bool) bool {
 	switch c := d.peek(); c {
 	case '{':
-		if !d.enter() {
-			return false
-		}
-		if level == maxCanonicalDepth {
-			*canon = false
-		}
-		d.i++
-		if d.space() {
-			*canon = false
-		}
-		if d.peek() == '}' {
-			d.i++
-			d.leave()
-			return true
-		}
+		empty, ok := d.open('}', level, canon)
 		prevStart, prevEnd := 0, 0
-		for {
+		for more := ok && !empty; more; {
 			if d.peek() != '"' {
 				return false
 			}
@@ -283,83 +285,36 @@ func (d *fastDecoder) skip(level int, canon *bool) bool {
 			}
 			prevStart, prevEnd = start, end
 			d.i = end + 1
-			if d.space() {
-				*canon = false
-			}
-			if d.peek() != ':' {
+			if d.blank(canon); d.peek() != ':' {
 				return false
 			}
 			d.i++
-			if d.space() {
-				*canon = false
-			}
+			d.blank(canon)
 			if !d.skip(level+1, canon) {
 				return false
 			}
-			if d.space() {
-				*canon = false
-			}
-			switch d.peek() {
-			case ',':
-				d.i++
-				if d.space() {
-					*canon = false
-				}
-			case '}':
-				d.i++
-				d.leave()
-				return true
-			default:
+			if more, ok = d.next('}', canon); !ok {
 				return false
 			}
 		}
+		return ok
 	case '[':
-		if !d.enter() {
-			return false
-		}
-		if level == maxCanonicalDepth {
-			*canon = false
-		}
-		d.i++
-		if d.space() {
-			*canon = false
-		}
-		if d.peek() == ']' {
-			d.i++
-			d.leave()
-			return true
-		}
-		for {
+		empty, ok := d.open(']', level, canon)
+		for more := ok && !empty; more; {
 			if !d.skip(level+1, canon) {
 				return false
 			}
-			if d.space() {
-				*canon = false
-			}
-			switch d.peek() {
-			case ',':
-				d.i++
-				if d.space() {
-					*canon = false
-				}
-			case ']':
-				d.i++
-				d.leave()
-				return true
-			default:
+			if more, ok = d.next(']', canon); !ok {
 				return false
 			}
 		}
+		return ok
 	case '"':
-		end, flags, ok := scanString(d.data, d.i+1)
-		if !ok {
-			return false
-		}
+		_, flags, ok := d.quoted()
 		if flags&strNotCanonical != 0 {
 			*canon = false
 		}
-		d.i = end + 1
-		return true
+		return ok
 	case 't':
 		return d.literal("true")
 	case 'f':
@@ -426,32 +381,40 @@ func digits(b []byte, i int) int {
 	return i
 }
 
-// string decodes the string at the read position.
-func (d *fastDecoder) string() (string, bool) {
+// quoted reads the string literal at the read position, as scanString
+// checks it.
+func (d *fastDecoder) quoted() (quoted []byte, flags uint8, ok bool) {
 	start := d.i
 	end, flags, ok := scanString(d.data, start+1)
 	if !ok {
-		return "", false
+		return nil, 0, false
 	}
 	d.i = end + 1
-	return d.stringOf(d.data[start:end+1], flags)
+	return d.data[start : end+1], flags, true
+}
+
+// string decodes the string at the read position.
+func (d *fastDecoder) string() (string, bool) {
+	quoted, flags, ok := d.quoted()
+	if !ok {
+		return "", false
+	}
+	return d.stringOf(quoted, flags)
 }
 
 // stringValue is string as a value: a common one is boxed once, not
 // per document.
 func (d *fastDecoder) stringValue() (any, bool) {
-	start := d.i
-	end, flags, ok := scanString(d.data, start+1)
+	quoted, flags, ok := d.quoted()
 	if !ok {
 		return nil, false
 	}
-	d.i = end + 1
 	if flags == 0 {
-		if x, ok := commonValue(d.data[start+1 : end]); ok {
-			return x, true
+		if e := commonEntryOf(quoted[1 : len(quoted)-1]); e != nil {
+			return e.boxed, true
 		}
 	}
-	return d.stringOf(d.data[start:end+1], flags)
+	return d.stringOf(quoted, flags)
 }
 
 // digitNumbers are the one-digit numbers, boxed.
@@ -472,8 +435,8 @@ func (d *fastDecoder) stringOf(quoted []byte, flags uint8) (string, bool) {
 	case flags&strInvalidUTF8 != 0:
 		return "", false
 	case flags&strEscaped == 0:
-		if s, ok := commonString(text); ok {
-			return s, true
+		if e := commonEntryOf(text); e != nil {
+			return e.s, true
 		}
 		if d.shared && len(text) >= minShared {
 			return unsafe.String(unsafe.SliceData(text), len(text)), true

@@ -116,17 +116,17 @@ func TestFastDecodeTakesDocuments(t *testing.T) {
 	}
 }
 
-// TestCommonString: the shape table finds every string of common and
-// nothing else.
-func TestCommonString(t *testing.T) {
+// TestCommonEntryOf: the shape table finds every string of common,
+// boxed as itself, and nothing else.
+func TestCommonEntryOf(t *testing.T) {
 	for s := range common {
-		if got, ok := commonString([]byte(s)); !ok || got != s {
-			t.Errorf("commonString(%q) = %q, %v", s, got, ok)
+		if e := commonEntryOf([]byte(s)); e == nil || e.s != s || e.boxed != any(s) {
+			t.Errorf("commonEntryOf(%q) = %+v", s, e)
 		}
 	}
 	for _, s := range []string{"", "x", "typ", "types", "Type", "é", "\xff", strings.Repeat("a", maxCommon+1), "recordin", "recordinh"} {
-		if got, ok := commonString([]byte(s)); ok {
-			t.Errorf("commonString(%q) = %q, want none", s, got)
+		if e := commonEntryOf([]byte(s)); e != nil {
+			t.Errorf("commonEntryOf(%q) = %q, want none", s, e.s)
 		}
 	}
 }
