@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -187,5 +188,81 @@ func TestKeyCount(t *testing.T) {
 	args := []any{"PEXPIRE", "vcon:u", int64(1000), "GT"}
 	if n := testing.AllocsPerRun(100, func() { keyCount(args) }); n != 0 {
 		t.Errorf("keyCount of an upper-case command allocates %v times", n)
+	}
+}
+
+// argvHook records the arguments of every command the client sends.
+type argvHook struct{ sent [][]any }
+
+func (h *argvHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *argvHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.sent = append(h.sent, slices.Clone(cmd.Args()))
+		return next(ctx, cmd)
+	}
+}
+func (h *argvHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestExecCheckedSendsRepeatedArgumentsOnce: an outcome with a Redis
+// storage carries the document twice (body and copy), and every script
+// argument costs redis-server a Lua string of its size. A large argument
+// equal to an earlier one, the same slice or equal bytes of another, is
+// sent once and still written everywhere; small ones and different ones
+// are sent as they are.
+func TestExecCheckedSendsRepeatedArgumentsOnce(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	rdb := srv.Client()
+	hook := &argvHook{}
+	rdb.AddHook(hook)
+	ctx := context.Background()
+	doc := []byte(strings.Repeat("d", sameArgMin))
+	other := []byte(strings.Repeat("o", sameArgMin))
+	short := strings.Repeat("s", sameArgMin-1)
+	cases := []struct {
+		name string
+		vals map[string]any // key -> value SET, in key order
+		sent int            // large arguments sent
+	}{
+		{"same slice twice", map[string]any{"a": doc, "b": doc}, 1},
+		{"equal bytes, string and slice", map[string]any{"a": doc, "b": string(doc), "c": slices.Clone(doc)}, 1},
+		{"different values", map[string]any{"a": doc, "b": other}, 2},
+		{"two pairs", map[string]any{"a": doc, "b": other, "c": doc, "d": other}, 2},
+		{"below the size", map[string]any{"a": short, "b": short}, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rdb.FlushAll(ctx)
+			// Twice: the first run may be the EVAL fallback (NOSCRIPT).
+			for range 2 {
+				hook.sent = nil
+				pipe := rdb.Pipeline()
+				for _, k := range slices.Sorted(maps.Keys(c.vals)) {
+					pipe.Set(ctx, k, c.vals[k], 0)
+				}
+				pipe.RPush(ctx, "out", "u")
+				if err := ExecChecked(ctx, rdb, pipe); err != nil {
+					t.Fatal(err)
+				}
+				for k, v := range c.vals {
+					if got := rdb.Get(ctx, k).Val(); got != string(argBytes(v)) {
+						t.Fatalf("%s holds %d bytes %.8q..., want %d bytes %.8q...", k, len(got), got, len(argBytes(v)), argBytes(v))
+					}
+				}
+				if len(hook.sent) < 1 {
+					t.Fatal("no command sent")
+				}
+				large := 0
+				for _, a := range hook.sent[0] {
+					if b := argBytes(a); len(b) >= sameArgMin && !strings.HasPrefix(string(b), "local ") {
+						large++
+					}
+				}
+				if large != c.sent {
+					t.Fatalf("%d large arguments sent, want %d", large, c.sent)
+				}
+			}
+		})
 	}
 }
