@@ -83,7 +83,7 @@ func envInt(key string, def int) int {
 // fast path's (fastspan.go).
 type queuedSpan struct {
 	sdk  sdktrace.ReadOnlySpan
-	fast *fastSpan
+	fast *spanRecord
 }
 
 // queuedExporter exports a batch of the queue's entries.
@@ -123,6 +123,9 @@ func (b *batcher) enqueue(s queuedSpan) {
 	b.mu.Lock()
 	if b.stopped || len(b.queue) >= b.opts.maxQueue {
 		b.mu.Unlock()
+		if s.fast != nil {
+			releaseRecord(s.fast) // dropped: nothing refers to it
+		}
 		return
 	}
 	b.queue = append(b.queue, s)

@@ -115,7 +115,15 @@ func (e *otlpExporter) exportQueued(ctx context.Context, ss []queuedSpan) error 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.messages {
-		return e.upload(ctx, e.encode(ss))
+		rss := e.encode(ss)
+		// Encoded, the fast path's records are referred to by nothing
+		// but the batcher's slice, which is cleared, never read again.
+		for _, s := range ss {
+			if s.fast != nil {
+				releaseRecord(s.fast)
+			}
+		}
+		return e.upload(ctx, rss)
 	}
 	e.plain = e.plain[:0]
 	for _, s := range ss {

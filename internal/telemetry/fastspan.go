@@ -27,8 +27,8 @@ import (
 // span object, its attributes' slice grown call by call, a snapshot of it
 // all at End, each made for three spans per vCon. The fast path records
 // a span of what a worker's spans do (a kind, a few scalar attributes, a
-// status, a name) in one object that is also what the batcher queues and
-// the exporter encodes (appendFastSpan).
+// status, a name) in a record, reused, that the batcher queues and the
+// exporter encodes (appendFastSpan).
 //
 // It is exact by construction rather than by imitation: a span that does
 // anything else (an event, an error recorded, a link, an attribute that
@@ -182,7 +182,8 @@ func (t *fastTracer) Start(ctx context.Context, name string, opts ...trace.SpanS
 		scc.TraceID = newTraceID()
 	}
 	scc.SpanID = newSpanID()
-	s := &fastSpan{
+	r := spanRecords.Get().(*spanRecord)
+	*r = spanRecord{
 		tracer: t,
 		sc:     trace.NewSpanContext(scc),
 		parent: psc,
@@ -190,10 +191,11 @@ func (t *fastTracer) Start(ctx context.Context, name string, opts ...trace.SpanS
 		name:   name,
 		start:  config.Timestamp(),
 	}
-	if s.start.IsZero() {
-		s.start = time.Now()
+	if r.start.IsZero() {
+		r.start = time.Now()
 	}
-	s.nattrs = copy(s.attrs[:], config.Attributes())
+	r.nattrs = copy(r.attrs[:], config.Attributes())
+	s := &fastSpan{tracer: t, sc: r.sc, rec: r}
 	return trace.ContextWithSpan(ctx, s), s
 }
 
@@ -217,20 +219,31 @@ func fastAttributes(n int, attrs []attribute.KeyValue) bool {
 	return true
 }
 
-// fastSpan is a span on the fast path, until it becomes the SDK's (sdk
-// set); ended, the batcher queues it as it is, and it changes no more.
+// fastSpan is a span on the fast path: while it records, what it
+// records is rec; ended, rec is queued for export and the span lets go of
+// it; become the SDK's span, sdk is that span. The span is what its user
+// holds, for as long as they like; the record, the bulk, is reused once
+// exported (spanRecords), so that a traced worker allocates a few dozen
+// bytes per span rather than the record's several hundred.
 type fastSpan struct {
 	embedded.Span
 
 	tracer *fastTracer
 	sc     trace.SpanContext
+
+	mu  sync.Mutex
+	rec *spanRecord
+	sdk trace.Span
+}
+
+// spanRecord is what a fast span records, as the batcher queues it and
+// the exporter encodes it (appendFastSpan).
+type spanRecord struct {
+	tracer *fastTracer
+	sc     trace.SpanContext
 	parent trace.SpanContext
 	kind   trace.SpanKind
 	start  time.Time
-
-	mu     sync.Mutex
-	sdk    trace.Span
-	ended  bool
 	end    time.Time
 	name   string
 	status sdktrace.Status
@@ -241,24 +254,35 @@ type fastSpan struct {
 	nattrs int
 }
 
-// becomeSDK starts the SDK's span this span is so far (s.mu held): its
-// ids (idGenerator), parent, kind, start time, name, attributes set in
-// one call (what the fast path set, the SDK would have appended as they
-// came: under its limit, nothing to dedupe until the snapshot) and
-// status (the SDK's result of any sequence of SetStatus is the one
-// SetStatus of its code and description).
+// spanRecords are records exported (or given up by a span become the
+// SDK's), for spans to come.
+var spanRecords = sync.Pool{New: func() any { return new(spanRecord) }}
+
+// releaseRecord returns a record no one refers to any more to the pool.
+func releaseRecord(r *spanRecord) {
+	*r = spanRecord{}
+	spanRecords.Put(r)
+}
+
+// becomeSDK starts the SDK's span this span is so far (s.mu held, s.rec
+// set): its ids (idGenerator), parent, kind, start time, name,
+// attributes set in one call (what the fast path set, the SDK would have
+// appended as they came: under its limit, nothing to dedupe until the
+// snapshot) and status (the SDK's result of any sequence of SetStatus is
+// the one SetStatus of its code and description).
 func (s *fastSpan) becomeSDK() {
-	ctx := context.WithValue(trace.ContextWithSpanContext(context.Background(), s.parent), presetIDsKey{}, s.sc)
-	opts := []trace.SpanStartOption{trace.WithSpanKind(s.kind), trace.WithTimestamp(s.start)}
-	if s.nattrs > 0 {
-		opts = append(opts, trace.WithAttributes(s.attrs[:s.nattrs]...))
+	r := s.rec
+	ctx := context.WithValue(trace.ContextWithSpanContext(context.Background(), r.parent), presetIDsKey{}, r.sc)
+	opts := []trace.SpanStartOption{trace.WithSpanKind(r.kind), trace.WithTimestamp(r.start)}
+	if r.nattrs > 0 {
+		opts = append(opts, trace.WithAttributes(r.attrs[:r.nattrs]...))
 	}
-	_, s.sdk = s.tracer.sdk.Start(ctx, s.name, opts...)
-	if s.status.Code != codes.Unset {
-		s.sdk.SetStatus(s.status.Code, s.status.Description)
+	_, s.sdk = s.tracer.sdk.Start(ctx, r.name, opts...)
+	if r.status.Code != codes.Unset {
+		s.sdk.SetStatus(r.status.Code, r.status.Description)
 	}
-	clear(s.attrs[:s.nattrs])
-	s.nattrs = 0
+	s.rec = nil
+	releaseRecord(r)
 }
 
 // sdkSpan is the SDK's span this one has become, made so if it is still
@@ -266,7 +290,7 @@ func (s *fastSpan) becomeSDK() {
 func (s *fastSpan) sdkSpan() trace.Span {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sdk == nil && !s.ended {
+	if s.rec != nil {
 		s.becomeSDK()
 	}
 	return s.sdk
@@ -276,12 +300,12 @@ func (s *fastSpan) SpanContext() trace.SpanContext { return s.sc }
 
 func (s *fastSpan) IsRecording() bool {
 	s.mu.Lock()
-	sdk, ended := s.sdk, s.ended
+	sdk, recording := s.sdk, s.rec != nil
 	s.mu.Unlock()
 	if sdk != nil {
 		return sdk.IsRecording()
 	}
-	return !ended
+	return recording
 }
 
 // SetStatus as the SDK's: a code lower than the span's is ignored (Ok is
@@ -294,12 +318,13 @@ func (s *fastSpan) SetStatus(code codes.Code, description string) {
 		return
 	}
 	defer s.mu.Unlock()
-	if s.ended || s.status.Code > code {
+	r := s.rec
+	if r == nil || r.status.Code > code {
 		return
 	}
-	s.status = sdktrace.Status{Code: code}
+	r.status = sdktrace.Status{Code: code}
 	if code == codes.Error {
-		s.status.Description = description
+		r.status.Description = description
 	}
 }
 
@@ -308,13 +333,9 @@ func (s *fastSpan) SetAttributes(attrs ...attribute.KeyValue) {
 		return
 	}
 	s.mu.Lock()
-	if s.sdk == nil {
-		if s.ended {
-			s.mu.Unlock()
-			return
-		}
-		if fastAttributes(s.nattrs, attrs) {
-			s.nattrs += copy(s.attrs[s.nattrs:], attrs)
+	if r := s.rec; r != nil {
+		if fastAttributes(r.nattrs, attrs) {
+			r.nattrs += copy(r.attrs[r.nattrs:], attrs)
 			s.mu.Unlock()
 			return
 		}
@@ -322,7 +343,9 @@ func (s *fastSpan) SetAttributes(attrs ...attribute.KeyValue) {
 	}
 	sdk := s.sdk
 	s.mu.Unlock()
-	sdk.SetAttributes(attrs...)
+	if sdk != nil {
+		sdk.SetAttributes(attrs...)
+	}
 }
 
 func (s *fastSpan) SetName(name string) {
@@ -333,8 +356,8 @@ func (s *fastSpan) SetName(name string) {
 		return
 	}
 	defer s.mu.Unlock()
-	if !s.ended {
-		s.name = name
+	if s.rec != nil {
+		s.rec.name = name
 	}
 }
 
@@ -362,38 +385,34 @@ func (s *fastSpan) AddLink(link trace.Link) {
 func (s *fastSpan) TracerProvider() trace.TracerProvider { return s.tracer.provider }
 
 // End ends the span as the SDK's does, the end time monotonic from the
-// start unless given, then queues it. Ending while panicking (End
+// start unless given, then queues its record. Ending while panicking (End
 // deferred), the SDK records the panic as an exception event; a span
 // that does becomes the SDK's first. recover works only called by End
 // itself, End being the deferred call, so End records the event, as the
 // SDK's End would have, and panics again.
 func (s *fastSpan) End(options ...trace.SpanEndOption) {
-	et := s.start.Add(time.Since(s.start))
 	s.mu.Lock()
-	if s.ended {
-		s.mu.Unlock()
-		return
-	}
-	sdk := s.sdk
-	if sdk == nil {
+	if r := s.rec; r != nil {
+		et := r.start.Add(time.Since(r.start))
 		if recovered := recover(); recovered != nil {
 			s.becomeSDK()
-			sdk = s.sdk
+			sdk := s.sdk
 			s.mu.Unlock()
 			endPanicking(sdk, recovered, options) // panics again
 		}
-		s.end = et
+		r.end = et
 		config := trace.NewSpanEndConfig(options...)
 		if ts := config.Timestamp(); !ts.IsZero() {
-			s.end = ts
+			r.end = ts
 		}
-		s.ended = true
+		s.rec = nil
 		s.mu.Unlock()
-		s.tracer.provider.batcher.enqueue(queuedSpan{fast: s})
+		s.tracer.provider.batcher.enqueue(queuedSpan{fast: r})
 		return
 	}
+	sdk := s.sdk
 	s.mu.Unlock()
-	if !sdk.IsRecording() {
+	if sdk == nil || !sdk.IsRecording() {
 		return
 	}
 	if recovered := recover(); recovered != nil {
@@ -438,7 +457,7 @@ func recordStackTrace() string {
 // does the SDK's snapshot of the same span: its attributes deduplicated
 // as the snapshot does (a key's first place, its last value), none
 // dropped, no events or links.
-func appendFastSpan(b []byte, s *fastSpan) []byte {
+func appendFastSpan(b []byte, s *spanRecord) []byte {
 	tid, sid := s.sc.TraceID(), s.sc.SpanID()
 	b = protowire.AppendTag(b, fieldSpanTraceID, protowire.BytesType)
 	b = protowire.AppendBytes(b, tid[:])

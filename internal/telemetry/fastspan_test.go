@@ -537,3 +537,58 @@ func TestFastPathFlushAndShutdownExportEverything(t *testing.T) {
 		t.Errorf("second shutdown: %v", err)
 	}
 }
+
+// A span's record is reused once exported: the span ended keeps its
+// span context and changes nothing, neither its own export nor the span
+// now recording into its record.
+func TestFastSpanEndedLetsGoOfItsRecord(t *testing.T) {
+	ctx := context.Background()
+	rcv := &receiver{}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	exp, err := newOTLPExporter(ctx, otlptracehttp.NewClient(otlptracehttp.WithEndpointURL(srv.URL+"/v1/traces")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, shutdown := newTracerProvider(resource.NewSchemaless(), exp, batchOptionsFromEnv(), true, false)
+	fp := tp.(*fastProvider)
+	tr := tp.Tracer(scopeName)
+	_, old := tr.Start(remoteSampled, "old")
+	oldSC := old.SpanContext()
+	old.End()
+	if err := fp.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, cur := tr.Start(remoteSampled, "current")
+	old.SetAttributes(attribute.String("stale", "x"))
+	old.SetStatus(codes.Error, "stale")
+	old.SetName("stale")
+	old.End()
+	if old.IsRecording() || !old.SpanContext().Equal(oldSC) {
+		t.Errorf("ended span: recording %v, span context %v, want false, %v", old.IsRecording(), old.SpanContext(), oldSC)
+	}
+	if !cur.IsRecording() {
+		t.Error("the current span stopped recording")
+	}
+	cur.End()
+	if err := shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	reqs, _ := rcv.take()
+	for _, req := range reqs {
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					names = append(names, s.Name)
+					if len(s.Attributes) != 0 || s.Status.GetCode() != 0 {
+						t.Errorf("span %q exported with %v, status %v", s.Name, s.Attributes, s.Status)
+					}
+				}
+			}
+		}
+	}
+	if strings.Join(names, ",") != "old,current" {
+		t.Errorf("exported %v, want old, current", names)
+	}
+}
