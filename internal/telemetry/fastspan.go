@@ -50,16 +50,22 @@ const fastAttributeCap = 6
 // SDK does under the environment: its sampler decides by the parent's
 // flags alone as the SDK's default (parentbased_always_on) or always_on
 // does, and attributes are neither truncated nor limited below what a
-// fast span holds (OTEL_SPAN_ATTRIBUTE_* unset). The SDK's own
-// observability (OTEL_GO_X_OBSERVABILITY) counts spans the fast path
-// would not show it, so it keeps the SDK too; so does an exporter that is
-// not ours, which could not read the fast spans.
+// fast span holds (OTEL_SPAN_ATTRIBUTE_* and OTEL_ATTRIBUTE_* unset).
+// The SDK's own observability (OTEL_GO_X_OBSERVABILITY) counts spans the
+// fast path would not show it, so it keeps the SDK too; so does an
+// exporter that is not ours, which could not read the fast spans.
 func fastPathConfigured(exporter sdktrace.SpanExporter) (alwaysOn, ok bool) {
 	e, ours := exporter.(*otlpExporter)
 	if !ours || e.messages {
 		return false, false
 	}
-	for _, key := range []string{"OTEL_GO_X_OBSERVABILITY", "OTEL_GO_X_SELF_OBSERVABILITY", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"} {
+	// The attribute limits as sdktrace reads them: the span's, else the
+	// general ones.
+	for _, key := range []string{
+		"OTEL_GO_X_OBSERVABILITY", "OTEL_GO_X_SELF_OBSERVABILITY",
+		"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+		"OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+	} {
 		if os.Getenv(key) != "" {
 			return false, false
 		}

@@ -392,6 +392,10 @@ func TestFastPathExportsWhatTheSDKExports(t *testing.T) {
 		for _, sc := range spanScenarios {
 			t.Run(sampler+"/"+sc.name, func(t *testing.T) {
 				t.Setenv("OTEL_TRACES_SAMPLER", sampler)
+				// The configuration the fast path is chosen in.
+				for _, k := range []string{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_GO_X_OBSERVABILITY", "OTEL_GO_X_SELF_OBSERVABILITY"} {
+					t.Setenv(k, "")
+				}
 				want, wantNotes := exportScenario(t, sc, false, false)
 				got, gotNotes := exportScenario(t, sc, true, sampler == "always_on")
 				if !proto.Equal(want, got) {
@@ -446,12 +450,14 @@ func TestSetupChoosesTheFastPathOnlyWhereExact(t *testing.T) {
 		{map[string]string{"OTEL_TRACES_SAMPLER": "unknown"}, false},
 		{map[string]string{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "200"}, false},
 		{map[string]string{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "10"}, false},
+		{map[string]string{"OTEL_ATTRIBUTE_COUNT_LIMIT": "3"}, false},
+		{map[string]string{"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "10"}, false},
 		{map[string]string{"OTEL_GO_X_OBSERVABILITY": "true"}, false},
 		{map[string]string{"OTEL_GO_X_SELF_OBSERVABILITY": "true"}, false},
 		{map[string]string{"OTEL_TRACES_EXPORTER": "console"}, false},
 	} {
 		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
-			for _, k := range []string{"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_GO_X_OBSERVABILITY", "OTEL_GO_X_SELF_OBSERVABILITY"} {
+			for _, k := range []string{"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_GO_X_OBSERVABILITY", "OTEL_GO_X_SELF_OBSERVABILITY"} {
 				t.Setenv(k, tc.env[k])
 			}
 			env := map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": srv.URL + "/v1/traces", "OTEL_METRICS_EXPORTER": "none"}
