@@ -25,9 +25,15 @@ type batcher struct {
 	exporter sdktrace.SpanExporter
 	opts     batchOptions
 
+	// queued is set when the exporter takes the queue's entries as they
+	// are (our OTLP exporter): the fast path's spans are only exported
+	// through it.
+	queued queuedExporter
+	plain  []sdktrace.ReadOnlySpan // a batch for any other exporter, reused
+
 	mu      sync.Mutex
-	queue   []sdktrace.ReadOnlySpan
-	spare   []sdktrace.ReadOnlySpan // the last exported batch's slice, cleared
+	queue   []queuedSpan
+	spare   []queuedSpan // the last exported batch's slice, cleared
 	stopped bool
 
 	kick     chan struct{}      // a batch is full (capacity 1: a wake is never lost)
@@ -73,30 +79,53 @@ func envInt(key string, def int) int {
 	return def
 }
 
+// queuedSpan is an ended span in the batcher's queue: the SDK's, or the
+// fast path's (fastspan.go).
+type queuedSpan struct {
+	sdk  sdktrace.ReadOnlySpan
+	fast *spanRecord
+}
+
+// queuedExporter exports a batch of the queue's entries.
+type queuedExporter interface {
+	exportQueued(ctx context.Context, spans []queuedSpan) error
+}
+
 func newBatcher(exporter sdktrace.SpanExporter, opts batchOptions) *batcher {
 	b := &batcher{
 		exporter: exporter,
 		opts:     opts,
-		queue:    make([]sdktrace.ReadOnlySpan, 0, opts.maxBatch),
+		queue:    make([]queuedSpan, 0, opts.maxBatch),
 		kick:     make(chan struct{}, 1),
 		flushes:  make(chan chan struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	b.queued, _ = exporter.(queuedExporter)
 	go b.run()
 	return b
 }
 
 func (b *batcher) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
 
-// OnEnd queues a sampled span, or drops it when the queue is full.
+// OnEnd queues a sampled span of the SDK, or drops it when the queue is
+// full.
 func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 	if !s.SpanContext().IsSampled() {
 		return
 	}
+	b.enqueue(queuedSpan{sdk: s})
+}
+
+// enqueue queues an ended sampled span, or drops it when the queue is
+// full.
+func (b *batcher) enqueue(s queuedSpan) {
 	b.mu.Lock()
 	if b.stopped || len(b.queue) >= b.opts.maxQueue {
 		b.mu.Unlock()
+		if s.fast != nil {
+			releaseRecord(s.fast) // dropped: nothing refers to it
+		}
 		return
 	}
 	b.queue = append(b.queue, s)
@@ -160,14 +189,29 @@ func (b *batcher) exportQueued(all bool) {
 	b.mu.Unlock()
 }
 
-func (b *batcher) export(spans []sdktrace.ReadOnlySpan) {
+func (b *batcher) export(spans []queuedSpan) {
 	ctx := context.Background()
 	if b.opts.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, b.opts.timeout, errors.New("processor export timeout"))
 		defer cancel()
 	}
-	if err := b.exporter.ExportSpans(ctx, spans); err != nil {
+	var err error
+	if b.queued != nil {
+		err = b.queued.exportQueued(ctx, spans)
+	} else {
+		// Only the SDK's spans reach another exporter: the fast path is
+		// chosen only with ours.
+		b.plain = b.plain[:0]
+		for _, s := range spans {
+			if s.sdk != nil {
+				b.plain = append(b.plain, s.sdk)
+			}
+		}
+		err = b.exporter.ExportSpans(ctx, b.plain)
+		clear(b.plain)
+	}
+	if err != nil {
 		otel.Handle(err)
 	}
 }

@@ -35,11 +35,11 @@ func (discardExporter) Shutdown(context.Context) error                          
 // and a local receiver. cpu-µs/op is the process's CPU per vCon, the
 // receiver's included (it only reads the body).
 func BenchmarkVConSpans(b *testing.B) {
-	for _, export := range []string{"discard", "otlp"} {
+	for _, export := range []string{"discard", "otlp", "fast"} {
 		b.Run(export, func(b *testing.B) {
 			ctx := context.Background()
 			var exp sdktrace.SpanExporter = discardExporter{}
-			if export == "otlp" {
+			if export != "discard" {
 				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
 				defer srv.Close()
 				var err error
@@ -49,7 +49,8 @@ func BenchmarkVConSpans(b *testing.B) {
 				}
 			}
 			res, _ := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.name", "bench")))
-			tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(newBatcher(exp, batchOptionsFromEnv())))
+			// fast: the OTLP exporter on the fast path.
+			tp, shutdown := newTracerProvider(res, exp, batchOptionsFromEnv(), export == "fast", false)
 			tr := tp.Tracer("github.com/vcon-operator/vcon-operator/internal/pipeline")
 			parent := trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
 				TraceID: trace.TraceID{0x4b, 0xf9, 1}, SpanID: trace.SpanID{0x00, 0xf0, 2}, TraceFlags: trace.FlagsSampled, Remote: true,
@@ -78,7 +79,7 @@ func BenchmarkVConSpans(b *testing.B) {
 				span.SetAttributes(filtered...)
 				span.End()
 			}
-			if err := tp.Shutdown(ctx); err != nil {
+			if err := shutdown(ctx); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()

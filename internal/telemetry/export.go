@@ -47,6 +47,8 @@ type otlpExporter struct {
 	// The wire encoding's reused state: the batch's groups, its bytes, a
 	// ScopeSpans' and a span's, and the resources and scopes encoded once.
 	groups       []wireGroup
+	wrapped      []queuedSpan // ExportSpans' batch as the encoder takes it
+	plain        []sdktrace.ReadOnlySpan
 	buf          []byte
 	scopeSpans   []byte
 	span         []byte
@@ -90,16 +92,51 @@ func newOTLPExporter(ctx context.Context, client otlptrace.Client) (*otlpExporte
 	}, nil
 }
 
-// ExportSpans sends a batch.
+// ExportSpans sends a batch of the SDK's spans.
 func (e *otlpExporter) ExportSpans(ctx context.Context, ss []sdktrace.ReadOnlySpan) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var rss []*tracepb.ResourceSpans
 	if e.messages {
-		rss = e.transform(ss)
-	} else {
-		rss = e.encode(ss)
+		return e.upload(ctx, e.transform(ss))
 	}
+	e.wrapped = e.wrapped[:0]
+	for _, sd := range ss {
+		e.wrapped = append(e.wrapped, queuedSpan{sdk: sd})
+	}
+	err := e.upload(ctx, e.encode(e.wrapped))
+	clear(e.wrapped)
+	return err
+}
+
+// exportQueued sends a batch of the batcher's queue, the SDK's spans and
+// the fast path's. The fast path is chosen only when the batches are
+// encoded (Setup): converting into messages takes only the SDK's.
+func (e *otlpExporter) exportQueued(ctx context.Context, ss []queuedSpan) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.messages {
+		rss := e.encode(ss)
+		// Encoded, the fast path's records are referred to by nothing
+		// but the batcher's slice, which is cleared, never read again.
+		for _, s := range ss {
+			if s.fast != nil {
+				releaseRecord(s.fast)
+			}
+		}
+		return e.upload(ctx, rss)
+	}
+	e.plain = e.plain[:0]
+	for _, s := range ss {
+		if s.sdk != nil {
+			e.plain = append(e.plain, s.sdk)
+		}
+	}
+	err := e.upload(ctx, e.transform(e.plain))
+	clear(e.plain)
+	return err
+}
+
+func (e *otlpExporter) upload(ctx context.Context, rss []*tracepb.ResourceSpans) error {
 	if len(rss) == 0 {
 		return nil
 	}

@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Setup installs the global tracer and meter providers. serviceName is used
@@ -56,9 +57,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	// continues the producer's trace.
 	shutdownTraces := func(context.Context) error { return nil }
 	if spanExporter != nil && !autoexport.IsNoneSpanExporter(spanExporter) {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(newBatcher(spanExporter, batchOptionsFromEnv())))
-		otel.SetTracerProvider(tp)
-		shutdownTraces = tp.Shutdown
+		shutdownTraces = setTracerProvider(res, spanExporter)
 	}
 
 	metricsEndpointSet := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") != ""
@@ -83,6 +82,31 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	return func(ctx context.Context) error {
 		return errors.Join(shutdownTraces(ctx), mp.Shutdown(ctx))
 	}, nil
+}
+
+// setTracerProvider installs the global tracer provider exporting
+// through spanExporter and returns its shutdown: on the fast path
+// (fastspan.go) where that records spans exactly as the SDK would.
+func setTracerProvider(res *resource.Resource, spanExporter sdktrace.SpanExporter) func(context.Context) error {
+	alwaysOn, fast := fastPathConfigured(spanExporter)
+	tp, shutdown := newTracerProvider(res, spanExporter, batchOptionsFromEnv(), fast, alwaysOn)
+	otel.SetTracerProvider(tp)
+	return shutdown
+}
+
+// newTracerProvider is the SDK's tracer provider exporting through
+// spanExporter, or with fast set the fast path's on the SDK's (alwaysOn
+// for OTEL_TRACES_SAMPLER=always_on).
+func newTracerProvider(res *resource.Resource, spanExporter sdktrace.SpanExporter, opts batchOptions, fast, alwaysOn bool) (trace.TracerProvider, func(context.Context) error) {
+	b := newBatcher(spanExporter, opts)
+	if !fast {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(b))
+		return tp, tp.Shutdown
+	}
+	// The SDK's spans take the ids a fast span that becomes one had.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(b), sdktrace.WithIDGenerator(idGenerator{}))
+	fp := newFastProvider(tp, b, alwaysOn)
+	return fp, fp.Shutdown
 }
 
 // newSpanExporter is the exporter OTEL_TRACES_EXPORTER and the OTLP

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -85,21 +86,29 @@ type wireGroup struct {
 	res   *resource.Resource
 	rkey  attribute.Distinct
 	scope instrumentation.Scope
-	spans []sdktrace.ReadOnlySpan
+	spans []queuedSpan
 }
 
 // encode returns the batch as ResourceSpans messages whose content is
 // their unknown fields, grouped as otlptrace groups the spans (by
 // resource, then by scope, each in the order it first appears). The bytes
 // live in the exporter's buffers, valid until the next batch.
-func (e *otlpExporter) encode(ss []sdktrace.ReadOnlySpan) []*tracepb.ResourceSpans {
+func (e *otlpExporter) encode(ss []queuedSpan) []*tracepb.ResourceSpans {
 	groups := e.groups[:0]
 	for _, sd := range ss {
-		if sd == nil {
+		var (
+			res   *resource.Resource
+			scope instrumentation.Scope
+		)
+		switch {
+		case sd.fast != nil:
+			res, scope = sd.fast.tracer.resource, sd.fast.tracer.scope
+		case sd.sdk != nil:
+			res, scope = sd.sdk.Resource(), sd.sdk.InstrumentationScope()
+		default:
 			continue
 		}
-		res := sd.Resource()
-		rkey, scope := res.Equivalent(), sd.InstrumentationScope()
+		rkey := res.Equivalent()
 		// A batch is mostly one group: the last one is tried first, then
 		// the others, a handful at most.
 		g := len(groups) - 1
@@ -204,7 +213,11 @@ func (e *otlpExporter) appendScopeSpans(b []byte, g *wireGroup) []byte {
 		b = protowire.AppendBytes(b, sb)
 	}
 	for _, sd := range g.spans {
-		e.span = e.appendSpan(e.span[:0], sd)
+		if sd.fast != nil {
+			e.span = appendFastSpan(e.span[:0], sd.fast)
+		} else {
+			e.span = e.appendSpan(e.span[:0], sd.sdk)
+		}
 		b = protowire.AppendTag(b, fieldScopeSpansSpans, protowire.BytesType)
 		b = protowire.AppendBytes(b, e.span)
 	}
@@ -246,8 +259,13 @@ func (e *otlpExporter) appendSpan(b []byte, sd sdktrace.ReadOnlySpan) []byte {
 		b = appendMessageField(b, fieldSpanLinks, l)
 	}
 	b = appendVarintField(b, fieldSpanDroppedLinks, uint64(clampUint32(sd.DroppedLinks())))
-	// The status is always set, an empty message when unset.
-	st := sd.Status()
+	b = appendStatus(b, sd.Status())
+	return appendFlags(b, sc.TraceFlags(), sd.Parent())
+}
+
+// appendStatus appends a span's Status message, always there, empty when
+// unset.
+func appendStatus(b []byte, st sdktrace.Status) []byte {
 	code := uint64(statusCode(st.Code))
 	size := 0
 	if st.Description != "" {
@@ -259,8 +277,12 @@ func (e *otlpExporter) appendSpan(b []byte, sd sdktrace.ReadOnlySpan) []byte {
 	b = protowire.AppendTag(b, fieldSpanStatus, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(size))
 	b = appendStringField(b, fieldStatusMessage, st.Description)
-	b = appendVarintField(b, fieldStatusCode, code)
-	if flags := spanFlags(sc.TraceFlags(), sd.Parent()); flags != 0 {
+	return appendVarintField(b, fieldStatusCode, code)
+}
+
+// appendFlags appends a span's flags field.
+func appendFlags(b []byte, tf trace.TraceFlags, parent trace.SpanContext) []byte {
+	if flags := spanFlags(tf, parent); flags != 0 {
 		b = protowire.AppendTag(b, fieldSpanFlags, protowire.Fixed32Type)
 		b = protowire.AppendFixed32(b, flags)
 	}
