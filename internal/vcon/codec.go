@@ -373,9 +373,11 @@ func appendJSON(b []byte, x any) ([]byte, error) {
 	case []any:
 		return appendArray(b, t, appendJSON)
 	case rawJSON:
-		return append(b, t...), nil
+		return appendRaw(b, t), nil
 	case rawText:
-		return append(b, t...), nil
+		return appendRaw(b, t), nil
+	case *rawArray:
+		return appendRaw(b, t.text), nil
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -384,6 +386,21 @@ func appendJSON(b []byte, x any) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, bytes.TrimRight(buf.Bytes(), "\n")...), nil
+}
+
+// rawChunk is how much of a raw node appendRaw copies at once: less than
+// the 1 MB from which the runtime's memmove (amd64) writes around the
+// cache, which made copying a large vCon's dialog, kept raw whole, take
+// twice as long as copying it in its bodies' pieces.
+const rawChunk = 512 << 10
+
+// appendRaw appends the bytes of a raw node.
+func appendRaw(b, raw []byte) []byte {
+	for len(raw) > rawChunk {
+		b = append(b, raw[:rawChunk]...)
+		raw = raw[rawChunk:]
+	}
+	return append(b, raw...)
 }
 
 // encodedLen is the length of appendJSON's encoding of x: exact for the
@@ -427,6 +444,8 @@ func encodedLen(x any) int {
 		return len(t)
 	case rawText:
 		return len(t)
+	case *rawArray:
+		return len(t.text)
 	}
 	return 64
 }

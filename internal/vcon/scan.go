@@ -30,6 +30,11 @@ type fastDecoder struct {
 	shared bool // strings and raw nodes may alias data
 	depth  int
 	raws   int
+	// memo notes the long values the check of a top-level array read
+	// (topArray), for its decoding when the check fails: memos of them
+	// are noted, nextMemo is the first the decoding has not passed.
+	memo            [32]memoSpan
+	memos, nextMemo int
 }
 
 // maxFastDepth bounds the nesting the fast decoder follows (jsontext
@@ -218,9 +223,23 @@ func (d *fastDecoder) blank(canon *bool) {
 func (d *fastDecoder) member(policy lazyPolicy, name string) (any, bool) {
 	below, mayBeRaw := policy.child(name)
 	c := d.peek()
+	if policy == topLevel && c == '[' && isTopArray(name) {
+		return d.topArray(name, below)
+	}
+	var memo memoSpan
+	noted := false
+	if mayBeRaw && d.memos > 0 {
+		memo, noted = d.remembered()
+	}
 	if mayBeRaw && c == '"' {
-		quoted, flags, ok := d.quoted()
-		if !ok {
+		var (
+			quoted []byte
+			flags  uint8
+			ok     = true
+		)
+		if noted {
+			quoted, flags, d.i = d.data[memo.start:memo.end], memo.flags, memo.end
+		} else if quoted, flags, ok = d.quoted(); !ok {
 			return nil, false
 		}
 		if len(quoted)-2 >= minRawText && flags&strNotCanonical == 0 {
@@ -236,7 +255,9 @@ func (d *fastDecoder) member(policy lazyPolicy, name string) (any, bool) {
 		return d.value(below)
 	}
 	start, canon := d.i, true
-	if !d.skip(0, &canon) {
+	if noted {
+		d.i = memo.end // noted only when canonical
+	} else if !d.skip(0, &canon) {
 		return nil, false
 	}
 	if canon {

@@ -279,7 +279,7 @@ func objects(doc map[string]any, key string) []map[string]any {
 
 // Append adds an object to one of the document's arrays, creating it.
 func (v *VCon) Append(key string, item map[string]any) {
-	doc := v.tree()
+	doc := v.writableArray(key)
 	items, _ := doc[key].([]any)
 	doc[key] = append(items, item)
 }
