@@ -603,8 +603,13 @@ const (
 // Without the usual &^x of each term a byte at or over 0x80 can set its
 // own bit in a term, but x's term has set it already; a borrow reaches a
 // byte only from a lower one that matched.
-func plainWord(x uint64) bool {
-	return (x|(x-lo*0x20)|((x^(lo*'"'))-lo)|((x^(lo*'\\'))-lo))&hi == 0
+func plainWord(x uint64) bool { return plainBits(x)&hi == 0 }
+
+// plainBits is plainWord's test before its mask: the high bit of a byte
+// that is not plain may be set, the high bits of eight plain bytes are
+// not. Or-ed, the bits of several words test them all at once.
+func plainBits(x uint64) uint64 {
+	return x | (x - lo*0x20) | ((x ^ (lo * '"')) - lo) | ((x ^ (lo * '\\')) - lo)
 }
 
 const (

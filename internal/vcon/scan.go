@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"unicode/utf8"
 	"unsafe"
 
@@ -491,13 +492,31 @@ const (
 // returns where its closing quote is and what it holds.
 func scanString(b []byte, i int) (end int, flags uint8, ok bool) {
 	for {
-		// Eight bytes at a time while they are printable ASCII without
-		// quote or backslash: the bulk of a transcript.
-		for i+8 <= len(b) {
-			if !plainWord(binary.LittleEndian.Uint64(b[i:])) {
+		// Eight bytes at a time while they are printable ASCII
+		// without quote or backslash: the bulk of a transcript, and
+		// most of the time of reading a document kept raw. After four
+		// such words, 32 at a time, with one test for four words: that
+		// reads a long plain text twice as fast, but costs a text with
+		// an escape every few words (JSON text in a string) more than
+		// it saves. A word that is not plain is read from its first
+		// byte that is not (plainBits sets no bit below it), rather
+		// than tested again after each plain byte before it.
+		for run := 0; i+8 <= len(b); run++ {
+			if m := plainBits(binary.LittleEndian.Uint64(b[i:])) & hi; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
 				break
 			}
 			i += 8
+			if run == 3 {
+				for i+32 <= len(b) {
+					w := b[i : i+32]
+					if (plainBits(binary.LittleEndian.Uint64(w))|plainBits(binary.LittleEndian.Uint64(w[8:]))|
+						plainBits(binary.LittleEndian.Uint64(w[16:]))|plainBits(binary.LittleEndian.Uint64(w[24:])))&hi != 0 {
+						break
+					}
+					i += 32
+				}
+			}
 		}
 		if i >= len(b) {
 			return 0, 0, false

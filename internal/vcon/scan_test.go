@@ -2,6 +2,7 @@ package vcon
 
 import (
 	"bytes"
+	"math/bits"
 	"reflect"
 	"strings"
 	"testing"
@@ -202,6 +203,49 @@ func TestPlainWord(t *testing.T) {
 					if got := plainWord(word(w)); got != want {
 						t.Fatalf("%q: plainWord %v, want %v", w, got, want)
 					}
+					// scanString reads on from the lowest bit set:
+					// it is the first byte that is not plain.
+					if m := plainBits(word(w)) & hi; m != 0 {
+						first := bits.TrailingZeros64(m) >> 3
+						ok := !plainByte(w[first])
+						for _, c := range w[:first] {
+							ok = ok && plainByte(c)
+						}
+						if !ok {
+							t.Fatalf("%q: plainBits points at byte %d", w, first)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestScanStringFindsEveryByte: the 32-byte and 8-byte steps of
+// scanString stop at a byte that is not plain wherever it is in them.
+func TestScanStringFindsEveryByte(t *testing.T) {
+	const n = 70
+	for pos := range n {
+		for c := range 256 {
+			b := []byte(`"` + strings.Repeat("a", n) + `"`)
+			b[1+pos] = byte(c)
+			end, flags, ok := scanString(b, 1)
+			switch {
+			case c == '"':
+				if !ok || end != 1+pos || flags != 0 {
+					t.Fatalf("quote at %d: end %d flags %d ok %v", pos, end, flags, ok)
+				}
+			case c < 0x20 || c == '\\':
+				if ok {
+					t.Fatalf("byte %#x at %d accepted", c, pos)
+				}
+			case c >= 0x80:
+				if !ok || end != n+1 || flags&strInvalidUTF8 == 0 {
+					t.Fatalf("byte %#x at %d: end %d flags %d ok %v", c, pos, end, flags, ok)
+				}
+			default:
+				if !ok || end != n+1 || flags != 0 {
+					t.Fatalf("byte %#x at %d: end %d flags %d ok %v", c, pos, end, flags, ok)
 				}
 			}
 		}
