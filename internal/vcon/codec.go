@@ -267,7 +267,8 @@ var common = func() map[string]string {
 		disposition party_history transferee transferor transfer_target original consultation target_dialog
 		campaign interaction_type interaction_id skill application message_id session_id
 		dialog vendor product schema purpose event time
-		recording text transfer incomplete transcript summary tags none json base64url agent customer`) {
+		recording text transfer incomplete transcript summary tags none json base64url agent customer
+		0.0.1 0.0.2 0.3.0 0.4.0`) {
 		m[s] = s
 	}
 	return m

@@ -45,6 +45,11 @@ type rawArray struct {
 	// (normalized does it here): producers that predate the renames
 	// write a dialog's mimetype.
 	renames bool
+	// mayHoldTags says that an entry has a purpose or type "tags":
+	// without one, an array of attachments holds no tags attachment
+	// (isTagsAttachment), and AddTag appends one to the bytes
+	// (withTagsAttachment).
+	mayHoldTags bool
 }
 
 // entries is the array decoded as Parse decodes one of the document's
@@ -78,6 +83,45 @@ func (v *VCon) expandArray(key string) map[string]any {
 	doc[key] = a.entries(key)
 	v.doc = doc
 	return doc
+}
+
+// withTagsAttachment is the array of attachments a with a tags
+// attachment holding the one tag appended, as AddTag writes it when the
+// document has none: a holds none (!a.mayHoldTags). The entry is
+// written as the encoder writes it, so the result is canonical too, and
+// valid and normal.
+func (a *rawArray) withTagsAttachment(tag string) *rawArray {
+	body, _ := compactJSON([]string{tag}) // a []string always encodes
+	entry := []byte(`{"body":`)
+	const rest = `,"encoding":"json","purpose":"` + TagsPurpose + `"}`
+	text := make([]byte, 0, len(a.text)+len(entry)+quotedLen(body)+len(rest)+1)
+	text = append(text, a.text[:len(a.text)-1]...)
+	if a.items > 0 {
+		text = append(text, ',')
+	}
+	text = append(text, entry...)
+	text = appendString(text, body)
+	text = append(text, rest...)
+	text = append(text, ']')
+	return &rawArray{text: text, items: a.items + 1, maxParty: a.maxParty, renames: a.renames, mayHoldTags: true}
+}
+
+// appendRawTagsAttachment appends the tags attachment AddTag makes for
+// tag to the attachments when Parse kept them raw and they hold no tags
+// attachment, and reports whether it did. AddTag changes the document:
+// no reader reads it meanwhile.
+func (v *VCon) appendRawTagsAttachment(tag string) bool {
+	if !v.lazy.Load() {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	a, raw := v.doc[Attachments].(*rawArray)
+	if !raw || a.mayHoldTags {
+		return false
+	}
+	v.doc[Attachments] = a.withTagsAttachment(tag)
+	return true
 }
 
 // writableArray is expandArray for a caller that changes the document
@@ -287,7 +331,11 @@ func (d *fastDecoder) normalEntry(array string, a *rawArray) bool {
 			}
 		}
 		if !checked {
-			names |= renameBit(member)
+			bit := renameBit(member)
+			names |= bit
+			if bit&(hasType|hasPurpose) != 0 && bytes.HasPrefix(d.data[d.i:], []byte(`"tags"`)) {
+				a.mayHoldTags = true
+			}
 			if !d.normalValue() {
 				return false
 			}

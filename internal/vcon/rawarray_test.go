@@ -47,6 +47,14 @@ var rawArrayCases = []rawArrayCase{
 	{"schema_version and schema", Analysis, `{"schema":"2","schema_version":"1"}`, true},
 	{"attachment type", Attachments, `{"body":"[\"a:b\"]","encoding":"json","type":"tags"}`, true},
 	{"attachment type and purpose", Attachments, `{"purpose":"p","type":"t"}`, true},
+	// AddTag appends to raw attachments without a tags attachment.
+	{"attachments without tags", Attachments, `items:[{"body":"n","purpose":"note"},{"type":"note"}]`, true},
+	{"no attachments", Attachments, `items:[]`, true},
+	{"tags as the legacy type", Attachments, `{"body":"[\"a:b\"]","encoding":"json","type":"tags"}`, true},
+	{"purpose not a string, type tags", Attachments, `{"body":"[\"a:b\"]","purpose":1,"type":"tags"}`, true},
+	{"purpose tags, type not", Attachments, `{"body":"[\"x:y\"]","purpose":"tags","type":"note"}`, true},
+	{"purpose a list", Attachments, `{"purpose":["tags"]}`, true},
+	{"purpose tagsx", Attachments, `{"purpose":"tagsx"}`, true},
 	{"dialog type is no legacy name", Dialog, `{"type":"text"}`, true},
 	{"every rename at once", Attachments, `{"mimetype":"a/b","must_support":[],"schema_version":"1","type":"t","x":1}`, true},
 	// What Validate reads in a dialog entry, each rule broken alone.
@@ -126,6 +134,32 @@ func TestRawArrayDecision(t *testing.T) {
 			}
 			checkLazyMatchesEager(t, data)
 		})
+	}
+}
+
+// TestAddTagAppendsToRawAttachments: links.tag on a document whose
+// attachments hold no tags attachment writes one into their bytes; the
+// tags read back, and the array decodes to what AddTag makes decoded.
+func TestAddTagAppendsToRawAttachments(t *testing.T) {
+	for _, atts := range []string{`[]`, `[{"body":"n","purpose":"note"}]`} {
+		doc := []byte(`{"attachments":` + atts + `,"uuid":"0185f9a4-6f2b-8f77-a6e3-9b2c1d0e4f5a"}`)
+		v, _ := ParseReadOnly(doc)
+		AddTag(v, "k", "v")
+		if _, raw := v.tree()[Attachments].(*rawArray); !raw {
+			t.Fatalf("%s: the attachments were decoded", atts)
+		}
+		AddTag(v, "k", "v") // present: not added again
+		AddTag(v, "a", "b") // to the attachment the first made
+		eager, _ := parseEager(doc, false)
+		AddTag(eager, "k", "v")
+		AddTag(eager, "k", "v")
+		AddTag(eager, "a", "b")
+		if got, want := fmt.Sprint(Tags(v)), fmt.Sprint(Tags(eager)); got != want || got != "[k:v a:b]" {
+			t.Fatalf("%s: tags %s, want %s", atts, got, want)
+		}
+		if got, want := mustMarshal(t, v), mustMarshal(t, eager); string(got) != string(want) {
+			t.Fatalf("%s: encoded\n%s\nwant\n%s", atts, got, want)
+		}
 	}
 }
 

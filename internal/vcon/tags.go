@@ -76,6 +76,9 @@ func Tag(v *VCon, name string) (string, bool) {
 // AddTag(v, t, t), the way links.tag does.
 func AddTag(v *VCon, name, value string) {
 	tag := name + ":" + value
+	if v.appendRawTagsAttachment(tag) {
+		return
+	}
 	var att map[string]any
 	for _, a := range objects(v.writableArray(Attachments), Attachments) {
 		if isTagsAttachment(a) {
