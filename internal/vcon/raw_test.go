@@ -132,6 +132,11 @@ func checkLazyMatchesEagerOnce(t *testing.T, data []byte) {
 			if a, b := Validate(lazy), Validate(eager); !reflect.DeepEqual(a, b) {
 				t.Fatalf("Validate after Normalize: lazy %v, eager %v", a, b)
 			}
+			// A link after the storage's Normalize (a chain of
+			// links.tag reads what an earlier one wrote).
+			AddTag(lazy, "n", "m")
+			AddTag(eager, "n", "m")
+			same("Normalize, AddTag", mustMarshal(t, lazy), mustMarshal(t, eager))
 		}
 
 		// A raw dialog's party indices are checked against the parties

@@ -3,7 +3,6 @@ package vcon
 import (
 	"bytes"
 	"maps"
-	"slices"
 	"strconv"
 	"unsafe"
 )
@@ -91,7 +90,11 @@ func (v *VCon) expandArray(key string) map[string]any {
 // written as the encoder writes it, so the result is canonical too, and
 // valid and normal.
 func (a *rawArray) withTagsAttachment(tag string) *rawArray {
-	body, _ := compactJSON([]string{tag}) // a []string always encodes
+	// The body is compactJSON([]string{tag}), written here.
+	var small [128]byte
+	list := append(small[:0], '[')
+	list = append(appendString(list, tag), ']')
+	body := unsafe.String(unsafe.SliceData(list), len(list))
 	entry := []byte(`{"body":`)
 	const rest = `,"encoding":"json","purpose":"` + TagsPurpose + `"}`
 	text := make([]byte, 0, len(a.text)+len(entry)+quotedLen(body)+len(rest)+1)
@@ -354,14 +357,14 @@ func (d *fastDecoder) normalEntry(array string, a *rawArray) bool {
 // the names they rename from: each renames a legacy name when the
 // current one is absent (rename), type only in attachments.
 var entryRenames = []struct {
-	from, to       string
+	to             []byte
 	fromBit, toBit uint8
 	attachments    bool
 }{
-	{"type", "purpose", hasType, hasPurpose, true},
-	{"mimetype", "mediatype", hasMimetype, hasMediatype, false},
-	{"schema_version", "schema", hasSchemaVersion, hasSchema, false},
-	{"must_support", "critical", hasMustSupport, hasCritical, false},
+	{[]byte("purpose"), hasType, hasPurpose, true},
+	{[]byte("mediatype"), hasMimetype, hasMediatype, false},
+	{[]byte("schema"), hasSchemaVersion, hasSchema, false},
+	{[]byte("critical"), hasMustSupport, hasCritical, false},
 }
 
 // renames is the bits of the names Normalize renames in an entry of
@@ -376,13 +379,13 @@ func renames(array string, names uint8) uint8 {
 	return out
 }
 
-// renamed is the name Normalize gives the member name of an entry whose
-// renamed names are the bits renamed.
-func renamed(name []byte, renamed uint8) []byte {
-	if bit := renameBit(name); bit&renamed != 0 {
+// renamed is the name Normalize gives a member name, of the bit bit,
+// in an entry whose renamed names are the bits renamed.
+func renamed(name []byte, bit, renamed uint8) []byte {
+	if bit&renamed != 0 {
 		for _, r := range entryRenames {
 			if r.fromBit == bit {
-				return []byte(r.to) // does not escape: only appended
+				return r.to
 			}
 		}
 	}
@@ -398,6 +401,7 @@ func renamed(name []byte, renamed uint8) []byte {
 func (a *rawArray) normalized(array string) *rawArray {
 	type member struct {
 		name       []byte
+		bit        uint8 // renameBit
 		value, end int
 	}
 	var (
@@ -415,7 +419,8 @@ func (a *rawArray) normalized(array string) *rawArray {
 		for d.peek() == '"' {
 			end, _, _ := scanString(d.data, d.i+1)
 			m := member{name: d.data[d.i+1 : end], value: end + 2}
-			names |= renameBit(m.name)
+			m.bit = renameBit(m.name)
+			names |= m.bit
 			d.i = m.value
 			var canon bool // known: the array is canonical
 			d.skip(0, &canon)
@@ -427,10 +432,17 @@ func (a *rawArray) normalized(array string) *rawArray {
 		}
 		d.i++ // the entry's closing brace
 		bits := renames(array, names)
+		// In the encoder's order of the new names: an insertion sort,
+		// as an entry has a few members and a rename seldom moves one.
 		for i := range members {
-			members[i].name = renamed(members[i].name, bits)
+			m := members[i]
+			m.name = renamed(m.name, m.bit, bits)
+			j := i
+			for ; j > 0 && bytes.Compare(members[j-1].name, m.name) > 0; j-- {
+				members[j] = members[j-1]
+			}
+			members[j] = m
 		}
-		slices.SortFunc(members, func(x, y member) int { return bytes.Compare(x.name, y.name) })
 		out = append(out, '{')
 		for i, m := range members {
 			if i > 0 {
@@ -448,7 +460,9 @@ func (a *rawArray) normalized(array string) *rawArray {
 		}
 	}
 	out = append(out, ']')
-	return &rawArray{text: out, items: a.items, maxParty: a.maxParty}
+	renamed := *a // what else Parse noted holds: names only changed
+	renamed.text, renamed.renames = out, false
+	return &renamed
 }
 
 // normalValue reads a member of an entry that neither Validate nor
