@@ -36,7 +36,14 @@ type fastDecoder struct {
 	// are noted, nextMemo is the first the decoding has not passed.
 	memo            [32]memoSpan
 	memos, nextMemo int
+	// arrays holds the rawArrays of the document, nArrays of them.
+	arrays  *[4]rawArray
+	nArrays int
 }
+
+// topLevelRoom is the size hint of the document's object: the most
+// members a table of 16 slots takes (7/8 of them).
+const topLevelRoom = 14
 
 // maxFastDepth bounds the nesting the fast decoder follows (jsontext
 // allows 10000): a document nested deeper is handed to jsontext, which
@@ -123,7 +130,17 @@ func (d *fastDecoder) object(policy lazyPolicy) (any, bool) {
 	if !ok {
 		return nil, false
 	}
-	m := make(map[string]any)
+	var m map[string]any
+	if policy == topLevel {
+		// A vCon has about eight members, which fill a small map:
+		// the runtime then grows it into a table at the first
+		// assignment, even to a member it has (Normalize stamps the
+		// version), and the small map is garbage. The table that
+		// growth makes, of 16 slots, is made at once.
+		m = make(map[string]any, topLevelRoom)
+	} else {
+		m = make(map[string]any)
+	}
 	for more := !empty; more; {
 		if d.peek() != '"' {
 			return nil, false
