@@ -345,26 +345,35 @@ func appendJSON(b []byte, x any) ([]byte, error) {
 			return append(b, "null"...), nil
 		}
 		// Most objects of a document are small (a word of a transcript,
-		// a party): their keys are sorted on the stack rather than in a
-		// slice allocated for each.
-		var small [16]string
-		keys := small[:0]
+		// a party): their members are sorted on the stack rather than
+		// in a slice allocated for each, by insertion, and taken with
+		// their values, not looked up again once sorted.
+		var small [16]member
+		members := small[:0]
 		if len(t) > len(small) {
-			keys = make([]string, 0, len(t))
+			members = make([]member, 0, len(t))
 		}
-		for k := range t {
-			keys = append(keys, k)
+		for k, e := range t {
+			members = append(members, member{k, e})
 		}
-		slices.Sort(keys)
+		if len(members) > len(small) {
+			slices.SortFunc(members, func(x, y member) int { return strings.Compare(x.name, y.name) })
+		} else {
+			for i := 1; i < len(members); i++ {
+				for j := i; j > 0 && members[j].name < members[j-1].name; j-- {
+					members[j], members[j-1] = members[j-1], members[j]
+				}
+			}
+		}
 		b = append(b, '{')
-		for i, k := range keys {
+		for i, m := range members {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = appendString(b, m.name)
 			b = append(b, ':')
 			var err error
-			if b, err = appendJSON(b, t[k]); err != nil {
+			if b, err = appendJSON(b, m.value); err != nil {
 				return nil, err
 			}
 		}
@@ -402,6 +411,12 @@ func appendRaw(b, raw []byte) []byte {
 		raw = raw[rawChunk:]
 	}
 	return append(b, raw...)
+}
+
+// member is a member of an object, as appendJSON writes it.
+type member struct {
+	name  string
+	value any
 }
 
 // encodedLen is the length of appendJSON's encoding of x: exact for the
