@@ -425,7 +425,8 @@ func TestConcurrentReadersOfALazyDocument(t *testing.T) {
 		func() []byte { _ = v.List(Analysis); return nil },
 		func() []byte { _ = v.List(Parties); return nil },
 		func() []byte { b, _ := ToVersion001(v).Marshal(); _ = ToVersion001(v).Doc(); return b },
-		func() []byte { _ = v.UUID(); _ = Tags(v); return nil },
+		func() []byte { _ = v.UUID(); _ = Tags(v); _ = RoutingTags(v); return nil },
+		func() []byte { _ = Validate(v); return nil }, // may decode a raw dialog
 		func() []byte { b, _ := v.Clone().Marshal(); return b },
 	}
 	var wg sync.WaitGroup
