@@ -39,6 +39,11 @@ func Normalize(v *VCon) {
 		delete(doc, "amended")
 	}
 	for _, key := range []string{Dialog, Attachments, Analysis} {
+		if a, raw := doc[key].(*rawArray); raw && a.renames {
+			// Nothing to do in an array Parse kept raw but the
+			// renames (normalArray); objects skips it.
+			doc[key] = a.normalized(key)
+		}
 		for _, e := range objects(doc, key) {
 			if key == Attachments {
 				rename(e, "type", "purpose")
@@ -105,6 +110,9 @@ func ToVersion001(v *VCon) *VCon {
 	rename(doc, "amended", "appended")
 	rename(doc, "critical", "must_support")
 	for _, key := range []string{Dialog, Attachments, Analysis} {
+		if a, raw := doc[key].(*rawArray); raw {
+			doc[key] = a.entries(key) // its entries are renamed below
+		}
 		for _, e := range objects(doc, key) {
 			if key == Attachments {
 				rename(e, "purpose", "type")

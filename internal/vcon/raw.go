@@ -288,6 +288,8 @@ func withoutRaw(x any) (any, bool) {
 		return decodeRaw(t), true
 	case rawText:
 		return decodeRawText(t), true
+	case *rawArray:
+		return decodeRaw(t.text), true
 	case map[string]any:
 		var c map[string]any
 		for k, e := range t {

@@ -28,6 +28,9 @@ var lazySamples = []string{
 // lazyInputs are the inputs every lazy/eager comparison runs on.
 func lazyInputs() []string {
 	in := append([]string{}, lazySamples...)
+	for _, c := range rawArrayCases {
+		in = append(in, c.doc())
+	}
 	for _, s := range samples {
 		in = append(in, s)
 	}
@@ -110,6 +113,45 @@ func checkLazyMatchesEagerOnce(t *testing.T, data []byte) {
 			t.Fatal("AddDefaultArrays differs")
 		}
 		same("CheckSubmission", mustMarshal(t, lazy), mustMarshal(t, eager))
+
+		// The worker's path, in its order: Validate first, on what
+		// Parse kept raw (rawArray); then Normalize and the encoding.
+		for _, tag := range []bool{false, true} {
+			lazy, _ = parse(data, shared)
+			eager, _ = parseEager(data, shared)
+			if a, b := Validate(lazy), Validate(eager); !reflect.DeepEqual(a, b) {
+				t.Fatalf("Validate of a fresh document: lazy %v, eager %v", a, b)
+			}
+			if tag {
+				AddTag(lazy, "k", "v")
+				AddTag(eager, "k", "v")
+			}
+			Normalize(lazy)
+			Normalize(eager)
+			same("Validate, Normalize, Marshal", mustMarshal(t, lazy), mustMarshal(t, eager))
+			if a, b := Validate(lazy), Validate(eager); !reflect.DeepEqual(a, b) {
+				t.Fatalf("Validate after Normalize: lazy %v, eager %v", a, b)
+			}
+			// A link after the storage's Normalize (a chain of
+			// links.tag reads what an earlier one wrote).
+			AddTag(lazy, "n", "m")
+			AddTag(eager, "n", "m")
+			same("Normalize, AddTag", mustMarshal(t, lazy), mustMarshal(t, eager))
+		}
+
+		// A raw dialog's party indices are checked against the parties
+		// the document has when Validate runs, not when it was parsed.
+		lazy, _ = parse(data, shared)
+		eager, _ = parseEager(data, shared)
+		if a, b := Validate(lazy), Validate(eager); !reflect.DeepEqual(a, b) {
+			t.Fatalf("Validate: lazy %v, eager %v", a, b)
+		}
+		lazy.Append(Parties, map[string]any{"name": "added"})
+		eager.Append(Parties, map[string]any{"name": "added"})
+		if a, b := Validate(lazy), Validate(eager); !reflect.DeepEqual(a, b) {
+			t.Fatalf("Validate after a party was added: lazy %v, eager %v", a, b)
+		}
+		same("Append(Parties)", mustMarshal(t, lazy), mustMarshal(t, eager))
 	}
 }
 
@@ -125,6 +167,9 @@ func FuzzLazyParseMatchesEager(f *testing.F) {
 	}
 	for _, s := range samples {
 		f.Add([]byte(s))
+	}
+	for _, c := range rawArrayCases {
+		f.Add([]byte(c.doc()))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { checkLazyMatchesEager(t, data) })
 }
@@ -339,8 +384,14 @@ func TestLongStringsStayRaw(t *testing.T) {
 	}
 	AddTag(v, "k", "v")
 	Normalize(v)
+	// Already valid and normal, the analysis is kept whole (rawArray);
+	// decoded, its entries keep their bodies raw.
+	raw, isRaw := v.tree()[Analysis].(*rawArray)
+	if !isRaw {
+		t.Fatal("the analysis, valid and normal, was decoded")
+	}
 	var kept int
-	for _, a := range objects(v.tree(), Analysis) {
+	for _, a := range objects(map[string]any{Analysis: raw.entries(Analysis)}, Analysis) {
 		if _, ok := a["body"].(rawText); ok {
 			kept++
 		}
@@ -374,7 +425,8 @@ func TestConcurrentReadersOfALazyDocument(t *testing.T) {
 		func() []byte { _ = v.List(Analysis); return nil },
 		func() []byte { _ = v.List(Parties); return nil },
 		func() []byte { b, _ := ToVersion001(v).Marshal(); _ = ToVersion001(v).Doc(); return b },
-		func() []byte { _ = v.UUID(); _ = Tags(v); return nil },
+		func() []byte { _ = v.UUID(); _ = Tags(v); _ = RoutingTags(v); return nil },
+		func() []byte { _ = Validate(v); return nil }, // may decode a raw dialog
 		func() []byte { b, _ := v.Clone().Marshal(); return b },
 	}
 	var wg sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"unicode/utf8"
 	"unsafe"
 
@@ -30,7 +31,19 @@ type fastDecoder struct {
 	shared bool // strings and raw nodes may alias data
 	depth  int
 	raws   int
+	// memo notes the long values the check of a top-level array read
+	// (topArray), for its decoding when the check fails: memos of them
+	// are noted, nextMemo is the first the decoding has not passed.
+	memo            [32]memoSpan
+	memos, nextMemo int
+	// arrays holds the rawArrays of the document, nArrays of them.
+	arrays  *[4]rawArray
+	nArrays int
 }
+
+// topLevelRoom is the size hint of the document's object: the most
+// members a table of 16 slots takes (7/8 of them).
+const topLevelRoom = 14
 
 // maxFastDepth bounds the nesting the fast decoder follows (jsontext
 // allows 10000): a document nested deeper is handed to jsontext, which
@@ -117,7 +130,17 @@ func (d *fastDecoder) object(policy lazyPolicy) (any, bool) {
 	if !ok {
 		return nil, false
 	}
-	m := make(map[string]any)
+	var m map[string]any
+	if policy == topLevel {
+		// A vCon has about eight members, which fill a small map:
+		// the runtime then grows it into a table at the first
+		// assignment, even to a member it has (Normalize stamps the
+		// version), and the small map is garbage. The table that
+		// growth makes, of 16 slots, is made at once.
+		m = make(map[string]any, topLevelRoom)
+	} else {
+		m = make(map[string]any)
+	}
 	for more := !empty; more; {
 		if d.peek() != '"' {
 			return nil, false
@@ -218,9 +241,23 @@ func (d *fastDecoder) blank(canon *bool) {
 func (d *fastDecoder) member(policy lazyPolicy, name string) (any, bool) {
 	below, mayBeRaw := policy.child(name)
 	c := d.peek()
+	if policy == topLevel && c == '[' && isTopArray(name) {
+		return d.topArray(name, below)
+	}
+	var memo memoSpan
+	noted := false
+	if mayBeRaw && d.memos > 0 {
+		memo, noted = d.remembered()
+	}
 	if mayBeRaw && c == '"' {
-		quoted, flags, ok := d.quoted()
-		if !ok {
+		var (
+			quoted []byte
+			flags  uint8
+			ok     = true
+		)
+		if noted {
+			quoted, flags, d.i = d.data[memo.start:memo.end], memo.flags, memo.end
+		} else if quoted, flags, ok = d.quoted(); !ok {
 			return nil, false
 		}
 		if len(quoted)-2 >= minRawText && flags&strNotCanonical == 0 {
@@ -236,7 +273,9 @@ func (d *fastDecoder) member(policy lazyPolicy, name string) (any, bool) {
 		return d.value(below)
 	}
 	start, canon := d.i, true
-	if !d.skip(0, &canon) {
+	if noted {
+		d.i = memo.end // noted only when canonical
+	} else if !d.skip(0, &canon) {
 		return nil, false
 	}
 	if canon {
@@ -470,13 +509,31 @@ const (
 // returns where its closing quote is and what it holds.
 func scanString(b []byte, i int) (end int, flags uint8, ok bool) {
 	for {
-		// Eight bytes at a time while they are printable ASCII without
-		// quote or backslash: the bulk of a transcript.
-		for i+8 <= len(b) {
-			if !plainWord(binary.LittleEndian.Uint64(b[i:])) {
+		// Eight bytes at a time while they are printable ASCII
+		// without quote or backslash: the bulk of a transcript, and
+		// most of the time of reading a document kept raw. After four
+		// such words, 32 at a time, with one test for four words: that
+		// reads a long plain text twice as fast, but costs a text with
+		// an escape every few words (JSON text in a string) more than
+		// it saves. A word that is not plain is read from its first
+		// byte that is not (plainBits sets no bit below it), rather
+		// than tested again after each plain byte before it.
+		for run := 0; i+8 <= len(b); run++ {
+			if m := plainBits(binary.LittleEndian.Uint64(b[i:])) & hi; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
 				break
 			}
 			i += 8
+			if run == 3 {
+				for i+32 <= len(b) {
+					w := b[i : i+32]
+					if (plainBits(binary.LittleEndian.Uint64(w))|plainBits(binary.LittleEndian.Uint64(w[8:]))|
+						plainBits(binary.LittleEndian.Uint64(w[16:]))|plainBits(binary.LittleEndian.Uint64(w[24:])))&hi != 0 {
+						break
+					}
+					i += 32
+				}
+			}
 		}
 		if i >= len(b) {
 			return 0, 0, false

@@ -2,6 +2,7 @@ package vcon
 
 import (
 	"bytes"
+	"math/bits"
 	"reflect"
 	"strings"
 	"testing"
@@ -33,11 +34,47 @@ func checkFastMatchesTokens(t *testing.T, data []byte) {
 					input[i] = '#'
 				}
 			}
+			// The jsontext decoder keeps no rawArray: the fast
+			// decoder's, decoded, are what it decodes.
+			got, gotRaws = expandRawArrays(t, got, gotRaws)
 			if !reflect.DeepEqual(got, want) || gotRaws != wantRaws {
 				t.Fatalf("policy %d shared %v: fastDecode gives %#v (%d raw), jsontext %#v (%d raw), for %q", policy, shared, got, gotRaws, want, wantRaws, data)
 			}
 		}
 	}
+}
+
+// expandRawArrays is x, a decoded document, with each rawArray of its
+// top level replaced by its entries, and raws counted as they are then:
+// a rawArray is one raw node, its entries hold as many as they do. It
+// checks that each rawArray's bytes are what the encoder writes for it.
+func expandRawArrays(t *testing.T, x any, raws int) (any, int) {
+	t.Helper()
+	doc, ok := x.(map[string]any)
+	if !ok {
+		return x, raws
+	}
+	out := map[string]any{}
+	for k, e := range doc {
+		a, isRaw := e.(*rawArray)
+		if !isRaw {
+			out[k] = e
+			continue
+		}
+		policy, _ := topLevel.child(k)
+		entries, n, err := decodeWith(a.text, true, policy)
+		if err != nil {
+			t.Fatalf("the raw array %s does not decode: %v", k, err)
+		}
+		if b, err := appendJSON(nil, decodeRaw(a.text)); err != nil || !bytes.Equal(b, a.text) {
+			t.Fatalf("the raw array %s encodes as %q, not as its bytes %q (%v)", k, b, a.text, err)
+		}
+		if items, _ := entries.([]any); len(items) != a.items {
+			t.Fatalf("the raw array %s has %d entries, noted %d", k, len(items), a.items)
+		}
+		out[k], raws = entries, raws-1+n
+	}
+	return out, raws
 }
 
 func FuzzFastDecodeMatchesTokens(f *testing.F) {
@@ -166,6 +203,49 @@ func TestPlainWord(t *testing.T) {
 					if got := plainWord(word(w)); got != want {
 						t.Fatalf("%q: plainWord %v, want %v", w, got, want)
 					}
+					// scanString reads on from the lowest bit set:
+					// it is the first byte that is not plain.
+					if m := plainBits(word(w)) & hi; m != 0 {
+						first := bits.TrailingZeros64(m) >> 3
+						ok := !plainByte(w[first])
+						for _, c := range w[:first] {
+							ok = ok && plainByte(c)
+						}
+						if !ok {
+							t.Fatalf("%q: plainBits points at byte %d", w, first)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestScanStringFindsEveryByte: the 32-byte and 8-byte steps of
+// scanString stop at a byte that is not plain wherever it is in them.
+func TestScanStringFindsEveryByte(t *testing.T) {
+	const n = 70
+	for pos := range n {
+		for c := range 256 {
+			b := []byte(`"` + strings.Repeat("a", n) + `"`)
+			b[1+pos] = byte(c)
+			end, flags, ok := scanString(b, 1)
+			switch {
+			case c == '"':
+				if !ok || end != 1+pos || flags != 0 {
+					t.Fatalf("quote at %d: end %d flags %d ok %v", pos, end, flags, ok)
+				}
+			case c < 0x20 || c == '\\':
+				if ok {
+					t.Fatalf("byte %#x at %d accepted", c, pos)
+				}
+			case c >= 0x80:
+				if !ok || end != n+1 || flags&strInvalidUTF8 == 0 {
+					t.Fatalf("byte %#x at %d: end %d flags %d ok %v", c, pos, end, flags, ok)
+				}
+			default:
+				if !ok || end != n+1 || flags != 0 {
+					t.Fatalf("byte %#x at %d: end %d flags %d ok %v", c, pos, end, flags, ok)
 				}
 			}
 		}

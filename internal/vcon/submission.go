@@ -167,6 +167,9 @@ func (c *submission) listOf(d map[string]any, key string, item func(i int, m map
 	if !ok {
 		return nil
 	}
+	if _, raw := x.(*rawArray); raw && item == nil {
+		return nil // Parse found every entry an object
+	}
 	items, ok := x.([]any)
 	if !ok {
 		c.add(errList, msgList, key)

@@ -15,7 +15,7 @@ const TagsPurpose = "tags"
 // list) and the legacy ones (type instead of purpose, body a list).
 func Tags(v *VCon) []string {
 	var out []string
-	for _, a := range objects(v.tree(), Attachments) {
+	for _, a := range objects(v.expandArray(Attachments), Attachments) {
 		if isTagsAttachment(a) {
 			out = append(out, tagList(a["body"])...)
 		}
@@ -30,7 +30,7 @@ func Tags(v *VCon) []string {
 // of one object come sorted: a decoded object keeps no order.
 func RoutingTags(v *VCon) []string {
 	var out []string
-	for _, a := range objects(v.tree(), Attachments) {
+	for _, a := range objects(v.expandArray(Attachments), Attachments) {
 		if !isTagsAttachment(a) {
 			continue
 		}
@@ -76,8 +76,11 @@ func Tag(v *VCon, name string) (string, bool) {
 // AddTag(v, t, t), the way links.tag does.
 func AddTag(v *VCon, name, value string) {
 	tag := name + ":" + value
+	if v.appendRawTagsAttachment(tag) {
+		return
+	}
 	var att map[string]any
-	for _, a := range objects(v.tree(), Attachments) {
+	for _, a := range objects(v.writableArray(Attachments), Attachments) {
 		if isTagsAttachment(a) {
 			att = a
 			break

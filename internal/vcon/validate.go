@@ -80,6 +80,12 @@ func Validate(v *VCon) []FieldError {
 		errs = append(errs, FieldError{Path: path, Msg: msg, Type: typ})
 	}
 	doc := v.tree()
+	if a, ok := doc[Dialog].(*rawArray); ok && a.maxParty >= int64(partyCount(doc)) {
+		// A dialog kept raw refers to a party the document does not
+		// have: decoded, it is checked below as any other, so that the
+		// errors are the ones it always gave.
+		doc = v.expandArray(Dialog)
+	}
 
 	switch u, present := doc["uuid"]; {
 	case !present:
@@ -115,18 +121,23 @@ func Validate(v *VCon) []FieldError {
 		}
 	}
 
-	arrays := map[string][]any{}
+	var dialog []any
 	for _, key := range []string{Parties, Dialog, Analysis, Attachments} {
 		x, present := doc[key]
 		if !present || x == nil {
 			continue
+		}
+		if _, raw := x.(*rawArray); raw {
+			continue // Parse found nothing here to report (but the parties, above)
 		}
 		items, ok := x.([]any)
 		if !ok {
 			add(errList, "Input should be a valid list of objects", key)
 			continue
 		}
-		arrays[key] = items
+		if key == Dialog {
+			dialog = items
+		}
 		for i, it := range items {
 			if !isObject(it) { // a party may be raw
 				add(errDict, "Input should be a valid dictionary (object)", key, i)
@@ -146,8 +157,8 @@ func Validate(v *VCon) []FieldError {
 		}
 	}
 
-	nParties := len(arrays[Parties])
-	for i, it := range arrays[Dialog] {
+	nParties := partyCount(doc)
+	for i, it := range dialog {
 		d, ok := it.(map[string]any)
 		if !ok {
 			continue
@@ -167,6 +178,18 @@ func Validate(v *VCon) []FieldError {
 		}
 	}
 	return errs
+}
+
+// partyCount is the number of parties a dialog's indices may refer to:
+// the items of the parties when they are a list, none otherwise.
+func partyCount(doc map[string]any) int {
+	switch p := doc[Parties].(type) {
+	case []any:
+		return len(p)
+	case *rawArray:
+		return p.items
+	}
+	return 0
 }
 
 // checkPartyRefs checks a dialog's parties: an index, or a list whose items

@@ -265,7 +265,9 @@ func (v *VCon) List(key string) []map[string]any {
 }
 
 // objects is the objects of doc's array key. Inside this package, they
-// may hold raw nodes.
+// may hold raw nodes; an array kept whole (rawArray) has none here: a
+// reader of its entries expands it first (expandArray), and Normalize
+// has nothing to do in it but the renames it makes in its bytes.
 func objects(doc map[string]any, key string) []map[string]any {
 	items, _ := doc[key].([]any)
 	out := make([]map[string]any, 0, len(items))
@@ -279,7 +281,7 @@ func objects(doc map[string]any, key string) []map[string]any {
 
 // Append adds an object to one of the document's arrays, creating it.
 func (v *VCon) Append(key string, item map[string]any) {
-	doc := v.tree()
+	doc := v.writableArray(key)
 	items, _ := doc[key].([]any)
 	doc[key] = append(items, item)
 }
