@@ -165,7 +165,7 @@ chains:
 
 Run %s on %s (%s, %d CPUs, load average at the end: %s; Go %s, redis-server on loopback, no RedisJSON so bodies are plain strings).
 %d vCons of about %d bytes through [links.tag] + storage.redis_storage + egress at concurrency %d; %d rounds per series, each a floor run then a worker run on the same redis-server.
-The floor is %d goroutines issuing the same Redis commands per vCon as the worker (redis-server's command statistics below show it), with no pipeline machinery, and with the worker's GOGC (400).
+The floor is %d goroutines issuing the same Redis commands per vCon as the worker (redis-server's command statistics below show it) through the same client functions (queue.ExecChecked for the outcome), taking as the worker does (one fetcher blocked in BLMOVE hands uuids to idle goroutines; a busy one takes its successor in its outcome script), with no pipeline machinery, and with the worker's GOGC (400).
 
 | series | floor, best | worker, best | best / best | median of the rounds' ratios | client CPU per vCon (best runs), floor / worker | redis-server CPU per vCon (best runs), floor / worker |
 |---|---|---|---|---|---|---|
