@@ -289,13 +289,7 @@ var spanScenarios = []spanScenario{
 func exportScenario(t *testing.T, sc spanScenario, fast, alwaysOn bool) (*coltracepb.ExportTraceServiceRequest, []string) {
 	t.Helper()
 	ctx := context.Background()
-	rcv := &receiver{}
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	exp, err := newOTLPExporter(ctx, otlptracehttp.NewClient(otlptracehttp.WithEndpointURL(srv.URL+"/v1/traces")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rcv, exp := exportToReceiver(t)
 	res := resource.NewSchemaless(attribute.String("service.name", "differential"))
 	tp, shutdown := newTracerProvider(res, exp, batchOptionsFromEnv(), fast, alwaysOn)
 	if _, isFast := tp.(*fastProvider); isFast != fast {
@@ -481,13 +475,7 @@ func TestSetupChoosesTheFastPathOnlyWhereExact(t *testing.T) {
 // exports what is still queued and drops what ends after.
 func TestFastPathFlushAndShutdownExportEverything(t *testing.T) {
 	ctx := context.Background()
-	rcv := &receiver{}
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	exp, err := newOTLPExporter(ctx, otlptracehttp.NewClient(otlptracehttp.WithEndpointURL(srv.URL+"/v1/traces")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rcv, exp := exportToReceiver(t)
 	// A schedule far off and batches larger than the spans: only a
 	// flush or the shutdown exports.
 	opts := batchOptions{delay: time.Hour, timeout: 10 * time.Second, maxQueue: 1000, maxBatch: 1000}
@@ -549,13 +537,7 @@ func TestFastPathFlushAndShutdownExportEverything(t *testing.T) {
 // now recording into its record.
 func TestFastSpanEndedLetsGoOfItsRecord(t *testing.T) {
 	ctx := context.Background()
-	rcv := &receiver{}
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	exp, err := newOTLPExporter(ctx, otlptracehttp.NewClient(otlptracehttp.WithEndpointURL(srv.URL+"/v1/traces")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rcv, exp := exportToReceiver(t)
 	tp, shutdown := newTracerProvider(resource.NewSchemaless(), exp, batchOptionsFromEnv(), true, false)
 	fp := tp.(*fastProvider)
 	tr := tp.Tracer(scopeName)
@@ -597,4 +579,18 @@ func TestFastSpanEndedLetsGoOfItsRecord(t *testing.T) {
 	if strings.Join(names, ",") != "old,current" {
 		t.Errorf("exported %v, want old, current", names)
 	}
+}
+
+// exportToReceiver is our OTLP exporter (http/protobuf) sending to an
+// in-process receiver, closed with the test.
+func exportToReceiver(t *testing.T) (*receiver, *otlpExporter) {
+	t.Helper()
+	rcv := &receiver{}
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	exp, err := newOTLPExporter(context.Background(), otlptracehttp.NewClient(otlptracehttp.WithEndpointURL(srv.URL+"/v1/traces")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rcv, exp
 }
