@@ -247,9 +247,18 @@ func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Cha
 	for _, l := range chain.Spec.IngressLists {
 		mine[l] = true
 	}
+	// The Chain named is the earliest that shares a list, the one whose
+	// workers hold it: a later claimant is refused too, and which of them
+	// the cache lists first is no answer (the message changed from one
+	// reconcile to the next).
+	var owner *vconv1.Chain
+	ownerList := ""
 	for i := range others {
 		other := &others[i]
 		if other.UID == chain.UID || !other.IsEnabled() || !other.CreatedBefore(chain) {
+			continue
+		}
+		if owner != nil && !other.CreatedBefore(owner) {
 			continue
 		}
 		shared := ""
@@ -275,15 +284,18 @@ func (r *ChainReconciler) ingressConflict(ctx context.Context, chain *vconv1.Cha
 		if problem != nil || redisIdentity(url) != mineRedis {
 			continue
 		}
-		// Another namespace's Chain names are not this namespace's
-		// business; that some Chain holds the list is.
-		who := "a Chain in another namespace"
-		if other.Namespace == chain.Namespace {
-			who = "Chain " + other.Name
-		}
-		return &notReady{vconv1.ReasonIngressConflict, fmt.Sprintf("ingress list %q is already consumed by %s on the same Redis (%s)", shared, who, mineRedis)}, nil
+		owner, ownerList = other, shared
 	}
-	return nil, nil
+	if owner == nil {
+		return nil, nil
+	}
+	// Another namespace's Chain names are not this namespace's business;
+	// that some Chain holds the list is.
+	who := "a Chain in another namespace"
+	if owner.Namespace == chain.Namespace {
+		who = "Chain " + owner.Name
+	}
+	return &notReady{vconv1.ReasonIngressConflict, fmt.Sprintf("ingress list %q is already consumed by %s on the same Redis (%s)", ownerList, who, mineRedis)}, nil
 }
 
 // chainsConsuming returns the Chains, in every namespace (they may share a
