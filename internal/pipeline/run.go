@@ -179,7 +179,7 @@ func (p *Processor) run(ctx context.Context, it queue.Item, body vconstore.Body,
 	if out.halted {
 		return out, nil
 	}
-	if fail := p.store(ctx, out, v, data); fail != nil {
+	if fail := p.store(ctx, out, v); fail != nil {
 		keep(fail, v, data)
 		return nil, fail
 	}
@@ -241,9 +241,7 @@ func (p *Processor) storeOriginal(ctx context.Context, step Step, out *outcome, 
 			}
 		}
 	}
-	return p.saveAll(ctx, step.Originals, v, func(sink Sink) {
-		out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v, body: data})
-	}, nil)
+	return p.saveAll(ctx, step.Originals, v, data, out, false)
 }
 
 // keepProgress records on a failure what the vCon's links completed, so
@@ -418,38 +416,22 @@ func recovered[T any](p *Processor, step, uuid string, f func() (T, error)) (res
 // still fails fails the vCon, or, when the chain dead-letters failed
 // writes alone (Chain.StorageDeadLetters), is left for the commit to put
 // on that storage's DLQ while the vCon goes on.
-func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon, data []byte) *failure {
-	if allPipelined(p.chain.Storages) {
-		// saveAll's way for the usual chain (storage.redis_storage
-		// alone), without building the closure it takes: an allocation
-		// per vCon.
-		for _, sink := range p.chain.Storages {
-			out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v})
-		}
-		return nil
-	}
-	var deadLetter func(Sink, *failure)
-	if p.chain.StorageDeadLetters {
-		deadLetter = func(sink Sink, f *failure) {
-			out.storageDLQ = append(out.storageDLQ, storageFailure{storage: sink.Name, f: f})
-		}
-	}
-	return p.saveAll(ctx, p.chain.Storages, v, func(sink Sink) {
-		out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v})
-	}, deadLetter)
+func (p *Processor) store(ctx context.Context, out *outcome, v *vcon.VCon) *failure {
+	return p.saveAll(ctx, p.chain.Storages, v, nil, out, p.chain.StorageDeadLetters)
 }
 
-// saveAll writes v to sinks in parallel, each with retries, and hands
-// those whose write is a Redis command to pipelined. A write that still
-// fails goes to deadLetter (called under a lock) when there is one, and
-// fails the vCon otherwise: the unredacted originals of links.redact pass
-// none, so a failed original write never lets the chain go on.
-func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pipelined func(Sink), deadLetter func(Sink, *failure)) *failure {
+// saveAll writes v to sinks in parallel, each with retries, and queues
+// those whose write is a Redis command in out's commit, with body (nil:
+// the outcome's body). A write that still fails goes to out's storage
+// DLQ entries when deadLetters is set, and fails the vCon otherwise: the
+// unredacted originals of links.redact never set it, so a failed
+// original write never lets the chain go on.
+func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, body []byte, out *outcome, deadLetters bool) *failure {
 	if allPipelined(sinks) {
 		// Nothing to wait for (storage.redis_storage alone, the usual
 		// chain): no goroutines, no lock.
 		for _, sink := range sinks {
-			pipelined(sink)
+			out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v, body: body})
 		}
 		return nil
 	}
@@ -460,7 +442,7 @@ func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pip
 	)
 	for _, sink := range sinks {
 		if _, ok := sink.Storage.(storage.Pipelined); ok {
-			pipelined(sink)
+			out.pipelined = append(out.pipelined, pipelinedSave{sink: sink, v: v, body: body})
 			continue
 		}
 		wg.Add(1)
@@ -470,8 +452,8 @@ func (p *Processor) saveAll(ctx context.Context, sinks []Sink, v *vcon.VCon, pip
 				f := p.classify(ctx, ReasonStorageError, "storage "+sink.Name, err)
 				mu.Lock()
 				defer mu.Unlock()
-				if deadLetter != nil {
-					deadLetter(sink, f)
+				if deadLetters {
+					out.storageDLQ = append(out.storageDLQ, storageFailure{storage: sink.Name, f: f})
 				} else if first == nil {
 					first = f
 				}
