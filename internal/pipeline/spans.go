@@ -106,9 +106,6 @@ func processAttributes(chain, list string) []attribute.KeyValue {
 	return []attribute.KeyValue{attribute.String("vcon.chain", chain), attribute.String("vcon.ingress_list", list)}
 }
 
-// processStart is the vCon span's start options.
-func (k *spanKit) processStart() []trace.SpanStartOption { return k.processOpts }
-
 // setProcessAttributes gives a recording vCon span its first attributes:
 // the chain and the ingress list from the kit's slice, then the uuid.
 // Two calls, not one slice of the three: the SDK's slice then grows

@@ -87,7 +87,7 @@ func (p *Processor) ProcessThenTake(ctx context.Context, it queue.Item, takeNext
 	if tcRaw != "" {
 		ctx = queue.ContextWithRecord(ctx, tcRaw)
 	}
-	ctx, span := p.startSpan(ctx, p.spans.process, p.spans.processStart())
+	ctx, span := p.startSpan(ctx, p.spans.process, p.spans.processOpts)
 	defer span.End()
 	// Set after the start, and only when recorded: no sampler the worker
 	// can be configured with reads attributes.

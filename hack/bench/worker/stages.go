@@ -22,7 +22,7 @@ type stage struct {
 var stageOrder = []stage{
 	{"garbage collection", regexp.MustCompile(`^runtime\.(gcBgMarkWorker|gcAssistAlloc|bgsweep|bgscavenge|gcDrain|markroot|scanobject)`)},
 	{"the benchmark's own pushes and polls (floor only)", regexp.MustCompile(`^main\.(pushAndWait|load)`)},
-	{"tracing (spans, trace-context records, batching and OTLP export)", regexp.MustCompile(`go\.opentelemetry\.io|/internal/telemetry\.|pipeline\.\(\*spanKit\)|pipeline\.newStepSpan|[tT]raceRecord|otlp|google\.golang\.org/protobuf`)},
+	{"tracing (spans, trace-context records, batching and OTLP export)", regexp.MustCompile(`go\.opentelemetry\.io|/internal/telemetry\.|pipeline\.\(\*spanKit\)|[tT]raceRecord|otlp|google\.golang\.org/protobuf`)},
 	{"metrics (Prometheus)", regexp.MustCompile(`prometheus`)},
 	{"decode and validate", regexp.MustCompile(`pipeline\.parseBody|vcon\.ParseReadOnly|vcon\.Validate`)},
 	{"links (links.tag)", regexp.MustCompile(`/internal/links\.`)},
