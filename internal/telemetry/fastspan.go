@@ -20,7 +20,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // The SDK's span costs a traced worker a few µs per vCon: a recording
@@ -464,20 +463,6 @@ func recordStackTrace() string {
 // as the snapshot does (a key's first place, its last value), none
 // dropped, no events or links.
 func appendFastSpan(b []byte, s *spanRecord) []byte {
-	tid, sid := s.sc.TraceID(), s.sc.SpanID()
-	b = protowire.AppendTag(b, fieldSpanTraceID, protowire.BytesType)
-	b = protowire.AppendBytes(b, tid[:])
-	b = protowire.AppendTag(b, fieldSpanSpanID, protowire.BytesType)
-	b = protowire.AppendBytes(b, sid[:])
-	b = appendStringField(b, fieldSpanTraceState, s.sc.TraceState().String())
-	if p := s.parent.SpanID(); p.IsValid() {
-		b = protowire.AppendTag(b, fieldSpanParentSpanID, protowire.BytesType)
-		b = protowire.AppendBytes(b, p[:])
-	}
-	b = appendStringField(b, fieldSpanName, s.name)
-	b = appendVarintField(b, fieldSpanKind, uint64(spanKind(s.kind)))
-	b = appendFixed64Field(b, fieldSpanStartTime, uint64(max(0, s.start.UnixNano()))) //nolint:gosec // not negative
-	b = appendFixed64Field(b, fieldSpanEndTime, uint64(max(0, s.end.UnixNano())))     //nolint:gosec // not negative
 	var unique [fastAttributeCap]attribute.KeyValue
 	n := 0
 next:
@@ -491,10 +476,7 @@ next:
 		unique[n] = kv
 		n++
 	}
-	for _, kv := range unique[:n] {
-		b = protowire.AppendTag(b, fieldSpanAttributes, protowire.BytesType)
-		b = appendKeyValue(b, kv)
-	}
+	b = appendSpanHead(b, s.sc, s.parent, s.name, s.kind, s.start, s.end, unique[:n])
 	b = appendStatus(b, s.status)
 	return appendFlags(b, s.sc.TraceFlags(), s.parent)
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/instrumentation"
@@ -232,24 +233,7 @@ func (e *otlpExporter) appendScopeSpans(b []byte, g *wireGroup) []byte {
 // sets them.
 func (e *otlpExporter) appendSpan(b []byte, sd sdktrace.ReadOnlySpan) []byte {
 	sc := sd.SpanContext()
-	tid, sid := sc.TraceID(), sc.SpanID()
-	b = protowire.AppendTag(b, fieldSpanTraceID, protowire.BytesType)
-	b = protowire.AppendBytes(b, tid[:])
-	b = protowire.AppendTag(b, fieldSpanSpanID, protowire.BytesType)
-	b = protowire.AppendBytes(b, sid[:])
-	b = appendStringField(b, fieldSpanTraceState, sc.TraceState().String())
-	if p := sd.Parent().SpanID(); p.IsValid() {
-		b = protowire.AppendTag(b, fieldSpanParentSpanID, protowire.BytesType)
-		b = protowire.AppendBytes(b, p[:])
-	}
-	b = appendStringField(b, fieldSpanName, sd.Name())
-	b = appendVarintField(b, fieldSpanKind, uint64(spanKind(sd.SpanKind())))
-	b = appendFixed64Field(b, fieldSpanStartTime, uint64(max(0, sd.StartTime().UnixNano()))) //nolint:gosec // not negative
-	b = appendFixed64Field(b, fieldSpanEndTime, uint64(max(0, sd.EndTime().UnixNano())))     //nolint:gosec // not negative
-	for _, kv := range sd.Attributes() {
-		b = protowire.AppendTag(b, fieldSpanAttributes, protowire.BytesType)
-		b = appendKeyValue(b, kv)
-	}
+	b = appendSpanHead(b, sc, sd.Parent(), sd.Name(), sd.SpanKind(), sd.StartTime(), sd.EndTime(), sd.Attributes())
 	b = appendVarintField(b, fieldSpanDroppedAttributes, uint64(clampUint32(sd.DroppedAttributes())))
 	for _, ev := range spanEvents(sd.Events()) {
 		b = appendMessageField(b, fieldSpanEvents, ev)
@@ -261,6 +245,30 @@ func (e *otlpExporter) appendSpan(b []byte, sd sdktrace.ReadOnlySpan) []byte {
 	b = appendVarintField(b, fieldSpanDroppedLinks, uint64(clampUint32(sd.DroppedLinks())))
 	b = appendStatus(b, sd.Status())
 	return appendFlags(b, sc.TraceFlags(), sd.Parent())
+}
+
+// appendSpanHead appends a Span message's fields up to its attributes, in
+// field order: what the SDK's spans and the fast path's records share.
+func appendSpanHead(b []byte, sc, parent trace.SpanContext, name string, kind trace.SpanKind, start, end time.Time, attrs []attribute.KeyValue) []byte {
+	tid, sid := sc.TraceID(), sc.SpanID()
+	b = protowire.AppendTag(b, fieldSpanTraceID, protowire.BytesType)
+	b = protowire.AppendBytes(b, tid[:])
+	b = protowire.AppendTag(b, fieldSpanSpanID, protowire.BytesType)
+	b = protowire.AppendBytes(b, sid[:])
+	b = appendStringField(b, fieldSpanTraceState, sc.TraceState().String())
+	if p := parent.SpanID(); p.IsValid() {
+		b = protowire.AppendTag(b, fieldSpanParentSpanID, protowire.BytesType)
+		b = protowire.AppendBytes(b, p[:])
+	}
+	b = appendStringField(b, fieldSpanName, name)
+	b = appendVarintField(b, fieldSpanKind, uint64(spanKind(kind)))
+	b = appendFixed64Field(b, fieldSpanStartTime, uint64(max(0, start.UnixNano()))) //nolint:gosec // not negative
+	b = appendFixed64Field(b, fieldSpanEndTime, uint64(max(0, end.UnixNano())))     //nolint:gosec // not negative
+	for _, kv := range attrs {
+		b = protowire.AppendTag(b, fieldSpanAttributes, protowire.BytesType)
+		b = appendKeyValue(b, kv)
+	}
+	return b
 }
 
 // appendStatus appends a span's Status message, always there, empty when
