@@ -154,25 +154,43 @@ func parseRecord(s string) (tc TraceContext, ok bool) {
 	if tc.SpanID, rest, ok = strings.Cut(rest, recordFlags); !ok || !plainJSONString(tc.SpanID) {
 		return TraceContext{}, false
 	}
-	digits, rest, ok := strings.Cut(rest, recordSampled)
-	// At most 9 digits always fit an int; a leading zero is not JSON.
-	if !ok || len(digits) == 0 || len(digits) > 9 || (digits[0] == '0' && len(digits) > 1) {
-		return TraceContext{}, false
-	}
-	for i := 0; i < len(digits); i++ {
-		if digits[i] < '0' || digits[i] > '9' {
-			return TraceContext{}, false
-		}
-	}
-	tc.TraceFlags, _ = strconv.Atoi(digits)
-	switch rest {
-	case "true}":
-		tc.IsSampled = true
-	case "false}":
-	default:
+	if tc.TraceFlags, tc.IsSampled, ok = recordTail(rest); !ok {
 		return TraceContext{}, false
 	}
 	return tc, true
+}
+
+// recordTail reads what follows a record's "trace_flags": the flags and
+// whether the span is sampled, in exactly the form JSON writes them.
+func recordTail(rest string) (flags int, sampled, ok bool) {
+	digits, rest, ok := strings.Cut(rest, recordSampled)
+	// At most 9 digits always fit an int; a leading zero is not JSON.
+	if !ok || len(digits) == 0 || len(digits) > 9 || (digits[0] == '0' && len(digits) > 1) {
+		return 0, false, false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, false, false
+		}
+	}
+	flags, _ = strconv.Atoi(digits)
+	switch rest {
+	case "true}":
+		return flags, true, true
+	case "false}":
+		return flags, false, true
+	}
+	return 0, false, false
+}
+
+// remoteSpanContext is the remote parent a record names: its flags
+// truncated to a byte, the sampled bit set when it says so.
+func remoteSpanContext(tid trace.TraceID, sid trace.SpanID, flags int, sampled bool) trace.SpanContext {
+	f := trace.TraceFlags(byte(flags)) //nolint:gosec // truncated, as it always was
+	if sampled {
+		f = f.WithSampled(true)
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: f, Remote: true})
 }
 
 // spanContextOfRecord reads the span context of a record as the worker
@@ -193,29 +211,16 @@ func spanContextOfRecord(s string) (sc trace.SpanContext, ok bool) {
 		s[:tidAt] != recordTraceID || s[tidAt+32:tidAt+32+len(recordSpanID)] != recordSpanID || s[sidAt+16:flagsAt] != recordFlags {
 		return trace.SpanContext{}, false
 	}
-	var cfg trace.SpanContextConfig
-	if !lowerHex(cfg.TraceID[:], s[tidAt:tidAt+32]) || !lowerHex(cfg.SpanID[:], s[sidAt:sidAt+16]) || !cfg.TraceID.IsValid() || !cfg.SpanID.IsValid() {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	if !lowerHex(tid[:], s[tidAt:tidAt+32]) || !lowerHex(sid[:], s[sidAt:sidAt+16]) || !tid.IsValid() || !sid.IsValid() {
 		return trace.SpanContext{}, false
 	}
-	flags, n := 0, 0
-	for ; n < 3 && flagsAt+n < len(s) && '0' <= s[flagsAt+n] && s[flagsAt+n] <= '9'; n++ {
-		flags = 10*flags + int(s[flagsAt+n]-'0')
-	}
-	if n == 0 || (n > 1 && s[flagsAt] == '0') {
+	flags, sampled, ok := recordTail(s[flagsAt:])
+	if !ok {
 		return trace.SpanContext{}, false
 	}
-	cfg.TraceFlags = trace.TraceFlags(byte(flags)) //nolint:gosec // truncated as spanContext truncates
-	rest, ok := strings.CutPrefix(s[flagsAt+n:], recordSampled)
-	switch {
-	case !ok:
-		return trace.SpanContext{}, false
-	case rest == "true}":
-		cfg.TraceFlags = cfg.TraceFlags.WithSampled(true)
-	case rest != "false}":
-		return trace.SpanContext{}, false
-	}
-	cfg.Remote = true
-	return trace.NewSpanContext(cfg), true
+	return remoteSpanContext(tid, sid, flags, sampled), true
 }
 
 // lowerHex decodes src, lower-case hex digits only (as trace.TraceIDFromHex
@@ -265,11 +270,7 @@ func (tc TraceContext) spanContext() (trace.SpanContext, error) {
 	if err != nil {
 		return trace.SpanContext{}, fmt.Errorf("trace context: span_id: %w", err)
 	}
-	flags := trace.TraceFlags(byte(tc.TraceFlags))
-	if tc.IsSampled {
-		flags = flags.WithSampled(true)
-	}
-	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true}), nil
+	return remoteSpanContext(tid, sid, tc.TraceFlags, tc.IsSampled), nil
 }
 
 // ContextWithRemote returns ctx with the record as the remote parent, so the
