@@ -2,10 +2,8 @@ package vcon
 
 import (
 	"bytes"
-	"encoding/binary"
 	"maps"
 	"slices"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -121,114 +119,22 @@ func (p lazyPolicy) child(name string) (lazyPolicy, bool) {
 // exactly what appendJSON writes for its decoded value: no white space,
 // object names in sorted order and unique, strings written as appendString
 // writes them, numbers as written (appendJSON writes a json.Number as it
-// came). It reads b once and allocates nothing; a value nested more deeply
-// than it tracks is reported as not canonical, and so decoded.
+// came). It is the fast decoder's skip, which makes that test as it reads
+// (the jsontext decoder asks it of what it keeps raw); a value nested more
+// deeply than maxCanonicalDepth is reported as not canonical, and so
+// decoded.
 func canonical(b []byte) bool {
-	// prev[d] is the previous name of the object open at depth d (as the
-	// offsets of its text in b), object[d] whether it is an object.
-	const maxDepth = 64
-	var (
-		prevStart, prevEnd [maxDepth]int
-		object             [maxDepth]bool
-		depth              = -1
-		wantName           = false
-	)
-	for i := 0; i < len(b); {
-		c := b[i]
-		switch {
-		case c == '"':
-			end, ok := canonicalString(b, i+1)
-			if !ok {
-				return false
-			}
-			if wantName {
-				start := i + 1
-				if depth >= 0 && prevEnd[depth] > 0 && bytes.Compare(b[prevStart[depth]:prevEnd[depth]], b[start:end]) >= 0 {
-					return false // out of order, or a duplicate
-				}
-				if bytes.IndexByte(b[start:end], '\\') >= 0 {
-					// An escaped name sorts by its decoded text;
-					// comparing that is not worth it for so rare a case.
-					return false
-				}
-				prevStart[depth], prevEnd[depth] = start, end
-				wantName = false
-			}
-			i = end + 1
-		case c == '{' || c == '[':
-			depth++
-			if depth == maxDepth {
-				return false
-			}
-			object[depth] = c == '{'
-			prevStart[depth], prevEnd[depth] = 0, 0
-			wantName = object[depth]
-			i++
-		case c == '}' || c == ']':
-			depth--
-			i++
-		case c == ',':
-			wantName = object[depth]
-			i++
-		case c == ':':
-			i++
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			return false
-		default:
-			// A number or a literal: jsontext checked its syntax, and
-			// appendJSON writes it as written.
-			i++
-		}
-	}
-	return true
+	d := fastDecoder{data: b}
+	canon := true
+	return d.skip(0, &canon) && canon && d.i == len(b)
 }
 
 // canonicalString reports whether the string text starting at b[i] (after
 // its opening quote) is what appendString writes for its decoded value,
 // and where its closing quote is.
 func canonicalString(b []byte, i int) (int, bool) {
-	for i < len(b) {
-		// Eight bytes at a time while they are printable ASCII without
-		// quote or backslash, as plain does.
-		for i+8 <= len(b) {
-			if !plainWord(binary.LittleEndian.Uint64(b[i:])) {
-				break
-			}
-			i += 8
-		}
-		if i >= len(b) {
-			break
-		}
-		c := b[i]
-		switch {
-		case c == '"':
-			return i, true
-		case c == '\\':
-			if i+1 >= len(b) {
-				return 0, false
-			}
-			switch b[i+1] {
-			case '"', '\\', 'b', 'f', 'n', 'r', 't':
-				i += 2
-			case 'u':
-				if i+6 > len(b) || !canonicalEscape(b[i+2:i+6]) {
-					return 0, false
-				}
-				i += 6
-			default:
-				return 0, false // \/ is written /
-			}
-		case c < utf8.RuneSelf:
-			i++ // printable: jsontext refuses raw control characters
-		default:
-			r, size := utf8.DecodeRune(b[i:])
-			if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
-				return 0, false // written \ufffd, \u2028, \u2029
-			}
-			i += size
-		}
-	}
-	return 0, false
+	end, flags, ok := scanString(b, i)
+	return end, ok && flags&strNotCanonical == 0
 }
 
 // canonicalEscape reports whether \u followed by the four bytes h is how
