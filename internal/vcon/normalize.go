@@ -45,12 +45,7 @@ func Normalize(v *VCon) {
 			doc[key] = a.normalized(key)
 		}
 		for _, e := range objects(doc, key) {
-			if key == Attachments {
-				rename(e, "type", "purpose")
-			}
-			rename(e, "mimetype", "mediatype")
-			rename(e, "schema_version", "schema")
-			rename(e, "must_support", "critical")
+			renameEntry(e, key, false)
 			encodeBody(e)
 		}
 	}
@@ -114,12 +109,7 @@ func ToVersion001(v *VCon) *VCon {
 			doc[key] = a.entries(key) // its entries are renamed below
 		}
 		for _, e := range objects(doc, key) {
-			if key == Attachments {
-				rename(e, "purpose", "type")
-			}
-			rename(e, "mediatype", "mimetype")
-			rename(e, "schema", "schema_version")
-			rename(e, "critical", "must_support")
+			renameEntry(e, key, true)
 			if key != Dialog {
 				inflateBody(e)
 			}

@@ -365,18 +365,36 @@ func (d *fastDecoder) normalEntry(array string, a *rawArray) bool {
 	return true
 }
 
-// The renames of Normalize (and of conserver's read), as the bits of
-// the names they rename from: each renames a legacy name when the
-// current one is absent (rename), type only in attachments.
+// entryRenames are the renames of an entry's members, the one list that
+// Normalize (and conserver's read) and ToVersion001 (backwards) apply and
+// that normalArray keeps raw arrays by: each renames a legacy name when
+// the current one is absent (rename), type only in attachments; the bits
+// are the names' in a raw entry (renameBit).
 var entryRenames = []struct {
-	to             []byte
+	from, to       string
+	toBytes        []byte
 	fromBit, toBit uint8
 	attachments    bool
 }{
-	{[]byte("purpose"), hasType, hasPurpose, true},
-	{[]byte("mediatype"), hasMimetype, hasMediatype, false},
-	{[]byte("schema"), hasSchemaVersion, hasSchema, false},
-	{[]byte("critical"), hasMustSupport, hasCritical, false},
+	{"type", "purpose", []byte("purpose"), hasType, hasPurpose, true},
+	{"mimetype", "mediatype", []byte("mediatype"), hasMimetype, hasMediatype, false},
+	{"schema_version", "schema", []byte("schema"), hasSchemaVersion, hasSchema, false},
+	{"must_support", "critical", []byte("critical"), hasMustSupport, hasCritical, false},
+}
+
+// renameEntry applies entryRenames to e, an entry of array, forwards
+// (Normalize) or backwards (ToVersion001).
+func renameEntry(e map[string]any, array string, backwards bool) {
+	for _, r := range entryRenames {
+		if r.attachments && array != Attachments {
+			continue
+		}
+		if backwards {
+			rename(e, r.to, r.from)
+		} else {
+			rename(e, r.from, r.to)
+		}
+	}
 }
 
 // renames is the bits of the names Normalize renames in an entry of
@@ -397,7 +415,7 @@ func renamed(name []byte, bit, renamed uint8) []byte {
 	if bit&renamed != 0 {
 		for _, r := range entryRenames {
 			if r.fromBit == bit {
-				return r.to
+				return r.toBytes
 			}
 		}
 	}
